@@ -1,0 +1,22 @@
+// The bridge between Python arrays and cnnops::Tensor, through DLPack, without copies.
+//  - from_python: calls obj.__dlpack__() (asking for a versioned capsule first), takes ownership
+//    of the managed tensor and returns a view of it.
+//  - Array: the Python object every op returns; it exposes __dlpack__/__dlpack_device__ so that
+//    numpy/torch/cupy/jax .from_dlpack turn it into the caller's array type zero-copy.
+#pragma once
+#include <pybind11/pybind11.h>
+
+#include "core/tensor.h"
+
+namespace cnnops {
+
+Tensor from_python(pybind11::handle obj, const char* op, const char* argname);
+
+struct Array {
+  Tensor t;
+};
+
+void register_array(pybind11::module_& m);
+pybind11::object to_python(Tensor t);
+
+}  // namespace cnnops

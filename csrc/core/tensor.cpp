@@ -1,0 +1,121 @@
+#include "core/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/cuda.h"
+#include "core/error.h"
+
+namespace cnnops {
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::Float32: return 4;
+    case DType::Float64: return 8;
+    case DType::Float16: return 2;
+    case DType::BFloat16: return 2;
+  }
+  return 0;
+}
+
+std::string dtype_name(DType t) {
+  switch (t) {
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+    case DType::Float16: return "float16";
+    case DType::BFloat16: return "bfloat16";
+  }
+  return "?";
+}
+
+std::string device_name(const Device& d) {
+  return d.type == DeviceType::CPU ? std::string("cpu") : str("cuda:", d.index);
+}
+
+int64_t Tensor::numel() const {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> st(shape.size());
+  int64_t acc = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    st[i] = acc;
+    acc *= shape[i];
+  }
+  return st;
+}
+
+bool Tensor::is_contiguous() const {
+  int64_t acc = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    if (shape[i] != 1 && strides[i] != acc) return false;
+    acc *= shape[i];
+  }
+  return true;
+}
+
+Tensor empty(const std::vector<int64_t>& shape, DType dtype, Device device) {
+  Tensor t;
+  t.dtype = dtype;
+  t.device = device;
+  t.shape = shape;
+  t.strides = contiguous_strides(shape);
+  size_t bytes = static_cast<size_t>(t.numel()) * dtype_size(dtype);
+  if (device.type == DeviceType::CPU) {
+    size_t alloc = ((bytes + 63) / 64) * 64;
+    if (alloc == 0) alloc = 64;
+    void* p = std::aligned_alloc(64, alloc);
+    if (!p) throw std::bad_alloc();
+    t.data = p;
+    t.owner = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  } else {
+    t.data = cuda::device_alloc(bytes, device.index);
+    t.owner = std::shared_ptr<void>(t.data, [idx = device.index](void* q) { cuda::device_free(q, idx); });
+  }
+  return t;
+}
+
+// Strided N-d copy on the CPU: the innermost dimension is a tight loop, the rest an odometer.
+template <typename T>
+static void strided_copy(const Tensor& src, Tensor& dst) {
+  const int64_t nd = src.ndim();
+  const int64_t n = src.numel();
+  if (n == 0) return;
+  if (nd == 0) {
+    *dst.ptr<T>() = *src.ptr<T>();
+    return;
+  }
+  const T* s = src.ptr<T>();
+  T* d = dst.ptr<T>();
+  const int64_t inner = src.shape[nd - 1], inner_stride = src.strides[nd - 1];
+  std::vector<int64_t> idx(nd, 0);
+  for (int64_t done = 0; done < n; done += inner) {
+    int64_t off = 0;
+    for (int64_t k = 0; k < nd - 1; ++k) off += idx[k] * src.strides[k];
+    const T* row = s + off;
+    for (int64_t i = 0; i < inner; ++i) d[i] = row[i * inner_stride];
+    d += inner;
+    for (int64_t k = nd - 2; k >= 0; --k) {
+      if (++idx[k] < src.shape[k]) break;
+      idx[k] = 0;
+    }
+  }
+}
+
+Tensor contiguous(const Tensor& t) {
+  if (t.is_contiguous()) return t;
+  if (t.device.type != DeviceType::CPU)
+    throw NotImplemented("non-contiguous CUDA tensors are not supported yet; call .contiguous() first");
+  Tensor out = empty(t.shape, t.dtype, t.device);
+  switch (dtype_size(t.dtype)) {
+    case 8: strided_copy<uint64_t>(t, out); break;
+    case 4: strided_copy<uint32_t>(t, out); break;
+    default: strided_copy<uint16_t>(t, out); break;
+  }
+  return out;
+}
+
+}  // namespace cnnops

@@ -1,0 +1,50 @@
+// A minimal tensor view: data pointer, dtype, device, shape and strides (in elements), plus a
+// shared owner that keeps the memory alive (a DLPack producer's buffer or our own allocation).
+// Kernels take contiguous tensors; `contiguous()` copies a strided view when needed, never
+// touching the caller's memory.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cnnops {
+
+enum class DType { Float32, Float64, Float16, BFloat16 };
+enum class DeviceType { CPU, CUDA };
+
+struct Device {
+  DeviceType type = DeviceType::CPU;
+  int index = 0;
+  bool operator==(const Device& o) const { return type == o.type && index == o.index; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+};
+
+size_t dtype_size(DType t);
+std::string dtype_name(DType t);
+std::string device_name(const Device& d);
+
+struct Tensor {
+  void* data = nullptr;
+  DType dtype = DType::Float32;
+  Device device;
+  std::vector<int64_t> shape;
+  std::vector<int64_t> strides;  // elements
+  std::shared_ptr<void> owner;
+  bool readonly = false;
+
+  int64_t ndim() const { return static_cast<int64_t>(shape.size()); }
+  int64_t size(int64_t d) const { return shape[d < 0 ? d + ndim() : d]; }
+  int64_t numel() const;
+  bool is_contiguous() const;
+  template <typename T> T* ptr() const { return static_cast<T*>(data); }
+};
+
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape);
+
+// Fresh contiguous tensor (64-byte aligned on the CPU). Contents uninitialised.
+Tensor empty(const std::vector<int64_t>& shape, DType dtype, Device device);
+// `t` itself when already contiguous, else a contiguous copy.
+Tensor contiguous(const Tensor& t);
+
+}  // namespace cnnops

@@ -1,0 +1,378 @@
+// conv2d CPU kernels: the direct reference, the packed implicit GEMM, and the backward passes.
+//
+// Implicit GEMM (forward). Per image and group, Y (Kg x PQ) = W (Kg x Cg*R*S) * col (Cg*R*S x PQ),
+// where col is never materialised whole: a task owns one block of `nc` output pixels (nc ~ 256,
+// a multiple of NR) and walks the reduction in KC = 256-row chunks. For each chunk it writes the
+// im2col rows of its pixels into NR-wide panels (kc x nc, ~256 KB float: it stays in L2), then
+// multiplies every MR-row panel of the pre-packed weights (packed once per call, shared read-only
+// by all threads) with every B panel through the micro-kernel; the 6 x kc weight panel stays in
+// L1 across the B panels. Tasks are (image, group, pixel block [, output-channel slice]) handed
+// out dynamically; the channel slice only splits when there are too few tasks for the threads.
+// Packing costs O(CRS * nc) per task against O(Kg * CRS * nc) FMAs, so it is amortised unless Kg
+// is tiny (that case goes to the small-channel path in conv_smallc.cpp).
+//
+// Backward. grad_input: for stride 1 and zero padding it is itself a forward convolution of
+// grad_output with the flipped, transposed weights (the dispatcher in ops/conv.cpp does that);
+// otherwise dcol = W^T * dY per pixel block through the strided GEMM, then col2im adds dcol into
+// grad_input. Tasks own (image, channel block), so every element of grad_input is written by one
+// thread in a fixed order: the result is deterministic. grad_weight: dW = sum_n dY_n * col_n^T,
+// tasks own (group, CRS block, image chunk) and write private partial sums that are added in a
+// fixed order at the end.
+#include "ops/cpu/conv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/parallel.h"
+#include "ops/cpu/gemm.h"
+
+namespace cnnops {
+namespace cpu {
+
+static inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+template <typename T>
+struct AlignedBuf {
+  T* p = nullptr;
+  explicit AlignedBuf(size_t n) {
+    p = static_cast<T*>(std::aligned_alloc(64, round_up(static_cast<int64_t>(std::max<size_t>(n, 1) * sizeof(T)), 64)));
+    if (!p) throw std::bad_alloc();
+  }
+  ~AlignedBuf() { std::free(p); }
+  AlignedBuf(const AlignedBuf&) = delete;
+  AlignedBuf& operator=(const AlignedBuf&) = delete;
+};
+
+// ---------------------------------------------------------------- direct (reference fallback)
+
+template <typename T>
+void conv2d_forward_direct(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g) {
+  parallel_for(g.N * g.K, [&](int64_t t) {
+    const int64_t n = t / g.K, k = t % g.K, gi = k / g.Kg;
+    const T* xg = x + (n * g.C + gi * g.Cg) * g.H * g.W;
+    const T* wk = w + k * g.Cg * g.R * g.S;
+    T* yk = y + (n * g.K + k) * g.P * g.Q;
+    for (int64_t oh = 0; oh < g.P; ++oh) {
+      for (int64_t ow = 0; ow < g.Q; ++ow) {
+        T acc = b ? b[k] : T(0);
+        for (int64_t c = 0; c < g.Cg; ++c) {
+          for (int64_t r = 0; r < g.R; ++r) {
+            const int64_t ih = pad_index(oh * g.sh - g.pt + r * g.dh, g.H, g.mode);
+            if (ih < 0) continue;
+            for (int64_t s = 0; s < g.S; ++s) {
+              const int64_t iw = pad_index(ow * g.sw - g.pl + s * g.dw, g.W, g.mode);
+              if (iw < 0) continue;
+              acc += wk[(c * g.R + r) * g.S + s] * xg[(c * g.H + ih) * g.W + iw];
+            }
+          }
+        }
+        yk[oh * g.Q + ow] = acc;
+      }
+    }
+  });
+}
+
+template <typename T>
+void conv2d_backward_input_direct(const T* dy, const T* w, T* dx, const Conv2dGeom& g) {
+  // One task per (image, input channel) plane: a scatter that no other thread touches.
+  parallel_for(g.N * g.C, [&](int64_t t) {
+    const int64_t n = t / g.C, c = t % g.C, gi = c / g.Cg, cl = c % g.Cg;
+    T* dxc = dx + t * g.H * g.W;
+    std::fill(dxc, dxc + g.H * g.W, T(0));
+    for (int64_t kl = 0; kl < g.Kg; ++kl) {
+      const int64_t k = gi * g.Kg + kl;
+      const T* dyk = dy + (n * g.K + k) * g.P * g.Q;
+      const T* wkc = w + (k * g.Cg + cl) * g.R * g.S;
+      for (int64_t oh = 0; oh < g.P; ++oh)
+        for (int64_t r = 0; r < g.R; ++r) {
+          const int64_t ih = pad_index(oh * g.sh - g.pt + r * g.dh, g.H, g.mode);
+          if (ih < 0) continue;
+          for (int64_t ow = 0; ow < g.Q; ++ow) {
+            const T v = dyk[oh * g.Q + ow];
+            for (int64_t s = 0; s < g.S; ++s) {
+              const int64_t iw = pad_index(ow * g.sw - g.pl + s * g.dw, g.W, g.mode);
+              if (iw >= 0) dxc[ih * g.W + iw] += v * wkc[r * g.S + s];
+            }
+          }
+        }
+    }
+  });
+}
+
+template <typename T>
+void conv2d_backward_weight_direct(const T* dy, const T* x, T* dw, const Conv2dGeom& g) {
+  const int64_t RS = g.R * g.S;
+  parallel_for(g.K * g.Cg, [&](int64_t t) {
+    const int64_t k = t / g.Cg, cl = t % g.Cg, gi = k / g.Kg;
+    T* out = dw + t * RS;
+    for (int64_t rs = 0; rs < RS; ++rs) {
+      const int64_t r = rs / g.S, s = rs % g.S;
+      T acc = T(0);
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T* dyk = dy + (n * g.K + k) * g.P * g.Q;
+        const T* xc = x + (n * g.C + gi * g.Cg + cl) * g.H * g.W;
+        for (int64_t oh = 0; oh < g.P; ++oh) {
+          const int64_t ih = pad_index(oh * g.sh - g.pt + r * g.dh, g.H, g.mode);
+          if (ih < 0) continue;
+          for (int64_t ow = 0; ow < g.Q; ++ow) {
+            const int64_t iw = pad_index(ow * g.sw - g.pl + s * g.dw, g.W, g.mode);
+            if (iw >= 0) acc += dyk[oh * g.Q + ow] * xc[ih * g.W + iw];
+          }
+        }
+      }
+      out[rs] = acc;
+    }
+  });
+}
+
+template <typename T>
+void conv2d_backward_bias(const T* dy, T* db, const Conv2dGeom& g) {
+  const int64_t PQ = g.P * g.Q;
+  parallel_for(g.K, [&](int64_t k) {
+    T acc = T(0);
+    for (int64_t n = 0; n < g.N; ++n) {
+      const T* p = dy + (n * g.K + k) * PQ;
+      T part = T(0);
+      for (int64_t i = 0; i < PQ; ++i) part += p[i];
+      acc += part;
+    }
+    db[k] = acc;
+  });
+}
+
+// ---------------------------------------------------------------- im2col / col2im rows
+
+template <typename T>
+void im2col_row(const T* xg, const Conv2dGeom& g, int64_t c, int64_t r, int64_t s, int64_t p0, int64_t np, T* out) {
+  const T* xc = xg + c * g.H * g.W;
+  const int64_t ihoff = r * g.dh - g.pt, iwoff = s * g.dw - g.pl;
+  int64_t lo, hi;
+  interior_range(g.W, g.sw, iwoff, g.Q, lo, hi);
+  int64_t oh = p0 / g.Q, ow = p0 % g.Q, j = 0;
+  while (j < np) {
+    const int64_t e = std::min(g.Q, ow + (np - j));  // this output row covers [ow, e)
+    T* o = out + j - ow;                              // o[a] is output column a of this row
+    const int64_t ih = pad_index(oh * g.sh + ihoff, g.H, g.mode);
+    if (ih < 0) {
+      std::fill(o + ow, o + e, T(0));
+    } else {
+      const T* xr = xc + ih * g.W;
+      const int64_t m0 = std::max(ow, lo), m1 = std::min(e, hi);
+      for (int64_t a = ow; a < std::min(e, m0); ++a) {
+        const int64_t iw = pad_index(a * g.sw + iwoff, g.W, g.mode);
+        o[a] = iw < 0 ? T(0) : xr[iw];
+      }
+      if (m0 < m1) {
+        if (g.sw == 1) std::memcpy(o + m0, xr + m0 + iwoff, sizeof(T) * (m1 - m0));
+        else for (int64_t a = m0; a < m1; ++a) o[a] = xr[a * g.sw + iwoff];
+      }
+      for (int64_t a = std::max(ow, std::max(m0, m1)); a < e; ++a) {
+        const int64_t iw = pad_index(a * g.sw + iwoff, g.W, g.mode);
+        o[a] = iw < 0 ? T(0) : xr[iw];
+      }
+    }
+    j += e - ow;
+    ow = 0;
+    ++oh;
+  }
+}
+
+// Adjoint of im2col_row: adds the row's values into the input-gradient plane of channel c.
+template <typename T>
+static void col2im_row_add(T* dxg, const Conv2dGeom& g, int64_t c, int64_t r, int64_t s, int64_t p0, int64_t np,
+                           const T* in) {
+  T* xc = dxg + c * g.H * g.W;
+  const int64_t ihoff = r * g.dh - g.pt, iwoff = s * g.dw - g.pl;
+  int64_t lo, hi;
+  interior_range(g.W, g.sw, iwoff, g.Q, lo, hi);
+  int64_t oh = p0 / g.Q, ow = p0 % g.Q, j = 0;
+  while (j < np) {
+    const int64_t e = std::min(g.Q, ow + (np - j));
+    const T* v = in + j - ow;
+    const int64_t ih = pad_index(oh * g.sh + ihoff, g.H, g.mode);
+    if (ih >= 0) {
+      T* xr = xc + ih * g.W;
+      const int64_t m0 = std::max(ow, lo), m1 = std::min(e, hi);
+      for (int64_t a = ow; a < std::min(e, m0); ++a) {
+        const int64_t iw = pad_index(a * g.sw + iwoff, g.W, g.mode);
+        if (iw >= 0) xr[iw] += v[a];
+      }
+      if (g.sw == 1) {
+        T* dst = xr + iwoff;
+        for (int64_t a = m0; a < m1; ++a) dst[a] += v[a];
+      } else {
+        for (int64_t a = m0; a < m1; ++a) xr[a * g.sw + iwoff] += v[a];
+      }
+      for (int64_t a = std::max(ow, std::max(m0, m1)); a < e; ++a) {
+        const int64_t iw = pad_index(a * g.sw + iwoff, g.W, g.mode);
+        if (iw >= 0) xr[iw] += v[a];
+      }
+    }
+    j += e - ow;
+    ow = 0;
+    ++oh;
+  }
+}
+
+// ---------------------------------------------------------------- implicit GEMM forward
+
+template <typename T>
+void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g) {
+  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  constexpr int64_t KC = 256, NC_MAX = 256;
+  const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q;
+  const int64_t Mp = round_up(g.Kg, MR);
+
+  // Weights -> MR-row panels, chunked by KC along the reduction (layout documented in gemm.h).
+  AlignedBuf<T> wpack(static_cast<size_t>(g.G * Mp * CRS));
+  for (int64_t gi = 0; gi < g.G; ++gi)
+    for (int64_t k0 = 0; k0 < CRS; k0 += KC)
+      pack_a(w + gi * g.Kg * CRS + k0, CRS, 1, g.Kg, std::min(KC, CRS - k0), wpack.p + gi * Mp * CRS + k0 * Mp);
+
+  int64_t nb = ceil_div(PQ, NC_MAX);
+  const int64_t nc = round_up(ceil_div(PQ, nb), NR);
+  nb = ceil_div(PQ, nc);
+  // Split output channels only when (image, group, pixel block) tasks cannot feed the threads.
+  const int64_t threads = num_threads();
+  int64_t ksplit = 1;
+  while (g.N * g.G * nb * ksplit < 3 * threads && Mp / MR >= 2 * ksplit * 2) ksplit *= 2;
+  const int64_t kr = round_up(ceil_div(g.Kg, ksplit), MR);
+  const UKernel<T> uk = ukernel<T>();
+
+  parallel_for(g.N * g.G * nb * ksplit, [&](int64_t t) {
+    const int64_t kq = t % ksplit, pb = (t / ksplit) % nb, gi = (t / ksplit / nb) % g.G, n = t / ksplit / nb / g.G;
+    const int64_t p0 = pb * nc, np = std::min(nc, PQ - p0);
+    const int64_t m0 = kq * kr, m1 = std::min(g.Kg, m0 + kr);
+    if (m0 >= m1) return;
+    const int64_t npanels = ceil_div(np, NR), tail = np - (npanels - 1) * NR;
+    const T* xg = x + (n * g.C + gi * g.Cg) * g.H * g.W;
+    T* yg = y + (n * g.K + gi * g.Kg) * PQ + p0;
+    T* row = static_cast<T*>(thread_scratch(0, sizeof(T) * nc));
+    T* bpack = static_cast<T*>(thread_scratch(1, sizeof(T) * KC * npanels * NR));
+    for (int64_t k0 = 0; k0 < CRS; k0 += KC) {
+      const int64_t kc = std::min(KC, CRS - k0);
+      for (int64_t kk = 0; kk < kc; ++kk) {
+        const int64_t crs = k0 + kk, c = crs / RS, r = (crs % RS) / g.S, s = crs % g.S;
+        im2col_row(xg, g, c, r, s, p0, np, row);
+        for (int64_t jp = 0; jp < npanels; ++jp) {
+          T* dst = bpack + jp * kc * NR + kk * NR;
+          if (jp + 1 < npanels) {
+            std::memcpy(dst, row + jp * NR, sizeof(T) * NR);
+          } else {
+            std::memcpy(dst, row + jp * NR, sizeof(T) * tail);
+            std::fill(dst + tail, dst + NR, T(0));
+          }
+        }
+      }
+      const T* wp = wpack.p + gi * Mp * CRS + k0 * Mp;
+      for (int64_t i = m0; i < m1; i += MR) {
+        const int mr = static_cast<int>(std::min<int64_t>(MR, m1 - i));
+        const T* ap = wp + (i / MR) * kc * MR;
+        for (int64_t jp = 0; jp < npanels; ++jp) {
+          T* c = yg + i * PQ + jp * NR;
+          const int nr = static_cast<int>(jp + 1 < npanels ? NR : tail);
+          if (mr == MR && nr == NR) uk(kc, ap, bpack + jp * kc * NR, c, PQ, k0 > 0);
+          else ukernel_partial(uk, kc, ap, bpack + jp * kc * NR, c, PQ, k0 > 0, mr, nr);
+        }
+      }
+    }
+    if (b) {
+      for (int64_t i = m0; i < m1; ++i) {
+        const T bv = b[gi * g.Kg + i];
+        T* yr = yg + i * PQ;
+        for (int64_t j = 0; j < np; ++j) yr[j] += bv;
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------- GEMM backward
+
+template <typename T>
+void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom& g) {
+  constexpr int64_t NC = 256;
+  const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q, HW = g.H * g.W;
+  const int64_t threads = num_threads();
+  // Channel blocks: as many as needed to give every thread a few tasks, at least ~16 rows each.
+  int64_t cb = g.Cg;
+  while (cb > 1 && g.N * g.G * ceil_div(g.Cg, cb) < 4 * threads && (cb / 2) * RS >= 16) cb = ceil_div(cb, 2);
+  const int64_t ncb = ceil_div(g.Cg, cb);
+  parallel_for(g.N * g.G * ncb, [&](int64_t t) {
+    const int64_t q = t % ncb, gi = (t / ncb) % g.G, n = t / ncb / g.G;
+    const int64_t c0 = q * cb, c1 = std::min(g.Cg, c0 + cb), rows = (c1 - c0) * RS;
+    T* dxg = dx + (n * g.C + gi * g.Cg) * HW;
+    std::fill(dxg + c0 * HW, dxg + c1 * HW, T(0));
+    T* dcol = static_cast<T*>(thread_scratch(0, sizeof(T) * rows * NC));
+    const T* wg = w + gi * g.Kg * CRS + c0 * RS;      // A(m, k) = W[k][c0*RS + m]
+    const T* dyg = dy + (n * g.K + gi * g.Kg) * PQ;  // B(k, p) = dY[k][p]
+    for (int64_t p0 = 0; p0 < PQ; p0 += NC) {
+      const int64_t np = std::min(NC, PQ - p0);
+      gemm<T>(rows, np, g.Kg, wg, 1, CRS, dyg + p0, PQ, 1, dcol, np, false);
+      for (int64_t m = 0; m < rows; ++m) {
+        const int64_t c = c0 + m / RS, r = (m % RS) / g.S, s = m % g.S;
+        col2im_row_add(dxg, g, c, r, s, p0, np, dcol + m * np);
+      }
+    }
+  });
+}
+
+template <typename T>
+void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeom& g) {
+  constexpr int64_t NC = 256, CB = 256;
+  const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q;
+  const int64_t threads = num_threads();
+  const int64_t ncb = ceil_div(CRS, CB);
+  // Reduction split over image chunks only when the (group, CRS block) tasks are too few.
+  const int64_t nic = std::max<int64_t>(1, std::min(g.N, ceil_div(2 * threads, g.G * ncb)));
+  const int64_t per = ceil_div(g.N, nic);
+  const size_t wsize = static_cast<size_t>(g.K * CRS);
+  std::vector<T> partial(nic > 1 ? wsize * nic : 0);
+  parallel_for(g.G * ncb * nic, [&](int64_t t) {
+    const int64_t ic = t % nic, q = (t / nic) % ncb, gi = t / nic / ncb;
+    const int64_t r0 = q * CB, r1 = std::min(CRS, r0 + CB), rows = r1 - r0;
+    T* out = (nic > 1 ? partial.data() + ic * wsize : dw) + gi * g.Kg * CRS + r0;  // row stride CRS
+    for (int64_t k = 0; k < g.Kg; ++k) std::fill(out + k * CRS, out + k * CRS + rows, T(0));
+    T* col = static_cast<T*>(thread_scratch(0, sizeof(T) * rows * NC));
+    for (int64_t n = ic * per; n < std::min(g.N, (ic + 1) * per); ++n) {
+      const T* xg = x + (n * g.C + gi * g.Cg) * g.H * g.W;
+      const T* dyg = dy + (n * g.K + gi * g.Kg) * PQ;
+      for (int64_t p0 = 0; p0 < PQ; p0 += NC) {
+        const int64_t np = std::min(NC, PQ - p0);
+        for (int64_t m = 0; m < rows; ++m) {
+          const int64_t crs = r0 + m;
+          im2col_row(xg, g, crs / RS, (crs % RS) / g.S, crs % g.S, p0, np, col + m * np);
+        }
+        // out (Kg x rows) += dY (Kg x np) * col^T (np x rows)
+        gemm<T>(g.Kg, rows, np, dyg + p0, PQ, 1, col, 1, np, out, CRS, true);
+      }
+    }
+  });
+  if (nic > 1) {
+    parallel_for(g.K, [&](int64_t k) {
+      T* o = dw + k * CRS;
+      for (int64_t j = 0; j < CRS; ++j) {
+        T acc = T(0);
+        for (int64_t ic = 0; ic < nic; ++ic) acc += partial[ic * wsize + k * CRS + j];
+        o[j] = acc;
+      }
+    });
+  }
+}
+
+#define CNNOPS_INSTANTIATE(T)                                                                                 \
+  template void conv2d_forward_direct<T>(const T*, const T*, const T*, T*, const Conv2dGeom&);                \
+  template void conv2d_forward_gemm<T>(const T*, const T*, const T*, T*, const Conv2dGeom&);                  \
+  template void conv2d_backward_input_direct<T>(const T*, const T*, T*, const Conv2dGeom&);                   \
+  template void conv2d_backward_input_gemm<T>(const T*, const T*, T*, const Conv2dGeom&);                     \
+  template void conv2d_backward_weight_direct<T>(const T*, const T*, T*, const Conv2dGeom&);                  \
+  template void conv2d_backward_weight_gemm<T>(const T*, const T*, T*, const Conv2dGeom&);                    \
+  template void conv2d_backward_bias<T>(const T*, T*, const Conv2dGeom&);                                     \
+  template void im2col_row<T>(const T*, const Conv2dGeom&, int64_t, int64_t, int64_t, int64_t, int64_t, T*);
+CNNOPS_INSTANTIATE(float)
+CNNOPS_INSTANTIATE(double)
+#undef CNNOPS_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace cnnops

@@ -1,0 +1,72 @@
+// Depthwise convolution (groups == C, any channel multiplier K/C): plane-parallel drivers that
+// call the row kernels of conv_depthwise_rows.h, the AVX2 build when the CPU has it.
+#define CNNOPS_ISA portable
+#include "ops/cpu/conv_depthwise_rows.h"
+
+#include "core/cpu_features.h"
+#include "core/parallel.h"
+
+namespace cnnops {
+namespace cpu {
+
+#ifdef CNNOPS_HAVE_AVX2_TU
+namespace avx2 {
+template <typename T> void dw_forward_plane(const T*, const T*, T, T*, const Conv2dGeom&);
+template <typename T> void dw_backward_input_plane(const T*, const T*, T*, const Conv2dGeom&);
+template <typename T> void dw_backward_weight_plane(const T*, const T*, T*, const Conv2dGeom&);
+}  // namespace avx2
+static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
+#define CNNOPS_DW_CALL(fn, ...) (use_avx2() ? avx2::fn(__VA_ARGS__) : portable::fn(__VA_ARGS__))
+#else
+#define CNNOPS_DW_CALL(fn, ...) portable::fn(__VA_ARGS__)
+#endif
+
+template <typename T>
+void conv2d_forward_depthwise(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g) {
+  const int64_t RS = g.R * g.S;
+  parallel_for(g.N * g.K, [&](int64_t t) {
+    const int64_t n = t / g.K, k = t % g.K, c = k / g.Kg;
+    CNNOPS_DW_CALL(dw_forward_plane<T>, x + (n * g.C + c) * g.H * g.W, w + k * RS, b ? b[k] : T(0),
+                   y + t * g.P * g.Q, g);
+  });
+}
+
+template <typename T>
+void conv2d_backward_input_depthwise(const T* dy, const T* w, T* dx, const Conv2dGeom& g) {
+  const int64_t RS = g.R * g.S;
+  parallel_for(g.N * g.C, [&](int64_t t) {
+    const int64_t n = t / g.C, c = t % g.C;
+    T* dxc = dx + t * g.H * g.W;
+    std::fill(dxc, dxc + g.H * g.W, T(0));
+    for (int64_t m = 0; m < g.Kg; ++m) {
+      const int64_t k = c * g.Kg + m;
+      CNNOPS_DW_CALL(dw_backward_input_plane<T>, dy + (n * g.K + k) * g.P * g.Q, w + k * RS, dxc, g);
+    }
+  });
+}
+
+template <typename T>
+void conv2d_backward_weight_depthwise(const T* dy, const T* x, T* dw, const Conv2dGeom& g) {
+  const int64_t RS = g.R * g.S;
+  parallel_for(g.K, [&](int64_t k) {
+    const int64_t c = k / g.Kg;
+    T* dwk = dw + k * RS;
+    std::fill(dwk, dwk + RS, T(0));
+    for (int64_t n = 0; n < g.N; ++n)
+      CNNOPS_DW_CALL(dw_backward_weight_plane<T>, dy + (n * g.K + k) * g.P * g.Q, x + (n * g.C + c) * g.H * g.W,
+                     dwk, g);
+  });
+}
+
+#undef CNNOPS_DW_CALL
+
+template void conv2d_forward_depthwise<float>(const float*, const float*, const float*, float*, const Conv2dGeom&);
+template void conv2d_forward_depthwise<double>(const double*, const double*, const double*, double*,
+                                               const Conv2dGeom&);
+template void conv2d_backward_input_depthwise<float>(const float*, const float*, float*, const Conv2dGeom&);
+template void conv2d_backward_input_depthwise<double>(const double*, const double*, double*, const Conv2dGeom&);
+template void conv2d_backward_weight_depthwise<float>(const float*, const float*, float*, const Conv2dGeom&);
+template void conv2d_backward_weight_depthwise<double>(const double*, const double*, double*, const Conv2dGeom&);
+
+}  // namespace cpu
+}  // namespace cnnops

@@ -1,0 +1,188 @@
+// Portable micro-kernels, packing routines and the serial strided GEMM driver (see gemm.h).
+#include "ops/cpu/gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "core/cpu_features.h"
+
+namespace cnnops {
+namespace cpu {
+
+// Portable kernel: same panel layout, plain loops the compiler can vectorise for the baseline ISA.
+template <typename T>
+static void ukernel_portable(int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate) {
+  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  T acc[MR][NR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int i = 0; i < MR; ++i) {
+      const T a = A[k * MR + i];
+      for (int j = 0; j < NR; ++j) acc[i][j] += a * B[k * NR + j];
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+
+template <typename T>
+static void ukernel_offs_portable(int64_t kc, const T* A, const T* base, const int64_t* offs, T* C, int64_t ldc,
+                                  bool accumulate) {
+  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  T acc[MR][NR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    const T* b = base + offs[k];
+    for (int i = 0; i < MR; ++i) {
+      const T a = A[k * MR + i];
+      for (int j = 0; j < NR; ++j) acc[i][j] += a * b[j];
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
+}
+
+template <>
+UKernelOffs<float> ukernel_offs<float>() {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_offs_f32_avx2;
+#endif
+  return ukernel_offs_portable<float>;
+}
+
+template <>
+UKernelOffs<double> ukernel_offs<double>() {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_offs_f64_avx2;
+#endif
+  return ukernel_offs_portable<double>;
+}
+
+template <>
+UKernel<float> ukernel<float>() {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_f32_avx2;
+#endif
+  return ukernel_portable<float>;
+}
+
+template <>
+UKernel<double> ukernel<double>() {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_f64_avx2;
+#endif
+  return ukernel_portable<double>;
+}
+
+template <typename T>
+void ukernel_partial(UKernel<T> k, int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate,
+                     int m, int n) {
+  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  alignas(64) T tmp[MR * NR];
+  k(kc, A, B, tmp, NR, false);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + tmp[i * NR + j] : tmp[i * NR + j];
+}
+
+template <typename T>
+void pack_a(const T* A, int64_t rs, int64_t cs, int64_t m, int64_t kc, T* out) {
+  constexpr int MR = Tile<T>::MR;
+  for (int64_t i0 = 0; i0 < m; i0 += MR) {
+    const int64_t mr = std::min<int64_t>(MR, m - i0);
+    for (int64_t k = 0; k < kc; ++k) {
+      for (int64_t i = 0; i < mr; ++i) out[k * MR + i] = A[(i0 + i) * rs + k * cs];
+      for (int64_t i = mr; i < MR; ++i) out[k * MR + i] = T(0);
+    }
+    out += kc * MR;
+  }
+}
+
+template <typename T>
+void pack_b(const T* B, int64_t rs, int64_t cs, int64_t kc, int64_t n, T* out) {
+  constexpr int NR = Tile<T>::NR;
+  for (int64_t j0 = 0; j0 < n; j0 += NR) {
+    const int64_t nr = std::min<int64_t>(NR, n - j0);
+    for (int64_t k = 0; k < kc; ++k) {
+      T* o = out + k * NR;
+      const T* b = B + k * rs + j0 * cs;
+      if (cs == 1) {
+        std::memcpy(o, b, sizeof(T) * nr);
+      } else {
+        for (int64_t j = 0; j < nr; ++j) o[j] = b[j * cs];
+      }
+      for (int64_t j = nr; j < NR; ++j) o[j] = T(0);
+    }
+    out += kc * NR;
+  }
+}
+
+void* thread_scratch(int slot, size_t bytes) {
+  struct Pool {
+    void* p[4] = {nullptr, nullptr, nullptr, nullptr};
+    size_t n[4] = {0, 0, 0, 0};
+    ~Pool() { for (void* q : p) std::free(q); }
+  };
+  static thread_local Pool pool;
+  if (pool.n[slot] < bytes) {
+    std::free(pool.p[slot]);
+    size_t alloc = ((bytes + 4095) / 4096) * 4096;
+    pool.p[slot] = std::aligned_alloc(64, alloc);
+    if (!pool.p[slot]) {
+      pool.n[slot] = 0;
+      throw std::bad_alloc();
+    }
+    pool.n[slot] = alloc;
+  }
+  return pool.p[slot];
+}
+
+// Serial driver: block K by KC (A and B panels stay in L1/L2) and N by NC.
+template <typename T>
+void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+          int64_t csb, T* C, int64_t ldc, bool accumulate) {
+  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  constexpr int64_t KC = 256, NC = 384;
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
+    return;
+  }
+  const UKernel<T> uk = ukernel<T>();
+  const int64_t Mp = (M + MR - 1) / MR * MR;
+  T* apack = static_cast<T*>(thread_scratch(2, sizeof(T) * Mp * KC));
+  T* bpack = static_cast<T*>(thread_scratch(3, sizeof(T) * KC * (NC + NR)));
+  for (int64_t k0 = 0; k0 < K; k0 += KC) {
+    const int64_t kc = std::min(KC, K - k0);
+    const bool acc = accumulate || k0 > 0;
+    pack_a(A + k0 * csa, rsa, csa, M, kc, apack);
+    for (int64_t j0 = 0; j0 < N; j0 += NC) {
+      const int64_t nc = std::min(NC, N - j0);
+      pack_b(B + k0 * rsb + j0 * csb, rsb, csb, kc, nc, bpack);
+      for (int64_t i = 0; i < M; i += MR) {
+        const int mr = static_cast<int>(std::min<int64_t>(MR, M - i));
+        const T* ap = apack + (i / MR) * kc * MR;
+        for (int64_t j = 0; j < nc; j += NR) {
+          const int nr = static_cast<int>(std::min<int64_t>(NR, nc - j));
+          T* c = C + i * ldc + j0 + j;
+          const T* bp = bpack + (j / NR) * kc * NR;
+          if (mr == MR && nr == NR) uk(kc, ap, bp, c, ldc, acc);
+          else ukernel_partial(uk, kc, ap, bp, c, ldc, acc, mr, nr);
+        }
+      }
+    }
+  }
+}
+
+#define CNNOPS_INSTANTIATE(T)                                                                          \
+  template void ukernel_partial<T>(UKernel<T>, int64_t, const T*, const T*, T*, int64_t, bool, int, int); \
+  template void pack_a<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                         \
+  template void pack_b<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                         \
+  template void gemm<T>(int64_t, int64_t, int64_t, const T*, int64_t, int64_t, const T*, int64_t, int64_t, T*, \
+                        int64_t, bool);
+CNNOPS_INSTANTIATE(float)
+CNNOPS_INSTANTIATE(double)
+#undef CNNOPS_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace cnnops

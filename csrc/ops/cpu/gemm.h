@@ -1,0 +1,71 @@
+// Packed GEMM building blocks shared by the convolution kernels.
+//
+// C (M x N) = A (M x K) * B (K x N) is computed BLIS-style: B is packed into panels of NR columns
+// (row kk of a panel = NR consecutive values), A into panels of MR rows (row kk = MR values), and
+// a register-blocked micro-kernel multiplies one A panel by one B panel, holding the MR x NR block
+// of C in registers for the whole kc-long reduction.
+//
+//   float : MR = 6, NR = 16 -> 12 ymm accumulators (6 rows x 2 vectors of 8), 2 loads of B and
+//           6 broadcasts of A per 12 FMAs: the classic AVX2 6x16 shape, 12 of 16 registers.
+//   double: MR = 6, NR = 8  -> same shape with 4-wide vectors.
+//
+// The AVX2/FMA micro-kernels live in gemm_avx2.cpp (compiled with -mavx2 -mfma); gemm.cpp holds a
+// portable version with the same panel layout, chosen at run time by cnnops::simd_level().
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace cnnops {
+namespace cpu {
+
+template <typename T> struct Tile;
+template <> struct Tile<float> { static constexpr int MR = 6, NR = 16; };
+template <> struct Tile<double> { static constexpr int MR = 6, NR = 8; };
+
+// C[i*ldc + j] (i < MR, j < NR) = (accumulate ? C : 0) + sum_kk A[kk*MR + i] * B[kk*NR + j]
+template <typename T>
+using UKernel = void (*)(int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate);
+
+template <typename T> UKernel<T> ukernel();  // the best kernel for this CPU
+
+// "Offset" variant for the small-channel convolution: row kk of the B panel is read in place at
+// base + offs[kk] (NR consecutive values) instead of from a packed panel.
+template <typename T>
+using UKernelOffs = void (*)(int64_t kc, const T* A, const T* base, const int64_t* offs, T* C, int64_t ldc,
+                             bool accumulate);
+template <typename T> UKernelOffs<T> ukernel_offs();
+
+// Same product for a partial tile (m <= MR rows, n <= NR columns valid): computes the full tile
+// into a scratch block, then adds/stores only the valid part.
+template <typename T>
+void ukernel_partial(UKernel<T> k, int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate,
+                     int m, int n);
+
+// Pack rows [i0, i0+m) x cols [k0, k0+kc) of A (element (i,k) at A[i*rs + k*cs]) into MR-row
+// panels: out[p*kc*MR + kk*MR + i]; rows past m are zero.
+template <typename T>
+void pack_a(const T* A, int64_t rs, int64_t cs, int64_t m, int64_t kc, T* out);
+// Pack B (element (k,j) at B[k*rs + j*cs]) rows [0,kc) x cols [0,n) into NR-column panels:
+// out[p*kc*NR + kk*NR + j]; columns past n are zero.
+template <typename T>
+void pack_b(const T* B, int64_t rs, int64_t cs, int64_t kc, int64_t n, T* out);
+
+// Serial strided GEMM: C (M x N, row stride ldc) (+)= A * B with A, B described by strides.
+// Packs internally (scratch from the thread-local pool). Used by the backward passes.
+template <typename T>
+void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+          int64_t csb, T* C, int64_t ldc, bool accumulate);
+
+// Per-thread scratch that grows and is reused across calls (no allocation in hot loops).
+void* thread_scratch(int slot, size_t bytes);
+
+// The AVX2 variants (defined only when the AVX2 translation unit is compiled).
+void ukernel_f32_avx2(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, bool accumulate);
+void ukernel_f64_avx2(int64_t kc, const double* A, const double* B, double* C, int64_t ldc, bool accumulate);
+void ukernel_offs_f32_avx2(int64_t kc, const float* A, const float* base, const int64_t* offs, float* C, int64_t ldc,
+                           bool accumulate);
+void ukernel_offs_f64_avx2(int64_t kc, const double* A, const double* base, const int64_t* offs, double* C,
+                           int64_t ldc, bool accumulate);
+
+}  // namespace cpu
+}  // namespace cnnops

@@ -1,0 +1,60 @@
+"""cnnops: hand-written C++ (OpenMP) and CUDA kernels for CNN operations with a thin Python API.
+
+Arrays go in and out through DLPack (NumPy, PyTorch, CuPy, JAX), zero-copy."""
+from __future__ import annotations
+
+from . import _C, cuda
+from ._C import __version__
+from .conv import conv2d, conv2d_backward
+
+
+def get_num_threads() -> int:
+    """Threads every kernel uses (OMP_NUM_THREADS at import, or set_num_threads)."""
+    return _C.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads the kernels use (>= 1)."""
+    _C.set_num_threads(int(n))
+
+
+def simd_level() -> str:
+    """The SIMD kernels chosen at run time: 'avx2+fma' or 'portable'."""
+    return _C.simd_level()
+
+
+def set_simd_level(level: str) -> str:
+    """Force 'portable' kernels or ask for 'avx2' (clamped to what the CPU supports)."""
+    return _C.set_simd_level(level)
+
+
+def info() -> dict:
+    """Version, build flags, SIMD level, threads and CUDA state, as a dict."""
+    d = {
+        "version": __version__,
+        "build": _C.build_info(),
+        "simd": simd_level(),
+        "cpu_avx2_fma": bool(_C.cpu_has_avx2_fma()),
+        "openmp": _C.openmp_version(),
+        "threads": get_num_threads(),
+        "cuda_compiled": cuda.is_compiled(),
+        "cuda_available": cuda.is_available(),
+    }
+    if cuda.is_compiled():
+        d["cuda_runtime"] = cuda.runtime_version()
+    if d["cuda_available"]:
+        d["cuda_devices"] = [cuda.device_name(i) for i in range(cuda.device_count())]
+    return d
+
+
+__all__ = [
+    "conv2d",
+    "conv2d_backward",
+    "cuda",
+    "get_num_threads",
+    "set_num_threads",
+    "simd_level",
+    "set_simd_level",
+    "info",
+    "__version__",
+]

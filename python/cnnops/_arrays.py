@@ -1,0 +1,41 @@
+"""Array interop: hand arrays to the C++ core through DLPack and give results back as the
+caller's own array type (NumPy in -> NumPy out, torch in -> torch out, CuPy, JAX), zero-copy."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def prepare(x, op: str, name: str):
+    """Return something the core can read through ``__dlpack__`` (the array itself when possible)."""
+    if x is None:
+        return None
+    mod = type(x).__module__.split(".")[0]
+    if mod == "torch":
+        # torch refuses to export tensors that require grad; the values are all we read
+        return x.detach()
+    if hasattr(x, "__dlpack__"):
+        return x
+    raise TypeError(
+        f"{op}: expected `{name}` to be an array supporting DLPack (NumPy, PyTorch, CuPy, JAX), "
+        f"got {type(x).__name__}"
+    )
+
+
+def wrap(out, like):
+    """Turn a cnnops ``Array`` into the array type of ``like``."""
+    if out is None:
+        return None
+    mod = type(like).__module__.split(".")[0]
+    if mod == "torch":
+        import torch
+
+        return torch.from_dlpack(out)
+    if mod == "cupy":
+        import cupy
+
+        return cupy.from_dlpack(out)
+    if mod in ("jax", "jaxlib"):
+        import jax.dlpack
+
+        return jax.dlpack.from_dlpack(out)
+    return np.from_dlpack(out)

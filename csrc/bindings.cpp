@@ -9,6 +9,7 @@
 #include "core/dlpack_bridge.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "core/peak.h"
 #include "ops/conv.h"
 
 namespace py = pybind11;
@@ -65,6 +66,22 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_num_threads", &num_threads);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("openmp_version", [] { return static_cast<int>(_OPENMP); });
+
+  m.def(
+      "measure_fma_peak_gflops",
+      [](int threads, double seconds) {
+        py::gil_scoped_release nogil;
+        return measure_fma_peak_gflops(threads > 0 ? threads : num_threads(), seconds);
+      },
+      py::arg("threads") = 0, py::arg("seconds") = 0.5,
+      "fp32 FMA rate in GFLOP/s over register-resident chains (best of repeats)");
+  m.def(
+      "measure_copy_bandwidth_gbs",
+      [](int threads, double seconds) {
+        py::gil_scoped_release nogil;
+        return measure_copy_bandwidth_gbs(threads > 0 ? threads : num_threads(), seconds);
+      },
+      py::arg("threads") = 0, py::arg("seconds") = 0.5, "streaming copy bandwidth (read + write) in GB/s");
 
   // ---- CUDA ----
   m.def("cuda_compiled", &cuda::compiled);

@@ -107,10 +107,12 @@ Conv2dGeom conv2d_check(const char* op, const Tensor& x, const Tensor& w, const 
   return g;
 }
 
-// The "auto" rule:
-//   groups == C (one input channel per group)         -> depthwise (memory-bound plane kernel)
-//   C/groups <= 4, width stride 1, <= 64 out channels  -> smallc (no im2col packing at all)
-//   everything else                                    -> gemm (packed implicit GEMM)
+// The "auto" rule (measured on the 2-core AVX2 machine, see benchmarks/results/conv_cpu.md):
+//   groups == C (one input channel per group)           -> depthwise (memory-bound plane kernel)
+//   width stride 1 and (C/groups <= 4 or K/groups <= 64) -> smallc: the slab kernel reads its
+//       operands in place, so it wins wherever packing im2col panels would cost a large share
+//       of the arithmetic (few input channels, or few output channels to amortise a pack over)
+//   everything else                                      -> gemm (packed implicit GEMM)
 ConvAlgo conv2d_choose_algo(const Conv2dGeom& g, ConvAlgo requested, const char* op) {
   if (requested == ConvAlgo::Depthwise)
     CNNOPS_CHECK_VALUE(g.Cg == 1, op, ": algo='depthwise' needs groups == input channels, got C=", g.C,
@@ -119,7 +121,7 @@ ConvAlgo conv2d_choose_algo(const Conv2dGeom& g, ConvAlgo requested, const char*
     CNNOPS_CHECK_VALUE(g.sw == 1, op, ": algo='smallc' needs width stride 1, got ", g.sw);
   if (requested != ConvAlgo::Auto) return requested;
   if (g.Cg == 1 && g.G > 1) return ConvAlgo::Depthwise;
-  if (g.Cg <= 4 && g.sw == 1) return ConvAlgo::SmallC;
+  if (g.sw == 1 && (g.Cg <= 4 || g.Kg <= 64)) return ConvAlgo::SmallC;
   return ConvAlgo::Gemm;
 }
 

@@ -76,28 +76,33 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
     const T* wp = wpack.data() + gi * Mp * CRS;
     T* yg = y + (n * g.K + gi * g.Kg) * PQ;
     alignas(64) T tmp[MR * NR];
-    for (int64_t oh = oh0; oh < oh1; ++oh) {
-      const T* base_row = slab + (oh - oh0) * g.sh * Ws;
-      for (int64_t ow0 = 0; ow0 < g.Q; ow0 += NR) {
-        const int nr = static_cast<int>(std::min<int64_t>(NR, g.Q - ow0));
-        for (int64_t i = 0; i < g.Kg; i += MR) {
-          const int mr = static_cast<int>(std::min<int64_t>(MR, g.Kg - i));
+    // MR output channels at a time over the whole row block: their weight panel (MR x CRS)
+    // stays in L1 while the slab streams from L1/L2.
+    for (int64_t i = 0; i < g.Kg; i += MR) {
+      const int mr = static_cast<int>(std::min<int64_t>(MR, g.Kg - i));
+      const T* ap = wp + i * CRS;
+      for (int64_t oh = oh0; oh < oh1; ++oh) {
+        const T* base_row = slab + (oh - oh0) * g.sh * Ws;
+        for (int64_t ow0 = 0; ow0 < g.Q; ow0 += NR) {
+          const int nr = static_cast<int>(std::min<int64_t>(NR, g.Q - ow0));
           T* c = yg + i * PQ + oh * g.Q + ow0;
           if (mr == MR && nr == NR) {
-            uk(CRS, wp + i * CRS, base_row + ow0, offs, c, PQ, false);
+            uk(CRS, ap, base_row + ow0, offs, c, PQ, false);
           } else {
-            uk(CRS, wp + i * CRS, base_row + ow0, offs, tmp, NR, false);
+            uk(CRS, ap, base_row + ow0, offs, tmp, NR, false);
             for (int a = 0; a < mr; ++a) std::memcpy(c + a * PQ, tmp + a * NR, sizeof(T) * nr);
           }
         }
       }
-      if (b)
-        for (int64_t k = 0; k < g.Kg; ++k) {
+    }
+    if (b)
+      for (int64_t k = 0; k < g.Kg; ++k) {
+        const T bv = b[gi * g.Kg + k];
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
           T* yr = yg + k * PQ + oh * g.Q;
-          const T bv = b[gi * g.Kg + k];
           for (int64_t j = 0; j < g.Q; ++j) yr[j] += bv;
         }
-    }
+      }
   });
 }
 

@@ -65,77 +65,59 @@ void ukernel_f32_avx2(int64_t kc, const float* A, const float* B, float* C, int6
   _mm256_storeu_ps(C + 5 * ldc, c50); _mm256_storeu_ps(C + 5 * ldc + 8, c51);
 }
 
+// The remaining kernels share one body: 12 named accumulators (named variables, not an array:
+// GCC spills an accumulator array to the stack on every iteration), B row kk at `ROW(k)`.
+#define CNNOPS_UKERNEL_BODY(VT, SET0, LOAD, STORE, BCAST, FMA, ADD, W, ROW)                      \
+  VT c00 = SET0(), c01 = SET0(), c10 = SET0(), c11 = SET0(), c20 = SET0(), c21 = SET0();           \
+  VT c30 = SET0(), c31 = SET0(), c40 = SET0(), c41 = SET0(), c50 = SET0(), c51 = SET0();           \
+  for (int64_t k = 0; k < kc; ++k) {                                                               \
+    const auto* b = ROW(k);                                                                        \
+    const VT b0 = LOAD(b), b1 = LOAD(b + W);                                                       \
+    VT a = BCAST(A + 0); c00 = FMA(a, b0, c00); c01 = FMA(a, b1, c01);                            \
+    a = BCAST(A + 1); c10 = FMA(a, b0, c10); c11 = FMA(a, b1, c11);                                \
+    a = BCAST(A + 2); c20 = FMA(a, b0, c20); c21 = FMA(a, b1, c21);                                \
+    a = BCAST(A + 3); c30 = FMA(a, b0, c30); c31 = FMA(a, b1, c31);                                \
+    a = BCAST(A + 4); c40 = FMA(a, b0, c40); c41 = FMA(a, b1, c41);                                \
+    a = BCAST(A + 5); c50 = FMA(a, b0, c50); c51 = FMA(a, b1, c51);                                \
+    A += 6;                                                                                        \
+  }                                                                                                \
+  if (accumulate) {                                                                                \
+    c00 = ADD(c00, LOAD(C + 0 * ldc)); c01 = ADD(c01, LOAD(C + 0 * ldc + W));                      \
+    c10 = ADD(c10, LOAD(C + 1 * ldc)); c11 = ADD(c11, LOAD(C + 1 * ldc + W));                      \
+    c20 = ADD(c20, LOAD(C + 2 * ldc)); c21 = ADD(c21, LOAD(C + 2 * ldc + W));                      \
+    c30 = ADD(c30, LOAD(C + 3 * ldc)); c31 = ADD(c31, LOAD(C + 3 * ldc + W));                      \
+    c40 = ADD(c40, LOAD(C + 4 * ldc)); c41 = ADD(c41, LOAD(C + 4 * ldc + W));                      \
+    c50 = ADD(c50, LOAD(C + 5 * ldc)); c51 = ADD(c51, LOAD(C + 5 * ldc + W));                      \
+  }                                                                                                \
+  STORE(C + 0 * ldc, c00); STORE(C + 0 * ldc + W, c01); STORE(C + 1 * ldc, c10);                   \
+  STORE(C + 1 * ldc + W, c11); STORE(C + 2 * ldc, c20); STORE(C + 2 * ldc + W, c21);               \
+  STORE(C + 3 * ldc, c30); STORE(C + 3 * ldc + W, c31); STORE(C + 4 * ldc, c40);                   \
+  STORE(C + 4 * ldc + W, c41); STORE(C + 5 * ldc, c50); STORE(C + 5 * ldc + W, c51);
+
+#define CNNOPS_PACKED_ROW(k) (B + (k) * NRW)
+#define CNNOPS_OFFSET_ROW(k) (base + offs[k])
+
 void ukernel_f64_avx2(int64_t kc, const double* A, const double* B, double* C, int64_t ldc, bool accumulate) {
-  __m256d acc[6][2];
-  for (int i = 0; i < 6; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_pd();
-  for (int64_t k = 0; k < kc; ++k) {
-    const __m256d b0 = _mm256_loadu_pd(B), b1 = _mm256_loadu_pd(B + 4);
-    for (int i = 0; i < 6; ++i) {  // fully unrolled by the compiler: constant trip count
-      const __m256d a = _mm256_broadcast_sd(A + i);
-      acc[i][0] = _mm256_fmadd_pd(a, b0, acc[i][0]);
-      acc[i][1] = _mm256_fmadd_pd(a, b1, acc[i][1]);
-    }
-    A += 6;
-    B += 8;
-  }
-  for (int i = 0; i < 6; ++i) {
-    if (accumulate) {
-      acc[i][0] = _mm256_add_pd(acc[i][0], _mm256_loadu_pd(C + i * ldc));
-      acc[i][1] = _mm256_add_pd(acc[i][1], _mm256_loadu_pd(C + i * ldc + 4));
-    }
-    _mm256_storeu_pd(C + i * ldc, acc[i][0]);
-    _mm256_storeu_pd(C + i * ldc + 4, acc[i][1]);
-  }
+  constexpr int64_t NRW = 8;
+  CNNOPS_UKERNEL_BODY(__m256d, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_broadcast_sd,
+                      _mm256_fmadd_pd, _mm256_add_pd, 4, CNNOPS_PACKED_ROW)
 }
 
-// Same shape as ukernel_f32_avx2, but B row kk is read in place at base + offs[kk].
 void ukernel_offs_f32_avx2(int64_t kc, const float* A, const float* base, const int64_t* offs, float* C, int64_t ldc,
                            bool accumulate) {
-  __m256 acc[6][2];
-  for (int i = 0; i < 6; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k) {
-    const float* b = base + offs[k];
-    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-    for (int i = 0; i < 6; ++i) {
-      const __m256 a = _mm256_broadcast_ss(A + i);
-      acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
-      acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
-    }
-    A += 6;
-  }
-  for (int i = 0; i < 6; ++i) {
-    if (accumulate) {
-      acc[i][0] = _mm256_add_ps(acc[i][0], _mm256_loadu_ps(C + i * ldc));
-      acc[i][1] = _mm256_add_ps(acc[i][1], _mm256_loadu_ps(C + i * ldc + 8));
-    }
-    _mm256_storeu_ps(C + i * ldc, acc[i][0]);
-    _mm256_storeu_ps(C + i * ldc + 8, acc[i][1]);
-  }
+  CNNOPS_UKERNEL_BODY(__m256, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_broadcast_ss,
+                      _mm256_fmadd_ps, _mm256_add_ps, 8, CNNOPS_OFFSET_ROW)
 }
 
 void ukernel_offs_f64_avx2(int64_t kc, const double* A, const double* base, const int64_t* offs, double* C,
                            int64_t ldc, bool accumulate) {
-  __m256d acc[6][2];
-  for (int i = 0; i < 6; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_pd();
-  for (int64_t k = 0; k < kc; ++k) {
-    const double* b = base + offs[k];
-    const __m256d b0 = _mm256_loadu_pd(b), b1 = _mm256_loadu_pd(b + 4);
-    for (int i = 0; i < 6; ++i) {
-      const __m256d a = _mm256_broadcast_sd(A + i);
-      acc[i][0] = _mm256_fmadd_pd(a, b0, acc[i][0]);
-      acc[i][1] = _mm256_fmadd_pd(a, b1, acc[i][1]);
-    }
-    A += 6;
-  }
-  for (int i = 0; i < 6; ++i) {
-    if (accumulate) {
-      acc[i][0] = _mm256_add_pd(acc[i][0], _mm256_loadu_pd(C + i * ldc));
-      acc[i][1] = _mm256_add_pd(acc[i][1], _mm256_loadu_pd(C + i * ldc + 4));
-    }
-    _mm256_storeu_pd(C + i * ldc, acc[i][0]);
-    _mm256_storeu_pd(C + i * ldc + 4, acc[i][1]);
-  }
+  CNNOPS_UKERNEL_BODY(__m256d, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_broadcast_sd,
+                      _mm256_fmadd_pd, _mm256_add_pd, 4, CNNOPS_OFFSET_ROW)
 }
+
+#undef CNNOPS_UKERNEL_BODY
+#undef CNNOPS_PACKED_ROW
+#undef CNNOPS_OFFSET_ROW
 
 }  // namespace cpu
 }  // namespace cnnops

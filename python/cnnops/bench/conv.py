@@ -1,0 +1,541 @@
+"""conv2d on the CPU: cnnops against PyTorch (oneDNN), forward and backward, on the layers of
+classic networks.
+
+For every layer, both libraries get the same float32 torch tensors (cnnops reads them zero-copy
+through DLPack) and the same number of threads. Forward is ``cnnops.conv2d`` against
+``torch.nn.functional.conv2d`` (with bias); backward is ``cnnops.conv2d_backward`` (input, weight
+and bias gradients) against ``torch.ops.aten.convolution_backward`` with all three outputs, so
+torch's timed region is its backward compute alone (no autograd graph). Each pass is checked once
+(relative error against torch), warmed up, then timed interleaved, cnnops then torch, repeat after
+repeat; the median per side is reported and the ratio torch/cnnops is the speed-up.
+
+FLOPs: forward 2*N*K*(C/groups)*R*S*P*Q; backward twice that (input gradient + weight gradient;
+the bias gradient is a reduction and not counted). Bytes: the smallest possible memory traffic,
+each tensor read or written once in float32."""
+from __future__ import annotations
+
+import math
+import sys
+import traceback
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+import cnnops
+
+from . import common
+
+REL_ERR_TOL = 1e-4
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One convolution: input (N, C, H, W), weight (K, C/groups, R, R), square stride and padding."""
+
+    name: str
+    N: int
+    C: int
+    H: int
+    W: int
+    K: int
+    R: int
+    stride: int
+    pad: int
+    groups: int
+    small: bool = False  # part of the --quick set
+
+    @property
+    def S(self) -> int:
+        return self.R
+
+    @property
+    def P(self) -> int:
+        return (self.H + 2 * self.pad - self.R) // self.stride + 1
+
+    @property
+    def Q(self) -> int:
+        return (self.W + 2 * self.pad - self.S) // self.stride + 1
+
+    @property
+    def flops_forward(self) -> int:
+        return 2 * self.N * self.K * (self.C // self.groups) * self.R * self.S * self.P * self.Q
+
+    @property
+    def flops_backward(self) -> int:
+        return 2 * self.flops_forward
+
+    def _sizes(self):
+        x = self.N * self.C * self.H * self.W
+        w = self.K * (self.C // self.groups) * self.R * self.S
+        y = self.N * self.K * self.P * self.Q
+        return x, w, y
+
+    @property
+    def bytes_forward(self) -> int:
+        x, w, y = self._sizes()
+        return 4 * (x + w + self.K + y)  # read x, w, bias; write y
+
+    @property
+    def bytes_backward(self) -> int:
+        x, w, y = self._sizes()
+        return 4 * (y + x + w + x + w + self.K)  # read dy, x, w; write dx, dw, db
+
+    def shape_str(self) -> str:
+        s = f"{self.N}x{self.C}x{self.H}x{self.W} k{self.K} {self.R}x{self.S}"
+        if self.stride != 1:
+            s += f" s{self.stride}"
+        if self.pad:
+            s += f" p{self.pad}"
+        if self.groups != 1:
+            s += f" g{self.groups}"
+        return s
+
+    def as_dict(self) -> dict:
+        return {"N": self.N, "C": self.C, "H": self.H, "W": self.W, "K": self.K, "R": self.R, "S": self.S,
+                "stride": self.stride, "padding": self.pad, "dilation": 1, "groups": self.groups,
+                "P": self.P, "Q": self.Q}
+
+
+# The layers of the issue: (N, C, H, W, K, R, stride, pad, groups).
+LAYERS = [
+    Layer("lenet5_c1", 64, 1, 32, 32, 6, 5, 1, 0, 1, small=True),
+    Layer("lenet5_c3", 64, 6, 14, 14, 16, 5, 1, 0, 1, small=True),
+    Layer("mnist_c1", 64, 1, 28, 28, 32, 5, 1, 2, 1, small=True),
+    Layer("mnist_c2", 64, 32, 14, 14, 64, 5, 1, 2, 1, small=True),
+    Layer("alexnet_c1", 8, 3, 227, 227, 96, 11, 4, 0, 1),
+    Layer("vgg16_c1_2", 1, 64, 224, 224, 64, 3, 1, 1, 1),
+    Layer("vgg16_c3", 8, 256, 56, 56, 256, 3, 1, 1, 1),
+    Layer("vgg16_c5", 8, 512, 14, 14, 512, 3, 1, 1, 1),
+    Layer("resnet50_1x1", 8, 256, 56, 56, 64, 1, 1, 0, 1),
+    Layer("resnet50_3x3", 8, 64, 56, 56, 64, 3, 1, 1, 1),
+    Layer("resnet50_3x3s2", 8, 128, 56, 56, 128, 3, 2, 1, 1),
+    Layer("mobilenet_dw", 8, 256, 56, 56, 256, 3, 1, 1, 256, small=True),
+]
+BY_NAME = {layer.name: layer for layer in LAYERS}
+
+# The issue's targets.
+FWD_GEOMEAN_MIN = 1.2
+FWD_LAYER_MIN = 0.9
+BWD_GEOMEAN_MIN = 1.0
+DEPTHWISE_LAYERS, DEPTHWISE_MIN = ("mobilenet_dw",), 5.0
+C1_LAYERS, C1_MIN = ("lenet5_c1", "mnist_c1"), 2.0
+LARGE3X3_LAYERS, LARGE3X3_PEAK_MIN = ("vgg16_c1_2", "vgg16_c3", "vgg16_c5", "resnet50_3x3"), 0.70
+
+
+def auto_rule_pick(layer: Layer) -> str:
+    """The forward algorithm algo="auto" picks for this layer, following the rule written out in
+    csrc/ops/conv.cpp (conv2d_choose_algo). Informational: the benchmark always passes "auto"."""
+    cg = layer.C // layer.groups
+    if cg == 1 and layer.groups > 1:
+        return "depthwise"
+    if cg <= 4 and layer.stride == 1:
+        return "smallc"
+    return "gemm"
+
+
+def _make_inputs(torch, layer: Layer):
+    """Fixed-seed float32 tensors: x, w (scaled by 1/sqrt(fan-in)), bias, grad_output."""
+    rng = np.random.default_rng(zlib.crc32(layer.name.encode()))
+    cg = layer.C // layer.groups
+    x = rng.standard_normal((layer.N, layer.C, layer.H, layer.W), dtype=np.float32)
+    w = rng.standard_normal((layer.K, cg, layer.R, layer.S), dtype=np.float32)
+    w *= np.float32(1.0 / math.sqrt(cg * layer.R * layer.S))
+    b = rng.standard_normal((layer.K,), dtype=np.float32)
+    dy = rng.standard_normal((layer.N, layer.K, layer.P, layer.Q), dtype=np.float32)
+    return tuple(torch.from_numpy(a) for a in (x, w, b, dy))
+
+
+def _probe(fn) -> float:
+    """Rough seconds per call (the function is already warm)."""
+    t = common.time_once(fn, 1)
+    if t < 1e-3:
+        t = common.time_once(fn, max(1, math.ceil(2e-3 / max(t, 1e-7))))
+    return t
+
+
+def _time_pass(fns: dict, flops: int, nbytes: int, repeats, quick) -> dict:
+    """Plan repeats, time cnnops and torch interleaved; medians, rates and the speed-up. The
+    fractions of the machine's ceilings are added by _rate_vs_ceilings once the run is over."""
+    est = max(_probe(fn) for fn in fns.values())
+    reps, number = common.plan_repeats(est, repeats, quick)
+    times = common.time_interleaved(fns, reps, number, warmup=0)
+    res = {"repeats": reps, "number": number}
+    for side, samples in times.items():
+        st = common.summarize_times(samples)
+        sec = st["median_ms"] / 1e3
+        st["gflops"] = flops / sec / 1e9
+        st["gbs"] = nbytes / sec / 1e9
+        res[side] = st
+    res["speedup"] = res["torch"]["median_ms"] / res["cnnops"]["median_ms"]
+    return res
+
+
+def bench_layer(torch, layer: Layer, repeats=None, quick=False, log=print) -> dict:
+    """Check and time one layer, forward then backward; errors are recorded, not raised."""
+    F = torch.nn.functional
+    x, w, b, dy = _make_inputs(torch, layer)
+    s, p, g, K = layer.stride, layer.pad, layer.groups, layer.K
+    row = {
+        "name": layer.name,
+        "shape": layer.as_dict(),
+        "algo": "auto",
+        "auto_rule_pick": auto_rule_pick(layer),
+        "flops_forward": layer.flops_forward,
+        "flops_backward": layer.flops_backward,
+        "bytes_forward": layer.bytes_forward,
+        "bytes_backward": layer.bytes_backward,
+        "rel_error": {},
+        "forward": None,
+        "backward": None,
+        "errors": {},
+    }
+
+    def fwd_cnnops():
+        return cnnops.conv2d(x, w, b, stride=s, padding=p, dilation=1, groups=g)
+
+    def fwd_torch():
+        return F.conv2d(x, w, b, stride=s, padding=p, dilation=1, groups=g)
+
+    def bwd_cnnops():
+        return cnnops.conv2d_backward(dy, x, w, s, p, 1, g, "zeros", needs=(True, True, True))
+
+    def bwd_torch():
+        return torch.ops.aten.convolution_backward(dy, x, w, [K], [s, s], [p, p], [1, 1], False, [0, 0], g,
+                                                   [True, True, True])
+
+    passes = (
+        ("forward", fwd_cnnops, fwd_torch, layer.flops_forward, layer.bytes_forward, ("output",)),
+        ("backward", bwd_cnnops, bwd_torch, layer.flops_backward, layer.bytes_backward,
+         ("grad_input", "grad_weight", "grad_bias")),
+    )
+    with torch.no_grad():
+        for name, fc, ft, flops, nbytes, outs in passes:
+            try:
+                # the check doubles as the first warm-up call of each side
+                got, ref = fc(), ft()
+                if name == "forward":
+                    got, ref = (got,), (ref,)
+                for o, a, r in zip(outs, got, ref):
+                    row["rel_error"][o] = common.rel_error(a, r)
+                del got, ref
+                row[name] = _time_pass({"cnnops": fc, "torch": ft}, flops, nbytes, repeats, quick)
+            except Exception as e:  # noqa: BLE001 - a failing layer must not stop the suite
+                row["errors"][name] = f"{type(e).__name__}: {e}"
+                log(f"  {layer.name} {name}: {type(e).__name__}: {e}")
+                log("".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip())
+    errs = list(row["rel_error"].values())
+    row["max_rel_error"] = max(errs) if errs else None
+    row["correct"] = bool(errs) and all(e < REL_ERR_TOL for e in errs) and not row["errors"]
+    return row
+
+
+# ----------------------------------------------------------------------------------------------
+# summary and targets
+
+
+def summarize(rows: list) -> dict:
+    def speedups(pass_name, names=None):
+        return {r["name"]: (r[pass_name]["speedup"] if r[pass_name] else None) for r in rows
+                if names is None or r["name"] in names}
+
+    fwd, bwd = speedups("forward"), speedups("backward")
+    fwd_ok = [v for v in fwd.values() if v is not None]
+    bwd_ok = [v for v in bwd.values() if v is not None]
+    summ = {
+        "layers_run": len(rows),
+        "layers_total": len(LAYERS),
+        "forward_geomean_speedup": common.geomean(fwd_ok),
+        "backward_geomean_speedup": common.geomean(bwd_ok),
+        "forward_min_speedup": min(fwd_ok) if fwd_ok else None,
+        "forward_min_layer": min((k for k, v in fwd.items() if v is not None), key=lambda k: fwd[k], default=None),
+        "backward_min_speedup": min(bwd_ok) if bwd_ok else None,
+        "backward_min_layer": min((k for k, v in bwd.items() if v is not None), key=lambda k: bwd[k], default=None),
+        "all_correct": all(r["correct"] for r in rows),
+        "incorrect_layers": [r["name"] for r in rows if not r["correct"]],
+        "failed_layers": [r["name"] for r in rows if r["errors"]],
+    }
+    summ["targets"] = targets(rows)
+    return summ
+
+
+def targets(rows: list) -> list:
+    """The issue's targets as pass / FAIL / n/a lines. A layer that errored counts as failing
+    every target it belongs to; targets over the whole suite say when only part of it ran."""
+    by = {r["name"]: r for r in rows}
+    partial = "" if len(rows) == len(LAYERS) else f" (only {len(rows)} of {len(LAYERS)} layers run)"
+    out = []
+
+    def fwd(name):
+        r = by.get(name)
+        return r["forward"]["speedup"] if r and r["forward"] else None
+
+    fwd_all = {r["name"]: fwd(r["name"]) for r in rows}
+    missing = [k for k, v in fwd_all.items() if v is None]
+    gm = common.geomean(v for v in fwd_all.values() if v is not None)
+    ok = None if gm is None else (gm >= FWD_GEOMEAN_MIN and not missing)
+    out.append(common.target_line(f"forward geomean speed-up >= {FWD_GEOMEAN_MIN}x", ok,
+                                  f"{common.fmt(gm)}x{partial}" + (f"; no forward for {', '.join(missing)}" if missing else "")))
+
+    low = [f"{k} {v:.2f}x" for k, v in fwd_all.items() if v is not None and v < FWD_LAYER_MIN]
+    ok = None if not fwd_all else (not low and not missing)
+    mn = min((v for v in fwd_all.values() if v is not None), default=None)
+    detail = (f"below: {', '.join(low)}" if low else f"min {common.fmt(mn)}x") + partial
+    out.append(common.target_line(f"no forward layer below {FWD_LAYER_MIN}x", ok, detail))
+
+    bwd_all = {r["name"]: (r["backward"]["speedup"] if r["backward"] else None) for r in rows}
+    bmissing = [k for k, v in bwd_all.items() if v is None]
+    gm = common.geomean(v for v in bwd_all.values() if v is not None)
+    ok = None if gm is None else (gm >= BWD_GEOMEAN_MIN and not bmissing)
+    out.append(common.target_line(f"backward geomean speed-up >= {BWD_GEOMEAN_MIN}x", ok,
+                                  f"{common.fmt(gm)}x{partial}" + (f"; no backward for {', '.join(bmissing)}" if bmissing else "")))
+
+    def per_layer(title, names, value, minimum, unit_fmt):
+        present = [n for n in names if n in by]
+        if not present:
+            out.append(common.target_line(title, None, "not run"))
+            return
+        vals = {n: value(by[n]) for n in present}
+        ok = all(v is not None and v >= minimum for v in vals.values())
+        detail = ", ".join(f"{n} {unit_fmt(v)}" for n, v in vals.items())
+        if len(present) < len(names):
+            # a miss among the layers run already fails; otherwise the verdict waits for the rest
+            detail += f" (not run: {', '.join(n for n in names if n not in by)})"
+            ok = None if ok else False
+        out.append(common.target_line(title, ok, detail))
+
+    sp = lambda r: r["forward"]["speedup"] if r["forward"] else None  # noqa: E731
+    pk = lambda r: r["forward"]["cnnops"]["peak_fraction"] if r["forward"] else None  # noqa: E731
+    x_fmt = lambda v: "error" if v is None else f"{v:.2f}x"  # noqa: E731
+    pct_fmt = lambda v: "error" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+    per_layer(f"depthwise ({', '.join(DEPTHWISE_LAYERS)}) forward >= {DEPTHWISE_MIN:g}x", DEPTHWISE_LAYERS, sp,
+              DEPTHWISE_MIN, x_fmt)
+    per_layer(f"C=1 layers ({', '.join(C1_LAYERS)}) forward >= {C1_MIN:g}x", C1_LAYERS, sp, C1_MIN, x_fmt)
+    per_layer(f"large 3x3 layers ({', '.join(LARGE3X3_LAYERS)}) forward >= {LARGE3X3_PEAK_MIN:.0%} of FMA peak",
+              LARGE3X3_LAYERS, pk, LARGE3X3_PEAK_MIN, pct_fmt)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+
+
+def _pass_rows(rows: list, pass_name: str) -> list:
+    table = []
+    for r in rows:
+        layer = BY_NAME[r["name"]]
+        algo = f"auto→{r['auto_rule_pick']}"
+        p = r[pass_name]
+        if p is None:
+            err = r["errors"].get(pass_name, "not timed")
+            table.append([r["name"], layer.shape_str(), algo, "error", "–", "–", "–", "–", "–", "–", "–",
+                          err[:60]])
+            continue
+        c, t = p["cnnops"], p["torch"]
+        bound = f"{p['bound']} {100 * c['floor_fraction']:.0f}%"
+        reps = f"{p['repeats']}" + (f"×{p['number']}" if p["number"] > 1 else "")
+        errs = [r["rel_error"][k] for k in (("output",) if pass_name == "forward" else
+                                            ("grad_input", "grad_weight", "grad_bias")) if k in r["rel_error"]]
+        table.append([
+            r["name"], layer.shape_str(), algo,
+            f"{c['median_ms']:.3f}", f"{t['median_ms']:.3f}", f"{p['speedup']:.2f}x",
+            f"{c['gflops']:.1f}", f"{100 * c['peak_fraction']:.1f}%", f"{t['gflops']:.1f}",
+            bound, reps, common.fmt(max(errs) if errs else None, ".1e"),
+        ])
+    return table
+
+
+_HEADERS = ["layer", "shape N×C×H×W, K, R×S", "algo", "cnnops ms", "torch ms", "speed-up", "cnnops GFLOP/s",
+            "% FMA peak", "torch GFLOP/s", "bound, % of floor", "repeats", "rel err"]
+_ALIGN = "lllrrrrrrrrr"
+
+
+def tables_markdown(rows: list) -> str:
+    parts = []
+    for pass_name, title in (("forward", "Forward (conv2d vs torch.nn.functional.conv2d, with bias)"),
+                             ("backward", "Backward (conv2d_backward vs aten.convolution_backward: "
+                                          "input, weight and bias gradients)")):
+        parts.append(f"### {title}\n")
+        parts.append(common.markdown_table(_HEADERS, _pass_rows(rows, pass_name), _ALIGN))
+        parts.append("")
+    return "\n".join(parts)
+
+
+def summary_markdown(summ: dict) -> str:
+    lines = [
+        f"- Layers run: {summ['layers_run']} of {summ['layers_total']}",
+        f"- Forward speed-up: geomean {common.fmt(summ['forward_geomean_speedup'])}x, "
+        f"min {common.fmt(summ['forward_min_speedup'])}x ({summ['forward_min_layer'] or '–'})",
+        f"- Backward speed-up: geomean {common.fmt(summ['backward_geomean_speedup'])}x, "
+        f"min {common.fmt(summ['backward_min_speedup'])}x ({summ['backward_min_layer'] or '–'})",
+        f"- Correctness (relative error vs torch < {REL_ERR_TOL:g}, every output): "
+        + ("all layers pass" if summ["all_correct"] else f"FAIL on {', '.join(summ['incorrect_layers'])}"),
+    ]
+    if summ["failed_layers"]:
+        lines.append(f"- Errors on: {', '.join(summ['failed_layers'])}")
+    tl = common.markdown_table(["target (from the issue)", "result", "measured"],
+                               [[t["target"], t["status"], t["detail"]] for t in summ["targets"]], "lll")
+    return "\n".join(lines) + "\n\n" + tl
+
+
+METHOD_MD = (
+    "Both libraries get the same float32 torch tensors (cnnops reads them zero-copy through DLPack) and "
+    "the same number of threads. Each pass is checked once against torch, warmed up, then timed "
+    "interleaved (cnnops, torch, cnnops, torch, ...); times are medians per side, speed-up = torch ms / "
+    "cnnops ms. Repeats: `R×n` means R timed repeats of n back-to-back calls each (n > 1 only for calls "
+    "under 20 ms). GFLOP/s counts 2·N·K·(C/groups)·R·S·P·Q for forward and twice that for backward; "
+    "`% FMA peak` is against the FMA peak measured in this run; `bound, % of floor` names the larger of "
+    "FLOPs/peak and bytes/bandwidth (each tensor read or written once) and how close cnnops gets to it. "
+    "`algo` is what algo=\"auto\" picks by the rule written in csrc/ops/conv.cpp (the benchmark passes "
+    "\"auto\")."
+)
+
+
+def report_markdown(data: dict) -> str:
+    c = data["ceilings"]
+    parts = [
+        "# conv2d on the CPU: cnnops vs PyTorch (oneDNN)",
+        "",
+        common.machine_markdown(data["machine"], c),
+        f"  (measured before the layers: {data['ceilings_start']['fma_peak_gflops']:.1f} GFLOP/s, "
+        f"{data['ceilings_start']['copy_bandwidth_gbs']:.1f} GB/s; after: "
+        f"{data['ceilings_end']['fma_peak_gflops']:.1f} GFLOP/s, {data['ceilings_end']['copy_bandwidth_gbs']:.1f} GB/s; "
+        "the larger of each is used)",
+        "",
+        METHOD_MD,
+        "",
+        tables_markdown(data["layers"]),
+        "## Summary",
+        "",
+        summary_markdown(data["summary"]),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# entry point
+
+
+def run(repeats=None, quick=False, out=None, layers=None) -> int:
+    """Run the conv2d suite, print the tables, write <out>/conv_cpu.json and <out>/conv_cpu.md.
+
+    repeats: timed repeats per layer and pass (default: about TARGET_SECONDS of timing per side,
+    between MIN_REPEATS and MAX_REPEATS); quick: QUICK_REPEATS repeats and, unless `layers` is
+    given, only the small layers; layers: names as 'a,b' or a list.
+    Returns 0 when every layer ran and matched torch, 1 otherwise, 2 on bad arguments or
+    missing PyTorch. Missed performance targets are reported, not turned into a failure."""
+    try:
+        import torch
+    except ImportError:
+        print("cnnops bench conv: needs PyTorch as the reference (pip install 'cnnops[bench]')", file=sys.stderr)
+        return 2
+    try:
+        names = common.parse_names(layers, list(BY_NAME), "cnnops bench conv")
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    if quick and layers is None:
+        names = [layer.name for layer in LAYERS if layer.small]
+    if repeats is not None and int(repeats) < 1:
+        print(f"cnnops bench conv: expected --repeats >= 1, got {repeats}", file=sys.stderr)
+        return 2
+
+    threads = cnnops.get_num_threads()
+    torch.set_num_threads(threads)
+    peer = {
+        "torch": torch.__version__,
+        "torch_parallel": f"{torch.get_num_threads()} threads, oneDNN (mkldnn) "
+                          f"{'enabled' if torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled else 'off'}"
+                          + _onednn_version(torch),
+    }
+    machine = common.machine_info(peer)
+    print(f"conv2d CPU benchmark: {len(names)} layers, {threads} threads, cnnops {cnnops.__version__} "
+          f"({cnnops.simd_level()}), torch {torch.__version__}", flush=True)
+    ceil_start = common.measure_ceilings(threads)
+    print(f"measured ceilings: {ceil_start['fma_peak_gflops']:.1f} GFLOP/s FMA peak, "
+          f"{ceil_start['copy_bandwidth_gbs']:.1f} GB/s copy", flush=True)
+
+    rows = []
+    for name in names:
+        layer = BY_NAME[name]
+        row = bench_layer(torch, layer, repeats, quick)
+        rows.append(row)
+        msg = [f"{name:15s}"]
+        for pn in ("forward", "backward"):
+            p = row[pn]
+            msg.append(f"{pn[:3]} " + (f"{p['cnnops']['median_ms']:9.3f} vs {p['torch']['median_ms']:9.3f} ms "
+                                       f"({p['speedup']:.2f}x)" if p else "error"))
+        msg.append(f"err {common.fmt(row['max_rel_error'], '.1e')}" + ("" if row["correct"] else " WRONG"))
+        print("  " + "  ".join(msg), flush=True)
+
+    ceil_end = common.measure_ceilings(threads)
+    ceilings = dict(ceil_start)
+    ceilings["fma_peak_gflops"] = max(ceil_start["fma_peak_gflops"], ceil_end["fma_peak_gflops"])
+    ceilings["copy_bandwidth_gbs"] = max(ceil_start["copy_bandwidth_gbs"], ceil_end["copy_bandwidth_gbs"])
+    # fractions of the ceilings, the larger of the start and end measurements (noise only lowers them)
+    for row in rows:
+        layer = BY_NAME[row["name"]]
+        for pn, flops, nbytes in (("forward", layer.flops_forward, layer.bytes_forward),
+                                  ("backward", layer.flops_backward, layer.bytes_backward)):
+            _rate_vs_ceilings(row[pn], flops, nbytes, ceilings)
+
+    data = {
+        "suite": "conv2d",
+        "device": "cpu",
+        "machine": machine,
+        "ceilings": ceilings,
+        "ceilings_start": ceil_start,
+        "ceilings_end": ceil_end,
+        "settings": {
+            "layers": names,
+            "quick": bool(quick),
+            "repeats": repeats,
+            "target_seconds_per_side": common.TARGET_SECONDS,
+            "min_repeats": common.MIN_REPEATS,
+            "max_repeats": common.MAX_REPEATS,
+            "min_repeat_seconds": common.MIN_REPEAT_SECONDS,
+            "order": "interleaved cnnops, torch per repeat; median per side",
+            "rel_error_tolerance": REL_ERR_TOL,
+            "dtype": "float32",
+            "threads": threads,
+        },
+        "layers": rows,
+    }
+    data["summary"] = summarize(rows)
+    md = report_markdown(data)
+    print()
+    print(tables_markdown(rows))
+    print(summary_markdown(data["summary"]))
+    jpath, mpath = common.write_results(out, "conv_cpu", data, md)
+    print(f"\nwrote {jpath} and {mpath}")
+    s = data["summary"]
+    return 0 if s["all_correct"] and not s["failed_layers"] else 1
+
+
+def _rate_vs_ceilings(p, flops: int, nbytes: int, ceilings: dict) -> None:
+    """Add the fractions of the FMA peak and of the roofline floor max(FLOPs/peak, bytes/bandwidth)."""
+    if not p:
+        return
+    peak, bw = ceilings["fma_peak_gflops"], ceilings["copy_bandwidth_gbs"]
+    floor_s = max(flops / (peak * 1e9), nbytes / (bw * 1e9))
+    p["floor_ms"] = floor_s * 1e3
+    p["bound"] = "compute" if flops / (peak * 1e9) >= nbytes / (bw * 1e9) else "memory"
+    for side in ("cnnops", "torch"):
+        st = p[side]
+        sec = st["median_ms"] / 1e3
+        st["peak_fraction"] = st["gflops"] / peak
+        st["floor_fraction"] = floor_s / sec
+
+
+def _onednn_version(torch) -> str:
+    try:
+        for line in torch.__config__.show().splitlines():
+            if "MKL-DNN" in line or "oneDNN" in line:
+                tail = line.split("(Git Hash")[0].strip(" -")
+                for word in tail.split():
+                    if word.startswith("v") and word[1:2].isdigit():
+                        return f" {word}"
+    except Exception:  # noqa: BLE001 - the version is a nicety
+        pass
+    return ""

@@ -1,0 +1,748 @@
+"""Tests of cnnops.conv2d and cnnops.conv2d_backward against the float64 NumPy references in
+tests/reference.py, central finite differences, and PyTorch (when installed).
+
+Tolerances: relative error ||out - ref|| / ||ref|| below 1e-5 in float32 and 1e-12 in float64 for
+every algorithm (all of them are exact-arithmetic methods: direct loops, implicit GEMM, depthwise
+planes, the small-channel slab kernel)."""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import cnnops
+from reference import (
+    TORCH_PAD_MODE,
+    conv2d_backward_ref,
+    conv2d_ref,
+    numerical_grad,
+    pair,
+    rel_err,
+    resolve_pads,
+    same_pads,
+)
+
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+DTYPES = [np.float32, np.float64]
+DTYPE_IDS = ["f32", "f64"]
+MODES = ["zeros", "reflect", "replicate", "circular"]
+
+
+# ----------------------------------------------------------------------------- test cases
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    x: tuple  # (N, C, H, W)
+    K: int
+    R: int
+    S: int
+    stride: object = 1
+    padding: object = 0  # any spelling the API accepts
+    dilation: object = 1
+    groups: int = 1
+    mode: str = "zeros"
+    bias: bool = False
+
+    @property
+    def w(self):
+        return (self.K, self.x[1] // self.groups, self.R, self.S)
+
+    @property
+    def pads4(self):
+        return resolve_pads(self.padding, self.x[2:], (self.R, self.S), self.stride, self.dilation)
+
+    def kwargs(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
+                    padding_mode=self.mode)
+
+    def ref_kwargs(self):
+        return dict(stride=self.stride, pads4=self.pads4, dilation=self.dilation, groups=self.groups, mode=self.mode)
+
+    def algos(self):
+        """Every algorithm valid for this case."""
+        a = ["direct", "gemm", "auto"]
+        if self.groups == self.x[1]:
+            a.append("depthwise")
+        if pair(self.stride)[1] == 1:
+            a.append("smallc")
+        return a
+
+    def with_mode(self, mode):
+        return Case(f"{self.id}-{mode}", self.x, self.K, self.R, self.S, self.stride, self.padding, self.dilation,
+                    self.groups, mode, self.bias)
+
+
+# Zero padding: every padding spelling, stride, dilation, groups, kernel shape; odd and prime sizes.
+ZERO_CASES = [
+    Case("basic_3x3_p1", (2, 3, 7, 9), 4, 3, 3, padding=1, bias=True),
+    Case("prime_pair_pad", (3, 5, 11, 13), 7, 3, 5, padding=(1, 2)),
+    Case("pad_list", (1, 3, 7, 5), 2, 3, 3, padding=[2, 1], bias=True),
+    Case("asym_4tuple", (2, 4, 10, 7), 6, 3, 2, padding=(0, 2, 1, 0), bias=True),
+    Case("asym_4tuple_s2", (2, 3, 11, 9), 5, 3, 3, stride=2, padding=(2, 0, 0, 1)),
+    Case("valid", (1, 2, 9, 8), 3, 4, 3, padding="valid", bias=True),
+    Case("same_s1_even_k", (2, 3, 8, 11), 5, 4, 2, padding="same"),
+    Case("same_s2", (2, 3, 9, 10), 5, 3, 3, stride=2, padding="same", bias=True),
+    Case("same_s3", (1, 4, 13, 17), 6, 5, 5, stride=3, padding="same"),
+    Case("same_s21_d2", (2, 3, 12, 11), 4, 3, 3, stride=(2, 1), dilation=2, padding="same", bias=True),
+    Case("same_s3_no_pad_needed", (1, 2, 7, 8), 3, 1, 2, stride=3, padding="same"),
+    Case("full", (2, 2, 5, 6), 3, 3, 2, padding="full", bias=True),
+    Case("full_dil", (1, 3, 6, 5), 4, 2, 3, dilation=(2, 1), padding="full"),
+    Case("stride21_dil12", (2, 3, 11, 13), 5, 3, 3, stride=(2, 1), dilation=(1, 2), padding=1),
+    Case("stride3_dil2", (1, 4, 17, 19), 6, 3, 3, stride=3, dilation=2, padding=2, bias=True),
+    Case("stride_gt_kernel", (1, 3, 13, 11), 4, 2, 2, stride=3),
+    Case("groups2", (2, 4, 9, 8), 6, 3, 3, padding=1, groups=2, bias=True),
+    Case("groups3_5x5", (1, 6, 11, 10), 9, 5, 5, padding=2, groups=3),
+    Case("groups4_s2", (2, 8, 10, 9), 12, 3, 3, stride=2, padding=1, groups=4, bias=True),
+    Case("groups_kg1", (2, 6, 8, 7), 3, 3, 3, padding=1, groups=3),
+    Case("depthwise_m1", (2, 8, 9, 10), 8, 3, 3, padding=1, groups=8, bias=True),
+    Case("depthwise_m2_s2", (2, 5, 11, 12), 10, 3, 3, stride=2, padding=1, groups=5, bias=True),
+    Case("depthwise_5x5_d2_wide", (1, 3, 9, 41), 3, 5, 5, dilation=2, padding=4, groups=3),
+    Case("depthwise_m2_wide", (1, 2, 5, 77), 4, 3, 3, padding=(1, 1, 0, 2), groups=2, bias=True),
+    Case("depthwise_7x1", (1, 4, 9, 9), 4, 7, 1, padding=(3, 3, 0, 0), groups=4),
+    Case("depthwise_1x17", (1, 2, 3, 40), 2, 1, 17, padding="same", groups=2),
+    Case("depthwise_s12", (1, 3, 10, 11), 6, 3, 3, stride=(1, 2), padding=1, groups=3),
+    Case("conv1x1", (2, 16, 7, 7), 24, 1, 1, bias=True),
+    Case("conv1x1_s2", (2, 8, 9, 9), 12, 1, 1, stride=2),
+    Case("conv1x1_groups", (1, 8, 5, 6), 8, 1, 1, groups=2),
+    Case("gemm_multi_kc", (1, 40, 12, 12), 20, 3, 3, padding=1, bias=True),
+    Case("gemm_many_pixels", (1, 8, 23, 29), 13, 3, 3, padding=1),
+    Case("kernel_eq_input", (2, 3, 5, 5), 4, 5, 5, bias=True),
+    Case("pad_beyond_reach", (1, 2, 4, 5), 3, 3, 3, padding=3),
+    Case("pad_beyond_reach_asym", (2, 3, 5, 4), 4, 2, 3, padding=(0, 3, 4, 0), bias=True),
+    Case("kernel_1x7", (1, 3, 6, 15), 5, 1, 7, padding=(0, 3)),
+    Case("many_k", (1, 5, 8, 9), 70, 3, 3, padding=1),
+    Case("batch5", (5, 2, 6, 7), 7, 3, 3, padding=1, bias=True),
+    Case("one_pixel", (2, 3, 1, 1), 4, 1, 1, bias=True),
+    Case("one_pixel_full", (1, 2, 1, 1), 3, 3, 3, padding="full"),
+    Case("single_row", (2, 3, 1, 17), 4, 1, 3, padding=(0, 1)),
+]
+
+# Non-zero padding modes: each of these runs with reflect, replicate and circular.
+_MODE_BASE = [
+    Case("p1", (2, 3, 7, 9), 4, 3, 3, padding=1, bias=True),
+    Case("asym", (2, 4, 8, 6), 5, 3, 2, padding=(2, 0, 1, 1)),
+    Case("same_s2", (1, 3, 9, 10), 4, 3, 3, stride=2, padding="same", bias=True),
+    Case("same_s3", (1, 2, 11, 13), 3, 5, 4, stride=3, padding="same"),
+    Case("s2_d2", (2, 2, 11, 12), 3, 3, 3, stride=2, dilation=2, padding=3),
+    Case("s21_d12", (1, 3, 9, 10), 4, 3, 3, stride=(2, 1), dilation=(1, 2), padding=(1, 2)),
+    Case("full", (1, 2, 5, 6), 3, 3, 3, padding="full", bias=True),
+    Case("groups2", (1, 4, 7, 8), 6, 3, 3, padding=(1, 2), groups=2),
+    Case("depthwise_m1", (2, 6, 9, 11), 6, 3, 3, padding=1, groups=6, bias=True),
+    Case("depthwise_m2_s2", (1, 3, 8, 9), 6, 5, 5, stride=2, padding=2, groups=3),
+    Case("depthwise_wide", (1, 2, 6, 45), 2, 3, 5, padding=(1, 1, 2, 2), groups=2),
+    Case("max_reflect_pad", (1, 2, 3, 4), 3, 3, 3, padding=(2, 2, 3, 3)),
+    Case("conv1x1_pad", (1, 3, 4, 5), 2, 1, 1, padding=2, bias=True),
+    Case("gemm_many_pixels", (1, 6, 17, 19), 8, 3, 3, padding=(2, 1, 1, 2)),
+]
+MODE_CASES = [c.with_mode(m) for m in ("reflect", "replicate", "circular") for c in _MODE_BASE] + [
+    # pads as large as each mode allows: circular up to the input size, replicate without limit
+    Case("circular_pad_eq_size", (1, 2, 3, 4), 3, 3, 3, padding=(3, 3, 4, 4), mode="circular"),
+    Case("replicate_huge_pad", (1, 2, 3, 4), 3, 3, 3, padding=(5, 6, 7, 8), mode="replicate", bias=True),
+]
+
+ALL_CASES = ZERO_CASES + MODE_CASES
+
+# The benchmark's layer shapes, batch scaled down (name, case, marks).
+LAYER_CASES = [
+    pytest.param(Case("lenet_conv1", (2, 1, 32, 32), 6, 5, 5, bias=True), id="lenet_conv1"),
+    pytest.param(Case("lenet_conv2", (2, 6, 14, 14), 16, 5, 5, bias=True), id="lenet_conv2"),
+    pytest.param(Case("alexnet_conv1", (1, 3, 227, 227), 96, 11, 11, stride=4, bias=True), id="alexnet_conv1"),
+    pytest.param(Case("alexnet_conv2_half", (1, 32, 27, 27), 96, 5, 5, padding=2, bias=True),
+                 id="alexnet_conv2_half"),
+    pytest.param(Case("vgg_conv3x3", (1, 32, 28, 28), 32, 3, 3, padding=1, bias=True), id="vgg_conv3x3"),
+    pytest.param(Case("resnet_conv1", (1, 3, 112, 112), 64, 7, 7, stride=2, padding=3), id="resnet_conv1"),
+    pytest.param(Case("resnet_1x1", (2, 256, 14, 14), 64, 1, 1), id="resnet_1x1"),
+    pytest.param(Case("resnet_3x3_s2", (1, 64, 28, 28), 64, 3, 3, stride=2, padding=1), id="resnet_3x3_s2"),
+    pytest.param(Case("mobilenet_dw", (1, 32, 56, 56), 32, 3, 3, padding=1, groups=32, bias=True),
+                 id="mobilenet_dw"),
+    pytest.param(Case("mobilenet_dw_s2", (1, 64, 56, 56), 64, 3, 3, stride=2, padding=1, groups=64),
+                 id="mobilenet_dw_s2"),
+    pytest.param(Case("vgg_conv3x3_full", (1, 64, 56, 56), 64, 3, 3, padding=1, bias=True), id="vgg_conv3x3_full",
+                 marks=pytest.mark.slow),
+    pytest.param(Case("alexnet_conv2_full", (2, 64, 27, 27), 192, 5, 5, padding=2, bias=True),
+                 id="alexnet_conv2_full", marks=pytest.mark.slow),
+]
+
+
+def _case_algo_params(cases):
+    return [pytest.param(c, a, id=f"{c.id}-{a}") for c in cases for a in c.algos()]
+
+
+# ----------------------------------------------------------------------------- data and references
+
+_DATA = {}
+
+
+def case_data(case, dtype):
+    """(x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref)), built once per case and dtype. The references
+    are computed in float64 from the very values the kernel sees (float32 inputs upcast)."""
+    key = (case.id, repr(case), dtype)
+    if key not in _DATA:
+        rng = np.random.default_rng(zlib.crc32(f"{case}".encode()))
+        x = rng.standard_normal(case.x).astype(dtype)
+        w = rng.standard_normal(case.w).astype(dtype)
+        b = rng.standard_normal(case.K).astype(dtype) if case.bias else None
+        y_ref = conv2d_ref(x, w, b, **case.ref_kwargs())
+        gy = rng.standard_normal(y_ref.shape).astype(dtype)
+        grads = conv2d_backward_ref(gy, x, w, **case.ref_kwargs())
+        _DATA[key] = (x, w, b, gy, y_ref, grads)
+    return _DATA[key]
+
+
+def check_close(out, ref, dtype, what):
+    assert isinstance(out, np.ndarray), f"{what}: expected a numpy array, got {type(out)}"
+    assert out.dtype == dtype, f"{what}: dtype {out.dtype}, expected {np.dtype(dtype)}"
+    assert out.shape == ref.shape, f"{what}: shape {out.shape}, expected {ref.shape}"
+    assert np.isfinite(out).all(), f"{what}: non-finite values"
+    err = rel_err(out, ref)
+    assert err < TOL[dtype], f"{what}: relative error {err:.3g} >= {TOL[dtype]:.0e}"
+
+
+def run_forward_check(case, dtype, algo):
+    x, w, b, gy, y_ref, _ = case_data(case, dtype)
+    y = cnnops.conv2d(x, w, b, algo=algo, **case.kwargs())
+    check_close(y, y_ref, dtype, f"conv2d[{algo}]")
+
+
+def run_backward_check(case, dtype, algo):
+    x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref) = case_data(case, dtype)
+    gx, gw, gb = cnnops.conv2d_backward(gy, x, w, algo=algo, **case.kwargs())
+    check_close(gx, gx_ref, dtype, f"grad_input[{algo}]")
+    check_close(gw, gw_ref, dtype, f"grad_weight[{algo}]")
+    check_close(gb, gb_ref, dtype, f"grad_bias[{algo}]")
+
+
+# ----------------------------------------------------------------------------- vs the reference
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case,algo", _case_algo_params(ALL_CASES))
+def test_forward_matches_reference(case, algo, dtype):
+    run_forward_check(case, dtype, algo)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case,algo", _case_algo_params(ALL_CASES))
+def test_backward_matches_reference(case, algo, dtype):
+    run_backward_check(case, dtype, algo)
+
+
+@pytest.mark.parametrize("algo", ["auto", "gemm"])
+@pytest.mark.parametrize("case", LAYER_CASES)
+def test_benchmark_layers(case, algo):
+    run_forward_check(case, np.float32, algo)
+    run_backward_check(case, np.float32, algo)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize(
+    "case,algo",
+    _case_algo_params([c for c in ALL_CASES if c.id in (
+        "basic_3x3_p1", "same_s2", "groups4_s2", "depthwise_m1", "depthwise_m2_s2", "gemm_multi_kc",
+        "gemm_many_pixels", "pad_beyond_reach", "p1-reflect", "s2_d2-circular", "depthwise_wide-replicate",
+        "depthwise_m2_s2-reflect")]),
+)
+def test_portable_kernels_match_reference(case, algo, dtype, portable_simd):
+    assert cnnops.simd_level() == "portable"
+    run_forward_check(case, dtype, algo)
+    run_backward_check(case, dtype, algo)
+
+
+def test_portable_and_avx2_agree_closely(rng, portable_simd):
+    x = rng.standard_normal((2, 6, 13, 21)).astype(np.float32)
+    w = rng.standard_normal((10, 6, 3, 3)).astype(np.float32)
+    y_portable = cnnops.conv2d(x, w, padding=1, algo="gemm")
+    cnnops.set_simd_level("avx2")  # restored to portable, then to the original, by the fixture
+    y_best = cnnops.conv2d(x, w, padding=1, algo="gemm")
+    assert rel_err(y_portable, y_best) < 1e-6
+
+
+# ----------------------------------------------------------------------------- padding spellings
+
+
+@pytest.mark.parametrize("algo", ["direct", "gemm", "auto"])
+def test_padding_spellings_agree(rng, algo):
+    x = rng.standard_normal((2, 3, 8, 9))
+    w = rng.standard_normal((4, 3, 3, 3))
+    outs = [cnnops.conv2d(x, w, padding=p, algo=algo) for p in (1, (1, 1), [1, 1], (1, 1, 1, 1))]
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])
+    np.testing.assert_array_equal(cnnops.conv2d(x, w, padding="valid", algo=algo),
+                                  cnnops.conv2d(x, w, padding=0, algo=algo))
+    np.testing.assert_array_equal(cnnops.conv2d(x, w, padding="full", dilation=2, algo=algo),
+                                  cnnops.conv2d(x, w, padding=4, dilation=2, algo=algo))
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, (2, 3)])
+@pytest.mark.parametrize("kernel,dilation", [((3, 3), 1), ((2, 4), 1), ((5, 1), 1), ((3, 2), 2), ((1, 1), 1)])
+@pytest.mark.parametrize("hw", [(7, 10), (9, 8), (1, 5)])
+def test_same_padding_rule(rng, hw, kernel, dilation, stride):
+    """TensorFlow's SAME rule for any stride: output ceil(in / stride), extra pixel bottom/right."""
+    x = rng.standard_normal((1, 2, *hw))
+    w = rng.standard_normal((3, 2, *kernel))
+    sh, sw = pair(stride)
+    y = cnnops.conv2d(x, w, stride=stride, padding="same", dilation=dilation)
+    assert y.shape == (1, 3, -(-hw[0] // sh), -(-hw[1] // sw))
+    pads = same_pads(hw, kernel, stride, dilation)
+    assert pads[1] - pads[0] in (0, 1) and pads[3] - pads[2] in (0, 1)
+    np.testing.assert_array_equal(y, cnnops.conv2d(x, w, stride=stride, padding=pads, dilation=dilation))
+    assert rel_err(y, conv2d_ref(x, w, None, stride, pads, dilation)) < 1e-12
+
+
+def test_same_pads_helper_examples():
+    # (in, k, stride, dil) -> (lo, hi), worked by hand from TensorFlow's rule
+    assert same_pads((7, 7), (3, 3), 1, 1) == (1, 1, 1, 1)
+    assert same_pads((8, 8), (4, 4), 1, 1) == (1, 2, 1, 2)
+    assert same_pads((9, 10), (3, 3), 2, 1) == (1, 1, 0, 1)  # out 5: totals 8+3-9 = 2 and 8+3-10 = 1
+    assert same_pads((13, 13), (5, 5), 3, 1) == (2, 2, 2, 2)  # out 5: total 12+5-13 = 4
+    assert same_pads((11, 10), (4, 3), 2, 1) == (1, 2, 0, 1)  # out 6, 5: totals 10+4-11 = 3, 8+3-10 = 1
+    assert same_pads((7, 8), (1, 2), 3, 1) == (0, 0, 0, 0)
+    assert same_pads((7, 7), (3, 3), 1, 2) == (2, 2, 2, 2)
+
+
+# ----------------------------------------------------------------------------- finite differences
+
+FD_CASES = [
+    Case("fd_p1", (1, 2, 5, 6), 3, 3, 3, padding=1, bias=True),
+    Case("fd_s2_asym", (2, 2, 6, 5), 2, 3, 2, stride=2, padding=(1, 0, 2, 1), bias=True),
+    Case("fd_d2_same", (1, 2, 6, 7), 2, 3, 3, dilation=2, padding="same"),
+    Case("fd_groups", (1, 4, 5, 5), 4, 3, 3, padding=1, groups=2, bias=True),
+    Case("fd_depthwise_m2", (1, 2, 5, 6), 4, 3, 3, stride=(1, 2), padding=1, groups=2),
+]
+FD_PARAMS = [pytest.param(c.with_mode(m), id=f"{c.id}-{m}") for c in FD_CASES for m in MODES]
+
+
+@pytest.mark.parametrize("algo", ["auto", "direct"])
+@pytest.mark.parametrize("case", FD_PARAMS)
+def test_backward_matches_finite_differences(case, algo, rng):
+    x = rng.standard_normal(case.x)
+    w = rng.standard_normal(case.w)
+    b = rng.standard_normal(case.K) if case.bias else None
+    y = cnnops.conv2d(x, w, b, algo=algo, **case.kwargs())
+    gy = rng.standard_normal(y.shape)
+
+    def loss():
+        return float(np.sum(cnnops.conv2d(x, w, b, algo=algo, **case.kwargs()) * gy))
+
+    gx, gw, gb = cnnops.conv2d_backward(gy, x, w, algo=algo, **case.kwargs())
+    assert rel_err(gx, numerical_grad(loss, x)) < 1e-8
+    assert rel_err(gw, numerical_grad(loss, w)) < 1e-8
+    if b is not None:
+        assert rel_err(gb, numerical_grad(loss, b)) < 1e-8
+
+
+@pytest.mark.parametrize("case", FD_PARAMS[::3])
+def test_reference_backward_matches_finite_differences(case, rng):
+    """The oracle itself: conv2d_backward_ref is the derivative of conv2d_ref."""
+    x = rng.standard_normal(case.x)
+    w = rng.standard_normal(case.w)
+    b = rng.standard_normal(case.K)
+    kw = case.ref_kwargs()
+    gy = rng.standard_normal(conv2d_ref(x, w, b, **kw).shape)
+
+    def loss():
+        return float(np.sum(conv2d_ref(x, w, b, **kw) * gy))
+
+    gx, gw, gb = conv2d_backward_ref(gy, x, w, **kw)
+    assert rel_err(gx, numerical_grad(loss, x)) < 1e-8
+    assert rel_err(gw, numerical_grad(loss, w)) < 1e-8
+    assert rel_err(gb, numerical_grad(loss, b)) < 1e-8
+
+
+# ----------------------------------------------------------------------------- PyTorch as second oracle
+
+TORCH_CASES = [c for c in ALL_CASES if c.id in (
+    "basic_3x3_p1", "asym_4tuple_s2", "same_s3", "same_s21_d2", "full_dil", "stride3_dil2", "groups4_s2",
+    "depthwise_m2_s2", "conv1x1_s2", "pad_beyond_reach_asym")] + [c for c in MODE_CASES if c.id.split("-")[0] in (
+        "p1", "asym", "same_s3", "s2_d2", "s21_d12", "groups2", "depthwise_m2_s2", "max_reflect_pad")] + [
+    c for c in MODE_CASES if c.id in ("circular_pad_eq_size", "replicate_huge_pad")]
+
+
+def _torch_conv(torch, case, x, w, b):
+    """F.conv2d on the F.pad-ed input (explicit pads for every mode)."""
+    F = torch.nn.functional
+    t, bt, l, r = case.pads4
+    xp = F.pad(x, (l, r, t, bt), mode=TORCH_PAD_MODE[case.mode]) if any(case.pads4) else x
+    return F.conv2d(xp, w, b, stride=case.stride, dilation=case.dilation, groups=case.groups)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in TORCH_CASES])
+def test_against_torch(case, dtype):
+    torch = pytest.importorskip("torch")
+    x, w, b, gy, _, _ = case_data(case, dtype)
+    # torch in float64 on the same values: the second oracle
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    bt = torch.tensor(b, dtype=torch.float64, requires_grad=True) if b is not None else None
+    yt = _torch_conv(torch, case, xt, wt, bt)
+    yt.backward(torch.tensor(gy, dtype=torch.float64))
+
+    # cnnops fed torch tensors of the test dtype: torch tensors come back
+    tx, tw, tgy = (torch.from_numpy(a) for a in (x, w, gy))
+    tb = torch.from_numpy(b) if b is not None else None
+    y = cnnops.conv2d(tx, tw, tb, **case.kwargs())
+    gx, gw, gb = cnnops.conv2d_backward(tgy, tx, tw, **case.kwargs())
+    for out, ref, what in ((y, yt, "output"), (gx, xt.grad, "grad_input"), (gw, wt.grad, "grad_weight")):
+        assert isinstance(out, torch.Tensor), what
+        assert out.dtype == tx.dtype, what
+        assert tuple(out.shape) == tuple(ref.shape), what
+        err = rel_err(out.numpy(), ref.detach().numpy())
+        assert err < TOL[dtype], f"{what}: relative error {err:.3g} vs torch"
+    assert rel_err(gb.numpy(), gy.astype(np.float64).sum(axis=(0, 2, 3))) < TOL[dtype]
+    if bt is not None:
+        assert rel_err(gb.numpy(), bt.grad.numpy()) < TOL[dtype]
+
+
+# ----------------------------------------------------------------------------- outputs and inputs
+
+
+@pytest.mark.parametrize("algo", ["direct", "gemm", "auto", "smallc", "depthwise"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_outputs_are_fresh_arrays(rng, dtype, algo):
+    x = rng.standard_normal((2, 4, 7, 9)).astype(dtype)
+    w = rng.standard_normal((8, 1, 3, 3)).astype(dtype)
+    b = rng.standard_normal(8).astype(dtype)
+    kw = dict(padding=(1, 0, 2, 1), groups=4, algo=algo)
+    y1 = cnnops.conv2d(x, w, b, **kw)
+    y2 = cnnops.conv2d(x, w, b, **kw)
+    P, Q = 7 + 1 - 2, 9 + 3 - 2
+    for y in (y1, y2):
+        assert type(y) is np.ndarray and y.dtype == dtype and y.shape == (2, 8, P, Q)
+        assert np.isfinite(y).all()
+        assert y.flags.writeable and y.flags.c_contiguous
+        for a in (x, w, b):
+            assert not np.shares_memory(y, a)
+    assert not np.shares_memory(y1, y2)
+    np.testing.assert_array_equal(y1, y2)
+    y1[...] = np.nan  # writing into one result must not show up anywhere else
+    assert np.isfinite(y2).all()
+    assert np.isfinite(cnnops.conv2d(x, w, b, **kw)).all()
+
+    gy = rng.standard_normal(y2.shape).astype(dtype)
+    g1 = cnnops.conv2d_backward(gy, x, w, **kw)
+    g2 = cnnops.conv2d_backward(gy, x, w, **kw)
+    for g, shape in zip(g1, (x.shape, w.shape, (8,))):
+        assert type(g) is np.ndarray and g.dtype == dtype and g.shape == shape
+        assert np.isfinite(g).all()
+        for a in (x, w, gy, y2):
+            assert not np.shares_memory(g, a)
+    for a, c in zip(g1, g2):
+        assert not np.shares_memory(a, c)
+    assert not np.shares_memory(g1[0], g1[1]) and not np.shares_memory(g1[1], g1[2])
+
+
+@pytest.mark.parametrize("case,algo", _case_algo_params([c for c in ALL_CASES if c.id in (
+    "basic_3x3_p1", "asym_4tuple_s2", "depthwise_m2_s2", "p1-reflect", "s2_d2-circular",
+    "depthwise_m1-replicate")]))
+def test_inputs_not_modified(case, algo):
+    x, w, b, gy, _, _ = case_data(case, np.float32)
+    copies = [None if a is None else a.copy() for a in (x, w, b, gy)]
+    cnnops.conv2d(x, w, b, algo=algo, **case.kwargs())
+    cnnops.conv2d_backward(gy, x, w, algo=algo, **case.kwargs())
+    for a, c in zip((x, w, b, gy), copies):
+        if a is not None:
+            np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True),
+                                   (False, True, True), (False, False, False)])
+@pytest.mark.parametrize("algo", ["direct", "gemm", "depthwise"])
+def test_backward_needs_subset(needs, algo):
+    case = next(c for c in ALL_CASES if c.id == "depthwise_m2_s2")
+    x, w, b, gy, _, refs = case_data(case, np.float64)
+    out = cnnops.conv2d_backward(gy, x, w, needs=needs, algo=algo, **case.kwargs())
+    assert len(out) == 3
+    for need, got, ref in zip(needs, out, refs):
+        if need:
+            assert rel_err(got, ref) < 1e-12
+        else:
+            assert got is None
+
+
+# ----------------------------------------------------------------------------- determinism
+
+DET_CASES = [c for c in ALL_CASES if c.id in (
+    "basic_3x3_p1", "same_s2", "stride3_dil2", "groups4_s2", "gemm_multi_kc", "gemm_many_pixels", "batch5",
+    "pad_beyond_reach", "depthwise_m1", "depthwise_m2_s2", "depthwise_m2_wide", "s2_d2-reflect",
+    "asym-circular", "depthwise_m2_s2-replicate")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case,algo", _case_algo_params(DET_CASES))
+def test_backward_repeatable(case, algo, dtype):
+    x, w, b, gy, _, _ = case_data(case, dtype)
+    first = cnnops.conv2d_backward(gy, x, w, algo=algo, **case.kwargs())
+    second = cnnops.conv2d_backward(gy, x, w, algo=algo, **case.kwargs())
+    for a, c in zip(first, second):
+        np.testing.assert_array_equal(a, c)  # bitwise, NaN-free
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case,algo", _case_algo_params(DET_CASES))
+def test_grad_input_independent_of_thread_count(case, algo, dtype, threads):
+    x, w, b, gy, _, _ = case_data(case, dtype)
+    results = []
+    for n in (1, 2, 4):
+        threads(n)
+        assert cnnops.get_num_threads() == n
+        results.append(cnnops.conv2d_backward(gy, x, w, algo=algo, **case.kwargs()))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r[0], results[0][0])
+        if algo == "depthwise":  # depthwise weight gradients are per-plane: fixed order too
+            np.testing.assert_array_equal(r[1], results[0][1])
+            np.testing.assert_array_equal(r[2], results[0][2])
+
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+@pytest.mark.parametrize("case,algo", _case_algo_params([c for c in ALL_CASES if c.id in (
+    "gemm_multi_kc", "groups4_s2", "depthwise_m2_s2-reflect")]))
+def test_other_thread_counts_match_reference(case, algo, n_threads, threads):
+    threads(n_threads)
+    run_forward_check(case, np.float32, algo)
+    run_backward_check(case, np.float32, algo)
+
+
+# ----------------------------------------------------------------------------- array layouts and types
+
+
+def _noncontig_transposed(a):
+    """Same values, H and W strides swapped (a Fortran-ish view)."""
+    return a.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)
+
+
+def _noncontig_sliced(a, rng):
+    """Same values, living at every other element of a bigger array (a strided view)."""
+    big = rng.standard_normal(tuple(2 * s for s in a.shape)).astype(a.dtype)
+    view = big[tuple(slice(1, None, 2) for _ in a.shape)]
+    view[...] = a
+    assert not view.flags.c_contiguous
+    return view
+
+
+@pytest.mark.parametrize("layout", ["transposed", "sliced", "reversed_copy", "fortran"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case,algo", _case_algo_params([c for c in ALL_CASES if c.id in (
+    "asym_4tuple_s2", "depthwise_m2_s2", "groups2", "same_s2-reflect")]))
+def test_noncontiguous_inputs(case, algo, dtype, layout, rng):
+    x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref) = case_data(case, dtype)
+
+    def view(a):
+        if a is None:
+            return None
+        if layout == "transposed":
+            return _noncontig_transposed(a) if a.ndim == 4 else _noncontig_sliced(a, rng)
+        if layout == "sliced":
+            return _noncontig_sliced(a, rng)
+        if layout == "reversed_copy":  # negative strides along W
+            v = a[..., ::-1].copy()[..., ::-1]
+            assert v.strides[-1] < 0
+            return v
+        return np.asfortranarray(a)
+
+    xv, wv, bv, gyv = view(x), view(w), view(b), view(gy)
+    y = cnnops.conv2d(xv, wv, bv, algo=algo, **case.kwargs())
+    check_close(y, y_ref, dtype, "conv2d")
+    gx, gw, gb = cnnops.conv2d_backward(gyv, xv, wv, algo=algo, **case.kwargs())
+    check_close(gx, gx_ref, dtype, "grad_input")
+    check_close(gw, gw_ref, dtype, "grad_weight")
+    check_close(gb, gb_ref, dtype, "grad_bias")
+
+
+def test_broadcast_and_readonly_inputs(rng):
+    x1 = rng.standard_normal((1, 3, 6, 7))
+    xb = np.broadcast_to(x1, (3, 3, 6, 7))  # zero stride along N, read-only
+    w = rng.standard_normal((4, 3, 3, 3))
+    w.setflags(write=False)
+    y = cnnops.conv2d(xb, w, padding=1)
+    ref = conv2d_ref(np.ascontiguousarray(xb), w, None, 1, (1, 1, 1, 1))
+    assert rel_err(y, ref) < 1e-12
+    assert y.flags.writeable
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+def test_torch_in_torch_out(dtype_name):
+    torch = pytest.importorskip("torch")
+    dt = getattr(torch, dtype_name)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 6, 9, 8, generator=g, dtype=dt)
+    w = torch.randn(4, 3, 3, 3, generator=g, dtype=dt)
+    b = torch.randn(4, generator=g, dtype=dt)
+    kw = dict(stride=(2, 1), padding=(1, 2, 0, 1), groups=2, padding_mode="reflect")
+    ref = conv2d_ref(x.numpy(), w.numpy(), b.numpy(), (2, 1), (1, 2, 0, 1), 1, 2, "reflect")
+
+    # a leaf that requires grad goes in as its values; the result is a plain tensor
+    xg = x.clone().requires_grad_(True)
+    y = cnnops.conv2d(xg, w, b, **kw)
+    assert isinstance(y, torch.Tensor) and y.dtype == dt and y.device.type == "cpu"
+    assert tuple(y.shape) == ref.shape and not y.requires_grad
+    assert rel_err(y.numpy(), ref) < TOL[np.dtype(dtype_name).type]
+    assert xg.grad is None
+
+    # non-contiguous torch views: permuted storage (channels_last) and a strided slice
+    x_cl = x.to(memory_format=torch.channels_last)
+    assert not x_cl.is_contiguous()
+    torch.testing.assert_close(cnnops.conv2d(x_cl, w, b, **kw), y, rtol=0, atol=0)
+    big = torch.zeros(2, 12, 9, 16, dtype=dt)
+    big[:, ::2, :, ::2] = x
+    torch.testing.assert_close(cnnops.conv2d(big[:, ::2, :, ::2], w, b, **kw), y, rtol=0, atol=0)
+
+    gy = torch.randn(y.shape, generator=g, dtype=dt)
+    gx, gw, gb = cnnops.conv2d_backward(gy, xg, w.requires_grad_(True), needs=(True, True, True), **kw)
+    for t, shape in ((gx, x.shape), (gw, w.shape), (gb, b.shape)):
+        assert isinstance(t, torch.Tensor) and t.dtype == dt and t.shape == shape
+    refs = conv2d_backward_ref(gy.numpy(), x.numpy(), w.detach().numpy(), (2, 1), (1, 2, 0, 1), 1, 2, "reflect")
+    for t, r in zip((gx, gw, gb), refs):
+        assert rel_err(t.numpy(), r) < TOL[np.dtype(dtype_name).type]
+
+
+@pytest.mark.parametrize("algo", ["direct", "gemm", "auto", "depthwise", "smallc"])
+def test_empty_batch(algo):
+    x = np.zeros((0, 4, 7, 6), np.float32)
+    w = np.ones((8, 1, 3, 2), np.float32)
+    b = np.ones(8, np.float32)
+    kw = dict(stride=(1, 1), padding=(1, 0, 0, 2), groups=4, algo=algo)
+    y = cnnops.conv2d(x, w, b, **kw)
+    assert isinstance(y, np.ndarray) and y.shape == (0, 8, 6, 7) and y.dtype == np.float32
+    gx, gw, gb = cnnops.conv2d_backward(np.zeros(y.shape, np.float32), x, w, **kw)
+    assert gx.shape == x.shape and gx.dtype == np.float32
+    np.testing.assert_array_equal(gw, np.zeros_like(w))
+    np.testing.assert_array_equal(gb, np.zeros(8, np.float32))
+
+
+def test_empty_batch_torch():
+    torch = pytest.importorskip("torch")
+    x = torch.zeros(0, 3, 5, 5, dtype=torch.float64)
+    w = torch.ones(2, 3, 3, 3, dtype=torch.float64)
+    y = cnnops.conv2d(x, w, padding="same")
+    assert isinstance(y, torch.Tensor) and tuple(y.shape) == (0, 2, 5, 5)
+
+
+# ----------------------------------------------------------------------------- bad arguments
+
+X = (2, 4, 6, 6)
+W = (6, 4, 3, 3)
+
+
+def _z(shape, dtype=np.float64):
+    return np.zeros(shape, dtype)
+
+
+BAD_CALLS = [
+    # (id, call, exception, regex that must match the message: expected value and given value)
+    ("input_ndim", lambda: cnnops.conv2d(_z(X[1:]), _z(W)), ValueError,
+     r"input with 4 dimensions .*got 3 with shape \(4, 6, 6\)"),
+    ("input_ndim5", lambda: cnnops.conv2d(_z((1,) + X), _z(W)), ValueError, r"4 dimensions .*got 5"),
+    ("weight_ndim", lambda: cnnops.conv2d(_z(X), _z(W[1:])), ValueError,
+     r"weight with 4 dimensions .*got 3 with shape \(4, 3, 3\)"),
+    ("groups_not_dividing_C", lambda: cnnops.conv2d(_z((2, 5, 6, 6)), _z((6, 2, 3, 3)), groups=2), ValueError,
+     r"divisible by groups, got C=5 and groups=2"),
+    ("groups_not_dividing_K", lambda: cnnops.conv2d(_z(X), _z((5, 2, 3, 3)), groups=2), ValueError,
+     r"divisible by groups, got K=5 and groups=2"),
+    ("weight_channels", lambda: cnnops.conv2d(_z(X), _z((6, 3, 3, 3)), groups=2), ValueError,
+     r"weight.shape\[1\] == C/groups = 2, got weight shape \(6, 3, 3, 3\)"),
+    ("weight_channels_no_groups", lambda: cnnops.conv2d(_z(X), _z((6, 2, 3, 3))), ValueError,
+     r"C/groups = 4, got weight shape \(6, 2, 3, 3\)"),
+    ("groups_zero", lambda: cnnops.conv2d(_z(X), _z(W), groups=0), ValueError, r"groups >= 1, got 0"),
+    ("bias_length", lambda: cnnops.conv2d(_z(X), _z(W), _z(5)), ValueError, r"bias of shape \(6,\), got \(5,\)"),
+    ("bias_ndim", lambda: cnnops.conv2d(_z(X), _z(W), _z((6, 1))), ValueError, r"bias of shape \(6,\), got \(6, 1\)"),
+    ("kernel_too_big", lambda: cnnops.conv2d(_z(X), _z((6, 4, 7, 7))), ValueError,
+     r"kernel 7x7 to fit in the padded input 6x6"),
+    ("kernel_too_big_after_pad", lambda: cnnops.conv2d(_z(X), _z((6, 4, 9, 3)), padding=1), ValueError,
+     r"kernel 9x3 to fit in the padded input 8x8"),
+    ("dilated_kernel_too_big", lambda: cnnops.conv2d(_z(X), _z(W), dilation=(1, 3)), ValueError,
+     r"kernel 3x7 to fit in the padded input 6x6"),
+    ("zero_size_input", lambda: cnnops.conv2d(_z((1, 4, 0, 6)), _z(W), padding=2), ValueError,
+     r"non-zero C, H, W, got shape \(1, 4, 0, 6\)"),
+    ("zero_size_weight", lambda: cnnops.conv2d(_z(X), _z((0, 4, 3, 3))), ValueError,
+     r"non-zero K, R, S, got shape \(0, 4, 3, 3\)"),
+    ("negative_padding", lambda: cnnops.conv2d(_z(X), _z(W), padding=-1), ValueError,
+     r"non-negative padding, got \(top, bottom, left, right\) = \(-1, -1, -1, -1\)"),
+    ("negative_padding_4tuple", lambda: cnnops.conv2d(_z(X), _z(W), padding=(0, 0, -2, 1)), ValueError,
+     r"non-negative padding, .*= \(0, 0, -2, 1\)"),
+    ("stride_zero", lambda: cnnops.conv2d(_z(X), _z(W), stride=0), ValueError, r"stride >= 1, got \(0, 0\)"),
+    ("stride_zero_w", lambda: cnnops.conv2d(_z(X), _z(W), stride=(1, 0)), ValueError, r"stride >= 1, got \(1, 0\)"),
+    ("dilation_zero", lambda: cnnops.conv2d(_z(X), _z(W), dilation=(0, 1)), ValueError,
+     r"dilation >= 1, got \(0, 1\)"),
+    ("unknown_padding_string", lambda: cnnops.conv2d(_z(X), _z(W), padding="bogus"), ValueError,
+     r"'valid', 'same' or 'full' as a string, got 'bogus'"),
+    ("padding_3tuple", lambda: cnnops.conv2d(_z(X), _z(W), padding=(1, 2, 3)), TypeError,
+     r"\(top, bottom, left, right\).*got \(1, 2, 3\)"),
+    ("unknown_padding_mode", lambda: cnnops.conv2d(_z(X), _z(W), padding_mode="mirror"), ValueError,
+     r"padding_mode one of .*'circular'.*got 'mirror'"),
+    ("unknown_algo", lambda: cnnops.conv2d(_z(X), _z(W), algo="winograd"), ValueError,
+     r"algo one of .*'smallc'.*got 'winograd'"),
+    ("depthwise_needs_groups_eq_C", lambda: cnnops.conv2d(_z(X), _z((4, 2, 3, 3)), groups=2, algo="depthwise"),
+     ValueError, r"algo='depthwise' needs groups == input channels, got C=4 and groups=2"),
+    ("smallc_needs_width_stride_1", lambda: cnnops.conv2d(_z(X), _z(W), stride=2, algo="smallc"), ValueError,
+     r"algo='smallc' needs width stride 1, got 2"),
+    ("reflect_pad_eq_size", lambda: cnnops.conv2d(_z(X), _z(W), padding=6, padding_mode="reflect"), ValueError,
+     r"reflect.* smaller than the input dimension, got pads \(6, 6, 6, 6\) for input 6x6"),
+    ("reflect_pad_one_side", lambda: cnnops.conv2d(_z((1, 4, 6, 3)), _z(W), padding=(0, 0, 3, 0),
+                                                   padding_mode="reflect"), ValueError,
+     r"got pads \(0, 0, 3, 0\) for input 6x3"),
+    ("circular_pad_gt_size", lambda: cnnops.conv2d(_z(X), _z(W), padding=7, padding_mode="circular"), ValueError,
+     r"circular.*at most the input dimension, got pads \(7, 7, 7, 7\) for input 6x6"),
+    ("dtype_mismatch_weight", lambda: cnnops.conv2d(_z(X, np.float32), _z(W)), TypeError,
+     r"weight with the input's dtype float32, got float64"),
+    ("dtype_mismatch_bias", lambda: cnnops.conv2d(_z(X), _z(W), _z(6, np.float32)), TypeError,
+     r"bias with the input's dtype float64, got float32"),
+    ("int_input", lambda: cnnops.conv2d(_z(X, np.int32), _z(W, np.int32)), TypeError,
+     r"float32 or float64\), got int32"),
+    ("int_weight", lambda: cnnops.conv2d(_z(X), _z(W, np.int64)), TypeError, r"float32 or float64\), got int64"),
+    ("float16_input", lambda: cnnops.conv2d(_z(X, np.float16), _z(W, np.float16)), TypeError,
+     r"float32 or float64, got float16"),
+    ("list_bias", lambda: cnnops.conv2d(_z(X), _z(W), [0.0] * 6), TypeError, r"DLPack.*got list"),
+    ("list_input", lambda: cnnops.conv2d(_z(X).tolist(), _z(W)), TypeError, r"DLPack.*got list"),
+    ("list_weight", lambda: cnnops.conv2d(_z(X), _z(W).tolist()), TypeError, r"DLPack.*got list"),
+    ("bool_stride", lambda: cnnops.conv2d(_z(X), _z(W), stride=True), TypeError, r"int or a pair of ints, got True"),
+    ("float_groups", lambda: cnnops.conv2d(_z(X), _z(W), groups=2.0), TypeError, r"groups as an int, got 2.0"),
+    ("backward_grad_output_shape", lambda: cnnops.conv2d_backward(_z((2, 6, 4, 5)), _z(X), _z(W)), ValueError,
+     r"grad_output of shape \(2, 6, 4, 4\) \(the forward output's\), got \(2, 6, 4, 5\)"),
+    ("backward_grad_output_shape_stride", lambda: cnnops.conv2d_backward(_z((2, 6, 4, 4)), _z(X), _z(W), stride=2,
+                                                                        padding=1),
+     ValueError, r"grad_output of shape \(2, 6, 3, 3\) .*got \(2, 6, 4, 4\)"),
+    ("backward_grad_output_ndim", lambda: cnnops.conv2d_backward(_z((6, 4, 4)), _z(X), _z(W)), ValueError,
+     r"grad_output with 4 dimensions .*got 3"),
+    ("backward_grad_output_dtype", lambda: cnnops.conv2d_backward(_z((2, 6, 4, 4), np.float32), _z(X), _z(W)),
+     TypeError, r"grad_output with the input's dtype float64, got float32"),
+    ("backward_grad_output_list", lambda: cnnops.conv2d_backward(_z((2, 6, 4, 4)).tolist(), _z(X), _z(W)),
+     TypeError, r"DLPack.*got list"),
+    ("backward_input_list", lambda: cnnops.conv2d_backward(_z((2, 6, 4, 4)), _z(X).tolist(), _z(W)),
+     TypeError, r"DLPack.*got list"),
+    ("backward_needs", lambda: cnnops.conv2d_backward(_z((2, 6, 4, 4)), _z(X), _z(W), needs=(True,)), TypeError,
+     r"three booleans .*got \(True,\)"),
+    ("backward_groups", lambda: cnnops.conv2d_backward(_z((2, 6, 4, 4)), _z(X), _z(W), groups=3), ValueError,
+     r"got C=4 and groups=3"),
+    ("backward_reflect", lambda: cnnops.conv2d_backward(_z((2, 6, 16, 16)), _z(X), _z(W), padding=6,
+                                                        padding_mode="reflect"), ValueError,
+     r"got pads \(6, 6, 6, 6\) for input 6x6"),
+    ("backward_algo", lambda: cnnops.conv2d_backward(_z((2, 6, 4, 4)), _z(X), _z(W), algo="depthwise"), ValueError,
+     r"algo='depthwise' needs groups == input channels, got C=4 and groups=1"),
+]
+
+
+@pytest.mark.parametrize("call,exc,pattern", [pytest.param(c, e, p, id=i) for i, c, e, p in BAD_CALLS])
+def test_bad_arguments_raise(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_error_messages_name_the_op():
+    with pytest.raises(ValueError, match=r"^conv2d: "):
+        cnnops.conv2d(_z(X), _z(W), stride=0)
+    with pytest.raises(ValueError, match=r"^conv2d_backward: "):
+        cnnops.conv2d_backward(_z((2, 6, 4, 5)), _z(X), _z(W))
+
+
+def test_smallc_allows_height_stride(rng):
+    """Only the width stride is restricted for algo='smallc'."""
+    x = rng.standard_normal((1, 2, 9, 8))
+    w = rng.standard_normal((3, 2, 3, 3))
+    y = cnnops.conv2d(x, w, stride=(2, 1), padding=1, algo="smallc")
+    assert rel_err(y, conv2d_ref(x, w, None, (2, 1), (1, 1, 1, 1))) < 1e-12
+

@@ -74,6 +74,26 @@ def cpu_cores() -> dict:
     return {"logical": os.cpu_count(), "usable": usable}
 
 
+def load_average() -> list | None:
+    """The 1, 5 and 15 minute load averages (Linux); a load near the core count before a run
+    starts means other work shares the machine and the absolute times are not to be trusted."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return [float(v) for v in f.read().split()[:3]]
+    except (OSError, ValueError):
+        return None
+
+
+def busy_warning(load_start, load_end, usable_cores) -> str | None:
+    """A warning when the machine was visibly busy with other work during the run."""
+    if not load_start:
+        return None
+    if load_start[0] >= 0.5 * max(1, usable_cores or 1):
+        return (f"the machine was busy before the run started (load average {load_start[0]:.2f} on "
+                f"{usable_cores} usable CPUs): times are inflated and noisy; trust the ratios only loosely")
+    return None
+
+
 def _git(args, cwd) -> str | None:
     try:
         r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
@@ -126,6 +146,7 @@ def machine_info(peer: dict | None = None) -> dict:
         "git": git_state(),
         "command": command_line(),
         "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+        "load_average_start": load_average(),
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
                                            "KMP_BLOCKTIME", "MKL_NUM_THREADS") if k in os.environ},
     }

@@ -123,17 +123,6 @@ C1_LAYERS, C1_MIN = ("lenet5_c1", "mnist_c1"), 2.0
 LARGE3X3_LAYERS, LARGE3X3_PEAK_MIN = ("vgg16_c1_2", "vgg16_c3", "vgg16_c5", "resnet50_3x3"), 0.70
 
 
-def auto_rule_pick(layer: Layer) -> str:
-    """The forward algorithm algo="auto" picks for this layer, following the rule written out in
-    csrc/ops/conv.cpp (conv2d_choose_algo). Informational: the benchmark always passes "auto"."""
-    cg = layer.C // layer.groups
-    if cg == 1 and layer.groups > 1:
-        return "depthwise"
-    if cg <= 4 and layer.stride == 1:
-        return "smallc"
-    return "gemm"
-
-
 def _make_inputs(torch, layer: Layer):
     """Fixed-seed float32 tensors: x, w (scaled by 1/sqrt(fan-in)), bias, grad_output."""
     rng = np.random.default_rng(zlib.crc32(layer.name.encode()))
@@ -179,8 +168,7 @@ def bench_layer(torch, layer: Layer, repeats=None, quick=False, log=print) -> di
     row = {
         "name": layer.name,
         "shape": layer.as_dict(),
-        "algo": "auto",
-        "auto_rule_pick": auto_rule_pick(layer),
+        "algo": "auto",  # cnnops does not report which algorithm "auto" chose
         "flops_forward": layer.flops_forward,
         "flops_backward": layer.flops_backward,
         "bytes_forward": layer.bytes_forward,
@@ -235,9 +223,8 @@ def bench_layer(torch, layer: Layer, repeats=None, quick=False, log=print) -> di
 
 
 def summarize(rows: list) -> dict:
-    def speedups(pass_name, names=None):
-        return {r["name"]: (r[pass_name]["speedup"] if r[pass_name] else None) for r in rows
-                if names is None or r["name"] in names}
+    def speedups(pass_name):
+        return {r["name"]: (r[pass_name]["speedup"] if r[pass_name] else None) for r in rows}
 
     fwd, bwd = speedups("forward"), speedups("backward")
     fwd_ok = [v for v in fwd.values() if v is not None]
@@ -252,11 +239,16 @@ def summarize(rows: list) -> dict:
         "backward_min_speedup": min(bwd_ok) if bwd_ok else None,
         "backward_min_layer": min((k for k, v in bwd.items() if v is not None), key=lambda k: bwd[k], default=None),
         "all_correct": all(r["correct"] for r in rows),
-        "incorrect_layers": [r["name"] for r in rows if not r["correct"]],
+        "incorrect_layers": [r["name"] for r in rows
+                             if not all(e < REL_ERR_TOL for e in r["rel_error"].values())],
         "failed_layers": [r["name"] for r in rows if r["errors"]],
     }
     summ["targets"] = targets(rows)
     return summ
+
+
+def _x(v) -> str:
+    return "–" if v is None else f"{v:.2f}x"
 
 
 def targets(rows: list) -> list:
@@ -273,22 +265,22 @@ def targets(rows: list) -> list:
     fwd_all = {r["name"]: fwd(r["name"]) for r in rows}
     missing = [k for k, v in fwd_all.items() if v is None]
     gm = common.geomean(v for v in fwd_all.values() if v is not None)
-    ok = None if gm is None else (gm >= FWD_GEOMEAN_MIN and not missing)
+    ok = False if missing else (None if gm is None else gm >= FWD_GEOMEAN_MIN)
     out.append(common.target_line(f"forward geomean speed-up >= {FWD_GEOMEAN_MIN}x", ok,
-                                  f"{common.fmt(gm)}x{partial}" + (f"; no forward for {', '.join(missing)}" if missing else "")))
+                                  f"{_x(gm)}{partial}" + (f"; no forward for {', '.join(missing)}" if missing else "")))
 
     low = [f"{k} {v:.2f}x" for k, v in fwd_all.items() if v is not None and v < FWD_LAYER_MIN]
     ok = None if not fwd_all else (not low and not missing)
     mn = min((v for v in fwd_all.values() if v is not None), default=None)
-    detail = (f"below: {', '.join(low)}" if low else f"min {common.fmt(mn)}x") + partial
+    detail = (f"below: {', '.join(low)}" if low else f"min {_x(mn)}") + partial
     out.append(common.target_line(f"no forward layer below {FWD_LAYER_MIN}x", ok, detail))
 
     bwd_all = {r["name"]: (r["backward"]["speedup"] if r["backward"] else None) for r in rows}
     bmissing = [k for k, v in bwd_all.items() if v is None]
     gm = common.geomean(v for v in bwd_all.values() if v is not None)
-    ok = None if gm is None else (gm >= BWD_GEOMEAN_MIN and not bmissing)
+    ok = False if bmissing else (None if gm is None else gm >= BWD_GEOMEAN_MIN)
     out.append(common.target_line(f"backward geomean speed-up >= {BWD_GEOMEAN_MIN}x", ok,
-                                  f"{common.fmt(gm)}x{partial}" + (f"; no backward for {', '.join(bmissing)}" if bmissing else "")))
+                                  f"{_x(gm)}{partial}" + (f"; no backward for {', '.join(bmissing)}" if bmissing else "")))
 
     def per_layer(title, names, value, minimum, unit_fmt):
         present = [n for n in names if n in by]
@@ -324,7 +316,7 @@ def _pass_rows(rows: list, pass_name: str) -> list:
     table = []
     for r in rows:
         layer = BY_NAME[r["name"]]
-        algo = f"auto→{r['auto_rule_pick']}"
+        algo = r["algo"]
         p = r[pass_name]
         if p is None:
             err = r["errors"].get(pass_name, "not timed")
@@ -364,12 +356,13 @@ def tables_markdown(rows: list) -> str:
 def summary_markdown(summ: dict) -> str:
     lines = [
         f"- Layers run: {summ['layers_run']} of {summ['layers_total']}",
-        f"- Forward speed-up: geomean {common.fmt(summ['forward_geomean_speedup'])}x, "
-        f"min {common.fmt(summ['forward_min_speedup'])}x ({summ['forward_min_layer'] or '–'})",
-        f"- Backward speed-up: geomean {common.fmt(summ['backward_geomean_speedup'])}x, "
-        f"min {common.fmt(summ['backward_min_speedup'])}x ({summ['backward_min_layer'] or '–'})",
-        f"- Correctness (relative error vs torch < {REL_ERR_TOL:g}, every output): "
-        + ("all layers pass" if summ["all_correct"] else f"FAIL on {', '.join(summ['incorrect_layers'])}"),
+        f"- Forward speed-up: geomean {_x(summ['forward_geomean_speedup'])}, "
+        f"min {_x(summ['forward_min_speedup'])} ({summ['forward_min_layer'] or '–'})",
+        f"- Backward speed-up: geomean {_x(summ['backward_geomean_speedup'])}, "
+        f"min {_x(summ['backward_min_speedup'])} ({summ['backward_min_layer'] or '–'})",
+        f"- Correctness (relative error vs torch < {REL_ERR_TOL:g}, every output checked): "
+        + (f"FAIL on {', '.join(summ['incorrect_layers'])}" if summ["incorrect_layers"]
+           else "all outputs checked pass"),
     ]
     if summ["failed_layers"]:
         lines.append(f"- Errors on: {', '.join(summ['failed_layers'])}")
@@ -386,8 +379,8 @@ METHOD_MD = (
     "under 20 ms). GFLOP/s counts 2·N·K·(C/groups)·R·S·P·Q for forward and twice that for backward; "
     "`% FMA peak` is against the FMA peak measured in this run; `bound, % of floor` names the larger of "
     "FLOPs/peak and bytes/bandwidth (each tensor read or written once) and how close cnnops gets to it. "
-    "`algo` is what algo=\"auto\" picks by the rule written in csrc/ops/conv.cpp (the benchmark passes "
-    "\"auto\")."
+    "`algo` is the algo= argument passed to cnnops (\"auto\": the rule in csrc/ops/conv.cpp, "
+    "conv2d_choose_algo, picks the kernel)."
 )
 
 
@@ -401,6 +394,7 @@ def report_markdown(data: dict) -> str:
         f"{data['ceilings_start']['copy_bandwidth_gbs']:.1f} GB/s; after: "
         f"{data['ceilings_end']['fma_peak_gflops']:.1f} GFLOP/s, {data['ceilings_end']['copy_bandwidth_gbs']:.1f} GB/s; "
         "the larger of each is used)",
+        *(f"\n> **Warning**: {w}" for w in data.get("warnings", [])),
         "",
         METHOD_MD,
         "",
@@ -464,12 +458,16 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
         msg = [f"{name:15s}"]
         for pn in ("forward", "backward"):
             p = row[pn]
-            msg.append(f"{pn[:3]} " + (f"{p['cnnops']['median_ms']:9.3f} vs {p['torch']['median_ms']:9.3f} ms "
+            msg.append({"forward": "fwd ", "backward": "bwd "}[pn] + (f"{p['cnnops']['median_ms']:9.3f} vs {p['torch']['median_ms']:9.3f} ms "
                                        f"({p['speedup']:.2f}x)" if p else "error"))
-        msg.append(f"err {common.fmt(row['max_rel_error'], '.1e')}" + ("" if row["correct"] else " WRONG"))
+        flag = " ERROR" if row["errors"] else ("" if row["correct"] else " WRONG")
+        msg.append(f"err {common.fmt(row['max_rel_error'], '.1e')}{flag}")
         print("  " + "  ".join(msg), flush=True)
 
     ceil_end = common.measure_ceilings(threads)
+    machine["load_average_end"] = common.load_average()
+    warning = common.busy_warning(machine["load_average_start"], machine["load_average_end"],
+                                  machine["cores"]["usable"])
     ceilings = dict(ceil_start)
     ceilings["fma_peak_gflops"] = max(ceil_start["fma_peak_gflops"], ceil_end["fma_peak_gflops"])
     ceilings["copy_bandwidth_gbs"] = max(ceil_start["copy_bandwidth_gbs"], ceil_end["copy_bandwidth_gbs"])
@@ -501,13 +499,15 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
             "threads": threads,
         },
         "layers": rows,
+        "warnings": [warning] if warning else [],
     }
     data["summary"] = summarize(rows)
-    md = report_markdown(data)
+    jpath, mpath = common.write_results(out, "conv_cpu", data, report_markdown(data))
     print()
     print(tables_markdown(rows))
     print(summary_markdown(data["summary"]))
-    jpath, mpath = common.write_results(out, "conv_cpu", data, md)
+    for w in data["warnings"]:
+        print(f"\nwarning: {w}")
     print(f"\nwrote {jpath} and {mpath}")
     s = data["summary"]
     return 0 if s["all_correct"] and not s["failed_layers"] else 1

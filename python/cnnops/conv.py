@@ -102,10 +102,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     Accepts any DLPack array (NumPy, PyTorch, CuPy, JAX) in float32 or float64 and returns the
     same array type on the same device."""
     op = "conv2d"
-    stride, pads, dilation, groups = _conv2d_args(input, weight, stride, padding, dilation, groups,
-                                                  padding_mode, algo, op)
-    out = _C.conv2d(prepare(input, op, "input"), prepare(weight, op, "weight"), prepare(bias, op, "bias"),
-                    stride, pads, dilation, groups, padding_mode, algo)
+    x, w, b = prepare(input, op, "input"), prepare(weight, op, "weight"), prepare(bias, op, "bias")
+    stride, pads, dilation, groups = _conv2d_args(x, w, stride, padding, dilation, groups, padding_mode, algo, op)
+    out = _C.conv2d(x, w, b, stride, pads, dilation, groups, padding_mode, algo)
     return wrap(out, input)
 
 
@@ -120,9 +119,8 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     op = "conv2d_backward"
     if not (isinstance(needs, (tuple, list)) and len(needs) == 3):
         raise TypeError(f"{op}: expected needs as three booleans (input, weight, bias), got {needs!r}")
-    stride, pads, dilation, groups = _conv2d_args(input, weight, stride, padding, dilation, groups,
-                                                  padding_mode, algo, op)
-    gi, gw, gb = _C.conv2d_backward(prepare(grad_output, op, "grad_output"), prepare(input, op, "input"),
-                                    prepare(weight, op, "weight"), stride, pads, dilation, groups, padding_mode,
-                                    algo, tuple(bool(n) for n in needs))
+    dy, x, w = prepare(grad_output, op, "grad_output"), prepare(input, op, "input"), prepare(weight, op, "weight")
+    stride, pads, dilation, groups = _conv2d_args(x, w, stride, padding, dilation, groups, padding_mode, algo, op)
+    gi, gw, gb = _C.conv2d_backward(dy, x, w, stride, pads, dilation, groups, padding_mode, algo,
+                                    tuple(bool(n) for n in needs))
     return wrap(gi, input), wrap(gw, input), wrap(gb, input)

@@ -104,6 +104,7 @@ ZERO_CASES = [
     Case("depthwise_m2_wide", (1, 2, 5, 77), 4, 3, 3, padding=(1, 1, 0, 2), groups=2, bias=True),
     Case("depthwise_7x1", (1, 4, 9, 9), 4, 7, 1, padding=(3, 3, 0, 0), groups=4),
     Case("depthwise_1x17", (1, 2, 3, 40), 2, 1, 17, padding="same", groups=2),
+    Case("depthwise_tall_kernel", (1, 2, 70, 9), 2, 66, 3, padding=(1, 2, 1, 1), groups=2),
     Case("depthwise_s12", (1, 3, 10, 11), 6, 3, 3, stride=(1, 2), padding=1, groups=3),
     Case("conv1x1", (2, 16, 7, 7), 24, 1, 1, bias=True),
     Case("conv1x1_s2", (2, 8, 9, 9), 12, 1, 1, stride=2),
@@ -161,10 +162,15 @@ LAYER_CASES = [
                  id="mobilenet_dw"),
     pytest.param(Case("mobilenet_dw_s2", (1, 64, 56, 56), 64, 3, 3, stride=2, padding=1, groups=64),
                  id="mobilenet_dw_s2"),
-    pytest.param(Case("vgg_conv3x3_full", (1, 64, 56, 56), 64, 3, 3, padding=1, bias=True), id="vgg_conv3x3_full",
+    pytest.param(Case("vgg_conv3x3_56", (1, 64, 56, 56), 64, 3, 3, padding=1, bias=True), id="vgg_conv3x3_56"),
+    pytest.param(Case("alexnet_conv2", (2, 64, 27, 27), 192, 5, 5, padding=2, bias=True), id="alexnet_conv2"),
+    # full-size inputs with a real batch: a few seconds each (mostly the NumPy reference)
+    pytest.param(Case("alexnet_conv1_b8", (8, 3, 227, 227), 96, 11, 11, stride=4, padding=2, bias=True),
+                 id="alexnet_conv1_b8", marks=pytest.mark.slow),
+    pytest.param(Case("resnet_conv1_224", (4, 3, 224, 224), 64, 7, 7, stride=2, padding=3), id="resnet_conv1_224",
                  marks=pytest.mark.slow),
-    pytest.param(Case("alexnet_conv2_full", (2, 64, 27, 27), 192, 5, 5, padding=2, bias=True),
-                 id="alexnet_conv2_full", marks=pytest.mark.slow),
+    pytest.param(Case("vgg_conv3x3_128", (2, 128, 56, 56), 128, 3, 3, padding=1, bias=True), id="vgg_conv3x3_128",
+                 marks=pytest.mark.slow),
 ]
 
 
@@ -231,8 +237,16 @@ def test_backward_matches_reference(case, algo, dtype):
     run_backward_check(case, dtype, algo)
 
 
-@pytest.mark.parametrize("algo", ["auto", "gemm"])
-@pytest.mark.parametrize("case", LAYER_CASES)
+def _layer_params():
+    out = []
+    for p in LAYER_CASES:
+        case = p.values[0]
+        algos = ["auto", "depthwise" if case.groups == case.x[1] else "gemm"]
+        out += [pytest.param(case, a, id=f"{p.id}-{a}", marks=p.marks) for a in algos]
+    return out
+
+
+@pytest.mark.parametrize("case,algo", _layer_params())
 def test_benchmark_layers(case, algo):
     run_forward_check(case, np.float32, algo)
     run_backward_check(case, np.float32, algo)
@@ -308,7 +322,7 @@ def test_same_pads_helper_examples():
 
 FD_CASES = [
     Case("fd_p1", (1, 2, 5, 6), 3, 3, 3, padding=1, bias=True),
-    Case("fd_s2_asym", (2, 2, 6, 5), 2, 3, 2, stride=2, padding=(1, 0, 2, 1), bias=True),
+    Case("fd_s2_asym", (1, 2, 6, 5), 2, 3, 2, stride=2, padding=(1, 0, 2, 1), bias=True),
     Case("fd_d2_same", (1, 2, 6, 7), 2, 3, 3, dilation=2, padding="same"),
     Case("fd_groups", (1, 4, 5, 5), 4, 3, 3, padding=1, groups=2, bias=True),
     Case("fd_depthwise_m2", (1, 2, 5, 6), 4, 3, 3, stride=(1, 2), padding=1, groups=2),
@@ -737,6 +751,31 @@ def test_error_messages_name_the_op():
         cnnops.conv2d(_z(X), _z(W), stride=0)
     with pytest.raises(ValueError, match=r"^conv2d_backward: "):
         cnnops.conv2d_backward(_z((2, 6, 4, 5)), _z(X), _z(W))
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    """Kernels release the GIL; calls from several Python threads at once must not share scratch."""
+    import threading
+
+    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    xs = [rng.standard_normal((2, 16, 20, 21)).astype(np.float32) for _ in range(4)]
+    ys = [cnnops.conv2d(x, w, padding=1) for x in xs]
+    gs = [cnnops.conv2d_backward(y, x, w, padding=1) for x, y in zip(xs, ys)]
+    failures = []
+
+    def work(i):
+        for _ in range(10):
+            y = cnnops.conv2d(xs[i], w, padding=1)
+            g = cnnops.conv2d_backward(ys[i], xs[i], w, padding=1)
+            if not (np.array_equal(y, ys[i]) and all(np.array_equal(a, c) for a, c in zip(g, gs[i]))):
+                failures.append(i)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert not failures
 
 
 def test_smallc_allows_height_stride(rng):

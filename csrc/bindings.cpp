@@ -114,6 +114,20 @@ PYBIND11_MODULE(_C, m) {
       py::arg("groups"), py::arg("padding_mode"), py::arg("algo"));
 
   m.def(
+      "conv2d_algo",
+      [](py::object input, py::object weight, std::array<int64_t, 2> stride, std::array<int64_t, 4> pad,
+         std::array<int64_t, 2> dilation, int64_t groups, const std::string& padding_mode, const std::string& algo) {
+        const char* op = "conv2d";
+        Tensor x = from_python(input, op, "input");
+        Tensor w = from_python(weight, op, "weight");
+        Conv2dParams p = conv2d_params(stride, pad, dilation, groups, padding_mode, algo, op);
+        Conv2dGeom g = conv2d_check(op, x, w, nullptr, p);
+        return conv_algo_name(conv2d_choose_algo(g, p.algo, op));
+      },
+      py::arg("input"), py::arg("weight"), py::arg("stride"), py::arg("pad"), py::arg("dilation"), py::arg("groups"),
+      py::arg("padding_mode"), py::arg("algo"));
+
+  m.def(
       "conv2d_backward",
       [](py::object grad_output, py::object input, py::object weight, std::array<int64_t, 2> stride,
          std::array<int64_t, 4> pad, std::array<int64_t, 2> dilation, int64_t groups, const std::string& padding_mode,

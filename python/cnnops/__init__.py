@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from . import _C, cuda
 from ._C import __version__
-from .conv import conv2d, conv2d_backward
+from .conv import conv2d, conv2d_algo, conv2d_backward
 
 
 def get_num_threads() -> int:
@@ -50,6 +50,7 @@ def info() -> dict:
 __all__ = [
     "conv2d",
     "conv2d_backward",
+    "conv2d_algo",
     "cuda",
     "get_num_threads",
     "set_num_threads",

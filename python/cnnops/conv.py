@@ -124,3 +124,11 @@ def conv2d_backward(grad_output, input, weight, stride=1, padding=0, dilation=1,
     gi, gw, gb = _C.conv2d_backward(dy, x, w, stride, pads, dilation, groups, padding_mode, algo,
                                     tuple(bool(n) for n in needs))
     return wrap(gi, input), wrap(gw, input), wrap(gb, input)
+
+
+def conv2d_algo(input, weight, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros", algo="auto"):
+    """Name of the forward algorithm :func:`conv2d` runs for these arguments ("auto" resolved)."""
+    op = "conv2d"
+    x, w = prepare(input, op, "input"), prepare(weight, op, "weight")
+    stride, pads, dilation, groups = _conv2d_args(x, w, stride, padding, dilation, groups, padding_mode, algo, op)
+    return _C.conv2d_algo(x, w, stride, pads, dilation, groups, padding_mode, algo)

@@ -168,7 +168,7 @@ def bench_layer(torch, layer: Layer, repeats=None, quick=False, log=print) -> di
     row = {
         "name": layer.name,
         "shape": layer.as_dict(),
-        "algo": "auto",  # cnnops does not report which algorithm "auto" chose
+        "algo": cnnops.conv2d_algo(x, w, stride=layer.stride, padding=layer.pad, groups=layer.groups),
         "flops_forward": layer.flops_forward,
         "flops_backward": layer.flops_backward,
         "bytes_forward": layer.bytes_forward,
@@ -379,8 +379,8 @@ METHOD_MD = (
     "under 20 ms). GFLOP/s counts 2·N·K·(C/groups)·R·S·P·Q for forward and twice that for backward; "
     "`% FMA peak` is against the FMA peak measured in this run; `bound, % of floor` names the larger of "
     "FLOPs/peak and bytes/bandwidth (each tensor read or written once) and how close cnnops gets to it. "
-    "`algo` is the algo= argument passed to cnnops (\"auto\": the rule in csrc/ops/conv.cpp, "
-    "conv2d_choose_algo, picks the kernel)."
+    "`algo` is the kernel cnnops' algo=\"auto\" picked for the forward (the rule in csrc/ops/conv.cpp, "
+    "conv2d_choose_algo)."
 )
 
 

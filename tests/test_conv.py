@@ -64,11 +64,9 @@ class Case:
 
     def algos(self):
         """Every algorithm valid for this case."""
-        a = ["direct", "gemm", "auto"]
+        a = ["direct", "gemm", "auto", "smallc"]
         if self.groups == self.x[1]:
             a.append("depthwise")
-        if pair(self.stride)[1] == 1:
-            a.append("smallc")
         return a
 
     def with_mode(self, mode):
@@ -692,8 +690,6 @@ BAD_CALLS = [
      r"algo one of .*'smallc'.*got 'winograd'"),
     ("depthwise_needs_groups_eq_C", lambda: cnnops.conv2d(_z(X), _z((4, 2, 3, 3)), groups=2, algo="depthwise"),
      ValueError, r"algo='depthwise' needs groups == input channels, got C=4 and groups=2"),
-    ("smallc_needs_width_stride_1", lambda: cnnops.conv2d(_z(X), _z(W), stride=2, algo="smallc"), ValueError,
-     r"algo='smallc' needs width stride 1, got 2"),
     ("reflect_pad_eq_size", lambda: cnnops.conv2d(_z(X), _z(W), padding=6, padding_mode="reflect"), ValueError,
      r"reflect.* smaller than the input dimension, got pads \(6, 6, 6, 6\) for input 6x6"),
     ("reflect_pad_one_side", lambda: cnnops.conv2d(_z((1, 4, 6, 3)), _z(W), padding=(0, 0, 3, 0),
@@ -778,10 +774,12 @@ def test_concurrent_calls_from_python_threads(rng):
     assert not failures
 
 
-def test_smallc_allows_height_stride(rng):
-    """Only the width stride is restricted for algo='smallc'."""
-    x = rng.standard_normal((1, 2, 9, 8))
-    w = rng.standard_normal((3, 2, 3, 3))
-    y = cnnops.conv2d(x, w, stride=(2, 1), padding=1, algo="smallc")
-    assert rel_err(y, conv2d_ref(x, w, None, (2, 1), (1, 1, 1, 1))) < 1e-12
+@pytest.mark.parametrize("stride", [(2, 1), (1, 2), (3, 4)])
+@pytest.mark.parametrize("mode", ["zeros", "reflect"])
+def test_smallc_any_stride(rng, stride, mode):
+    """The slab kernel splits padded rows into stride phases: every stride reads unit-stride."""
+    x = rng.standard_normal((1, 2, 13, 17))
+    w = rng.standard_normal((7, 2, 3, 5))
+    y = cnnops.conv2d(x, w, stride=stride, padding=2, padding_mode=mode, algo="smallc")
+    assert rel_err(y, conv2d_ref(x, w, None, stride, (2, 2, 2, 2), mode=mode)) < 1e-12
 

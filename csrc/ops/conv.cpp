@@ -117,8 +117,6 @@ ConvAlgo conv2d_choose_algo(const Conv2dGeom& g, ConvAlgo requested, const char*
   if (requested == ConvAlgo::Depthwise)
     CNNOPS_CHECK_VALUE(g.Cg == 1, op, ": algo='depthwise' needs groups == input channels, got C=", g.C,
                        " and groups=", g.G);
-  if (requested == ConvAlgo::SmallC)
-    CNNOPS_CHECK_VALUE(g.sw == 1, op, ": algo='smallc' needs width stride 1, got ", g.sw);
   if (requested != ConvAlgo::Auto) return requested;
   if (g.Cg == 1 && g.G > 1) return ConvAlgo::Depthwise;
   if (g.sw == 1 && (g.Cg <= 4 || g.Kg <= 64)) return ConvAlgo::SmallC;

@@ -142,6 +142,40 @@ void conv2d_backward_bias(const T* dy, T* db, const Conv2dGeom& g) {
   });
 }
 
+// ---------------------------------------------------------------- padded rows (slab kernels)
+
+template <typename T>
+void fill_padded_rows(const T* xc, const Conv2dGeom& g, int64_t prow0, int64_t nrows, T* out, int64_t Wph) {
+  const int64_t Ws = g.sw * Wph, wp = g.pl + g.W + g.pr;
+  for (int64_t i = 0; i < nrows; ++i) {
+    T* dst = out + i * Ws;
+    const int64_t ih = pad_index(prow0 + i - g.pt, g.H, g.mode);
+    if (ih < 0) {
+      std::fill(dst, dst + Ws, T(0));
+      continue;
+    }
+    const T* src = xc + ih * g.W;
+    if (g.sw == 1) {
+      for (int64_t cp = 0; cp < g.pl; ++cp) {
+        const int64_t iw = pad_index(cp - g.pl, g.W, g.mode);
+        dst[cp] = iw < 0 ? T(0) : src[iw];
+      }
+      std::memcpy(dst + g.pl, src, sizeof(T) * g.W);
+      for (int64_t cp = g.pl + g.W; cp < wp; ++cp) {
+        const int64_t iw = pad_index(cp - g.pl, g.W, g.mode);
+        dst[cp] = iw < 0 ? T(0) : src[iw];
+      }
+      std::fill(dst + wp, dst + Ws, T(0));
+    } else {
+      std::fill(dst, dst + Ws, T(0));
+      for (int64_t cp = 0; cp < wp; ++cp) {
+        const int64_t iw = pad_index(cp - g.pl, g.W, g.mode);
+        dst[(cp % g.sw) * Wph + cp / g.sw] = iw < 0 ? T(0) : src[iw];
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------- im2col / col2im rows
 
 template <typename T>
@@ -369,7 +403,8 @@ void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeo
   template void conv2d_backward_weight_direct<T>(const T*, const T*, T*, const Conv2dGeom&);                  \
   template void conv2d_backward_weight_gemm<T>(const T*, const T*, T*, const Conv2dGeom&);                    \
   template void conv2d_backward_bias<T>(const T*, T*, const Conv2dGeom&);                                     \
-  template void im2col_row<T>(const T*, const Conv2dGeom&, int64_t, int64_t, int64_t, int64_t, int64_t, T*);
+  template void im2col_row<T>(const T*, const Conv2dGeom&, int64_t, int64_t, int64_t, int64_t, int64_t, T*); \
+  template void fill_padded_rows<T>(const T*, const Conv2dGeom&, int64_t, int64_t, T*, int64_t);
 CNNOPS_INSTANTIATE(float)
 CNNOPS_INSTANTIATE(double)
 #undef CNNOPS_INSTANTIATE

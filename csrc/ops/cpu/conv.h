@@ -1,5 +1,7 @@
 // CPU convolution kernels (declarations). All tensors are contiguous NCHW / KCRS on the CPU.
 #pragma once
+#include <algorithm>
+
 #include "ops/conv.h"
 
 namespace cnnops {
@@ -26,6 +28,25 @@ inline void interior_range(int64_t n, int64_t stride, int64_t off, int64_t out, 
   if (lo > out) lo = out;
   if (hi > out) hi = out;
   if (hi < lo) hi = lo;
+}
+
+// Padded copies of input rows for the slab kernels (smallc, depthwise). Padded row i holds input
+// row (prow0 + i - pt) of channel plane xc, with the padding applied (zeros, or the mode's
+// mirrored/clamped/wrapped values). Each padded row is split into `sw` phases of Wph values:
+// padded column cp lives at (cp % sw) * Wph + cp / sw, so for any stride the values one tap sees
+// at consecutive output columns are consecutive in memory. Unused tail slots are zero.
+template <typename T>
+void fill_padded_rows(const T* xc, const Conv2dGeom& g, int64_t prow0, int64_t nrows, T* out, int64_t Wph);
+
+// Phase width that holds every padded column and lets `qr` output columns be read past the last
+// tap without leaving the row.
+inline int64_t padded_phase_width(const Conv2dGeom& g, int64_t qr) {
+  const int64_t wp = g.pl + g.W + g.pr;
+  return std::max(qr + ((g.S - 1) * g.dw) / g.sw, (wp + g.sw - 1) / g.sw);
+}
+// Offset of tap column s inside a phase-split padded row.
+inline int64_t tap_offset(const Conv2dGeom& g, int64_t s, int64_t Wph) {
+  return ((s * g.dw) % g.sw) * Wph + (s * g.dw) / g.sw;
 }
 
 template <typename T>

@@ -7,104 +7,93 @@
 // Inside a plane the loops run over output rows; for each tap (r, s) the columns whose input lies
 // inside the image form one interval [lo, hi) computed up front, and that interval is a plain
 // unit-stride multiply-add the compiler vectorises; the few border columns go through pad_index
-// (zeros / reflect / replicate / circular). For stride 1 the interior of an output row is
-// accumulated over all taps in a block of 32 outputs held in registers, then stored once.
+// (zeros / reflect / replicate / circular). The forward pads each input plane once into scratch
+// (phase-split, so any stride reads unit-stride) and, in the AVX2 build, accumulates 32 outputs
+// of a row in registers over all taps before storing them once.
 #include <algorithm>
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 #include "ops/cpu/conv.h"
+#include "ops/cpu/gemm.h"
 
 namespace cnnops {
 namespace cpu {
 namespace CNNOPS_ISA {
 
+// One output row from the padded, phase-split plane (see fill_padded_rows): out[ow] = bias +
+// sum over taps of w[r][s] * row_r[toff[s] + ow]. Generic version: one pass per tap over the row,
+// unit stride for any convolution stride, vectorised by the compiler.
 template <typename T>
-static inline void border_taps(const T* xr, const T* wr, T* yr, int64_t a0, int64_t a1, const Conv2dGeom& g) {
-  for (int64_t a = a0; a < a1; ++a) {
-    T acc = T(0);
+static inline void dw_row(const T* base, int64_t Ws, const int64_t* toff, const T* wk, const Conv2dGeom& g, T bias,
+                          T* yr) {
+  for (int64_t a = 0; a < g.Q; ++a) yr[a] = bias;
+  for (int64_t r = 0; r < g.R; ++r) {
+    const T* rr = base + r * g.dh * Ws;
     for (int64_t s = 0; s < g.S; ++s) {
-      const int64_t iw = pad_index(a * g.sw - g.pl + s * g.dw, g.W, g.mode);
-      if (iw >= 0) acc += wr[s] * xr[iw];
+      const T wv = wk[r * g.S + s];
+      const T* src = rr + toff[s];
+      for (int64_t a = 0; a < g.Q; ++a) yr[a] += wv * src[a];
     }
-    yr[a] += acc;
   }
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+// float on AVX2: 32 outputs (4 vectors) accumulate in registers over all taps, 1 load per FMA,
+// then 8-wide steps and a masked store for the tail (the padded row has slack to read past Q).
+static inline void dw_row(const float* base, int64_t Ws, const int64_t* toff, const float* wk, const Conv2dGeom& g,
+                          float bias, float* yr) {
+  const int64_t R = g.R, S = g.S, rstep = g.dh * Ws;
+  int64_t a = 0;
+  for (; a + 32 <= g.Q; a += 32) {
+    __m256 c0 = _mm256_set1_ps(bias), c1 = c0, c2 = c0, c3 = c0;
+    for (int64_t r = 0; r < R; ++r) {
+      const float* rr = base + r * rstep + a;
+      for (int64_t s = 0; s < S; ++s) {
+        const __m256 wv = _mm256_broadcast_ss(wk + r * S + s);
+        const float* p = rr + toff[s];
+        c0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p), c0);
+        c1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 8), c1);
+        c2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 16), c2);
+        c3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 24), c3);
+      }
+    }
+    _mm256_storeu_ps(yr + a, c0);
+    _mm256_storeu_ps(yr + a + 8, c1);
+    _mm256_storeu_ps(yr + a + 16, c2);
+    _mm256_storeu_ps(yr + a + 24, c3);
+  }
+  for (; a < g.Q; a += 8) {
+    __m256 c0 = _mm256_set1_ps(bias);
+    for (int64_t r = 0; r < R; ++r) {
+      const float* rr = base + r * rstep + a;
+      for (int64_t s = 0; s < S; ++s)
+        c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(wk + r * S + s), _mm256_loadu_ps(rr + toff[s]), c0);
+    }
+    if (a + 8 <= g.Q) {
+      _mm256_storeu_ps(yr + a, c0);
+    } else {
+      const int left = static_cast<int>(g.Q - a);
+      const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      _mm256_maskstore_ps(yr + a, mask, c0);
+    }
+  }
+}
+#endif
+
+// Forward of one (image, output channel) plane: pad the input plane once into per-thread scratch
+// (it is the only read of the input), then one row kernel call per output row.
 template <typename T>
 void dw_forward_plane(const T* xc, const T* wk, T bias, T* yk, const Conv2dGeom& g) {
-  // Columns where every tap s is inside the row: [lo, hi).
-  int64_t lo = 0, hi = g.Q;
-  for (int64_t s = 0; s < g.S; ++s) {
-    int64_t l, h;
-    interior_range(g.W, g.sw, s * g.dw - g.pl, g.Q, l, h);
-    lo = std::max(lo, l);
-    hi = std::min(hi, h);
-  }
-  if (hi < lo) hi = lo;
-  constexpr int64_t B = 32;
-  for (int64_t oh = 0; oh < g.P; ++oh) {
-    T* yr = yk + oh * g.Q;
-    std::fill(yr, yr + g.Q, bias);
-    if (g.sw == 1) {
-      // Valid rows for this output row.
-      const T* rows[64];
-      T wts[64 * 16];
-      int64_t nr = 0;
-      bool small = g.R <= 64 && g.S <= 16;
-      if (small) {
-        for (int64_t r = 0; r < g.R; ++r) {
-          const int64_t ih = pad_index(oh * g.sh - g.pt + r * g.dh, g.H, g.mode);
-          if (ih < 0) continue;
-          rows[nr] = xc + ih * g.W;
-          for (int64_t s = 0; s < g.S; ++s) wts[nr * 16 + s] = wk[r * g.S + s];
-          ++nr;
-        }
-        int64_t a = lo;
-        for (; a + B <= hi; a += B) {
-          T acc[B];
-          for (int64_t j = 0; j < B; ++j) acc[j] = yr[a + j];
-          for (int64_t q = 0; q < nr; ++q) {
-            const T* xr = rows[q] + a - g.pl;
-            for (int64_t s = 0; s < g.S; ++s) {
-              const T wv = wts[q * 16 + s];
-              const T* xs = xr + s * g.dw;
-              for (int64_t j = 0; j < B; ++j) acc[j] += wv * xs[j];
-            }
-          }
-          for (int64_t j = 0; j < B; ++j) yr[a + j] = acc[j];
-        }
-        for (int64_t q = 0; q < nr; ++q) {
-          const T* xr = rows[q] + a - g.pl;
-          for (int64_t s = 0; s < g.S; ++s) {
-            const T wv = wts[q * 16 + s];
-            const T* xs = xr + s * g.dw;
-            for (int64_t j = 0; j < hi - a; ++j) yr[a + j] += wv * xs[j];
-          }
-        }
-        for (int64_t r = 0; r < g.R; ++r) {
-          const int64_t ih = pad_index(oh * g.sh - g.pt + r * g.dh, g.H, g.mode);
-          if (ih < 0) continue;
-          border_taps(xc + ih * g.W, wk + r * g.S, yr, 0, lo, g);
-          border_taps(xc + ih * g.W, wk + r * g.S, yr, std::max(lo, hi), g.Q, g);
-        }
-        continue;
-      }
-    }
-    for (int64_t r = 0; r < g.R; ++r) {
-      const int64_t ih = pad_index(oh * g.sh - g.pt + r * g.dh, g.H, g.mode);
-      if (ih < 0) continue;
-      const T* xr = xc + ih * g.W;
-      for (int64_t s = 0; s < g.S; ++s) {
-        const T wv = wk[r * g.S + s];
-        const int64_t off = s * g.dw - g.pl;
-        if (g.sw == 1)
-          for (int64_t a = lo; a < hi; ++a) yr[a] += wv * xr[a + off];
-        else
-          for (int64_t a = lo; a < hi; ++a) yr[a] += wv * xr[a * g.sw + off];
-      }
-      border_taps(xr, wk + r * g.S, yr, 0, lo, g);
-      border_taps(xr, wk + r * g.S, yr, std::max(lo, hi), g.Q, g);
-    }
-  }
+  const int64_t Wph = padded_phase_width(g, (g.Q + 31) / 32 * 32);
+  const int64_t Ws = g.sw * Wph, rows = (g.P - 1) * g.sh + (g.R - 1) * g.dh + 1;
+  T* plane = static_cast<T*>(thread_scratch(0, sizeof(T) * rows * Ws));
+  int64_t* toff = static_cast<int64_t*>(thread_scratch(1, sizeof(int64_t) * g.S));
+  fill_padded_rows(xc, g, 0, rows, plane, Wph);
+  for (int64_t s = 0; s < g.S; ++s) toff[s] = tap_offset(g, s, Wph);
+  for (int64_t oh = 0; oh < g.P; ++oh) dw_row(plane + oh * g.sh * Ws, Ws, toff, wk, g, bias, yk + oh * g.Q);
 }
 
 // dx plane += transposed convolution of one dy plane (scatter inside a plane this thread owns).

@@ -1,17 +1,20 @@
-// Small-channel convolution (C/groups <= 4, e.g. LeNet's and AlexNet-style first layers), stride 1
-// along the width.
+// Slab convolution ("smallc"): implicit GEMM without packing, for few input channels (LeNet's and
+// AlexNet's first layers) and for layers with few output channels per group.
 //
-// With few input channels the reduction C*R*S is short (25 for a 5x5 kernel on one channel), so
-// packing im2col panels would cost as much as the arithmetic. Instead a task (image, group, block
-// of output rows) copies the input rows it needs, with the padding applied (zeros or the mode's
-// mirrored/clamped/wrapped values), into a small per-thread slab (C_g x rows x padded width, a few
-// KB to ~100 KB, in L1/L2). Every tap (c, r, s) is then a fixed offset into the slab, and the
-// offset micro-kernel (gemm.h) reads NR consecutive outputs' inputs for that tap in place: 6 output
-// channels x NR pixels accumulate in registers over all C*R*S taps and are stored once. The slab
-// is padded on the right so the last, partial strip of a row reads defined (zero) memory; only its
-// valid columns are stored.
+// A task (image, group, block of output rows) copies the input rows it needs, padded and split
+// into stride phases (fill_padded_rows in conv.cpp), into a per-thread slab of C_g x rows x Ws
+// values (kept under ~96 KB so it stays in L2). Every tap (c, r, s) is then a fixed offset into
+// the slab, and for any stride the NR values one tap sees at NR consecutive output columns are
+// consecutive there, so the offset micro-kernel (gemm.h) reads B in place: 6 output channels x NR
+// columns accumulate in registers over all C*R*S taps and are stored once; nothing is packed.
+// Loop order: strip of NR output columns outermost, then every MR-row weight panel, so the strip's
+// slab window (C*R rows x (NR+S-1) values, a few KB) stays in L1 while the weights (Kg x CRS)
+// stream from L2 in order. The last strip of a row reads zero padding past the row; only its valid
+// columns are stored. Packing im2col panels would cost as much as the arithmetic when C*R*S or
+// K/groups is small; here the only copy is the slab (about (rows + R - 1) / rows x the input).
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/parallel.h"
 #include "ops/cpu/conv.h"
@@ -25,17 +28,17 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q;
   const int64_t Mp = (g.Kg + MR - 1) / MR * MR;
-  const int64_t Qr = (g.Q + NR - 1) / NR * NR;
-  const int64_t Ws = std::max(Qr + (g.S - 1) * g.dw, g.pl + g.W + g.pr);
+  const int64_t Wph = padded_phase_width(g, (g.Q + NR - 1) / NR * NR);
+  const int64_t Ws = g.sw * Wph;
 
   std::vector<T> wpack(static_cast<size_t>(g.G * Mp * CRS));
   for (int64_t gi = 0; gi < g.G; ++gi) pack_a(w + gi * g.Kg * CRS, CRS, 1, g.Kg, CRS, wpack.data() + gi * Mp * CRS);
 
-  // Output rows per task: enough tasks for the threads, slab within ~128 KB.
+  // Output rows per task: enough tasks for the threads, slab within ~96 KB.
   const int64_t threads = num_threads();
   int64_t rb = std::max<int64_t>(1, g.N * g.G * g.P / (8 * threads));
   auto slab_rows = [&](int64_t rows) { return (rows - 1) * g.sh + (g.R - 1) * g.dh + 1; };
-  while (rb > 1 && static_cast<int64_t>(sizeof(T)) * g.Cg * slab_rows(rb) * Ws > 128 * 1024) rb = (rb + 1) / 2;
+  while (rb > 1 && static_cast<int64_t>(sizeof(T)) * g.Cg * slab_rows(rb) * Ws > 96 * 1024) rb = (rb + 1) / 2;
   rb = std::min(rb, g.P);
   const int64_t nrb = (g.P + rb - 1) / rb;
   const UKernelOffs<T> uk = ukernel_offs<T>();
@@ -45,51 +48,28 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
     const int64_t oh0 = q * rb, oh1 = std::min(g.P, oh0 + rb);
     const int64_t rows = slab_rows(oh1 - oh0);
     const T* xg = x + (n * g.C + gi * g.Cg) * g.H * g.W;
-    T* slab = static_cast<T*>(thread_scratch(0, sizeof(T) * (g.Cg * rows * Ws + NR)));
+    T* slab = static_cast<T*>(thread_scratch(0, sizeof(T) * g.Cg * rows * Ws));
     int64_t* offs = static_cast<int64_t*>(thread_scratch(1, sizeof(int64_t) * CRS));
-    // Fill the slab: padded row ri holds input row (oh0*sh - pt + ri), columns shifted by pl.
-    for (int64_t c = 0; c < g.Cg; ++c) {
-      for (int64_t ri = 0; ri < rows; ++ri) {
-        T* dst = slab + (c * rows + ri) * Ws;
-        const int64_t ih = pad_index(oh0 * g.sh - g.pt + ri, g.H, g.mode);
-        if (ih < 0) {
-          std::fill(dst, dst + Ws, T(0));
-          continue;
-        }
-        const T* src = xg + (c * g.H + ih) * g.W;
-        for (int64_t cp = 0; cp < g.pl; ++cp) {
-          const int64_t iw = pad_index(cp - g.pl, g.W, g.mode);
-          dst[cp] = iw < 0 ? T(0) : src[iw];
-        }
-        std::memcpy(dst + g.pl, src, sizeof(T) * g.W);
-        for (int64_t cp = g.pl + g.W; cp < g.pl + g.W + g.pr; ++cp) {
-          const int64_t iw = pad_index(cp - g.pl, g.W, g.mode);
-          dst[cp] = iw < 0 ? T(0) : src[iw];
-        }
-        std::fill(dst + g.pl + g.W + g.pr, dst + Ws, T(0));
-      }
-    }
+    for (int64_t c = 0; c < g.Cg; ++c)
+      fill_padded_rows(xg + c * g.H * g.W, g, oh0 * g.sh, rows, slab + c * rows * Ws, Wph);
     for (int64_t c = 0, k = 0; c < g.Cg; ++c)
       for (int64_t r = 0; r < g.R; ++r)
-        for (int64_t s = 0; s < g.S; ++s) offs[k++] = (c * rows + r * g.dh) * Ws + s * g.dw;
+        for (int64_t s = 0; s < g.S; ++s) offs[k++] = (c * rows + r * g.dh) * Ws + tap_offset(g, s, Wph);
 
     const T* wp = wpack.data() + gi * Mp * CRS;
     T* yg = y + (n * g.K + gi * g.Kg) * PQ;
     alignas(64) T tmp[MR * NR];
-    // MR output channels at a time over the whole row block: their weight panel (MR x CRS)
-    // stays in L1 while the slab streams from L1/L2.
-    for (int64_t i = 0; i < g.Kg; i += MR) {
-      const int mr = static_cast<int>(std::min<int64_t>(MR, g.Kg - i));
-      const T* ap = wp + i * CRS;
-      for (int64_t oh = oh0; oh < oh1; ++oh) {
-        const T* base_row = slab + (oh - oh0) * g.sh * Ws;
-        for (int64_t ow0 = 0; ow0 < g.Q; ow0 += NR) {
-          const int nr = static_cast<int>(std::min<int64_t>(NR, g.Q - ow0));
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+      const T* base_row = slab + (oh - oh0) * g.sh * Ws;
+      for (int64_t ow0 = 0; ow0 < g.Q; ow0 += NR) {
+        const int nr = static_cast<int>(std::min<int64_t>(NR, g.Q - ow0));
+        for (int64_t i = 0; i < g.Kg; i += MR) {
+          const int mr = static_cast<int>(std::min<int64_t>(MR, g.Kg - i));
           T* c = yg + i * PQ + oh * g.Q + ow0;
           if (mr == MR && nr == NR) {
-            uk(CRS, ap, base_row + ow0, offs, c, PQ, false);
+            uk(CRS, wp + i * CRS, base_row + ow0, offs, c, PQ, false);
           } else {
-            uk(CRS, ap, base_row + ow0, offs, tmp, NR, false);
+            uk(CRS, wp + i * CRS, base_row + ow0, offs, tmp, NR, false);
             for (int a = 0; a < mr; ++a) std::memcpy(c + a * PQ, tmp + a * NR, sizeof(T) * nr);
           }
         }

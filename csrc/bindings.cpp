@@ -65,6 +65,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_has_avx2_fma", &cpu_has_avx2_fma);
   m.def("get_num_threads", &num_threads);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("empty_cache", &empty_cache, "return cached host blocks to the system");
+  m.def("cached_bytes", &cached_bytes, "bytes held in the host block cache");
   m.def("openmp_version", [] { return static_cast<int>(_OPENMP); });
 
   m.def(

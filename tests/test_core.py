@@ -105,3 +105,21 @@ def test_cli_info():
 def test_cli_rejects_unknown_command():
     r = subprocess.run([sys.executable, "-m", "cnnops", "frobnicate"], capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
+
+
+def test_host_block_cache_recycles_and_empties():
+    """Large outputs are recycled through the host cache; empty_cache() gives them back."""
+    x = np.random.default_rng(0).standard_normal((1, 1, 600, 600)).astype(np.float32)
+    w = np.ones((1, 1, 1, 1), np.float32)
+    cnnops.empty_cache()
+    y = cnnops.conv2d(x, w)  # 1.44 MB output: cacheable
+    np.testing.assert_array_equal(y, x)
+    del y
+    held = cnnops._C.cached_bytes()
+    assert held >= 600 * 600 * 4
+    y2 = cnnops.conv2d(2 * x, w)  # reuses the block; its contents are all rewritten
+    np.testing.assert_array_equal(y2, 2 * x)
+    assert cnnops._C.cached_bytes() < held  # the cached block was taken, not a fresh one
+    del y2
+    cnnops.empty_cache()
+    assert cnnops._C.cached_bytes() == 0

@@ -44,6 +44,10 @@ std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape);
 
 // Fresh contiguous tensor (64-byte aligned on the CPU). Contents uninitialised.
 Tensor empty(const std::vector<int64_t>& shape, DType dtype, Device device);
+// Host blocks of 1 MB or more are recycled through a cache (see tensor.cpp); these empty it and
+// report its size.
+void empty_cache();
+size_t cached_bytes();
 // `t` itself when already contiguous, else a contiguous copy.
 Tensor contiguous(const Tensor& t);
 

@@ -18,6 +18,11 @@ def set_num_threads(n: int) -> None:
     _C.set_num_threads(int(n))
 
 
+def empty_cache() -> None:
+    """Return the cached host blocks (recycled outputs of 1 MB or more) to the system."""
+    _C.empty_cache()
+
+
 def simd_level() -> str:
     """The SIMD kernels chosen at run time: 'avx2+fma' or 'portable'."""
     return _C.simd_level()
@@ -57,5 +62,6 @@ __all__ = [
     "simd_level",
     "set_simd_level",
     "info",
+    "empty_cache",
     "__version__",
 ]

@@ -97,7 +97,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     for stride > 1: the extra pixel goes at the bottom/right) or "full".
     padding_mode: "zeros", "reflect", "replicate" or "circular" (no padded copy is made).
     algo: "auto" (default), "gemm" (packed implicit GEMM), "depthwise" (groups == C),
-    "smallc" (few input channels, width stride 1) or "direct" (the plain reference loops).
+    "smallc" (slab kernel without packing: few input or output channels, any stride) or
+    "direct" (the plain reference loops). conv2d_algo() tells which one "auto" picks.
 
     Accepts any DLPack array (NumPy, PyTorch, CuPy, JAX) in float32 or float64 and returns the
     same array type on the same device."""

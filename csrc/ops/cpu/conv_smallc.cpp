@@ -42,6 +42,7 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
   rb = std::min(rb, g.P);
   const int64_t nrb = (g.P + rb - 1) / rb;
   const UKernelOffs<T> uk = ukernel_offs<T>();
+  constexpr int64_t KT = 128;
 
   parallel_for(g.N * g.G * nrb, [&](int64_t t) {
     const int64_t q = t % nrb, gi = (t / nrb) % g.G, n = t / nrb / g.G;
@@ -63,14 +64,25 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
       const T* base_row = slab + (oh - oh0) * g.sh * Ws;
       for (int64_t ow0 = 0; ow0 < g.Q; ow0 += NR) {
         const int nr = static_cast<int>(std::min<int64_t>(NR, g.Q - ow0));
-        for (int64_t i = 0; i < g.Kg; i += MR) {
-          const int mr = static_cast<int>(std::min<int64_t>(MR, g.Kg - i));
-          T* c = yg + i * PQ + oh * g.Q + ow0;
-          if (mr == MR && nr == NR) {
-            uk(CRS, wp + i * CRS, base_row + ow0, offs, c, PQ, false);
-          } else {
-            uk(CRS, wp + i * CRS, base_row + ow0, offs, tmp, NR, false);
-            for (int a = 0; a < mr; ++a) std::memcpy(c + a * PQ, tmp + a * NR, sizeof(T) * nr);
+        // Taps in chunks of KT so the strip's slab window (KT x NR values) stays in L1 across
+        // all weight panels; partial sums accumulate in the output tile.
+        for (int64_t k0 = 0; k0 < CRS; k0 += KT) {
+          const int64_t kt = std::min(KT, CRS - k0);
+          for (int64_t i = 0; i < g.Kg; i += MR) {
+            const int mr = static_cast<int>(std::min<int64_t>(MR, g.Kg - i));
+            const T* ap = wp + i * CRS + k0 * MR;
+            T* c = yg + i * PQ + oh * g.Q + ow0;
+            if (mr == MR && nr == NR) {
+              uk(kt, ap, base_row + ow0, offs + k0, c, PQ, k0 > 0);
+            } else {
+              uk(kt, ap, base_row + ow0, offs + k0, tmp, NR, false);
+              for (int a = 0; a < mr; ++a) {
+                T* dst = c + a * PQ;
+                const T* src = tmp + a * NR;
+                if (k0 == 0) std::memcpy(dst, src, sizeof(T) * nr);
+                else for (int j = 0; j < nr; ++j) dst[j] += src[j];
+              }
+            }
           }
         }
       }

@@ -15,9 +15,9 @@
 // grad_output with the flipped, transposed weights (the dispatcher in ops/conv.cpp does that);
 // otherwise dcol = W^T * dY per pixel block through the strided GEMM, then col2im adds dcol into
 // grad_input. Tasks own (image, channel block), so every element of grad_input is written by one
-// thread in a fixed order: the result is deterministic. grad_weight: dW = sum_n dY_n * col_n^T,
-// tasks own (group, CRS block, image chunk) and write private partial sums that are added in a
-// fixed order at the end.
+// thread in a fixed order: the result is deterministic. grad_weight: dW^T = sum_n col_n * dY_n^T,
+// tasks own (group, block of 96 taps, image chunk), build the micro-kernel's A panels straight
+// from im2col rows, and write private partial sums that are added in a fixed order at the end.
 #include "ops/cpu/conv.h"
 
 #include <algorithm>
@@ -352,44 +352,64 @@ void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom
   });
 }
 
+// grad_weight, transposed: dW^T (CRS x Kg) += col (CRS x P) * dY^T (P x Kg), summed over images.
+// The im2col rows of one MR-row panel are written straight into the micro-kernel's A layout
+// (6 taps interleaved per pixel), and dY^T is packed into NR-column panels once per pixel block,
+// so both operands are read sequentially; the task's result block (rows x Kg, padded to whole
+// tiles) lives in a private buffer and is transposed into dW once at the end.
 template <typename T>
 void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeom& g) {
-  constexpr int64_t NC = 256, CB = 256;
+  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  constexpr int64_t NC = 256, CB = 96;  // pixels per block, taps per task (a multiple of MR)
   const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q;
   const int64_t threads = num_threads();
   const int64_t ncb = ceil_div(CRS, CB);
-  // Reduction split over image chunks only when the (group, CRS block) tasks are too few.
+  const int64_t Kp = round_up(g.Kg, NR);
+  // Reduction split over image chunks only when the (group, tap block) tasks are too few.
   const int64_t nic = std::max<int64_t>(1, std::min(g.N, ceil_div(2 * threads, g.G * ncb)));
   const int64_t per = ceil_div(g.N, nic);
   const size_t wsize = static_cast<size_t>(g.K * CRS);
   std::vector<T> partial(nic > 1 ? wsize * nic : 0);
+  const UKernel<T> uk = ukernel<T>();
   parallel_for(g.G * ncb * nic, [&](int64_t t) {
     const int64_t ic = t % nic, q = (t / nic) % ncb, gi = t / nic / ncb;
-    const int64_t r0 = q * CB, r1 = std::min(CRS, r0 + CB), rows = r1 - r0;
-    T* out = (nic > 1 ? partial.data() + ic * wsize : dw) + gi * g.Kg * CRS + r0;  // row stride CRS
-    for (int64_t k = 0; k < g.Kg; ++k) std::fill(out + k * CRS, out + k * CRS + rows, T(0));
-    T* col = static_cast<T*>(thread_scratch(0, sizeof(T) * rows * NC));
+    const int64_t r0 = q * CB, r1 = std::min(CRS, r0 + CB), rows = r1 - r0, rows_p = round_up(rows, MR);
+    T* acc = static_cast<T*>(thread_scratch(0, sizeof(T) * rows_p * Kp));
+    T* apack = static_cast<T*>(thread_scratch(1, sizeof(T) * NC * MR));
+    T* bpack = static_cast<T*>(thread_scratch(2, sizeof(T) * NC * Kp));
+    T* row = static_cast<T*>(thread_scratch(3, sizeof(T) * NC));
+    std::fill(acc, acc + rows_p * Kp, T(0));
     for (int64_t n = ic * per; n < std::min(g.N, (ic + 1) * per); ++n) {
       const T* xg = x + (n * g.C + gi * g.Cg) * g.H * g.W;
       const T* dyg = dy + (n * g.K + gi * g.Kg) * PQ;
       for (int64_t p0 = 0; p0 < PQ; p0 += NC) {
         const int64_t np = std::min(NC, PQ - p0);
-        for (int64_t m = 0; m < rows; ++m) {
-          const int64_t crs = r0 + m;
-          im2col_row(xg, g, crs / RS, (crs % RS) / g.S, crs % g.S, p0, np, col + m * np);
+        pack_b(dyg + p0, 1, PQ, np, g.Kg, bpack);  // B(p, k) = dY[k][p0 + p]
+        for (int64_t i = 0; i < rows; i += MR) {
+          for (int ii = 0; ii < MR; ++ii) {
+            const int64_t crs = r0 + i + ii;
+            if (crs < r1) {
+              im2col_row(xg, g, crs / RS, (crs % RS) / g.S, crs % g.S, p0, np, row);
+              for (int64_t pp = 0; pp < np; ++pp) apack[pp * MR + ii] = row[pp];
+            } else {
+              for (int64_t pp = 0; pp < np; ++pp) apack[pp * MR + ii] = T(0);
+            }
+          }
+          for (int64_t j = 0; j < Kp; j += NR) uk(np, apack, bpack + j * np, acc + i * Kp + j, Kp, true);
         }
-        // out (Kg x rows) += dY (Kg x np) * col^T (np x rows)
-        gemm<T>(g.Kg, rows, np, dyg + p0, PQ, 1, col, 1, np, out, CRS, true);
       }
     }
+    T* out = (nic > 1 ? partial.data() + ic * wsize : dw) + gi * g.Kg * CRS;
+    for (int64_t k = 0; k < g.Kg; ++k)
+      for (int64_t i = 0; i < rows; ++i) out[k * CRS + r0 + i] = acc[i * Kp + k];
   });
   if (nic > 1) {
     parallel_for(g.K, [&](int64_t k) {
       T* o = dw + k * CRS;
       for (int64_t j = 0; j < CRS; ++j) {
-        T acc = T(0);
-        for (int64_t ic = 0; ic < nic; ++ic) acc += partial[ic * wsize + k * CRS + j];
-        o[j] = acc;
+        T s = T(0);
+        for (int64_t ic = 0; ic < nic; ++ic) s += partial[ic * wsize + k * CRS + j];
+        o[j] = s;
       }
     });
   }

@@ -783,3 +783,19 @@ def test_smallc_any_stride(rng, stride, mode):
     y = cnnops.conv2d(x, w, stride=stride, padding=2, padding_mode=mode, algo="smallc")
     assert rel_err(y, conv2d_ref(x, w, None, stride, (2, 2, 2, 2), mode=mode)) < 1e-12
 
+
+
+@pytest.mark.parametrize("K", [5, 16, 37])  # below NR: pixel orientation; >= NR: channel orientation
+@pytest.mark.parametrize("stride,mode", [(1, "zeros"), (2, "circular"), ((1, 3), "replicate")])
+def test_smallc_both_orientations(rng, K, stride, mode):
+    """The slab kernel vectorises over pixels or, with >= 16 output channels and >= 64 taps,
+    over channels (6-pixel tiles across rows, with a tail tile); both must match the reference."""
+    x = rng.standard_normal((2, 7, 11, 13))
+    w = rng.standard_normal((K, 7, 3, 4))
+    b = rng.standard_normal(K)
+    for dtype in (np.float32, np.float64):
+        y = cnnops.conv2d(x.astype(dtype), w.astype(dtype), b.astype(dtype), stride=stride, padding=(2, 1, 0, 3),
+                          padding_mode=mode, algo="smallc")
+        ref = conv2d_ref(x, w, b, stride, (2, 1, 0, 3), mode=mode)
+        assert y.shape == ref.shape
+        assert rel_err(y, ref) < TOL[dtype]

@@ -42,6 +42,37 @@ static void ukernel_offs_portable(int64_t kc, const T* A, const T* base, const i
     for (int j = 0; j < NR; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + acc[i][j] : acc[i][j];
 }
 
+template <typename T>
+static void ukernel_bcast_portable(int64_t kc, const T* const* P, const int64_t* offs, const T* B, T* C) {
+  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  T acc[MR][NR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    const int64_t o = offs[k];
+    for (int j = 0; j < MR; ++j) {
+      const T a = P[j][o];
+      for (int i = 0; i < NR; ++i) acc[j][i] += a * B[k * NR + i];
+    }
+  }
+  for (int j = 0; j < MR; ++j)
+    for (int i = 0; i < NR; ++i) C[j * NR + i] = acc[j][i];
+}
+
+template <>
+UKernelBcast<float> ukernel_bcast<float>() {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_bcast_f32_avx2;
+#endif
+  return ukernel_bcast_portable<float>;
+}
+
+template <>
+UKernelBcast<double> ukernel_bcast<double>() {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_bcast_f64_avx2;
+#endif
+  return ukernel_bcast_portable<double>;
+}
+
 template <>
 UKernelOffs<float> ukernel_offs<float>() {
 #ifdef CNNOPS_HAVE_AVX2_TU

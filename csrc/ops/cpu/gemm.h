@@ -41,6 +41,14 @@ using UKernelOffs = void (*)(int64_t kc, const T* A, const T* base, const int64_
                              bool accumulate);
 template <typename T> UKernelOffs<T> ukernel_offs();
 
+// "Broadcast" variant, vectorised over output channels instead of pixels: 6 pixels x NR output
+// channels. C[j*NR + i] = sum_kk P[j][offs[kk]] * B[kk*NR + i]: each pixel's input values are
+// broadcast from wherever they lie (any 6 output positions, so rows of any width waste nothing),
+// and B is a packed NR-channel weight panel. C is a plain 6 x NR block (no accumulate).
+template <typename T>
+using UKernelBcast = void (*)(int64_t kc, const T* const* P, const int64_t* offs, const T* B, T* C);
+template <typename T> UKernelBcast<T> ukernel_bcast();
+
 // Same product for a partial tile (m <= MR rows, n <= NR columns valid): computes the full tile
 // into a scratch block, then adds/stores only the valid part.
 template <typename T>
@@ -72,6 +80,8 @@ void ukernel_offs_f32_avx2(int64_t kc, const float* A, const float* base, const 
                            bool accumulate);
 void ukernel_offs_f64_avx2(int64_t kc, const double* A, const double* base, const int64_t* offs, double* C,
                            int64_t ldc, bool accumulate);
+void ukernel_bcast_f32_avx2(int64_t kc, const float* const* P, const int64_t* offs, const float* B, float* C);
+void ukernel_bcast_f64_avx2(int64_t kc, const double* const* P, const int64_t* offs, const double* B, double* C);
 
 }  // namespace cpu
 }  // namespace cnnops

@@ -115,6 +115,38 @@ void ukernel_offs_f64_avx2(int64_t kc, const double* A, const double* base, cons
                       _mm256_fmadd_pd, _mm256_add_pd, 4, CNNOPS_OFFSET_ROW)
 }
 
+// Broadcast kernel (gemm.h): the 6 "rows" are pixels whose input values are broadcast from six
+// independent pointers at the same tap offset; B is the packed weight panel.
+#define CNNOPS_BCAST_BODY(VT, SET0, LOAD, STORE, BCAST, FMA, W)                                    \
+  const auto *p0 = P[0], *p1 = P[1], *p2 = P[2], *p3 = P[3], *p4 = P[4], *p5 = P[5];               \
+  VT c00 = SET0(), c01 = SET0(), c10 = SET0(), c11 = SET0(), c20 = SET0(), c21 = SET0();           \
+  VT c30 = SET0(), c31 = SET0(), c40 = SET0(), c41 = SET0(), c50 = SET0(), c51 = SET0();           \
+  for (int64_t k = 0; k < kc; ++k) {                                                               \
+    const int64_t o = offs[k];                                                                     \
+    const VT b0 = LOAD(B), b1 = LOAD(B + W);                                                       \
+    VT a = BCAST(p0 + o); c00 = FMA(a, b0, c00); c01 = FMA(a, b1, c01);                            \
+    a = BCAST(p1 + o); c10 = FMA(a, b0, c10); c11 = FMA(a, b1, c11);                               \
+    a = BCAST(p2 + o); c20 = FMA(a, b0, c20); c21 = FMA(a, b1, c21);                               \
+    a = BCAST(p3 + o); c30 = FMA(a, b0, c30); c31 = FMA(a, b1, c31);                               \
+    a = BCAST(p4 + o); c40 = FMA(a, b0, c40); c41 = FMA(a, b1, c41);                               \
+    a = BCAST(p5 + o); c50 = FMA(a, b0, c50); c51 = FMA(a, b1, c51);                               \
+    B += 2 * W;                                                                                    \
+  }                                                                                                \
+  STORE(C + 0 * W, c00); STORE(C + 1 * W, c01); STORE(C + 2 * W, c10); STORE(C + 3 * W, c11);      \
+  STORE(C + 4 * W, c20); STORE(C + 5 * W, c21); STORE(C + 6 * W, c30); STORE(C + 7 * W, c31);      \
+  STORE(C + 8 * W, c40); STORE(C + 9 * W, c41); STORE(C + 10 * W, c50); STORE(C + 11 * W, c51);
+
+void ukernel_bcast_f32_avx2(int64_t kc, const float* const* P, const int64_t* offs, const float* B, float* C) {
+  CNNOPS_BCAST_BODY(__m256, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_broadcast_ss,
+                    _mm256_fmadd_ps, 8)
+}
+
+void ukernel_bcast_f64_avx2(int64_t kc, const double* const* P, const int64_t* offs, const double* B, double* C) {
+  CNNOPS_BCAST_BODY(__m256d, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_broadcast_sd,
+                    _mm256_fmadd_pd, 4)
+}
+
+#undef CNNOPS_BCAST_BODY
 #undef CNNOPS_UKERNEL_BODY
 #undef CNNOPS_PACKED_ROW
 #undef CNNOPS_OFFSET_ROW

@@ -64,6 +64,7 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
   const UKernelOffs<T> uk = ukernel_offs<T>();
   const UKernelBcast<T> ukb = ukernel_bcast<T>();
   constexpr int64_t KT = 128;
+  const bool single_chunk = CRS <= KT && g.Q >= NR;
 
   parallel_for(g.N * g.G * nrb, [&](int64_t t) {
     const int64_t q = t % nrb, gi = (t / nrb) % g.G, n = t / nrb / g.G;
@@ -108,7 +109,11 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
     const T* wp = wpack.data() + gi * Mp * CRS;
     for (int64_t oh = oh0; oh < oh1; ++oh) {
       const T* base_row = slab + (oh - oh0) * g.sh * Ws;
-      for (int64_t ow0 = 0; ow0 < g.Q; ow0 += NR) {
+      for (int64_t s0 = 0; s0 < g.Q; s0 += NR) {
+        // With a single tap chunk the last strip of a row is shifted left to end at Q and
+        // overlaps its neighbour (recomputing a few identical values) so that every store is a
+        // full-width register store.
+        const int64_t ow0 = (single_chunk && s0 + NR > g.Q) ? g.Q - NR : s0;
         const int nr = static_cast<int>(std::min<int64_t>(NR, g.Q - ow0));
         // Taps in chunks of KT so the strip's slab window (KT x NR values) stays in L1 across
         // all weight panels; partial sums accumulate in the output tile.
@@ -125,7 +130,7 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
               for (int a = 0; a < mr; ++a) {
                 T* dst = c + a * PQ;
                 const T* src = tmp + a * NR;
-                if (k0 == 0) std::memcpy(dst, src, sizeof(T) * nr);
+                if (k0 == 0) for (int j = 0; j < nr; ++j) dst[j] = src[j];
                 else for (int j = 0; j < nr; ++j) dst[j] += src[j];
               }
             }

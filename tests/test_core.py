@@ -123,3 +123,28 @@ def test_host_block_cache_recycles_and_empties():
     del y2
     cnnops.empty_cache()
     assert cnnops._C.cached_bytes() == 0
+
+
+def test_jax_arrays_in_and_out():
+    """JAX (CPU) arrays are read through DLPack and the result comes back as a JAX array."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    cpu = jax.devices("cpu")[0]
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    xj, wj = jax.device_put(jnp.asarray(x), cpu), jax.device_put(jnp.asarray(w), cpu)
+    y = cnnops.conv2d(xj, wj, padding=1)
+    assert isinstance(y, jax.Array)
+    np.testing.assert_allclose(np.asarray(y), cnnops.conv2d(x, w, padding=1), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.cuda
+def test_cupy_cuda_arrays_fail_cleanly():
+    """CuPy arrays live on the GPU; until the CUDA kernels land, conv2d says so instead of crashing."""
+    cp = pytest.importorskip("cupy")
+    x = cp.zeros((1, 2, 5, 5), cp.float32)
+    w = cp.zeros((3, 2, 3, 3), cp.float32)
+    with pytest.raises(NotImplementedError, match="cuda:0"):
+        cnnops.conv2d(x, w)

@@ -22,17 +22,32 @@ using namespace cnnops;
 #define CNNOPS_BUILD_INFO "unknown"
 #endif
 
-static Conv2dParams conv2d_params(std::array<int64_t, 2> stride, std::array<int64_t, 4> pad,
-                                  std::array<int64_t, 2> dilation, int64_t groups, const std::string& padding_mode,
-                                  const std::string& algo, const char* op) {
-  Conv2dParams p;
-  p.stride = stride;
-  p.pad = pad;
-  p.dilation = dilation;
+static ConvParams conv_params(int nd, const std::vector<int64_t>& stride, const std::vector<int64_t>& pad,
+                              const std::vector<int64_t>& dilation, int64_t groups, const std::string& padding_mode,
+                              const std::string& algo, const char* op) {
+  CNNOPS_CHECK_VALUE(nd >= 1 && nd <= 3, op, ": expected 1, 2 or 3 spatial dimensions, got ", nd);
+  CNNOPS_CHECK_VALUE(static_cast<int>(stride.size()) == nd && static_cast<int>(dilation.size()) == nd &&
+                         static_cast<int>(pad.size()) == 2 * nd,
+                     op, ": expected ", nd, " strides, ", nd, " dilations and ", 2 * nd, " pads");
+  ConvParams p;
+  p.nd = nd;
+  for (int i = 0; i < nd; ++i) {
+    p.stride[i] = stride[i];
+    p.dilation[i] = dilation[i];
+    p.pad[2 * i] = pad[2 * i];
+    p.pad[2 * i + 1] = pad[2 * i + 1];
+  }
   p.groups = groups;
   p.mode = parse_pad_mode(padding_mode, op);
   p.algo = parse_conv_algo(algo, op);
   return p;
+}
+
+static py::tuple grads_to_python(const ConvGrads& gr) {
+  py::object gi = gr.has_input ? to_python(gr.grad_input) : py::none();
+  py::object gw = gr.has_weight ? to_python(gr.grad_weight) : py::none();
+  py::object gb = gr.has_bias ? to_python(gr.grad_bias) : py::none();
+  return py::make_tuple(gi, gw, gb);
 }
 
 PYBIND11_MODULE(_C, m) {
@@ -92,63 +107,100 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_device_name", &cuda::device_name, py::arg("index") = 0);
   m.def("cuda_runtime_version", &cuda::runtime_version);
 
-  // ---- conv2d ----
+  // ---- convolution (1-D, 2-D, 3-D; `op` names the Python function in messages) ----
+  using VecI = std::vector<int64_t>;
   m.def(
-      "conv2d",
-      [](py::object input, py::object weight, py::object bias, std::array<int64_t, 2> stride,
-         std::array<int64_t, 4> pad, std::array<int64_t, 2> dilation, int64_t groups, const std::string& padding_mode,
-         const std::string& algo) {
-        const char* op = "conv2d";
-        Tensor x = from_python(input, op, "input");
-        Tensor w = from_python(weight, op, "weight");
+      "conv",
+      [](const std::string& op, py::object input, py::object weight, py::object bias, int nd, VecI stride, VecI pad,
+         VecI dilation, int64_t groups, const std::string& padding_mode, const std::string& algo) {
+        const char* o = op.c_str();
+        Tensor x = from_python(input, o, "input");
+        Tensor w = from_python(weight, o, "weight");
         Tensor b;
-        bool has_b = !bias.is_none();
-        if (has_b) b = from_python(bias, op, "bias");
-        Conv2dParams p = conv2d_params(stride, pad, dilation, groups, padding_mode, algo, op);
+        const bool has_b = !bias.is_none();
+        if (has_b) b = from_python(bias, o, "bias");
+        const ConvParams p = conv_params(nd, stride, pad, dilation, groups, padding_mode, algo, o);
         Tensor y;
         {
           py::gil_scoped_release nogil;
-          y = conv2d(x, w, has_b ? &b : nullptr, p);
+          y = conv(o, x, w, has_b ? &b : nullptr, p);
         }
         return to_python(std::move(y));
       },
-      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("pad"), py::arg("dilation"),
-      py::arg("groups"), py::arg("padding_mode"), py::arg("algo"));
+      py::arg("op"), py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("nd"), py::arg("stride"),
+      py::arg("pad"), py::arg("dilation"), py::arg("groups"), py::arg("padding_mode"), py::arg("algo"));
 
   m.def(
-      "conv2d_algo",
-      [](py::object input, py::object weight, std::array<int64_t, 2> stride, std::array<int64_t, 4> pad,
-         std::array<int64_t, 2> dilation, int64_t groups, const std::string& padding_mode, const std::string& algo) {
-        const char* op = "conv2d";
-        Tensor x = from_python(input, op, "input");
-        Tensor w = from_python(weight, op, "weight");
-        Conv2dParams p = conv2d_params(stride, pad, dilation, groups, padding_mode, algo, op);
-        Conv2dGeom g = conv2d_check(op, x, w, nullptr, p);
-        return conv_algo_name(conv2d_choose_algo(g, p.algo, op));
+      "conv_algo",
+      [](const std::string& op, py::object input, py::object weight, int nd, VecI stride, VecI pad, VecI dilation,
+         int64_t groups, const std::string& padding_mode, const std::string& algo) {
+        const char* o = op.c_str();
+        Tensor x = from_python(input, o, "input");
+        Tensor w = from_python(weight, o, "weight");
+        return conv_algo_name(conv_algo(o, x, w, conv_params(nd, stride, pad, dilation, groups, padding_mode, algo, o)));
       },
-      py::arg("input"), py::arg("weight"), py::arg("stride"), py::arg("pad"), py::arg("dilation"), py::arg("groups"),
-      py::arg("padding_mode"), py::arg("algo"));
+      py::arg("op"), py::arg("input"), py::arg("weight"), py::arg("nd"), py::arg("stride"), py::arg("pad"),
+      py::arg("dilation"), py::arg("groups"), py::arg("padding_mode"), py::arg("algo"));
 
   m.def(
-      "conv2d_backward",
-      [](py::object grad_output, py::object input, py::object weight, std::array<int64_t, 2> stride,
-         std::array<int64_t, 4> pad, std::array<int64_t, 2> dilation, int64_t groups, const std::string& padding_mode,
-         const std::string& algo, std::array<bool, 3> needs) {
-        const char* op = "conv2d_backward";
-        Tensor dy = from_python(grad_output, op, "grad_output");
-        Tensor x = from_python(input, op, "input");
-        Tensor w = from_python(weight, op, "weight");
-        Conv2dParams p = conv2d_params(stride, pad, dilation, groups, padding_mode, algo, op);
-        Conv2dGrads gr;
+      "conv_backward",
+      [](const std::string& op, py::object grad_output, py::object input, py::object weight, int nd, VecI stride,
+         VecI pad, VecI dilation, int64_t groups, const std::string& padding_mode, const std::string& algo,
+         std::array<bool, 3> needs) {
+        const char* o = op.c_str();
+        Tensor dy = from_python(grad_output, o, "grad_output");
+        Tensor x = from_python(input, o, "input");
+        Tensor w = from_python(weight, o, "weight");
+        const ConvParams p = conv_params(nd, stride, pad, dilation, groups, padding_mode, algo, o);
+        ConvGrads gr;
         {
           py::gil_scoped_release nogil;
-          gr = conv2d_backward(dy, x, w, p, needs[0], needs[1], needs[2]);
+          gr = conv_backward(o, dy, x, w, p, needs[0], needs[1], needs[2]);
         }
-        py::object gi = gr.has_input ? to_python(gr.grad_input) : py::none();
-        py::object gw = gr.has_weight ? to_python(gr.grad_weight) : py::none();
-        py::object gb = gr.has_bias ? to_python(gr.grad_bias) : py::none();
-        return py::make_tuple(gi, gw, gb);
+        return grads_to_python(gr);
       },
-      py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("stride"), py::arg("pad"),
-      py::arg("dilation"), py::arg("groups"), py::arg("padding_mode"), py::arg("algo"), py::arg("needs"));
+      py::arg("op"), py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("nd"), py::arg("stride"),
+      py::arg("pad"), py::arg("dilation"), py::arg("groups"), py::arg("padding_mode"), py::arg("algo"),
+      py::arg("needs"));
+
+  // ---- transposed convolution ----
+  m.def(
+      "conv_transpose",
+      [](const std::string& op, py::object input, py::object weight, py::object bias, int nd, VecI stride, VecI pad,
+         VecI dilation, int64_t groups, VecI out_spatial, const std::string& algo) {
+        const char* o = op.c_str();
+        Tensor x = from_python(input, o, "input");
+        Tensor w = from_python(weight, o, "weight");
+        Tensor b;
+        const bool has_b = !bias.is_none();
+        if (has_b) b = from_python(bias, o, "bias");
+        const ConvParams p = conv_params(nd, stride, pad, dilation, groups, "zeros", algo, o);
+        Tensor y;
+        {
+          py::gil_scoped_release nogil;
+          y = conv_transpose(o, x, w, has_b ? &b : nullptr, p, out_spatial);
+        }
+        return to_python(std::move(y));
+      },
+      py::arg("op"), py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("nd"), py::arg("stride"),
+      py::arg("pad"), py::arg("dilation"), py::arg("groups"), py::arg("out_spatial"), py::arg("algo"));
+
+  m.def(
+      "conv_transpose_backward",
+      [](const std::string& op, py::object grad_output, py::object input, py::object weight, int nd, VecI stride,
+         VecI pad, VecI dilation, int64_t groups, const std::string& algo, std::array<bool, 3> needs) {
+        const char* o = op.c_str();
+        Tensor dy = from_python(grad_output, o, "grad_output");
+        Tensor x = from_python(input, o, "input");
+        Tensor w = from_python(weight, o, "weight");
+        const ConvParams p = conv_params(nd, stride, pad, dilation, groups, "zeros", algo, o);
+        ConvGrads gr;
+        {
+          py::gil_scoped_release nogil;
+          gr = conv_transpose_backward(o, dy, x, w, p, needs[0], needs[1], needs[2]);
+        }
+        return grads_to_python(gr);
+      },
+      py::arg("op"), py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("nd"), py::arg("stride"),
+      py::arg("pad"), py::arg("dilation"), py::arg("groups"), py::arg("algo"), py::arg("needs"));
 }

@@ -1,9 +1,11 @@
 // conv2d argument checks, algorithm choice and CPU/CUDA dispatch.
 #include "ops/conv.h"
 
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "ops/cpu/conv.h"
 
 namespace cnnops {
@@ -48,63 +50,129 @@ static void check_same(const char* op, const char* name, const Tensor& t, const 
                     device_name(ref.device), ", got ", device_name(t.device));
 }
 
-Conv2dGeom conv2d_check(const char* op, const Tensor& x, const Tensor& w, const Tensor* b, const Conv2dParams& p) {
-  CNNOPS_CHECK_VALUE(x.ndim() == 4, op, ": expected input with 4 dimensions (N, C, H, W), got ", x.ndim(),
-                     " with shape ", shape_str(x.shape));
-  CNNOPS_CHECK_VALUE(w.ndim() == 4, op, ": expected weight with 4 dimensions (K, C/groups, R, S), got ", w.ndim(),
-                     " with shape ", shape_str(w.shape));
+static const char* input_layout(int nd) {
+  return nd == 1 ? "(N, C, L)" : nd == 2 ? "(N, C, H, W)" : "(N, C, D, H, W)";
+}
+static const char* weight_layout(int nd) {
+  return nd == 1 ? "(K, C/groups, kL)" : nd == 2 ? "(K, C/groups, R, S)" : "(K, C/groups, T, R, S)";
+}
+
+static std::string tuple_str(const int64_t* v, int n) {
+  std::string s = "(";
+  for (int i = 0; i < n; ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + (n == 1 ? ",)" : ")");
+}
+
+static const char* pad_names(int nd) {
+  return nd == 1 ? "(left, right)" : nd == 2 ? "(top, bottom, left, right)" : "(front, back, top, bottom, left, right)";
+}
+
+static std::string dims_str(const int64_t* v, int nd) {
+  std::string s;
+  for (int i = 0; i < nd; ++i) s += (i ? "x" : "") + std::to_string(v[i]);
+  return s;
+}
+
+namespace {
+// A convolution of any dimensionality, checked and lowered to the 2-D problem the kernels solve.
+struct Plan {
+  int nd = 2;
+  Conv2dGeom g{};                   // lowered 2-D problem
+  std::vector<int64_t> out_shape;   // N-d output shape (N, K, *spatial)
+  int64_t N = 0, C = 0, K = 0;
+  int64_t D = 1, T = 1, Do = 1, sd = 1, dd = 1, pf = 0, pk = 0;  // depth, used when nd == 3
+  PadMode mode = PadMode::Zeros;
+};
+}  // namespace
+
+// Checks input shape `xs` (dtype/device from `x`), weight and bias against the parameters, with
+// messages in the caller's dimensionality, then lowers to 2-D.
+static Plan make_plan(const char* op, const std::vector<int64_t>& xs, const Tensor& x, const Tensor& w,
+                      const Tensor* b, const ConvParams& p) {
+  const int nd = p.nd;
+  CNNOPS_CHECK_VALUE(nd >= 1 && nd <= 3, op, ": expected 1, 2 or 3 spatial dimensions, got ", nd);
+  CNNOPS_CHECK_VALUE(static_cast<int>(xs.size()) == nd + 2, op, ": expected input with ", nd + 2, " dimensions ",
+                     input_layout(nd), ", got ", xs.size(), " with shape ", shape_str(xs));
+  CNNOPS_CHECK_VALUE(w.ndim() == nd + 2, op, ": expected weight with ", nd + 2, " dimensions ", weight_layout(nd),
+                     ", got ", w.ndim(), " with shape ", shape_str(w.shape));
   check_float(op, "input", x);
   check_same(op, "weight", w, x);
-  Conv2dGeom g{};
-  g.N = x.shape[0]; g.C = x.shape[1]; g.H = x.shape[2]; g.W = x.shape[3];
-  g.K = w.shape[0]; g.R = w.shape[2]; g.S = w.shape[3];
-  g.G = p.groups;
-  CNNOPS_CHECK_VALUE(p.groups >= 1, op, ": expected groups >= 1, got ", p.groups);
-  CNNOPS_CHECK_VALUE(g.C >= 1 && g.H >= 1 && g.W >= 1, op, ": expected input with non-zero C, H, W, got shape ",
-                     shape_str(x.shape));
-  CNNOPS_CHECK_VALUE(g.K >= 1 && g.R >= 1 && g.S >= 1, op, ": expected weight with non-zero K, R, S, got shape ",
-                     shape_str(w.shape));
-  CNNOPS_CHECK_VALUE(g.C % g.G == 0, op, ": expected input channels divisible by groups, got C=", g.C, " and groups=",
-                     g.G);
-  CNNOPS_CHECK_VALUE(g.K % g.G == 0, op, ": expected output channels (weight.shape[0]) divisible by groups, got K=",
-                     g.K, " and groups=", g.G);
-  g.Cg = g.C / g.G;
-  g.Kg = g.K / g.G;
-  CNNOPS_CHECK_VALUE(w.shape[1] == g.Cg, op, ": expected weight.shape[1] == C/groups = ", g.Cg, ", got weight shape ",
-                     shape_str(w.shape), " for input channels ", g.C, " and groups ", g.G);
+  Plan pl;
+  pl.nd = nd;
+  pl.mode = p.mode;
+  const int64_t N = xs[0], C = xs[1], K = w.shape[0], G = p.groups;
+  pl.N = N; pl.C = C; pl.K = K;
+  CNNOPS_CHECK_VALUE(G >= 1, op, ": expected groups >= 1, got ", G);
+  const char* in_dims = nd == 1 ? "C, L" : nd == 2 ? "C, H, W" : "C, D, H, W";
+  const char* w_dims = nd == 1 ? "K, kL" : nd == 2 ? "K, R, S" : "K, T, R, S";
+  bool nonzero = C >= 1;
+  for (int i = 0; i < nd; ++i) nonzero = nonzero && xs[2 + i] >= 1;
+  CNNOPS_CHECK_VALUE(nonzero, op, ": expected input with non-zero ", in_dims, ", got shape ", shape_str(xs));
+  nonzero = true;
+  for (int i = 0; i < nd + 2; ++i) nonzero = nonzero && (i == 1 || w.shape[i] >= 1);
+  CNNOPS_CHECK_VALUE(nonzero, op, ": expected weight with non-zero ", w_dims, ", got shape ", shape_str(w.shape));
+  CNNOPS_CHECK_VALUE(C % G == 0, op, ": expected input channels divisible by groups, got C=", C, " and groups=", G);
+  CNNOPS_CHECK_VALUE(K % G == 0, op, ": expected output channels (weight.shape[0]) divisible by groups, got K=", K,
+                     " and groups=", G);
+  CNNOPS_CHECK_VALUE(w.shape[1] == C / G, op, ": expected weight.shape[1] == C/groups = ", C / G,
+                     ", got weight shape ", shape_str(w.shape), " for input channels ", C, " and groups ", G);
   if (b) {
     check_same(op, "bias", *b, x);
-    CNNOPS_CHECK_VALUE(b->ndim() == 1 && b->shape[0] == g.K, op, ": expected bias of shape (", g.K, ",), got ",
+    CNNOPS_CHECK_VALUE(b->ndim() == 1 && b->shape[0] == K, op, ": expected bias of shape (", K, ",), got ",
                        shape_str(b->shape));
   }
-  for (int i = 0; i < 2; ++i) {
-    CNNOPS_CHECK_VALUE(p.stride[i] >= 1, op, ": expected stride >= 1, got (", p.stride[0], ", ", p.stride[1], ")");
-    CNNOPS_CHECK_VALUE(p.dilation[i] >= 1, op, ": expected dilation >= 1, got (", p.dilation[0], ", ", p.dilation[1],
-                       ")");
+  int64_t in[3], ker[3], out[3], padded[3], ext[3];
+  for (int i = 0; i < nd; ++i) {
+    CNNOPS_CHECK_VALUE(p.stride[i] >= 1, op, ": expected stride >= 1, got ", tuple_str(p.stride.data(), nd));
+    CNNOPS_CHECK_VALUE(p.dilation[i] >= 1, op, ": expected dilation >= 1, got ", tuple_str(p.dilation.data(), nd));
+    CNNOPS_CHECK_VALUE(p.pad[2 * i] >= 0 && p.pad[2 * i + 1] >= 0, op, ": expected non-negative padding, got ",
+                       pad_names(nd), " = ", tuple_str(p.pad.data(), 2 * nd));
+    in[i] = xs[2 + i];
+    ker[i] = w.shape[2 + i];
+    ext[i] = p.dilation[i] * (ker[i] - 1) + 1;
+    padded[i] = in[i] + p.pad[2 * i] + p.pad[2 * i + 1];
   }
-  for (int i = 0; i < 4; ++i)
-    CNNOPS_CHECK_VALUE(p.pad[i] >= 0, op, ": expected non-negative padding, got (top, bottom, left, right) = (",
-                       p.pad[0], ", ", p.pad[1], ", ", p.pad[2], ", ", p.pad[3], ")");
-  g.sh = p.stride[0]; g.sw = p.stride[1];
-  g.dh = p.dilation[0]; g.dw = p.dilation[1];
-  g.pt = p.pad[0]; g.pb = p.pad[1]; g.pl = p.pad[2]; g.pr = p.pad[3];
+  for (int i = 0; i < nd; ++i)
+    CNNOPS_CHECK_VALUE(ext[i] <= padded[i], op, ": expected the (dilated) kernel ", dims_str(ext, nd),
+                       " to fit in the padded input ", dims_str(padded, nd), " (input ", dims_str(in, nd), ")");
+  for (int i = 0; i < nd; ++i) {
+    const int64_t lo = p.pad[2 * i], hi = p.pad[2 * i + 1];
+    if (p.mode == PadMode::Reflect)
+      CNNOPS_CHECK_VALUE(lo < in[i] && hi < in[i], op,
+                         ": padding_mode='reflect' needs each pad smaller than the input dimension, got pads ",
+                         tuple_str(p.pad.data(), 2 * nd), " for input ", dims_str(in, nd));
+    if (p.mode == PadMode::Circular)
+      CNNOPS_CHECK_VALUE(lo <= in[i] && hi <= in[i], op,
+                         ": padding_mode='circular' needs each pad at most the input dimension, got pads ",
+                         tuple_str(p.pad.data(), 2 * nd), " for input ", dims_str(in, nd));
+    out[i] = conv_out_size(in[i], ker[i], p.stride[i], lo, hi, p.dilation[i]);
+  }
+  pl.out_shape = {N, K};
+  for (int i = 0; i < nd; ++i) pl.out_shape.push_back(out[i]);
+
+  // Lower to 2-D: the last two spatial dimensions (height 1 for 1-D), depth folded into channels.
+  const int h = nd - 2, wd = nd - 1;  // index of the height and width dimensions (h < 0 for 1-D)
+  Conv2dGeom& g = pl.g;
+  g.G = G;
+  g.K = K;
+  g.Kg = K / G;
   g.mode = p.mode;
-  const int64_t ekh = g.dh * (g.R - 1) + 1, ekw = g.dw * (g.S - 1) + 1;
-  const int64_t hp = g.H + g.pt + g.pb, wp = g.W + g.pl + g.pr;
-  CNNOPS_CHECK_VALUE(ekh <= hp && ekw <= wp, op, ": expected the (dilated) kernel ", ekh, "x", ekw,
-                     " to fit in the padded input ", hp, "x", wp, " (input ", g.H, "x", g.W, ")");
-  g.P = conv_out_size(g.H, g.R, g.sh, g.pt, g.pb, g.dh);
-  g.Q = conv_out_size(g.W, g.S, g.sw, g.pl, g.pr, g.dw);
-  if (p.mode == PadMode::Reflect) {
-    CNNOPS_CHECK_VALUE(g.pt < g.H && g.pb < g.H && g.pl < g.W && g.pr < g.W, op,
-                       ": padding_mode='reflect' needs each pad smaller than the input dimension, got pads (", g.pt,
-                       ", ", g.pb, ", ", g.pl, ", ", g.pr, ") for input ", g.H, "x", g.W);
-  } else if (p.mode == PadMode::Circular) {
-    CNNOPS_CHECK_VALUE(g.pt <= g.H && g.pb <= g.H && g.pl <= g.W && g.pr <= g.W, op,
-                       ": padding_mode='circular' needs each pad at most the input dimension, got pads (", g.pt,
-                       ", ", g.pb, ", ", g.pl, ", ", g.pr, ") for input ", g.H, "x", g.W);
+  g.W = in[wd]; g.S = ker[wd]; g.Q = out[wd];
+  g.sw = p.stride[wd]; g.dw = p.dilation[wd]; g.pl = p.pad[2 * wd]; g.pr = p.pad[2 * wd + 1];
+  if (h >= 0) {
+    g.H = in[h]; g.R = ker[h]; g.P = out[h];
+    g.sh = p.stride[h]; g.dh = p.dilation[h]; g.pt = p.pad[2 * h]; g.pb = p.pad[2 * h + 1];
+  } else {
+    g.H = 1; g.R = 1; g.P = 1; g.sh = 1; g.dh = 1; g.pt = 0; g.pb = 0;
   }
-  return g;
+  if (nd == 3) {
+    pl.D = in[0]; pl.T = ker[0]; pl.Do = out[0];
+    pl.sd = p.stride[0]; pl.dd = p.dilation[0]; pl.pf = p.pad[0]; pl.pk = p.pad[1];
+  }
+  g.N = N * pl.Do;
+  g.C = C * pl.T;
+  g.Cg = (C / G) * pl.T;
+  return pl;
 }
 
 // The "auto" rule (measured on the 2-core AVX2 machine, see benchmarks/results/conv_cpu.md):
@@ -128,36 +196,13 @@ ConvAlgo conv2d_choose_algo(const Conv2dGeom& g, ConvAlgo requested, const char*
 }
 
 template <typename T>
-static void forward_cpu(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, const Conv2dGeom& g,
-                        ConvAlgo algo) {
-  const T* bp = b ? b->ptr<T>() : nullptr;
+static void forward_2d(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g, ConvAlgo algo) {
   switch (algo) {
-    case ConvAlgo::Direct: cpu::conv2d_forward_direct<T>(x.ptr<T>(), w.ptr<T>(), bp, y.ptr<T>(), g); break;
-    case ConvAlgo::Depthwise: cpu::conv2d_forward_depthwise<T>(x.ptr<T>(), w.ptr<T>(), bp, y.ptr<T>(), g); break;
-    case ConvAlgo::SmallC: cpu::conv2d_forward_smallc<T>(x.ptr<T>(), w.ptr<T>(), bp, y.ptr<T>(), g); break;
-    default: cpu::conv2d_forward_gemm<T>(x.ptr<T>(), w.ptr<T>(), bp, y.ptr<T>(), g); break;
+    case ConvAlgo::Direct: cpu::conv2d_forward_direct<T>(x, w, b, y, g); break;
+    case ConvAlgo::Depthwise: cpu::conv2d_forward_depthwise<T>(x, w, b, y, g); break;
+    case ConvAlgo::SmallC: cpu::conv2d_forward_smallc<T>(x, w, b, y, g); break;
+    default: cpu::conv2d_forward_gemm<T>(x, w, b, y, g); break;
   }
-}
-
-static void require_cpu(const char* op, const Tensor& x) {
-  if (x.device.type != DeviceType::CPU)
-    throw NotImplemented(str(op, ": CUDA kernels for convolution are not implemented yet; got an input on ",
-                             device_name(x.device), " (move it to the CPU)"));
-}
-
-Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor* bias, const Conv2dParams& p) {
-  const char* op = "conv2d";
-  Conv2dGeom g = conv2d_check(op, input, weight, bias, p);
-  ConvAlgo algo = conv2d_choose_algo(g, p.algo, op);
-  require_cpu(op, input);
-  Tensor x = contiguous(input), w = contiguous(weight);
-  Tensor bc;
-  if (bias) bc = contiguous(*bias);
-  Tensor y = empty({g.N, g.K, g.P, g.Q}, x.dtype, x.device);
-  if (g.N == 0) return y;
-  if (x.dtype == DType::Float32) forward_cpu<float>(x, w, bias ? &bc : nullptr, y, g, algo);
-  else forward_cpu<double>(x, w, bias ? &bc : nullptr, y, g, algo);
-  return y;
 }
 
 // grad_input of a stride-1, zero-padded convolution is the forward convolution of grad_output
@@ -165,7 +210,7 @@ Tensor conv2d(const Tensor& input, const Tensor& weight, const Tensor* bias, con
 // (dh*(R-1) - pt) on top and (H - P + pt) at the bottom (same for the width). Returns false when
 // that padding would be negative (padding larger than the kernel's reach).
 template <typename T>
-static bool backward_input_as_forward(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dGeom& g) {
+static bool grad_input_as_forward(const T* dy, const T* w, T* dx, const Conv2dGeom& g) {
   if (g.sh != 1 || g.sw != 1 || g.mode != PadMode::Zeros) return false;
   Conv2dGeom t = g;
   t.C = g.K; t.K = g.C; t.Cg = g.Kg; t.Kg = g.Cg;
@@ -175,70 +220,312 @@ static bool backward_input_as_forward(const Tensor& dy, const Tensor& w, Tensor&
   if (t.pt < 0 || t.pb < 0 || t.pl < 0 || t.pr < 0) return false;
   const int64_t RS = g.R * g.S;
   std::vector<T> wt(static_cast<size_t>(g.K * g.Cg * RS));
-  const T* src = w.ptr<T>();
   for (int64_t gi = 0; gi < g.G; ++gi)
     for (int64_t k = 0; k < g.Kg; ++k)
       for (int64_t c = 0; c < g.Cg; ++c)
         for (int64_t rs = 0; rs < RS; ++rs)
-          wt[((gi * g.Cg + c) * g.Kg + k) * RS + (RS - 1 - rs)] = src[((gi * g.Kg + k) * g.Cg + c) * RS + rs];
-  switch (conv2d_choose_algo(t, ConvAlgo::Auto, "conv2d_backward")) {
-    case ConvAlgo::SmallC: cpu::conv2d_forward_smallc<T>(dy.ptr<T>(), wt.data(), nullptr, dx.ptr<T>(), t); break;
-    case ConvAlgo::Depthwise: cpu::conv2d_forward_depthwise<T>(dy.ptr<T>(), wt.data(), nullptr, dx.ptr<T>(), t); break;
-    default: cpu::conv2d_forward_gemm<T>(dy.ptr<T>(), wt.data(), nullptr, dx.ptr<T>(), t); break;
-  }
+          wt[((gi * g.Cg + c) * g.Kg + k) * RS + (RS - 1 - rs)] = w[((gi * g.Kg + k) * g.Cg + c) * RS + rs];
+  forward_2d<T>(dy, wt.data(), nullptr, dx, t, conv2d_choose_algo(t, ConvAlgo::Auto, "conv_backward"));
   return true;
 }
 
 template <typename T>
-static void backward_cpu(const Tensor& dy, const Tensor& x, const Tensor& w, Conv2dGrads& out, const Conv2dGeom& g,
-                         ConvAlgo algo) {
-  if (out.has_input) {
-    T* dx = out.grad_input.ptr<T>();
-    if (algo == ConvAlgo::Direct) cpu::conv2d_backward_input_direct<T>(dy.ptr<T>(), w.ptr<T>(), dx, g);
-    else if (algo == ConvAlgo::Depthwise) cpu::conv2d_backward_input_depthwise<T>(dy.ptr<T>(), w.ptr<T>(), dx, g);
-    else if (!backward_input_as_forward<T>(dy, w, out.grad_input, g))
-      cpu::conv2d_backward_input_gemm<T>(dy.ptr<T>(), w.ptr<T>(), dx, g);
-  }
-  if (out.has_weight) {
-    T* dw = out.grad_weight.ptr<T>();
-    if (algo == ConvAlgo::Direct) cpu::conv2d_backward_weight_direct<T>(dy.ptr<T>(), x.ptr<T>(), dw, g);
-    else if (algo == ConvAlgo::Depthwise) cpu::conv2d_backward_weight_depthwise<T>(dy.ptr<T>(), x.ptr<T>(), dw, g);
-    else cpu::conv2d_backward_weight_gemm<T>(dy.ptr<T>(), x.ptr<T>(), dw, g);
-  }
-  if (out.has_bias) cpu::conv2d_backward_bias<T>(dy.ptr<T>(), out.grad_bias.ptr<T>(), g);
+static void grad_input_2d(const T* dy, const T* w, T* dx, const Conv2dGeom& g, ConvAlgo algo) {
+  if (algo == ConvAlgo::Direct) cpu::conv2d_backward_input_direct<T>(dy, w, dx, g);
+  else if (algo == ConvAlgo::Depthwise) cpu::conv2d_backward_input_depthwise<T>(dy, w, dx, g);
+  else if (!grad_input_as_forward<T>(dy, w, dx, g)) cpu::conv2d_backward_input_gemm<T>(dy, w, dx, g);
 }
 
-Conv2dGrads conv2d_backward(const Tensor& grad_output, const Tensor& input, const Tensor& weight,
-                            const Conv2dParams& p, bool need_input, bool need_weight, bool need_bias) {
-  const char* op = "conv2d_backward";
-  Conv2dGeom g = conv2d_check(op, input, weight, nullptr, p);
-  ConvAlgo algo = conv2d_choose_algo(g, p.algo, op);
-  CNNOPS_CHECK_VALUE(grad_output.ndim() == 4, op, ": expected grad_output with 4 dimensions (N, K, P, Q), got ",
-                     grad_output.ndim());
-  check_same(op, "grad_output", grad_output, input);
-  const std::vector<int64_t> expect{g.N, g.K, g.P, g.Q};
-  CNNOPS_CHECK_VALUE(grad_output.shape == expect, op, ": expected grad_output of shape ", shape_str(expect),
-                     " (the forward output's), got ", shape_str(grad_output.shape));
+template <typename T>
+static void grad_weight_2d(const T* dy, const T* x, T* dw, const Conv2dGeom& g, ConvAlgo algo) {
+  if (algo == ConvAlgo::Direct) cpu::conv2d_backward_weight_direct<T>(dy, x, dw, g);
+  else if (algo == ConvAlgo::Depthwise) cpu::conv2d_backward_weight_depthwise<T>(dy, x, dw, g);
+  else cpu::conv2d_backward_weight_gemm<T>(dy, x, dw, g);
+}
+
+// ---- the depth dimension of 3-D convolutions (see conv.h) ----
+
+// x' (N*Do, C*T, H, W): x'[n*Do + od][c*T + t] = x[n][c][depth od*sd - pf + t*dd] (padded per mode).
+template <typename T>
+static void depth_gather(const T* x, T* xl, const Plan& pl) {
+  const int64_t HW = pl.g.H * pl.g.W;
+  parallel_for(pl.N * pl.Do, [&](int64_t q) {
+    const int64_t n = q / pl.Do, od = q % pl.Do;
+    for (int64_t c = 0; c < pl.C; ++c)
+      for (int64_t t = 0; t < pl.T; ++t) {
+        T* dst = xl + (q * pl.C * pl.T + c * pl.T + t) * HW;
+        const int64_t id = cpu::pad_index(od * pl.sd - pl.pf + t * pl.dd, pl.D, pl.mode);
+        if (id < 0) std::fill(dst, dst + HW, T(0));
+        else std::memcpy(dst, x + ((n * pl.C + c) * pl.D + id) * HW, sizeof(T) * HW);
+      }
+  });
+}
+
+// Adjoint of depth_gather: dx[n][c][d] = sum of the x' planes gathered from it (fixed order).
+template <typename T>
+static void depth_fold(const T* dxl, T* dx, const Plan& pl) {
+  const int64_t HW = pl.g.H * pl.g.W;
+  parallel_for(pl.N * pl.C, [&](int64_t q) {
+    const int64_t n = q / pl.C, c = q % pl.C;
+    T* out = dx + q * pl.D * HW;
+    std::fill(out, out + pl.D * HW, T(0));
+    for (int64_t od = 0; od < pl.Do; ++od)
+      for (int64_t t = 0; t < pl.T; ++t) {
+        const int64_t id = cpu::pad_index(od * pl.sd - pl.pf + t * pl.dd, pl.D, pl.mode);
+        if (id < 0) continue;
+        const T* src = dxl + ((n * pl.Do + od) * pl.C * pl.T + c * pl.T + t) * HW;
+        T* d = out + id * HW;
+        for (int64_t i = 0; i < HW; ++i) d[i] += src[i];
+      }
+  });
+}
+
+// (N, K, Do, PQ) <-> (N*Do, K, PQ); `to_lowered` picks the direction.
+template <typename T>
+static void depth_permute(const T* src, T* dst, const Plan& pl, int64_t channels, int64_t plane, bool to_lowered) {
+  parallel_for(pl.N * channels, [&](int64_t q) {
+    const int64_t n = q / channels, k = q % channels;
+    for (int64_t od = 0; od < pl.Do; ++od) {
+      const int64_t a = ((n * channels + k) * pl.Do + od) * plane;  // (N, K, Do, ...)
+      const int64_t l = ((n * pl.Do + od) * channels + k) * plane;  // (N*Do, K, ...)
+      if (to_lowered) std::memcpy(dst + l, src + a, sizeof(T) * plane);
+      else std::memcpy(dst + a, src + l, sizeof(T) * plane);
+    }
+  });
+}
+
+// ---- N-d data paths on contiguous CPU tensors ----
+
+template <typename T>
+static void run_forward(const Plan& pl, const T* x, const T* w, const T* b, T* y, ConvAlgo algo) {
+  const Conv2dGeom& g = pl.g;
+  if (pl.nd < 3) return forward_2d<T>(x, w, b, y, g, algo);
+  std::vector<T> xl(static_cast<size_t>(g.N * g.C * g.H * g.W)), yl(static_cast<size_t>(g.N * g.K * g.P * g.Q));
+  depth_gather(x, xl.data(), pl);
+  forward_2d<T>(xl.data(), w, b, yl.data(), g, algo);
+  depth_permute(yl.data(), y, pl, pl.K, g.P * g.Q, false);
+}
+
+template <typename T>
+static void run_grad_input(const Plan& pl, const T* dy, const T* w, T* dx, ConvAlgo algo) {
+  const Conv2dGeom& g = pl.g;
+  if (pl.nd < 3) return grad_input_2d<T>(dy, w, dx, g, algo);
+  std::vector<T> dyl(static_cast<size_t>(g.N * g.K * g.P * g.Q)), dxl(static_cast<size_t>(g.N * g.C * g.H * g.W));
+  depth_permute(dy, dyl.data(), pl, pl.K, g.P * g.Q, true);
+  grad_input_2d<T>(dyl.data(), w, dxl.data(), g, algo);
+  depth_fold(dxl.data(), dx, pl);
+}
+
+template <typename T>
+static void run_grad_weight(const Plan& pl, const T* dy, const T* x, T* dw, ConvAlgo algo) {
+  const Conv2dGeom& g = pl.g;
+  if (pl.nd < 3) return grad_weight_2d<T>(dy, x, dw, g, algo);
+  std::vector<T> dyl(static_cast<size_t>(g.N * g.K * g.P * g.Q)), xl(static_cast<size_t>(g.N * g.C * g.H * g.W));
+  depth_permute(dy, dyl.data(), pl, pl.K, g.P * g.Q, true);
+  depth_gather(x, xl.data(), pl);
+  grad_weight_2d<T>(dyl.data(), xl.data(), dw, g, algo);
+}
+
+// db[k] = sum over n and every spatial position of dy (N, K, spatial...).
+template <typename T>
+static void run_grad_bias(const T* dy, T* db, int64_t N, int64_t K, int64_t spatial) {
+  Conv2dGeom g{};
+  g.N = N; g.K = K; g.P = spatial; g.Q = 1;
+  cpu::conv2d_backward_bias<T>(dy, db, g);
+}
+
+template <typename T>
+static void add_bias(T* y, const T* b, int64_t N, int64_t K, int64_t spatial) {
+  parallel_for(N * K, [&](int64_t q) {
+    const T bv = b[q % K];
+    T* p = y + q * spatial;
+    for (int64_t i = 0; i < spatial; ++i) p[i] += bv;
+  });
+}
+
+static void require_cpu(const char* op, const Tensor& x) {
+  if (x.device.type != DeviceType::CPU)
+    throw NotImplemented(str(op, ": CUDA kernels for convolution are not implemented yet; got an input on ",
+                             device_name(x.device), " (move it to the CPU)"));
+}
+
+static ConvAlgo plan_algo(const Plan& pl, ConvAlgo requested, const char* op) {
+  return conv2d_choose_algo(pl.g, requested, op);
+}
+
+static int64_t spatial_size(const std::vector<int64_t>& shape) {
+  int64_t s = 1;
+  for (size_t i = 2; i < shape.size(); ++i) s *= shape[i];
+  return s;
+}
+
+static void zero(Tensor& t) {
+  if (!t.data) return;
+  if (t.dtype == DType::Float32) std::fill(t.ptr<float>(), t.ptr<float>() + t.numel(), 0.f);
+  else std::fill(t.ptr<double>(), t.ptr<double>() + t.numel(), 0.0);
+}
+
+ConvAlgo conv_algo(const char* op, const Tensor& input, const Tensor& weight, const ConvParams& p) {
+  const Plan pl = make_plan(op, input.shape, input, weight, nullptr, p);
+  return plan_algo(pl, p.algo, op);
+}
+
+Tensor conv(const char* op, const Tensor& input, const Tensor& weight, const Tensor* bias, const ConvParams& p) {
+  const Plan pl = make_plan(op, input.shape, input, weight, bias, p);
+  const ConvAlgo algo = plan_algo(pl, p.algo, op);
+  require_cpu(op, input);
+  Tensor x = contiguous(input), w = contiguous(weight), b;
+  if (bias) b = contiguous(*bias);
+  Tensor y = empty(pl.out_shape, x.dtype, x.device);
+  if (pl.N == 0) return y;
+  if (x.dtype == DType::Float32)
+    run_forward<float>(pl, x.ptr<float>(), w.ptr<float>(), bias ? b.ptr<float>() : nullptr, y.ptr<float>(), algo);
+  else
+    run_forward<double>(pl, x.ptr<double>(), w.ptr<double>(), bias ? b.ptr<double>() : nullptr, y.ptr<double>(),
+                        algo);
+  return y;
+}
+
+static void check_grad_output(const char* op, const Tensor& dy, const Tensor& ref, const std::vector<int64_t>& expect,
+                              const char* what) {
+  check_same(op, "grad_output", dy, ref);
+  const int nd = static_cast<int>(expect.size()) - 2;
+  CNNOPS_CHECK_VALUE(dy.ndim() == nd + 2, op, ": expected grad_output with ", nd + 2, " dimensions ",
+                     nd == 1 ? "(N, K, L_out)" : nd == 2 ? "(N, K, P, Q)" : "(N, K, D_out, P, Q)", ", got ", dy.ndim(),
+                     " with shape ", shape_str(dy.shape));
+  CNNOPS_CHECK_VALUE(dy.shape == expect, op, ": expected grad_output of shape ", shape_str(expect), " (", what,
+                     "), got ", shape_str(dy.shape));
+}
+
+ConvGrads conv_backward(const char* op, const Tensor& grad_output, const Tensor& input, const Tensor& weight,
+                        const ConvParams& p, bool need_input, bool need_weight, bool need_bias) {
+  const Plan pl = make_plan(op, input.shape, input, weight, nullptr, p);
+  const ConvAlgo algo = plan_algo(pl, p.algo, op);
+  check_grad_output(op, grad_output, input, pl.out_shape, "the forward output's");
   require_cpu(op, input);
   Tensor dy = contiguous(grad_output), x = contiguous(input), w = contiguous(weight);
-  Conv2dGrads out;
+  ConvGrads out;
   out.has_input = need_input;
   out.has_weight = need_weight;
   out.has_bias = need_bias;
   if (need_input) out.grad_input = empty(x.shape, x.dtype, x.device);
   if (need_weight) out.grad_weight = empty(w.shape, x.dtype, x.device);
-  if (need_bias) out.grad_bias = empty({g.K}, x.dtype, x.device);
-  if (g.N == 0) {
-    // Empty batch: all gradients are zero.
-    for (Tensor* t : {&out.grad_weight, &out.grad_bias})
-      if (t->data) {
-        if (x.dtype == DType::Float32) std::fill(t->ptr<float>(), t->ptr<float>() + t->numel(), 0.f);
-        else std::fill(t->ptr<double>(), t->ptr<double>() + t->numel(), 0.0);
-      }
+  if (need_bias) out.grad_bias = empty({pl.K}, x.dtype, x.device);
+  if (pl.N == 0) {  // empty batch: every gradient is zero
+    zero(out.grad_weight);
+    zero(out.grad_bias);
     return out;
   }
-  if (x.dtype == DType::Float32) backward_cpu<float>(dy, x, w, out, g, algo);
-  else backward_cpu<double>(dy, x, w, out, g, algo);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    if (need_input) run_grad_input<T>(pl, dy.ptr<T>(), w.ptr<T>(), out.grad_input.ptr<T>(), algo);
+    if (need_weight) run_grad_weight<T>(pl, dy.ptr<T>(), x.ptr<T>(), out.grad_weight.ptr<T>(), algo);
+    if (need_bias) run_grad_bias<T>(dy.ptr<T>(), out.grad_bias.ptr<T>(), pl.N, pl.K, spatial_size(pl.out_shape));
+  };
+  if (x.dtype == DType::Float32) run(float{});
+  else run(double{});
+  return out;
+}
+
+// ---- transposed convolution ----
+
+// Checks the transposed op's own view (input (N, C_in, ...), weight (C_in, C_out/groups, ...),
+// bias (C_out,), output sizes), then plans the convolution it is the adjoint of: that
+// convolution's input is the transposed output (N, C_out, *out_spatial), its output must be the
+// transposed input.
+static Plan make_transpose_plan(const char* op, const Tensor& x, const Tensor& w, const Tensor* b, const ConvParams& p,
+                                const std::vector<int64_t>& out_spatial) {
+  const int nd = p.nd;
+  CNNOPS_CHECK_VALUE(nd >= 1 && nd <= 3, op, ": expected 1, 2 or 3 spatial dimensions, got ", nd);
+  CNNOPS_CHECK_VALUE(x.ndim() == nd + 2, op, ": expected input with ", nd + 2, " dimensions ",
+                     nd == 1 ? "(N, C_in, L)" : nd == 2 ? "(N, C_in, H, W)" : "(N, C_in, D, H, W)", ", got ",
+                     x.ndim(), " with shape ", shape_str(x.shape));
+  CNNOPS_CHECK_VALUE(w.ndim() == nd + 2, op, ": expected weight with ", nd + 2, " dimensions ",
+                     nd == 1 ? "(C_in, C_out/groups, kL)" : nd == 2 ? "(C_in, C_out/groups, R, S)"
+                                                                   : "(C_in, C_out/groups, T, R, S)",
+                     ", got ", w.ndim(), " with shape ", shape_str(w.shape));
+  CNNOPS_CHECK_VALUE(p.groups >= 1, op, ": expected groups >= 1, got ", p.groups);
+  CNNOPS_CHECK_VALUE(w.shape[0] == x.shape[1], op, ": expected weight.shape[0] == input channels ", x.shape[1],
+                     ", got weight shape ", shape_str(w.shape));
+  CNNOPS_CHECK_VALUE(x.shape[1] % p.groups == 0, op, ": expected input channels divisible by groups, got C_in=",
+                     x.shape[1], " and groups=", p.groups);
+  CNNOPS_CHECK_VALUE(static_cast<int>(out_spatial.size()) == nd, op, ": expected ", nd, " output sizes, got ",
+                     out_spatial.size());
+  for (int64_t s : out_spatial)
+    CNNOPS_CHECK_VALUE(s >= 1, op, ": expected positive output sizes, got ", dims_str(out_spatial.data(), nd));
+  const int64_t cout = w.shape[1] * p.groups;
+  if (b) {
+    check_same(op, "bias", *b, x);
+    CNNOPS_CHECK_VALUE(b->ndim() == 1 && b->shape[0] == cout, op, ": expected bias of shape (", cout,
+                       ",) (C_out = weight.shape[1] * groups), got ", shape_str(b->shape));
+  }
+  std::vector<int64_t> conv_in{x.shape[0], cout};
+  conv_in.insert(conv_in.end(), out_spatial.begin(), out_spatial.end());
+  Plan pl = make_plan(op, conv_in, x, w, nullptr, p);
+  std::vector<int64_t> spatial_in(x.shape.begin() + 2, x.shape.end()), spatial_conv(pl.out_shape.begin() + 2,
+                                                                                      pl.out_shape.end());
+  CNNOPS_CHECK_VALUE(spatial_conv == spatial_in, op, ": output size ", dims_str(out_spatial.data(), nd),
+                     " does not match the input: a convolution of that size with these parameters gives ",
+                     dims_str(spatial_conv.data(), nd), ", not the input's ", dims_str(spatial_in.data(), nd));
+  return pl;
+}
+
+Tensor conv_transpose(const char* op, const Tensor& input, const Tensor& weight, const Tensor* bias,
+                      const ConvParams& p, const std::vector<int64_t>& out_spatial) {
+  const Plan pl = make_transpose_plan(op, input, weight, bias, p, out_spatial);
+  const ConvAlgo algo = plan_algo(pl, p.algo, op);
+  require_cpu(op, input);
+  Tensor x = contiguous(input), w = contiguous(weight), b;
+  if (bias) b = contiguous(*bias);
+  std::vector<int64_t> out_shape{pl.N, pl.C};
+  out_shape.insert(out_shape.end(), out_spatial.begin(), out_spatial.end());
+  Tensor y = empty(out_shape, x.dtype, x.device);
+  if (pl.N == 0) return y;
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    run_grad_input<T>(pl, x.ptr<T>(), w.ptr<T>(), y.ptr<T>(), algo);
+    if (bias) add_bias<T>(y.ptr<T>(), b.ptr<T>(), pl.N, pl.C, spatial_size(out_shape));
+  };
+  if (x.dtype == DType::Float32) run(float{});
+  else run(double{});
+  return y;
+}
+
+ConvGrads conv_transpose_backward(const char* op, const Tensor& grad_output, const Tensor& input,
+                                  const Tensor& weight, const ConvParams& p, bool need_input, bool need_weight,
+                                  bool need_bias) {
+  CNNOPS_CHECK_VALUE(grad_output.ndim() == p.nd + 2, op, ": expected grad_output with ", p.nd + 2,
+                     " dimensions, got shape ", shape_str(grad_output.shape));
+  const std::vector<int64_t> out_spatial(grad_output.shape.begin() + 2, grad_output.shape.end());
+  const Plan pl = make_transpose_plan(op, input, weight, nullptr, p, out_spatial);
+  const ConvAlgo algo = plan_algo(pl, p.algo, op);
+  std::vector<int64_t> expect{pl.N, pl.C};
+  expect.insert(expect.end(), out_spatial.begin(), out_spatial.end());
+  check_grad_output(op, grad_output, input, expect, "the transposed output's");
+  require_cpu(op, input);
+  Tensor dy = contiguous(grad_output), x = contiguous(input), w = contiguous(weight);
+  ConvGrads out;
+  out.has_input = need_input;
+  out.has_weight = need_weight;
+  out.has_bias = need_bias;
+  if (need_input) out.grad_input = empty(x.shape, x.dtype, x.device);
+  if (need_weight) out.grad_weight = empty(w.shape, x.dtype, x.device);
+  if (need_bias) out.grad_bias = empty({pl.C}, x.dtype, x.device);
+  if (pl.N == 0) {
+    zero(out.grad_weight);
+    zero(out.grad_bias);
+    return out;
+  }
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    // The transposed op's input gradient is the convolution of its output gradient.
+    if (need_input) run_forward<T>(pl, dy.ptr<T>(), w.ptr<T>(), nullptr, out.grad_input.ptr<T>(), algo);
+    // Its weight gradient is the convolution's, with the roles of image and output swapped.
+    if (need_weight) run_grad_weight<T>(pl, x.ptr<T>(), dy.ptr<T>(), out.grad_weight.ptr<T>(), algo);
+    if (need_bias) run_grad_bias<T>(dy.ptr<T>(), out.grad_bias.ptr<T>(), pl.N, pl.C, spatial_size(expect));
+  };
+  if (x.dtype == DType::Float32) run(float{});
+  else run(double{});
   return out;
 }
 

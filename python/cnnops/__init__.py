@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from . import _C, cuda
 from ._C import __version__
-from .conv import conv2d, conv2d_algo, conv2d_backward
+from .conv import (conv1d, conv1d_backward, conv2d, conv2d_algo, conv2d_backward, conv3d,
+                   conv3d_backward)
+from .conv_transpose import (conv_transpose1d, conv_transpose1d_backward, conv_transpose2d,
+                             conv_transpose2d_backward, conv_transpose3d, conv_transpose3d_backward)
 
 
 def get_num_threads() -> int:
@@ -53,9 +56,19 @@ def info() -> dict:
 
 
 __all__ = [
+    "conv1d",
+    "conv1d_backward",
     "conv2d",
     "conv2d_backward",
     "conv2d_algo",
+    "conv3d",
+    "conv3d_backward",
+    "conv_transpose1d",
+    "conv_transpose1d_backward",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
+    "conv_transpose3d",
+    "conv_transpose3d_backward",
     "cuda",
     "get_num_threads",
     "set_num_threads",

@@ -1,17 +1,26 @@
-"""conv2d on the CPU: cnnops against PyTorch (oneDNN), forward and backward, on the layers of
-classic networks.
+"""Convolutions on the CPU: cnnops against PyTorch (oneDNN), forward and backward, on the layers
+of classic networks, in four families: conv2d (its layers are below), conv1d, conv3d and
+conv_transpose2d (their layers are in ``convnd``).
 
 For every layer, both libraries get the same float32 torch tensors (cnnops reads them zero-copy
-through DLPack) and the same number of threads. Forward is ``cnnops.conv2d`` against
-``torch.nn.functional.conv2d`` (with bias); backward is ``cnnops.conv2d_backward`` (input, weight
-and bias gradients) against ``torch.ops.aten.convolution_backward`` with all three outputs, so
-torch's timed region is its backward compute alone (no autograd graph). Each pass is checked once
-(relative error against torch), warmed up, then timed interleaved, cnnops then torch, repeat after
-repeat; the median per side is reported and the ratio torch/cnnops is the speed-up.
+through DLPack) and the same number of threads. Forward is ``cnnops.<op>`` against
+``torch.nn.functional.<op>`` (with bias); backward is ``cnnops.<op>_backward`` (input, weight
+and bias gradients) against ``torch.ops.aten.convolution_backward`` with all three outputs
+(``transposed=True`` and the output_padding for conv_transpose2d), so torch's timed region is its
+backward compute alone (no autograd graph). Each pass is checked once (relative error against
+torch), warmed up, then timed interleaved, cnnops then torch, repeat after repeat; the median per
+side is reported and the ratio torch/cnnops is the speed-up.
 
-FLOPs: forward 2*N*K*(C/groups)*R*S*P*Q; backward twice that (input gradient + weight gradient;
-the bias gradient is a reduction and not counted). Bytes: the smallest possible memory traffic,
-each tensor read or written once in float32."""
+FLOPs are those of the underlying convolution, 2 per multiply-add: forward
+2*N*K*(C/groups)*R*S*P*Q for conv2d, likewise for conv1d and conv3d with their kernel and output
+sizes, and 2*N*C_in*(C_out/groups)*R*S*H_in*W_in for conv_transpose2d (the convolution it is the
+adjoint of; no multiplications by inserted zeros); backward twice that (input gradient + weight
+gradient; the bias gradient is a reduction and not counted). Bytes: the smallest possible memory
+traffic, each tensor read or written once in float32.
+
+Results: one file pair with a section per family. The JSON keeps conv2d's rows and summary at the
+top level ("layers", "summary", as before the other families existed); the other families are
+under "families", and "summary_by_family" has every family's geomeans and targets."""
 from __future__ import annotations
 
 import math
@@ -19,12 +28,13 @@ import sys
 import traceback
 import zlib
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 import cnnops
 
-from . import common
+from . import common, convnd
 
 REL_ERR_TOL = 1e-4
 
@@ -32,6 +42,8 @@ REL_ERR_TOL = 1e-4
 @dataclass(frozen=True)
 class Layer:
     """One convolution: input (N, C, H, W), weight (K, C/groups, R, R), square stride and padding."""
+
+    family: ClassVar[str] = "conv2d"
 
     name: str
     N: int
@@ -96,6 +108,33 @@ class Layer:
                 "stride": self.stride, "padding": self.pad, "dilation": 1, "groups": self.groups,
                 "P": self.P, "Q": self.Q}
 
+    def make_inputs(self, torch):
+        """Fixed-seed float32 tensors: x, w (scaled by 1/sqrt(fan-in)), bias, grad_output."""
+        rng = np.random.default_rng(zlib.crc32(self.name.encode()))
+        cg = self.C // self.groups
+        x = rng.standard_normal((self.N, self.C, self.H, self.W), dtype=np.float32)
+        w = rng.standard_normal((self.K, cg, self.R, self.S), dtype=np.float32)
+        w *= np.float32(1.0 / math.sqrt(cg * self.R * self.S))
+        b = rng.standard_normal((self.K,), dtype=np.float32)
+        dy = rng.standard_normal((self.N, self.K, self.P, self.Q), dtype=np.float32)
+        return tuple(torch.from_numpy(a) for a in (x, w, b, dy))
+
+    def algo(self, x, w, dy) -> str:
+        """The kernel cnnops' algo="auto" picks for the forward."""
+        return cnnops.conv2d_algo(x, w, stride=self.stride, padding=self.pad, groups=self.groups)
+
+    def calls(self, torch, x, w, b, dy) -> dict:
+        """The four timed callables: fwd/bwd of cnnops and of torch on the same tensors."""
+        F = torch.nn.functional
+        s, p, g, K = self.stride, self.pad, self.groups, self.K
+        return {
+            "fwd_cnnops": lambda: cnnops.conv2d(x, w, b, stride=s, padding=p, dilation=1, groups=g),
+            "fwd_torch": lambda: F.conv2d(x, w, b, stride=s, padding=p, dilation=1, groups=g),
+            "bwd_cnnops": lambda: cnnops.conv2d_backward(dy, x, w, s, p, 1, g, "zeros", needs=(True, True, True)),
+            "bwd_torch": lambda: torch.ops.aten.convolution_backward(dy, x, w, [K], [s, s], [p, p], [1, 1], False,
+                                                                     [0, 0], g, [True, True, True]),
+        }
+
 
 # The layers of the issue: (N, C, H, W, K, R, stride, pad, groups).
 LAYERS = [
@@ -121,18 +160,39 @@ BWD_GEOMEAN_MIN = 1.0
 DEPTHWISE_LAYERS, DEPTHWISE_MIN = ("mobilenet_dw",), 5.0
 C1_LAYERS, C1_MIN = ("lenet5_c1", "mnist_c1"), 2.0
 LARGE3X3_LAYERS, LARGE3X3_PEAK_MIN = ("vgg16_c1_2", "vgg16_c3", "vgg16_c5", "resnet50_3x3"), 0.70
+# The issue's targets for each of conv1d, conv3d and conv_transpose2d (geomeans over the family).
+ND_FWD_GEOMEAN_MIN = 1.2
+ND_BWD_GEOMEAN_MIN = 1.0
 
 
-def _make_inputs(torch, layer: Layer):
-    """Fixed-seed float32 tensors: x, w (scaled by 1/sqrt(fan-in)), bias, grad_output."""
-    rng = np.random.default_rng(zlib.crc32(layer.name.encode()))
-    cg = layer.C // layer.groups
-    x = rng.standard_normal((layer.N, layer.C, layer.H, layer.W), dtype=np.float32)
-    w = rng.standard_normal((layer.K, cg, layer.R, layer.S), dtype=np.float32)
-    w *= np.float32(1.0 / math.sqrt(cg * layer.R * layer.S))
-    b = rng.standard_normal((layer.K,), dtype=np.float32)
-    dy = rng.standard_normal((layer.N, layer.K, layer.P, layer.Q), dtype=np.float32)
-    return tuple(torch.from_numpy(a) for a in (x, w, b, dy))
+@dataclass(frozen=True)
+class Family:
+    """A family of the suite: its layers and how its tables are titled."""
+
+    name: str
+    layers: tuple
+    shape_header: str
+    forward_title: str
+    backward_title: str
+
+
+def _family(name: str, layers, shape_header: str, peer_bwd: str = "aten.convolution_backward") -> Family:
+    return Family(name, tuple(layers), shape_header,
+                  f"Forward ({name} vs torch.nn.functional.{name}, with bias)",
+                  f"Backward ({name}_backward vs {peer_bwd}: input, weight and bias gradients)")
+
+
+FAMILIES = {
+    "conv2d": _family("conv2d", LAYERS, "shape N×C×H×W, K, R×S"),
+    "conv1d": _family("conv1d", convnd.CONV1D_LAYERS, "shape N×C×L, K, k"),
+    "conv3d": _family("conv3d", convnd.CONV3D_LAYERS, "shape N×C×D×H×W, K, T×R×S"),
+    "conv_transpose2d": _family("conv_transpose2d", convnd.CONV_TRANSPOSE2D_LAYERS,
+                                "shape N×C_in×H×W -> C_out, R×S", "aten.convolution_backward(transposed=True)"),
+}
+FAMILY_ORDER = tuple(FAMILIES)
+ALL_BY_NAME = {layer.name: layer for fam in FAMILIES.values() for layer in fam.layers}
+if len(ALL_BY_NAME) != sum(len(f.layers) for f in FAMILIES.values()) or set(ALL_BY_NAME) & set(FAMILIES):
+    raise RuntimeError("cnnops.bench.conv: layer names must be unique and differ from family names")
 
 
 def _probe(fn) -> float:
@@ -160,15 +220,16 @@ def _time_pass(fns: dict, flops: int, nbytes: int, repeats, quick) -> dict:
     return res
 
 
-def bench_layer(torch, layer: Layer, repeats=None, quick=False, log=print) -> dict:
-    """Check and time one layer, forward then backward; errors are recorded, not raised."""
-    F = torch.nn.functional
-    x, w, b, dy = _make_inputs(torch, layer)
-    s, p, g, K = layer.stride, layer.pad, layer.groups, layer.K
+def bench_layer(torch, layer, repeats=None, quick=False, log=print) -> dict:
+    """Check and time one layer (of any family), forward then backward; errors are recorded, not
+    raised."""
+    x, w, b, dy = layer.make_inputs(torch)
+    fns = layer.calls(torch, x, w, b, dy)
     row = {
         "name": layer.name,
+        "family": layer.family,
         "shape": layer.as_dict(),
-        "algo": cnnops.conv2d_algo(x, w, stride=layer.stride, padding=layer.pad, groups=layer.groups),
+        "algo": layer.algo(x, w, dy),
         "flops_forward": layer.flops_forward,
         "flops_backward": layer.flops_backward,
         "bytes_forward": layer.bytes_forward,
@@ -179,22 +240,9 @@ def bench_layer(torch, layer: Layer, repeats=None, quick=False, log=print) -> di
         "errors": {},
     }
 
-    def fwd_cnnops():
-        return cnnops.conv2d(x, w, b, stride=s, padding=p, dilation=1, groups=g)
-
-    def fwd_torch():
-        return F.conv2d(x, w, b, stride=s, padding=p, dilation=1, groups=g)
-
-    def bwd_cnnops():
-        return cnnops.conv2d_backward(dy, x, w, s, p, 1, g, "zeros", needs=(True, True, True))
-
-    def bwd_torch():
-        return torch.ops.aten.convolution_backward(dy, x, w, [K], [s, s], [p, p], [1, 1], False, [0, 0], g,
-                                                   [True, True, True])
-
     passes = (
-        ("forward", fwd_cnnops, fwd_torch, layer.flops_forward, layer.bytes_forward, ("output",)),
-        ("backward", bwd_cnnops, bwd_torch, layer.flops_backward, layer.bytes_backward,
+        ("forward", fns["fwd_cnnops"], fns["fwd_torch"], layer.flops_forward, layer.bytes_forward, ("output",)),
+        ("backward", fns["bwd_cnnops"], fns["bwd_torch"], layer.flops_backward, layer.bytes_backward,
          ("grad_input", "grad_weight", "grad_bias")),
     )
     with torch.no_grad():
@@ -222,7 +270,8 @@ def bench_layer(torch, layer: Layer, repeats=None, quick=False, log=print) -> di
 # summary and targets
 
 
-def summarize(rows: list) -> dict:
+def summarize(rows: list, family: str = "conv2d") -> dict:
+    """Speed-up statistics, correctness and the issue's targets for one family's rows."""
     def speedups(pass_name):
         return {r["name"]: (r[pass_name]["speedup"] if r[pass_name] else None) for r in rows}
 
@@ -230,8 +279,9 @@ def summarize(rows: list) -> dict:
     fwd_ok = [v for v in fwd.values() if v is not None]
     bwd_ok = [v for v in bwd.values() if v is not None]
     summ = {
+        "family": family,
         "layers_run": len(rows),
-        "layers_total": len(LAYERS),
+        "layers_total": len(FAMILIES[family].layers),
         "forward_geomean_speedup": common.geomean(fwd_ok),
         "backward_geomean_speedup": common.geomean(bwd_ok),
         "forward_min_speedup": min(fwd_ok) if fwd_ok else None,
@@ -243,7 +293,7 @@ def summarize(rows: list) -> dict:
                              if not all(e < REL_ERR_TOL for e in r["rel_error"].values())],
         "failed_layers": [r["name"] for r in rows if r["errors"]],
     }
-    summ["targets"] = targets(rows)
+    summ["targets"] = targets(rows) if family == "conv2d" else nd_targets(rows, family)
     return summ
 
 
@@ -251,11 +301,35 @@ def _x(v) -> str:
     return "–" if v is None else f"{v:.2f}x"
 
 
+def _partial(rows: list, total: int) -> str:
+    return "" if len(rows) == total else f" (only {len(rows)} of {total} layers run)"
+
+
+def _geomean_target(rows: list, pass_name: str, minimum: float, total: int) -> dict:
+    """'<pass> geomean speed-up >= <minimum>x' over the rows; a layer without that pass (it
+    errored) fails the target."""
+    vals = {r["name"]: (r[pass_name]["speedup"] if r[pass_name] else None) for r in rows}
+    missing = [k for k, v in vals.items() if v is None]
+    gm = common.geomean(v for v in vals.values() if v is not None)
+    ok = False if missing else (None if gm is None else gm >= minimum)
+    return common.target_line(f"{pass_name} geomean speed-up >= {minimum}x", ok,
+                              f"{_x(gm)}{_partial(rows, total)}"
+                              + (f"; no {pass_name} for {', '.join(missing)}" if missing else ""))
+
+
+def nd_targets(rows: list, family: str) -> list:
+    """The issue's targets for conv1d, conv3d or conv_transpose2d: forward and backward geomean
+    speed-ups over the family's layers."""
+    total = len(FAMILIES[family].layers)
+    return [_geomean_target(rows, "forward", ND_FWD_GEOMEAN_MIN, total),
+            _geomean_target(rows, "backward", ND_BWD_GEOMEAN_MIN, total)]
+
+
 def targets(rows: list) -> list:
-    """The issue's targets as pass / FAIL / n/a lines. A layer that errored counts as failing
-    every target it belongs to; targets over the whole suite say when only part of it ran."""
+    """conv2d's targets from the issue as pass / FAIL / n/a lines. A layer that errored counts as
+    failing every target it belongs to; targets over the whole suite say when only part of it ran."""
     by = {r["name"]: r for r in rows}
-    partial = "" if len(rows) == len(LAYERS) else f" (only {len(rows)} of {len(LAYERS)} layers run)"
+    partial = _partial(rows, len(LAYERS))
     out = []
 
     def fwd(name):
@@ -264,10 +338,7 @@ def targets(rows: list) -> list:
 
     fwd_all = {r["name"]: fwd(r["name"]) for r in rows}
     missing = [k for k, v in fwd_all.items() if v is None]
-    gm = common.geomean(v for v in fwd_all.values() if v is not None)
-    ok = False if missing else (None if gm is None else gm >= FWD_GEOMEAN_MIN)
-    out.append(common.target_line(f"forward geomean speed-up >= {FWD_GEOMEAN_MIN}x", ok,
-                                  f"{_x(gm)}{partial}" + (f"; no forward for {', '.join(missing)}" if missing else "")))
+    out.append(_geomean_target(rows, "forward", FWD_GEOMEAN_MIN, len(LAYERS)))
 
     low = [f"{k} {v:.2f}x" for k, v in fwd_all.items() if v is not None and v < FWD_LAYER_MIN]
     ok = None if not fwd_all else (not low and not missing)
@@ -275,12 +346,7 @@ def targets(rows: list) -> list:
     detail = (f"below: {', '.join(low)}" if low else f"min {_x(mn)}") + partial
     out.append(common.target_line(f"no forward layer below {FWD_LAYER_MIN}x", ok, detail))
 
-    bwd_all = {r["name"]: (r["backward"]["speedup"] if r["backward"] else None) for r in rows}
-    bmissing = [k for k, v in bwd_all.items() if v is None]
-    gm = common.geomean(v for v in bwd_all.values() if v is not None)
-    ok = False if bmissing else (None if gm is None else gm >= BWD_GEOMEAN_MIN)
-    out.append(common.target_line(f"backward geomean speed-up >= {BWD_GEOMEAN_MIN}x", ok,
-                                  f"{_x(gm)}{partial}" + (f"; no backward for {', '.join(bmissing)}" if bmissing else "")))
+    out.append(_geomean_target(rows, "backward", BWD_GEOMEAN_MIN, len(LAYERS)))
 
     def per_layer(title, names, value, minimum, unit_fmt):
         present = [n for n in names if n in by]
@@ -308,6 +374,13 @@ def targets(rows: list) -> list:
     return out
 
 
+def family_overview(summ: dict) -> dict:
+    """The part of a family's summary that "summary_by_family" repeats."""
+    keys = ("layers_run", "layers_total", "forward_geomean_speedup", "backward_geomean_speedup", "all_correct",
+            "failed_layers", "targets")
+    return {k: summ[k] for k in keys}
+
+
 # ----------------------------------------------------------------------------------------------
 # report
 
@@ -315,7 +388,7 @@ def targets(rows: list) -> list:
 def _pass_rows(rows: list, pass_name: str) -> list:
     table = []
     for r in rows:
-        layer = BY_NAME[r["name"]]
+        layer = ALL_BY_NAME[r["name"]]
         algo = r["algo"]
         p = r[pass_name]
         if p is None:
@@ -337,18 +410,21 @@ def _pass_rows(rows: list, pass_name: str) -> list:
     return table
 
 
-_HEADERS = ["layer", "shape N×C×H×W, K, R×S", "algo", "cnnops ms", "torch ms", "speed-up", "cnnops GFLOP/s",
+def _headers(family: str) -> list:
+    return ["layer", FAMILIES[family].shape_header, "algo", "cnnops ms", "torch ms", "speed-up", "cnnops GFLOP/s",
             "% FMA peak", "torch GFLOP/s", "bound, % of floor", "repeats", "rel err"]
+
+
 _ALIGN = "lllrrrrrrrrr"
 
 
-def tables_markdown(rows: list) -> str:
+def tables_markdown(rows: list, family: str = "conv2d") -> str:
+    """The forward and backward tables of one family."""
+    fam = FAMILIES[family]
     parts = []
-    for pass_name, title in (("forward", "Forward (conv2d vs torch.nn.functional.conv2d, with bias)"),
-                             ("backward", "Backward (conv2d_backward vs aten.convolution_backward: "
-                                          "input, weight and bias gradients)")):
+    for pass_name, title in (("forward", fam.forward_title), ("backward", fam.backward_title)):
         parts.append(f"### {title}\n")
-        parts.append(common.markdown_table(_HEADERS, _pass_rows(rows, pass_name), _ALIGN))
+        parts.append(common.markdown_table(_headers(family), _pass_rows(rows, pass_name), _ALIGN))
         parts.append("")
     return "\n".join(parts)
 
@@ -371,23 +447,48 @@ def summary_markdown(summ: dict) -> str:
     return "\n".join(lines) + "\n\n" + tl
 
 
+def overview_markdown(summaries: dict) -> str:
+    """One line per family (geomeans, correctness, targets), then every target of every family."""
+    rows, tl = [], []
+    for fam, summ in summaries.items():
+        status = [t["status"] for t in summ["targets"]]
+        counts = ", ".join(f"{status.count(k)} {k}" for k in ("pass", "FAIL", "n/a") if status.count(k))
+        rows.append([fam, f"{summ['layers_run']} of {summ['layers_total']}", _x(summ["forward_geomean_speedup"]),
+                     _x(summ["backward_geomean_speedup"]),
+                     "yes" if summ["all_correct"] and not summ["failed_layers"] else "NO", counts or "–"])
+        tl += [[fam, t["target"], t["status"], t["detail"]] for t in summ["targets"]]
+    return (common.markdown_table(["family", "layers run", "forward geomean speed-up", "backward geomean speed-up",
+                                   "correct", "targets"], rows, "lrrrll")
+            + "\n\n" + common.markdown_table(["family", "target (from the issue)", "result", "measured"], tl, "llll"))
+
+
 METHOD_MD = (
     "Both libraries get the same float32 torch tensors (cnnops reads them zero-copy through DLPack) and "
     "the same number of threads. Each pass is checked once against torch, warmed up, then timed "
     "interleaved (cnnops, torch, cnnops, torch, ...); times are medians per side, speed-up = torch ms / "
-    "cnnops ms. Repeats: `R×n` means R timed repeats of n back-to-back calls each (n > 1 only for calls "
-    "under 20 ms). GFLOP/s counts 2·N·K·(C/groups)·R·S·P·Q for forward and twice that for backward; "
+    "cnnops ms. Forward runs with bias; backward computes the input, weight and bias gradients "
+    "(torch: `aten.convolution_backward`, with `transposed=True` for conv_transpose2d). "
+    "Repeats: `R×n` means R timed repeats of n back-to-back calls each (n > 1 only for calls "
+    "under 20 ms). GFLOP/s counts the multiply-adds of the underlying convolution, 2 FLOPs each: "
+    "2·N·K·(C/groups)·R·S·P·Q for conv2d (likewise conv1d with k·L_out and conv3d with T·R·S·D_out·P·Q), "
+    "and for conv_transpose2d the convolution it is the adjoint of, 2·N·C_in·(C_out/groups)·R·S·H_in·W_in "
+    "(no multiplications by inserted zeros); backward counts twice the forward (input + weight gradient, "
+    "the bias gradient not counted). "
     "`% FMA peak` is against the FMA peak measured in this run; `bound, % of floor` names the larger of "
     "FLOPs/peak and bytes/bandwidth (each tensor read or written once) and how close cnnops gets to it. "
     "`algo` is the kernel cnnops' algo=\"auto\" picked for the forward (the rule in csrc/ops/conv.cpp, "
-    "conv2d_choose_algo)."
+    "conv2d_choose_algo); conv1d and conv3d run as 2-D problems (1-D with height 1, 3-D with the kernel's "
+    "depth taps gathered into channels) and conv_transpose2d through the convolution it is the adjoint of "
+    "(its forward is that convolution's input gradient), so their `algo` names the kernel picked for that "
+    "2-D convolution."
 )
 
 
 def report_markdown(data: dict) -> str:
     c = data["ceilings"]
+    fams = data["families_run"]
     parts = [
-        "# conv2d on the CPU: cnnops vs PyTorch (oneDNN)",
+        f"# {', '.join(fams)} on the CPU: cnnops vs PyTorch (oneDNN)",
         "",
         common.machine_markdown(data["machine"], c),
         f"  (measured before the layers: {data['ceilings_start']['fma_peak_gflops']:.1f} GFLOP/s, "
@@ -398,25 +499,88 @@ def report_markdown(data: dict) -> str:
         "",
         METHOD_MD,
         "",
-        tables_markdown(data["layers"]),
-        "## Summary",
-        "",
-        summary_markdown(data["summary"]),
-        "",
     ]
+    for fam in fams:
+        rows, summ = _family_results(data, fam)
+        if len(fams) > 1:
+            parts += [f"## {fam}", ""]
+        parts += [tables_markdown(rows, fam), "## Summary" if len(fams) == 1 else f"### {fam} summary", "",
+                  summary_markdown(summ), ""]
+    if len(fams) > 1:
+        parts += ["## Summary by family", "", overview_markdown(data["summary_by_family"]), ""]
     return "\n".join(parts)
+
+
+def _family_results(data: dict, family: str) -> tuple:
+    """(rows, summary) of one family in a result dict (conv2d's live at the top level)."""
+    if family == "conv2d":
+        return data["layers"], data["summary"]
+    f = data["families"][family]
+    return f["layers"], f["summary"]
+
+
+# ----------------------------------------------------------------------------------------------
+# selection
+
+
+def parse_families(spec) -> list:
+    """Families from 'conv1d,conv3d', a list, 'all' or None (= all), in the suite's order."""
+    if spec is None:
+        return list(FAMILY_ORDER)
+    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
+    if not names:
+        raise ValueError(f"cnnops bench conv: expected at least one family, got {spec!r}")
+    if "all" in names:
+        return list(FAMILY_ORDER)
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown:
+        raise ValueError(f"cnnops bench conv: unknown family {', '.join(unknown)}; "
+                         f"known: {', '.join(FAMILY_ORDER)}, all")
+    return [f for f in FAMILY_ORDER if f in names]
+
+
+def select_layers(layers, families: list, quick: bool = False) -> dict:
+    """{family: [layer names]} to run, families in the suite's order, empty families left out.
+
+    layers None: every layer of `families` (only the small ones when `quick`). Otherwise 'a,b' or
+    a list of layer names and family names (a family name stands for all its layers), each in
+    one of `families`; the order given is kept within a family."""
+    if layers is None:
+        chosen = [layer.name for f in families for layer in FAMILIES[f].layers if layer.small or not quick]
+    else:
+        tokens = [s.strip() for s in (layers.split(",") if isinstance(layers, str) else layers) if s and s.strip()]
+        if not tokens:
+            raise ValueError(f"cnnops bench conv: expected at least one layer name, got {layers!r}")
+        unknown = [t for t in tokens if t not in ALL_BY_NAME and t not in FAMILIES]
+        if unknown:
+            known = "; ".join(f"{f}: {', '.join(layer.name for layer in FAMILIES[f].layers)}" for f in FAMILY_ORDER)
+            raise ValueError(f"cnnops bench conv: unknown layer name(s) {', '.join(unknown)}; known (a family name "
+                             f"selects all its layers): {known}")
+        chosen = []
+        for t in tokens:
+            for name in ([layer.name for layer in FAMILIES[t].layers] if t in FAMILIES else [t]):
+                if name not in chosen:
+                    chosen.append(name)
+        outside = [n for n in chosen if ALL_BY_NAME[n].family not in families]
+        if outside:
+            raise ValueError(f"cnnops bench conv: layer(s) {', '.join(outside)} not in the selected families "
+                             f"({', '.join(families)})")
+    out = {f: [n for n in chosen if ALL_BY_NAME[n].family == f] for f in families}
+    return {f: names for f, names in out.items() if names}
 
 
 # ----------------------------------------------------------------------------------------------
 # entry point
 
 
-def run(repeats=None, quick=False, out=None, layers=None) -> int:
-    """Run the conv2d suite, print the tables, write <out>/conv_cpu.json and <out>/conv_cpu.md.
+def run(repeats=None, quick=False, out=None, layers=None, families=None) -> int:
+    """Run the convolution suite, print the tables, write <out>/conv_cpu.json and <out>/conv_cpu.md.
 
     repeats: timed repeats per layer and pass (default: about TARGET_SECONDS of timing per side,
     between MIN_REPEATS and MAX_REPEATS); quick: QUICK_REPEATS repeats and, unless `layers` is
-    given, only the small layers; layers: names as 'a,b' or a list.
+    given, only the small layers; layers: layer names and/or family names as 'a,b' or a list
+    (default: all layers of `families`); families: 'conv2d', 'conv1d', 'conv3d',
+    'conv_transpose2d' or 'all', several as 'a,b' or a list (default: all).
     Returns 0 when every layer ran and matched torch, 1 otherwise, 2 on bad arguments or
     missing PyTorch. Missed performance targets are reported, not turned into a failure."""
     try:
@@ -425,15 +589,15 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
         print("cnnops bench conv: needs PyTorch as the reference (pip install 'cnnops[bench]')", file=sys.stderr)
         return 2
     try:
-        names = common.parse_names(layers, list(BY_NAME), "cnnops bench conv")
+        fams = parse_families(families)
+        selected = select_layers(layers, fams, quick)
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
-    if quick and layers is None:
-        names = [layer.name for layer in LAYERS if layer.small]
     if repeats is not None and int(repeats) < 1:
         print(f"cnnops bench conv: expected --repeats >= 1, got {repeats}", file=sys.stderr)
         return 2
+    names = [n for f in selected for n in selected[f]]
 
     threads = cnnops.get_num_threads()
     torch.set_num_threads(threads)
@@ -444,25 +608,29 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
                           + _onednn_version(torch),
     }
     machine = common.machine_info(peer)
-    print(f"conv2d CPU benchmark: {len(names)} layers, {threads} threads, cnnops {cnnops.__version__} "
-          f"({cnnops.simd_level()}), torch {torch.__version__}", flush=True)
+    per_family = ", ".join(f"{f} {len(v)}" for f, v in selected.items())
+    print(f"convolution CPU benchmark: {len(names)} layers ({per_family}), {threads} threads, "
+          f"cnnops {cnnops.__version__} ({cnnops.simd_level()}), torch {torch.__version__}", flush=True)
     ceil_start = common.measure_ceilings(threads)
     print(f"measured ceilings: {ceil_start['fma_peak_gflops']:.1f} GFLOP/s FMA peak, "
           f"{ceil_start['copy_bandwidth_gbs']:.1f} GB/s copy", flush=True)
 
-    rows = []
-    for name in names:
-        layer = BY_NAME[name]
-        row = bench_layer(torch, layer, repeats, quick)
-        rows.append(row)
-        msg = [f"{name:15s}"]
-        for pn in ("forward", "backward"):
-            p = row[pn]
-            msg.append({"forward": "fwd ", "backward": "bwd "}[pn] + (f"{p['cnnops']['median_ms']:9.3f} vs {p['torch']['median_ms']:9.3f} ms "
-                                       f"({p['speedup']:.2f}x)" if p else "error"))
-        flag = " ERROR" if row["errors"] else ("" if row["correct"] else " WRONG")
-        msg.append(f"err {common.fmt(row['max_rel_error'], '.1e')}{flag}")
-        print("  " + "  ".join(msg), flush=True)
+    rows_by_family = {}
+    for fam, fam_names in selected.items():
+        print(f"{fam}:", flush=True)
+        rows = rows_by_family[fam] = []
+        for name in fam_names:
+            row = bench_layer(torch, ALL_BY_NAME[name], repeats, quick)
+            rows.append(row)
+            msg = [f"{name:16s}"]
+            for pn in ("forward", "backward"):
+                p = row[pn]
+                msg.append({"forward": "fwd ", "backward": "bwd "}[pn]
+                           + (f"{p['cnnops']['median_ms']:9.3f} vs {p['torch']['median_ms']:9.3f} ms "
+                              f"({p['speedup']:.2f}x)" if p else "error"))
+            flag = " ERROR" if row["errors"] else ("" if row["correct"] else " WRONG")
+            msg.append(f"err {common.fmt(row['max_rel_error'], '.1e')}{flag}")
+            print("  " + "  ".join(msg), flush=True)
 
     ceil_end = common.measure_ceilings(threads)
     machine["load_average_end"] = common.load_average()
@@ -472,20 +640,23 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
     ceilings["fma_peak_gflops"] = max(ceil_start["fma_peak_gflops"], ceil_end["fma_peak_gflops"])
     ceilings["copy_bandwidth_gbs"] = max(ceil_start["copy_bandwidth_gbs"], ceil_end["copy_bandwidth_gbs"])
     # fractions of the ceilings, the larger of the start and end measurements (noise only lowers them)
-    for row in rows:
-        layer = BY_NAME[row["name"]]
-        for pn, flops, nbytes in (("forward", layer.flops_forward, layer.bytes_forward),
-                                  ("backward", layer.flops_backward, layer.bytes_backward)):
-            _rate_vs_ceilings(row[pn], flops, nbytes, ceilings)
+    for rows in rows_by_family.values():
+        for row in rows:
+            layer = ALL_BY_NAME[row["name"]]
+            for pn, flops, nbytes in (("forward", layer.flops_forward, layer.bytes_forward),
+                                      ("backward", layer.flops_backward, layer.bytes_backward)):
+                _rate_vs_ceilings(row[pn], flops, nbytes, ceilings)
 
+    summaries = {fam: summarize(rows, fam) for fam, rows in rows_by_family.items()}
     data = {
-        "suite": "conv2d",
+        "suite": "conv",
         "device": "cpu",
         "machine": machine,
         "ceilings": ceilings,
         "ceilings_start": ceil_start,
         "ceilings_end": ceil_end,
         "settings": {
+            "families": list(selected),
             "layers": names,
             "quick": bool(quick),
             "repeats": repeats,
@@ -498,19 +669,29 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
             "dtype": "float32",
             "threads": threads,
         },
-        "layers": rows,
+        "families_run": list(selected),
+        # conv2d at the top level, where files from before the other families have it
+        "layers": rows_by_family.get("conv2d", []),
         "warnings": [warning] if warning else [],
+        "summary": summaries.get("conv2d"),
+        "families": {fam: {"layers": rows_by_family[fam], "summary": summaries[fam]}
+                     for fam in selected if fam != "conv2d"},
+        "summary_by_family": {fam: family_overview(summ) for fam, summ in summaries.items()},
     }
-    data["summary"] = summarize(rows)
     jpath, mpath = common.write_results(out, "conv_cpu", data, report_markdown(data))
-    print()
-    print(tables_markdown(rows))
-    print(summary_markdown(data["summary"]))
+    for fam in selected:
+        rows, summ = _family_results(data, fam)
+        print(f"\n## {fam}\n")
+        print(tables_markdown(rows, fam))
+        print(summary_markdown(summ))
+    if len(selected) > 1:
+        print("\n## Summary by family\n")
+        print(overview_markdown(data["summary_by_family"]))
     for w in data["warnings"]:
         print(f"\nwarning: {w}")
     print(f"\nwrote {jpath} and {mpath}")
-    s = data["summary"]
-    return 0 if s["all_correct"] and not s["failed_layers"] else 1
+    ok = all(s["all_correct"] and not s["failed_layers"] for s in summaries.values())
+    return 0 if ok else 1
 
 
 def _rate_vs_ceilings(p, flops: int, nbytes: int, ceilings: dict) -> None:

@@ -14,7 +14,9 @@ def main(argv=None) -> int:
     b.add_argument("--repeats", type=int, default=None, help="timed repeats per layer (median reported)")
     b.add_argument("--quick", action="store_true", help="fewer repeats, for a smoke run")
     b.add_argument("--out", default=None, help="directory for the .json and .md results")
-    b.add_argument("--layers", default=None, help="comma-separated layer names to run (default: all)")
+    b.add_argument("--layers", default=None, help="comma-separated layer or family names to run (default: all)")
+    b.add_argument("--family", default=None,
+                   help="conv families: conv2d, conv1d, conv3d, conv_transpose2d or all (default), comma-separated")
     args = parser.parse_args(argv)
 
     if args.cmd == "info":
@@ -26,7 +28,8 @@ def main(argv=None) -> int:
     if args.cmd == "bench":
         from .bench import run
 
-        return run(args.family, repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers)
+        return run(args.family, repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers,
+                   families=args.family)
     return 1
 
 

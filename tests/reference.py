@@ -202,3 +202,279 @@ def rel_err(a, ref):
     if den == 0.0:
         return float(num)
     return float(num / den)
+
+
+# ============================================================================= N-d convolution
+#
+# The same recipe as conv2d_ref above for any number of spatial dimensions (conv1d: 1, conv3d: 3):
+# np.pad by mode, then one einsum per kernel tap over the strided window of the padded input that
+# tap reads; the backward scatters through the same windows and folds the padded gradient back.
+# Pads are a flat tuple (before_0, after_0, before_1, after_1, ...).
+
+
+# einsum letters for up to three spatial dimensions (reductions over them need explicit subscripts)
+_SPATIAL = "uvw"
+
+
+def ntuple(v, nd):
+    """int -> (v,) * nd; a sequence of nd ints stays as it is."""
+    if isinstance(v, (tuple, list)):
+        assert len(v) == nd, (v, nd)
+        return tuple(int(e) for e in v)
+    return (int(v),) * nd
+
+
+def resolve_pads_nd(padding, in_sizes, k_sizes, stride=1, dilation=1):
+    """Every padding spelling conv1d/conv3d accept -> flat (before_0, after_0, before_1, ...)."""
+    nd = len(in_sizes)
+    stride, dilation = ntuple(stride, nd), ntuple(dilation, nd)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0,) * (2 * nd)
+        if padding == "same":
+            pads = ()
+            for i in range(nd):
+                pads += same_pads_1d(in_sizes[i], k_sizes[i], stride[i], dilation[i])
+            return pads
+        if padding == "full":
+            pads = ()
+            for i in range(nd):
+                pads += (dilation[i] * (k_sizes[i] - 1),) * 2
+            return pads
+        raise ValueError(padding)
+    if isinstance(padding, int):
+        return (padding,) * (2 * nd)
+    padding = tuple(int(p) for p in padding)
+    if len(padding) == nd:
+        return tuple(p for p in padding for _ in range(2))
+    assert len(padding) == 2 * nd, padding
+    return padding
+
+
+def pad_input_nd(x, pads, mode="zeros"):
+    """Explicitly padded copy of x (N, C, *spatial) with flat per-side pads."""
+    nd = x.ndim - 2
+    assert len(pads) == 2 * nd
+    widths = [(0, 0), (0, 0)] + [(pads[2 * i], pads[2 * i + 1]) for i in range(nd)]
+    return np.pad(x, widths, mode=NP_PAD_MODE[mode])
+
+
+def _geometry_nd(x_shape, w_shape, stride, pads, dilation, groups):
+    nd = len(x_shape) - 2
+    assert len(w_shape) == nd + 2 and len(pads) == 2 * nd
+    N, C = x_shape[:2]
+    K, Cg = w_shape[:2]
+    assert C % groups == 0 and K % groups == 0 and Cg == C // groups
+    stride, dilation = ntuple(stride, nd), ntuple(dilation, nd)
+    outs = tuple(out_size(x_shape[2 + i], w_shape[2 + i], stride[i], pads[2 * i], pads[2 * i + 1], dilation[i])
+                 for i in range(nd))
+    assert all(o >= 1 for o in outs), outs
+    return nd, N, C, K, Cg, stride, dilation, outs
+
+
+def _tap_window_nd(tap, stride, dilation, outs):
+    """Index (one slice per spatial dim) of the window of the padded input that kernel tap `tap` reads."""
+    return tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, s, d, o in zip(tap, stride, dilation, outs))
+
+
+def convnd_ref(x, w, b=None, stride=1, pads=None, dilation=1, groups=1, mode="zeros"):
+    """y[n, g*Kg + k, p...] = b[.] + sum_{c, taps} w[g*Kg + k, c, taps] * xpad[n, g*Cg + c, p*s + tap*d ...]."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    pads = tuple(pads) if pads is not None else (0,) * (2 * (x.ndim - 2))
+    nd, N, C, K, Cg, stride, dilation, outs = _geometry_nd(x.shape, w.shape, stride, pads, dilation, groups)
+    G, Kg = groups, K // groups
+    xp = pad_input_nd(x, pads, mode)
+    xg = xp.reshape((N, G, Cg) + xp.shape[2:])
+    wg = w.reshape((G, Kg, Cg) + w.shape[2:])
+    y = np.zeros((N, G, Kg) + outs)
+    for tap in np.ndindex(*w.shape[2:]):
+        win = _tap_window_nd(tap, stride, dilation, outs)
+        y += np.einsum("ngc...,gkc->ngk...", xg[(Ellipsis,) + win], wg[(Ellipsis,) + tap])
+    y = y.reshape((N, K) + outs)
+    if b is not None:
+        y += np.asarray(b, dtype=np.float64).reshape((K,) + (1,) * nd)
+    return y
+
+
+def fold_padded_grad_nd(gpad, sizes, pads, mode="zeros"):
+    """Adjoint of pad_input_nd: every element of the padded gradient is added into the input element
+    it was copied from (dropped where it is a constant zero), one spatial axis at a time."""
+    nd = len(sizes)
+    g = np.asarray(gpad, dtype=np.float64)
+    for i in range(nd):
+        axis = 2 + i
+        src = _source_index(sizes[i], pads[2 * i], pads[2 * i + 1], mode)
+        assert g.shape[axis] == len(src)
+        shape = list(g.shape)
+        shape[axis] = sizes[i]
+        folded = np.zeros(shape)
+        for j, s in enumerate(src):
+            if s >= 0:
+                dst = [slice(None)] * g.ndim
+                dst[axis] = s
+                take = [slice(None)] * g.ndim
+                take[axis] = j
+                folded[tuple(dst)] += g[tuple(take)]
+        g = folded
+    return g
+
+
+def convnd_backward_ref(gy, x, w, stride=1, pads=None, dilation=1, groups=1, mode="zeros"):
+    """(grad_input, grad_weight, grad_bias) of convnd_ref for the upstream gradient gy (N, K, *outs)."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    gy = np.asarray(gy, dtype=np.float64)
+    pads = tuple(pads) if pads is not None else (0,) * (2 * (x.ndim - 2))
+    nd, N, C, K, Cg, stride, dilation, outs = _geometry_nd(x.shape, w.shape, stride, pads, dilation, groups)
+    assert gy.shape == (N, K) + outs, (gy.shape, (N, K) + outs)
+    G, Kg = groups, K // groups
+    xp = pad_input_nd(x, pads, mode)
+    xg = xp.reshape((N, G, Cg) + xp.shape[2:])
+    wg = w.reshape((G, Kg, Cg) + w.shape[2:])
+    gyg = gy.reshape((N, G, Kg) + outs)
+    gxp = np.zeros(xg.shape)
+    gw = np.zeros(wg.shape)
+    sp = _SPATIAL[:nd]
+    for tap in np.ndindex(*w.shape[2:]):
+        win = _tap_window_nd(tap, stride, dilation, outs)
+        gxp[(Ellipsis,) + win] += np.einsum("ngk...,gkc->ngc...", gyg, wg[(Ellipsis,) + tap])
+        gw[(Ellipsis,) + tap] = np.einsum(f"ngk{sp},ngc{sp}->gkc", gyg, xg[(Ellipsis,) + win])
+    gx = fold_padded_grad_nd(gxp.reshape((N, C) + xp.shape[2:]), x.shape[2:], pads, mode)
+    gb = gy.sum(axis=(0,) + tuple(range(2, 2 + nd)))
+    return gx, gw.reshape(w.shape), gb
+
+
+def conv1d_ref(x, w, b=None, stride=1, pads=(0, 0), dilation=1, groups=1, mode="zeros"):
+    """conv1d: x (N, C, L), w (K, C/groups, kL), pads (left, right)."""
+    assert np.ndim(x) == 3 and np.ndim(w) == 3 and len(pads) == 2
+    return convnd_ref(x, w, b, stride, pads, dilation, groups, mode)
+
+
+def conv1d_backward_ref(gy, x, w, stride=1, pads=(0, 0), dilation=1, groups=1, mode="zeros"):
+    assert np.ndim(x) == 3 and np.ndim(w) == 3 and len(pads) == 2
+    return convnd_backward_ref(gy, x, w, stride, pads, dilation, groups, mode)
+
+
+def conv3d_ref(x, w, b=None, stride=1, pads=(0,) * 6, dilation=1, groups=1, mode="zeros"):
+    """conv3d: x (N, C, D, H, W), w (K, C/groups, T, R, S), pads (front, back, top, bottom, left, right)."""
+    assert np.ndim(x) == 5 and np.ndim(w) == 5 and len(pads) == 6
+    return convnd_ref(x, w, b, stride, pads, dilation, groups, mode)
+
+
+def conv3d_backward_ref(gy, x, w, stride=1, pads=(0,) * 6, dilation=1, groups=1, mode="zeros"):
+    assert np.ndim(x) == 5 and np.ndim(w) == 5 and len(pads) == 6
+    return convnd_backward_ref(gy, x, w, stride, pads, dilation, groups, mode)
+
+
+# ============================================================================= transposed convolution
+#
+# Written as the scatter of the definition, independently of the convolution references: every input
+# element x[n, g*Cig + c, i] is spread through the kernel onto the output
+#     y[n, g*Cog + o, i*s - p_before + k*d] += x[n, g*Cig + c, i] * w[g*Cig + c, o, k]   (each spatial dim)
+# Positions that land before 0 or at/after the output size are dropped; output positions nothing lands
+# on (output_padding past the last tap) stay zero (+ bias). Implemented with an uncropped buffer whose
+# index j is output position j - p_before: one einsum per kernel tap scatters all input positions i at
+# once into the strided slice starting at k*d; the buffer is then cropped to [p_before, p_before + out).
+
+
+def conv_transpose_out_sizes(in_sizes, k_sizes, stride=1, pads=None, dilation=1, output_padding=0):
+    """(in - 1)*s - (p_before + p_after) + d*(k - 1) + output_padding + 1 per spatial dim."""
+    nd = len(in_sizes)
+    stride, dilation, op = ntuple(stride, nd), ntuple(dilation, nd), ntuple(output_padding, nd)
+    pads = tuple(pads) if pads is not None else (0,) * (2 * nd)
+    return tuple((in_sizes[i] - 1) * stride[i] - pads[2 * i] - pads[2 * i + 1] + dilation[i] * (k_sizes[i] - 1)
+                 + op[i] + 1 for i in range(nd))
+
+
+def _transpose_geometry(x_shape, w_shape, stride, pads, dilation, groups, outs):
+    nd = len(x_shape) - 2
+    assert len(w_shape) == nd + 2 and len(pads) == 2 * nd and len(outs) == nd
+    N, Ci = x_shape[:2]
+    assert w_shape[0] == Ci and Ci % groups == 0
+    Cig, Cog = Ci // groups, w_shape[1]
+    stride, dilation = ntuple(stride, nd), ntuple(dilation, nd)
+    ins, ks = tuple(x_shape[2:]), tuple(w_shape[2:])
+    # uncropped buffer: long enough for every tap's scatter and for the cropped output window
+    buf = tuple(max((ins[i] - 1) * stride[i] + dilation[i] * (ks[i] - 1) + 1, pads[2 * i] + outs[i])
+                for i in range(nd))
+    return nd, N, Ci, Cig, Cog, stride, dilation, ins, ks, buf
+
+
+def _scatter_window(tap, stride, dilation, ins):
+    """Buffer positions i*s + tap*d for i in range(in), one slice per spatial dim."""
+    return tuple(slice(t * d, t * d + (n - 1) * s + 1, s) for t, s, d, n in zip(tap, stride, dilation, ins))
+
+
+def _crop(pads, outs):
+    return tuple(slice(pads[2 * i], pads[2 * i] + outs[i]) for i in range(len(outs)))
+
+
+def conv_transpose_ref(x, w, b=None, stride=1, pads=None, dilation=1, groups=1, outs=None, output_padding=0):
+    """Transposed convolution of x (N, C_in, *in) with w (C_in, C_out/groups, *k) -> (N, C_out, *outs).
+    outs defaults to conv_transpose_out_sizes(..., output_padding)."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    nd = x.ndim - 2
+    pads = tuple(pads) if pads is not None else (0,) * (2 * nd)
+    if outs is None:
+        outs = conv_transpose_out_sizes(x.shape[2:], w.shape[2:], stride, pads, dilation, output_padding)
+    outs = tuple(outs)
+    nd, N, Ci, Cig, Cog, stride, dilation, ins, ks, buf = _transpose_geometry(
+        x.shape, w.shape, stride, pads, dilation, groups, outs)
+    G = groups
+    xg = x.reshape((N, G, Cig) + ins)
+    wg = w.reshape((G, Cig, Cog) + ks)
+    yb = np.zeros((N, G, Cog) + buf)
+    for tap in np.ndindex(*ks):
+        win = _scatter_window(tap, stride, dilation, ins)
+        yb[(Ellipsis,) + win] += np.einsum("ngc...,gco->ngo...", xg, wg[(Ellipsis,) + tap])
+    y = yb[(Ellipsis,) + _crop(pads, outs)].reshape((N, G * Cog) + outs)
+    if b is not None:
+        y = y + np.asarray(b, dtype=np.float64).reshape((G * Cog,) + (1,) * nd)
+    return y
+
+
+def conv_transpose_backward_ref(gy, x, w, stride=1, pads=None, dilation=1, groups=1):
+    """(grad_input, grad_weight, grad_bias) of conv_transpose_ref; the output size is gy's. From the
+    definition: each product x[c, i] * w[c, o, k] landed on output position i*s - p + k*d, so
+        grad_x[c, i] = sum_{o, k} gy[o, i*s - p + k*d] * w[c, o, k]
+        grad_w[c, o, k] = sum_{n, i} gy[o, i*s - p + k*d] * x[c, i]
+    with gy read as zero outside the output (gy placed into a zero buffer at offset p_before)."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    gy = np.asarray(gy, dtype=np.float64)
+    nd = x.ndim - 2
+    pads = tuple(pads) if pads is not None else (0,) * (2 * nd)
+    outs = tuple(gy.shape[2:])
+    nd, N, Ci, Cig, Cog, stride, dilation, ins, ks, buf = _transpose_geometry(
+        x.shape, w.shape, stride, pads, dilation, groups, outs)
+    G = groups
+    assert gy.shape[:2] == (N, G * Cog), gy.shape
+    gb_buf = np.zeros((N, G, Cog) + buf)
+    gb_buf[(Ellipsis,) + _crop(pads, outs)] = gy.reshape((N, G, Cog) + outs)
+    xg = x.reshape((N, G, Cig) + ins)
+    wg = w.reshape((G, Cig, Cog) + ks)
+    gx = np.zeros(xg.shape)
+    gw = np.zeros(wg.shape)
+    sp = _SPATIAL[:nd]
+    for tap in np.ndindex(*ks):
+        win = gb_buf[(Ellipsis,) + _scatter_window(tap, stride, dilation, ins)]
+        gx += np.einsum("ngo...,gco->ngc...", win, wg[(Ellipsis,) + tap])
+        gw[(Ellipsis,) + tap] = np.einsum(f"ngo{sp},ngc{sp}->gco", win, xg)
+    gbias = gy.sum(axis=(0,) + tuple(range(2, 2 + nd)))
+    return gx.reshape(x.shape), gw.reshape(w.shape), gbias
+
+
+def tf_transpose_pads(out_sizes, k_sizes, stride=1, dilation=1, padding="SAME"):
+    """tf.nn.conv*_transpose pads: SAME is TensorFlow's SAME rule applied to the output size (the
+    image the forward convolution reads); VALID is no padding."""
+    nd = len(out_sizes)
+    stride, dilation = ntuple(stride, nd), ntuple(dilation, nd)
+    if padding.upper() == "VALID":
+        return (0,) * (2 * nd)
+    assert padding.upper() == "SAME"
+    pads = ()
+    for i in range(nd):
+        pads += same_pads_1d(out_sizes[i], k_sizes[i], stride[i], dilation[i])
+    return pads

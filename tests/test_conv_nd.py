@@ -1,0 +1,640 @@
+"""Tests of cnnops.conv1d / conv3d and their backward passes against the float64 N-d NumPy references
+in tests/reference.py (convnd_ref, convnd_backward_ref), central finite differences, and PyTorch
+(F.conv1d / F.conv3d on the F.pad-ed input) when installed.
+
+Tolerances as in tests/test_conv.py: relative error ||out - ref|| / ||ref|| below 1e-5 in float32
+and 1e-12 in float64 for every algorithm (all exact-arithmetic methods)."""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import cnnops
+from reference import (
+    TORCH_PAD_MODE,
+    conv1d_backward_ref,
+    conv1d_ref,
+    conv2d_backward_ref,
+    conv2d_ref,
+    conv3d_backward_ref,
+    conv3d_ref,
+    convnd_backward_ref,
+    convnd_ref,
+    numerical_grad,
+    rel_err,
+    resolve_pads_nd,
+)
+
+TOL = {np.float32: 1e-5, np.float64: 1e-12}  # the bounds of tests/test_conv.py
+DTYPES = [np.float32, np.float64]
+DTYPE_IDS = ["f32", "f64"]
+MODES = ["zeros", "reflect", "replicate", "circular"]
+
+FORWARD = {1: cnnops.conv1d, 3: cnnops.conv3d}
+BACKWARD = {1: cnnops.conv1d_backward, 3: cnnops.conv3d_backward}
+REF = {1: (conv1d_ref, conv1d_backward_ref), 3: (conv3d_ref, conv3d_backward_ref)}
+
+
+# ----------------------------------------------------------------------------- test cases
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    x: tuple  # (N, C, L) or (N, C, D, H, W)
+    K: int
+    k: tuple  # kernel sizes, one per spatial dimension
+    stride: object = 1
+    padding: object = 0  # any spelling the API accepts
+    dilation: object = 1
+    groups: int = 1
+    mode: str = "zeros"
+    bias: bool = False
+
+    @property
+    def nd(self):
+        return len(self.x) - 2
+
+    @property
+    def w(self):
+        return (self.K, self.x[1] // self.groups) + tuple(self.k)
+
+    @property
+    def pads(self):
+        return resolve_pads_nd(self.padding, self.x[2:], self.k, self.stride, self.dilation)
+
+    def kwargs(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
+                    padding_mode=self.mode)
+
+    def ref_kwargs(self):
+        return dict(stride=self.stride, pads=self.pads, dilation=self.dilation, groups=self.groups, mode=self.mode)
+
+    def algos(self):
+        """Every algorithm valid for this case. conv3d runs the 2-D kernels with the kernel-depth
+        slices gathered into channels, so its depthwise path exists only for a depth-1 kernel."""
+        a = ["direct", "gemm", "auto", "smallc"]
+        if self.groups == self.x[1] and (self.nd == 1 or self.k[0] == 1):
+            a.append("depthwise")
+        return a
+
+    def with_mode(self, mode):
+        return Case(f"{self.id}-{mode}", self.x, self.K, self.k, self.stride, self.padding, self.dilation,
+                    self.groups, mode, self.bias)
+
+
+# conv1d, zero padding: every padding spelling (int, (p,), (left, right), list, valid, same, full),
+# stride, dilation, groups, depthwise; odd and prime lengths.
+ZERO_1D = [
+    Case("1d_basic_k3_p1", (2, 3, 11), 4, (3,), padding=1, bias=True),
+    Case("1d_pad_1tuple", (3, 5, 13), 7, (5,), padding=(2,)),
+    Case("1d_pad_list_asym", (1, 3, 10), 2, (3,), padding=[2, 0], bias=True),
+    Case("1d_asym_s2", (2, 4, 17), 6, (4,), stride=2, padding=(3, 1)),
+    Case("1d_stride_1tuple", (1, 3, 19), 4, (3,), stride=(3,), dilation=(2,), padding=(0, 2), bias=True),
+    Case("1d_valid", (1, 2, 9), 3, (4,), padding="valid", bias=True),
+    Case("1d_same_even_k", (2, 3, 8), 5, (4,), padding="same"),
+    Case("1d_same_s2", (2, 3, 19), 5, (3,), stride=2, padding="same", bias=True),
+    Case("1d_same_s3_d2", (1, 4, 23), 6, (5,), stride=3, dilation=2, padding="same"),
+    Case("1d_same_no_pad_needed", (1, 2, 7), 3, (1,), stride=3, padding="same"),
+    Case("1d_full", (2, 2, 5), 3, (3,), padding="full", bias=True),
+    Case("1d_full_dil", (1, 3, 6), 4, (2,), dilation=3, padding="full"),
+    Case("1d_s3_d2", (1, 4, 29), 6, (3,), stride=3, dilation=2, padding=2, bias=True),
+    Case("1d_stride_gt_kernel", (1, 3, 13), 4, (2,), stride=3),
+    Case("1d_groups2", (2, 4, 9), 6, (3,), padding=1, groups=2, bias=True),
+    Case("1d_groups3_k5", (1, 6, 31), 9, (5,), padding=2, groups=3),
+    Case("1d_groups_kg1", (2, 6, 8), 3, (3,), padding=1, groups=3),
+    Case("1d_depthwise_m1", (2, 8, 37), 8, (3,), padding=1, groups=8, bias=True),
+    Case("1d_depthwise_m2_s2", (2, 5, 41), 10, (3,), stride=2, padding=1, groups=5, bias=True),
+    Case("1d_depthwise_k9_d2_same", (1, 3, 53), 3, (9,), dilation=2, padding="same", groups=3),
+    Case("1d_conv1x1", (2, 16, 13), 24, (1,), bias=True),
+    Case("1d_conv1x1_s2", (2, 8, 15), 12, (1,), stride=2),
+    Case("1d_gemm_multi_kc", (1, 40, 47), 20, (3,), padding=1, bias=True),
+    Case("1d_long_prime", (1, 3, 257), 5, (7,), padding=3),
+    Case("1d_kernel_eq_input", (2, 3, 5), 4, (5,), bias=True),
+    Case("1d_pad_beyond_reach", (1, 2, 4), 3, (3,), padding=3),
+    Case("1d_one_sample_full", (1, 2, 1), 3, (3,), padding="full"),
+    Case("1d_many_k", (1, 5, 17), 70, (3,), padding=1),
+]
+
+_MODE_BASE_1D = [
+    Case("1d_p1", (2, 3, 11), 4, (3,), padding=1, bias=True),
+    Case("1d_asym", (2, 4, 12), 5, (4,), padding=(3, 0)),
+    Case("1d_same_s2", (1, 3, 18), 4, (3,), stride=2, padding="same", bias=True),
+    Case("1d_same_s3", (1, 2, 13), 3, (5,), stride=3, padding="same"),
+    Case("1d_s2_d2", (2, 2, 17), 3, (3,), stride=2, dilation=2, padding=3),
+    Case("1d_full", (1, 2, 6), 3, (3,), padding="full", bias=True),
+    Case("1d_groups2", (1, 4, 10), 6, (3,), padding=(1, 2), groups=2),
+    Case("1d_depthwise_m1", (2, 6, 19), 6, (3,), padding=1, groups=6, bias=True),
+    Case("1d_depthwise_m2_s2", (1, 3, 16), 6, (5,), stride=2, padding=2, groups=3),
+    Case("1d_max_reflect_pad", (1, 2, 4), 3, (3,), padding=(3, 3)),
+    Case("1d_conv1x1_pad", (1, 3, 5), 2, (1,), padding=2, bias=True),
+]
+MODE_1D = [c.with_mode(m) for m in ("reflect", "replicate", "circular") for c in _MODE_BASE_1D] + [
+    Case("1d_circular_pad_eq_size", (1, 2, 4), 3, (3,), padding=(4, 4), mode="circular"),
+    Case("1d_replicate_huge_pad", (1, 2, 3), 3, (3,), padding=(6, 7), mode="replicate", bias=True),
+]
+
+# conv3d, zero padding: int, (pd, ph, pw), 6-tuple, valid, same (mixed strides), full; dilation and
+# stride in depth; groups; depthwise (T == 1 for the depthwise algorithm, T == 3 for the others).
+ZERO_3D = [
+    Case("3d_basic_p1", (2, 3, 5, 6, 7), 4, (3, 3, 3), padding=1, bias=True),
+    Case("3d_pad_triple", (1, 2, 5, 7, 6), 3, (3, 3, 3), padding=(1, 0, 2)),
+    Case("3d_pad_6tuple", (2, 3, 6, 5, 7), 5, (2, 3, 3), padding=(1, 0, 0, 2, 1, 1), bias=True),
+    Case("3d_asym_s2", (1, 3, 7, 9, 8), 4, (3, 3, 3), stride=2, padding=(0, 2, 1, 0, 2, 1)),
+    Case("3d_valid", (1, 2, 5, 6, 7), 3, (2, 3, 2), padding="valid", bias=True),
+    Case("3d_same_even_k", (1, 3, 6, 5, 8), 4, (2, 3, 4), padding="same"),
+    Case("3d_same_s213", (2, 2, 9, 7, 11), 3, (3, 3, 3), stride=(2, 1, 3), padding="same", bias=True),
+    Case("3d_same_d2", (1, 2, 7, 6, 5), 3, (3, 2, 3), dilation=(2, 1, 2), padding="same"),
+    Case("3d_full", (1, 2, 3, 4, 5), 3, (2, 3, 2), padding="full"),
+    Case("3d_dil_depth", (1, 3, 9, 7, 8), 4, (3, 3, 3), dilation=(2, 1, 1), padding=(2, 1, 1), bias=True),
+    Case("3d_s3_d2", (1, 2, 11, 10, 12), 3, (3, 2, 3), stride=(3, 2, 1), dilation=(2, 1, 2), padding=1),
+    Case("3d_groups2", (2, 4, 5, 6, 5), 6, (3, 3, 3), padding=1, groups=2, bias=True),
+    Case("3d_groups3_kg1", (1, 6, 4, 5, 6), 3, (3, 3, 3), padding=1, groups=3),
+    Case("3d_depthwise", (1, 4, 5, 6, 7), 4, (3, 3, 3), padding=1, groups=4, bias=True),
+    Case("3d_depthwise_m2_s2", (1, 3, 6, 7, 6), 6, (3, 3, 3), stride=2, padding=1, groups=3),
+    Case("3d_depthwise_t1", (2, 4, 3, 7, 6), 4, (1, 3, 3), padding=(0, 1, 1), groups=4, bias=True),
+    Case("3d_depthwise_t1_m2_s2", (1, 3, 4, 9, 8), 6, (1, 3, 3), stride=(1, 2, 2), padding=1, groups=3),
+    Case("3d_conv1x1x1", (2, 8, 3, 5, 4), 12, (1, 1, 1), bias=True),
+    Case("3d_conv1x1x1_s2", (1, 6, 5, 5, 5), 4, (1, 1, 1), stride=2),
+    Case("3d_t1_kernel", (1, 3, 4, 7, 6), 5, (1, 3, 3), padding=(0, 1, 1)),
+    Case("3d_kernel_depth_eq_input", (2, 2, 3, 6, 5), 3, (3, 3, 3), padding=(0, 1, 1)),
+    Case("3d_pad_beyond_reach_depth", (1, 2, 2, 5, 4), 3, (3, 3, 3), padding=(3, 3, 1, 1, 0, 0)),
+    Case("3d_depth1_input", (2, 3, 1, 7, 8), 4, (1, 3, 3), padding=(0, 1, 1), bias=True),
+    Case("3d_gemm_multi_kc", (1, 24, 4, 6, 6), 16, (3, 3, 3), padding=1),
+    Case("3d_kernel_5x1x2", (1, 3, 7, 4, 5), 4, (5, 1, 2), padding=(2, 0, 1)),
+]
+
+# Non-zero modes in 3-D: every case pads the depth dimension (the part conv3d adds to the 2-D kernels).
+_MODE_BASE_3D = [
+    Case("3d_p1", (1, 3, 4, 5, 6), 4, (3, 3, 3), padding=1, bias=True),
+    Case("3d_asym", (1, 2, 5, 6, 4), 3, (3, 2, 3), padding=(2, 0, 1, 1, 0, 2)),
+    Case("3d_depth_pad_only", (1, 2, 5, 4, 6), 3, (3, 1, 1), padding=(2, 1, 0, 0, 0, 0)),
+    Case("3d_same_s2", (1, 3, 6, 7, 5), 4, (3, 3, 3), stride=2, padding="same", bias=True),
+    Case("3d_s2_d2", (1, 2, 7, 8, 7), 3, (3, 3, 3), stride=2, dilation=2, padding=(3, 2, 1)),
+    Case("3d_groups2", (1, 4, 4, 5, 5), 6, (3, 3, 3), padding=(1, 2, 1), groups=2),
+    Case("3d_depthwise", (1, 3, 5, 5, 6), 3, (3, 3, 3), padding=1, groups=3, bias=True),
+    Case("3d_max_reflect_pad", (1, 2, 3, 4, 5), 3, (3, 3, 3), padding=(2, 2, 3, 3, 4, 4)),
+]
+MODE_3D = [c.with_mode(m) for m in ("reflect", "replicate", "circular") for c in _MODE_BASE_3D] + [
+    Case("3d_circular_pad_eq_size", (1, 2, 3, 4, 4), 3, (3, 3, 3), padding=(3, 3, 4, 4, 4, 4), mode="circular"),
+    Case("3d_replicate_huge_pad", (1, 2, 2, 3, 3), 3, (3, 3, 3), padding=(4, 5, 3, 3, 2, 6), mode="replicate",
+         bias=True),
+]
+
+ALL_CASES = ZERO_1D + MODE_1D + ZERO_3D + MODE_3D
+_BY_ID = {c.id: c for c in ALL_CASES}
+assert len(_BY_ID) == len(ALL_CASES), "case ids must be unique"
+
+
+def _case_algo_params(cases):
+    return [pytest.param(c, a, id=f"{c.id}-{a}") for c in cases for a in c.algos()]
+
+
+def cases(*ids):
+    return [_BY_ID[i] for i in ids]
+
+
+# ----------------------------------------------------------------------------- data and references
+
+_DATA = {}
+
+
+def case_data(case, dtype):
+    """(x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref)), built once per case and dtype; the references
+    are computed in float64 from the very values the kernel sees."""
+    key = (repr(case), dtype)
+    if key not in _DATA:
+        rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+        fwd_ref, bwd_ref = REF[case.nd]
+        x = rng.standard_normal(case.x).astype(dtype)
+        w = rng.standard_normal(case.w).astype(dtype)
+        b = rng.standard_normal(case.K).astype(dtype) if case.bias else None
+        y_ref = fwd_ref(x, w, b, **case.ref_kwargs())
+        gy = rng.standard_normal(y_ref.shape).astype(dtype)
+        grads = bwd_ref(gy, x, w, **case.ref_kwargs())
+        _DATA[key] = (x, w, b, gy, y_ref, grads)
+    return _DATA[key]
+
+
+def check_close(out, ref, dtype, what):
+    assert isinstance(out, np.ndarray), f"{what}: expected a numpy array, got {type(out)}"
+    assert out.dtype == dtype, f"{what}: dtype {out.dtype}, expected {np.dtype(dtype)}"
+    assert out.shape == ref.shape, f"{what}: shape {out.shape}, expected {ref.shape}"
+    assert np.isfinite(out).all(), f"{what}: non-finite values"
+    err = rel_err(out, ref)
+    assert err < TOL[dtype], f"{what}: relative error {err:.3g} >= {TOL[dtype]:.0e}"
+
+
+def run_forward_check(case, dtype, algo):
+    x, w, b, gy, y_ref, _ = case_data(case, dtype)
+    y = FORWARD[case.nd](x, w, b, algo=algo, **case.kwargs())
+    check_close(y, y_ref, dtype, f"conv{case.nd}d[{algo}]")
+
+
+def run_backward_check(case, dtype, algo):
+    x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref) = case_data(case, dtype)
+    gx, gw, gb = BACKWARD[case.nd](gy, x, w, algo=algo, **case.kwargs())
+    check_close(gx, gx_ref, dtype, f"grad_input[{algo}]")
+    check_close(gw, gw_ref, dtype, f"grad_weight[{algo}]")
+    check_close(gb, gb_ref, dtype, f"grad_bias[{algo}]")
+
+
+# ----------------------------------------------------------------------------- vs the reference
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case,algo", _case_algo_params(ALL_CASES))
+def test_forward_matches_reference(case, algo, dtype):
+    run_forward_check(case, dtype, algo)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case,algo", _case_algo_params(ALL_CASES))
+def test_backward_matches_reference(case, algo, dtype):
+    run_backward_check(case, dtype, algo)
+
+
+# The benchmark's 1-D and 3-D layers, batch scaled down.
+BENCH_CASES = [
+    Case("bench_conv1d", (2, 8, 257), 8, (9,), padding=4, bias=True),
+    Case("bench_conv3d", (1, 4, 6, 14, 14), 8, (3, 3, 3), padding=1, bias=True),
+]
+
+
+@pytest.mark.parametrize("case,algo", [pytest.param(c, a, id=f"{c.id}-{a}") for c in BENCH_CASES
+                                       for a in ("auto", "gemm", "smallc")])
+def test_benchmark_layers(case, algo):
+    run_forward_check(case, np.float32, algo)
+    run_backward_check(case, np.float32, algo)
+
+
+@pytest.mark.parametrize("case,algo", _case_algo_params(cases(
+    "1d_basic_k3_p1", "1d_depthwise_m2_s2", "1d_s2_d2-reflect", "3d_asym_s2", "3d_groups2", "3d_p1-circular",
+    "3d_depthwise_t1")))
+def test_portable_kernels_match_reference(case, algo, portable_simd):
+    assert cnnops.simd_level() == "portable"
+    for dtype in DTYPES:
+        run_forward_check(case, dtype, algo)
+        run_backward_check(case, dtype, algo)
+
+
+# ----------------------------------------------------------------------------- the oracle itself
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nd_reference_agrees_with_2d_reference(rng, mode):
+    """convnd_ref with two spatial dims is the existing conv2d_ref (independently written loops)."""
+    x = rng.standard_normal((2, 4, 7, 9))
+    w = rng.standard_normal((6, 2, 3, 2))
+    b = rng.standard_normal(6)
+    kw = dict(stride=(2, 1), dilation=(1, 2), groups=2, mode=mode)
+    pads = (2, 0, 1, 3)
+    y = convnd_ref(x, w, b, pads=pads, **kw)
+    assert rel_err(y, conv2d_ref(x, w, b, pads4=pads, **kw)) < 1e-15
+    gy = rng.standard_normal(y.shape)
+    for a, r in zip(convnd_backward_ref(gy, x, w, pads=pads, **kw), conv2d_backward_ref(gy, x, w, pads4=pads, **kw)):
+        assert rel_err(a, r) < 1e-14
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("nd", [1, 3])
+def test_reference_backward_matches_finite_differences(nd, mode, rng):
+    """convnd_backward_ref is the derivative of convnd_ref (every mode, strided and dilated)."""
+    if nd == 1:
+        x, w, kw = rng.standard_normal((2, 4, 7)), rng.standard_normal((4, 2, 3)), dict(
+            stride=2, pads=(2, 1), dilation=2, groups=2, mode=mode)
+    else:
+        x, w, kw = rng.standard_normal((1, 2, 4, 3, 4)), rng.standard_normal((2, 2, 2, 3, 2)), dict(
+            stride=(1, 2, 1), pads=(1, 2, 1, 0, 0, 1), dilation=(2, 1, 1), groups=1, mode=mode)
+    b = rng.standard_normal(w.shape[0])
+    gy = rng.standard_normal(convnd_ref(x, w, b, **kw).shape)
+
+    def loss():
+        return float(np.sum(convnd_ref(x, w, b, **kw) * gy))
+
+    gx, gw, gb = convnd_backward_ref(gy, x, w, **kw)
+    assert rel_err(gx, numerical_grad(loss, x)) < 1e-8
+    assert rel_err(gw, numerical_grad(loss, w)) < 1e-8
+    assert rel_err(gb, numerical_grad(loss, b)) < 1e-8
+
+
+# ----------------------------------------------------------------------------- finite differences
+
+FD_CASES = [
+    Case("fd_1d", (2, 4, 9), 4, (3,), stride=2, padding=(2, 1), dilation=2, groups=2, bias=True),
+    Case("fd_1d_depthwise", (1, 3, 8), 6, (3,), padding="same", groups=3),
+    Case("fd_3d", (1, 2, 4, 5, 4), 3, (3, 2, 3), stride=(2, 1, 1), padding=(1, 2, 0, 1, 1, 1), bias=True),
+    Case("fd_3d_groups", (1, 4, 3, 4, 4), 2, (2, 3, 3), padding=1, dilation=(1, 1, 2), groups=2),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c.with_mode(m), id=f"{c.id}-{m}") for c in FD_CASES for m in MODES])
+def test_backward_matches_finite_differences(case, rng):
+    fwd, bwd = FORWARD[case.nd], BACKWARD[case.nd]
+    x = rng.standard_normal(case.x)
+    w = rng.standard_normal(case.w)
+    b = rng.standard_normal(case.K) if case.bias else None
+    gy = rng.standard_normal(fwd(x, w, b, **case.kwargs()).shape)
+
+    def loss():
+        return float(np.sum(fwd(x, w, b, **case.kwargs()) * gy))
+
+    gx, gw, gb = bwd(gy, x, w, **case.kwargs())
+    assert rel_err(gx, numerical_grad(loss, x)) < 1e-8
+    assert rel_err(gw, numerical_grad(loss, w)) < 1e-8
+    if b is not None:
+        assert rel_err(gb, numerical_grad(loss, b)) < 1e-8
+
+
+# ----------------------------------------------------------------------------- PyTorch as second oracle
+
+TORCH_CASES = cases(
+    "1d_basic_k3_p1", "1d_asym_s2", "1d_same_s3_d2", "1d_full_dil", "1d_groups3_k5", "1d_depthwise_m2_s2",
+    "1d_pad_beyond_reach", "1d_p1-reflect", "1d_asym-replicate", "1d_s2_d2-circular", "1d_max_reflect_pad-reflect",
+    "1d_depthwise_m2_s2-reflect", "1d_circular_pad_eq_size", "1d_replicate_huge_pad",
+    "3d_basic_p1", "3d_pad_6tuple", "3d_same_s213", "3d_s3_d2", "3d_groups2", "3d_depthwise_m2_s2",
+    "3d_pad_beyond_reach_depth", "3d_p1-reflect", "3d_asym-replicate", "3d_depth_pad_only-circular",
+    "3d_s2_d2-reflect", "3d_groups2-circular", "3d_max_reflect_pad-reflect", "3d_circular_pad_eq_size",
+    "3d_replicate_huge_pad")
+
+
+def _torch_conv(torch, case, x, w, b):
+    """F.conv1d / F.conv3d on the explicitly F.pad-ed input (F.pad lists the last dimension first)."""
+    F = torch.nn.functional
+    pads = case.pads
+    torch_pads = []
+    for i in reversed(range(case.nd)):
+        torch_pads += [pads[2 * i], pads[2 * i + 1]]
+    xp = F.pad(x, torch_pads, mode=TORCH_PAD_MODE[case.mode]) if any(pads) else x
+    conv = F.conv1d if case.nd == 1 else F.conv3d
+    return conv(xp, w, b, stride=case.stride, dilation=case.dilation, groups=case.groups)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in TORCH_CASES])
+def test_against_torch(case, dtype):
+    torch = pytest.importorskip("torch")
+    x, w, b, gy, _, _ = case_data(case, dtype)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    bt = torch.tensor(b, dtype=torch.float64, requires_grad=True) if b is not None else None
+    yt = _torch_conv(torch, case, xt, wt, bt)
+    yt.backward(torch.tensor(gy, dtype=torch.float64))
+
+    # cnnops fed torch tensors of the test dtype: torch tensors of that dtype come back
+    tx, tw, tgy = (torch.from_numpy(a) for a in (x, w, gy))
+    tb = torch.from_numpy(b) if b is not None else None
+    y = FORWARD[case.nd](tx, tw, tb, **case.kwargs())
+    gx, gw, gb = BACKWARD[case.nd](tgy, tx, tw, **case.kwargs())
+    for out, ref, what in ((y, yt, "output"), (gx, xt.grad, "grad_input"), (gw, wt.grad, "grad_weight")):
+        assert isinstance(out, torch.Tensor), what
+        assert out.dtype == tx.dtype, what
+        assert tuple(out.shape) == tuple(ref.shape), what
+        err = rel_err(out.numpy(), ref.detach().numpy())
+        assert err < TOL[dtype], f"{what}: relative error {err:.3g} vs torch"
+    assert isinstance(gb, torch.Tensor) and tuple(gb.shape) == (case.K,)
+    if bt is not None:
+        assert rel_err(gb.numpy(), bt.grad.numpy()) < TOL[dtype]
+    else:
+        assert rel_err(gb.numpy(), gy.astype(np.float64).sum(axis=(0,) + tuple(range(2, 2 + case.nd)))) < TOL[dtype]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
+@pytest.mark.parametrize("nd", [1, 3])
+def test_torch_same_padding_stride1_matches(nd):
+    """For stride 1, TensorFlow's SAME equals PyTorch's padding='same' (odd extra pixel at the end)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    g = torch.Generator().manual_seed(11)
+    if nd == 1:
+        x, w = torch.randn(2, 3, 14, generator=g, dtype=torch.float64), torch.randn(4, 3, 4, generator=g,
+                                                                                     dtype=torch.float64)
+        ref = F.conv1d(x, w, padding="same", dilation=3)
+        y = cnnops.conv1d(x, w, padding="same", dilation=3)
+    else:
+        x = torch.randn(1, 2, 5, 6, 7, generator=g, dtype=torch.float64)
+        w = torch.randn(3, 2, 2, 3, 4, generator=g, dtype=torch.float64)
+        ref = F.conv3d(x, w, padding="same", dilation=(2, 1, 1))
+        y = cnnops.conv3d(x, w, padding="same", dilation=(2, 1, 1))
+    assert tuple(y.shape) == tuple(ref.shape) == tuple(x.shape[:1]) + tuple(ref.shape[1:2]) + tuple(x.shape[2:])
+    assert rel_err(y.numpy(), ref.numpy()) < 1e-12
+
+
+# ----------------------------------------------------------------------------- padding spellings, shapes
+
+
+@pytest.mark.parametrize("algo", ["direct", "gemm", "auto"])
+def test_padding_spellings_agree(rng, algo):
+    x1, w1 = rng.standard_normal((2, 3, 11)), rng.standard_normal((4, 3, 3))
+    outs = [cnnops.conv1d(x1, w1, padding=p, algo=algo) for p in (2, (2,), [2], (2, 2), [2, 2])]
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])
+    np.testing.assert_array_equal(cnnops.conv1d(x1, w1, padding="valid", algo=algo), cnnops.conv1d(x1, w1, algo=algo))
+    np.testing.assert_array_equal(cnnops.conv1d(x1, w1, padding="full", dilation=3, algo=algo),
+                                  cnnops.conv1d(x1, w1, padding=6, dilation=3, algo=algo))
+
+    x3, w3 = rng.standard_normal((1, 2, 5, 6, 7)), rng.standard_normal((3, 2, 3, 3, 3))
+    outs = [cnnops.conv3d(x3, w3, padding=p, algo=algo) for p in (1, (1, 1, 1), [1, 1, 1], (1,) * 6)]
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])
+    np.testing.assert_array_equal(cnnops.conv3d(x3, w3, padding=(1, 2, 0), algo=algo),
+                                  cnnops.conv3d(x3, w3, padding=(1, 1, 2, 2, 0, 0), algo=algo))
+    np.testing.assert_array_equal(cnnops.conv3d(x3, w3, padding="full", dilation=(1, 2, 1), algo=algo),
+                                  cnnops.conv3d(x3, w3, padding=(2, 4, 2), dilation=(1, 2, 1), algo=algo))
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("k,d", [(3, 1), (4, 1), (2, 3), (1, 1)])
+@pytest.mark.parametrize("n", [7, 10, 1])
+def test_same_padding_rule_1d(rng, n, k, d, stride):
+    """TensorFlow's SAME for any stride: output ceil(L / stride), the odd pad at the end."""
+    x, w = rng.standard_normal((1, 2, n)), rng.standard_normal((3, 2, k))
+    y = cnnops.conv1d(x, w, stride=stride, padding="same", dilation=d)
+    assert y.shape == (1, 3, -(-n // stride))
+    pads = resolve_pads_nd("same", (n,), (k,), stride, d)
+    assert pads[1] - pads[0] in (0, 1)
+    np.testing.assert_array_equal(y, cnnops.conv1d(x, w, stride=stride, padding=pads, dilation=d))
+    assert rel_err(y, conv1d_ref(x, w, None, stride, pads, d)) < 1e-12
+
+
+def test_same_padding_rule_3d(rng):
+    x = rng.standard_normal((1, 2, 7, 10, 9))
+    w = rng.standard_normal((3, 2, 3, 4, 2))
+    y = cnnops.conv3d(x, w, stride=(2, 3, 1), padding="same", dilation=(1, 1, 2))
+    assert y.shape == (1, 3, 4, 4, 9)
+    pads = resolve_pads_nd("same", (7, 10, 9), (3, 4, 2), (2, 3, 1), (1, 1, 2))
+    assert pads == (1, 1, 1, 2, 1, 1)  # totals 6+3-7 = 2, 9+4-10 = 3, 8+3-9 = 2
+    np.testing.assert_array_equal(y, cnnops.conv3d(x, w, stride=(2, 3, 1), padding=pads, dilation=(1, 1, 2)))
+
+
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True),
+                                   (False, True, True), (False, False, False)])
+@pytest.mark.parametrize("case_id", ["1d_depthwise_m2_s2-reflect", "3d_groups2-circular"])
+def test_backward_needs_subset(needs, case_id):
+    case = _BY_ID[case_id]
+    x, w, b, gy, _, refs = case_data(case, np.float64)
+    out = BACKWARD[case.nd](gy, x, w, needs=needs, **case.kwargs())
+    assert len(out) == 3
+    for need, got, ref in zip(needs, out, refs):
+        if need:
+            assert rel_err(got, ref) < 1e-12
+        else:
+            assert got is None
+
+
+@pytest.mark.parametrize("case,algo", _case_algo_params(cases("1d_asym_s2", "1d_depthwise_m1-reflect",
+                                                              "3d_asym_s2", "3d_groups2-replicate")))
+def test_inputs_not_modified_and_outputs_fresh(case, algo):
+    x, w, b, gy, y_ref, _ = case_data(case, np.float32)
+    copies = [None if a is None else a.copy() for a in (x, w, b, gy)]
+    y = FORWARD[case.nd](x, w, b, algo=algo, **case.kwargs())
+    grads = BACKWARD[case.nd](gy, x, w, algo=algo, **case.kwargs())
+    for a, c in zip((x, w, b, gy), copies):
+        if a is not None:
+            np.testing.assert_array_equal(a, c)
+    for out in (y,) + tuple(grads):
+        assert out.flags.writeable and out.flags.c_contiguous
+        for a in (x, w, b, gy):
+            assert a is None or not np.shares_memory(out, a)
+
+
+@pytest.mark.parametrize("case_id", ["1d_asym_s2", "1d_groups2-reflect", "3d_pad_6tuple", "3d_same_s2-circular"])
+def test_noncontiguous_inputs(case_id):
+    """Every-other-element views (positive strides) and reversed copies (negative strides)."""
+    case = _BY_ID[case_id]
+    x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref) = case_data(case, np.float64)
+
+    def strided(a):
+        big = np.zeros(tuple(2 * s for s in a.shape), a.dtype)
+        big[tuple(slice(None, None, 2) for _ in a.shape)] = a
+        v = big[tuple(slice(None, None, 2) for _ in a.shape)]
+        assert not v.flags.c_contiguous
+        return v
+
+    xv, wv, gyv = strided(x), w[..., ::-1].copy()[..., ::-1], strided(gy)
+    assert wv.strides[-1] < 0
+    y = FORWARD[case.nd](xv, wv, b, **case.kwargs())
+    check_close(y, y_ref, np.float64, "forward")
+    gx, gw, gb = BACKWARD[case.nd](gyv, xv, wv, **case.kwargs())
+    check_close(gx, gx_ref, np.float64, "grad_input")
+    check_close(gw, gw_ref, np.float64, "grad_weight")
+    check_close(gb, gb_ref, np.float64, "grad_bias")
+
+
+@pytest.mark.parametrize("algo", ["direct", "gemm", "auto", "smallc"])
+@pytest.mark.parametrize("nd", [1, 3])
+def test_empty_batch(nd, algo):
+    x = np.zeros((0, 4, 7, 6, 5) if nd == 3 else (0, 4, 7), np.float32)
+    w = np.ones((8, 2, 3, 2, 3) if nd == 3 else (8, 2, 3), np.float32)
+    b = np.ones(8, np.float32)
+    kw = dict(padding=1, groups=2, padding_mode="reflect", algo=algo)
+    y = FORWARD[nd](x, w, b, **kw)
+    assert isinstance(y, np.ndarray) and y.dtype == np.float32
+    assert y.shape == ((0, 8, 7, 7, 5) if nd == 3 else (0, 8, 7))
+    gx, gw, gb = BACKWARD[nd](np.zeros(y.shape, np.float32), x, w, **kw)
+    assert gx.shape == x.shape
+    np.testing.assert_array_equal(gw, np.zeros_like(w))
+    np.testing.assert_array_equal(gb, np.zeros(8, np.float32))
+
+
+# ----------------------------------------------------------------------------- bad arguments
+
+
+def _z(shape, dtype=np.float64):
+    return np.zeros(shape, dtype)
+
+
+X1, W1 = (2, 4, 6), (6, 4, 3)
+X3, W3 = (2, 4, 4, 6, 6), (6, 4, 3, 3, 3)
+
+BAD_CALLS = [
+    # (id, call, exception, regex naming the expected and the given value)
+    ("1d_input_4d", lambda: cnnops.conv1d(_z((2, 4, 6, 6)), _z(W1)), ValueError,
+     r"^conv1d: expected input with 3 dimensions \(N, C, L\), got 4 with shape \(2, 4, 6, 6\)"),
+    ("1d_input_2d", lambda: cnnops.conv1d(_z((4, 6)), _z(W1)), ValueError, r"input with 3 dimensions .*got 2"),
+    ("1d_weight_4d", lambda: cnnops.conv1d(_z(X1), _z((6, 4, 3, 3))), ValueError,
+     r"weight with 3 dimensions \(K, C/groups, kL\), got 4 with shape \(6, 4, 3, 3\)"),
+    ("3d_input_4d", lambda: cnnops.conv3d(_z((2, 4, 6, 6)), _z(W3)), ValueError,
+     r"^conv3d: expected input with 5 dimensions \(N, C, D, H, W\), got 4 with shape \(2, 4, 6, 6\)"),
+    ("3d_input_6d", lambda: cnnops.conv3d(_z((1,) + X3), _z(W3)), ValueError, r"5 dimensions .*got 6"),
+    ("3d_weight_4d", lambda: cnnops.conv3d(_z(X3), _z((6, 4, 3, 3))), ValueError,
+     r"weight with 5 dimensions \(K, C/groups, T, R, S\), got 4 with shape \(6, 4, 3, 3\)"),
+    ("1d_groups_not_dividing_C", lambda: cnnops.conv1d(_z((2, 5, 6)), _z((6, 2, 3)), groups=2), ValueError,
+     r"divisible by groups, got C=5 and groups=2"),
+    ("1d_groups_not_dividing_K", lambda: cnnops.conv1d(_z(X1), _z((5, 2, 3)), groups=2), ValueError,
+     r"divisible by groups, got K=5 and groups=2"),
+    ("3d_groups_not_dividing_C", lambda: cnnops.conv3d(_z((2, 5, 4, 6, 6)), _z((6, 2, 3, 3, 3)), groups=2),
+     ValueError, r"divisible by groups, got C=5 and groups=2"),
+    ("3d_groups_not_dividing_K", lambda: cnnops.conv3d(_z(X3), _z((3, 2, 3, 3, 3)), groups=2), ValueError,
+     r"divisible by groups, got K=3 and groups=2"),
+    ("1d_weight_channels", lambda: cnnops.conv1d(_z(X1), _z((6, 3, 3)), groups=2), ValueError,
+     r"weight.shape\[1\] == C/groups = 2, got weight shape \(6, 3, 3\)"),
+    ("3d_weight_channels", lambda: cnnops.conv3d(_z(X3), _z((6, 3, 3, 3, 3))), ValueError,
+     r"weight.shape\[1\] == C/groups = 4, got weight shape \(6, 3, 3, 3, 3\)"),
+    ("1d_kernel_too_big", lambda: cnnops.conv1d(_z(X1), _z((6, 4, 9)), padding=1), ValueError,
+     r"kernel 9 to fit in the padded input 8"),
+    ("1d_dilated_kernel_too_big", lambda: cnnops.conv1d(_z(X1), _z(W1), dilation=3), ValueError,
+     r"kernel 7 to fit in the padded input 6"),
+    ("3d_kernel_too_big_depth", lambda: cnnops.conv3d(_z(X3), _z((6, 4, 5, 3, 3))), ValueError,
+     r"kernel 5x3x3 to fit in the padded input 4x6x6"),
+    ("3d_kernel_too_big_after_pad", lambda: cnnops.conv3d(_z(X3), _z((6, 4, 3, 9, 3)), padding=(0, 1, 1)),
+     ValueError, r"kernel 3x9x3 to fit in the padded input 4x8x8"),
+    ("3d_dilated_depth_too_big", lambda: cnnops.conv3d(_z(X3), _z(W3), dilation=(2, 1, 1)), ValueError,
+     r"kernel 5x3x3 to fit in the padded input 4x6x6"),
+    ("1d_reflect_pad_too_large", lambda: cnnops.conv1d(_z(X1), _z(W1), padding=6, padding_mode="reflect"),
+     ValueError, r"reflect.* smaller than the input dimension, got pads \(6, 6\) for input 6"),
+    ("1d_reflect_pad_one_side", lambda: cnnops.conv1d(_z(X1), _z(W1), padding=(0, 6), padding_mode="reflect"),
+     ValueError, r"got pads \(0, 6\) for input 6"),
+    ("3d_reflect_depth_pad", lambda: cnnops.conv3d(_z((2, 4, 3, 6, 6)), _z(W3), padding=(3, 1, 1),
+                                                   padding_mode="reflect"),
+     ValueError, r"reflect.* smaller than the input dimension, got pads \(3, 3, 1, 1, 1, 1\) for input 3x6x6"),
+    ("3d_circular_pad_gt_size", lambda: cnnops.conv3d(_z((2, 4, 3, 6, 6)), _z(W3), padding=(4, 1, 1),
+                                                      padding_mode="circular"),
+     ValueError, r"circular.*at most the input dimension, got pads \(4, 4, 1, 1, 1, 1\) for input 3x6x6"),
+    ("1d_padding_3tuple", lambda: cnnops.conv1d(_z(X1), _z(W1), padding=(1, 2, 3)), TypeError,
+     r"padding as an int, \(p,\) or \(left, right\).*got \(1, 2, 3\)"),
+    ("3d_padding_pair", lambda: cnnops.conv3d(_z(X3), _z(W3), padding=(1, 2)), TypeError,
+     r"\(pd, ph, pw\) or \(front, back, top, bottom, left, right\).*got \(1, 2\)"),
+    ("3d_padding_4tuple", lambda: cnnops.conv3d(_z(X3), _z(W3), padding=(1, 2, 3, 4)), TypeError,
+     r"got \(1, 2, 3, 4\)"),
+    ("3d_padding_float", lambda: cnnops.conv3d(_z(X3), _z(W3), padding=(1, 1.0, 1)), TypeError, r"got \(1, 1.0, 1\)"),
+    ("1d_unknown_padding_string", lambda: cnnops.conv1d(_z(X1), _z(W1), padding="causal"), ValueError,
+     r"'valid', 'same' or 'full' as a string, got 'causal'"),
+    ("3d_negative_padding", lambda: cnnops.conv3d(_z(X3), _z(W3), padding=(0, 0, 0, 0, -1, 0)), ValueError,
+     r"non-negative padding, got \(front, back, top, bottom, left, right\) = \(0, 0, 0, 0, -1, 0\)"),
+    ("1d_stride_pair", lambda: cnnops.conv1d(_z(X1), _z(W1), stride=(1, 2)), TypeError,
+     r"stride as an int or a 1-tuple, got \(1, 2\)"),
+    ("3d_stride_pair", lambda: cnnops.conv3d(_z(X3), _z(W3), stride=(1, 2)), TypeError,
+     r"stride as an int or a triple of ints, got \(1, 2\)"),
+    ("3d_stride_zero", lambda: cnnops.conv3d(_z(X3), _z(W3), stride=(1, 0, 1)), ValueError,
+     r"stride >= 1, got \(1, 0, 1\)"),
+    ("3d_dilation_zero", lambda: cnnops.conv3d(_z(X3), _z(W3), dilation=(0, 1, 1)), ValueError,
+     r"dilation >= 1, got \(0, 1, 1\)"),
+    ("1d_bias_length", lambda: cnnops.conv1d(_z(X1), _z(W1), _z(5)), ValueError, r"bias of shape \(6,\), got \(5,\)"),
+    ("3d_dtype_mismatch", lambda: cnnops.conv3d(_z(X3, np.float32), _z(W3)), TypeError,
+     r"weight with the input's dtype float32, got float64"),
+    ("1d_padding_mode", lambda: cnnops.conv1d(_z(X1), _z(W1), padding_mode="symmetric"), ValueError,
+     r"padding_mode one of .*got 'symmetric'"),
+    ("1d_depthwise_needs_groups_eq_C", lambda: cnnops.conv1d(_z(X1), _z((4, 2, 3)), groups=2, algo="depthwise"),
+     ValueError, r"algo='depthwise' needs groups == input channels, got C=4 and groups=2"),
+    ("1d_backward_grad_output_shape", lambda: cnnops.conv1d_backward(_z((2, 6, 5)), _z(X1), _z(W1)), ValueError,
+     r"^conv1d_backward: expected grad_output of shape \(2, 6, 4\) \(the forward output's\), got \(2, 6, 5\)"),
+    ("3d_backward_grad_output_shape", lambda: cnnops.conv3d_backward(_z((2, 6, 2, 4, 5)), _z(X3), _z(W3)),
+     ValueError, r"^conv3d_backward: expected grad_output of shape \(2, 6, 2, 4, 4\) .*got \(2, 6, 2, 4, 5\)"),
+    ("3d_backward_input_4d", lambda: cnnops.conv3d_backward(_z((2, 6, 2, 4, 4)), _z((2, 4, 6, 6)), _z(W3)),
+     ValueError, r"input with 5 dimensions .*got 4"),
+    ("1d_backward_needs", lambda: cnnops.conv1d_backward(_z((2, 6, 4)), _z(X1), _z(W1), needs=(True, True)),
+     TypeError, r"three booleans .*got \(True, True\)"),
+    ("3d_backward_reflect", lambda: cnnops.conv3d_backward(_z((2, 6, 10, 4, 4)), _z(X3), _z(W3),
+                                                           padding=(4, 0, 0), padding_mode="reflect"),
+     ValueError, r"got pads \(4, 4, 0, 0, 0, 0\) for input 4x6x6"),
+]
+
+
+@pytest.mark.parametrize("call,exc,pattern", [pytest.param(c, e, p, id=i) for i, c, e, p in BAD_CALLS])
+def test_bad_arguments_raise(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()

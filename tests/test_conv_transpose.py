@@ -484,21 +484,16 @@ def test_tensorflow_same_pads_examples():
     assert tf_transpose_pads((11, 7), (3, 3), 2, 1, "VALID") == (0, 0, 0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: output_shape's batch/channel entries are not checked against the "
-                                       "input and weight (TensorFlow rejects them); only spatial sizes are used")
 @pytest.mark.parametrize("shape", [(5, 3, 10, 10), (2, 7, 10, 10)])
 def test_tensorflow_output_shape_batch_and_channels_checked(shape):
     x, w = np.zeros((2, 4, 5, 5)), np.zeros((4, 3, 3, 3))
-    with pytest.raises(ValueError, match=r"output_shape.*\(2, 3, 10, 10\)|got (5|7)"):
+    with pytest.raises(ValueError, match=r"output_shape .* has batch/channels \(\d, \d\), expected \(2, 3\)"):
         cnnops.conv_transpose2d(x, w, stride=2, padding="SAME", output_shape=shape)
 
 
 # ----------------------------------------------------------------------------- output_padding >= stride (dilation)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: output_padding in [stride, dilation) (allowed by the documented "
-                                       "rule output_padding < max(stride, dilation), listed as reachable, and "
-                                       "accepted by PyTorch) is rejected by the core")
 @pytest.mark.parametrize("nd,stride,dilation,op", [(1, 1, 2, 1), (2, (2, 1), (3, 2), (2, 1)), (1, 2, 4, 3)])
 def test_output_padding_below_dilation(nd, stride, dilation, op, rng):
     x = rng.standard_normal((2, 4) + (5, 4)[:nd])
@@ -509,8 +504,16 @@ def test_output_padding_below_dilation(nd, stride, dilation, op, rng):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     fn = F.conv_transpose1d if nd == 1 else F.conv_transpose2d
-    yt = fn(torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=1, dilation=dilation, output_padding=op)
-    assert rel_err(y, yt.numpy()) < 1e-12
+    xt, wt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+    yt = fn(xt, wt, stride=stride, padding=1, dilation=dilation, output_padding=op)
+    assert rel_err(y, yt.detach().numpy()) < 1e-12
+    # the output rows past the input's reach still carry gradient to the weights
+    gy = rng.standard_normal(yt.shape)
+    yt.backward(torch.from_numpy(gy))
+    back = {1: cnnops.conv_transpose1d_backward, 2: cnnops.conv_transpose2d_backward}[nd]
+    gx, gw, gb = back(gy, x, w, stride=stride, padding=1, output_padding=op, dilation=dilation)
+    assert rel_err(gx, xt.grad.numpy()) < 1e-12 and rel_err(gw, wt.grad.numpy()) < 1e-12
+    assert rel_err(gb, gy.sum(axis=tuple(i for i in range(gy.ndim) if i != 1))) < 1e-12
 
 
 # ----------------------------------------------------------------------------- benchmark shapes (scaled down)

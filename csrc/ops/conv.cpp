@@ -350,6 +350,11 @@ static void require_cpu(const char* op, const Tensor& x) {
 }
 
 static ConvAlgo plan_algo(const Plan& pl, ConvAlgo requested, const char* op) {
+  // 3-D folds kernel depth into channels: the per-channel depthwise kernel applies only when T == 1.
+  if (requested == ConvAlgo::Depthwise && pl.nd == 3)
+    CNNOPS_CHECK_VALUE(pl.T == 1 && pl.g.Cg == 1, op,
+                       ": algo='depthwise' for 3-D needs groups == input channels and kernel depth 1, got C=", pl.C,
+                       ", groups=", pl.g.G, ", kernel depth ", pl.T);
   return conv2d_choose_algo(pl.g, requested, op);
 }
 
@@ -434,7 +439,7 @@ ConvGrads conv_backward(const char* op, const Tensor& grad_output, const Tensor&
 // convolution's input is the transposed output (N, C_out, *out_spatial), its output must be the
 // transposed input.
 static Plan make_transpose_plan(const char* op, const Tensor& x, const Tensor& w, const Tensor* b, const ConvParams& p,
-                                const std::vector<int64_t>& out_spatial) {
+                                const std::vector<int64_t>& out_spatial, std::vector<int64_t>& eff) {
   const int nd = p.nd;
   CNNOPS_CHECK_VALUE(nd >= 1 && nd <= 3, op, ": expected 1, 2 or 3 spatial dimensions, got ", nd);
   CNNOPS_CHECK_VALUE(x.ndim() == nd + 2, op, ": expected input with ", nd + 2, " dimensions ",
@@ -459,20 +464,75 @@ static Plan make_transpose_plan(const char* op, const Tensor& x, const Tensor& w
     CNNOPS_CHECK_VALUE(b->ndim() == 1 && b->shape[0] == cout, op, ": expected bias of shape (", cout,
                        ",) (C_out = weight.shape[1] * groups), got ", shape_str(b->shape));
   }
+  // Output sizes allowed: base <= out < base + max(stride, dilation), base the size without
+  // output_padding. With output_padding >= stride (allowed while < dilation) the convolution of
+  // the output is longer than the input ("ext" sizes): the input is then read as if extended
+  // with zeros to that length, which changes nothing in the sum.
+  eff.assign(nd, 0);
+  for (int i = 0; i < nd; ++i) {
+    const int64_t k = w.shape[2 + i], pads = p.pad[2 * i] + p.pad[2 * i + 1];
+    const int64_t base = (x.shape[2 + i] - 1) * p.stride[i] - pads + p.dilation[i] * (k - 1) + 1;
+    const int64_t reach = std::max(p.stride[i], p.dilation[i]);
+    CNNOPS_CHECK_VALUE(base >= 1 && out_spatial[i] >= base && out_spatial[i] < base + reach, op, ": output size ",
+                       dims_str(out_spatial.data(), nd), " is not reachable from input ",
+                       dims_str(x.shape.data() + 2, nd), ": dimension ", i, " must be in [", base, ", ",
+                       base + reach - 1, "]");
+  }
   std::vector<int64_t> conv_in{x.shape[0], cout};
   conv_in.insert(conv_in.end(), out_spatial.begin(), out_spatial.end());
   Plan pl = make_plan(op, conv_in, x, w, nullptr, p);
-  std::vector<int64_t> spatial_in(x.shape.begin() + 2, x.shape.end()), spatial_conv(pl.out_shape.begin() + 2,
-                                                                                      pl.out_shape.end());
-  CNNOPS_CHECK_VALUE(spatial_conv == spatial_in, op, ": output size ", dims_str(out_spatial.data(), nd),
-                     " does not match the input: a convolution of that size with these parameters gives ",
-                     dims_str(spatial_conv.data(), nd), ", not the input's ", dims_str(spatial_in.data(), nd));
+  eff.assign(pl.out_shape.begin() + 2, pl.out_shape.end());
   return pl;
+}
+
+// Copies the leading `box` corner of each of `planes` N-d planes from src (spatial sizes `ss`)
+// to dst (sizes `ds`).
+template <typename T>
+static void copy_box(const T* src, const std::vector<int64_t>& ss, T* dst, const std::vector<int64_t>& ds,
+                     const std::vector<int64_t>& box, int64_t planes) {
+  const int nd = static_cast<int>(box.size());
+  int64_t sn = 1, dn = 1, rows = 1;
+  for (int i = 0; i < nd; ++i) {
+    sn *= ss[i];
+    dn *= ds[i];
+    if (i + 1 < nd) rows *= box[i];
+  }
+  parallel_for(planes, [&](int64_t q) {
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t so = 0, dof = 0, rem = r;
+      for (int i = nd - 2; i >= 0; --i) {  // row index -> outer coordinates
+        const int64_t ci = rem % box[i];
+        rem /= box[i];
+        int64_t sstride = 1, dstride = 1;
+        for (int j = i + 1; j < nd; ++j) {
+          sstride *= ss[j];
+          dstride *= ds[j];
+        }
+        so += ci * sstride;
+        dof += ci * dstride;
+      }
+      std::memcpy(dst + q * dn + dof, src + q * sn + so, sizeof(T) * box[nd - 1]);
+    }
+  });
+}
+
+// x (N, C, *spatial) itself, or a copy zero-extended at the end to the spatial sizes `to`.
+template <typename T>
+static Tensor extend(const Tensor& x, const std::vector<int64_t>& to, int64_t channels) {
+  const std::vector<int64_t> from(x.shape.begin() + 2, x.shape.end());
+  if (from == to) return x;
+  std::vector<int64_t> shape{x.shape[0], channels};
+  shape.insert(shape.end(), to.begin(), to.end());
+  Tensor e = empty(shape, x.dtype, x.device);
+  zero(e);
+  copy_box<T>(x.ptr<T>(), from, e.ptr<T>(), to, from, x.shape[0] * channels);
+  return e;
 }
 
 Tensor conv_transpose(const char* op, const Tensor& input, const Tensor& weight, const Tensor* bias,
                       const ConvParams& p, const std::vector<int64_t>& out_spatial) {
-  const Plan pl = make_transpose_plan(op, input, weight, bias, p, out_spatial);
+  std::vector<int64_t> eff;
+  const Plan pl = make_transpose_plan(op, input, weight, bias, p, out_spatial, eff);
   const ConvAlgo algo = plan_algo(pl, p.algo, op);
   require_cpu(op, input);
   Tensor x = contiguous(input), w = contiguous(weight), b;
@@ -483,7 +543,7 @@ Tensor conv_transpose(const char* op, const Tensor& input, const Tensor& weight,
   if (pl.N == 0) return y;
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    run_grad_input<T>(pl, x.ptr<T>(), w.ptr<T>(), y.ptr<T>(), algo);
+    run_grad_input<T>(pl, extend<T>(x, eff, pl.K).template ptr<T>(), w.ptr<T>(), y.ptr<T>(), algo);
     if (bias) add_bias<T>(y.ptr<T>(), b.ptr<T>(), pl.N, pl.C, spatial_size(out_shape));
   };
   if (x.dtype == DType::Float32) run(float{});
@@ -497,7 +557,8 @@ ConvGrads conv_transpose_backward(const char* op, const Tensor& grad_output, con
   CNNOPS_CHECK_VALUE(grad_output.ndim() == p.nd + 2, op, ": expected grad_output with ", p.nd + 2,
                      " dimensions, got shape ", shape_str(grad_output.shape));
   const std::vector<int64_t> out_spatial(grad_output.shape.begin() + 2, grad_output.shape.end());
-  const Plan pl = make_transpose_plan(op, input, weight, nullptr, p, out_spatial);
+  std::vector<int64_t> eff;
+  const Plan pl = make_transpose_plan(op, input, weight, nullptr, p, out_spatial, eff);
   const ConvAlgo algo = plan_algo(pl, p.algo, op);
   std::vector<int64_t> expect{pl.N, pl.C};
   expect.insert(expect.end(), out_spatial.begin(), out_spatial.end());
@@ -516,12 +577,25 @@ ConvGrads conv_transpose_backward(const char* op, const Tensor& grad_output, con
     zero(out.grad_bias);
     return out;
   }
+  const std::vector<int64_t> in_spatial(x.shape.begin() + 2, x.shape.end());
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    // The transposed op's input gradient is the convolution of its output gradient.
-    if (need_input) run_forward<T>(pl, dy.ptr<T>(), w.ptr<T>(), nullptr, out.grad_input.ptr<T>(), algo);
+    // The transposed op's input gradient is the convolution of its output gradient (cropped back
+    // to the input when the output was longer than the input reaches).
+    if (need_input) {
+      if (eff == in_spatial) {
+        run_forward<T>(pl, dy.ptr<T>(), w.ptr<T>(), nullptr, out.grad_input.ptr<T>(), algo);
+      } else {
+        std::vector<int64_t> eshape{pl.N, pl.K};
+        eshape.insert(eshape.end(), eff.begin(), eff.end());
+        Tensor ge = empty(eshape, x.dtype, x.device);
+        run_forward<T>(pl, dy.ptr<T>(), w.ptr<T>(), nullptr, ge.ptr<T>(), algo);
+        copy_box<T>(ge.ptr<T>(), eff, out.grad_input.ptr<T>(), in_spatial, in_spatial, pl.N * pl.K);
+      }
+    }
     // Its weight gradient is the convolution's, with the roles of image and output swapped.
-    if (need_weight) run_grad_weight<T>(pl, x.ptr<T>(), dy.ptr<T>(), out.grad_weight.ptr<T>(), algo);
+    if (need_weight)
+      run_grad_weight<T>(pl, extend<T>(x, eff, pl.K).template ptr<T>(), dy.ptr<T>(), out.grad_weight.ptr<T>(), algo);
     if (need_bias) run_grad_bias<T>(dy.ptr<T>(), out.grad_bias.ptr<T>(), pl.N, pl.C, spatial_size(expect));
   };
   if (x.dtype == DType::Float32) run(float{});

@@ -110,6 +110,14 @@ def _conv_transpose(nd, op, input, weight, bias, stride, padding, output_padding
                     output_shape, algo):
     x, w, b = prepare(input, op, "input"), prepare(weight, op, "weight"), prepare(bias, op, "bias")
     size = _sizes_arg(output_size, output_shape, nd, op)
+    if output_shape is not None and not _is_int(output_shape) and len(tuple(output_shape)) == nd + 2:
+        # TensorFlow checks the batch and channel entries of output_shape too
+        xs, ws = shape_of(x), shape_of(w)
+        want = (xs[0], ws[1] * groups) if len(xs) == nd + 2 and len(ws) == nd + 2 and _is_int(groups) else None
+        got = tuple(int(e) for e in tuple(output_shape)[:2])
+        if want is not None and got != want:
+            raise ValueError(f"{op}: output_shape {tuple(output_shape)} has batch/channels {got}, expected {want} "
+                             f"(N from the input, C_out = weight.shape[1] * groups)")
     stride, pads, dilation, groups, out = _args(op, nd, x, w, stride, padding, output_padding, groups, dilation,
                                                 size, algo)
     return wrap(_C.conv_transpose(op, x, w, b, nd, stride, pads, dilation, groups, out, algo), input)

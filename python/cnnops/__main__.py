@@ -15,7 +15,7 @@ def main(argv=None) -> int:
     b.add_argument("--quick", action="store_true", help="fewer repeats, for a smoke run")
     b.add_argument("--out", default=None, help="directory for the .json and .md results")
     b.add_argument("--layers", default=None, help="comma-separated layer or family names to run (default: all)")
-    b.add_argument("--family", default=None,
+    b.add_argument("--family", dest="families", default=None,
                    help="conv families: conv2d, conv1d, conv3d, conv_transpose2d or all (default), comma-separated")
     args = parser.parse_args(argv)
 
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
         from .bench import run
 
         return run(args.family, repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers,
-                   families=args.family)
+                   families=args.families)
     return 1
 
 

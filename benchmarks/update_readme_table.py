@@ -15,6 +15,15 @@ dw=[r for r in d['layers'] if r['name']=='mobilenet_dw'][0]['forward']['speedup'
 lines += ["", "Forward geometric-mean speed-up **%.2f×** (target 1.2×), backward **%.2f×** (target 1.0×), depthwise **%.1f×** (target 5×)." % (sm['forward_geomean_speedup'], sm['backward_geomean_speedup'], dw),
 "Targets met: %s. Not met: %s." % ("; ".join(t['target'] for t in sm['targets'] if t['status']=='pass'), "; ".join("%s — %s" % (t['target'], t['detail']) for t in sm['targets'] if t['status']!='pass')),
 "", "The machine is a shared 2-core VM and noisy: between consecutive runs single layers move by up to ±20% (both libraries), so quote ratios from one interleaved run, not absolute times."]
+fams = d.get("summary_by_family", {})
+if len(fams) > 1:
+    lines += ["", "Other families in the same run (geometric-mean speed-up vs PyTorch; per-layer tables in the results file):", "",
+              "| family | forward | backward | targets not met |", "|---|---:|---:|---|"]
+    for name, s in fams.items():
+        if name == "conv2d":
+            continue
+        miss = "; ".join("%s (%s)" % (t["target"], t["detail"]) for t in s["targets"] if t["status"] != "pass") or "none"
+        lines.append("| %s | %.2f× | %.2f× | %s |" % (name, s["forward_geomean_speedup"], s["backward_geomean_speedup"], miss))
 t="\n".join(lines)
 c=open('README.md').read()
 start=c.index('<!-- bench-table -->') if '<!-- bench-table -->' in c else None

@@ -402,6 +402,23 @@ static void check_grad_output(const char* op, const Tensor& dy, const Tensor& re
                      "), got ", shape_str(dy.shape));
 }
 
+// Gradient outputs shaped like input/weight and a bias of `bias_len`; with an empty batch the
+// weight and bias gradients are zero (and nothing else needs computing).
+static ConvGrads alloc_grads(const Tensor& x, const Tensor& w, int64_t bias_len, bool ni, bool nw, bool nb) {
+  ConvGrads out;
+  out.has_input = ni;
+  out.has_weight = nw;
+  out.has_bias = nb;
+  if (ni) out.grad_input = empty(x.shape, x.dtype, x.device);
+  if (nw) out.grad_weight = empty(w.shape, x.dtype, x.device);
+  if (nb) out.grad_bias = empty({bias_len}, x.dtype, x.device);
+  if (x.shape[0] == 0) {
+    zero(out.grad_weight);
+    zero(out.grad_bias);
+  }
+  return out;
+}
+
 ConvGrads conv_backward(const char* op, const Tensor& grad_output, const Tensor& input, const Tensor& weight,
                         const ConvParams& p, bool need_input, bool need_weight, bool need_bias) {
   const Plan pl = make_plan(op, input.shape, input, weight, nullptr, p);
@@ -409,18 +426,8 @@ ConvGrads conv_backward(const char* op, const Tensor& grad_output, const Tensor&
   check_grad_output(op, grad_output, input, pl.out_shape, "the forward output's");
   require_cpu(op, input);
   Tensor dy = contiguous(grad_output), x = contiguous(input), w = contiguous(weight);
-  ConvGrads out;
-  out.has_input = need_input;
-  out.has_weight = need_weight;
-  out.has_bias = need_bias;
-  if (need_input) out.grad_input = empty(x.shape, x.dtype, x.device);
-  if (need_weight) out.grad_weight = empty(w.shape, x.dtype, x.device);
-  if (need_bias) out.grad_bias = empty({pl.K}, x.dtype, x.device);
-  if (pl.N == 0) {  // empty batch: every gradient is zero
-    zero(out.grad_weight);
-    zero(out.grad_bias);
-    return out;
-  }
+  ConvGrads out = alloc_grads(x, w, pl.K, need_input, need_weight, need_bias);
+  if (pl.N == 0) return out;
   auto run = [&](auto tag) {
     using T = decltype(tag);
     if (need_input) run_grad_input<T>(pl, dy.ptr<T>(), w.ptr<T>(), out.grad_input.ptr<T>(), algo);
@@ -565,18 +572,8 @@ ConvGrads conv_transpose_backward(const char* op, const Tensor& grad_output, con
   check_grad_output(op, grad_output, input, expect, "the transposed output's");
   require_cpu(op, input);
   Tensor dy = contiguous(grad_output), x = contiguous(input), w = contiguous(weight);
-  ConvGrads out;
-  out.has_input = need_input;
-  out.has_weight = need_weight;
-  out.has_bias = need_bias;
-  if (need_input) out.grad_input = empty(x.shape, x.dtype, x.device);
-  if (need_weight) out.grad_weight = empty(w.shape, x.dtype, x.device);
-  if (need_bias) out.grad_bias = empty({pl.C}, x.dtype, x.device);
-  if (pl.N == 0) {
-    zero(out.grad_weight);
-    zero(out.grad_bias);
-    return out;
-  }
+  ConvGrads out = alloc_grads(x, w, pl.C, need_input, need_weight, need_bias);
+  if (pl.N == 0) return out;
   const std::vector<int64_t> in_spatial(x.shape.begin() + 2, x.shape.end());
   auto run = [&](auto tag) {
     using T = decltype(tag);

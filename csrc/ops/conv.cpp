@@ -296,34 +296,51 @@ static void depth_permute(const T* src, T* dst, const Plan& pl, int64_t channels
 
 // ---- N-d data paths on contiguous CPU tensors ----
 
+// Uninitialised buffers for the lowered 3-D operands: every element is written by the
+// gather/permute before it is read (a zero-filled std::vector would add a pass over memory), and
+// blocks of 1 MB or more come back from the host block cache without fresh page faults.
+template <typename T>
+static Tensor lowered_buffer(int64_t n) {
+  return empty({n}, sizeof(T) == 4 ? DType::Float32 : DType::Float64, Device{});
+}
+
 template <typename T>
 static void run_forward(const Plan& pl, const T* x, const T* w, const T* b, T* y, ConvAlgo algo) {
   const Conv2dGeom& g = pl.g;
   if (pl.nd < 3) return forward_2d<T>(x, w, b, y, g, algo);
-  std::vector<T> xl(static_cast<size_t>(g.N * g.C * g.H * g.W)), yl(static_cast<size_t>(g.N * g.K * g.P * g.Q));
-  depth_gather(x, xl.data(), pl);
-  forward_2d<T>(xl.data(), w, b, yl.data(), g, algo);
-  depth_permute(yl.data(), y, pl, pl.K, g.P * g.Q, false);
+  Tensor xl_buf = lowered_buffer<T>(g.N * g.C * g.H * g.W);
+  T* xl = xl_buf.ptr<T>();
+  Tensor yl_buf = lowered_buffer<T>(g.N * g.K * g.P * g.Q);
+  T* yl = yl_buf.ptr<T>();
+  depth_gather(x, xl, pl);
+  forward_2d<T>(xl, w, b, yl, g, algo);
+  depth_permute(yl, y, pl, pl.K, g.P * g.Q, false);
 }
 
 template <typename T>
 static void run_grad_input(const Plan& pl, const T* dy, const T* w, T* dx, ConvAlgo algo) {
   const Conv2dGeom& g = pl.g;
   if (pl.nd < 3) return grad_input_2d<T>(dy, w, dx, g, algo);
-  std::vector<T> dyl(static_cast<size_t>(g.N * g.K * g.P * g.Q)), dxl(static_cast<size_t>(g.N * g.C * g.H * g.W));
-  depth_permute(dy, dyl.data(), pl, pl.K, g.P * g.Q, true);
-  grad_input_2d<T>(dyl.data(), w, dxl.data(), g, algo);
-  depth_fold(dxl.data(), dx, pl);
+  Tensor dyl_buf = lowered_buffer<T>(g.N * g.K * g.P * g.Q);
+  T* dyl = dyl_buf.ptr<T>();
+  Tensor dxl_buf = lowered_buffer<T>(g.N * g.C * g.H * g.W);
+  T* dxl = dxl_buf.ptr<T>();
+  depth_permute(dy, dyl, pl, pl.K, g.P * g.Q, true);
+  grad_input_2d<T>(dyl, w, dxl, g, algo);
+  depth_fold(dxl, dx, pl);
 }
 
 template <typename T>
 static void run_grad_weight(const Plan& pl, const T* dy, const T* x, T* dw, ConvAlgo algo) {
   const Conv2dGeom& g = pl.g;
   if (pl.nd < 3) return grad_weight_2d<T>(dy, x, dw, g, algo);
-  std::vector<T> dyl(static_cast<size_t>(g.N * g.K * g.P * g.Q)), xl(static_cast<size_t>(g.N * g.C * g.H * g.W));
-  depth_permute(dy, dyl.data(), pl, pl.K, g.P * g.Q, true);
-  depth_gather(x, xl.data(), pl);
-  grad_weight_2d<T>(dyl.data(), xl.data(), dw, g, algo);
+  Tensor dyl_buf = lowered_buffer<T>(g.N * g.K * g.P * g.Q);
+  T* dyl = dyl_buf.ptr<T>();
+  Tensor xl_buf = lowered_buffer<T>(g.N * g.C * g.H * g.W);
+  T* xl = xl_buf.ptr<T>();
+  depth_permute(dy, dyl, pl, pl.K, g.P * g.Q, true);
+  depth_gather(x, xl, pl);
+  grad_weight_2d<T>(dyl, xl, dw, g, algo);
 }
 
 // db[k] = sum over n and every spatial position of dy (N, K, spatial...).

@@ -17,10 +17,14 @@ static DType dtype_from_dl(DLDataType t, const char* op, const char* argname) {
     if (t.code == kDLFloat && t.bits == 64) return DType::Float64;
     if (t.code == kDLFloat && t.bits == 16) return DType::Float16;
     if (t.code == kDLBfloat && t.bits == 16) return DType::BFloat16;
+    if (t.code == kDLInt && t.bits == 64) return DType::Int64;
+    if (t.code == kDLInt && t.bits == 32) return DType::Int32;
+    if (t.code == kDLUInt && t.bits == 8) return DType::UInt8;
+    if (t.code == kDLBool && t.bits == 8) return DType::Bool;
   }
   const char* kind = t.code == kDLInt ? "int" : t.code == kDLUInt ? "uint" : t.code == kDLBool ? "bool"
                    : t.code == kDLComplex ? "complex" : t.code == kDLFloat ? "float" : "dtype code ";
-  throw TypeError(str(op, ": expected `", argname, "` with a floating dtype (float32 or float64), got ", kind,
+  throw TypeError(str(op, ": expected `", argname, "` with a supported dtype (float32, float64, int64, int32, uint8 or bool), got ", kind,
                       (t.code == kDLBool ? "" : std::to_string(t.bits)), (t.lanes != 1 ? " (vector lanes)" : "")));
 }
 
@@ -30,6 +34,10 @@ static DLDataType dtype_to_dl(DType t) {
     case DType::Float64: return {kDLFloat, 64, 1};
     case DType::Float16: return {kDLFloat, 16, 1};
     case DType::BFloat16: return {kDLBfloat, 16, 1};
+    case DType::Int64: return {kDLInt, 64, 1};
+    case DType::Int32: return {kDLInt, 32, 1};
+    case DType::UInt8: return {kDLUInt, 8, 1};
+    case DType::Bool: return {kDLBool, 8, 1};
   }
   return {kDLFloat, 32, 1};
 }

@@ -16,6 +16,10 @@ size_t dtype_size(DType t) {
     case DType::Float64: return 8;
     case DType::Float16: return 2;
     case DType::BFloat16: return 2;
+    case DType::Int64: return 8;
+    case DType::Int32: return 4;
+    case DType::UInt8: return 1;
+    case DType::Bool: return 1;
   }
   return 0;
 }
@@ -26,6 +30,10 @@ std::string dtype_name(DType t) {
     case DType::Float64: return "float64";
     case DType::Float16: return "float16";
     case DType::BFloat16: return "bfloat16";
+    case DType::Int64: return "int64";
+    case DType::Int32: return "int32";
+    case DType::UInt8: return "uint8";
+    case DType::Bool: return "bool";
   }
   return "?";
 }
@@ -180,7 +188,8 @@ Tensor contiguous(const Tensor& t) {
   switch (dtype_size(t.dtype)) {
     case 8: strided_copy<uint64_t>(t, out); break;
     case 4: strided_copy<uint32_t>(t, out); break;
-    default: strided_copy<uint16_t>(t, out); break;
+    case 2: strided_copy<uint16_t>(t, out); break;
+    default: strided_copy<uint8_t>(t, out); break;
   }
   return out;
 }

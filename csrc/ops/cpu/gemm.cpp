@@ -168,11 +168,20 @@ void* thread_scratch(int slot, size_t bytes) {
 }
 
 // Serial driver: block K by KC (A and B panels stay in L1/L2) and N by NC.
+// Layout of a whole packed A (M x K): chunk k0 (KC columns) at apack + k0 * Mp, in it panel i / MR
+// at (i / MR) * kc * MR -- pack_a applied chunk by chunk.
 template <typename T>
-void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-          int64_t csb, T* C, int64_t ldc, bool accumulate) {
+void pack_a_full(const T* A, int64_t rs, int64_t cs, int64_t M, int64_t K, T* out) {
+  constexpr int MR = Tile<T>::MR;
+  const int64_t Mp = (M + MR - 1) / MR * MR;
+  for (int64_t k0 = 0; k0 < K; k0 += kGemmKC) pack_a(A + k0 * cs, rs, cs, M, std::min(kGemmKC, K - k0), out + k0 * Mp);
+}
+
+template <typename T>
+void gemm_packed_a(int64_t M, int64_t N, int64_t K, const T* apack, const T* B, int64_t rsb, int64_t csb, T* C,
+                   int64_t ldc, bool accumulate) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
-  constexpr int64_t KC = 256, NC = 384;
+  constexpr int64_t NC = 384;
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (!accumulate)
@@ -181,18 +190,17 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa,
   }
   const UKernel<T> uk = ukernel<T>();
   const int64_t Mp = (M + MR - 1) / MR * MR;
-  T* apack = static_cast<T*>(thread_scratch(2, sizeof(T) * Mp * KC));
-  T* bpack = static_cast<T*>(thread_scratch(3, sizeof(T) * KC * (NC + NR)));
-  for (int64_t k0 = 0; k0 < K; k0 += KC) {
-    const int64_t kc = std::min(KC, K - k0);
+  T* bpack = static_cast<T*>(thread_scratch(3, sizeof(T) * kGemmKC * (NC + NR)));
+  for (int64_t k0 = 0; k0 < K; k0 += kGemmKC) {
+    const int64_t kc = std::min(kGemmKC, K - k0);
     const bool acc = accumulate || k0 > 0;
-    pack_a(A + k0 * csa, rsa, csa, M, kc, apack);
+    const T* achunk = apack + k0 * Mp;
     for (int64_t j0 = 0; j0 < N; j0 += NC) {
       const int64_t nc = std::min(NC, N - j0);
       pack_b(B + k0 * rsb + j0 * csb, rsb, csb, kc, nc, bpack);
       for (int64_t i = 0; i < M; i += MR) {
         const int mr = static_cast<int>(std::min<int64_t>(MR, M - i));
-        const T* ap = apack + (i / MR) * kc * MR;
+        const T* ap = achunk + (i / MR) * kc * MR;
         for (int64_t j = 0; j < nc; j += NR) {
           const int nr = static_cast<int>(std::min<int64_t>(NR, nc - j));
           T* c = C + i * ldc + j0 + j;
@@ -205,12 +213,25 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa,
   }
 }
 
+template <typename T>
+void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
+          int64_t csb, T* C, int64_t ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  constexpr int MR = Tile<T>::MR;
+  const int64_t Mp = (M + MR - 1) / MR * MR;
+  T* apack = static_cast<T*>(thread_scratch(2, sizeof(T) * Mp * std::max<int64_t>(K, 1)));
+  pack_a_full(A, rsa, csa, M, K, apack);
+  gemm_packed_a(M, N, K, apack, B, rsb, csb, C, ldc, accumulate);
+}
+
 #define CNNOPS_INSTANTIATE(T)                                                                          \
   template void ukernel_partial<T>(UKernel<T>, int64_t, const T*, const T*, T*, int64_t, bool, int, int); \
   template void pack_a<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                         \
   template void pack_b<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                         \
   template void gemm<T>(int64_t, int64_t, int64_t, const T*, int64_t, int64_t, const T*, int64_t, int64_t, T*, \
-                        int64_t, bool);
+                        int64_t, bool);                                                               \
+  template void pack_a_full<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                    \
+  template void gemm_packed_a<T>(int64_t, int64_t, int64_t, const T*, const T*, int64_t, int64_t, T*, int64_t, bool);
 CNNOPS_INSTANTIATE(float)
 CNNOPS_INSTANTIATE(double)
 #undef CNNOPS_INSTANTIATE

@@ -70,6 +70,17 @@ template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
           int64_t csb, T* C, int64_t ldc, bool accumulate);
 
+// Reduction chunk of the packed GEMMs: A panels hold KC columns at a time.
+constexpr int64_t kGemmKC = 256;
+// Pack all of A (M x K) chunk by chunk (KC columns each; chunk k0 at out + k0 * Mp with Mp = M
+// rounded up to MR), so one packing serves many GEMMs with the same A.
+template <typename T>
+void pack_a_full(const T* A, int64_t rs, int64_t cs, int64_t M, int64_t K, T* out);
+// The serial GEMM with A already packed by pack_a_full.
+template <typename T>
+void gemm_packed_a(int64_t M, int64_t N, int64_t K, const T* apack, const T* B, int64_t rsb, int64_t csb, T* C,
+                   int64_t ldc, bool accumulate);
+
 // Per-thread scratch that grows and is reused across calls (no allocation in hot loops).
 void* thread_scratch(int slot, size_t bytes);
 

@@ -10,6 +10,7 @@ shuffling, dropout) follows ``seed``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import time
@@ -24,9 +25,10 @@ MODELS = ("lenet5", "mnist_cnn")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine")
 
-# python -m cnnops demo: LeNet-5 on the digits, about 30 s on 2 cores, >= 97% test accuracy
-DEMO = {"model": "lenet5", "dataset": "digits", "epochs": 12, "batch_size": 32, "lr": 2e-3, "optimizer": "adam",
-        "schedule": "cosine", "seed": 0}
+# python -m cnnops demo: LeNet-5 on the digits with random shifts of up to 2 pixels, cosine decay;
+# ~98.6% test accuracy (seed 0), well under two minutes on 2 cores
+DEMO = {"model": "lenet5", "dataset": "digits", "epochs": 25, "batch_size": 32, "lr": 2e-3, "optimizer": "adam",
+        "schedule": "cosine", "seed": 0, "shift": 2}
 
 
 @dataclass
@@ -190,6 +192,21 @@ def plot_curves(history: History, path, title: str = "") -> None:
     plt.close(fig)
 
 
+@contextlib.contextmanager
+def blas_single_thread():
+    """One BLAS thread inside the block (threadpoolctl, which comes with scikit-learn; a no-op
+    without it). The matrix products of small networks are far below the size where a BLAS
+    thread pool pays off, and OpenBLAS's spinning threads next to the OpenMP threads of the
+    cnnops kernels make them up to ~80x slower on a busy 2-core machine."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def _progress(iterable, total, desc, enabled):
     if not enabled:
         return iterable
@@ -200,12 +217,21 @@ def _progress(iterable, total, desc, enabled):
 
 def fit(model, dataset: data.Dataset, epochs: int, batch_size: int = 32, optimizer="adam", lr: float = 1e-3,
         schedule: str = "none", seed: int = 0, momentum: float = 0.9, weight_decay: float = 0.0,
-        progress: bool = False, log=print) -> History:
+        shift: int = 0, progress: bool = False, log=print) -> History:
     """Train `model` on dataset.x_train for `epochs` epochs and evaluate on dataset.x_test after each.
 
     optimizer: a name among OPTIMIZERS or an Optimizer instance (then lr, momentum and
     weight_decay are ignored); schedule: a name among SCHEDULES (stepped once per epoch).
-    progress: a tqdm bar over the batches; log: called with one line per epoch (None: silent)."""
+    shift: augment each training batch by random translations of up to `shift` pixels
+    (data.random_shift). progress: a tqdm bar over the batches; log: called with one line per
+    epoch (None: silent). BLAS runs single-threaded during the fit (blas_single_thread)."""
+    with blas_single_thread():
+        return _fit(model, dataset, epochs, batch_size, optimizer, lr, schedule, seed, momentum, weight_decay, shift,
+                    progress, log)
+
+
+def _fit(model, dataset, epochs, batch_size, optimizer, lr, schedule, seed, momentum, weight_decay, shift, progress,
+         log) -> History:
     from . import nn
 
     if epochs < 1 or batch_size < 1:
@@ -224,6 +250,8 @@ def fit(model, dataset: data.Dataset, epochs: int, batch_size: int = 32, optimiz
         bar = _progress(data.batches(dataset.x_train, dataset.y_train, batch_size, shuffle=True, rng=rng), nb,
                         f"epoch {epoch}/{epochs}", progress)
         for xb, yb in bar:
+            if shift:
+                xb = data.random_shift(xb, shift, rng)
             loss, logits = train_step(model, loss_fn, opt, xb, yb)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"fit: the loss became {loss} in epoch {epoch}; try a smaller learning rate")
@@ -253,7 +281,7 @@ def fit(model, dataset: data.Dataset, epochs: int, batch_size: int = 32, optimiz
 def add_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) -> None:
     """The options of ``python -m cnnops train`` (and ``demo``, with its own defaults)."""
     d = {"model": "lenet5", "dataset": "digits", "epochs": 10, "batch_size": 32, "lr": None, "optimizer": "adam",
-         "schedule": "none", "seed": 0}
+         "schedule": "none", "seed": 0, "shift": 0}
     d.update(defaults or {})
     p.add_argument("--model", choices=MODELS, default=d["model"], help=f"network (default {d['model']})")
     p.add_argument("--dataset", choices=list(data.DATASETS), default=d["dataset"],
@@ -271,6 +299,8 @@ def add_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) -> N
     p.add_argument("--weight-decay", type=float, default=0.0, help="default 0")
     p.add_argument("--schedule", choices=SCHEDULES, default=d["schedule"],
                    help=f"learning-rate schedule per epoch (default {d['schedule']})")
+    p.add_argument("--shift", type=int, default=d["shift"], metavar="PIXELS",
+                   help=f"augment training batches by random translations of up to PIXELS (default {d['shift']})")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--seed", type=int, default=d["seed"], help="weights, shuffling, dropout, digits split")
     p.add_argument("--threads", type=int, default=None, help="cnnops threads (default: as configured)")
@@ -286,9 +316,9 @@ def run(args) -> int:
     import cnnops
     from . import nn
 
-    if args.epochs < 1 or args.batch_size < 1:
-        print(f"cnnops train: expected --epochs >= 1 and --batch-size >= 1, got {args.epochs} and {args.batch_size}",
-              file=sys.stderr)
+    if args.epochs < 1 or args.batch_size < 1 or args.shift < 0:
+        print(f"cnnops train: expected --epochs >= 1, --batch-size >= 1 and --shift >= 0, got {args.epochs}, "
+              f"{args.batch_size} and {args.shift}", file=sys.stderr)
         return 2
     if args.threads is not None:
         cnnops.set_num_threads(args.threads)
@@ -309,10 +339,11 @@ def run(args) -> int:
     print(f"{args.model} ({model.num_parameters():,} parameters) on {ds.name}: {len(ds.x_train)} train / "
           f"{len(ds.x_test)} test images of {'x'.join(map(str, ds.input_shape))}, {ds.num_classes} classes")
     print(f"{args.optimizer} lr {lr:g}, schedule {args.schedule}, batch {args.batch_size}, {args.epochs} epochs, "
+          f"shifts up to {args.shift} px, "
           f"{cnnops.get_num_threads()} threads, seed {args.seed}")
     t0 = time.perf_counter()
     hist = fit(model, ds, args.epochs, args.batch_size, args.optimizer, lr, args.schedule, args.seed,
-               args.momentum, args.weight_decay, progress=not args.no_progress and sys.stderr.isatty())
+               args.momentum, args.weight_decay, shift=args.shift, progress=not args.no_progress and sys.stderr.isatty())
     total = time.perf_counter() - t0
     last = hist.epochs[-1]
     print(f"\nconfusion matrix of the test set ({len(ds.y_test)} images):")

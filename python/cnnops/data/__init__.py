@@ -7,7 +7,7 @@ picks a loader by name, as the ``python -m cnnops train --dataset`` option does.
 from __future__ import annotations
 
 from .cifar import load_cifar10, load_cifar100, read_cifar
-from .dataset import Dataset, batches, split
+from .dataset import Dataset, batches, random_shift, split
 from .digits import load_digits, resize_digits
 from .idx import load_mnist, read_idx, write_idx
 
@@ -50,6 +50,7 @@ __all__ = [
     "load_digits",
     "load_mnist",
     "read_cifar",
+    "random_shift",
     "read_idx",
     "resize_digits",
     "split",

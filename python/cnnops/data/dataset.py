@@ -118,3 +118,25 @@ def batches(x, y, batch_size: int, shuffle: bool = False, rng=None, drop_last: b
         else:
             idx = order[start:start + batch_size]
             yield x[idx], y[idx]
+
+
+def random_shift(x, max_shift: int, rng=None) -> np.ndarray:
+    """Each image of x (N, C, H, W) translated by its own random (dy, dx), both uniform integers
+    in [-max_shift, max_shift], the uncovered border filled with zeros (a new array; x is not
+    modified). The usual augmentation for digits."""
+    if max_shift < 0:
+        raise ValueError(f"random_shift: expected max_shift >= 0, got {max_shift}")
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"random_shift: expected x with 4 dimensions (N, C, H, W), got {x.ndim}")
+    if max_shift == 0:
+        return x.copy()
+    s = int(max_shift)
+    n, _, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (s, s), (s, s)))
+    shifts = np.random.default_rng(rng).integers(-s, s + 1, size=(n, 2))
+    out = np.empty_like(x)
+    for i, (dy, dx) in enumerate(shifts):
+        # output pixel (r, c) = input pixel (r - dy, c - dx) = padded (r - dy + s, c - dx + s)
+        out[i] = padded[i, :, s - dy:s - dy + h, s - dx:s - dx + w]
+    return out

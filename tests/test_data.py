@@ -305,3 +305,24 @@ def test_dataset_checks_and_standardize(rng):
         data.Dataset("t", x[:4, 0], y[:4], x[4:], y[4:])
     with pytest.raises(ValueError, match=r"Dataset: expected y_test of shape \(2,\), got \(3,\)"):
         data.Dataset("t", x[:4], y[:4], x[4:], y[3:])
+
+
+def test_random_shift_from_definition(rng):
+    x = rng.random((9, 2, 6, 7)).astype(np.float32)
+    keep = x.copy()
+    out = data.random_shift(x, 2, rng=3)
+    np.testing.assert_array_equal(x, keep)
+    shifts = np.random.default_rng(3).integers(-2, 3, size=(9, 2))
+    for i, (dy, dx) in enumerate(shifts):
+        ref = np.zeros_like(x[i])
+        for r in range(6):
+            for c in range(7):
+                if 0 <= r - dy < 6 and 0 <= c - dx < 7:
+                    ref[:, r, c] = x[i, :, r - dy, c - dx]
+        np.testing.assert_array_equal(out[i], ref)
+    assert len({(int(a), int(b)) for a, b in shifts}) > 1
+    np.testing.assert_array_equal(data.random_shift(x, 0), x)
+    with pytest.raises(ValueError, match="random_shift: expected max_shift >= 0, got -1"):
+        data.random_shift(x, -1)
+    with pytest.raises(ValueError, match=r"random_shift: expected x with 4 dimensions \(N, C, H, W\), got 3"):
+        data.random_shift(x[0], 1)

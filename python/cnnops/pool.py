@@ -106,6 +106,13 @@ def _window_args(x, nd, kernel_size, stride, padding, dilation, channels_last, o
         ntuple(stride, nd, "stride", op)
     d = ntuple(dilation, nd, "dilation", op)
     pads = resolve_pool_padding(padding, spatial_sizes(x, nd, channels_last, op), k, s, d, op)
+    if not isinstance(padding, str):
+        # PyTorch's rule for explicit padding: at most half the kernel (dilation not counted);
+        # "SAME" pads may reach half the dilated kernel, which the core allows.
+        for i in range(nd):
+            if max(pads[2 * i], pads[2 * i + 1]) > k[i] // 2:
+                raise ValueError(f"{op}: expected padding at most half the kernel size, got padding {padding!r} "
+                                 f"for kernel_size {tuple(k)}")
     return list(k), list(s), pads, list(d)
 
 
@@ -487,10 +494,10 @@ def _global_backward(op, kind, grad_output, input, indices, data_format):
     flat = (want[0], want[-1] if cl else want[1])
     if gs == flat:
         grad_output = grad_output.reshape(want)
-        if indices is not None:
-            indices = indices.reshape(want)
     elif gs != want:
         raise ValueError(f"{op}: expected grad_output of shape {want} or {flat}, got {gs}")
+    if indices is not None and shape_of(prepare(indices, op, "indices")) == flat:
+        indices = indices.reshape(want)
     return _run_backward(op, 2, kind, grad_output, input, indices, data_format, output_size=1,
                          count_include_pad=False)
 

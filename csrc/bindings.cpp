@@ -11,6 +11,7 @@
 #include "core/parallel.h"
 #include "core/peak.h"
 #include "ops/conv.h"
+#include "ops/pool.h"
 
 namespace py = pybind11;
 using namespace cnnops;
@@ -48,6 +49,45 @@ static py::tuple grads_to_python(const ConvGrads& gr) {
   py::object gw = gr.has_weight ? to_python(gr.grad_weight) : py::none();
   py::object gb = gr.has_bias ? to_python(gr.grad_bias) : py::none();
   return py::make_tuple(gi, gw, gb);
+}
+
+static PoolParams pool_params(const char* op, const std::string& kind, int nd, bool channels_last,
+                              const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
+                              const std::vector<int64_t>& pad, const std::vector<int64_t>& dilation, bool ceil_mode,
+                              bool count_include_pad, int64_t divisor_override, double norm_type,
+                              const std::vector<int64_t>& output_size) {
+  CNNOPS_CHECK_VALUE(nd >= 1 && nd <= 3, op, ": expected 1, 2 or 3 spatial dimensions, got ", nd);
+  PoolParams p;
+  p.nd = nd;
+  if (kind == "max") p.kind = PoolKind::Max;
+  else if (kind == "avg") p.kind = PoolKind::Avg;
+  else if (kind == "lp") p.kind = PoolKind::Lp;
+  else throw ValueError(str(op, ": expected pooling kind 'max', 'avg' or 'lp', got '", kind, "'"));
+  p.channels_last = channels_last;
+  p.adaptive = !output_size.empty();
+  const size_t n = static_cast<size_t>(nd);
+  if (p.adaptive) {
+    CNNOPS_CHECK_VALUE(output_size.size() == n, op, ": expected ", nd, " output sizes, got ", output_size.size());
+  } else {
+    CNNOPS_CHECK_VALUE(kernel.size() == n && stride.size() == n && dilation.size() == n && pad.size() == 2 * n, op,
+                       ": expected ", nd, " kernel sizes, strides and dilations and ", 2 * nd, " pads");
+  }
+  for (int i = 0; i < nd; ++i) {
+    if (p.adaptive) {
+      p.out[i] = output_size[i];
+      continue;
+    }
+    p.kernel[i] = kernel[i];
+    p.stride[i] = stride[i];
+    p.dilation[i] = dilation[i];
+    p.pad[2 * i] = pad[2 * i];
+    p.pad[2 * i + 1] = pad[2 * i + 1];
+  }
+  p.ceil_mode = ceil_mode;
+  p.count_include_pad = count_include_pad;
+  p.divisor_override = divisor_override;
+  p.norm_type = norm_type;
+  return p;
 }
 
 PYBIND11_MODULE(_C, m) {
@@ -203,4 +243,54 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("op"), py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("nd"), py::arg("stride"),
       py::arg("pad"), py::arg("dilation"), py::arg("groups"), py::arg("algo"), py::arg("needs"));
+
+  // ---- pooling (max / avg / lp, plain or adaptive; 1-D, 2-D, 3-D) ----
+  m.def(
+      "pool",
+      [](const std::string& op, py::object input, const std::string& kind, int nd, bool channels_last,
+         VecI kernel, VecI stride, VecI pad, VecI dilation, bool ceil_mode, bool count_include_pad,
+         int64_t divisor_override, double norm_type, VecI output_size, bool return_indices, bool tf_indices) {
+        const char* o = op.c_str();
+        Tensor x = from_python(input, o, "input");
+        PoolParams p = pool_params(o, kind, nd, channels_last, kernel, stride, pad, dilation, ceil_mode,
+                                   count_include_pad, divisor_override, norm_type, output_size);
+        p.return_indices = return_indices;
+        p.tf_indices = tf_indices;
+        PoolResult r;
+        {
+          py::gil_scoped_release nogil;
+          r = pool(o, x, p);
+        }
+        py::object idx = r.has_indices ? to_python(std::move(r.indices)) : py::none();
+        return py::make_tuple(to_python(std::move(r.output)), idx);
+      },
+      py::arg("op"), py::arg("input"), py::arg("kind"), py::arg("nd"), py::arg("channels_last"), py::arg("kernel"),
+      py::arg("stride"), py::arg("pad"), py::arg("dilation"), py::arg("ceil_mode"), py::arg("count_include_pad"),
+      py::arg("divisor_override"), py::arg("norm_type"), py::arg("output_size"), py::arg("return_indices"),
+      py::arg("tf_indices"));
+
+  m.def(
+      "pool_backward",
+      [](const std::string& op, py::object grad_output, py::object input, py::object indices, const std::string& kind,
+         int nd, bool channels_last, VecI kernel, VecI stride, VecI pad, VecI dilation, bool ceil_mode,
+         bool count_include_pad, int64_t divisor_override, double norm_type, VecI output_size) {
+        const char* o = op.c_str();
+        Tensor dy = from_python(grad_output, o, "grad_output");
+        Tensor x = from_python(input, o, "input");
+        Tensor ix;
+        const bool has_ix = !indices.is_none();
+        if (has_ix) ix = from_python(indices, o, "indices");
+        const PoolParams p = pool_params(o, kind, nd, channels_last, kernel, stride, pad, dilation, ceil_mode,
+                                         count_include_pad, divisor_override, norm_type, output_size);
+        Tensor dx;
+        {
+          py::gil_scoped_release nogil;
+          dx = pool_backward(o, dy, x, has_ix ? &ix : nullptr, p);
+        }
+        return to_python(std::move(dx));
+      },
+      py::arg("op"), py::arg("grad_output"), py::arg("input"), py::arg("indices"), py::arg("kind"), py::arg("nd"),
+      py::arg("channels_last"), py::arg("kernel"), py::arg("stride"), py::arg("pad"), py::arg("dilation"),
+      py::arg("ceil_mode"), py::arg("count_include_pad"), py::arg("divisor_override"), py::arg("norm_type"),
+      py::arg("output_size"));
 }

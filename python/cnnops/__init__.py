@@ -9,6 +9,16 @@ from .conv import (conv1d, conv1d_backward, conv2d, conv2d_algo, conv2d_backward
                    conv3d_backward)
 from .conv_transpose import (conv_transpose1d, conv_transpose1d_backward, conv_transpose2d,
                              conv_transpose2d_backward, conv_transpose3d, conv_transpose3d_backward)
+from .pool import POOL_FUNCTIONS as _POOL_FUNCTIONS
+from .pool import (adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_avg_pool2d,
+                   adaptive_avg_pool2d_backward, adaptive_avg_pool3d, adaptive_avg_pool3d_backward,
+                   adaptive_max_pool1d, adaptive_max_pool1d_backward, adaptive_max_pool2d,
+                   adaptive_max_pool2d_backward, adaptive_max_pool3d, adaptive_max_pool3d_backward, avg_pool1d,
+                   avg_pool1d_backward, avg_pool2d, avg_pool2d_backward, avg_pool3d, avg_pool3d_backward,
+                   global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d, global_max_pool2d_backward,
+                   lp_pool1d, lp_pool1d_backward, lp_pool2d, lp_pool2d_backward, lp_pool3d, lp_pool3d_backward,
+                   max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward, max_pool3d,
+                   max_pool3d_backward)
 
 
 def get_num_threads() -> int:
@@ -78,3 +88,5 @@ __all__ = [
     "empty_cache",
     "__version__",
 ]
+# pooling (cnnops.pool)
+__all__ += list(_POOL_FUNCTIONS)

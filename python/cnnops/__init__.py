@@ -9,6 +9,12 @@ from .conv import (conv1d, conv1d_backward, conv2d, conv2d_algo, conv2d_backward
                    conv3d_backward)
 from .conv_transpose import (conv_transpose1d, conv_transpose1d_backward, conv_transpose2d,
                              conv_transpose2d_backward, conv_transpose3d, conv_transpose3d_backward)
+from .pool_fractional import (fractional_max_pool2d, fractional_max_pool2d_backward, fractional_max_pool3d,
+                              fractional_max_pool3d_backward)
+from .unpool import (bed_of_nails_unpool2d, bed_of_nails_unpool2d_backward, max_unpool1d, max_unpool1d_backward,
+                     max_unpool2d, max_unpool2d_backward, max_unpool3d, max_unpool3d_backward, upsample_nearest1d,
+                     upsample_nearest1d_backward, upsample_nearest2d, upsample_nearest2d_backward, upsample_nearest3d,
+                     upsample_nearest3d_backward)
 
 
 def get_num_threads() -> int:
@@ -69,6 +75,24 @@ __all__ = [
     "conv_transpose2d_backward",
     "conv_transpose3d",
     "conv_transpose3d_backward",
+    "fractional_max_pool2d",
+    "fractional_max_pool2d_backward",
+    "fractional_max_pool3d",
+    "fractional_max_pool3d_backward",
+    "max_unpool1d",
+    "max_unpool1d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
+    "max_unpool3d",
+    "max_unpool3d_backward",
+    "bed_of_nails_unpool2d",
+    "bed_of_nails_unpool2d_backward",
+    "upsample_nearest1d",
+    "upsample_nearest1d_backward",
+    "upsample_nearest2d",
+    "upsample_nearest2d_backward",
+    "upsample_nearest3d",
+    "upsample_nearest3d_backward",
     "cuda",
     "get_num_threads",
     "set_num_threads",

@@ -12,6 +12,8 @@
 #include "core/peak.h"
 #include "ops/conv.h"
 #include "ops/pool.h"
+#include "ops/pool_fractional.h"
+#include "ops/unpool.h"
 
 namespace py = pybind11;
 using namespace cnnops;
@@ -293,4 +295,131 @@ PYBIND11_MODULE(_C, m) {
       py::arg("channels_last"), py::arg("kernel"), py::arg("stride"), py::arg("pad"), py::arg("dilation"),
       py::arg("ceil_mode"), py::arg("count_include_pad"), py::arg("divisor_override"), py::arg("norm_type"),
       py::arg("output_size"));
+  // ---- unpooling and nearest upsampling (1-D, 2-D, 3-D; `channels_last` for N...C layouts) ----
+  {
+    using VecD = std::vector<double>;
+    m.def(
+        "upsample_nearest",
+        [](const std::string& op, py::object input, int nd, bool channels_last, VecI out_size, VecD scales,
+           bool exact) {
+          const char* o = op.c_str();
+          Tensor x = from_python(input, o, "input");
+          Tensor y;
+          {
+            py::gil_scoped_release nogil;
+            y = upsample_nearest(o, x, nd, channels_last, out_size, scales, exact);
+          }
+          return to_python(std::move(y));
+        },
+        py::arg("op"), py::arg("input"), py::arg("nd"), py::arg("channels_last"), py::arg("out_size"),
+        py::arg("scales"), py::arg("exact"));
+    m.def(
+        "upsample_nearest_backward",
+        [](const std::string& op, py::object grad_output, int nd, bool channels_last, VecI in_size, VecD scales,
+           bool exact) {
+          const char* o = op.c_str();
+          Tensor dy = from_python(grad_output, o, "grad_output");
+          Tensor dx;
+          {
+            py::gil_scoped_release nogil;
+            dx = upsample_nearest_backward(o, dy, nd, channels_last, in_size, scales, exact);
+          }
+          return to_python(std::move(dx));
+        },
+        py::arg("op"), py::arg("grad_output"), py::arg("nd"), py::arg("channels_last"), py::arg("in_size"),
+        py::arg("scales"), py::arg("exact"));
+    m.def(
+        "max_unpool",
+        [](const std::string& op, py::object input, py::object indices, int nd, bool channels_last, VecI out_size) {
+          const char* o = op.c_str();
+          Tensor x = from_python(input, o, "input");
+          Tensor ix = from_python(indices, o, "indices");
+          Tensor y;
+          {
+            py::gil_scoped_release nogil;
+            y = max_unpool(o, x, ix, nd, channels_last, out_size);
+          }
+          return to_python(std::move(y));
+        },
+        py::arg("op"), py::arg("input"), py::arg("indices"), py::arg("nd"), py::arg("channels_last"),
+        py::arg("out_size"));
+    m.def(
+        "max_unpool_backward",
+        [](const std::string& op, py::object grad_output, py::object indices, int nd, bool channels_last) {
+          const char* o = op.c_str();
+          Tensor dy = from_python(grad_output, o, "grad_output");
+          Tensor ix = from_python(indices, o, "indices");
+          Tensor dx;
+          {
+            py::gil_scoped_release nogil;
+            dx = max_unpool_backward(o, dy, ix, nd, channels_last);
+          }
+          return to_python(std::move(dx));
+        },
+        py::arg("op"), py::arg("grad_output"), py::arg("indices"), py::arg("nd"), py::arg("channels_last"));
+    m.def(
+        "bed_of_nails",
+        [](const std::string& op, py::object input, int nd, bool channels_last, VecI scale) {
+          const char* o = op.c_str();
+          Tensor x = from_python(input, o, "input");
+          Tensor y;
+          {
+            py::gil_scoped_release nogil;
+            y = bed_of_nails(o, x, nd, channels_last, scale);
+          }
+          return to_python(std::move(y));
+        },
+        py::arg("op"), py::arg("input"), py::arg("nd"), py::arg("channels_last"), py::arg("scale"));
+    m.def(
+        "bed_of_nails_backward",
+        [](const std::string& op, py::object grad_output, int nd, bool channels_last, VecI scale) {
+          const char* o = op.c_str();
+          Tensor dy = from_python(grad_output, o, "grad_output");
+          Tensor dx;
+          {
+            py::gil_scoped_release nogil;
+            dx = bed_of_nails_backward(o, dy, nd, channels_last, scale);
+          }
+          return to_python(std::move(dx));
+        },
+        py::arg("op"), py::arg("grad_output"), py::arg("nd"), py::arg("channels_last"), py::arg("scale"));
+  }
+
+  // ---- fractional max pooling (PyTorch samples or explicit pooling sequences) ----
+  m.def(
+      "fractional_max_pool",
+      [](const std::string& op, py::object input, py::object samples, int nd, bool channels_last, VecI kernel,
+         VecI out_size, std::vector<VecI> sequences, bool overlapping) {
+        const char* o = op.c_str();
+        Tensor x = from_python(input, o, "input");
+        Tensor s;
+        const bool torch_rule = !samples.is_none();
+        if (torch_rule) s = from_python(samples, o, "_random_samples");
+        FractionalResult r;
+        {
+          py::gil_scoped_release nogil;
+          r = torch_rule ? fractional_max_pool_samples(o, x, s, nd, channels_last, kernel, out_size)
+                         : fractional_max_pool_sequences(o, x, nd, channels_last, sequences, overlapping);
+        }
+        return py::make_tuple(to_python(std::move(r.output)), to_python(std::move(r.indices)));
+      },
+      py::arg("op"), py::arg("input"), py::arg("samples"), py::arg("nd"), py::arg("channels_last"),
+      py::arg("kernel"), py::arg("out_size"), py::arg("sequences"), py::arg("overlapping"));
+  m.def(
+      "fractional_max_pool_backward",
+      [](const std::string& op, py::object grad_output, py::object input, py::object indices, int nd,
+         bool channels_last) {
+        const char* o = op.c_str();
+        Tensor dy = from_python(grad_output, o, "grad_output");
+        Tensor x = from_python(input, o, "input");
+        Tensor ix = from_python(indices, o, "indices");
+        Tensor dx;
+        {
+          py::gil_scoped_release nogil;
+          dx = fractional_max_pool_backward(o, dy, x, ix, nd, channels_last);
+        }
+        return to_python(std::move(dx));
+      },
+      py::arg("op"), py::arg("grad_output"), py::arg("input"), py::arg("indices"), py::arg("nd"),
+      py::arg("channels_last"));
 }

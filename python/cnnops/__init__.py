@@ -19,6 +19,12 @@ from .pool import (adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_a
                    lp_pool1d, lp_pool1d_backward, lp_pool2d, lp_pool2d_backward, lp_pool3d, lp_pool3d_backward,
                    max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward, max_pool3d,
                    max_pool3d_backward)
+from .pool_fractional import (fractional_max_pool2d, fractional_max_pool2d_backward, fractional_max_pool3d,
+                              fractional_max_pool3d_backward)
+from .unpool import (bed_of_nails_unpool2d, bed_of_nails_unpool2d_backward, max_unpool1d, max_unpool1d_backward,
+                     max_unpool2d, max_unpool2d_backward, max_unpool3d, max_unpool3d_backward, upsample_nearest1d,
+                     upsample_nearest1d_backward, upsample_nearest2d, upsample_nearest2d_backward, upsample_nearest3d,
+                     upsample_nearest3d_backward)
 
 
 def get_num_threads() -> int:
@@ -79,6 +85,24 @@ __all__ = [
     "conv_transpose2d_backward",
     "conv_transpose3d",
     "conv_transpose3d_backward",
+    "fractional_max_pool2d",
+    "fractional_max_pool2d_backward",
+    "fractional_max_pool3d",
+    "fractional_max_pool3d_backward",
+    "max_unpool1d",
+    "max_unpool1d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
+    "max_unpool3d",
+    "max_unpool3d_backward",
+    "bed_of_nails_unpool2d",
+    "bed_of_nails_unpool2d_backward",
+    "upsample_nearest1d",
+    "upsample_nearest1d_backward",
+    "upsample_nearest2d",
+    "upsample_nearest2d_backward",
+    "upsample_nearest3d",
+    "upsample_nearest3d_backward",
     "cuda",
     "get_num_threads",
     "set_num_threads",

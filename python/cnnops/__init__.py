@@ -9,6 +9,10 @@ from .conv import (conv1d, conv1d_backward, conv2d, conv2d_algo, conv2d_backward
                    conv3d_backward)
 from .conv_transpose import (conv_transpose1d, conv_transpose1d_backward, conv_transpose2d,
                              conv_transpose2d_backward, conv_transpose3d, conv_transpose3d_backward)
+from .boxes import (box_area, box_convert, box_iou, ciou_loss, ciou_loss_backward, clip_boxes_to_image,
+                    complete_box_iou, complete_box_iou_loss, diou_loss, diou_loss_backward, distance_box_iou,
+                    distance_box_iou_loss, generalized_box_iou, generalized_box_iou_loss, giou_loss,
+                    giou_loss_backward, iou_loss, iou_loss_backward, remove_small_boxes)
 
 
 def get_num_threads() -> int:
@@ -69,6 +73,25 @@ __all__ = [
     "conv_transpose2d_backward",
     "conv_transpose3d",
     "conv_transpose3d_backward",
+    "box_convert",
+    "box_area",
+    "clip_boxes_to_image",
+    "remove_small_boxes",
+    "box_iou",
+    "generalized_box_iou",
+    "distance_box_iou",
+    "complete_box_iou",
+    "iou_loss",
+    "giou_loss",
+    "diou_loss",
+    "ciou_loss",
+    "iou_loss_backward",
+    "giou_loss_backward",
+    "diou_loss_backward",
+    "ciou_loss_backward",
+    "generalized_box_iou_loss",
+    "distance_box_iou_loss",
+    "complete_box_iou_loss",
     "cuda",
     "get_num_threads",
     "set_num_threads",

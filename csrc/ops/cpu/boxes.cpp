@@ -171,7 +171,9 @@ inline void route_min(T a, T b, T g, T& ga, T& gb) {
 }
 template <typename T>
 inline void route_max(T a, T b, T g, T& ga, T& gb) {
-  route_min(b, a, g, gb, ga);
+  if (a > b) ga += g;
+  else if (b > a) gb += g;
+  else ga += T(0.5) * g, gb += T(0.5) * g;
 }
 
 // d(1 - metric)/d(coordinates) of one pair, times g, written to ga[4], gb[4]. Follows the forward

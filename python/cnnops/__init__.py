@@ -25,6 +25,10 @@ from .unpool import (bed_of_nails_unpool2d, bed_of_nails_unpool2d_backward, max_
                      max_unpool2d, max_unpool2d_backward, max_unpool3d, max_unpool3d_backward, upsample_nearest1d,
                      upsample_nearest1d_backward, upsample_nearest2d, upsample_nearest2d_backward, upsample_nearest3d,
                      upsample_nearest3d_backward)
+from .boxes import (box_area, box_convert, box_iou, ciou_loss, ciou_loss_backward, clip_boxes_to_image,
+                    complete_box_iou, complete_box_iou_loss, diou_loss, diou_loss_backward, distance_box_iou,
+                    distance_box_iou_loss, generalized_box_iou, generalized_box_iou_loss, giou_loss,
+                    giou_loss_backward, iou_loss, iou_loss_backward, remove_small_boxes)
 
 
 def get_num_threads() -> int:
@@ -103,6 +107,25 @@ __all__ = [
     "upsample_nearest2d_backward",
     "upsample_nearest3d",
     "upsample_nearest3d_backward",
+    "box_convert",
+    "box_area",
+    "clip_boxes_to_image",
+    "remove_small_boxes",
+    "box_iou",
+    "generalized_box_iou",
+    "distance_box_iou",
+    "complete_box_iou",
+    "iou_loss",
+    "giou_loss",
+    "diou_loss",
+    "ciou_loss",
+    "iou_loss_backward",
+    "giou_loss_backward",
+    "diou_loss_backward",
+    "ciou_loss_backward",
+    "generalized_box_iou_loss",
+    "distance_box_iou_loss",
+    "complete_box_iou_loss",
     "cuda",
     "get_num_threads",
     "set_num_threads",

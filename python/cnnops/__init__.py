@@ -9,6 +9,8 @@ from .conv import (conv1d, conv1d_backward, conv2d, conv2d_algo, conv2d_backward
                    conv3d_backward)
 from .conv_transpose import (conv_transpose1d, conv_transpose1d_backward, conv_transpose2d,
                              conv_transpose2d_backward, conv_transpose3d, conv_transpose3d_backward)
+from .nms import (batched_nms, batched_nms_padded, cluster_nms, diou_nms, fast_nms, matrix_nms, nms,
+                  soft_nms)
 
 
 def get_num_threads() -> int:
@@ -69,6 +71,14 @@ __all__ = [
     "conv_transpose2d_backward",
     "conv_transpose3d",
     "conv_transpose3d_backward",
+    "nms",
+    "batched_nms",
+    "batched_nms_padded",
+    "soft_nms",
+    "matrix_nms",
+    "fast_nms",
+    "cluster_nms",
+    "diou_nms",
     "cuda",
     "get_num_threads",
     "set_num_threads",

@@ -29,6 +29,8 @@ from .boxes import (box_area, box_convert, box_iou, ciou_loss, ciou_loss_backwar
                     complete_box_iou, complete_box_iou_loss, diou_loss, diou_loss_backward, distance_box_iou,
                     distance_box_iou_loss, generalized_box_iou, generalized_box_iou_loss, giou_loss,
                     giou_loss_backward, iou_loss, iou_loss_backward, remove_small_boxes)
+from .nms import (batched_nms, batched_nms_padded, cluster_nms, diou_nms, fast_nms, matrix_nms, nms,
+                  soft_nms)
 
 
 def get_num_threads() -> int:
@@ -126,6 +128,14 @@ __all__ = [
     "generalized_box_iou_loss",
     "distance_box_iou_loss",
     "complete_box_iou_loss",
+    "nms",
+    "batched_nms",
+    "batched_nms_padded",
+    "soft_nms",
+    "matrix_nms",
+    "fast_nms",
+    "cluster_nms",
+    "diou_nms",
     "cuda",
     "get_num_threads",
     "set_num_threads",

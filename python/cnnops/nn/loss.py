@@ -146,8 +146,9 @@ class BCELoss(_Loss):
         target = self._same_shape(p, target)
         if (p < 0).any() or (p > 1).any():
             raise ValueError("BCELoss: expected input probabilities in [0, 1]")
-        lp = np.maximum(np.log(np.maximum(p, 0)), -100)
-        l1p = np.maximum(np.log(np.maximum(1 - p, 0)), -100)
+        with np.errstate(divide="ignore"):
+            lp = np.maximum(np.log(p), -100)
+            l1p = np.maximum(np.log(1 - p), -100)
         self._cache = (p, target)
         return self._reduce(-(target * lp + (1 - target) * l1p))
 

@@ -63,8 +63,10 @@ class Module:
     def __setattr__(self, name, value):
         if "_params" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call Module.__init__() before assigning attributes")
-        for d in (self._params, self._modules, self._buffers):
-            d.pop(name, None)
+        if isinstance(value, (Parameter, Module)) or name not in self._buffers:
+            # a buffer stays registered when given a new array (e.g. ``self.running_mean = ...``)
+            for d in (self._params, self._modules, self._buffers):
+                d.pop(name, None)
         if isinstance(value, Parameter):
             self._params[name] = value
         elif isinstance(value, Module):

@@ -51,7 +51,8 @@ MAX_CASES = {
     1: [((13,), 3, 2, 1, 1, False), ((11,), 2, None, 0, 1, True), ((17,), 3, 1, 1, 3, False),
         ((7,), 4, 3, 2, 1, True)],
     2: [((11, 13), 3, 2, 1, 1, False), ((11, 13), 2, 2, 0, 1, True), ((9, 7), (3, 2), (1, 2), (1, 0), 1, False),
-        ((13, 11), 3, 2, 1, 2, True), ((7, 10), (2, 3), (3, 2), (1, 1), (1, 2), True), ((5, 5), 5, 1, 2, 1, False)],
+        ((13, 11), 3, 2, 1, 2, True), ((7, 10), (2, 3), (3, 2), (1, 1), (1, 2), True), ((5, 5), 5, 1, 2, 1, False),
+        ((9, 37), 3, 2, 1, 1, False), ((8, 41), 2, 2, 0, 1, True), ((6, 36), (2, 3), 2, (1, 1), 1, True)],
     3: [((5, 7, 6), 3, 2, 1, 1, False), ((5, 6, 7), 2, 2, 0, 1, True), ((7, 5, 5), (3, 1, 2), (2, 1, 1), (1, 0, 1),
                                                                               (2, 1, 1), False)],
 }
@@ -118,6 +119,33 @@ def test_max_pool2d_nan_propagates_like_torch(rng, last):
     t, ti = torch.nn.functional.max_pool2d(torch.from_numpy(x), 3, 2, 1, return_indices=True)
     np.testing.assert_array_equal(y, t.numpy())
     np.testing.assert_array_equal(np.isnan(y), np.isnan(t.numpy()))
+
+
+ROW_CASES = [((9, 37), 3, 2, 1, False), ((8, 41), 2, 2, 0, True), ((7, 36), 3, 2, 1, True), ((6, 19), 2, 2, 1, False),
+             ((5, 23), (3, 2), (1, 2), (1, 0), False), ((7, 29), 3, 1, 1, False)]
+
+
+@pytest.mark.parametrize("simd", ["avx2", "portable"])
+@pytest.mark.parametrize("case", ROW_CASES, ids=[f"rows-{i}" for i in range(len(ROW_CASES))])
+def test_max_pool2d_ties_nan_inf_both_simd_levels(rng, case, simd):
+    """Row kernels (AVX2 and portable) against the reference on data full of ties, -inf and NaN:
+    the first maximum in row-major window order wins, the last NaN, as PyTorch."""
+    sp, k, s, p, cm = case
+    x = rng.integers(0, 3, size=(2, 3) + sp).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = -np.inf
+    x[0, 0] = -np.inf  # a whole plane of -inf: the first tap's index
+    x[1, 1][rng.random(sp) < 0.05] = np.nan
+    before = cnnops.simd_level()
+    cnnops.set_simd_level(simd)
+    try:
+        y, i = cnnops.max_pool2d(x, k, s, p, 1, cm, True)
+        y2 = cnnops.max_pool2d(x, k, s, p, 1, cm)
+    finally:
+        cnnops.set_simd_level("portable" if before == "portable" else "avx2")
+    y_ref, i_ref = ref.max_pool_ref(x, expand(k, 2), expand(s, 2), pads_of(p, 2), (1, 1), cm)
+    np.testing.assert_array_equal(y, y_ref.astype(np.float32))
+    np.testing.assert_array_equal(y2, y_ref.astype(np.float32))
+    np.testing.assert_array_equal(i, i_ref)
 
 
 @pytest.mark.parametrize("nd,case", ALL_MAX, ids=ALL_MAX_IDS)

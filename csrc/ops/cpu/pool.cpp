@@ -23,7 +23,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
+#include "core/cpu_features.h"
 #include "core/parallel.h"
 
 namespace cnnops {
@@ -143,8 +145,68 @@ void pool_rows_plane(const T* x, T* y, const PoolGeom& g, T* buf) {
   }
 }
 
+// Argmax version: the vertical pass keeps, per column, the winning value and its flat position
+// r * W + c (PyTorch's scan order: first maximum, last NaN); the horizontal pass compares the
+// candidates of the window's valid columns, breaking ties by position, so the winner is the one
+// a row-major scan over the window keeps. Both passes are branch-free selects (random data would
+// mispredict every other compare); positions are 32-bit for float so the vertical select
+// vectorises with the values (planes of 2^31 elements or more take the generic path).
+template <typename T>
+using pos_t = typename std::conditional<sizeof(T) == 4, int32_t, int64_t>::type;
+
+template <typename T>
+void max_rows_idx_plane(const T* x, T* y, int64_t* idx, const PoolGeom& g, T* vbuf, pos_t<T>* pbuf) {
+  using I = pos_t<T>;
+  const int64_t W = g.in[2], OH = g.out[1], OW = g.out[2];
+  const int64_t* bws = g.begin[2].data();
+  const int64_t* cws = g.count[2].data();
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const int64_t bh = g.begin[1][oh], ch = g.count[1][oh];
+    const T* r0 = x + bh * W;
+    const I p0 = static_cast<I>(bh * W);
+    for (int64_t w = 0; w < W; ++w) {
+      vbuf[w] = r0[w];
+      pbuf[w] = p0 + static_cast<I>(w);
+    }
+    for (int64_t j = 1; j < ch; ++j) {
+      const T* r = x + (bh + j) * W;
+      const I pr = static_cast<I>((bh + j) * W);
+      for (int64_t w = 0; w < W; ++w) {
+        const T v = r[w], b = vbuf[w];
+        const bool take = (v > b) | (v != v);
+        vbuf[w] = take ? v : b;
+        pbuf[w] = take ? pr + static_cast<I>(w) : pbuf[w];
+      }
+    }
+    T* yr = y + oh * OW;
+    int64_t* ir = idx + oh * OW;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const int64_t b = bws[ow], e = b + cws[ow];
+      T best = vbuf[b];
+      I bp = pbuf[b];
+      for (int64_t c = b + 1; c < e; ++c) {
+        const T v = vbuf[c];
+        const I q = pbuf[c];
+        const bool vn = v != v, bn = best != best;
+        // NaN: the last NaN in row-major order; otherwise larger, or equal and earlier
+        const bool take = (vn & (!bn | (q > bp))) | (!vn & ((v > best) | ((v == best) & (q < bp))));
+        best = take ? v : best;
+        bp = take ? q : bp;
+      }
+      yr[ow] = best;
+      ir[ow] = bp;
+    }
+  }
+}
+
 bool rows_path(const PoolGeom& g) {
   return g.regular && !g.channels_last && g.dil[1] == 1 && g.dil[2] == 1 && g.in[0] == 1;
+}
+
+// The AVX2 row kernel: float, stride 2 along the width, kernel width 2 or 3, plane < 2^31.
+bool avx2_rows(const PoolGeom& g) {
+  return rows_path(g) && simd_level() == SimdLevel::AVX2_FMA && g.sw == 2 && (g.kw == 2 || g.kw == 3) &&
+         g.in_plane() < (int64_t(1) << 31);
 }
 
 }  // namespace
@@ -157,10 +219,30 @@ void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2];
   const T ninf = -std::numeric_limits<T>::infinity();
   if (!g.channels_last) {
+    if (std::is_same<T, float>::value && avx2_rows(g)) {
+      for_planes(g, [&](int64_t p0, int64_t p1) {
+        const int64_t BW = (OW - 1) * 2 + g.kw + 24;
+        std::vector<float> buf(BW);
+        std::vector<int32_t> pbuf(idx ? BW : 0);
+        for (int64_t pl = p0; pl < p1; ++pl)
+          avx2::max_rows_s2_plane(reinterpret_cast<const float*>(x) + pl * P, reinterpret_cast<float*>(y) + pl * Q,
+                                  idx ? idx + pl * Q : nullptr, g, buf.data(), pbuf.data());
+      });
+      return;
+    }
     if (!idx && rows_path(g)) {
       for_planes(g, [&](int64_t p0, int64_t p1) {
         std::vector<T> buf((OW - 1) * g.sw + g.kw);
         for (int64_t pl = p0; pl < p1; ++pl) pool_rows_plane<T, true>(x + pl * P, y + pl * Q, g, buf.data());
+      });
+      return;
+    }
+    if (rows_path(g) && P < (int64_t(1) << 31)) {
+      for_planes(g, [&](int64_t p0, int64_t p1) {
+        std::vector<T> vbuf(g.in[2]);
+        std::vector<pos_t<T>> pbuf(g.in[2]);
+        for (int64_t pl = p0; pl < p1; ++pl)
+          max_rows_idx_plane<T>(x + pl * P, y + pl * Q, idx + pl * Q, g, vbuf.data(), pbuf.data());
       });
       return;
     }

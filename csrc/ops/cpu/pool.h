@@ -36,5 +36,11 @@ bool pool_max_backward(const T* dy, const int64_t* idx, T* dx, const PoolGeom& g
 template <typename T>
 void pool_sum_backward(const T* dy, const T* x, T* dx, const PoolGeom& g);
 
+namespace avx2 {
+// 2-D channels-first float max pooling rows for stride-2 kernels of width 2 or 3 (dilation 1);
+// idx null for values only. buf and pbuf hold (out_W - 1) * 2 + kw + 24 entries.
+void max_rows_s2_plane(const float* x, float* y, int64_t* idx, const PoolGeom& g, float* buf, int32_t* pbuf);
+}  // namespace avx2
+
 }  // namespace cpu
 }  // namespace cnnops

@@ -10,7 +10,7 @@ with POOL = MaxPool2d(2) (32 -> 16 -> 8) or FractionalMaxPool2d(2, output_ratio=
 a non-integer factor, and change on every forward pass, a regulariser akin to data augmentation.
 Both train with the same optimizer, seed and epochs; the script prints test accuracy and time.
 
-    python examples/fractional_pooling.py [--epochs 15] [--quick]"""
+    python examples/fractional_pooling.py [--epochs 10] [--quick]"""
 from __future__ import annotations
 
 import argparse
@@ -37,7 +37,7 @@ def network(pool: str, rng) -> nn.Sequential:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--quick", action="store_true", help="a few hundred images, 1 epoch")
     args = p.parse_args(argv)
     ds = data.load_digits(size=32)

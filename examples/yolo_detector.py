@@ -12,7 +12,7 @@ tw, th), its gradient written out below (no tape: the head's gradient goes into
 ``cnnops.nms``, which removes the duplicate predictions neighbouring cells and anchors make.
 Reported: precision and recall at IoU >= 0.5 on held-out images, with and without NMS.
 
-    python examples/yolo_detector.py [--epochs 30] [--quick]"""
+    python examples/yolo_detector.py [--epochs 15] [--quick]"""
 from __future__ import annotations
 
 import argparse
@@ -148,8 +148,8 @@ def precision_recall(dets, gts, iou_threshold=0.5) -> tuple:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--train", type=int, default=1500, help="training images")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--train", type=int, default=1000, help="training images")
     p.add_argument("--quick", action="store_true", help="64 images, 1 epoch")
     args = p.parse_args(argv)
     if args.quick:

@@ -7,7 +7,7 @@ inference forward at batch 64 (eval mode). The cnnops side is ``cnnops.train.tra
 BLAS limited to one thread, as ``cnnops.train.fit`` runs it; the torch side is ``zero_grad``,
 ``cross_entropy(model(x), y)``, ``backward``, ``torch.optim.SGD.step`` (forward under
 ``torch.no_grad``). Before timing, one step of each side from identical weights is compared:
-relative error of the logits, the loss and every updated parameter. Timing is interleaved,
+relative error of the logits, the loss, every gradient and every updated parameter. Timing is interleaved,
 cnnops then torch, repeat after repeat; the median per side is reported and torch/cnnops is the
 speed-up (above 1: cnnops faster). Every timed step changes the weights (as in training); the
 learning rate is small enough that the work per step does not change."""
@@ -101,20 +101,20 @@ def make_calls(torch, case: Case, model, tmodel, x, y) -> dict:
 
 
 def check_case(torch, case: Case) -> float:
-    """Largest relative error between the two sides after one call from identical weights (logits,
-    and for a step the loss and every parameter's update, new minus old weights)."""
+    """Largest relative error between the two sides after one call from identical weights: the
+    logits for a forward; for a step the loss, every parameter's gradient and every updated
+    parameter."""
     model, tmodel, x, y = build_pair(torch, case, seed=7)
-    before = model.state_dict()
     calls = make_calls(torch, case, model, tmodel, x, y)
     if case.kind == "forward":
         return common.rel_error(calls["cnnops"](), calls["torch"]())
     loss, _ = calls["cnnops"]()
     tloss = float(calls["torch"]().detach())
     errs = [abs(loss - tloss) / max(abs(tloss), 1e-12)]
-    tstate = tmodel.state_dict()
-    for k, v in model.state_dict().items():
-        old = before[k].astype(np.float64)
-        errs.append(common.rel_error(v.astype(np.float64) - old, tstate[k].double().numpy() - old))
+    tparams = dict(tmodel.named_parameters())
+    for name, prm in model.named_parameters():
+        errs.append(common.rel_error(prm.grad, tparams[name].grad))
+        errs.append(common.rel_error(prm.data, tparams[name].detach()))
     return max(errs)
 
 

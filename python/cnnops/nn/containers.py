@@ -9,16 +9,21 @@ from .module import Module, saved
 
 class Sequential(Module):
     """Runs its children in order; backward runs their backward in reverse. Children are named
-    "0", "1", ... as in torch.nn.Sequential (so state_dict keys match)."""
+    "0", "1", ... as in torch.nn.Sequential (so state_dict keys match), or given as one dict
+    {name: module} (an OrderedDict keeps the order)."""
 
     def __init__(self, *layers):
         super().__init__()
-        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
-            layers = tuple(layers[0])
-        for i, m in enumerate(layers):
+        if len(layers) == 1 and isinstance(layers[0], dict):
+            named = list(layers[0].items())  # named children, e.g. features / classifier
+        else:
+            if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+                layers = tuple(layers[0])
+            named = [(str(i), m) for i, m in enumerate(layers)]
+        for i, (name, m) in enumerate(named):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: expected Modules, got {type(m).__name__} at position {i}")
-            setattr(self, str(i), m)
+            setattr(self, name, m)
 
     def __len__(self):
         return len(self._modules)
@@ -33,6 +38,8 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, m):
+        if not isinstance(m, Module):
+            raise TypeError(f"Sequential: expected a Module, got {type(m).__name__}")
         setattr(self, str(len(self._modules)), m)
         return self
 

@@ -49,7 +49,7 @@ def torch_check(m, tm, x, rng, tol=1e-10):
     torch = pytest.importorskip("torch")
     tm = tm.double()
     sd = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in m.state_dict().items()}
-    tm.load_state_dict(sd, strict=True)
+    tm.load_state_dict(sd, strict=False)  # torch may hold extra buffers (e.g. _random_samples)
     y = m(x)
     G = rng.standard_normal(y.shape)
     m.zero_grad()

@@ -511,3 +511,39 @@ def test_module_needs_init_call():
 
     with pytest.raises(AttributeError, match="call Module.__init__"):
         Bad()
+
+
+def test_non_contiguous_inputs_are_not_modified(rng):
+    base = rng.standard_normal((2, 3, 10, 7)).astype(np.float32)
+    x = base[:, :, ::2]  # a strided view
+    keep = base.copy()
+    xc = np.ascontiguousarray(x)
+    for make in (lambda: nn.Conv2d(3, 4, 3, padding=1, rng=np.random.default_rng(1)),
+                 lambda: nn.BatchNorm2d(3), lambda: nn.MaxPool2d(2, 1), lambda: nn.LocalResponseNorm(3),
+                 lambda: nn.Sequential(nn.Flatten(), nn.Linear(105, 5, rng=np.random.default_rng(2)))):
+        a, b = make(), make()
+        ya, yb = a(x), b(xc)
+        np.testing.assert_allclose(ya, yb, rtol=1e-6, atol=1e-6)
+        g = rng.standard_normal(ya.shape).astype(np.float32)
+        np.testing.assert_allclose(a.backward(g), b.backward(g), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(base, keep)
+
+
+def test_transfer_learning_freeze_updates_only_the_head(rng):
+    body = nn.Sequential(nn.Conv2d(1, 3, 3, rng=rng), nn.ReLU(), nn.Flatten())
+    head = nn.Linear(3 * 4 * 4, 2, rng=rng)
+    net = nn.Sequential(body, head)
+    body.freeze()
+    before = {k: v.copy() for k, v in net.state_dict().items()}
+    opt = nn.SGD(net.parameters(), lr=0.5, momentum=0.9)
+    lf = nn.CrossEntropyLoss()
+    x = rng.standard_normal((4, 1, 6, 6)).astype(np.float32)
+    for _ in range(2):
+        lf(net(x), np.array([0, 1, 1, 0]))
+        opt.zero_grad()
+        net.backward(lf.backward())
+        opt.step()
+    after = net.state_dict()
+    for k in ("0.0.weight", "0.0.bias"):
+        np.testing.assert_array_equal(after[k], before[k])
+    assert not np.array_equal(after["1.weight"], before["1.weight"])

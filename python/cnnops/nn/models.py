@@ -431,9 +431,7 @@ class YOLOLoss(Module):
 
     def __init__(self, head, box_loss="giou", box_weight=5.0, obj_weight=1.0, cls_weight=1.0):
         super().__init__()
-        self.head = head
         object.__setattr__(self, "head", head)  # a reference, not a child (no duplicate parameters)
-        self._modules.pop("head", None)
         self.box_weight, self.obj_weight, self.cls_weight = float(box_weight), float(obj_weight), float(cls_weight)
         self.box_loss = BoxIoULoss(box_loss, reduction="mean")
         self.obj_loss = BCEWithLogitsLoss()

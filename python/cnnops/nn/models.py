@@ -20,6 +20,11 @@ from .norm import BatchNorm2d, LocalResponseNorm
 from .pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 
+def _act(cls):
+    # ReLU right after a conv/linear output may overwrite it: nothing else reads that array
+    return cls(inplace=True) if cls is ReLU else cls()
+
+
 def lenet5(num_classes=10, in_channels=1, input_size=32, activation="relu", pool="max", dtype=np.float32,
            rng=None):
     """LeNet-5 (LeCun et al. 1998) for (N, in_channels, 32, 32) inputs, or 28x28 (``input_size=28``:
@@ -37,11 +42,11 @@ def lenet5(num_classes=10, in_channels=1, input_size=32, activation="relu", pool
         raise ValueError(f"lenet5: expected pool 'max' or 'avg', got {pool!r}")
     pad = 2 if input_size == 28 else 0
     return Sequential(
-        Conv2d(in_channels, 6, 5, padding=pad, dtype=dtype, rng=rng), act(), pl(2),
-        Conv2d(6, 16, 5, dtype=dtype, rng=rng), act(), pl(2),
+        Conv2d(in_channels, 6, 5, padding=pad, dtype=dtype, rng=rng), _act(act), pl(2),
+        Conv2d(6, 16, 5, dtype=dtype, rng=rng), _act(act), pl(2),
         Flatten(),
-        Linear(16 * 5 * 5, 120, dtype=dtype, rng=rng), act(),
-        Linear(120, 84, dtype=dtype, rng=rng), act(),
+        Linear(16 * 5 * 5, 120, dtype=dtype, rng=rng), _act(act),
+        Linear(120, 84, dtype=dtype, rng=rng), _act(act),
         Linear(84, num_classes, dtype=dtype, rng=rng),
     )
 

@@ -361,6 +361,12 @@ def test_residual_fd(proj, rng):
         nn.Residual(nn.Conv2d(3, 2, 1, dtype=np.float64))(x)
 
 
+def test_residual_keeps_the_body_output_intact(rng):
+    # Tanh keeps its output for backward; the sum must not be written into it
+    r = nn.Residual(nn.Sequential(nn.Linear(4, 4, dtype=np.float64, rng=rng), nn.Tanh()))
+    fd_check(r, x64(rng, 3, 4), rng)
+
+
 def test_residual_identity_body_does_not_alias(rng):
     r = nn.Residual(nn.Identity())
     x = x64(rng, 2, 3)

@@ -78,10 +78,8 @@ class Residual(Module):
         if y.shape != s.shape:
             raise ValueError(f"Residual: body output shape {y.shape} differs from shortcut shape {s.shape}; "
                              f"give a projection")
-        if y is x or y is s:
-            return y + s
-        np.add(y, s, out=y)
-        return y
+        # a new array: the body's last layer may have kept its output for backward (Tanh, Sigmoid)
+        return y + s
 
     def backward(self, grad_out):
         gb = self.body.backward(grad_out)

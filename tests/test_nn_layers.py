@@ -400,6 +400,11 @@ def test_blocked_pooling_fd_and_torch(cls, tname, kw, shape, rng):
     torch_check(cls(**kw), getattr(torch.nn, tname)(**kw), x, rng)
 
 
+def test_blocked_maxpool_output_changed_in_place_afterwards(rng):
+    seq = nn.Sequential(nn.MaxPool2d(2), nn.ReLU(inplace=True))
+    fd_check(seq, x64(rng, 2, 2, 4, 6), rng, params=False)
+
+
 def test_blocked_maxpool_ties_go_to_first(rng):
     x = np.zeros((1, 1, 2, 4))
     x[0, 0, 1, 1] = 1.0

@@ -47,6 +47,14 @@ def _tap(x, i, j, kh, kw):
     return x[:, :, i::kh, j::kw]
 
 
+def _blocked_max(x, kh, kw):
+    taps = _taps(kh, kw)
+    y = _tap(x, *taps[0], kh, kw).copy()
+    for t in taps[1:]:
+        np.maximum(y, _tap(x, *t, kh, kw), out=y)
+    return y
+
+
 class _Pool2d(Module):
     def _check(self, x):
         name = type(self).__name__
@@ -75,12 +83,8 @@ class MaxPool2d(_Pool2d):
         if not self.return_indices and _blocked(x, self.kernel_size, self.stride, self.padding, self.dilation,
                                                 self.ceil_mode):
             kh, kw = _pair(self.kernel_size)
-            taps = _taps(kh, kw)
-            y = _tap(x, *taps[0], kh, kw).copy()
-            for t in taps[1:]:
-                np.maximum(y, _tap(x, *t, kh, kw), out=y)
-            self._cache = ("blocked", x, y)
-            return y
+            self._cache = ("blocked", x, None)
+            return _blocked_max(x, kh, kw)
         y, idx = _kernel("max_pool2d")(x, self.kernel_size, self.stride, self.padding, self.dilation,
                                        self.ceil_mode, return_indices=True)
         self._cache = ("kernel", x, idx)
@@ -90,12 +94,14 @@ class MaxPool2d(_Pool2d):
         kind, x, extra = saved(self._cache, "MaxPool2d")
         if kind == "blocked":
             # each window's gradient goes to its first maximum (as the kernels and PyTorch do)
+            # (the maxima are recomputed: the returned output may since have been changed in place)
             kh, kw = _pair(self.kernel_size)
+            y = _blocked_max(x, kh, kw)
             gi = np.empty(x.shape, dtype=grad_out.dtype)
-            taken = np.zeros(extra.shape, dtype=bool)
-            hit = np.empty(extra.shape, dtype=bool)
+            taken = np.zeros(y.shape, dtype=bool)
+            hit = np.empty(y.shape, dtype=bool)
             for t in _taps(kh, kw):
-                np.equal(_tap(x, *t, kh, kw), extra, out=hit)
+                np.equal(_tap(x, *t, kh, kw), y, out=hit)
                 np.greater(hit, taken, out=hit)  # hit and not taken
                 np.multiply(grad_out, hit, out=_tap(gi, *t, kh, kw))
                 taken |= hit

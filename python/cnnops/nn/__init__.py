@@ -20,7 +20,7 @@ from .activation import (Dropout, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax,
 from .containers import Concat, Residual, Sequential
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .linear import Flatten, Identity, Linear
-from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, FocalLoss, MSELoss, NLLLoss,
+from .loss import (BCELoss, BCEWithLogitsLoss, BoxIoULoss, CrossEntropyLoss, FocalLoss, MSELoss, NLLLoss,
                    TripletMarginLoss)
 from .module import Module, Parameter
 from .norm import BatchNorm1d, BatchNorm2d, LocalResponseNorm
@@ -37,6 +37,7 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm",
     "Sequential", "Residual", "Concat",
     "CrossEntropyLoss", "NLLLoss", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "FocalLoss", "TripletMarginLoss",
+    "BoxIoULoss",
     "Optimizer", "SGD", "Adam", "AdamW", "LRScheduler", "StepLR", "CosineAnnealingLR",
     "softmax", "log_softmax", "sigmoid",
 ]

@@ -9,16 +9,21 @@ from .module import Module, saved
 
 class Sequential(Module):
     """Runs its children in order; backward runs their backward in reverse. Children are named
-    "0", "1", ... as in torch.nn.Sequential (so state_dict keys match)."""
+    "0", "1", ... as in torch.nn.Sequential (so state_dict keys match), or given as one dict
+    {name: module} (an OrderedDict keeps the order)."""
 
     def __init__(self, *layers):
         super().__init__()
-        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
-            layers = tuple(layers[0])
-        for i, m in enumerate(layers):
+        if len(layers) == 1 and isinstance(layers[0], dict):
+            named = list(layers[0].items())  # named children, e.g. features / classifier
+        else:
+            if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+                layers = tuple(layers[0])
+            named = [(str(i), m) for i, m in enumerate(layers)]
+        for i, (name, m) in enumerate(named):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: expected Modules, got {type(m).__name__} at position {i}")
-            setattr(self, str(i), m)
+            setattr(self, name, m)
 
     def __len__(self):
         return len(self._modules)
@@ -33,6 +38,8 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, m):
+        if not isinstance(m, Module):
+            raise TypeError(f"Sequential: expected a Module, got {type(m).__name__}")
         setattr(self, str(len(self._modules)), m)
         return self
 
@@ -71,10 +78,8 @@ class Residual(Module):
         if y.shape != s.shape:
             raise ValueError(f"Residual: body output shape {y.shape} differs from shortcut shape {s.shape}; "
                              f"give a projection")
-        if y is x or y is s:
-            return y + s
-        np.add(y, s, out=y)
-        return y
+        # a new array: the body's last layer may have kept its output for backward (Tanh, Sigmoid)
+        return y + s
 
     def backward(self, grad_out):
         gb = self.body.backward(grad_out)

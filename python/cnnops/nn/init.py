@@ -74,14 +74,30 @@ def _fan(shape, mode):
     raise ValueError(f"init: expected mode 'fan_in' or 'fan_out', got {mode!r}")
 
 
+def _draw(arr, kind, rng):
+    """Random numbers of arr's shape, drawn directly in float32 for float32 arrays (no float64
+    temporary for large layers)."""
+    g = get_rng(rng)
+    dt = np.float32 if arr.dtype == np.float32 else np.float64
+    return g.random(arr.shape, dtype=dt) if kind == "uniform" else g.standard_normal(arr.shape, dtype=dt)
+
+
 def uniform_(t, a=0.0, b=1.0, rng=None):
-    a_ = _array(t)
-    return _fill(t, get_rng(rng).uniform(a, b, size=a_.shape))
+    """Fill with U(a, b)."""
+    arr = _array(t)
+    v = _draw(arr, "uniform", rng)
+    v *= v.dtype.type(b - a)
+    v += v.dtype.type(a)
+    return _fill(t, v)
 
 
 def normal_(t, mean=0.0, std=1.0, rng=None):
-    a_ = _array(t)
-    return _fill(t, get_rng(rng).normal(mean, std, size=a_.shape))
+    """Fill with N(mean, std^2)."""
+    arr = _array(t)
+    v = _draw(arr, "normal", rng)
+    v *= v.dtype.type(std)
+    v += v.dtype.type(mean)
+    return _fill(t, v)
 
 
 def zeros_(t):

@@ -277,3 +277,37 @@ class TripletMarginLoss(_Loss):
             gp -= np.where(m, gpn, 0)
             gn += np.where(m, gpn, 0)
         return ga.astype(a.dtype, copy=False), gp.astype(a.dtype, copy=False), gn.astype(a.dtype, copy=False)
+
+
+class BoxIoULoss(_Loss):
+    """IoU-family box regression loss over the cnnops box kernels: ``kind`` "iou", "giou", "diou"
+    or "ciou". forward(pred (N, 4), target (N, 4)), both xyxy, float32/float64; backward returns
+    the gradient with respect to ``pred`` (N, 4) (``grad_target`` holds the one for target).
+    Reduction as the kernels: "mean" (0 for N = 0), "sum" or "none" ((N,) losses)."""
+
+    _KINDS = ("iou", "giou", "diou", "ciou")
+
+    def __init__(self, kind="giou", reduction="mean", eps=1e-7):
+        super().__init__(reduction)
+        if kind not in self._KINDS:
+            raise ValueError(f"BoxIoULoss: expected kind one of {self._KINDS}, got {kind!r}")
+        self.kind, self.eps = kind, float(eps)
+        self.grad_target = None
+
+    def _fn(self, suffix=""):
+        import cnnops
+
+        return getattr(cnnops, f"{self.kind}_loss{suffix}")
+
+    def forward(self, pred, target):
+        check_dtype(pred, "BoxIoULoss")
+        self._cache = (pred, target)
+        return self._fn()(pred, target, reduction=self.reduction, eps=self.eps)
+
+    def backward(self, grad_output=1.0):
+        pred, target = saved(self._cache, "BoxIoULoss")
+        if self.reduction != "none":
+            grad_output = np.asarray(grad_output, dtype=pred.dtype)
+        g1, g2 = self._fn("_backward")(grad_output, pred, target, reduction=self.reduction, eps=self.eps)
+        self.grad_target = g2
+        return g1

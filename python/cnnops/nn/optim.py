@@ -37,8 +37,9 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self):
+        """lr and the per-parameter state (momentum/moment buffers, step counts), by position."""
         return {"lr": self.lr, "state": {i: {k: (v.copy() if isinstance(v, np.ndarray) else v)
-                                             for k, v in self.state[id(p)].items()}
+                                             for k, v in self.state[id(p)].items() if k != "scratch"}
                                          for i, p in enumerate(self.params) if id(p) in self.state}}
 
     def load_state_dict(self, sd):
@@ -71,9 +72,9 @@ class SGD(Optimizer):
                 g = g + t(wd) * x
             if mom:
                 st = self.state.get(id(p))
-                if st is None:
+                if st is None or "momentum_buffer" not in st:
                     buf = np.array(g, dtype=x.dtype, copy=True)
-                    self.state[id(p)] = {"momentum_buffer": buf}
+                    self.state.setdefault(id(p), {})["momentum_buffer"] = buf
                 else:
                     buf = st["momentum_buffer"]
                     np.multiply(buf, t(mom), out=buf)
@@ -85,8 +86,12 @@ class SGD(Optimizer):
                     g = g + t(mom) * buf
                 else:
                     g = buf
-            # p -= lr * g without a temporary when g is a scratch we own
-            x -= t(lr) * g
+            st = self.state.setdefault(id(p), {})
+            s = st.get("scratch")
+            if s is None or s.shape != x.shape:
+                s = st["scratch"] = np.empty_like(x)
+            np.multiply(g, t(lr), out=s)
+            x -= s
 
 
 class Adam(Optimizer):
@@ -147,12 +152,6 @@ class Adam(Optimizer):
             np.divide(m, s, out=s)
             s *= t(lr / bc1)
             x -= s
-
-    def state_dict(self):
-        sd = super().state_dict()
-        for s in sd["state"].values():
-            s.pop("scratch", None)
-        return sd
 
     def load_state_dict(self, sd):
         super().load_state_dict(sd)

@@ -2,8 +2,9 @@
 
 Forward keeps its input (and the argmax indices where the op has them); backward calls the
 matching ``*_backward`` kernel. Non-overlapping max/avg pooling (kernel == stride, no padding,
-dilation 1, sizes divisible, floor mode) is done with one NumPy reshape + reduction instead: that
-case is bandwidth-bound and needs no index array (LeNet-5, VGG and AlexNet-style 2x2 pools).
+dilation 1, sizes divisible) is done in NumPy instead: an element-wise max/sum over the kh*kw
+strided views of the input (one per window offset), and in backward a first-maximum mask per
+offset. That case is bandwidth-bound and needs no index array (LeNet-5, VGG, FCN 2x2 pools).
 """
 from __future__ import annotations
 
@@ -36,9 +37,22 @@ def _blocked(x, k, s, padding, dilation, ceil_mode):
             and x.ndim == 4 and x.shape[2] % kh == 0 and x.shape[3] % kw == 0)
 
 
-def _blocks(x, kh, kw):
-    n, c, h, w = x.shape
-    return x.reshape(n, c, h // kh, kh, w // kw, kw)
+def _taps(kh, kw):
+    """Window offsets in row-major order (the order that decides ties: first maximum wins)."""
+    return [(i, j) for i in range(kh) for j in range(kw)]
+
+
+def _tap(x, i, j, kh, kw):
+    """The strided view of x holding offset (i, j) of every non-overlapping window."""
+    return x[:, :, i::kh, j::kw]
+
+
+def _blocked_max(x, kh, kw):
+    taps = _taps(kh, kw)
+    y = _tap(x, *taps[0], kh, kw).copy()
+    for t in taps[1:]:
+        np.maximum(y, _tap(x, *t, kh, kw), out=y)
+    return y
 
 
 class _Pool2d(Module):
@@ -69,9 +83,8 @@ class MaxPool2d(_Pool2d):
         if not self.return_indices and _blocked(x, self.kernel_size, self.stride, self.padding, self.dilation,
                                                 self.ceil_mode):
             kh, kw = _pair(self.kernel_size)
-            y = _blocks(x, kh, kw).max(axis=(3, 5))
-            self._cache = ("blocked", x, y)
-            return y
+            self._cache = ("blocked", x, None)
+            return _blocked_max(x, kh, kw)
         y, idx = _kernel("max_pool2d")(x, self.kernel_size, self.stride, self.padding, self.dilation,
                                        self.ceil_mode, return_indices=True)
         self._cache = ("kernel", x, idx)
@@ -80,15 +93,19 @@ class MaxPool2d(_Pool2d):
     def backward(self, grad_out):
         kind, x, extra = saved(self._cache, "MaxPool2d")
         if kind == "blocked":
+            # each window's gradient goes to its first maximum (as the kernels and PyTorch do)
+            # (the maxima are recomputed: the returned output may since have been changed in place)
             kh, kw = _pair(self.kernel_size)
-            n, c, ho, wo = extra.shape
-            xb = _blocks(x, kh, kw)
-            # first maximum of each window gets the gradient (as the kernels and PyTorch do)
-            flat = xb.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, ho, wo, kh * kw)
-            am = flat.argmax(axis=-1)
-            gi = np.zeros((n, c, ho, wo, kh * kw), dtype=grad_out.dtype)
-            np.put_along_axis(gi, am[..., None], grad_out[..., None], axis=-1)
-            return gi.reshape(n, c, ho, wo, kh, kw).transpose(0, 1, 2, 4, 3, 5).reshape(x.shape)
+            y = _blocked_max(x, kh, kw)
+            gi = np.empty(x.shape, dtype=grad_out.dtype)
+            taken = np.zeros(y.shape, dtype=bool)
+            hit = np.empty(y.shape, dtype=bool)
+            for t in _taps(kh, kw):
+                np.equal(_tap(x, *t, kh, kw), y, out=hit)
+                np.greater(hit, taken, out=hit)  # hit and not taken
+                np.multiply(grad_out, hit, out=_tap(gi, *t, kh, kw))
+                taken |= hit
+            return gi
         return _kernel("max_pool2d_backward")(grad_out, x, extra, self.kernel_size, self.stride, self.padding,
                                               self.dilation, self.ceil_mode)
 
@@ -117,7 +134,11 @@ class AvgPool2d(_Pool2d):
         if self.divisor_override is None and _blocked(x, self.kernel_size, self.stride, self.padding, 1,
                                                       self.ceil_mode):
             kh, kw = _pair(self.kernel_size)
-            y = _blocks(x, kh, kw).mean(axis=(3, 5), dtype=x.dtype)
+            taps = _taps(kh, kw)
+            y = _tap(x, *taps[0], kh, kw).copy()
+            for t in taps[1:]:
+                y += _tap(x, *t, kh, kw)
+            y *= x.dtype.type(1.0 / (kh * kw))
             self._cache = ("blocked", x)
             return y
         self._cache = ("kernel", x)
@@ -127,10 +148,11 @@ class AvgPool2d(_Pool2d):
         kind, x = saved(self._cache, "AvgPool2d")
         if kind == "blocked":
             kh, kw = _pair(self.kernel_size)
-            n, c, ho, wo = grad_out.shape
             g = grad_out * grad_out.dtype.type(1.0 / (kh * kw))
-            out = np.broadcast_to(g[:, :, :, None, :, None], (n, c, ho, kh, wo, kw))
-            return out.reshape(x.shape)
+            gi = np.empty(x.shape, dtype=g.dtype)
+            for t in _taps(kh, kw):
+                _tap(gi, *t, kh, kw)[...] = g
+            return gi
         return _kernel("avg_pool2d_backward")(grad_out, x, self.kernel_size, **self._opts())
 
 

@@ -26,7 +26,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine")
 
 # python -m cnnops demo: LeNet-5 on the digits with random shifts of up to 2 pixels, cosine decay;
-# ~98.6% test accuracy (seed 0), well under two minutes on 2 cores
+# 98-98.6% test accuracy (seed 0; 97.5-98.6% over seeds 0-2), about 66 CPU-seconds in all
 DEMO = {"model": "lenet5", "dataset": "digits", "epochs": 25, "batch_size": 32, "lr": 2e-3, "optimizer": "adam",
         "schedule": "cosine", "seed": 0, "shift": 2}
 

@@ -478,3 +478,168 @@ def tf_transpose_pads(out_sizes, k_sizes, stride=1, dilation=1, padding="SAME"):
     for i in range(nd):
         pads += same_pads_1d(out_sizes[i], k_sizes[i], stride[i], dilation[i])
     return pads
+
+
+# ================================================================================================
+# Pooling references (tests/test_pool.py). Channels-first (N, C, *spatial), any 1-3 spatial
+# dimensions, float64. Windows are enumerated explicitly: output position o along a dimension
+# starts at o*stride - pad_before, its taps are start + j*dilation (j < k), and taps outside the
+# input are skipped (max) or count as zeros (sum). Loops over outputs and taps; vectorised over
+# (N, C) only. Keep shapes small.
+# ================================================================================================
+import itertools as _it
+import math as _math
+
+
+def pool_out_size(size, k, stride, pad_before, pad_after, dilation=1, ceil_mode=False):
+    """PyTorch's output length, written out: floor (or ceil) of the padded span over the stride,
+    plus one; with ceil_mode a window that would start past the input and leading pad is dropped."""
+    span = size + pad_before + pad_after - dilation * (k - 1) - 1
+    out = (_math.ceil(span / stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad_before:
+        out -= 1
+    return out
+
+
+def _windows(in_sizes, k, s, pads, d, ceil_mode):
+    """For every output position: (position, list of valid taps as index tuples, list of window
+    extents per dimension clipped to the padded input (for count_include_pad))."""
+    nd = len(in_sizes)
+    outs = [pool_out_size(in_sizes[i], k[i], s[i], pads[2 * i], pads[2 * i + 1], d[i], ceil_mode) for i in range(nd)]
+    for o in _it.product(*[range(n) for n in outs]):
+        starts = [o[i] * s[i] - pads[2 * i] for i in range(nd)]
+        per_dim, extents = [], []
+        for i in range(nd):
+            per_dim.append([starts[i] + j * d[i] for j in range(k[i]) if 0 <= starts[i] + j * d[i] < in_sizes[i]])
+            end = min(starts[i] + k[i], in_sizes[i] + pads[2 * i + 1])
+            extents.append(end - starts[i])
+        yield o, list(_it.product(*per_dim)), extents, outs
+
+
+def _flat(idx, in_sizes):
+    f = 0
+    for i, n in zip(idx, in_sizes):
+        f = f * n + i
+    return f
+
+
+def max_pool_ref(x, k, s, pads, d, ceil_mode=False):
+    """(values, PyTorch-format indices). Scan order over taps; a tap replaces the best so far
+    when it is larger or NaN (so NaN propagates, the last NaN's index is kept)."""
+    x = np.asarray(x, np.float64)
+    sp = x.shape[2:]
+    y = idx = None
+    for o, taps, _, outs in _windows(sp, k, s, pads, d, ceil_mode):
+        if y is None:
+            y = np.full(x.shape[:2] + tuple(outs), np.nan)
+            idx = np.full(x.shape[:2] + tuple(outs), -1, np.int64)
+        best = np.full(x.shape[:2], -np.inf)
+        bi = np.full(x.shape[:2], _flat(taps[0], sp), np.int64)
+        for t in taps:
+            v = x[(slice(None), slice(None)) + t]
+            take = (v > best) | np.isnan(v)
+            best = np.where(take, v, best)
+            bi = np.where(take, _flat(t, sp), bi)
+        y[(slice(None), slice(None)) + o] = best
+        idx[(slice(None), slice(None)) + o] = bi
+    return y, idx
+
+
+def max_pool_backward_ref(grad_out, idx, in_shape):
+    """Scatter-add each output's gradient to its argmax (flat position in the (n, c) plane)."""
+    n, c = in_shape[:2]
+    g = np.zeros((n, c, int(np.prod(in_shape[2:]))))
+    go = np.asarray(grad_out, np.float64).reshape(n, c, -1)
+    ix = np.asarray(idx).reshape(n, c, -1)
+    for a in range(n):
+        for b in range(c):
+            np.add.at(g[a, b], ix[a, b], go[a, b])
+    return g.reshape(in_shape)
+
+
+def avg_pool_ref(x, k, s, pads, ceil_mode=False, count_include_pad=True, divisor_override=None):
+    """Window sum over the valid taps divided by divisor_override, else the window clipped to the
+    padded input (count_include_pad) or the number of valid taps."""
+    x = np.asarray(x, np.float64)
+    y = None
+    for o, taps, ext, outs in _windows(x.shape[2:], k, s, pads, [1] * len(k), ceil_mode):
+        if y is None:
+            y = np.full(x.shape[:2] + tuple(outs), np.nan)
+        tot = sum(x[(slice(None), slice(None)) + t] for t in taps)
+        div = divisor_override or (int(np.prod(ext)) if count_include_pad else len(taps))
+        y[(slice(None), slice(None)) + o] = tot / div
+    return y
+
+
+def avg_pool_backward_ref(grad_out, in_shape, k, s, pads, ceil_mode=False, count_include_pad=True,
+                          divisor_override=None):
+    g = np.zeros(in_shape)
+    go = np.asarray(grad_out, np.float64)
+    for o, taps, ext, _ in _windows(in_shape[2:], k, s, pads, [1] * len(k), ceil_mode):
+        div = divisor_override or (int(np.prod(ext)) if count_include_pad else len(taps))
+        for t in taps:
+            g[(slice(None), slice(None)) + t] += go[(slice(None), slice(None)) + o] / div
+    return g
+
+
+def lp_pool_ref(x, p, k, s, ceil_mode=False):
+    """PyTorch's LP pooling: (mean over the valid taps of x^p, times prod(k)) ** (1/p)."""
+    x = np.asarray(x, np.float64)
+    y = None
+    for o, taps, _, outs in _windows(x.shape[2:], k, s, [0] * (2 * len(k)), [1] * len(k), ceil_mode):
+        if y is None:
+            y = np.full(x.shape[:2] + tuple(outs), np.nan)
+        tot = sum(x[(slice(None), slice(None)) + t] ** p for t in taps)
+        y[(slice(None), slice(None)) + o] = (tot / len(taps) * int(np.prod(k))) ** (1.0 / p)
+    return y
+
+
+def lp_pool_backward_ref(grad_out, x, p, k, s, ceil_mode=False):
+    """d/dx_t of (c * sum x^p)^(1/p) = c * x_t^(p-1) * (c * sum x^p)^(1/p - 1), c = prod(k)/taps."""
+    x = np.asarray(x, np.float64)
+    g = np.zeros(x.shape)
+    go = np.asarray(grad_out, np.float64)
+    for o, taps, _, _ in _windows(x.shape[2:], k, s, [0] * (2 * len(k)), [1] * len(k), ceil_mode):
+        c = int(np.prod(k)) / len(taps)
+        a = c * sum(x[(slice(None), slice(None)) + t] ** p for t in taps)
+        for t in taps:
+            g[(slice(None), slice(None)) + t] += (go[(slice(None), slice(None)) + o] * c *
+                                                  x[(slice(None), slice(None)) + t] ** (p - 1) * a ** (1.0 / p - 1))
+    return g
+
+
+def adaptive_windows(in_sizes, out_sizes):
+    """PyTorch's adaptive rule: output i pools [floor(i*In/Out), ceil((i+1)*In/Out))."""
+    per = [[range((i * n) // m, -((-(i + 1) * n) // m)) for i in range(m)] for n, m in zip(in_sizes, out_sizes)]
+    for o in _it.product(*[range(m) for m in out_sizes]):
+        yield o, list(_it.product(*[per[d][o[d]] for d in range(len(o))]))
+
+
+def adaptive_pool_ref(x, out_sizes, kind):
+    """kind 'avg' -> mean over the window; 'max' -> (values, indices) with the max_pool_ref rule."""
+    x = np.asarray(x, np.float64)
+    sp = x.shape[2:]
+    y = np.full(x.shape[:2] + tuple(out_sizes), np.nan)
+    idx = np.full(x.shape[:2] + tuple(out_sizes), -1, np.int64)
+    for o, taps in adaptive_windows(sp, out_sizes):
+        at = (slice(None), slice(None)) + o
+        if kind == "avg":
+            y[at] = sum(x[(slice(None), slice(None)) + t] for t in taps) / len(taps)
+            continue
+        best = np.full(x.shape[:2], -np.inf)
+        bi = np.full(x.shape[:2], _flat(taps[0], sp), np.int64)
+        for t in taps:
+            v = x[(slice(None), slice(None)) + t]
+            take = (v > best) | np.isnan(v)
+            best, bi = np.where(take, v, best), np.where(take, _flat(t, sp), bi)
+        y[at], idx[at] = best, bi
+    return y if kind == "avg" else (y, idx)
+
+
+def adaptive_avg_pool_backward_ref(grad_out, in_shape):
+    g = np.zeros(in_shape)
+    go = np.asarray(grad_out, np.float64)
+    for o, taps in adaptive_windows(in_shape[2:], go.shape[2:]):
+        for t in taps:
+            g[(slice(None), slice(None)) + t] += go[(slice(None), slice(None)) + o] / len(taps)
+    return g

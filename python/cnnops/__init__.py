@@ -9,6 +9,28 @@ from .conv import (conv1d, conv1d_backward, conv2d, conv2d_algo, conv2d_backward
                    conv3d_backward)
 from .conv_transpose import (conv_transpose1d, conv_transpose1d_backward, conv_transpose2d,
                              conv_transpose2d_backward, conv_transpose3d, conv_transpose3d_backward)
+from .pool import POOL_FUNCTIONS as _POOL_FUNCTIONS
+from .pool import (adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_avg_pool2d,
+                   adaptive_avg_pool2d_backward, adaptive_avg_pool3d, adaptive_avg_pool3d_backward,
+                   adaptive_max_pool1d, adaptive_max_pool1d_backward, adaptive_max_pool2d,
+                   adaptive_max_pool2d_backward, adaptive_max_pool3d, adaptive_max_pool3d_backward, avg_pool1d,
+                   avg_pool1d_backward, avg_pool2d, avg_pool2d_backward, avg_pool3d, avg_pool3d_backward,
+                   global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d, global_max_pool2d_backward,
+                   lp_pool1d, lp_pool1d_backward, lp_pool2d, lp_pool2d_backward, lp_pool3d, lp_pool3d_backward,
+                   max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward, max_pool3d,
+                   max_pool3d_backward)
+from .pool_fractional import (fractional_max_pool2d, fractional_max_pool2d_backward, fractional_max_pool3d,
+                              fractional_max_pool3d_backward)
+from .unpool import (bed_of_nails_unpool2d, bed_of_nails_unpool2d_backward, max_unpool1d, max_unpool1d_backward,
+                     max_unpool2d, max_unpool2d_backward, max_unpool3d, max_unpool3d_backward, upsample_nearest1d,
+                     upsample_nearest1d_backward, upsample_nearest2d, upsample_nearest2d_backward, upsample_nearest3d,
+                     upsample_nearest3d_backward)
+from .boxes import (box_area, box_convert, box_iou, ciou_loss, ciou_loss_backward, clip_boxes_to_image,
+                    complete_box_iou, complete_box_iou_loss, diou_loss, diou_loss_backward, distance_box_iou,
+                    distance_box_iou_loss, generalized_box_iou, generalized_box_iou_loss, giou_loss,
+                    giou_loss_backward, iou_loss, iou_loss_backward, remove_small_boxes)
+from .nms import (batched_nms, batched_nms_padded, cluster_nms, diou_nms, fast_nms, matrix_nms, nms,
+                  soft_nms)
 
 
 def get_num_threads() -> int:
@@ -69,6 +91,51 @@ __all__ = [
     "conv_transpose2d_backward",
     "conv_transpose3d",
     "conv_transpose3d_backward",
+    "fractional_max_pool2d",
+    "fractional_max_pool2d_backward",
+    "fractional_max_pool3d",
+    "fractional_max_pool3d_backward",
+    "max_unpool1d",
+    "max_unpool1d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
+    "max_unpool3d",
+    "max_unpool3d_backward",
+    "bed_of_nails_unpool2d",
+    "bed_of_nails_unpool2d_backward",
+    "upsample_nearest1d",
+    "upsample_nearest1d_backward",
+    "upsample_nearest2d",
+    "upsample_nearest2d_backward",
+    "upsample_nearest3d",
+    "upsample_nearest3d_backward",
+    "box_convert",
+    "box_area",
+    "clip_boxes_to_image",
+    "remove_small_boxes",
+    "box_iou",
+    "generalized_box_iou",
+    "distance_box_iou",
+    "complete_box_iou",
+    "iou_loss",
+    "giou_loss",
+    "diou_loss",
+    "ciou_loss",
+    "iou_loss_backward",
+    "giou_loss_backward",
+    "diou_loss_backward",
+    "ciou_loss_backward",
+    "generalized_box_iou_loss",
+    "distance_box_iou_loss",
+    "complete_box_iou_loss",
+    "nms",
+    "batched_nms",
+    "batched_nms_padded",
+    "soft_nms",
+    "matrix_nms",
+    "fast_nms",
+    "cluster_nms",
+    "diou_nms",
     "cuda",
     "get_num_threads",
     "set_num_threads",
@@ -78,3 +145,5 @@ __all__ = [
     "empty_cache",
     "__version__",
 ]
+# pooling (cnnops.pool)
+__all__ += list(_POOL_FUNCTIONS)

@@ -1,0 +1,234 @@
+// Box utilities and the IoU family: argument checks and dispatch to the CPU loops.
+#include "ops/boxes.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace cnnops {
+
+BoxFormat parse_box_format(const std::string& s, const char* op, const char* name) {
+  if (s == "xyxy") return BoxFormat::XYXY;
+  if (s == "xywh") return BoxFormat::XYWH;
+  if (s == "cxcywh") return BoxFormat::CXCYWH;
+  throw ValueError(str(op, ": expected ", name, " 'xyxy', 'xywh' or 'cxcywh', got '", s, "'"));
+}
+
+Reduction parse_reduction(const std::string& s, const char* op) {
+  if (s == "none") return Reduction::None;
+  if (s == "mean") return Reduction::Mean;
+  if (s == "sum") return Reduction::Sum;
+  throw ValueError(str(op, ": expected reduction 'none', 'mean' or 'sum', got '", s, "'"));
+}
+
+geom::IouKind parse_iou_kind(const std::string& s, const char* op) {
+  if (s == "iou") return geom::IouKind::IoU;
+  if (s == "giou") return geom::IouKind::GIoU;
+  if (s == "diou") return geom::IouKind::DIoU;
+  if (s == "ciou") return geom::IouKind::CIoU;
+  throw ValueError(str(op, ": expected kind 'iou', 'giou', 'diou' or 'ciou', got '", s, "'"));
+}
+
+namespace {
+template <typename T>
+std::string row_str(const T* r) {
+  return str("(", static_cast<double>(r[0]), ", ", static_cast<double>(r[1]), ", ", static_cast<double>(r[2]), ", ",
+             static_cast<double>(r[3]), ")");
+}
+
+// First row with a non-finite coordinate, or with unordered corners (when `ordered`), else -1.
+template <typename T>
+int64_t first_bad_row(const T* b, int64_t n, BoxFormat fmt, bool ordered, bool& nonfinite) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T* r = b + 4 * i;
+    if (!(std::isfinite(r[0]) && std::isfinite(r[1]) && std::isfinite(r[2]) && std::isfinite(r[3]))) {
+      nonfinite = true;
+      return i;
+    }
+    if (ordered) {
+      const bool ok = fmt == BoxFormat::XYXY ? (r[0] <= r[2] && r[1] <= r[3]) : (r[2] >= T(0) && r[3] >= T(0));
+      if (!ok) return i;
+    }
+  }
+  return -1;
+}
+
+template <typename T>
+void check_rows(const char* op, const Tensor& t, const char* name, BoxFormat fmt, bool canonicalize) {
+  const T* b = t.ptr<T>();
+  bool nonfinite = false;
+  const int64_t i = first_bad_row(b, t.size(0), fmt, !canonicalize, nonfinite);
+  if (i < 0) return;
+  if (nonfinite)
+    throw ValueError(str(op, ": expected finite coordinates in ", name, ", got row ", i, " = ", row_str(b + 4 * i)));
+  const char* want = fmt == BoxFormat::XYXY ? "x1 <= x2 and y1 <= y2" : "w >= 0 and h >= 0";
+  throw ValueError(str(op, ": expected ", want, " in ", name, " (pass canonicalize=True to sort corners), got row ", i,
+                       " = ", row_str(b + 4 * i)));
+}
+
+void check_pair(const char* op, const Tensor& b1, const Tensor& b2) {
+  CNNOPS_CHECK_TYPE(b1.dtype == b2.dtype, op, ": expected boxes1 and boxes2 with the same dtype, got ",
+                    dtype_name(b1.dtype), " and ", dtype_name(b2.dtype));
+}
+}  // namespace
+
+void check_boxes(const char* op, const Tensor& boxes, const char* name, BoxFormat fmt, bool canonicalize) {
+  CNNOPS_CHECK_TYPE(boxes.dtype == DType::Float32 || boxes.dtype == DType::Float64, op, ": expected ", name,
+                    " with dtype float32 or float64, got ", dtype_name(boxes.dtype));
+  CNNOPS_CHECK_VALUE(boxes.device.type == DeviceType::CPU, op, ": expected ", name, " on the CPU, got ",
+                     device_name(boxes.device));
+  CNNOPS_CHECK_VALUE(boxes.ndim() == 2 && boxes.size(1) == 4, op, ": expected ", name, " with shape (N, 4), got ",
+                     shape_str(boxes.shape));
+  if (boxes.dtype == DType::Float32)
+    check_rows<float>(op, boxes, name, fmt, canonicalize);
+  else
+    check_rows<double>(op, boxes, name, fmt, canonicalize);
+}
+
+void check_offset_eps(const char* op, double offset, double eps) {
+  CNNOPS_CHECK_VALUE(offset == 0.0 || offset == 1.0, op, ": expected offset 0 or 1, got ", offset);
+  CNNOPS_CHECK_VALUE(std::isfinite(eps) && eps >= 0.0, op, ": expected eps finite and >= 0, got ", eps);
+}
+
+// Inputs are checked on their contiguous copies (a strided view is copied once, then checked
+// and computed on).
+Tensor box_convert(const char* op, const Tensor& boxes, BoxFormat in_fmt, BoxFormat out_fmt, bool canonicalize) {
+  const Tensor b = contiguous(boxes);
+  check_boxes(op, b, "boxes", in_fmt, canonicalize);
+  Tensor out = empty(b.shape, b.dtype, b.device);
+  if (b.dtype == DType::Float32)
+    cpu::box_convert(b.ptr<float>(), out.ptr<float>(), b.size(0), in_fmt, out_fmt);
+  else
+    cpu::box_convert(b.ptr<double>(), out.ptr<double>(), b.size(0), in_fmt, out_fmt);
+  return out;
+}
+
+Tensor box_area(const char* op, const Tensor& boxes, double offset, bool canonicalize) {
+  check_offset_eps(op, offset, 0.0);
+  const Tensor b = contiguous(boxes);
+  check_boxes(op, b, "boxes", BoxFormat::XYXY, canonicalize);
+  Tensor out = empty({b.size(0)}, b.dtype, b.device);
+  if (b.dtype == DType::Float32)
+    cpu::box_area(b.ptr<float>(), out.ptr<float>(), b.size(0), static_cast<float>(offset));
+  else
+    cpu::box_area(b.ptr<double>(), out.ptr<double>(), b.size(0), offset);
+  return out;
+}
+
+Tensor clip_boxes_to_image(const char* op, const Tensor& boxes, double height, double width, bool canonicalize) {
+  CNNOPS_CHECK_VALUE(std::isfinite(height) && std::isfinite(width) && height >= 0 && width >= 0, op,
+                     ": expected size (height, width) finite and >= 0, got (", height, ", ", width, ")");
+  const Tensor b = contiguous(boxes);
+  check_boxes(op, b, "boxes", BoxFormat::XYXY, canonicalize);
+  Tensor out = empty(b.shape, b.dtype, b.device);
+  if (b.dtype == DType::Float32)
+    cpu::clip_boxes(b.ptr<float>(), out.ptr<float>(), b.size(0), static_cast<float>(height), static_cast<float>(width));
+  else
+    cpu::clip_boxes(b.ptr<double>(), out.ptr<double>(), b.size(0), height, width);
+  return out;
+}
+
+Tensor remove_small_boxes(const char* op, const Tensor& boxes, double min_size, double offset, bool canonicalize) {
+  check_offset_eps(op, offset, 0.0);
+  CNNOPS_CHECK_VALUE(std::isfinite(min_size), op, ": expected min_size finite, got ", min_size);
+  const Tensor b = contiguous(boxes);
+  check_boxes(op, b, "boxes", BoxFormat::XYXY, canonicalize);
+  const int64_t n = b.size(0);
+  Tensor keep = empty({n}, DType::Int64, b.device);
+  int64_t k;
+  if (b.dtype == DType::Float32)
+    k = cpu::small_box_keep(b.ptr<float>(), keep.ptr<int64_t>(), n, static_cast<float>(min_size),
+                            static_cast<float>(offset));
+  else
+    k = cpu::small_box_keep(b.ptr<double>(), keep.ptr<int64_t>(), n, min_size, offset);
+  keep.shape[0] = k;  // a prefix view of the same block
+  return keep;
+}
+
+Tensor box_pairwise(const char* op, geom::IouKind kind, const Tensor& boxes1, const Tensor& boxes2, double offset,
+                    double eps, bool canonicalize) {
+  check_offset_eps(op, offset, eps);
+  const Tensor b1 = contiguous(boxes1), b2 = contiguous(boxes2);
+  check_boxes(op, b1, "boxes1", BoxFormat::XYXY, canonicalize);
+  check_boxes(op, b2, "boxes2", BoxFormat::XYXY, canonicalize);
+  check_pair(op, b1, b2);
+  const int64_t n = b1.size(0), m = b2.size(0);
+  Tensor out = empty({n, m}, b1.dtype, b1.device);
+  if (b1.dtype == DType::Float32)
+    cpu::box_pairwise(kind, b1.ptr<float>(), n, b2.ptr<float>(), m, out.ptr<float>(), static_cast<float>(offset),
+                      static_cast<float>(eps));
+  else
+    cpu::box_pairwise(kind, b1.ptr<double>(), n, b2.ptr<double>(), m, out.ptr<double>(), offset, eps);
+  return out;
+}
+
+namespace {
+void check_loss_pair(const char* op, const Tensor& b1, const Tensor& b2, bool canonicalize) {
+  check_boxes(op, b1, "boxes1", BoxFormat::XYXY, canonicalize);
+  check_boxes(op, b2, "boxes2", BoxFormat::XYXY, canonicalize);
+  check_pair(op, b1, b2);
+  CNNOPS_CHECK_VALUE(b1.size(0) == b2.size(0), op, ": expected boxes1 and boxes2 with the same number of boxes, got ",
+                     shape_str(b1.shape), " and ", shape_str(b2.shape));
+}
+}  // namespace
+
+Tensor box_loss(const char* op, geom::IouKind kind, const Tensor& boxes1, const Tensor& boxes2, Reduction red,
+                double eps, double offset, bool canonicalize) {
+  check_offset_eps(op, offset, eps);
+  const Tensor b1 = contiguous(boxes1), b2 = contiguous(boxes2);
+  check_loss_pair(op, b1, b2, canonicalize);
+  const int64_t n = b1.size(0);
+  Tensor out = empty(red == Reduction::None ? std::vector<int64_t>{n} : std::vector<int64_t>{}, b1.dtype, b1.device);
+  double total = 0.0;
+  const bool per_pair = red == Reduction::None;
+  if (b1.dtype == DType::Float32) {
+    cpu::box_loss(kind, b1.ptr<float>(), b2.ptr<float>(), n, static_cast<float>(offset), static_cast<float>(eps),
+                  per_pair ? out.ptr<float>() : nullptr, &total);
+  } else {
+    cpu::box_loss(kind, b1.ptr<double>(), b2.ptr<double>(), n, offset, eps, per_pair ? out.ptr<double>() : nullptr,
+                  &total);
+  }
+  if (!per_pair) {
+    const double v = red == Reduction::Mean ? (n > 0 ? total / static_cast<double>(n) : 0.0) : total;
+    if (b1.dtype == DType::Float32)
+      *out.ptr<float>() = static_cast<float>(v);
+    else
+      *out.ptr<double>() = v;
+  }
+  return out;
+}
+
+std::pair<Tensor, Tensor> box_loss_backward(const char* op, geom::IouKind kind, const Tensor& grad_output,
+                                            const Tensor& boxes1, const Tensor& boxes2, Reduction red, double eps,
+                                            double offset, bool canonicalize) {
+  check_offset_eps(op, offset, eps);
+  const Tensor b1 = contiguous(boxes1), b2 = contiguous(boxes2), go = contiguous(grad_output);
+  check_loss_pair(op, b1, b2, canonicalize);
+  const int64_t n = b1.size(0);
+  CNNOPS_CHECK_TYPE(go.dtype == b1.dtype, op, ": expected grad_output with the boxes' dtype ", dtype_name(b1.dtype),
+                    ", got ", dtype_name(go.dtype));
+  CNNOPS_CHECK_VALUE(go.device == b1.device, op, ": expected grad_output on the CPU, got ", device_name(go.device));
+  if (red == Reduction::None)
+    CNNOPS_CHECK_VALUE(go.ndim() == 1 && go.size(0) == n, op, ": expected grad_output with shape (", n,
+                       ",) for reduction 'none', got ", shape_str(go.shape));
+  else
+    CNNOPS_CHECK_VALUE(go.numel() == 1, op, ": expected grad_output with one element for reduction '",
+                       red == Reduction::Mean ? "mean" : "sum", "', got shape ", shape_str(go.shape));
+  Tensor g1 = empty({n, 4}, b1.dtype, b1.device), g2 = empty({n, 4}, b1.dtype, b1.device);
+  const int64_t gstride = red == Reduction::None ? 1 : 0;
+  const double scale = red == Reduction::Mean && n > 0 ? 1.0 / static_cast<double>(n) : 1.0;
+  if (b1.dtype == DType::Float32) {
+    float s = gstride ? 0.0f : go.ptr<float>()[0] * static_cast<float>(scale);
+    const float* gp = gstride ? go.ptr<float>() : &s;
+    cpu::box_loss_backward(kind, gp, gstride, b1.ptr<float>(), b2.ptr<float>(), n, static_cast<float>(offset),
+                           static_cast<float>(eps), g1.ptr<float>(), g2.ptr<float>());
+  } else {
+    double s = gstride ? 0.0 : go.ptr<double>()[0] * scale;
+    const double* gp = gstride ? go.ptr<double>() : &s;
+    cpu::box_loss_backward(kind, gp, gstride, b1.ptr<double>(), b2.ptr<double>(), n, offset, eps, g1.ptr<double>(),
+                           g2.ptr<double>());
+  }
+  return {g1, g2};
+}
+
+}  // namespace cnnops

@@ -1,0 +1,77 @@
+// Box utilities and the IoU family: argument checks, CPU dispatch. The per-pair formulas are in
+// ops/cpu/box_geom.h (shared with NMS), the loops and the backward in ops/cpu/boxes.cpp.
+// Every op takes boxes as (N, 4) float32/float64 on the CPU; coordinates must be finite, and
+// corners must be ordered (x1 <= x2, y1 <= y2; w, h >= 0 for xywh / cxcywh) unless `canonicalize`
+// is set, in which case the kernels sort each box's corners themselves (the caller's array is never
+// touched). `offset` is 0 or 1 (the +1 pixel convention).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "core/tensor.h"
+#include "ops/cpu/box_geom.h"
+
+namespace cnnops {
+
+enum class BoxFormat { XYXY = 0, XYWH = 1, CXCYWH = 2 };
+enum class Reduction { None = 0, Mean = 1, Sum = 2 };
+
+BoxFormat parse_box_format(const std::string& s, const char* op, const char* name);
+Reduction parse_reduction(const std::string& s, const char* op);
+geom::IouKind parse_iou_kind(const std::string& s, const char* op);
+
+// dtype float32/float64, CPU, shape (N, 4), finite, ordered corners unless canonicalize. `name`
+// is the argument's name in messages. Used by every box op here and by NMS.
+void check_boxes(const char* op, const Tensor& boxes, const char* name, BoxFormat fmt, bool canonicalize);
+// offset in {0, 1}; eps finite and >= 0.
+void check_offset_eps(const char* op, double offset, double eps);
+
+Tensor box_convert(const char* op, const Tensor& boxes, BoxFormat in_fmt, BoxFormat out_fmt, bool canonicalize);
+Tensor box_area(const char* op, const Tensor& boxes, double offset, bool canonicalize);
+// x clamped to [0, width], y to [0, height] (torchvision's rule).
+Tensor clip_boxes_to_image(const char* op, const Tensor& boxes, double height, double width, bool canonicalize);
+// int64 indices (ascending) of the boxes with width >= min_size and height >= min_size.
+Tensor remove_small_boxes(const char* op, const Tensor& boxes, double min_size, double offset, bool canonicalize);
+
+// Pairwise (N, 4) x (M, 4) -> (N, M) matrix of IoU / GIoU / DIoU / CIoU.
+Tensor box_pairwise(const char* op, geom::IouKind kind, const Tensor& boxes1, const Tensor& boxes2, double offset,
+                    double eps, bool canonicalize);
+
+// Element-wise loss 1 - metric(boxes1[i], boxes2[i]) over (N, 4) pairs; (N,) for reduction none,
+// a 0-d tensor otherwise (mean of an empty set is 0).
+Tensor box_loss(const char* op, geom::IouKind kind, const Tensor& boxes1, const Tensor& boxes2, Reduction red,
+                double eps, double offset, bool canonicalize);
+// Gradients of box_loss w.r.t. boxes1 and boxes2 (each (N, 4)); grad_output is (N,) for
+// reduction none, one element otherwise.
+std::pair<Tensor, Tensor> box_loss_backward(const char* op, geom::IouKind kind, const Tensor& grad_output,
+                                            const Tensor& boxes1, const Tensor& boxes2, Reduction red, double eps,
+                                            double offset, bool canonicalize);
+
+namespace cpu {
+// boxes2 of a pairwise op unpacked into columns (corners sorted) with their areas.
+template <typename T>
+struct BoxColumns {
+  T *x1, *y1, *x2, *y2, *area;
+};
+
+template <typename T>
+void box_convert(const T* in, T* out, int64_t n, BoxFormat in_fmt, BoxFormat out_fmt);
+template <typename T>
+void box_area(const T* b, T* out, int64_t n, T off);
+template <typename T>
+void clip_boxes(const T* b, T* out, int64_t n, T height, T width);
+template <typename T>
+int64_t small_box_keep(const T* b, int64_t* keep, int64_t n, T min_size, T off);
+template <typename T>
+void box_pairwise(geom::IouKind kind, const T* b1, int64_t n, const T* b2, int64_t m, T* out, T off, T eps);
+// Per-pair losses into `out` (reduction none), or their sum into *total (else).
+template <typename T>
+void box_loss(geom::IouKind kind, const T* b1, const T* b2, int64_t n, T off, T eps, T* out, double* total);
+// grad_output: per pair (stride 1) or one value broadcast (stride 0), already scaled for "mean".
+template <typename T>
+void box_loss_backward(geom::IouKind kind, const T* gout, int64_t gstride, const T* b1, const T* b2, int64_t n, T off,
+                       T eps, T* g1, T* g2);
+}  // namespace cpu
+
+}  // namespace cnnops

@@ -1,0 +1,129 @@
+// Per-pair box geometry shared by the IoU family (ops/cpu/boxes.cpp) and the NMS family: IoU,
+// GIoU, DIoU and CIoU of two boxes, templated on float/double. Header-only and inline so that a
+// one-box-vs-many loop (NMS) or an N x M loop (box_iou) compiles to straight-line, vectorisable code.
+//
+// Conventions (the contract written in python/cnnops/boxes.py and the README):
+//   * boxes are (x1, y1, x2, y2) with x1 <= x2, y1 <= y2 ("canonical"; callers check or sort them);
+//   * `off` is the pixel convention: 0 (default, continuous coordinates) or 1 (width = x2 - x1 + 1),
+//     applied to every width and height: areas, intersection, enclosing box and CIoU aspect ratio;
+//   * degenerate cases never give NaN: IoU is 0 when the union (+ eps) is 0, the GIoU penalty is 0
+//     when the enclosing area (+ eps) is 0, the DIoU penalty is 0 when the enclosing diagonal (+ eps)
+//     is 0, the CIoU aspect term uses atan2(w, h) (= atan(w / h) for h > 0, 0 for a point box) and
+//     its weight alpha is 0 when 1 - IoU + v (+ eps) is 0;
+//   * eps: the losses add it to the union, the enclosing area, the squared diagonal and alpha's
+//     denominator (torchvision's *_loss); the pairwise forms add it only to the DIoU/CIoU penalty
+//     denominators (torchvision's distance_box_iou / complete_box_iou), so box_iou and
+//     generalized_box_iou are the plain ratios.
+// The backward of these formulas lives in ops/cpu/boxes.cpp.
+#pragma once
+#include <algorithm>
+#include <cmath>
+
+namespace cnnops {
+namespace geom {
+
+enum class IouKind { IoU = 0, GIoU = 1, DIoU = 2, CIoU = 3 };
+
+// 4 / pi^2, the CIoU aspect-ratio constant.
+template <typename T>
+constexpr T ciou_k() {
+  return T(0.40528473456935108577551785283891);
+}
+
+template <typename T>
+struct Box {
+  T x1, y1, x2, y2;
+};
+template <typename T>
+inline Box<T> load_box(const T* b) {
+  return Box<T>{b[0], b[1], b[2], b[3]};
+}
+
+template <typename T>
+inline T box_area(const Box<T>& b, T off) {
+  return (b.x2 - b.x1 + off) * (b.y2 - b.y1 + off);
+}
+template <typename T>
+inline T box_area(const T* b, T off) {
+  return box_area(load_box(b), off);
+}
+
+// q / d where d > 0, else 0; written so that the division is unconditional (vectorisable loops).
+template <typename T>
+inline T safe_div(T q, T d) {
+  const bool ok = d > T(0);
+  const T r = q / (ok ? d : T(1));
+  return ok ? r : T(0);
+}
+
+// Intersection area of two canonical boxes (0 when they do not overlap).
+template <typename T>
+inline T inter_area(const Box<T>& a, const Box<T>& b, T off) {
+  const T iw = std::min(a.x2, b.x2) - std::max(a.x1, b.x1) + off;
+  const T ih = std::min(a.y2, b.y2) - std::max(a.y1, b.y1) + off;
+  return (iw > T(0) && ih > T(0)) ? iw * ih : T(0);
+}
+
+// atan2 difference of the aspect ratios and v = 4/pi^2 * d^2 (CIoU; atan2 form, never NaN).
+template <typename T>
+inline T ciou_v(const Box<T>& a, const Box<T>& b, T off) {
+  const T d = std::atan2(b.x2 - b.x1 + off, b.y2 - b.y1 + off) - std::atan2(a.x2 - a.x1 + off, a.y2 - a.y1 + off);
+  return ciou_k<T>() * d * d;
+}
+
+// The metric of kind K between canonical boxes a and b, with eps_iou added to the union and
+// eps_pen to the denominators of the GIoU / DIoU / CIoU penalties (the losses pass eps for both;
+// the pairwise functions 0 and eps as torchvision's box_iou ... complete_box_iou do).
+template <typename T, IouKind K>
+inline T metric(const Box<T>& a, T area_a, const Box<T>& b, T area_b, T off, T eps_iou, T eps_pen) {
+  const T inter = inter_area(a, b, off);
+  const T uni = area_a + area_b - inter;
+  const T i = safe_div(inter, uni + eps_iou);
+  if (K == IouKind::IoU) return i;
+  const T cw = std::max(a.x2, b.x2) - std::min(a.x1, b.x1) + off;
+  const T ch = std::max(a.y2, b.y2) - std::min(a.y1, b.y1) + off;
+  if (K == IouKind::GIoU) return i - safe_div(cw * ch - uni, cw * ch + eps_pen);
+  const T dx = T(0.5) * ((a.x1 + a.x2) - (b.x1 + b.x2));
+  const T dy = T(0.5) * ((a.y1 + a.y2) - (b.y1 + b.y2));
+  const T d = i - safe_div(dx * dx + dy * dy, cw * cw + ch * ch + eps_pen);
+  if (K == IouKind::DIoU) return d;
+  const T v = ciou_v(a, b, off);
+  return d - safe_div(v, T(1) - i + v + eps_pen) * v;
+}
+
+// ---- pointer forms (4 consecutive coordinates), pairwise semantics ----
+
+// inter / union, 0 when the union is 0. area_a, area_b: box_area of a and b (precomputed by
+// callers that compare one box against many).
+template <typename T>
+inline T iou(const T* a, T area_a, const T* b, T area_b, T off) {
+  return metric<T, IouKind::IoU>(load_box(a), area_a, load_box(b), area_b, off, T(0), T(0));
+}
+
+// True when IoU(a, b) > thr, decided exactly as `iou(...) > thr` would be (same division), the
+// test greedy NMS makes for every remaining box.
+template <typename T>
+inline bool iou_above(const T* a, T area_a, const T* b, T area_b, T off, T thr) {
+  return iou(a, area_a, b, area_b, off) > thr;
+}
+
+// GIoU = IoU - (C - U) / C, C the area of the smallest enclosing box (penalty 0 when C is 0).
+template <typename T>
+inline T giou(const T* a, T area_a, const T* b, T area_b, T off) {
+  return metric<T, IouKind::GIoU>(load_box(a), area_a, load_box(b), area_b, off, T(0), T(0));
+}
+
+// DIoU = IoU - rho^2 / (c^2 + eps), rho the distance of the centres, c the enclosing diagonal.
+template <typename T>
+inline T diou(const T* a, T area_a, const T* b, T area_b, T off, T eps) {
+  return metric<T, IouKind::DIoU>(load_box(a), area_a, load_box(b), area_b, off, T(0), eps);
+}
+
+// CIoU = DIoU - alpha * v, alpha = v / (1 - IoU + v + eps).
+template <typename T>
+inline T ciou(const T* a, T area_a, const T* b, T area_b, T off, T eps) {
+  return metric<T, IouKind::CIoU>(load_box(a), area_a, load_box(b), area_b, off, T(0), eps);
+}
+
+}  // namespace geom
+}  // namespace cnnops

@@ -1,0 +1,3 @@
+// The pairwise IoU-family row loops compiled with -mavx2 -mfma (see boxes_rows.h).
+#define CNNOPS_ISA avx2
+#include "ops/cpu/boxes_rows.h"

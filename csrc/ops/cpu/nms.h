@@ -1,0 +1,73 @@
+// CPU kernels of the non-max suppression family (greedy, class-aware, DIoU, soft, matrix, fast,
+// cluster). Inputs are contiguous, checked by ops/nms.cpp: boxes (n, 4) as (x1, y1, x2, y2) with
+// x1 <= x2, y1 <= y2, finite; scores (n,) finite; class ids (n,) int64 or null.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace cnnops {
+namespace cpu {
+
+enum class NmsCriterion { IoU = 0, DIoU = 1 };
+
+struct NmsOptions {
+  double iou_threshold = 0.5;
+  bool has_score_threshold = false;
+  double score_threshold = 0.0;  // candidates need score > score_threshold
+  int64_t max_output = -1;       // < 0: no limit
+  NmsCriterion criterion = NmsCriterion::IoU;
+  double beta = 1.0;  // DIoU penalty exponent
+};
+
+// IoU(a, b) > t for canonical boxes a, b with areas aa, ba, decided exactly: intersection and
+// union are formed in T as torchvision forms them (w = min(x2) - max(x1), inter = w*h,
+// union = aa + ba - inter); the sign of the single-rounding fma(t, union, -inter) in double is the
+// sign of the exact real t*union - inter, so the result is the exact comparison inter/union > t
+// (no division; union 0 means inter 0 and "false"). Greedy, fast and cluster NMS share it.
+template <typename T>
+inline bool iou_above(T ax1, T ay1, T ax2, T ay2, T aa, T bx1, T by1, T bx2, T by2, T ba, double t) {
+  const T w = std::min(ax2, bx2) - std::max(ax1, bx1);
+  if (!(w > T(0))) return false;
+  const T h = std::min(ay2, by2) - std::max(ay1, by1);
+  if (!(h > T(0))) return false;
+  const T inter = w * h;
+  const T uni = aa + ba - inter;
+  return std::fma(t, static_cast<double>(uni), -static_cast<double>(inter)) < 0.0;
+}
+
+// Greedy NMS over one set of boxes (class-aware when cls != null): kept indices in descending
+// score order (ties: lower index first), at most max_output of them. `parallel`: may use the
+// thread pool (per class); false inside an outer parallel region.
+template <typename T>
+std::vector<int64_t> greedy_nms(const T* boxes, const T* scores, const int64_t* cls, int64_t n, const NmsOptions& o,
+                                bool parallel);
+
+// Soft-NMS (Bodla et al. 2017): selection order and the score each box had when selected.
+// method 0 = linear, 1 = gaussian (weight exp(-iou^2 / sigma)).
+template <typename T>
+void soft_nms(const T* boxes, const T* scores, int64_t n, double iou_threshold, double sigma, double score_threshold,
+              int method, int64_t max_output, std::vector<int64_t>& keep, std::vector<T>& kept_scores);
+
+// Matrix NMS (SOLOv2): decayed scores of the top_k candidates, returned sorted by decayed score
+// (after the score_threshold filter and the max_output cut). method 0 = linear, 1 = gaussian.
+template <typename T>
+void matrix_nms(const T* boxes, const T* scores, const int64_t* cls, int64_t n, int method, double sigma,
+                bool has_score_threshold, double score_threshold, int64_t top_k, int64_t max_output,
+                std::vector<int64_t>& keep, std::vector<T>& decayed);
+
+// Fast NMS (YOLACT) when cluster == false, Cluster-NMS (Zheng et al. 2021) when true, over the
+// top_k candidates by score: kept indices in descending score order.
+template <typename T>
+std::vector<int64_t> fast_cluster_nms(const T* boxes, const T* scores, const int64_t* cls, int64_t n,
+                                      double iou_threshold, bool has_score_threshold, double score_threshold,
+                                      int64_t top_k, int64_t max_output, bool cluster);
+
+// Candidate order shared by every kernel: indices with score > threshold (all when !has_thr),
+// sorted by descending score, ties by ascending index. -0.0 and +0.0 compare equal.
+template <typename T>
+std::vector<int64_t> sort_candidates(const T* scores, int64_t n, bool has_thr, double thr);
+
+}  // namespace cpu
+}  // namespace cnnops

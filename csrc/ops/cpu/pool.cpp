@@ -1,0 +1,490 @@
+// CPU pooling kernels: max (with PyTorch's NaN rule and argmax), average / LP (window sums), and
+// their backward passes, for (N, C, D, H, W) and (N, D, H, W, C) layouts (1-D/2-D as unit sizes).
+//
+// Work split
+//  - channels-first forward and backward: one task per run of whole (n, c) planes (runs sized
+//    to ~16K input elements so tiny planes such as 7x7 do not pay one task each), handed out
+//    dynamically; inside a plane, outputs in order, taps from the per-dimension window lists.
+//    2-D max/avg pooling with dilation 1 has a row-separable fast path (pool_rows below): the
+//    window's rows are reduced into a row buffer with contiguous, vectorisable loops, then the
+//    buffer is reduced horizontally with the stride.
+//  - channels-last: forward tasks are output rows (n, od, oh); the innermost loop runs over
+//    the C contiguous channels (vectorisable compares/blends or adds).
+//  - backward is a scatter in a fixed order inside a task that owns its whole slice of grad_input
+//    (a plane, or an image's block of channels): grad_input is zeroed, then each output's
+//    gradient is added to its argmax / window in output order. No two tasks touch the same
+//    element, so the result is bitwise identical for any thread count.
+// Measured (benchmarks/results/pool_cpu.md): see the header of that file for GB/s and the
+// fraction of streaming copy bandwidth each case reaches.
+#include "ops/cpu/pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "core/cpu_features.h"
+#include "core/parallel.h"
+
+namespace cnnops {
+namespace cpu {
+
+namespace {
+
+constexpr int64_t kTaskElems = 16384;  // input elements per channels-first task (at least one plane)
+constexpr int64_t kChanBlock = 64;     // channels per channels-last backward task
+
+int64_t planes_per_task(const PoolGeom& g) {
+  return std::max<int64_t>(1, kTaskElems / std::max<int64_t>(1, g.in_plane()));
+}
+
+// Runs f(first_plane, end_plane) over runs of whole planes.
+template <typename F>
+void for_planes(const PoolGeom& g, F&& f) {
+  const int64_t planes = g.N * g.C, per = planes_per_task(g);
+  const int64_t tasks = (planes + per - 1) / per;
+  parallel_for(tasks, [&](int64_t t) { f(t * per, std::min(planes, (t + 1) * per)); });
+}
+
+template <typename T>
+inline bool beats(T v, T best) { return v > best || v != v; }  // PyTorch: larger, or NaN
+
+template <typename T>
+inline T pow_p(T v, double p) {
+  if (p == 1.0) return v;
+  if (p == 2.0) return v * v;
+  return static_cast<T>(std::pow(v, static_cast<T>(p)));
+}
+
+template <typename T>
+inline T root_p(T s, double p) {
+  if (p == 1.0) return s;
+  if (p == 2.0) return std::sqrt(s);
+  return static_cast<T>(std::pow(s, static_cast<T>(1.0 / p)));
+}
+
+inline int64_t divisor(const PoolGeom& g, int64_t od, int64_t oh, int64_t ow) {
+  if (g.divisor_override > 0) return g.divisor_override;
+  return g.size[0][od] * g.size[1][oh] * g.size[2][ow];
+}
+
+// Calls f(i) for every valid tap (flat spatial index) of output (od, oh, ow), in scan order.
+template <typename F>
+inline void for_taps(const PoolGeom& g, int64_t od, int64_t oh, int64_t ow, F&& f) {
+  const int64_t H = g.in[1], W = g.in[2];
+  const int64_t bd = g.begin[0][od], cd = g.count[0][od], bh = g.begin[1][oh], ch = g.count[1][oh];
+  const int64_t bw = g.begin[2][ow], cw = g.count[2][ow];
+  for (int64_t jd = 0; jd < cd; ++jd)
+    for (int64_t jh = 0; jh < ch; ++jh) {
+      const int64_t row = ((bd + jd * g.dil[0]) * H + bh + jh * g.dil[1]) * W + bw;
+      for (int64_t jw = 0; jw < cw; ++jw) f(row + jw * g.dil[2]);
+    }
+}
+
+inline int64_t first_tap(const PoolGeom& g, int64_t od, int64_t oh, int64_t ow) {
+  return (g.begin[0][od] * g.in[1] + g.begin[1][oh]) * g.in[2] + g.begin[2][ow];
+}
+
+// ---- 2-D channels-first fast path: row-separable reductions ------------------------------------
+// For output row oh, the kernel's valid input rows are reduced elementwise into `buf` (width W
+// plus the left/right padding, padded entries holding the identity), then each output is the
+// reduction of kw consecutive buffer entries starting at ow * sw.
+
+template <typename T, bool MAX>
+void pool_rows_plane(const T* x, T* y, const PoolGeom& g, T* buf) {
+  const int64_t H = g.in[1], W = g.in[2], OH = g.out[1], OW = g.out[2];
+  const int64_t kw = g.kw, sw = g.sw, pw = g.pw;
+  const int64_t BW = (OW - 1) * sw + kw;  // buffer width covering every window
+  const T ident = MAX ? -std::numeric_limits<T>::infinity() : T(0);
+  for (int64_t i = 0; i < BW; ++i) buf[i] = ident;
+  T* b = buf + pw;                          // b[w] <-> input column w
+  const int64_t wend = std::min(W, BW - pw);  // columns of the input any window reads
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const int64_t bh = g.begin[1][oh], ch = g.count[1][oh];
+    const T* r0 = x + bh * W;
+    for (int64_t w = 0; w < wend; ++w) b[w] = r0[w];
+    for (int64_t j = 1; j < ch; ++j) {
+      const T* r = x + (bh + j) * W;
+      if (MAX) {
+        for (int64_t w = 0; w < wend; ++w) b[w] = beats(r[w], b[w]) ? r[w] : b[w];
+      } else {
+        for (int64_t w = 0; w < wend; ++w) b[w] += r[w];
+      }
+    }
+    T* yr = y + oh * OW;
+    if (MAX) {
+      if (kw == 2 && sw == 2) {
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const T a = buf[2 * ow], c = buf[2 * ow + 1];
+          yr[ow] = beats(c, a) ? c : a;
+        }
+      } else if (kw == 3 && sw == 2) {
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const T a = buf[2 * ow], c = buf[2 * ow + 1], e = buf[2 * ow + 2];
+          const T m = beats(c, a) ? c : a;
+          yr[ow] = beats(e, m) ? e : m;
+        }
+      } else {
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const T* q = buf + ow * sw;
+          T m = q[0];
+          for (int64_t j = 1; j < kw; ++j) m = beats(q[j], m) ? q[j] : m;
+          yr[ow] = m;
+        }
+      }
+    } else {
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const T* q = buf + ow * sw;
+        T s = q[0];
+        for (int64_t j = 1; j < kw; ++j) s += q[j];
+        yr[ow] = s / static_cast<T>(divisor(g, 0, oh, ow));
+      }
+    }
+  }
+}
+
+// Argmax version: the vertical pass keeps, per column, the winning value and its flat position
+// r * W + c (PyTorch's scan order: first maximum, last NaN); the horizontal pass compares the
+// candidates of the window's valid columns, breaking ties by position, so the winner is the one
+// a row-major scan over the window keeps. Both passes are branch-free selects (random data would
+// mispredict every other compare); positions are 32-bit for float so the vertical select
+// vectorises with the values (planes of 2^31 elements or more take the generic path).
+template <typename T>
+using pos_t = typename std::conditional<sizeof(T) == 4, int32_t, int64_t>::type;
+
+template <typename T>
+void max_rows_idx_plane(const T* x, T* y, int64_t* idx, const PoolGeom& g, T* vbuf, pos_t<T>* pbuf) {
+  using I = pos_t<T>;
+  const int64_t W = g.in[2], OH = g.out[1], OW = g.out[2];
+  const int64_t* bws = g.begin[2].data();
+  const int64_t* cws = g.count[2].data();
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const int64_t bh = g.begin[1][oh], ch = g.count[1][oh];
+    const T* r0 = x + bh * W;
+    const I p0 = static_cast<I>(bh * W);
+    for (int64_t w = 0; w < W; ++w) {
+      vbuf[w] = r0[w];
+      pbuf[w] = p0 + static_cast<I>(w);
+    }
+    for (int64_t j = 1; j < ch; ++j) {
+      const T* r = x + (bh + j) * W;
+      const I pr = static_cast<I>((bh + j) * W);
+      for (int64_t w = 0; w < W; ++w) {
+        const T v = r[w], b = vbuf[w];
+        const bool take = (v > b) | (v != v);
+        vbuf[w] = take ? v : b;
+        pbuf[w] = take ? pr + static_cast<I>(w) : pbuf[w];
+      }
+    }
+    T* yr = y + oh * OW;
+    int64_t* ir = idx + oh * OW;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const int64_t b = bws[ow], e = b + cws[ow];
+      T best = vbuf[b];
+      I bp = pbuf[b];
+      for (int64_t c = b + 1; c < e; ++c) {
+        const T v = vbuf[c];
+        const I q = pbuf[c];
+        const bool vn = v != v, bn = best != best;
+        // NaN: the last NaN in row-major order; otherwise larger, or equal and earlier
+        const bool take = (vn & (!bn | (q > bp))) | (!vn & ((v > best) | ((v == best) & (q < bp))));
+        best = take ? v : best;
+        bp = take ? q : bp;
+      }
+      yr[ow] = best;
+      ir[ow] = bp;
+    }
+  }
+}
+
+bool rows_path(const PoolGeom& g) {
+  return g.regular && !g.channels_last && g.dil[1] == 1 && g.dil[2] == 1 && g.in[0] == 1;
+}
+
+// The AVX2 row kernel: float, stride 2 along the width, kernel width 2 or 3, plane < 2^31.
+bool avx2_rows(const PoolGeom& g) {
+  return rows_path(g) && simd_level() == SimdLevel::AVX2_FMA && g.sw == 2 && (g.kw == 2 || g.kw == 3) &&
+         g.in_plane() < (int64_t(1) << 31);
+}
+
+}  // namespace
+
+// ---- max forward --------------------------------------------------------------------------------
+
+template <typename T>
+void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
+  const int64_t P = g.in_plane(), Q = g.out_plane(), C = g.C;
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2];
+  const T ninf = -std::numeric_limits<T>::infinity();
+  if (!g.channels_last) {
+    if (std::is_same<T, float>::value && avx2_rows(g)) {
+      for_planes(g, [&](int64_t p0, int64_t p1) {
+        const int64_t BW = (OW - 1) * 2 + g.kw + 24;
+        std::vector<float> buf(BW);
+        std::vector<int32_t> pbuf(idx ? BW : 0);
+        for (int64_t pl = p0; pl < p1; ++pl)
+          avx2::max_rows_s2_plane(reinterpret_cast<const float*>(x) + pl * P, reinterpret_cast<float*>(y) + pl * Q,
+                                  idx ? idx + pl * Q : nullptr, g, buf.data(), pbuf.data());
+      });
+      return;
+    }
+    if (!idx && rows_path(g)) {
+      for_planes(g, [&](int64_t p0, int64_t p1) {
+        std::vector<T> buf((OW - 1) * g.sw + g.kw);
+        for (int64_t pl = p0; pl < p1; ++pl) pool_rows_plane<T, true>(x + pl * P, y + pl * Q, g, buf.data());
+      });
+      return;
+    }
+    if (rows_path(g) && P < (int64_t(1) << 31)) {
+      for_planes(g, [&](int64_t p0, int64_t p1) {
+        std::vector<T> vbuf(g.in[2]);
+        std::vector<pos_t<T>> pbuf(g.in[2]);
+        for (int64_t pl = p0; pl < p1; ++pl)
+          max_rows_idx_plane<T>(x + pl * P, y + pl * Q, idx + pl * Q, g, vbuf.data(), pbuf.data());
+      });
+      return;
+    }
+    for_planes(g, [&](int64_t p0, int64_t p1) {
+      for (int64_t pl = p0; pl < p1; ++pl) {
+        const T* xp = x + pl * P;
+        T* yp = y + pl * Q;
+        int64_t* ip = idx ? idx + pl * Q : nullptr;
+        int64_t o = 0;
+        for (int64_t od = 0; od < OD; ++od)
+          for (int64_t oh = 0; oh < OH; ++oh)
+            for (int64_t ow = 0; ow < OW; ++ow, ++o) {
+              T best = ninf;
+              int64_t bi = first_tap(g, od, oh, ow);
+              for_taps(g, od, oh, ow, [&](int64_t i) {
+                const T v = xp[i];
+                if (beats(v, best)) { best = v; bi = i; }
+              });
+              yp[o] = best;
+              if (ip) ip[o] = bi;
+            }
+      }
+    });
+    return;
+  }
+  parallel_for(g.N * OD * OH, [&](int64_t t) {
+    const int64_t n = t / (OD * OH), od = (t / OH) % OD, oh = t % OH;
+    const T* xn = x + n * P * C;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const int64_t o = (n * Q + (od * OH + oh) * OW + ow) * C;
+      T* yo = y + o;
+      int64_t* io = idx ? idx + o : nullptr;
+      const int64_t f = first_tap(g, od, oh, ow);
+      for (int64_t c = 0; c < C; ++c) yo[c] = ninf;
+      if (io) for (int64_t c = 0; c < C; ++c) io[c] = f;
+      for_taps(g, od, oh, ow, [&](int64_t i) {
+        const T* xi = xn + i * C;
+        if (io) {
+          for (int64_t c = 0; c < C; ++c)
+            if (beats(xi[c], yo[c])) { yo[c] = xi[c]; io[c] = i; }
+        } else {
+          for (int64_t c = 0; c < C; ++c) yo[c] = beats(xi[c], yo[c]) ? xi[c] : yo[c];
+        }
+      });
+    }
+  });
+}
+
+// ---- average / LP forward -----------------------------------------------------------------------
+
+template <typename T>
+void pool_sum_forward(const T* x, T* y, const PoolGeom& g) {
+  const int64_t P = g.in_plane(), Q = g.out_plane(), C = g.C;
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2];
+  const bool lp = g.kind == PoolKind::Lp;
+  const double p = g.norm_type;
+  const T kprod = static_cast<T>(g.kprod);
+  if (!g.channels_last) {
+    if (!lp && rows_path(g)) {
+      for_planes(g, [&](int64_t p0, int64_t p1) {
+        std::vector<T> buf((OW - 1) * g.sw + g.kw);
+        for (int64_t pl = p0; pl < p1; ++pl) pool_rows_plane<T, false>(x + pl * P, y + pl * Q, g, buf.data());
+      });
+      return;
+    }
+    for_planes(g, [&](int64_t p0, int64_t p1) {
+      for (int64_t pl = p0; pl < p1; ++pl) {
+        const T* xp = x + pl * P;
+        T* yp = y + pl * Q;
+        int64_t o = 0;
+        for (int64_t od = 0; od < OD; ++od)
+          for (int64_t oh = 0; oh < OH; ++oh)
+            for (int64_t ow = 0; ow < OW; ++ow, ++o) {
+              T s = 0;
+              if (lp) for_taps(g, od, oh, ow, [&](int64_t i) { s += pow_p(xp[i], p); });
+              else for_taps(g, od, oh, ow, [&](int64_t i) { s += xp[i]; });
+              const T a = s / static_cast<T>(divisor(g, od, oh, ow));
+              yp[o] = lp ? root_p(a * kprod, p) : a;
+            }
+      }
+    });
+    return;
+  }
+  parallel_for(g.N * OD * OH, [&](int64_t t) {
+    const int64_t n = t / (OD * OH), od = (t / OH) % OD, oh = t % OH;
+    const T* xn = x + n * P * C;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      T* yo = y + (n * Q + (od * OH + oh) * OW + ow) * C;
+      for (int64_t c = 0; c < C; ++c) yo[c] = 0;
+      for_taps(g, od, oh, ow, [&](int64_t i) {
+        const T* xi = xn + i * C;
+        if (lp) for (int64_t c = 0; c < C; ++c) yo[c] += pow_p(xi[c], p);
+        else for (int64_t c = 0; c < C; ++c) yo[c] += xi[c];
+      });
+      const T d = static_cast<T>(divisor(g, od, oh, ow));
+      if (lp) for (int64_t c = 0; c < C; ++c) yo[c] = root_p(yo[c] / d * kprod, p);
+      else for (int64_t c = 0; c < C; ++c) yo[c] = yo[c] / d;
+    }
+  });
+}
+
+// ---- max backward -------------------------------------------------------------------------------
+
+template <typename T>
+bool pool_max_backward(const T* dy, const int64_t* idx, T* dx, const PoolGeom& g) {
+  const int64_t P = g.in_plane(), Q = g.out_plane(), C = g.C;
+  std::atomic<bool> bad{false};
+  if (!g.channels_last) {
+    for_planes(g, [&](int64_t p0, int64_t p1) {
+      bool b = false;
+      for (int64_t pl = p0; pl < p1; ++pl) {
+        T* dp = dx + pl * P;
+        const T* gp = dy + pl * Q;
+        const int64_t* ip = idx + pl * Q;
+        std::memset(dp, 0, sizeof(T) * P);
+        for (int64_t o = 0; o < Q; ++o) {
+          const int64_t i = ip[o];
+          if (static_cast<uint64_t>(i) < static_cast<uint64_t>(P)) dp[i] += gp[o];
+          else b = true;
+        }
+      }
+      if (b) bad.store(true, std::memory_order_relaxed);
+    });
+    return !bad.load();
+  }
+  const int64_t nb = (C + kChanBlock - 1) / kChanBlock;
+  parallel_for(g.N * nb, [&](int64_t t) {
+    const int64_t n = t / nb, c0 = (t % nb) * kChanBlock, c1 = std::min(C, c0 + kChanBlock);
+    T* dn = dx + n * P * C;
+    const T* gn = dy + n * Q * C;
+    const int64_t* in_ = idx + n * Q * C;
+    bool b = false;
+    for (int64_t i = 0; i < P; ++i)
+      for (int64_t c = c0; c < c1; ++c) dn[i * C + c] = 0;
+    for (int64_t o = 0; o < Q; ++o)
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t i = in_[o * C + c];
+        if (static_cast<uint64_t>(i) < static_cast<uint64_t>(P)) dn[i * C + c] += gn[o * C + c];
+        else b = true;
+      }
+    if (b) bad.store(true, std::memory_order_relaxed);
+  });
+  return !bad.load();
+}
+
+// ---- average / LP backward ----------------------------------------------------------------------
+// Average: every tap of a window gets grad / divisor. LP: y = (s * kprod / divisor)^(1/p) with
+// s = sum x^p, so dy/dx_i = (kprod / divisor) * x_i^(p-1) * y^(1-p); taken as 0 where the window
+// sum is 0 (the derivative is unbounded or undefined there).
+
+template <typename T>
+inline T lp_coef(T gsum, T s, const PoolGeom& g, int64_t d, T go) {
+  const double p = g.norm_type;
+  const T k = static_cast<T>(g.kprod) / static_cast<T>(d);
+  const T a = s / static_cast<T>(d) * static_cast<T>(g.kprod);  // y^p
+  (void)gsum;
+  if (a == T(0)) return T(0);
+  const T y = root_p(a, p);
+  return go * k * (y / a);
+}
+
+template <typename T>
+inline T pow_pm1(T v, double p) {
+  if (p == 1.0) return T(1);
+  if (p == 2.0) return v;
+  return static_cast<T>(std::pow(v, static_cast<T>(p - 1.0)));
+}
+
+template <typename T>
+void pool_sum_backward(const T* dy, const T* x, T* dx, const PoolGeom& g) {
+  const int64_t P = g.in_plane(), Q = g.out_plane(), C = g.C;
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2];
+  const bool lp = g.kind == PoolKind::Lp;
+  const double p = g.norm_type;
+  if (!g.channels_last) {
+    for_planes(g, [&](int64_t p0, int64_t p1) {
+      for (int64_t pl = p0; pl < p1; ++pl) {
+        const T* xp = x + pl * P;
+        const T* gp = dy + pl * Q;
+        T* dp = dx + pl * P;
+        std::memset(dp, 0, sizeof(T) * P);
+        int64_t o = 0;
+        for (int64_t od = 0; od < OD; ++od)
+          for (int64_t oh = 0; oh < OH; ++oh)
+            for (int64_t ow = 0; ow < OW; ++ow, ++o) {
+              const int64_t d = divisor(g, od, oh, ow);
+              if (lp) {
+                T s = 0;
+                for_taps(g, od, oh, ow, [&](int64_t i) { s += pow_p(xp[i], p); });
+                const T c = lp_coef(T(0), s, g, d, gp[o]);
+                for_taps(g, od, oh, ow, [&](int64_t i) { dp[i] += c * pow_pm1(xp[i], p); });
+              } else {
+                const T c = gp[o] / static_cast<T>(d);
+                for_taps(g, od, oh, ow, [&](int64_t i) { dp[i] += c; });
+              }
+            }
+      }
+    });
+    return;
+  }
+  const int64_t nb = (C + kChanBlock - 1) / kChanBlock;
+  parallel_for(g.N * nb, [&](int64_t t) {
+    const int64_t n = t / nb, c0 = (t % nb) * kChanBlock, c1 = std::min(C, c0 + kChanBlock);
+    const T* xn = x + n * P * C;
+    const T* gn = dy + n * Q * C;
+    T* dn = dx + n * P * C;
+    T coef[kChanBlock];
+    for (int64_t i = 0; i < P; ++i)
+      for (int64_t c = c0; c < c1; ++c) dn[i * C + c] = 0;
+    int64_t o = 0;
+    for (int64_t od = 0; od < OD; ++od)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow, ++o) {
+          const int64_t d = divisor(g, od, oh, ow);
+          const T* go = gn + o * C;
+          if (lp) {
+            for (int64_t c = c0; c < c1; ++c) coef[c - c0] = 0;
+            for_taps(g, od, oh, ow, [&](int64_t i) {
+              for (int64_t c = c0; c < c1; ++c) coef[c - c0] += pow_p(xn[i * C + c], p);
+            });
+            for (int64_t c = c0; c < c1; ++c) coef[c - c0] = lp_coef(T(0), coef[c - c0], g, d, go[c]);
+            for_taps(g, od, oh, ow, [&](int64_t i) {
+              for (int64_t c = c0; c < c1; ++c) dn[i * C + c] += coef[c - c0] * pow_pm1(xn[i * C + c], p);
+            });
+          } else {
+            for (int64_t c = c0; c < c1; ++c) coef[c - c0] = go[c] / static_cast<T>(d);
+            for_taps(g, od, oh, ow, [&](int64_t i) {
+              for (int64_t c = c0; c < c1; ++c) dn[i * C + c] += coef[c - c0];
+            });
+          }
+        }
+  });
+}
+
+template void pool_max_forward<float>(const float*, float*, int64_t*, const PoolGeom&);
+template void pool_max_forward<double>(const double*, double*, int64_t*, const PoolGeom&);
+template void pool_sum_forward<float>(const float*, float*, const PoolGeom&);
+template void pool_sum_forward<double>(const double*, double*, const PoolGeom&);
+template bool pool_max_backward<float>(const float*, const int64_t*, float*, const PoolGeom&);
+template bool pool_max_backward<double>(const double*, const int64_t*, double*, const PoolGeom&);
+template void pool_sum_backward<float>(const float*, const float*, float*, const PoolGeom&);
+template void pool_sum_backward<double>(const double*, const double*, double*, const PoolGeom&);
+
+}  // namespace cpu
+}  // namespace cnnops

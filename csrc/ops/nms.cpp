@@ -1,0 +1,232 @@
+// NMS family: argument checks, dtype dispatch, int64 outputs (see ops/nms.h).
+#include "ops/nms.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "core/parallel.h"
+
+namespace cnnops {
+
+namespace {
+
+void check_cpu(const char* op, const char* name, const Tensor& t) {
+  if (t.device.type != DeviceType::CPU)
+    throw NotImplemented(str(op, ": expected ", name, " on the CPU (no CUDA kernel for this op yet), got ",
+                             device_name(t.device)));
+}
+
+// Checks boxes (lead..., 4) and scores (lead...) and returns contiguous versions.
+void check_boxes_scores(const char* op, const Tensor& boxes, const Tensor& scores, bool batched, Tensor& b,
+                        Tensor& s) {
+  check_cpu(op, "boxes", boxes);
+  check_cpu(op, "scores", scores);
+  CNNOPS_CHECK_TYPE(boxes.dtype == DType::Float32 || boxes.dtype == DType::Float64, op,
+                    ": expected boxes with dtype float32 or float64, got ", dtype_name(boxes.dtype));
+  CNNOPS_CHECK_TYPE(scores.dtype == boxes.dtype, op, ": expected scores with the boxes' dtype ",
+                    dtype_name(boxes.dtype), ", got ", dtype_name(scores.dtype));
+  const int64_t nd = batched ? 3 : 2;
+  CNNOPS_CHECK_VALUE(boxes.ndim() == nd && boxes.shape[nd - 1] == 4, op, ": expected boxes of shape ",
+                     batched ? "(B, N, 4)" : "(N, 4)", ", got ", shape_str(boxes.shape));
+  std::vector<int64_t> want(boxes.shape.begin(), boxes.shape.end() - 1);
+  CNNOPS_CHECK_VALUE(scores.shape == want, op, ": expected scores of shape ", shape_str(want),
+                     " (one per box), got ", shape_str(scores.shape));
+  b = contiguous(boxes);
+  s = contiguous(scores);
+}
+
+template <typename T>
+void check_values(const char* op, const T* b, const T* s, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T* p = b + 4 * i;
+    CNNOPS_CHECK_VALUE(std::isfinite(p[0]) && std::isfinite(p[1]) && std::isfinite(p[2]) && std::isfinite(p[3]), op,
+                       ": expected finite box coordinates, got a NaN or Inf in box ", i);
+    CNNOPS_CHECK_VALUE(p[0] <= p[2] && p[1] <= p[3], op, ": expected boxes as (x1, y1, x2, y2) with x1 <= x2 and ",
+                       "y1 <= y2, got box ", i, " = (", static_cast<double>(p[0]), ", ", static_cast<double>(p[1]),
+                       ", ", static_cast<double>(p[2]), ", ", static_cast<double>(p[3]), ")");
+    CNNOPS_CHECK_VALUE(std::isfinite(s[i]), op, ": expected finite scores, got ", static_cast<double>(s[i]),
+                       " at index ", i);
+  }
+}
+
+void check_all_values(const char* op, const Tensor& b, const Tensor& s) {
+  const int64_t n = s.numel();
+  if (b.dtype == DType::Float32)
+    check_values(op, b.ptr<float>(), s.ptr<float>(), n);
+  else
+    check_values(op, b.ptr<double>(), s.ptr<double>(), n);
+}
+
+// Class ids as int64, contiguous (int32 widened).
+std::vector<int64_t> class_ids(const char* op, const Tensor& idxs, const std::vector<int64_t>& want) {
+  check_cpu(op, "idxs", idxs);
+  CNNOPS_CHECK_TYPE(idxs.dtype == DType::Int64 || idxs.dtype == DType::Int32, op,
+                    ": expected idxs (class ids) with dtype int64 or int32, got ", dtype_name(idxs.dtype));
+  CNNOPS_CHECK_VALUE(idxs.shape == want, op, ": expected idxs of shape ", shape_str(want), " (one per box), got ",
+                     shape_str(idxs.shape));
+  const Tensor c = contiguous(idxs);
+  const int64_t n = c.numel();
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  if (c.dtype == DType::Int64) {
+    if (n) std::memcpy(v.data(), c.data, static_cast<size_t>(n) * 8);
+  } else {
+    for (int64_t i = 0; i < n; ++i) v[i] = c.ptr<int32_t>()[i];
+  }
+  return v;
+}
+
+void check_threshold(const char* op, const char* name, double t) {
+  CNNOPS_CHECK_VALUE(t >= 0.0 && t <= 1.0, op, ": expected ", name, " in [0, 1], got ", t);
+}
+
+void check_options(const char* op, const cpu::NmsOptions& o) {
+  check_threshold(op, "iou_threshold", o.iou_threshold);
+  CNNOPS_CHECK_VALUE(!o.has_score_threshold || !std::isnan(o.score_threshold), op,
+                     ": expected score_threshold as a number, got NaN");
+  CNNOPS_CHECK_VALUE(std::isfinite(o.beta) && o.beta > 0, op, ": expected beta > 0, got ", o.beta);
+}
+
+Tensor int64_tensor(const std::vector<int64_t>& v, Device dev) {
+  Tensor t = empty({static_cast<int64_t>(v.size())}, DType::Int64, dev);
+  if (!v.empty()) std::memcpy(t.data, v.data(), v.size() * 8);
+  return t;
+}
+
+template <typename T>
+Tensor values_tensor(const std::vector<T>& v, DType dt, Device dev) {
+  Tensor t = empty({static_cast<int64_t>(v.size())}, dt, dev);
+  if (!v.empty()) std::memcpy(t.data, v.data(), v.size() * sizeof(T));
+  return t;
+}
+
+int parse_method(const char* op, const std::string& m) {
+  if (m == "linear") return 0;
+  if (m == "gaussian") return 1;
+  throw ValueError(str(op, ": expected method 'linear' or 'gaussian', got '", m, "'"));
+}
+
+void check_sigma(const char* op, double sigma) {
+  CNNOPS_CHECK_VALUE(std::isfinite(sigma) && sigma > 0, op, ": expected sigma > 0, got ", sigma);
+}
+
+}  // namespace
+
+Tensor nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs, const cpu::NmsOptions& o) {
+  Tensor b, s;
+  check_boxes_scores(op, boxes, scores, false, b, s);
+  check_options(op, o);
+  std::vector<int64_t> cls;
+  if (idxs) cls = class_ids(op, *idxs, s.shape);
+  check_all_values(op, b, s);
+  const int64_t n = s.numel();
+  const int64_t* c = idxs ? cls.data() : nullptr;
+  std::vector<int64_t> keep = b.dtype == DType::Float32
+                                  ? cpu::greedy_nms(b.ptr<float>(), s.ptr<float>(), c, n, o, true)
+                                  : cpu::greedy_nms(b.ptr<double>(), s.ptr<double>(), c, n, o, true);
+  return int64_tensor(keep, b.device);
+}
+
+std::pair<Tensor, Tensor> nms_padded(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs,
+                                     const cpu::NmsOptions& o) {
+  Tensor b, s;
+  check_boxes_scores(op, boxes, scores, true, b, s);
+  check_options(op, o);
+  CNNOPS_CHECK_VALUE(o.max_output >= 0, op, ": expected max_output_size >= 0, got ", o.max_output);
+  std::vector<int64_t> cls;
+  if (idxs) cls = class_ids(op, *idxs, s.shape);
+  check_all_values(op, b, s);
+  const int64_t B = s.shape[0], N = s.shape[1], M = o.max_output;
+  Tensor out = empty({B, M}, DType::Int64, b.device);
+  Tensor cnt = empty({B}, DType::Int64, b.device);
+  int64_t* po = out.ptr<int64_t>();
+  int64_t* pc = cnt.ptr<int64_t>();
+  auto run = [&](int64_t i) {
+    const int64_t* c = idxs ? cls.data() + i * N : nullptr;
+    // one image per task; inside it the classes run serially
+    const bool par = B == 1;
+    std::vector<int64_t> keep =
+        b.dtype == DType::Float32
+            ? cpu::greedy_nms(b.ptr<float>() + i * N * 4, s.ptr<float>() + i * N, c, N, o, par)
+            : cpu::greedy_nms(b.ptr<double>() + i * N * 4, s.ptr<double>() + i * N, c, N, o, par);
+    const int64_t k = static_cast<int64_t>(keep.size());
+    for (int64_t j = 0; j < M; ++j) po[i * M + j] = j < k ? keep[j] : -1;
+    pc[i] = k;
+  };
+  parallel_for(B, run);
+  return {out, cnt};
+}
+
+std::pair<Tensor, Tensor> soft_nms(const char* op, const Tensor& boxes, const Tensor& scores, double iou_threshold,
+                                   double sigma, double score_threshold, const std::string& method,
+                                   int64_t max_output) {
+  Tensor b, s;
+  check_boxes_scores(op, boxes, scores, false, b, s);
+  check_threshold(op, "iou_threshold", iou_threshold);
+  check_sigma(op, sigma);
+  CNNOPS_CHECK_VALUE(!std::isnan(score_threshold), op, ": expected score_threshold as a number, got NaN");
+  const int m = parse_method(op, method);
+  check_all_values(op, b, s);
+  const int64_t n = s.numel();
+  std::vector<int64_t> keep;
+  if (b.dtype == DType::Float32) {
+    std::vector<float> ks;
+    cpu::soft_nms(b.ptr<float>(), s.ptr<float>(), n, iou_threshold, sigma, score_threshold, m, max_output, keep, ks);
+    return {int64_tensor(keep, b.device), values_tensor(ks, b.dtype, b.device)};
+  }
+  std::vector<double> ks;
+  cpu::soft_nms(b.ptr<double>(), s.ptr<double>(), n, iou_threshold, sigma, score_threshold, m, max_output, keep, ks);
+  return {int64_tensor(keep, b.device), values_tensor(ks, b.dtype, b.device)};
+}
+
+std::pair<Tensor, Tensor> matrix_nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs,
+                                     const std::string& method, double sigma, bool has_score_threshold,
+                                     double score_threshold, int64_t top_k, int64_t max_output) {
+  Tensor b, s;
+  check_boxes_scores(op, boxes, scores, false, b, s);
+  const int m = parse_method(op, method);
+  check_sigma(op, sigma);
+  CNNOPS_CHECK_VALUE(!has_score_threshold || !std::isnan(score_threshold), op,
+                     ": expected score_threshold as a number, got NaN");
+  std::vector<int64_t> cls;
+  if (idxs) cls = class_ids(op, *idxs, s.shape);
+  check_all_values(op, b, s);
+  const int64_t n = s.numel();
+  const int64_t* c = idxs ? cls.data() : nullptr;
+  std::vector<int64_t> keep;
+  if (b.dtype == DType::Float32) {
+    std::vector<float> d;
+    cpu::matrix_nms(b.ptr<float>(), s.ptr<float>(), c, n, m, sigma, has_score_threshold, score_threshold, top_k,
+                    max_output, keep, d);
+    return {int64_tensor(keep, b.device), values_tensor(d, b.dtype, b.device)};
+  }
+  std::vector<double> d;
+  cpu::matrix_nms(b.ptr<double>(), s.ptr<double>(), c, n, m, sigma, has_score_threshold, score_threshold, top_k,
+                  max_output, keep, d);
+  return {int64_tensor(keep, b.device), values_tensor(d, b.dtype, b.device)};
+}
+
+Tensor fast_cluster_nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs,
+                        double iou_threshold, bool has_score_threshold, double score_threshold, int64_t top_k,
+                        int64_t max_output, bool cluster) {
+  Tensor b, s;
+  check_boxes_scores(op, boxes, scores, false, b, s);
+  check_threshold(op, "iou_threshold", iou_threshold);
+  CNNOPS_CHECK_VALUE(!has_score_threshold || !std::isnan(score_threshold), op,
+                     ": expected score_threshold as a number, got NaN");
+  std::vector<int64_t> cls;
+  if (idxs) cls = class_ids(op, *idxs, s.shape);
+  check_all_values(op, b, s);
+  const int64_t n = s.numel();
+  const int64_t* c = idxs ? cls.data() : nullptr;
+  std::vector<int64_t> keep =
+      b.dtype == DType::Float32
+          ? cpu::fast_cluster_nms(b.ptr<float>(), s.ptr<float>(), c, n, iou_threshold, has_score_threshold,
+                                  score_threshold, top_k, max_output, cluster)
+          : cpu::fast_cluster_nms(b.ptr<double>(), s.ptr<double>(), c, n, iou_threshold, has_score_threshold,
+                                  score_threshold, top_k, max_output, cluster);
+  return int64_tensor(keep, b.device);
+}
+
+}  // namespace cnnops

@@ -1,0 +1,239 @@
+// Pooling argument checks, window arithmetic and CPU dispatch (no CUDA kernels yet).
+#include "ops/pool.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "ops/cpu/pool.h"
+
+namespace cnnops {
+
+static const char* layout(int nd, bool cl) {
+  if (cl) return nd == 1 ? "(N, L, C)" : nd == 2 ? "(N, H, W, C)" : "(N, D, H, W, C)";
+  return nd == 1 ? "(N, C, L)" : nd == 2 ? "(N, C, H, W)" : "(N, C, D, H, W)";
+}
+
+static std::string tuple_str(const int64_t* v, int n) {
+  std::string s = "(";
+  for (int i = 0; i < n; ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + (n == 1 ? ",)" : ")");
+}
+
+static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// Spatial sizes of the input in the caller's layout, after the rank and size checks.
+static std::vector<int64_t> spatial_of(const char* op, const Tensor& x, const PoolParams& p) {
+  const int nd = p.nd;
+  CNNOPS_CHECK_VALUE(nd >= 1 && nd <= 3, op, ": expected 1, 2 or 3 spatial dimensions, got ", nd);
+  CNNOPS_CHECK_VALUE(x.ndim() == nd + 2, op, ": expected input with ", nd + 2, " dimensions ",
+                     layout(nd, p.channels_last), ", got ", x.ndim(), " with shape ", shape_str(x.shape));
+  CNNOPS_CHECK_TYPE(x.dtype == DType::Float32 || x.dtype == DType::Float64, op,
+                    ": expected input with dtype float32 or float64, got ", dtype_name(x.dtype));
+  CNNOPS_CHECK_TYPE(x.device.type == DeviceType::CPU, op, ": only CPU tensors are supported so far, got input on ",
+                    device_name(x.device));
+  std::vector<int64_t> sp;
+  const int off = p.channels_last ? 1 : 2;
+  for (int i = 0; i < nd; ++i) sp.push_back(x.shape[off + i]);
+  bool nonzero = x.shape[p.channels_last ? nd + 1 : 1] >= 1;
+  for (int64_t s : sp) nonzero = nonzero && s >= 1;
+  CNNOPS_CHECK_VALUE(nonzero, op, ": expected input with non-zero channels and spatial sizes, got shape ",
+                     shape_str(x.shape), " ", layout(nd, p.channels_last));
+  return sp;
+}
+
+// The kernels' view of the problem: every check on kernel, stride, padding, dilation and output
+// size, then per-dimension window lists (PyTorch's rules, see pool.h).
+static cpu::PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams& p) {
+  const std::vector<int64_t> sp = spatial_of(op, x, p);
+  const int nd = p.nd;
+  cpu::PoolGeom g;
+  g.N = x.shape[0];
+  g.C = p.channels_last ? x.shape[nd + 1] : x.shape[1];
+  g.channels_last = p.channels_last;
+  g.kind = p.kind;
+  g.divisor_override = p.divisor_override;
+  g.norm_type = p.norm_type;
+  if (p.kind == PoolKind::Lp)
+    CNNOPS_CHECK_VALUE(std::isfinite(p.norm_type) && p.norm_type > 0, op,
+                       ": expected a finite norm_type > 0, got ", p.norm_type);
+  CNNOPS_CHECK_VALUE(p.divisor_override >= 0, op, ": expected divisor_override > 0 or None, got ",
+                     p.divisor_override);
+  const int64_t* k = p.kernel.data();
+  if (!p.adaptive) {
+    for (int i = 0; i < nd; ++i) {
+      CNNOPS_CHECK_VALUE(k[i] >= 1, op, ": expected kernel_size >= 1, got ", tuple_str(k, nd));
+      CNNOPS_CHECK_VALUE(p.stride[i] >= 1, op, ": expected stride >= 1, got ", tuple_str(p.stride.data(), nd));
+      CNNOPS_CHECK_VALUE(p.dilation[i] >= 1, op, ": expected dilation >= 1, got ",
+                         tuple_str(p.dilation.data(), nd));
+      CNNOPS_CHECK_VALUE(p.pad[2 * i] >= 0 && p.pad[2 * i + 1] >= 0, op, ": expected non-negative padding, got ",
+                         tuple_str(p.pad.data(), 2 * nd), " (before, after per dimension)");
+    }
+    for (int i = 0; i < nd; ++i) {
+      const int64_t eff = p.dilation[i] * (k[i] - 1) + 1;
+      CNNOPS_CHECK_VALUE(p.pad[2 * i] <= eff / 2 && p.pad[2 * i + 1] <= eff / 2, op,
+                         ": expected padding at most half the (dilated) kernel size, got padding ",
+                         tuple_str(p.pad.data(), 2 * nd), " (before, after per dimension) for kernel_size ",
+                         tuple_str(k, nd), (p.dilation[i] > 1 ? " with dilation" : ""));
+    }
+    for (int i = 0; i < nd; ++i) {
+      const int64_t eff = p.dilation[i] * (k[i] - 1) + 1, padded = sp[i] + p.pad[2 * i] + p.pad[2 * i + 1];
+      CNNOPS_CHECK_VALUE(eff <= padded, op, ": expected the (dilated) kernel ", tuple_str(k, nd),
+                         " to fit in the padded input, got padded size ", padded, " < kernel extent ", eff,
+                         " in spatial dimension ", i, " of input shape ", shape_str(x.shape));
+    }
+  } else {
+    for (int i = 0; i < nd; ++i)
+      CNNOPS_CHECK_VALUE(p.out[i] >= 1, op, ": expected output_size >= 1, got ", tuple_str(p.out.data(), nd));
+  }
+  g.kprod = 1;
+  for (int i = 0; i < nd; ++i) {
+    const int s = 3 - nd + i;  // slot in (D, H, W)
+    const int64_t in = sp[i];
+    g.in[s] = in;
+    auto& b = g.begin[s];
+    auto& c = g.count[s];
+    auto& z = g.size[s];
+    if (p.adaptive) {
+      const int64_t O = p.out[i];
+      g.out[s] = O;
+      for (int64_t o = 0; o < O; ++o) {
+        const int64_t lo = (o * in) / O, hi = ((o + 1) * in + O - 1) / O;
+        b.push_back(lo);
+        c.push_back(hi - lo);
+        z.push_back(hi - lo);
+      }
+      continue;
+    }
+    const int64_t K = k[i], st = p.stride[i], d = p.dilation[i], plo = p.pad[2 * i], phi = p.pad[2 * i + 1];
+    g.kprod *= static_cast<double>(K);
+    g.dil[s] = d;
+    const int64_t numer = in + plo + phi - d * (K - 1) - 1;
+    int64_t O = (p.ceil_mode ? (numer + st - 1) / st : numer / st) + 1;
+    if (p.ceil_mode && (O - 1) * st >= in + plo) --O;  // the last window must start inside input or left pad
+    CNNOPS_CHECK_VALUE(O >= 1, op, ": expected a positive output size, got ", O, " in spatial dimension ", i,
+                       " for input shape ", shape_str(x.shape));
+    g.out[s] = O;
+    for (int64_t o = 0; o < O; ++o) {
+      const int64_t start = o * st - plo;
+      const int64_t j0 = start < 0 ? (-start + d - 1) / d : 0;
+      int64_t j1 = floor_div(in - 1 - start, d);  // last tap inside the input
+      if (j1 > K - 1) j1 = K - 1;
+      const int64_t cnt = j1 >= j0 ? j1 - j0 + 1 : 0;
+      int64_t first = start + j0 * d;
+      if (first > in - 1) first = in - 1;
+      b.push_back(first);
+      c.push_back(cnt);
+      if (p.kind == PoolKind::Avg && p.count_include_pad) {
+        const int64_t hend = std::min(start + K, in + phi);
+        z.push_back(hend - start);
+      } else {
+        z.push_back(cnt);
+      }
+    }
+  }
+  for (int s = 0; s < 3 - nd; ++s) {
+    g.begin[s] = {0};
+    g.count[s] = {1};
+    g.size[s] = {1};
+  }
+  if (!p.adaptive && nd >= 2 && (nd == 2 || (g.in[0] == 1 && g.out[0] == 1 && k[0] == 1))) {
+    g.regular = true;
+    g.kh = k[nd - 2]; g.kw = k[nd - 1];
+    g.sh = p.stride[nd - 2]; g.sw = p.stride[nd - 1];
+    g.ph = p.pad[2 * (nd - 2)]; g.pw = p.pad[2 * (nd - 1)];
+  }
+  return g;
+}
+
+static std::vector<int64_t> out_shape(const cpu::PoolGeom& g, int nd) {
+  std::vector<int64_t> s = {g.N};
+  if (!g.channels_last) s.push_back(g.C);
+  for (int i = 0; i < nd; ++i) s.push_back(g.out[3 - nd + i]);
+  if (g.channels_last) s.push_back(g.C);
+  return s;
+}
+
+// TensorFlow's argmax flattening (y * W + x) * C + c from PyTorch's per-plane y * W + x.
+static void to_tf_indices(int64_t* idx, const cpu::PoolGeom& g) {
+  const int64_t P = g.out_plane(), C = g.C;
+  parallel_for(g.N, [&](int64_t n) {
+    int64_t* b = idx + n * P * C;
+    if (g.channels_last) {
+      for (int64_t o = 0; o < P; ++o)
+        for (int64_t c = 0; c < C; ++c) b[o * C + c] = b[o * C + c] * C + c;
+    } else {
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t o = 0; o < P; ++o) b[c * P + o] = b[c * P + o] * C + c;
+    }
+  });
+}
+
+template <typename T>
+static void run_forward(const Tensor& x, PoolResult& r, const cpu::PoolGeom& g) {
+  if (g.kind == PoolKind::Max)
+    cpu::pool_max_forward<T>(x.ptr<T>(), r.output.ptr<T>(), r.has_indices ? r.indices.ptr<int64_t>() : nullptr, g);
+  else
+    cpu::pool_sum_forward<T>(x.ptr<T>(), r.output.ptr<T>(), g);
+}
+
+PoolResult pool(const char* op, const Tensor& input, const PoolParams& p) {
+  const cpu::PoolGeom g = make_geom(op, input, p);
+  CNNOPS_CHECK_VALUE(!p.return_indices || p.kind == PoolKind::Max, op, ": return_indices needs max pooling");
+  const Tensor x = contiguous(input);
+  PoolResult r;
+  const auto shape = out_shape(g, p.nd);
+  r.output = empty(shape, x.dtype, x.device);
+  r.has_indices = p.return_indices;
+  if (r.has_indices) r.indices = empty(shape, DType::Int64, x.device);
+  if (x.dtype == DType::Float32) run_forward<float>(x, r, g);
+  else run_forward<double>(x, r, g);
+  if (r.has_indices && p.tf_indices) to_tf_indices(r.indices.ptr<int64_t>(), g);
+  return r;
+}
+
+template <typename T>
+static bool run_backward(const Tensor& dy, const Tensor& x, const int64_t* idx, Tensor& dx, const cpu::PoolGeom& g) {
+  if (g.kind != PoolKind::Max) {
+    cpu::pool_sum_backward<T>(dy.ptr<T>(), x.ptr<T>(), dx.ptr<T>(), g);
+    return true;
+  }
+  if (idx) return cpu::pool_max_backward<T>(dy.ptr<T>(), idx, dx.ptr<T>(), g);
+  // no indices: recompute the argmax (into scratch values and indices)
+  Tensor y = empty(dy.shape, dy.dtype, dy.device);
+  Tensor i = empty(dy.shape, DType::Int64, dy.device);
+  cpu::pool_max_forward<T>(x.ptr<T>(), y.ptr<T>(), i.ptr<int64_t>(), g);
+  return cpu::pool_max_backward<T>(dy.ptr<T>(), i.ptr<int64_t>(), dx.ptr<T>(), g);
+}
+
+Tensor pool_backward(const char* op, const Tensor& grad_output, const Tensor& input, const Tensor* indices,
+                     const PoolParams& p) {
+  const cpu::PoolGeom g = make_geom(op, input, p);
+  const auto shape = out_shape(g, p.nd);
+  CNNOPS_CHECK_TYPE(grad_output.dtype == input.dtype, op, ": expected grad_output with the input's dtype ",
+                    dtype_name(input.dtype), ", got ", dtype_name(grad_output.dtype));
+  CNNOPS_CHECK_TYPE(grad_output.device == input.device, op, ": expected grad_output on the input's device");
+  CNNOPS_CHECK_VALUE(grad_output.shape == shape, op, ": expected grad_output of shape ", shape_str(shape),
+                     " (the forward's output for input ", shape_str(input.shape), "), got ",
+                     shape_str(grad_output.shape));
+  Tensor ix;
+  if (indices) {
+    CNNOPS_CHECK_VALUE(p.kind == PoolKind::Max, op, ": indices are only used by max pooling");
+    CNNOPS_CHECK_TYPE(indices->dtype == DType::Int64, op, ": expected indices with dtype int64, got ",
+                      dtype_name(indices->dtype));
+    CNNOPS_CHECK_VALUE(indices->shape == shape, op, ": expected indices of shape ", shape_str(shape),
+                       " (the forward's output), got ", shape_str(indices->shape));
+    ix = contiguous(*indices);
+  }
+  const Tensor dy = contiguous(grad_output), x = contiguous(input);
+  Tensor dx = empty(x.shape, x.dtype, x.device);
+  const int64_t* ip = indices ? ix.ptr<int64_t>() : nullptr;
+  const bool ok = x.dtype == DType::Float32 ? run_backward<float>(dy, x, ip, dx, g)
+                                            : run_backward<double>(dy, x, ip, dx, g);
+  CNNOPS_CHECK_VALUE(ok, op, ": expected indices in [0, ", g.in_plane(),
+                     ") (PyTorch format: flat position in the input's spatial plane), got a value outside");
+  return dx;
+}
+
+}  // namespace cnnops

@@ -1,0 +1,57 @@
+// Unpooling and nearest upsampling (1-D, 2-D, 3-D): max_unpool (values scattered back to the
+// positions a max pooling remembered), bed-of-nails unpooling (value at the top-left corner of
+// each scale cell) and nearest-neighbour upsampling in PyTorch's "nearest" and "nearest-exact"
+// conventions. Python (python/cnnops/unpool.py) resolves sizes and scale factors; this layer checks
+// the tensors, builds the index tables and dispatches to the kernels in ops/cpu/unpool.cpp.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace cnnops {
+
+// A 1/2/3-d tensor seen as (N, C, D, H, W), with D = 1 (and H = 1) for fewer spatial dimensions.
+// cl (channels last) means the memory order is (N, D, H, W, C) instead of (N, C, D, H, W).
+struct Geom5 {
+  int64_t N = 1, C = 1, D = 1, H = 1, W = 1;
+  bool cl = false;
+  int64_t spatial() const { return D * H * W; }
+  int64_t numel() const { return N * C * D * H * W; }
+};
+
+// Reads (N, C, *spatial) or (N, *spatial, C) of an nd-dimensional tensor shape into a Geom5.
+Geom5 geom5_of(const char* op, const char* name, const std::vector<int64_t>& shape, int nd, bool channels_last);
+// The tensor shape of a Geom5 with nd spatial dimensions, in its layout.
+std::vector<int64_t> geom5_shape(const Geom5& g, int nd);
+void check_float_tensor(const char* op, const char* name, const Tensor& t);
+void check_index_tensor(const char* op, const char* name, const Tensor& t);
+
+// PyTorch's source index of output position o for nearest upsampling of `in` to `out` elements;
+// scale > 0 is the user's scale factor (torch then uses 1/scale), else the ratio in/out is used.
+int64_t nearest_source_index(int64_t o, int64_t in, int64_t out, double scale, bool exact);
+
+// input (N, C, *in) -> (N, C, *out_size); scales: one per spatial dimension, <= 0 for "not given".
+Tensor upsample_nearest(const char* op, const Tensor& input, int nd, bool channels_last,
+                        const std::vector<int64_t>& out_size, const std::vector<double>& scales, bool exact);
+// grad_output (N, C, *out) -> grad_input (N, C, *in_size): each input element sums the outputs
+// that copied it, in a fixed order (deterministic for any thread count).
+Tensor upsample_nearest_backward(const char* op, const Tensor& grad_output, int nd, bool channels_last,
+                                 const std::vector<int64_t>& in_size, const std::vector<double>& scales, bool exact);
+
+// input and indices (N, C, *in), indices flat over the output's spatial positions of one (n, c)
+// plane -> output (N, C, *out_size), zero where no index points. Duplicate indices: the last input
+// position in memory order wins (deterministic). An index outside [0, prod(out_size)) is a ValueError.
+Tensor max_unpool(const char* op, const Tensor& input, const Tensor& indices, int nd, bool channels_last,
+                  const std::vector<int64_t>& out_size);
+// grad_output (N, C, *out), indices (N, C, *in) -> grad_input (N, C, *in) = grad_output at the indices.
+Tensor max_unpool_backward(const char* op, const Tensor& grad_output, const Tensor& indices, int nd,
+                           bool channels_last);
+
+// input (N, C, *in) -> (N, C, *(in * scale)) with input[i] at output[i * scale], zeros elsewhere.
+Tensor bed_of_nails(const char* op, const Tensor& input, int nd, bool channels_last, const std::vector<int64_t>& scale);
+// grad_output (N, C, *(in * scale)) -> grad_input (N, C, *in) = grad_output[..., ::scale].
+Tensor bed_of_nails_backward(const char* op, const Tensor& grad_output, int nd, bool channels_last,
+                             const std::vector<int64_t>& scale);
+
+}  // namespace cnnops

@@ -1,0 +1,201 @@
+"""Training steps on the CPU: a network built with cnnops.nn against the same network in PyTorch
+eager mode, from the same weights, on the same batch and the same number of threads.
+
+Cases (``CASES``): one LeNet-5 training step at batch 64 (the issue's target: forward, softmax
+cross-entropy, backward, one SGD update with momentum 0.9), the same at batch 256, and the
+inference forward at batch 64 (eval mode). The cnnops side is ``cnnops.train.train_step`` with
+BLAS limited to one thread, as ``cnnops.train.fit`` runs it; the torch side is ``zero_grad``,
+``cross_entropy(model(x), y)``, ``backward``, ``torch.optim.SGD.step`` (forward under
+``torch.no_grad``). Before timing, one step of each side from identical weights is compared:
+relative error of the logits, the loss, every gradient and every updated parameter. Timing is interleaved,
+cnnops then torch, repeat after repeat; the median per side is reported and torch/cnnops is the
+speed-up (above 1: cnnops faster). Every timed step changes the weights (as in training); the
+learning rate is small enough that the work per step does not change."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+import cnnops
+
+from . import common
+
+STEM = "train_cpu"
+TARGET_CASE, TARGET_MIN = "lenet5_step_b64", 1.0
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    model: str
+    batch: int
+    kind: str  # "step" or "forward"
+    small: bool = True
+
+    def describe(self) -> str:
+        what = "training step (fwd + bwd + SGD)" if self.kind == "step" else "inference forward"
+        return f"{self.model}, batch {self.batch}, {what}"
+
+
+CASES = [
+    Case("lenet5_step_b64", "lenet5", 64, "step"),
+    Case("lenet5_forward_b64", "lenet5", 64, "forward"),
+    Case("lenet5_step_b256", "lenet5", 256, "step", small=False),
+]
+BY_NAME = {c.name: c for c in CASES}
+LR, MOMENTUM = 1e-3, 0.9
+
+
+def torch_lenet5(torch, num_classes=10, in_channels=1):
+    """LeNet-5 as torch.nn.Sequential, indices as in cnnops.nn.models.lenet5 (ReLU, max pooling)."""
+    n = torch.nn
+    return n.Sequential(n.Conv2d(in_channels, 6, 5), n.ReLU(), n.MaxPool2d(2), n.Conv2d(6, 16, 5), n.ReLU(),
+                        n.MaxPool2d(2), n.Flatten(), n.Linear(400, 120), n.ReLU(), n.Linear(120, 84), n.ReLU(),
+                        n.Linear(84, num_classes))
+
+
+def build_pair(torch, case: Case, seed: int = 0):
+    """(cnnops model, torch model, x (N, 1, 32, 32) float32, labels (N,) int64) with equal weights."""
+    from .. import nn
+
+    model = nn.models.lenet5(rng=np.random.default_rng(seed))
+    tmodel = torch_lenet5(torch)
+    tmodel.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in model.state_dict().items()})
+    rng = np.random.default_rng(seed + 1)
+    x = rng.random((case.batch, 1, 32, 32), dtype=np.float32)
+    y = rng.integers(0, 10, size=case.batch).astype(np.int64)
+    return model, tmodel, x, y
+
+
+def make_calls(torch, case: Case, model, tmodel, x, y) -> dict:
+    """The two timed callables of a case, and their optimizers' state created."""
+    from .. import nn
+    from ..train import train_step
+
+    loss_fn = nn.CrossEntropyLoss()
+    opt = nn.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=LR, momentum=MOMENTUM)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    F = torch.nn.functional
+
+    def torch_step():
+        topt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(tmodel(tx), ty)
+        loss.backward()
+        topt.step()
+        return loss
+
+    def torch_forward():
+        with torch.no_grad():
+            return tmodel(tx)
+
+    if case.kind == "step":
+        model.train()
+        tmodel.train()
+        return {"cnnops": lambda: train_step(model, loss_fn, opt, x, y), "torch": torch_step}
+    model.eval()
+    tmodel.eval()
+    return {"cnnops": lambda: model(x), "torch": torch_forward}
+
+
+def check_case(torch, case: Case) -> float:
+    """Largest relative error between the two sides after one call from identical weights: the
+    logits for a forward; for a step the loss, every parameter's gradient and every updated
+    parameter."""
+    model, tmodel, x, y = build_pair(torch, case, seed=7)
+    calls = make_calls(torch, case, model, tmodel, x, y)
+    if case.kind == "forward":
+        return common.rel_error(calls["cnnops"](), calls["torch"]())
+    loss, _ = calls["cnnops"]()
+    tloss = float(calls["torch"]().detach())
+    errs = [abs(loss - tloss) / max(abs(tloss), 1e-12)]
+    tparams = dict(tmodel.named_parameters())
+    for name, prm in model.named_parameters():
+        errs.append(common.rel_error(prm.grad, tparams[name].grad))
+        errs.append(common.rel_error(prm.data, tparams[name].detach()))
+    return max(errs)
+
+
+def bench_case(torch, case: Case, repeats, quick) -> dict:
+    from ..train import blas_single_thread
+
+    row = {"name": case.name, "what": case.describe(), "batch": case.batch, "kind": case.kind}
+    with blas_single_thread():
+        row["max_rel_error"] = check_case(torch, case)
+        model, tmodel, x, y = build_pair(torch, case)
+        calls = make_calls(torch, case, model, tmodel, x, y)
+        for fn in calls.values():  # warm-up (allocations, thread pools)
+            for _ in range(3):
+                fn()
+        t = max(common.time_once(calls["cnnops"]), common.time_once(calls["torch"]))
+        reps, number = common.plan_repeats(t, repeats, quick)
+        times = common.time_interleaved(calls, reps, number, warmup=1)
+    row["cnnops"] = common.summarize_times(times["cnnops"])
+    row["torch"] = common.summarize_times(times["torch"])
+    row["repeats"], row["number"] = reps, number
+    row["speedup"] = row["torch"]["median_ms"] / row["cnnops"]["median_ms"]
+    row["correct"] = row["max_rel_error"] < 1e-4
+    return row
+
+
+def run(repeats=None, quick=False, out=None, layers=None) -> int:
+    """Run the training benchmark, print the table, write <out>/train_cpu.json and .md.
+
+    layers: case names as 'a,b' or a list (default: all; with `quick`, the small ones). Returns
+    0 when every case ran and matched torch, 1 otherwise, 2 on bad arguments or no PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        print("cnnops bench train: needs PyTorch as the reference (pip install 'cnnops[bench]')", file=sys.stderr)
+        return 2
+    default = [c.name for c in CASES if c.small or not quick]
+    try:
+        if repeats is not None and int(repeats) < 1:
+            raise ValueError(f"cnnops bench train: expected --repeats >= 1, got {repeats}")
+        names = common.parse_names(layers, [c.name for c in CASES], "cnnops bench train") if layers else default
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    threads = cnnops.get_num_threads()
+    torch.set_num_threads(threads)
+    machine = common.machine_info({"torch": torch.__version__,
+                                   "torch_parallel": f"{torch.get_num_threads()} threads, eager mode"})
+    print(f"training-step CPU benchmark: {len(names)} cases, {threads} threads, cnnops {cnnops.__version__} "
+          f"({cnnops.simd_level()}), torch {torch.__version__}", flush=True)
+    ceilings = common.measure_ceilings(threads)
+    rows = []
+    for name in names:
+        row = bench_case(torch, BY_NAME[name], repeats, quick)
+        rows.append(row)
+        print(f"  {name:20s} cnnops {row['cnnops']['median_ms']:8.3f} ms  torch {row['torch']['median_ms']:8.3f} ms  "
+              f"({row['speedup']:.2f}x)  err {row['max_rel_error']:.1e}{'' if row['correct'] else ' WRONG'}",
+              flush=True)
+    machine["load_average_end"] = common.load_average()
+    warning = common.busy_warning(machine["load_average_start"], machine["load_average_end"],
+                                  machine["cores"]["usable"])
+    target_row = next((r for r in rows if r["name"] == TARGET_CASE), None)
+    targets = [common.target_line(
+        "LeNet-5 training step at batch 64 no slower than PyTorch eager (torch/cnnops >= 1.0)",
+        None if target_row is None else target_row["speedup"] >= TARGET_MIN,
+        "not run" if target_row is None else f"{target_row['speedup']:.2f}x")]
+    result = {"suite": "train", "device": "cpu", "machine": machine, "ceilings": ceilings, "cases": rows,
+              "targets": targets, "warning": warning, "lr": LR, "momentum": MOMENTUM}
+    table = common.markdown_table(
+        ["case", "what", "cnnops ms", "torch ms", "torch/cnnops", "spread cnnops / torch", "max rel err"],
+        [[r["name"], r["what"], common.fmt(r["cnnops"]["median_ms"], ".3f"), common.fmt(r["torch"]["median_ms"], ".3f"),
+          common.fmt(r["speedup"], ".2f") + "x",
+          f"{common.fmt(r['cnnops']['spread'], '.0%')} / {common.fmt(r['torch']['spread'], '.0%')}",
+          common.fmt(r["max_rel_error"], ".1e")] for r in rows], align="llrrrrr")
+    md = ["# Training steps on the CPU: cnnops.nn vs PyTorch eager", "", common.machine_markdown(machine, ceilings), ""]
+    if warning:
+        md += [f"> **Warning**: {warning}", ""]
+    md += [__doc__.split("\n\n")[0].replace("\n", " "), "", table, "", "## Targets", ""]
+    md += [common.markdown_table(["target", "status", "measured"],
+                                 [[t["target"], t["status"], t["detail"]] for t in targets], "llr")]
+    jpath, mpath = common.write_results(out, STEM, result, "\n".join(md))
+    for t in targets:
+        print(f"target: {t['target']}: {t['status']} ({t['detail']})")
+    print(f"results: {jpath} and {mpath}")
+    return 0 if all(r["correct"] for r in rows) else 1

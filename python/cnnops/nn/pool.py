@@ -1,0 +1,333 @@
+"""Pooling, unpooling and upsampling layers over the cnnops pooling kernels.
+
+Forward keeps its input (and the argmax indices where the op has them); backward calls the
+matching ``*_backward`` kernel. Non-overlapping max/avg pooling (kernel == stride, no padding,
+dilation 1, sizes divisible) is done in NumPy instead: an element-wise max/sum over the kh*kw
+strided views of the input (one per window offset), and in backward a first-maximum mask per
+offset. That case is bandwidth-bound and needs no index array (LeNet-5, VGG, FCN 2x2 pools).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .module import Module, check_dtype, check_ndim, saved
+
+_NCHW = "(N, C, H, W)"
+
+
+def _kernel(name):
+    """The cnnops kernel ``name``, or a clear error if this build does not have it."""
+    import cnnops
+
+    f = getattr(cnnops, name, None)
+    if f is None:
+        raise NotImplementedError(f"cnnops.nn: this build of cnnops has no {name} kernel")
+    return f
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _blocked(x, k, s, padding, dilation, ceil_mode):
+    """True when pooling is a plain reshape: windows tile the input exactly."""
+    kh, kw = _pair(k)
+    sh, sw = _pair(s)
+    return ((kh, kw) == (sh, sw) and _pair(padding) == (0, 0) and _pair(dilation) == (1, 1)
+            and x.ndim == 4 and x.shape[2] % kh == 0 and x.shape[3] % kw == 0)
+
+
+def _taps(kh, kw):
+    """Window offsets in row-major order (the order that decides ties: first maximum wins)."""
+    return [(i, j) for i in range(kh) for j in range(kw)]
+
+
+def _tap(x, i, j, kh, kw):
+    """The strided view of x holding offset (i, j) of every non-overlapping window."""
+    return x[:, :, i::kh, j::kw]
+
+
+def _blocked_max(x, kh, kw):
+    taps = _taps(kh, kw)
+    y = _tap(x, *taps[0], kh, kw).copy()
+    for t in taps[1:]:
+        np.maximum(y, _tap(x, *t, kh, kw), out=y)
+    return y
+
+
+class _Pool2d(Module):
+    def _check(self, x):
+        name = type(self).__name__
+        check_dtype(x, name)
+        check_ndim(x, (4,), _NCHW, name)
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling: input (N, C, H, W) -> (N, C, H_out, W_out), options as
+    torch.nn.MaxPool2d (stride defaults to kernel_size). ``return_indices=True`` makes forward
+    return (output, indices) (flat h*W+w positions per plane, for MaxUnpool2d). Backward routes
+    each gradient to its window's first maximum."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.padding, self.dilation = padding, dilation
+        self.return_indices, self.ceil_mode = bool(return_indices), bool(ceil_mode)
+        self._cache = None
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+    def forward(self, x):
+        self._check(x)
+        if not self.return_indices and _blocked(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                                self.ceil_mode):
+            kh, kw = _pair(self.kernel_size)
+            self._cache = ("blocked", x, None)
+            return _blocked_max(x, kh, kw)
+        y, idx = _kernel("max_pool2d")(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                       self.ceil_mode, return_indices=True)
+        self._cache = ("kernel", x, idx)
+        return (y, idx) if self.return_indices else y
+
+    def backward(self, grad_out):
+        kind, x, extra = saved(self._cache, "MaxPool2d")
+        if kind == "blocked":
+            # each window's gradient goes to its first maximum (as the kernels and PyTorch do)
+            # (the maxima are recomputed: the returned output may since have been changed in place)
+            kh, kw = _pair(self.kernel_size)
+            y = _blocked_max(x, kh, kw)
+            gi = np.empty(x.shape, dtype=grad_out.dtype)
+            taken = np.zeros(y.shape, dtype=bool)
+            hit = np.empty(y.shape, dtype=bool)
+            for t in _taps(kh, kw):
+                np.equal(_tap(x, *t, kh, kw), y, out=hit)
+                np.greater(hit, taken, out=hit)  # hit and not taken
+                np.multiply(grad_out, hit, out=_tap(gi, *t, kh, kw))
+                taken |= hit
+            return gi
+        return _kernel("max_pool2d_backward")(grad_out, x, extra, self.kernel_size, self.stride, self.padding,
+                                              self.dilation, self.ceil_mode)
+
+
+class AvgPool2d(_Pool2d):
+    """Average pooling: (N, C, H, W) -> (N, C, H_out, W_out); options as torch.nn.AvgPool2d
+    (ceil_mode, count_include_pad, divisor_override)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.padding, self.ceil_mode = padding, bool(ceil_mode)
+        self.count_include_pad, self.divisor_override = bool(count_include_pad), divisor_override
+        self._cache = None
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+    def _opts(self):
+        return dict(stride=self.stride, padding=self.padding, ceil_mode=self.ceil_mode,
+                    count_include_pad=self.count_include_pad, divisor_override=self.divisor_override)
+
+    def forward(self, x):
+        self._check(x)
+        if self.divisor_override is None and _blocked(x, self.kernel_size, self.stride, self.padding, 1,
+                                                      self.ceil_mode):
+            kh, kw = _pair(self.kernel_size)
+            taps = _taps(kh, kw)
+            y = _tap(x, *taps[0], kh, kw).copy()
+            for t in taps[1:]:
+                y += _tap(x, *t, kh, kw)
+            y *= x.dtype.type(1.0 / (kh * kw))
+            self._cache = ("blocked", x)
+            return y
+        self._cache = ("kernel", x)
+        return _kernel("avg_pool2d")(x, self.kernel_size, **self._opts())
+
+    def backward(self, grad_out):
+        kind, x = saved(self._cache, "AvgPool2d")
+        if kind == "blocked":
+            kh, kw = _pair(self.kernel_size)
+            g = grad_out * grad_out.dtype.type(1.0 / (kh * kw))
+            gi = np.empty(x.shape, dtype=g.dtype)
+            for t in _taps(kh, kw):
+                _tap(gi, *t, kh, kw)[...] = g
+            return gi
+        return _kernel("avg_pool2d_backward")(grad_out, x, self.kernel_size, **self._opts())
+
+
+class LPPool2d(_Pool2d):
+    """Power-average pooling: (sum over the window of x^p)^(1/p) (PyTorch's LPPool2d)."""
+
+    def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
+        super().__init__()
+        self.norm_type, self.kernel_size = float(norm_type), kernel_size
+        self.stride, self.ceil_mode = stride, bool(ceil_mode)
+        self._x = None
+
+    def forward(self, x):
+        self._check(x)
+        self._x = x
+        return _kernel("lp_pool2d")(x, self.norm_type, self.kernel_size, self.stride, self.ceil_mode)
+
+    def backward(self, grad_out):
+        x = saved(self._x, "LPPool2d")
+        return _kernel("lp_pool2d_backward")(grad_out, x, self.norm_type, self.kernel_size, self.stride,
+                                             self.ceil_mode)
+
+
+class AdaptiveAvgPool2d(_Pool2d):
+    """Adaptive average pooling to ``output_size`` (int or (H_out, W_out)); window i spans
+    [floor(i*H/H_out), ceil((i+1)*H/H_out))."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+        self._x = None
+
+    def forward(self, x):
+        self._check(x)
+        self._x = x
+        oh, ow = _pair(self.output_size)
+        if (oh, ow) == (1, 1):
+            return x.mean(axis=(2, 3), keepdims=True, dtype=x.dtype)
+        return _kernel("adaptive_avg_pool2d")(x, self.output_size)
+
+    def backward(self, grad_out):
+        x = saved(self._x, "AdaptiveAvgPool2d")
+        if _pair(self.output_size) == (1, 1):
+            h, w = x.shape[2:]
+            return np.broadcast_to(grad_out * grad_out.dtype.type(1.0 / (h * w)), x.shape).copy()
+        return _kernel("adaptive_avg_pool2d_backward")(grad_out, x)
+
+
+class AdaptiveMaxPool2d(_Pool2d):
+    """Adaptive max pooling to ``output_size``; ``return_indices`` as MaxPool2d."""
+
+    def __init__(self, output_size, return_indices=False):
+        super().__init__()
+        self.output_size, self.return_indices = output_size, bool(return_indices)
+        self._cache = None
+
+    def forward(self, x):
+        self._check(x)
+        y, idx = _kernel("adaptive_max_pool2d")(x, self.output_size, return_indices=True)
+        self._cache = (x, idx)
+        return (y, idx) if self.return_indices else y
+
+    def backward(self, grad_out):
+        x, idx = saved(self._cache, "AdaptiveMaxPool2d")
+        return _kernel("adaptive_max_pool2d_backward")(grad_out, x, idx)
+
+
+class GlobalAvgPool2d(_Pool2d):
+    """Mean over H and W: (N, C, H, W) -> (N, C, 1, 1) (``flatten=True``: (N, C))."""
+
+    def __init__(self, flatten=False):
+        super().__init__()
+        self.flatten = bool(flatten)
+        self._shape = None
+
+    def forward(self, x):
+        self._check(x)
+        self._shape = x.shape
+        return x.mean(axis=(2, 3), keepdims=not self.flatten, dtype=x.dtype)
+
+    def backward(self, grad_out):
+        shape = saved(self._shape, "GlobalAvgPool2d")
+        g = grad_out.reshape(shape[0], shape[1], 1, 1) * grad_out.dtype.type(1.0 / (shape[2] * shape[3]))
+        return np.broadcast_to(g, shape).copy()
+
+
+class FractionalMaxPool2d(_Pool2d):
+    """Fractional max pooling (Graham 2014): pseudo-random window starts, fixed ``kernel_size``,
+    output size ``output_size`` or ``output_ratio`` * input size. A fresh random draw every
+    training forward (from cnnops.nn.init's generator) unless ``_random_samples`` (N, C, 2) is
+    given."""
+
+    def __init__(self, kernel_size, output_size=None, output_ratio=None, return_indices=False,
+                 _random_samples=None):
+        super().__init__()
+        if (output_size is None) == (output_ratio is None):
+            raise ValueError("FractionalMaxPool2d: give exactly one of output_size and output_ratio")
+        self.kernel_size, self.output_size, self.output_ratio = kernel_size, output_size, output_ratio
+        self.return_indices = bool(return_indices)
+        self._random_samples = _random_samples
+        self._cache = None
+
+    def forward(self, x):
+        from . import init
+
+        self._check(x)
+        samples = self._random_samples
+        if samples is None:
+            samples = init.get_rng().random((x.shape[0], x.shape[1], 2)).astype(x.dtype)
+        y, idx = _kernel("fractional_max_pool2d")(x, self.kernel_size, output_size=self.output_size,
+                                                  output_ratio=self.output_ratio, return_indices=True,
+                                                  _random_samples=samples)
+        self._cache = (x, idx)
+        return (y, idx) if self.return_indices else y
+
+    def backward(self, grad_out):
+        x, idx = saved(self._cache, "FractionalMaxPool2d")
+        return _kernel("fractional_max_pool2d_backward")(grad_out, x, idx)
+
+
+class MaxUnpool2d(Module):
+    """Inverse of MaxPool2d: ``forward(x, indices, output_size=None)`` scatters x into a zero map
+    at the pooled positions; backward gathers the gradient at the same positions."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self._idx = None
+
+    def forward(self, x, indices, output_size=None):
+        check_dtype(x, "MaxUnpool2d")
+        self._idx = (indices, output_size)
+        return _kernel("max_unpool2d")(x, indices, self.kernel_size, self.stride, self.padding, output_size)
+
+    def backward(self, grad_out):
+        indices, output_size = saved(self._idx, "MaxUnpool2d")
+        return _kernel("max_unpool2d_backward")(grad_out, indices, self.kernel_size, self.stride, self.padding,
+                                                output_size)
+
+
+class Upsample(Module):
+    """Nearest-neighbour upsampling by ``scale_factor`` or to ``size``: (N, C, H, W) ->
+    (N, C, H_out, W_out). Integer factors use NumPy repeat; other cases the cnnops kernel."""
+
+    def __init__(self, size=None, scale_factor=None, mode="nearest"):
+        super().__init__()
+        if mode != "nearest":
+            raise ValueError(f"Upsample: only mode='nearest' is supported, got {mode!r}")
+        if (size is None) == (scale_factor is None):
+            raise ValueError("Upsample: give exactly one of size and scale_factor")
+        self.size, self.scale_factor, self.mode = size, scale_factor, mode
+        self._x = None
+
+    def _int_factors(self):
+        if self.scale_factor is None:
+            return None
+        f = _pair(self.scale_factor)
+        if all(float(v).is_integer() and v >= 1 for v in f):
+            return int(f[0]), int(f[1])
+        return None
+
+    def forward(self, x):
+        check_dtype(x, "Upsample")
+        check_ndim(x, (4,), _NCHW, "Upsample")
+        self._x = x
+        f = self._int_factors()
+        if f is not None:
+            return np.repeat(np.repeat(x, f[0], axis=2), f[1], axis=3)
+        return _kernel("upsample_nearest2d")(x, scale_factor=self.scale_factor, size=self.size, mode=self.mode)
+
+    def backward(self, grad_out):
+        x = saved(self._x, "Upsample")
+        f = self._int_factors()
+        if f is not None:
+            n, c, h, w = x.shape
+            return grad_out.reshape(n, c, h, f[0], w, f[1]).sum(axis=(3, 5))
+        return _kernel("upsample_nearest2d_backward")(grad_out, x, scale_factor=self.scale_factor, size=self.size,
+                                                      mode=self.mode)

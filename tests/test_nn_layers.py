@@ -1,0 +1,560 @@
+"""cnnops.nn layers: every backward against central finite differences (float64, small odd
+shapes), forward and backward against PyTorch with the same weights, Module bookkeeping
+(parameters, state_dict, save/load, freezing, train/eval) and bad-input errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnops import nn
+from reference import numerical_grad, rel_err
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(threads):
+    """Finite differences run thousands of tiny kernels: one thread avoids OpenMP wake-up cost
+    (the multi-threaded kernels are covered by the op tests)."""
+    threads(1)
+
+
+def close(a, ref, tol):
+    """Relative error under tol, or an absolute one under 1e-8 for gradients that are ~0."""
+    return rel_err(a, ref) < tol or float(np.abs(np.asarray(a) - ref).max()) < 1e-8
+
+
+def fd_check(m, x, rng, tol=1e-6, params=True):
+    """Analytic input and parameter gradients of sum(m(x) * G) vs central differences."""
+    y = m(x)
+    G = rng.standard_normal(y.shape)
+    G_keep = G.copy()
+    m.zero_grad()
+    gx = m.backward(G)
+    np.testing.assert_array_equal(G, G_keep)  # backward never writes into grad_out
+
+    def f():
+        return float((m(x) * G).sum())
+
+    assert gx.shape == x.shape
+    assert close(gx, numerical_grad(f, x), tol)
+    if params:
+        for name, p in m.named_parameters():
+            assert p.grad is not None, name
+            assert p.grad.shape == p.data.shape
+            assert close(p.grad, numerical_grad(f, p.data), tol), name
+    return y, gx
+
+
+def torch_check(m, tm, x, rng, tol=1e-10):
+    """Same weights -> same forward, input gradient and parameter gradients as PyTorch."""
+    torch = pytest.importorskip("torch")
+    tm = tm.double()
+    sd = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in m.state_dict().items()}
+    tm.load_state_dict(sd, strict=False)  # torch may hold extra buffers (e.g. _random_samples)
+    y = m(x)
+    G = rng.standard_normal(y.shape)
+    m.zero_grad()
+    gx = m.backward(G)
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    yt = tm(xt)
+    yt.backward(torch.from_numpy(G))
+    assert rel_err(y, yt.detach().numpy()) < tol
+    assert rel_err(gx, xt.grad.numpy()) < tol
+    tparams = dict(tm.named_parameters())
+    for name, p in m.named_parameters():
+        assert rel_err(p.grad, tparams[name].grad.numpy()) < tol, name
+    return y, yt
+
+
+def x64(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+# ----------------------------------------------------------------------------- convolution
+CONV_CASES = [
+    (nn.Conv1d, "Conv1d", (2, 3, 11), dict(in_channels=3, out_channels=5, kernel_size=3, stride=2, padding=1)),
+    (nn.Conv1d, "Conv1d", (1, 4, 9), dict(in_channels=4, out_channels=2, kernel_size=3, dilation=2, groups=2,
+                                          bias=False)),
+    (nn.Conv2d, "Conv2d", (2, 3, 7, 5), dict(in_channels=3, out_channels=4, kernel_size=3, padding=1)),
+    (nn.Conv2d, "Conv2d", (1, 4, 9, 7), dict(in_channels=4, out_channels=6, kernel_size=(3, 2), stride=(2, 1),
+                                             padding=(1, 0), dilation=(1, 2), groups=2)),
+    (nn.Conv2d, "Conv2d", (2, 2, 5, 6), dict(in_channels=2, out_channels=3, kernel_size=3, padding=1,
+                                             padding_mode="reflect")),
+    (nn.Conv3d, "Conv3d", (1, 2, 4, 5, 3), dict(in_channels=2, out_channels=3, kernel_size=(2, 3, 2),
+                                                padding=(1, 1, 0))),
+]
+
+
+@pytest.mark.parametrize("cls,tname,shape,kw", CONV_CASES)
+def test_conv_layers_fd_and_torch(cls, tname, shape, kw, rng):
+    m = cls(dtype=np.float64, rng=rng, **kw)
+    x = x64(rng, *shape)
+    fd_check(m, x, rng)
+    torch = pytest.importorskip("torch")
+    torch_check(m, getattr(torch.nn, tname)(**kw), x, rng)
+
+
+CONVT_CASES = [
+    (nn.ConvTranspose1d, "ConvTranspose1d", (2, 3, 5), dict(in_channels=3, out_channels=2, kernel_size=3, stride=2,
+                                                            padding=1, output_padding=1)),
+    (nn.ConvTranspose2d, "ConvTranspose2d", (1, 4, 3, 4), dict(in_channels=4, out_channels=6, kernel_size=(3, 2),
+                                                               stride=(2, 3), padding=(1, 0), groups=2)),
+    (nn.ConvTranspose2d, "ConvTranspose2d", (2, 2, 3, 3), dict(in_channels=2, out_channels=3, kernel_size=4,
+                                                               stride=2, padding=1, bias=False)),
+    (nn.ConvTranspose3d, "ConvTranspose3d", (1, 2, 2, 3, 2), dict(in_channels=2, out_channels=2, kernel_size=2,
+                                                                  stride=2)),
+]
+
+
+@pytest.mark.parametrize("cls,tname,shape,kw", CONVT_CASES)
+def test_conv_transpose_layers_fd_and_torch(cls, tname, shape, kw, rng):
+    m = cls(dtype=np.float64, rng=rng, **kw)
+    x = x64(rng, *shape)
+    fd_check(m, x, rng)
+    torch = pytest.importorskip("torch")
+    torch_check(m, getattr(torch.nn, tname)(**kw), x, rng)
+
+
+def test_conv_default_init_matches_torch_bounds(rng):
+    # PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias
+    m = nn.Conv2d(6, 16, 5, rng=rng)
+    bound = 1 / np.sqrt(6 * 25)
+    assert m.weight.data.dtype == np.float32 and m.weight.shape == (16, 6, 5, 5)
+    assert np.abs(m.weight.data).max() <= bound and np.abs(m.weight.data).max() > 0.9 * bound
+    assert np.abs(m.bias.data).max() <= bound
+    t = nn.ConvTranspose2d(4, 6, 3, groups=2, rng=rng)
+    assert t.weight.shape == (4, 3, 3, 3)
+    assert np.abs(t.weight.data).max() <= 1 / np.sqrt(3 * 9)
+
+
+def test_conv_layer_errors(rng):
+    m = nn.Conv2d(3, 4, 3)
+    with pytest.raises(ValueError, match=r"Conv2d: expected input with 4 dimensions"):
+        m(np.zeros((3, 5, 5), np.float32))
+    with pytest.raises(TypeError, match=r"Conv2d: input dtype float64 differs from the weight dtype float32"):
+        m(np.zeros((1, 3, 5, 5)))
+    with pytest.raises(TypeError, match=r"Conv2d: expected float32 or float64, got int64"):
+        m(np.zeros((1, 3, 5, 5), np.int64))
+    with pytest.raises(TypeError, match=r"Conv2d: expected a NumPy array"):
+        m([[1.0]])
+    with pytest.raises(ValueError, match=r"divisible by groups"):
+        nn.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(RuntimeError, match=r"Conv2d: backward called before forward"):
+        nn.Conv2d(3, 4, 3).backward(np.zeros((1, 4, 3, 3), np.float32))
+
+
+def test_conv_needs_and_frozen(rng):
+    m = nn.Conv2d(2, 3, 3, dtype=np.float64, rng=rng)
+    x = x64(rng, 2, 2, 6, 5)
+    y = m(x)
+    m.weight.requires_grad = False
+    m.needs_input_grad = False
+    assert m.backward(np.ones_like(y)) is None
+    assert m.weight.grad is None and m.bias.grad is not None
+    np.testing.assert_allclose(m.bias.grad, np.full(3, 2 * 4 * 3.0))
+
+
+# ----------------------------------------------------------------------------- linear
+@pytest.mark.parametrize("shape", [(5, 7), (2, 3, 7)])
+def test_linear_fd_and_torch(shape, rng):
+    m = nn.Linear(7, 4, dtype=np.float64, rng=rng)
+    x = x64(rng, *shape)
+    fd_check(m, x, rng)
+    torch = pytest.importorskip("torch")
+    torch_check(m, torch.nn.Linear(7, 4), x, rng)
+
+
+def test_linear_without_bias_and_errors(rng):
+    m = nn.Linear(3, 2, bias=False, dtype=np.float64, rng=rng)
+    assert [n for n, _ in m.named_parameters()] == ["weight"]
+    fd_check(m, x64(rng, 4, 3), rng)
+    with pytest.raises(ValueError, match=r"Linear: expected input \(\.\.\., 3\), got shape \(4, 5\)"):
+        m(np.zeros((4, 5)))
+
+
+def test_linear_gradients_accumulate(rng):
+    m = nn.Linear(3, 2, dtype=np.float64, rng=rng)
+    x = x64(rng, 4, 3)
+    g = rng.standard_normal((4, 2))
+    m(x)
+    m.backward(g)
+    first = m.weight.grad.copy()
+    m(x)
+    m.backward(g)
+    np.testing.assert_allclose(m.weight.grad, 2 * first)
+    m.zero_grad()
+    assert m.weight.grad is None and m.bias.grad is None
+
+
+def test_flatten_identity(rng):
+    x = x64(rng, 2, 3, 4, 5)
+    f = nn.Flatten()
+    assert f(x).shape == (2, 60)
+    assert nn.Flatten(1, 2)(x).shape == (2, 12, 5)
+    assert f.backward(np.ones((2, 60))).shape == x.shape
+    with pytest.raises(ValueError, match="Flatten: start_dim"):
+        nn.Flatten(2, 1)(x)
+    i = nn.Identity()
+    assert i(x) is x and i.backward(x) is x
+
+
+# ----------------------------------------------------------------------------- activations
+ACTS = [
+    (lambda: nn.ReLU(), "ReLU", {}),
+    (lambda: nn.LeakyReLU(0.2), "LeakyReLU", {"negative_slope": 0.2}),
+    (lambda: nn.Sigmoid(), "Sigmoid", {}),
+    (lambda: nn.Tanh(), "Tanh", {}),
+    (lambda: nn.Softmax(1), "Softmax", {"dim": 1}),
+    (lambda: nn.Softmax(-1), "Softmax", {"dim": -1}),
+    (lambda: nn.LogSoftmax(1), "LogSoftmax", {"dim": 1}),
+]
+
+
+@pytest.mark.parametrize("make,tname,kw", ACTS)
+def test_activations_fd_and_torch(make, tname, kw, rng):
+    x = x64(rng, 3, 5, 2, 3)
+    x[np.abs(x) < 1e-3] = 0.5  # keep finite differences away from the kinks
+    m = make()
+    fd_check(m, x, rng)
+    torch = pytest.importorskip("torch")
+    torch_check(make(), getattr(torch.nn, tname)(**kw), x, rng)
+
+
+def test_sigmoid_is_stable_at_extremes():
+    x = np.array([-1000.0, -50.0, 0.0, 50.0, 1000.0], np.float32)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y = nn.Sigmoid()(x)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, [0, 1 / (1 + np.exp(50.0)), 0.5, 1 / (1 + np.exp(-50.0)), 1], rtol=1e-6)
+
+
+def test_relu_inplace_overwrites_input_only_when_asked(rng):
+    x = x64(rng, 4, 6)
+    keep = x.copy()
+    y = nn.ReLU()(x)
+    np.testing.assert_array_equal(x, keep)
+    r = nn.ReLU(inplace=True)
+    y2 = r(x)
+    assert y2 is x
+    np.testing.assert_array_equal(y2, y)
+    np.testing.assert_array_equal(r.backward(np.ones_like(x)), (keep > 0).astype(float))
+
+
+def test_dropout(rng):
+    x = np.ones((200, 50))
+    d = nn.Dropout(0.3, rng=np.random.default_rng(1))
+    y = d(x)
+    kept = y != 0
+    assert abs(kept.mean() - 0.7) < 0.02
+    np.testing.assert_allclose(y[kept], 1 / 0.7)
+    g = rng.standard_normal(x.shape)
+    np.testing.assert_allclose(d.backward(g), g * y)  # d y / d x is the same mask * scale
+    d.eval()
+    assert d(x) is x and d.backward(g) is g
+    with pytest.raises(ValueError, match=r"Dropout: expected 0 <= p < 1, got 1.0"):
+        nn.Dropout(1.0)
+    # one seed gives one sequence of masks
+    a = nn.Dropout(0.5, rng=7)
+    b = nn.Dropout(0.5, rng=7)
+    for _ in range(2):
+        np.testing.assert_array_equal(a(x), b(x))
+
+
+# ----------------------------------------------------------------------------- normalisation
+@pytest.mark.parametrize("cls,tname,shape", [(nn.BatchNorm1d, "BatchNorm1d", (6, 3)),
+                                             (nn.BatchNorm1d, "BatchNorm1d", (4, 3, 5)),
+                                             (nn.BatchNorm2d, "BatchNorm2d", (3, 4, 5, 3))])
+def test_batchnorm_train_fd_and_torch(cls, tname, shape, rng):
+    m = cls(shape[1], dtype=np.float64)
+    m.weight.data[:] = rng.uniform(0.5, 1.5, shape[1])
+    m.bias.data[:] = rng.standard_normal(shape[1])
+    x = x64(rng, *shape) * 2 + 1
+    fd_check(m, x, rng)
+    torch = pytest.importorskip("torch")
+    m2 = cls(shape[1], dtype=np.float64)
+    m2.load_state_dict(m.state_dict())
+    m2.running_mean[:] = 0
+    m2.running_var[:] = 1
+    tm = getattr(torch.nn, tname)(shape[1]).double()
+    torch_check(m2, tm, x, rng)
+    # running statistics follow PyTorch's (unbiased variance, momentum 0.1)
+    np.testing.assert_allclose(m2.running_mean, tm.running_mean.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(m2.running_var, tm.running_var.numpy(), rtol=1e-12)
+    assert int(m2.num_batches_tracked) == int(tm.num_batches_tracked)
+
+
+def test_batchnorm_eval_fd_and_torch(rng):
+    torch = pytest.importorskip("torch")
+    m = nn.BatchNorm2d(3, dtype=np.float64)
+    m.running_mean[:] = rng.standard_normal(3)
+    m.running_var[:] = rng.uniform(0.5, 2, 3)
+    m.weight.data[:] = rng.uniform(0.5, 1.5, 3)
+    m.eval()
+    x = x64(rng, 2, 3, 4, 3)
+    fd_check(m, x, rng)
+    tm = torch.nn.BatchNorm2d(3).double().eval()
+    torch_check(m, tm, x, rng)
+
+
+def test_batchnorm_errors():
+    with pytest.raises(ValueError, match=r"BatchNorm2d: expected input with 4 dimensions \(N, C, H, W\), got 2"):
+        nn.BatchNorm2d(3)(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"BatchNorm2d: expected 3 channels"):
+        nn.BatchNorm2d(3)(np.zeros((2, 4, 2, 2), np.float32))
+    with pytest.raises(ValueError, match=r"BatchNorm1d: expected more than 1 value per channel"):
+        nn.BatchNorm1d(3)(np.zeros((1, 3), np.float32))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_local_response_norm_fd_and_torch(size, rng):
+    x = x64(rng, 2, 7, 3, 2)
+    m = nn.LocalResponseNorm(size, alpha=0.3, beta=0.75, k=1.5)
+    fd_check(m, x, rng)
+    torch = pytest.importorskip("torch")
+    torch_check(nn.LocalResponseNorm(size, alpha=0.3, beta=0.75, k=1.5),
+                torch.nn.LocalResponseNorm(size, alpha=0.3, beta=0.75, k=1.5), x, rng)
+
+
+def test_local_response_norm_definition(rng):
+    # direct loops over the window definition
+    x = x64(rng, 1, 6, 2, 2)
+    n, alpha, beta, k = 3, 0.2, 0.6, 2.0
+    y = nn.LocalResponseNorm(n, alpha, beta, k)(x)
+    ref = np.empty_like(x)
+    for c in range(6):
+        lo, hi = max(c - n // 2, 0), min(c + (n - 1) // 2, 5)
+        s = (x[:, lo:hi + 1] ** 2).sum(axis=1)
+        ref[:, c] = x[:, c] / (k + alpha / n * s) ** beta
+    assert rel_err(y, ref) < 1e-14
+
+
+# ----------------------------------------------------------------------------- containers
+def test_sequential_fd_names_and_indexing(rng):
+    s = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64, rng=rng), nn.Tanh(), nn.Flatten(),
+                      nn.Linear(3 * 4 * 5, 2, dtype=np.float64, rng=rng))
+    assert [n for n, _ in s.named_parameters()] == ["0.weight", "0.bias", "3.weight", "3.bias"]
+    assert len(s) == 4 and isinstance(s[1], nn.Tanh) and isinstance(s[1:], nn.Sequential)
+    fd_check(s, x64(rng, 2, 2, 4, 5), rng)
+    with pytest.raises(TypeError, match="Sequential: expected Modules, got int at position 1"):
+        nn.Sequential(nn.ReLU(), 3)
+
+
+def test_sequential_first_layer_skips_input_grad(rng):
+    s = nn.Sequential(nn.Conv2d(1, 2, 3, dtype=np.float64, rng=rng), nn.ReLU())
+    s.needs_input_grad = False
+    y = s(x64(rng, 1, 1, 5, 5))
+    assert s.backward(np.ones_like(y)) is None
+    assert s[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("proj", [False, True])
+def test_residual_fd(proj, rng):
+    body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, stride=2 if proj else 1, dtype=np.float64, rng=rng),
+                         nn.BatchNorm2d(4, dtype=np.float64), nn.ReLU(),
+                         nn.Conv2d(4, 4 if proj else 3, 3, padding=1, dtype=np.float64, rng=rng))
+    p = nn.Conv2d(3, 4, 1, stride=2, dtype=np.float64, rng=rng) if proj else None
+    r = nn.Residual(body, p)
+    x = x64(rng, 2, 3, 5, 5)
+    y, _ = fd_check(r, x, rng)
+    expected = body(x) + (x if p is None else p(x))
+    assert rel_err(r(x), expected) < 1e-14
+    with pytest.raises(ValueError, match="Residual: body output shape"):
+        nn.Residual(nn.Conv2d(3, 2, 1, dtype=np.float64))(x)
+
+
+def test_residual_keeps_the_body_output_intact(rng):
+    # Tanh keeps its output for backward; the sum must not be written into it
+    r = nn.Residual(nn.Sequential(nn.Linear(4, 4, dtype=np.float64, rng=rng), nn.Tanh()))
+    fd_check(r, x64(rng, 3, 4), rng)
+
+
+def test_residual_identity_body_does_not_alias(rng):
+    r = nn.Residual(nn.Identity())
+    x = x64(rng, 2, 3)
+    keep = x.copy()
+    np.testing.assert_array_equal(r(x), 2 * keep)
+    np.testing.assert_array_equal(x, keep)
+    g = rng.standard_normal((2, 3))
+    np.testing.assert_array_equal(r.backward(g), 2 * g)
+
+
+def test_concat_fd(rng):
+    c = nn.Concat(nn.Conv2d(2, 3, 1, dtype=np.float64, rng=rng),
+                  nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, dtype=np.float64, rng=rng), nn.ReLU()),
+                  nn.Identity())
+    x = x64(rng, 2, 2, 4, 3)
+    y, _ = fd_check(c, x, rng)
+    assert y.shape == (2, 7, 4, 3)
+
+
+# ----------------------------------------------------------------------------- pooling (NumPy paths)
+@pytest.mark.parametrize("cls,tname,kw,shape", [
+    (nn.MaxPool2d, "MaxPool2d", dict(kernel_size=2), (2, 3, 6, 4)),
+    (nn.MaxPool2d, "MaxPool2d", dict(kernel_size=(3, 2)), (1, 2, 9, 6)),
+    (nn.AvgPool2d, "AvgPool2d", dict(kernel_size=2), (2, 3, 6, 4)),
+    (nn.AvgPool2d, "AvgPool2d", dict(kernel_size=(1, 3)), (1, 2, 5, 6)),
+])
+def test_blocked_pooling_fd_and_torch(cls, tname, kw, shape, rng):
+    x = x64(rng, *shape)
+    fd_check(cls(**kw), x, rng, params=False)
+    torch = pytest.importorskip("torch")
+    torch_check(cls(**kw), getattr(torch.nn, tname)(**kw), x, rng)
+
+
+def test_blocked_maxpool_output_changed_in_place_afterwards(rng):
+    seq = nn.Sequential(nn.MaxPool2d(2), nn.ReLU(inplace=True))
+    fd_check(seq, x64(rng, 2, 2, 4, 6), rng, params=False)
+
+
+def test_blocked_maxpool_ties_go_to_first(rng):
+    x = np.zeros((1, 1, 2, 4))
+    x[0, 0, 1, 1] = 1.0
+    m = nn.MaxPool2d(2)
+    m(x)
+    g = m.backward(np.array([[[[5.0, 7.0]]]]))
+    expected = np.zeros_like(x)
+    expected[0, 0, 1, 1] = 5.0
+    expected[0, 0, 0, 2] = 7.0  # all-zero window: the first element wins, as in PyTorch
+    np.testing.assert_array_equal(g, expected)
+
+
+def test_global_and_adaptive_avg_and_upsample_fd_and_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = x64(rng, 2, 3, 5, 4)
+    fd_check(nn.GlobalAvgPool2d(), x, rng, params=False)
+    fd_check(nn.AdaptiveAvgPool2d(1), x, rng, params=False)
+    torch_check(nn.AdaptiveAvgPool2d(1), torch.nn.AdaptiveAvgPool2d(1), x, rng)
+    g = nn.GlobalAvgPool2d(flatten=True)
+    assert g(x).shape == (2, 3)
+    fd_check(g, x, rng, params=False)
+    u = nn.Upsample(scale_factor=(2, 3))
+    fd_check(u, x, rng, params=False)
+    torch_check(nn.Upsample(scale_factor=(2, 3)), torch.nn.Upsample(scale_factor=(2, 3)), x, rng)
+
+
+# ----------------------------------------------------------------------------- Module bookkeeping
+def _small_net(rng, dtype=np.float64):
+    return nn.Sequential(nn.Conv2d(1, 2, 3, dtype=dtype, rng=rng), nn.BatchNorm2d(2, dtype=dtype), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(2 * 3 * 3, 3, dtype=dtype, rng=rng))
+
+
+def test_state_dict_save_load_roundtrip(rng, tmp_path):
+    a = _small_net(rng)
+    a(x64(rng, 4, 1, 5, 5))  # moves the running statistics
+    sd = a.state_dict()
+    assert list(sd) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+                        "1.num_batches_tracked", "4.weight", "4.bias"]
+    sd["0.weight"][...] = 99  # copies, not views
+    assert not (a[0].weight.data == 99).any()
+    path = tmp_path / "m.npz"
+    a.save(path)
+    b = _small_net(np.random.default_rng(123)).load(path)
+    for (k, v), (k2, v2) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert k == k2
+        np.testing.assert_array_equal(v, v2)
+    x = x64(rng, 2, 1, 5, 5)
+    a.eval()
+    b.eval()
+    np.testing.assert_array_equal(a(x), b(x))
+
+
+def test_load_state_dict_errors_and_dtype(rng):
+    a = _small_net(rng, np.float32)
+    sd = a.state_dict()
+    sd64 = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in sd.items()}
+    a.load_state_dict(sd64)
+    assert a[0].weight.data.dtype == np.float32  # each parameter keeps its dtype
+    bad = dict(sd)
+    bad["0.weight"] = np.zeros((3, 3))
+    with pytest.raises(ValueError, match=r"load_state_dict: 0.weight expected shape \(2, 1, 3, 3\), got \(3, 3\)"):
+        a.load_state_dict(bad)
+    missing = dict(sd)
+    del missing["4.bias"]
+    missing["extra"] = np.zeros(1)
+    with pytest.raises(KeyError, match=r"missing keys \['4.bias'\], unexpected keys \['extra'\]"):
+        a.load_state_dict(missing)
+    a.load_state_dict({k: v for k, v in missing.items() if k != "extra"}, strict=False)
+
+
+def test_torch_state_dict_loads(rng):
+    torch = pytest.importorskip("torch")
+    tm = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.ReLU(), torch.nn.Flatten(),
+                             torch.nn.Linear(18, 3))
+    a = _small_net(rng, np.float32)
+    a.load_state_dict(tm.state_dict())
+    np.testing.assert_array_equal(a[4].weight.data, tm[4].weight.detach().numpy())
+
+
+def test_train_eval_freeze_and_counts(rng):
+    net = _small_net(rng)
+    assert all(m.training for m in net.modules())
+    net.eval()
+    assert not any(m.training for m in net.modules())
+    net.train()
+    assert net.num_parameters() == 2 * 9 + 2 + 2 + 2 + 18 * 3 + 3
+    net[0].freeze()
+    assert len(net.parameters(trainable_only=True)) == 4
+    y = net(x64(rng, 2, 1, 5, 5))
+    net.backward(np.ones_like(y))
+    assert net[0].weight.grad is None and net[4].weight.grad is not None
+    net[0].unfreeze()
+    assert len(net.parameters(trainable_only=True)) == 6
+    net.astype(np.float32)
+    assert net[1].running_mean.dtype == np.float32 and net[4].weight.data.dtype == np.float32
+    assert "Conv2d(1, 2, kernel_size=(3, 3)" in repr(net)
+
+
+def test_shared_parameters_listed_once(rng):
+    # one Parameter in two modules (a module instance itself is used once per forward: it keeps
+    # what its backward needs)
+    lin = nn.Linear(3, 3, dtype=np.float64, rng=rng)
+    lin2 = nn.Linear(3, 3, dtype=np.float64, rng=rng)
+    lin2.weight = lin.weight
+    s = nn.Sequential(lin, nn.Tanh(), lin2)
+    assert len(s.parameters()) == 3
+    x = x64(rng, 2, 3)
+    fd_check(s, x, rng)  # gradients of both uses add up
+
+
+def test_module_needs_init_call():
+    class Bad(nn.Module):
+        def __init__(self):
+            self.w = 1
+
+    with pytest.raises(AttributeError, match="call Module.__init__"):
+        Bad()
+
+
+def test_non_contiguous_inputs_are_not_modified(rng):
+    base = rng.standard_normal((2, 3, 10, 7)).astype(np.float32)
+    x = base[:, :, ::2]  # a strided view
+    keep = base.copy()
+    xc = np.ascontiguousarray(x)
+    for make in (lambda: nn.Conv2d(3, 4, 3, padding=1, rng=np.random.default_rng(1)),
+                 lambda: nn.BatchNorm2d(3), lambda: nn.MaxPool2d(2, 1), lambda: nn.LocalResponseNorm(3),
+                 lambda: nn.Sequential(nn.Flatten(), nn.Linear(105, 5, rng=np.random.default_rng(2)))):
+        a, b = make(), make()
+        ya, yb = a(x), b(xc)
+        np.testing.assert_allclose(ya, yb, rtol=1e-6, atol=1e-6)
+        g = rng.standard_normal(ya.shape).astype(np.float32)
+        np.testing.assert_allclose(a.backward(g), b.backward(g), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(base, keep)
+
+
+def test_transfer_learning_freeze_updates_only_the_head(rng):
+    body = nn.Sequential(nn.Conv2d(1, 3, 3, rng=rng), nn.ReLU(), nn.Flatten())
+    head = nn.Linear(3 * 4 * 4, 2, rng=rng)
+    net = nn.Sequential(body, head)
+    body.freeze()
+    before = {k: v.copy() for k, v in net.state_dict().items()}
+    opt = nn.SGD(net.parameters(), lr=0.5, momentum=0.9)
+    lf = nn.CrossEntropyLoss()
+    x = rng.standard_normal((4, 1, 6, 6)).astype(np.float32)
+    for _ in range(2):
+        lf(net(x), np.array([0, 1, 1, 0]))
+        opt.zero_grad()
+        net.backward(lf.backward())
+        opt.step()
+    after = net.state_dict()
+    for k in ("0.0.weight", "0.0.bias"):
+        np.testing.assert_array_equal(after[k], before[k])
+    assert not np.array_equal(after["1.weight"], before["1.weight"])

@@ -100,12 +100,15 @@ int64_t small_box_keep(const T* b, int64_t* keep, int64_t n, T min_size, T off) 
 template <typename T>
 void box_pairwise(IouKind kind, const T* b1, int64_t n, const T* b2, int64_t m, T* out, T off, T eps) {
   if (n == 0 || m == 0) return;
-  std::vector<T> cols(5 * static_cast<size_t>(m));
-  BoxColumns<T> c{cols.data(), cols.data() + m, cols.data() + 2 * m, cols.data() + 3 * m, cols.data() + 4 * m};
+  std::vector<T> cols(6 * static_cast<size_t>(m));
+  BoxColumns<T> c{cols.data(),         cols.data() + m,     cols.data() + 2 * m,
+                  cols.data() + 3 * m, cols.data() + 4 * m, cols.data() + 5 * m};
+  const bool angles = kind == IouKind::CIoU;
   for (int64_t j = 0; j < m; ++j) {
     const Box<T> q = canonical(b2 + 4 * j);
     c.x1[j] = q.x1, c.y1[j] = q.y1, c.x2[j] = q.x2, c.y2[j] = q.y2;
     c.area[j] = geom::box_area(q, off);
+    c.angle[j] = angles ? geom::aspect_angle(q, off) : T(0);
   }
   // GIoU's pairwise form carries no eps (torchvision's generalized_box_iou).
   const T eps_pen = kind == IouKind::GIoU ? T(0) : eps;

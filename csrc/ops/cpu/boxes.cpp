@@ -165,18 +165,19 @@ void box_loss(IouKind kind, const T* b1, const T* b2, int64_t n, T off, T eps, T
 }
 
 // Gradient of a binary min / max as torch gives it: all to the smaller (larger) operand, half to
-// each on a tie.
+// each on a tie. Branch-free: for random boxes these comparisons are coin flips, and mispredicted
+// branches cost more than the arithmetic of the whole pair.
 template <typename T>
 inline void route_min(T a, T b, T g, T& ga, T& gb) {
-  if (a < b) ga += g;
-  else if (b < a) gb += g;
-  else ga += T(0.5) * g, gb += T(0.5) * g;
+  const T wa = a < b ? T(1) : (a == b ? T(0.5) : T(0));
+  ga += wa * g;
+  gb += (T(1) - wa) * g;
 }
 template <typename T>
 inline void route_max(T a, T b, T g, T& ga, T& gb) {
-  if (a > b) ga += g;
-  else if (b > a) gb += g;
-  else ga += T(0.5) * g, gb += T(0.5) * g;
+  const T wa = a > b ? T(1) : (a == b ? T(0.5) : T(0));
+  ga += wa * g;
+  gb += (T(1) - wa) * g;
 }
 
 // d(1 - metric)/d(coordinates) of one pair, times g, written to ga[4], gb[4]. Follows the forward
@@ -244,20 +245,17 @@ inline void pair_grad(const T* pa, const T* pb, T off, T eps, T g, T* ga, T* gb)
   T gay1 = -g_ha + T(0.5) * g_dy, gay2 = g_ha + T(0.5) * g_dy;
   T gbx1 = -g_wb - T(0.5) * g_dx, gbx2 = g_wb - T(0.5) * g_dx;
   T gby1 = -g_hb - T(0.5) * g_dy, gby2 = g_hb - T(0.5) * g_dy;
-  if (overlap) {  // iw = min(x2) - max(x1), ih likewise
-    route_min(a.x2, b.x2, g_inter * ih, gax2, gbx2);
-    route_max(a.x1, b.x1, -g_inter * ih, gax1, gbx1);
-    route_min(a.y2, b.y2, g_inter * iw, gay2, gby2);
-    route_max(a.y1, b.y1, -g_inter * iw, gay1, gby1);
-  }
-  if (g_cw != T(0)) {  // cw = max(x2) - min(x1)
-    route_max(a.x2, b.x2, g_cw, gax2, gbx2);
-    route_min(a.x1, b.x1, -g_cw, gax1, gbx1);
-  }
-  if (g_ch != T(0)) {
-    route_max(a.y2, b.y2, g_ch, gay2, gby2);
-    route_min(a.y1, b.y1, -g_ch, gay1, gby1);
-  }
+  // iw = min(x2) - max(x1), ih likewise; no gradient when the boxes do not overlap
+  const T gi = overlap ? g_inter : T(0);
+  route_min(a.x2, b.x2, gi * ih, gax2, gbx2);
+  route_max(a.x1, b.x1, -gi * ih, gax1, gbx1);
+  route_min(a.y2, b.y2, gi * iw, gay2, gby2);
+  route_max(a.y1, b.y1, -gi * iw, gay1, gby1);
+  // cw = max(x2) - min(x1), ch likewise (g_cw, g_ch are 0 for IoU)
+  route_max(a.x2, b.x2, g_cw, gax2, gbx2);
+  route_min(a.x1, b.x1, -g_cw, gax1, gbx1);
+  route_max(a.y2, b.y2, g_ch, gay2, gby2);
+  route_min(a.y1, b.y1, -g_ch, gay1, gby1);
   const T s = -g;  // loss = 1 - metric
   ga[0] = s * (sax ? gax2 : gax1), ga[2] = s * (sax ? gax1 : gax2);
   ga[1] = s * (say ? gay2 : gay1), ga[3] = s * (say ? gay1 : gay2);

@@ -474,3 +474,26 @@ def test_losses_and_gradients_match_torchvision_autograd(rng, dtype, reduction):
         assert rel_err(out, ref.detach().numpy()) < tol(dtype) * 10
         assert rel_err(g1, t1.grad.numpy()) < tol(dtype) * 100
         assert rel_err(g2, t2.grad.numpy()) < tol(dtype) * 100
+
+
+def test_tie_gradients_match_torchvision_autograd():
+    # shared edges and equal corners: torch splits a min/max gradient half/half on a tie
+    tv = _tv()
+    import torch
+
+    b1 = np.array([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 4.0, 3.0], [0.0, 0.0, 3.0, 3.0]])
+    b2 = np.array([[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 4.0, 3.0], [0.0, 0.0, 3.0, 3.0]])
+    for kind, theirs in [("giou", tv.generalized_box_iou_loss), ("diou", tv.distance_box_iou_loss),
+                         ("ciou", tv.complete_box_iou_loss)]:
+        t1 = torch.from_numpy(b1).requires_grad_()
+        t2 = torch.from_numpy(b2).requires_grad_()
+        theirs(t1, t2, reduction="sum").backward()
+        g1, g2 = LOSS_BACKWARD[kind](1.0, b1, b2, reduction="sum")
+        np.testing.assert_allclose(g1, t1.grad.numpy(), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(g2, t2.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_error_message_shows_the_row():
+    b = np.array([[0.0, 0.0, 1.0, 1.0], [0.5, 0.25, np.inf, 3.0]])
+    with pytest.raises(ValueError, match=r"got row 1 = \(0\.5, 0\.25, inf, 3\)$"):
+        cnnops.box_area(b)

@@ -2,6 +2,7 @@
 #include "ops/boxes.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "core/error.h"
 
@@ -30,10 +31,17 @@ geom::IouKind parse_iou_kind(const std::string& s, const char* op) {
 }
 
 namespace {
+// "(x1, y1, x2, y2)" with each value in its shortest round-trip-ish form (%.9g).
 template <typename T>
 std::string row_str(const T* r) {
-  return str("(", static_cast<double>(r[0]), ", ", static_cast<double>(r[1]), ", ", static_cast<double>(r[2]), ", ",
-             static_cast<double>(r[3]), ")");
+  std::string s = "(";
+  for (int k = 0; k < 4; ++k) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(r[k]));
+    s += (k ? ", " : "");
+    s += buf;
+  }
+  return s + ")";
 }
 
 // First row with a non-finite coordinate, or with unordered corners (when `ordered`), else -1.

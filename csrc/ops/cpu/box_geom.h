@@ -40,6 +40,12 @@ inline Box<T> load_box(const T* b) {
   return Box<T>{b[0], b[1], b[2], b[3]};
 }
 
+// The box at b with its corners sorted (x1 <= x2, y1 <= y2): what canonicalize=True means.
+template <typename T>
+inline Box<T> load_sorted(const T* b) {
+  return Box<T>{std::min(b[0], b[2]), std::min(b[1], b[3]), std::max(b[0], b[2]), std::max(b[1], b[3])};
+}
+
 template <typename T>
 inline T box_area(const Box<T>& b, T off) {
   return (b.x2 - b.x1 + off) * (b.y2 - b.y1 + off);

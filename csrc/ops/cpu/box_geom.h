@@ -14,7 +14,7 @@
 //     denominator (torchvision's *_loss); the pairwise forms add it only to the DIoU/CIoU penalty
 //     denominators (torchvision's distance_box_iou / complete_box_iou), so box_iou and
 //     generalized_box_iou are the plain ratios.
-// The backward of these formulas lives in ops/cpu/boxes.cpp.
+// The backward of these formulas lives in ops/cpu/boxes_rows.h.
 #pragma once
 #include <algorithm>
 #include <cmath>

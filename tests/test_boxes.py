@@ -518,3 +518,54 @@ def test_losses_take_any_batch_shape(rng, kind):
     one = LOSS[kind](b1[0, 0], b2[0, 0])  # a single pair (4,) -> 0-d, as torchvision
     assert one.shape == () and one == flat[0]
     assert LOSS[kind](b1, b2, reduction="sum") == pytest.approx(flat.sum(), rel=1e-14)
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+@pytest.mark.parametrize("kind", KINDS)
+def test_random_inversions_offset_and_gradients(rng, kind, offset):
+    # random corner swaps in both arguments, with the +1 convention: forward and gradient against
+    # the reference (which sorts the corners itself) and its finite differences
+    b1 = rand_boxes(rng, 9)
+    b2 = b1 + rng.uniform(-4, 4, (9, 4))
+    b2[:, 2:] = np.maximum(b2[:, 2:], b2[:, :2] + 0.5)
+    for b in (b1, b2):
+        sx = rng.random(9) < 0.5
+        sy = rng.random(9) < 0.5
+        b[sx] = b[sx][:, [2, 1, 0, 3]]
+        b[sy] = b[sy][:, [0, 3, 2, 1]]
+    out = LOSS[kind](b1, b2, offset=offset, canonicalize=True)
+    assert rel_err(out, box_loss_ref(b1, b2, kind, "none", 1e-7, offset)) < 1e-12
+    g1, g2 = LOSS_BACKWARD[kind](np.ones(9), b1, b2, offset=offset, canonicalize=True)
+    r1, r2 = box_loss_grad_ref(b1, b2, kind, "none", 1e-7, offset)
+    assert rel_err(g1, r1) < 1e-6 and rel_err(g2, r2) < 1e-6
+    p = PAIRWISE[kind](b1, b2, offset=offset, canonicalize=True)
+    assert rel_err(p, box_pairwise_ref(b1, b2, kind, offset)) < 1e-12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_large_random_sweep_vs_torchvision(rng, dtype):
+    tv = _tv()
+    import torch
+
+    for n, m in [(1, 1), (3, 257), (257, 3), (601, 499)]:
+        b1 = torch.from_numpy(rand_boxes(rng, n, dtype, degenerate=0))
+        b2 = torch.from_numpy(rand_boxes(rng, m, dtype, degenerate=0))
+        for ours, theirs in [(cnnops.box_iou, tv.box_iou), (cnnops.generalized_box_iou, tv.generalized_box_iou),
+                             (cnnops.distance_box_iou, tv.distance_box_iou),
+                             (cnnops.complete_box_iou, tv.complete_box_iou)]:
+            assert rel_err(ours(b1, b2), theirs(b1, b2)) < tol(dtype) * 10
+    n = 50_000
+    p = rand_boxes(rng, n, dtype)
+    t = p + rng.uniform(-5, 5, (n, 4)).astype(dtype)
+    t[:, 2:] = np.maximum(t[:, 2:], t[:, :2] + 0.5)
+    for kind, theirs in [("giou", tv.generalized_box_iou_loss), ("diou", tv.distance_box_iou_loss),
+                         ("ciou", tv.complete_box_iou_loss)]:
+        t1 = torch.from_numpy(p).requires_grad_()
+        t2 = torch.from_numpy(t).requires_grad_()
+        ref = theirs(t1, t2, reduction="mean")
+        ref.backward()
+        g1, g2 = LOSS_BACKWARD[kind](1.0, p, t, reduction="mean")
+        assert rel_err(LOSS[kind](p, t, reduction="mean"), ref.detach().numpy()) < tol(dtype) * 10
+        assert rel_err(g1, t1.grad.numpy()) < tol(dtype) * 100
+        assert rel_err(g2, t2.grad.numpy()) < tol(dtype) * 100

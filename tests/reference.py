@@ -643,3 +643,124 @@ def adaptive_avg_pool_backward_ref(grad_out, in_shape):
         for t in taps:
             g[(slice(None), slice(None)) + t] += go[(slice(None), slice(None)) + o] / len(taps)
     return g
+# ============================================================================= boxes
+#
+# Box utilities and the IoU family, one pair at a time in plain Python floats (float64), written
+# from the definitions in the contract of python/cnnops/boxes.py: sort corners when asked, widths
+# carry the +offset, a ratio whose denominator is 0 counts as 0, CIoU's angle is atan2(w, h).
+
+import math  # noqa: E402
+
+
+def box_to_xyxy_ref(b, fmt):
+    """One box (4 floats) in format fmt -> (x1, y1, x2, y2) as given (not sorted)."""
+    p, q, r, s = (float(v) for v in b)
+    if fmt == "xyxy":
+        return p, q, r, s
+    if fmt == "xywh":
+        return p, q, p + r, q + s
+    return p - r / 2, q - s / 2, p + r / 2, q + s / 2
+
+
+def sort_corners_ref(b):
+    x1, y1, x2, y2 = (float(v) for v in b)
+    return min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)
+
+
+def box_convert_ref(boxes, in_fmt, out_fmt):
+    out = np.zeros((len(boxes), 4))
+    for i, b in enumerate(boxes):
+        x1, y1, x2, y2 = sort_corners_ref(box_to_xyxy_ref(b, in_fmt))
+        if out_fmt == "xyxy":
+            out[i] = (x1, y1, x2, y2)
+        elif out_fmt == "xywh":
+            out[i] = (x1, y1, x2 - x1, y2 - y1)
+        else:
+            out[i] = ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
+    return out
+
+
+def box_area_ref(boxes, offset=0):
+    out = np.zeros(len(boxes))
+    for i, b in enumerate(boxes):
+        x1, y1, x2, y2 = sort_corners_ref(b)
+        out[i] = (x2 - x1 + offset) * (y2 - y1 + offset)
+    return out
+
+
+def _ratio(num, den):
+    return num / den if den > 0 else 0.0
+
+
+def box_metric_ref(a, b, kind, offset=0, eps_iou=0.0, eps_pen=0.0, alpha=None):
+    """IoU / GIoU / DIoU / CIoU of two boxes (sorted first). eps_iou is added to the union, eps_pen
+    to the penalty denominators. alpha: CIoU's weight, computed from the boxes when None (pass a
+    number to hold it fixed, as the losses' gradient does)."""
+    ax1, ay1, ax2, ay2 = sort_corners_ref(a)
+    bx1, by1, bx2, by2 = sort_corners_ref(b)
+    wa, ha = ax2 - ax1 + offset, ay2 - ay1 + offset
+    wb, hb = bx2 - bx1 + offset, by2 - by1 + offset
+    iw = min(ax2, bx2) - max(ax1, bx1) + offset
+    ih = min(ay2, by2) - max(ay1, by1) + offset
+    inter = iw * ih if (iw > 0 and ih > 0) else 0.0
+    union = wa * ha + wb * hb - inter
+    iou = _ratio(inter, union + eps_iou)
+    if kind == "iou":
+        return iou
+    cw = max(ax2, bx2) - min(ax1, bx1) + offset
+    ch = max(ay2, by2) - min(ay1, by1) + offset
+    if kind == "giou":
+        return iou - _ratio(cw * ch - union, cw * ch + eps_pen)
+    rho2 = ((ax1 + ax2) / 2 - (bx1 + bx2) / 2) ** 2 + ((ay1 + ay2) / 2 - (by1 + by2) / 2) ** 2
+    diou = iou - _ratio(rho2, cw * cw + ch * ch + eps_pen)
+    if kind == "diou":
+        return diou
+    v = 4 / math.pi ** 2 * (math.atan2(wb, hb) - math.atan2(wa, ha)) ** 2
+    if alpha is None:
+        alpha = _ratio(v, 1 - iou + v + eps_pen)
+    return diou - alpha * v
+
+
+def ciou_alpha_ref(a, b, offset=0, eps=1e-7):
+    """CIoU's alpha = v / (1 - IoU + v + eps) of one pair, with the losses' IoU (eps in the union)."""
+    ax1, ay1, ax2, ay2 = sort_corners_ref(a)
+    bx1, by1, bx2, by2 = sort_corners_ref(b)
+    iou = box_metric_ref(a, b, "iou", offset, eps, eps)
+    v = 4 / math.pi ** 2 * (math.atan2(bx2 - bx1 + offset, by2 - by1 + offset)
+                            - math.atan2(ax2 - ax1 + offset, ay2 - ay1 + offset)) ** 2
+    return _ratio(v, 1 - iou + v + eps)
+
+
+def box_pairwise_ref(boxes1, boxes2, kind, offset=0, eps=1e-7):
+    """(N, M) matrix; eps only in the DIoU/CIoU penalties (as torchvision's pairwise functions)."""
+    eps_pen = 0.0 if kind in ("iou", "giou") else eps
+    out = np.zeros((len(boxes1), len(boxes2)))
+    for i, a in enumerate(boxes1):
+        for j, b in enumerate(boxes2):
+            out[i, j] = box_metric_ref(a, b, kind, offset, 0.0, eps_pen)
+    return out
+
+
+def box_loss_ref(boxes1, boxes2, kind, reduction="none", eps=1e-7, offset=0, alphas=None):
+    """1 - metric per pair with eps in the union and the penalties; alphas: fixed CIoU weights."""
+    per = np.array([1.0 - box_metric_ref(a, b, kind, offset, eps, eps, None if alphas is None else alphas[i])
+                    for i, (a, b) in enumerate(zip(boxes1, boxes2))])
+    if reduction == "none":
+        return per
+    if reduction == "sum":
+        return per.sum()
+    return per.mean() if len(per) else 0.0
+
+
+def box_loss_grad_ref(boxes1, boxes2, kind, reduction="none", eps=1e-7, offset=0, grad_output=None, h=1e-6):
+    """(grad_boxes1, grad_boxes2) of box_loss_ref by central differences in float64, with CIoU's
+    alpha held at its unperturbed value (the gradient convention of torchvision and cnnops)."""
+    b1 = np.array(boxes1, dtype=np.float64)
+    b2 = np.array(boxes2, dtype=np.float64)
+    alphas = [ciou_alpha_ref(a, b, offset, eps) for a, b in zip(b1, b2)] if kind == "ciou" else None
+    go = np.ones(len(b1)) if grad_output is None else np.asarray(grad_output, dtype=np.float64)
+
+    def f():
+        return float(np.sum(go * box_loss_ref(b1, b2, kind, reduction, eps, offset, alphas)))
+
+    return numerical_grad(f, b1, h), numerical_grad(f, b2, h)

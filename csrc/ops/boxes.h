@@ -49,10 +49,11 @@ std::pair<Tensor, Tensor> box_loss_backward(const char* op, geom::IouKind kind, 
                                             double offset, bool canonicalize);
 
 namespace cpu {
-// boxes2 of a pairwise op unpacked into columns (corners sorted) with their areas.
+// boxes2 of a pairwise op unpacked into columns (corners sorted) with their areas and (CIoU only)
+// aspect angles.
 template <typename T>
 struct BoxColumns {
-  T *x1, *y1, *x2, *y2, *area;
+  T *x1, *y1, *x2, *y2, *area, *angle;
 };
 
 template <typename T>

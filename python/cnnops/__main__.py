@@ -11,7 +11,9 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("info", help="version, build flags, SIMD level, threads, CUDA state")
     b = sub.add_parser("bench", help="benchmarks against PyTorch")
-    b.add_argument("family", choices=["conv", "train"], help="op family to benchmark")
+    from .bench import FAMILIES
+
+    b.add_argument("family", choices=FAMILIES, help="op family to benchmark (all but train against PyTorch/torchvision)")
     b.add_argument("--repeats", type=int, default=None, help="timed repeats per layer (median reported)")
     b.add_argument("--quick", action="store_true", help="fewer repeats, for a smoke run")
     b.add_argument("--out", default=None, help="directory for the .json and .md results")

@@ -171,12 +171,28 @@ def complete_box_iou(boxes1, boxes2, eps: float = 1e-7, *, offset: int = 0, cano
 
 # ---- element-wise losses (N vs N) ----
 
+def _flat_pairs(boxes1, boxes2, op):
+    """Pairs of any batch shape (..., 4) as two (N, 4) arrays (views where possible), plus the
+    batch shape; the two shapes must be equal."""
+    b1, b2 = prepare(boxes1, op, "boxes1"), prepare(boxes2, op, "boxes2")
+    s1, s2 = tuple(int(v) for v in b1.shape), tuple(int(v) for v in b2.shape)
+    for name, s in (("boxes1", s1), ("boxes2", s2)):
+        if len(s) < 1 or s[-1] != 4:
+            raise ValueError(f"{op}: expected {name} with shape (..., 4), got {s}")
+    if s1 != s2:
+        raise ValueError(f"{op}: expected boxes1 and boxes2 with the same shape, got {s1} and {s2}")
+    if len(s1) != 2:
+        b1, b2 = b1.reshape(-1, 4), b2.reshape(-1, 4)
+    return b1, b2, s1[:-1]
+
+
 def _loss(kind, op, boxes1, boxes2, reduction, eps, offset, canonicalize):
     check_reduction(reduction, op)
     off = check_offset(offset, op)
     e = check_eps(eps, op)
-    b1, b2 = _pair(boxes1, boxes2, op)
-    return wrap(_C.box_loss(op, kind, b1, b2, reduction, e, off, bool(canonicalize)), boxes1)
+    b1, b2, batch = _flat_pairs(boxes1, boxes2, op)
+    out = wrap(_C.box_loss(op, kind, b1, b2, reduction, e, off, bool(canonicalize)), boxes1)
+    return out.reshape(batch) if reduction == "none" and len(batch) != 1 else out
 
 
 def _dtype_name(x) -> str:
@@ -187,25 +203,35 @@ def _loss_backward(kind, op, grad_output, boxes1, boxes2, reduction, eps, offset
     check_reduction(reduction, op)
     off = check_offset(offset, op)
     e = check_eps(eps, op)
-    b1, b2 = _pair(boxes1, boxes2, op)
+    b1, b2, batch = _flat_pairs(boxes1, boxes2, op)
     if isinstance(grad_output, numbers.Real) and not isinstance(grad_output, bool):
         if reduction == "none":
-            raise ValueError(f"{op}: expected grad_output with shape (N,) for reduction 'none', got a scalar")
+            raise ValueError(f"{op}: expected grad_output with shape {batch} for reduction 'none', got a scalar")
         grad_output = np.asarray(grad_output, dtype=np.float32 if _dtype_name(b1) == "float32" else np.float64)
     g = prepare(grad_output, op, "grad_output")
+    if reduction == "none" and len(batch) != 1:
+        gs = tuple(int(v) for v in g.shape)
+        if gs != batch:
+            raise ValueError(f"{op}: expected grad_output with shape {batch} for reduction 'none', got {gs}")
+        g = g.reshape(-1)
     g1, g2 = _C.box_loss_backward(op, kind, g, b1, b2, reduction, e, off, bool(canonicalize))
-    return wrap(g1, boxes1), wrap(g2, boxes1)
+    g1, g2 = wrap(g1, boxes1), wrap(g2, boxes1)
+    if len(batch) != 1:
+        g1, g2 = g1.reshape(*batch, 4), g2.reshape(*batch, 4)
+    return g1, g2
 
 
 _LOSS_DOC = """
-    boxes1 (N, 4) (predictions), boxes2 (N, 4) (targets), xyxy. Returns the per-pair loss (N,) for
+    boxes1 (N, 4) (predictions), boxes2 (N, 4) (targets), xyxy; any batch shape (..., 4) works, as
+    in torchvision (the pairs are flattened). Returns the per-pair loss (N,) (the batch shape) for
     reduction="none", else a 0-d array with the mean (0 for N = 0) or the sum.
     eps is added where torchvision adds it (see the module docstring); offset and canonicalize as
     in the contract."""
 
 _BACKWARD_DOC = """
-    grad_output: (N,) for reduction="none", one element (or a Python number) for "mean"/"sum";
-    the other arguments as given to the forward. Returns (grad_boxes1, grad_boxes2), each (N, 4).
+    grad_output: (N,) (the batch shape) for reduction="none", one element (or a Python number) for
+    "mean"/"sum"; the other arguments as given to the forward. Returns (grad_boxes1, grad_boxes2),
+    each shaped like the boxes.
     Deterministic: the same result for any thread count."""
 
 

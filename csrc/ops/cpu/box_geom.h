@@ -14,10 +14,11 @@
 //     denominator (torchvision's *_loss); the pairwise forms add it only to the DIoU/CIoU penalty
 //     denominators (torchvision's distance_box_iou / complete_box_iou), so box_iou and
 //     generalized_box_iou are the plain ratios.
-// The backward of these formulas lives in ops/cpu/boxes.cpp.
+// The backward of these formulas lives in ops/cpu/boxes_rows.h.
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace cnnops {
 namespace geom {
@@ -39,6 +40,12 @@ inline Box<T> load_box(const T* b) {
   return Box<T>{b[0], b[1], b[2], b[3]};
 }
 
+// The box at b with its corners sorted (x1 <= x2, y1 <= y2): what canonicalize=True means.
+template <typename T>
+inline Box<T> load_sorted(const T* b) {
+  return Box<T>{std::min(b[0], b[2]), std::min(b[1], b[3]), std::max(b[0], b[2]), std::max(b[1], b[3])};
+}
+
 template <typename T>
 inline T box_area(const Box<T>& b, T off) {
   return (b.x2 - b.x1 + off) * (b.y2 - b.y1 + off);
@@ -48,12 +55,15 @@ inline T box_area(const T* b, T off) {
   return box_area(load_box(b), off);
 }
 
-// q / d where d > 0, else 0; written so that the division is unconditional (vectorisable loops).
+// q / d for d > 0 and 0 for d == 0, for the ratios of the contract, where d >= 0 always and d == 0
+// implies q == 0 (union 0 -> intersection 0; enclosing area or diagonal 0 -> both boxes the same
+// point; 1 - IoU + v = 0 -> v = 0). Written as a division by max(d, smallest normal) because GCC
+// does not if-convert a select on a float comparison (-ftrapping-math), and a select would keep
+// the pairwise loops scalar; a max is vectorised. (A positive subnormal d is rounded up to the
+// smallest normal: boxes of area below 1e-38 only.)
 template <typename T>
 inline T safe_div(T q, T d) {
-  const bool ok = d > T(0);
-  const T r = q / (ok ? d : T(1));
-  return ok ? r : T(0);
+  return q / std::max(d, std::numeric_limits<T>::min());
 }
 
 // Intersection area of two canonical boxes (0 when they do not overlap).
@@ -61,21 +71,23 @@ template <typename T>
 inline T inter_area(const Box<T>& a, const Box<T>& b, T off) {
   const T iw = std::min(a.x2, b.x2) - std::max(a.x1, b.x1) + off;
   const T ih = std::min(a.y2, b.y2) - std::max(a.y1, b.y1) + off;
-  return (iw > T(0) && ih > T(0)) ? iw * ih : T(0);
+  return std::max(iw, T(0)) * std::max(ih, T(0));  // no branch: the loops stay vectorisable
 }
 
-// atan2 difference of the aspect ratios and v = 4/pi^2 * d^2 (CIoU; atan2 form, never NaN).
+// The CIoU aspect angle atan2(w, h) of a box (= atan(w / h) for h > 0; 0 for a point box).
 template <typename T>
-inline T ciou_v(const Box<T>& a, const Box<T>& b, T off) {
-  const T d = std::atan2(b.x2 - b.x1 + off, b.y2 - b.y1 + off) - std::atan2(a.x2 - a.x1 + off, a.y2 - a.y1 + off);
-  return ciou_k<T>() * d * d;
+inline T aspect_angle(const Box<T>& b, T off) {
+  return std::atan2(b.x2 - b.x1 + off, b.y2 - b.y1 + off);
 }
 
 // The metric of kind K between canonical boxes a and b, with eps_iou added to the union and
 // eps_pen to the denominators of the GIoU / DIoU / CIoU penalties (the losses pass eps for both;
-// the pairwise functions 0 and eps as torchvision's box_iou ... complete_box_iou do).
+// the pairwise functions 0 and eps as torchvision's box_iou ... complete_box_iou do). ang_a, ang_b:
+// aspect_angle of a and b (read for CIoU only), so a one-vs-many loop computes each once and the
+// loop itself stays free of calls.
 template <typename T, IouKind K>
-inline T metric(const Box<T>& a, T area_a, const Box<T>& b, T area_b, T off, T eps_iou, T eps_pen) {
+inline T metric(const Box<T>& a, T area_a, T ang_a, const Box<T>& b, T area_b, T ang_b, T off, T eps_iou,
+                T eps_pen) {
   const T inter = inter_area(a, b, off);
   const T uni = area_a + area_b - inter;
   const T i = safe_div(inter, uni + eps_iou);
@@ -87,8 +99,17 @@ inline T metric(const Box<T>& a, T area_a, const Box<T>& b, T area_b, T off, T e
   const T dy = T(0.5) * ((a.y1 + a.y2) - (b.y1 + b.y2));
   const T d = i - safe_div(dx * dx + dy * dy, cw * cw + ch * ch + eps_pen);
   if (K == IouKind::DIoU) return d;
-  const T v = ciou_v(a, b, off);
+  const T da = ang_b - ang_a;
+  const T v = ciou_k<T>() * da * da;  // v = 4/pi^2 (atan(wb/hb) - atan(wa/ha))^2
   return d - safe_div(v, T(1) - i + v + eps_pen) * v;
+}
+
+// The same, computing the angles itself.
+template <typename T, IouKind K>
+inline T metric(const Box<T>& a, T area_a, const Box<T>& b, T area_b, T off, T eps_iou, T eps_pen) {
+  const T ang_a = K == IouKind::CIoU ? aspect_angle(a, off) : T(0);
+  const T ang_b = K == IouKind::CIoU ? aspect_angle(b, off) : T(0);
+  return metric<T, K>(a, area_a, ang_a, b, area_b, ang_b, off, eps_iou, eps_pen);
 }
 
 // ---- pointer forms (4 consecutive coordinates), pairwise semantics ----

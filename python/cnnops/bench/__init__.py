@@ -1,18 +1,25 @@
 """The benchmark suite: ``python -m cnnops bench <family>``, cnnops against its peer library.
 
-Each family has a module here (``conv``; ``pool`` and ``boxes`` to come) with a
-``run(repeats, quick, out, layers) -> int``; ``common`` holds the shared timing, machine
-description and result writing. Results go to <out>/<family>_cpu.json and .md.
+Each family has a module here with a ``run(repeats, quick, out, layers) -> int``; ``common`` holds
+the shared timing, machine description and result writing. Results go to
+<out>/<family>_cpu.json and .md.
+
+  conv    conv2d, conv1d, conv3d, conv_transpose2d vs PyTorch (oneDNN)
+  pool    max/avg/global/adaptive pooling vs PyTorch
+  unpool  fractional max pooling, max_unpool, nearest upsampling vs PyTorch
+  boxes   box_iou family and IoU losses vs torchvision
+  nms     nms and batched_nms vs torchvision
+  train   one LeNet-5 training step through cnnops.nn vs PyTorch eager
 
 The conv family covers conv2d, conv1d, conv3d and conv_transpose2d (layers of the last three in
 ``convnd``); ``families`` picks among them, and a family name given among the layers selects all
 of that family's layers (so ``python -m cnnops bench conv --layers conv1d`` runs the conv1d ones)."""
 from __future__ import annotations
 
+import importlib
 import sys
 
-FAMILIES = ("conv",)
-FAMILIES += ("train",)  # cnnops.nn training steps against PyTorch eager
+FAMILIES = ("conv", "pool", "unpool", "boxes", "nms", "train")
 
 
 def run(family: str, repeats=None, quick: bool = False, out=None, layers=None, families=None) -> int:
@@ -23,16 +30,16 @@ def run(family: str, repeats=None, quick: bool = False, out=None, layers=None, f
     it exists, else the cwd); layers: names to run, as 'a,b' or a list (default: all); families
     (conv only): 'conv2d', 'conv1d', 'conv3d', 'conv_transpose2d' or 'all', several as 'a,b' or a
     list (default: all)."""
+    if family not in FAMILIES:
+        print(f"cnnops bench: expected a family among {', '.join(FAMILIES)}, got {family!r}", file=sys.stderr)
+        return 2
+    mod = importlib.import_module(f"{__name__}.{family}")
     if family == "conv":
-        from . import conv
-
-        return conv.run(repeats=repeats, quick=quick, out=out, layers=layers, families=families)
-    if family == "train":
-        from . import train
-
-        return train.run(repeats=repeats, quick=quick, out=out, layers=layers)
-    print(f"cnnops bench: expected a family among {', '.join(FAMILIES)}, got {family!r}", file=sys.stderr)
-    return 2
+        return mod.run(repeats=repeats, quick=quick, out=out, layers=layers, families=families)
+    if families is not None:
+        print(f"cnnops bench: --family applies to the conv benchmark only, not {family!r}", file=sys.stderr)
+        return 2
+    return mod.run(repeats=repeats, quick=quick, out=out, layers=layers)
 
 
 __all__ = ["run", "FAMILIES"]

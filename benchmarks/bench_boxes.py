@@ -1,0 +1,61 @@
+#!/usr/bin/env python
+"""Boxes on the CPU: the IoU family (cnnops.bench.boxes) and, when this checkout has it, the NMS
+family (cnnops.bench.nms), each against torchvision.ops.
+
+The same suites as ``python -m cnnops bench boxes`` (and ``bench nms``), loaded from this checkout;
+results go to benchmarks/results/ next to this script unless --out says otherwise.
+
+    python benchmarks/bench_boxes.py [--layers a,b] [--quick] [--repeats N] [--out DIR] [--no-nms]
+
+--layers names cases of the IoU suite (box_iou_1k_x_1k, giou_loss_100k, ...); the NMS suite, when
+present, runs all its cases (or its quick set with --quick).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _import_bench():
+    """cnnops.bench from this checkout when it has one, else from the installed package."""
+    import cnnops
+
+    src = HERE.parent / "python" / "cnnops"
+    if (src / "bench" / "__init__.py").is_file() and str(src) not in cnnops.__path__:
+        cnnops.__path__.insert(0, str(src))
+    from cnnops import bench
+
+    return bench
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 2)[2])
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case (median reported)")
+    parser.add_argument("--quick", action="store_true", help="2 repeats, small cases only")
+    parser.add_argument("--out", default=str(HERE / "results"), help="directory for the .json and .md results")
+    parser.add_argument("--layers", default=None, help="comma-separated IoU-suite case names (default: all)")
+    parser.add_argument("--no-nms", action="store_true", help="skip the NMS suite")
+    args = parser.parse_args(argv)
+    _import_bench()
+    from cnnops.bench import boxes
+
+    rc = boxes.run(repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers)
+    if not args.no_nms:
+        try:
+            nms = importlib.import_module("cnnops.bench.nms")
+        except ImportError:
+            nms = None
+            print("(cnnops.bench.nms not in this checkout: NMS suite skipped)")
+        if nms is not None:
+            rc = max(rc, nms.run(repeats=args.repeats, quick=args.quick, out=args.out, layers=None))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -68,10 +68,13 @@ def build_model(name: str, dataset: data.Dataset, dtype="float32", seed: int = 0
     if name == "lenet5":
         if h not in (28, 32):
             raise ValueError(f"build_model: lenet5 expects 28x28 or 32x32 images, got {h}x{w}")
-        return models.lenet5(num_classes=dataset.num_classes, in_channels=c, input_size=h, dtype=dtype, rng=rng)
-    if name == "mnist_cnn":
-        return models.mnist_cnn(num_classes=dataset.num_classes, in_channels=c, input_size=h, dtype=dtype, rng=rng)
-    raise ValueError(f"build_model: expected a model among {', '.join(MODELS)}, got {name!r}")
+        model = models.lenet5(num_classes=dataset.num_classes, in_channels=c, input_size=h, dtype=dtype, rng=rng)
+    elif name == "mnist_cnn":
+        model = models.mnist_cnn(num_classes=dataset.num_classes, in_channels=c, input_size=h, dtype=dtype, rng=rng)
+    else:
+        raise ValueError(f"build_model: expected a model among {', '.join(MODELS)}, got {name!r}")
+    model.needs_input_grad = False  # nobody uses the gradient with respect to the images
+    return model
 
 
 def make_optimizer(name: str, model, lr: float, momentum: float = 0.9, weight_decay: float = 0.0):

@@ -61,6 +61,7 @@ def build_pair(torch, case: Case, seed: int = 0):
     from .. import nn
 
     model = nn.models.lenet5(rng=np.random.default_rng(seed))
+    model.needs_input_grad = False  # as in torch, where the images do not require grad
     tmodel = torch_lenet5(torch)
     tmodel.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in model.state_dict().items()})
     rng = np.random.default_rng(seed + 1)

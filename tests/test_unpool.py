@@ -489,3 +489,24 @@ BAD = [
 def test_bad_arguments_raise(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
+
+
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
+def test_upsample_x2_simd_and_portable_agree(fmt, rng, portable_simd):
+    """The x2 rows (AVX2 duplicate with streaming stores, paired sums) against the portable loops:
+    identical bits, and the reference; widths with and without a tail of the 8-wide loop."""
+    for shape in ((2, 3, 9, 19), (1, 2, 4, 16), (3, 1, 5, 3)):
+        x = rand(rng, shape, np.float32)
+        gy = rand(rng, shape[:2] + (2 * shape[2], 2 * shape[3]), np.float32)
+        xa, ga = (to_cl(x), to_cl(gy)) if fmt == "NHWC" else (x, gy)
+        port = (cnnops.upsample_nearest2d(xa, scale_factor=2, data_format=fmt),
+                cnnops.upsample_nearest2d_backward(ga, xa, scale_factor=2, data_format=fmt))
+        if cnnops._C.cpu_has_avx2_fma():
+            cnnops.set_simd_level("avx2")
+            simd = (cnnops.upsample_nearest2d(xa, scale_factor=2, data_format=fmt),
+                    cnnops.upsample_nearest2d_backward(ga, xa, scale_factor=2, data_format=fmt))
+            cnnops.set_simd_level("portable")
+            assert simd[0].tobytes() == port[0].tobytes() and simd[1].tobytes() == port[1].tobytes()
+        y, g = (from_cl(port[0]), from_cl(port[1])) if fmt == "NHWC" else port
+        np.testing.assert_array_equal(y, upsample_nearest_ref(x, (2 * shape[2], 2 * shape[3])).astype(np.float32))
+        assert rel_err(g, upsample_nearest_backward_ref(gy, shape[2:])) < 1e-6

@@ -23,12 +23,45 @@
 namespace cnnops {
 namespace cpu {
 
+// Keeps (best, bi) as the running maximum and its index: v replaces it when v > best or v is NaN.
+// Written with selects rather than branches: on random data the outcome is unpredictable.
+template <typename T>
+static inline void take_max(T v, int64_t i, T& best, int64_t& bi) {
+  const bool t = v > best || v != v;
+  best = t ? v : best;
+  bi = t ? i : bi;
+}
+
+// One output row of a 2-D plane with fixed KH x KW windows starting at rows hs and columns ws[ow].
+template <typename T, int KH, int KW>
+static void fixed_window_row(const T* xp, int64_t W, int64_t h0, const int64_t* ws, int64_t Wo, T* y, int64_t* idx) {
+  for (int64_t ow = 0; ow < Wo; ++ow) {
+    const int64_t o0 = h0 * W + ws[ow];
+    T best = xp[o0];  // the first element: -inf start and index of the first element, as torch
+    int64_t bi = o0;
+    for (int kh = 0; kh < KH; ++kh)
+      for (int kw = (kh == 0 ? 1 : 0); kw < KW; ++kw) take_max(xp[o0 + kh * W + kw], o0 + kh * W + kw, best, bi);
+    y[ow] = best;
+    idx[ow] = bi;
+  }
+}
+
 template <typename T>
 void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in, const Geom5& out,
                                  const int64_t* win, bool per_plane) {
   const int64_t Do = out.D, Ho = out.H, Wo = out.W, H = in.H, W = in.W, C = in.C;
   const int64_t IS = in.spatial(), OS = out.spatial();
   const int64_t wstride = 2 * (Do + Ho + Wo);
+  // Window lengths when every window of a dimension has the same one (all planes), else 0.
+  auto fixed_len = [&](int64_t off, int64_t n) -> int64_t {
+    const int64_t planes = per_plane ? in.N * C : 1;
+    const int64_t len = win[off + n] - win[off];
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t i = 0; i < n; ++i)
+        if (win[p * wstride + off + n + i] - win[p * wstride + off + i] != len) return 0;
+    return len;
+  };
+  const int64_t fixed_h = fixed_len(2 * Do, Ho), fixed_w = fixed_len(2 * (Do + Ho), Wo);
   if (!in.cl) {
     parallel_for(in.N * C, [&](int64_t p) {
       const int64_t* t = win + (per_plane ? p * wstride : 0);
@@ -36,6 +69,15 @@ void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in
       const T* xp = x + p * IS;
       T* yp = y + p * OS;
       int64_t* ip = idx + p * OS;
+      if (Do == 1 && fixed_h > 0 && fixed_w > 0 && fixed_h == fixed_w && (fixed_h == 2 || fixed_h == 3)) {
+        for (int64_t oh = 0; oh < Ho; ++oh) {
+          if (fixed_h == 2)
+            fixed_window_row<T, 2, 2>(xp, W, hs[oh], ws, Wo, yp + oh * Wo, ip + oh * Wo);
+          else
+            fixed_window_row<T, 3, 3>(xp, W, hs[oh], ws, Wo, yp + oh * Wo, ip + oh * Wo);
+        }
+        return;
+      }
       for (int64_t od = 0; od < Do; ++od)
         for (int64_t oh = 0; oh < Ho; ++oh)
           for (int64_t ow = 0; ow < Wo; ++ow) {

@@ -19,9 +19,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "core/parallel.h"
+#include "ops/cpu/unpool_rows.h"
 
 namespace cnnops {
 namespace cpu {
@@ -38,6 +41,27 @@ static void for_blocks(int64_t n, int64_t min_block, F&& f) {
     const int64_t lo = b * per, hi = std::min(n, lo + per);
     if (lo < hi) f(lo, hi);
   });
+}
+
+static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
+
+// y0 (and y1 unless null) = each of x's W values twice.
+template <typename T>
+static void dup2_row(const T* x, T* y0, T* y1, int64_t W) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (use_avx2()) return avx2::dup2_row_f32(x, y0, y1, W);
+  }
+  for (int64_t w = 0; w < W; ++w) y0[2 * w] = y0[2 * w + 1] = x[w];
+  if (y1) std::memcpy(y1, y0, sizeof(T) * 2 * W);
+}
+
+// dx[w] = (g0[2w] + g0[2w+1]) + (g1[2w] + g1[2w+1]).
+template <typename T>
+static void sum2x2_row(const T* g0, const T* g1, T* dx, int64_t W) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (use_avx2()) return avx2::sum2x2_row_f32(g0, g1, dx, W);
+  }
+  for (int64_t w = 0; w < W; ++w) dx[w] = (g0[2 * w] + g0[2 * w + 1]) + (g1[2 * w] + g1[2 * w + 1]);
 }
 
 template <typename T>
@@ -66,22 +90,32 @@ void upsample_nearest_forward(const T* x, T* y, const Geom5& in, const Geom5& ou
         if (same) {
           std::memcpy(yr, xr, sizeof(T) * Wo);
         } else if (twice) {
-          for (int64_t w = 0; w < in.W; ++w) {
-            yr[2 * w] = xr[w];
-            yr[2 * w + 1] = xr[w];
-          }
+          // the next output row usually reads the same input row: write both from one read
+          const bool pair = r + 1 < r1 && (r + 1) % Ho != 0 && sh[oh + 1] == sh[oh];
+          dup2_row(xr, yr, pair ? yr + Wo : static_cast<T*>(nullptr), in.W);
+          if (pair) ++r;
         } else {
           for (int64_t w = 0; w < Wo; ++w) yr[w] = xr[sw[w]];
         }
+      }
+      if constexpr (std::is_same<T, float>::value) {
+        if (twice && use_avx2()) avx2::stream_fence();
       }
     });
   } else {
     const int64_t rows = in.N * Do * Ho;
     for_blocks(rows, 1, [&](int64_t r0, int64_t r1) {
+      int64_t prev_src = -1;
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t oh = r % Ho, od = (r / Ho) % Do, n = r / (Ho * Do);
-        const T* xr = x + ((n * in.D + sd[od]) * in.H + sh[oh]) * in.W * C;
+        const int64_t src_row = (n * in.D + sd[od]) * in.H + sh[oh];
         T* yr = y + r * Wo * C;
+        if (src_row == prev_src) {
+          std::memcpy(yr, yr - Wo * C, sizeof(T) * Wo * C);
+          continue;
+        }
+        prev_src = src_row;
+        const T* xr = x + src_row * in.W * C;
         for (int64_t w = 0; w < Wo; ++w) std::memcpy(yr + w * C, xr + sw[w] * C, sizeof(T) * C);
       }
     });
@@ -92,12 +126,21 @@ template <typename T>
 void upsample_nearest_backward(const T* dy, T* dx, const Geom5& in, const Geom5& out, const int64_t* rd,
                                const int64_t* rh, const int64_t* rw) {
   const int64_t W = in.W, H = in.H, D = in.D, C = in.C, Wo = out.W, Ho = out.H, Do = out.D;
+  // x2 in width (every input column read by exactly the output columns 2w, 2w+1): rows whose
+  // cells are 2x2 are summed as (g00 + g01) + (g10 + g11) in both layouts.
+  bool wpairs = Wo == 2 * W;
+  for (int64_t w = 0; w < W && wpairs; ++w) wpairs = rw[2 * w] == 2 * w && rw[2 * w + 1] == 2 * w + 2;
   if (!in.cl) {
     const int64_t rows = in.N * C * D * H;
     for_blocks(rows, std::max<int64_t>(1, 2048 / std::max<int64_t>(W, 1)), [&](int64_t r0, int64_t r1) {
       std::vector<T> acc(W);
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t h = r % H, d = (r / H) % D, nc = r / (H * D);
+        if (wpairs && rd[2 * d + 1] - rd[2 * d] == 1 && rh[2 * h + 1] - rh[2 * h] == 2) {
+          const T* g0 = dy + ((nc * Do + rd[2 * d]) * Ho + rh[2 * h]) * Wo;
+          sum2x2_row(g0, g0 + Wo, dx + r * W, W);
+          continue;
+        }
         std::fill(acc.begin(), acc.end(), T(0));
         for (int64_t od = rd[2 * d]; od < rd[2 * d + 1]; ++od)
           for (int64_t oh = rh[2 * h]; oh < rh[2 * h + 1]; ++oh) {
@@ -116,8 +159,15 @@ void upsample_nearest_backward(const T* dy, T* dx, const Geom5& in, const Geom5&
     for_blocks(rows, 1, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t h = r % H, d = (r / H) % D, n = r / (H * D);
+        const bool pair_rows = wpairs && rd[2 * d + 1] - rd[2 * d] == 1 && rh[2 * h + 1] - rh[2 * h] == 2;
         for (int64_t w = 0; w < W; ++w) {
           T* a = dx + (r * W + w) * C;
+          if (pair_rows) {  // a 2x2 cell: the order of the NC... x2 path
+            const T* g00 = dy + (((n * Do + rd[2 * d]) * Ho + rh[2 * h]) * Wo + rw[2 * w]) * C;
+            const T *g01 = g00 + C, *g10 = g00 + Wo * C, *g11 = g10 + C;
+            for (int64_t c = 0; c < C; ++c) a[c] = (g00[c] + g01[c]) + (g10[c] + g11[c]);
+            continue;
+          }
           std::fill(a, a + C, T(0));
           for (int64_t od = rd[2 * d]; od < rd[2 * d + 1]; ++od)
             for (int64_t oh = rh[2 * h]; oh < rh[2 * h + 1]; ++oh)

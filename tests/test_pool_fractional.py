@@ -354,3 +354,30 @@ BAD = [
 def test_bad_arguments_raise(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
+
+
+@pytest.mark.parametrize("k", [2, 3, (2, 3)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_ties_nan_and_inf_match_reference_and_torch(k, dtype, rng):
+    """Many ties (values 0..2), -inf, +inf and NaN: the first maximum in window order and the last
+    NaN, in every kernel path (the two-pass 2x2 rows, fixed 3x3, generic windows)."""
+    x = rng.integers(0, 3, size=(2, 3, 19, 23)).astype(dtype)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    x[rng.random(x.shape) < 0.05] = -np.inf
+    x[rng.random(x.shape) < 0.02] = np.inf
+    x[0, 0] = -np.inf  # a whole plane of -inf: the index of each window's first element
+    u = rng.random((2, 3, 2)).astype(dtype)
+    kk = (k, k) if isinstance(k, int) else k
+    out = (19 - kk[0] - 2, 23 - kk[1] - 3)
+    y, idx = cnnops.fractional_max_pool2d(x, k, output_size=out, return_indices=True, _random_samples=u)
+    ry, ridx = fractional_max_pool_torch_ref(x, kk, out, u)
+    np.testing.assert_array_equal(idx, ridx)
+    np.testing.assert_array_equal(y, ry.astype(dtype))
+    ycl, icl = cnnops.fractional_max_pool2d(to_cl(x), k, output_size=out, return_indices=True, _random_samples=u,
+                                            data_format="NHWC")
+    np.testing.assert_array_equal(from_cl(icl), idx)
+    torch = pytest.importorskip("torch")
+    ty, ti = torch.nn.functional.fractional_max_pool2d(torch.from_numpy(x), k, output_size=out, return_indices=True,
+                                                       _random_samples=torch.from_numpy(u))
+    np.testing.assert_array_equal(idx, ti.numpy())
+    np.testing.assert_array_equal(y, ty.numpy())

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "ops/cpu/unpool_rows.h"
 
 namespace cnnops {
 namespace cpu {
@@ -46,6 +47,40 @@ static void fixed_window_row(const T* xp, int64_t W, int64_t h0, const int64_t* 
   }
 }
 
+// 2x2 windows of one output row (rows h0, h0+1), in two passes: a vertical pass over all W columns
+// (vectorised by the compiler: blends, no branches) keeps per column the value and row (0/1) the
+// sequential rule picks, then each output combines its two columns. Equal to the sequential scan
+// (h0,c), (h0,c+1), (h1,c), (h1,c+1): without NaN the first maximum in that order (a tie between
+// the columns goes to column c when its row is not below column c+1's), with NaN the last NaN.
+template <typename T>
+static void window2x2_row(const T* xp, int64_t W, int64_t h0, const int64_t* ws, int64_t Wo, T* y, int64_t* idx) {
+  thread_local std::vector<T> vb;
+  thread_local std::vector<unsigned char> rb;
+  if (static_cast<int64_t>(vb.size()) < W) {
+    vb.resize(W);
+    rb.resize(W);
+  }
+  T* v = vb.data();
+  unsigned char* r = rb.data();
+  const T* r0 = xp + h0 * W;
+  const T* r1 = r0 + W;
+  for (int64_t w = 0; w < W; ++w) {
+    const T a = r0[w], b = r1[w];
+    const bool t = b > a || b != b;
+    v[w] = t ? b : a;
+    r[w] = t;
+  }
+  for (int64_t ow = 0; ow < Wo; ++ow) {
+    const int64_t c = ws[ow];
+    const T v0 = v[c], v1 = v[c + 1];
+    const int r0c = r[c], r1c = r[c + 1];
+    const bool n0 = v0 != v0, n1 = v1 != v1;
+    const bool pick1 = n1 ? (!n0 || r1c >= r0c) : (!n0 && (v1 > v0 || (v1 == v0 && r1c < r0c)));
+    y[ow] = pick1 ? v1 : v0;
+    idx[ow] = (h0 + (pick1 ? r1c : r0c)) * W + c + pick1;
+  }
+}
+
 template <typename T>
 void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in, const Geom5& out,
                                  const int64_t* win, bool per_plane) {
@@ -67,12 +102,27 @@ void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in
       const int64_t* t = win + (per_plane ? p * wstride : 0);
       const int64_t *ds = t, *de = t + Do, *hs = t + 2 * Do, *he = hs + Ho, *ws = t + 2 * (Do + Ho), *we = ws + Wo;
       const T* xp = x + p * IS;
-      T* yp = y + p * OS;
-      int64_t* ip = idx + p * OS;
+      // the plane's outputs and indices are assembled in per-thread buffers and streamed out
+      // (planes up to 512 KB of results; larger ones are written in place)
+      thread_local std::vector<T> ybuf;
+      thread_local std::vector<int64_t> ibuf;
+      const bool buffered = OS * static_cast<int64_t>(sizeof(T) + sizeof(int64_t)) <= (512 << 10);
+      if (buffered && static_cast<int64_t>(ybuf.size()) < OS) ybuf.resize(OS);
+      if (buffered && static_cast<int64_t>(ibuf.size()) < OS) ibuf.resize(OS);
+      T* yp = buffered ? ybuf.data() : y + p * OS;
+      int64_t* ip = buffered ? ibuf.data() : idx + p * OS;
+      struct Flush {  // runs when the task returns, from either path below
+        T* ydst; int64_t* idst; const T* ysrc; const int64_t* isrc; int64_t n; bool on;
+        ~Flush() {
+          if (!on) return;
+          copy_out(ydst, ysrc, sizeof(T) * n);
+          copy_out(idst, isrc, sizeof(int64_t) * n);
+        }
+      } flush{y + p * OS, idx + p * OS, yp, ip, OS, buffered};
       if (Do == 1 && fixed_h > 0 && fixed_w > 0 && fixed_h == fixed_w && (fixed_h == 2 || fixed_h == 3)) {
         for (int64_t oh = 0; oh < Ho; ++oh) {
           if (fixed_h == 2)
-            fixed_window_row<T, 2, 2>(xp, W, hs[oh], ws, Wo, yp + oh * Wo, ip + oh * Wo);
+            window2x2_row<T>(xp, W, hs[oh], ws, Wo, yp + oh * Wo, ip + oh * Wo);
           else
             fixed_window_row<T, 3, 3>(xp, W, hs[oh], ws, Wo, yp + oh * Wo, ip + oh * Wo);
         }
@@ -144,7 +194,10 @@ bool fractional_max_pool_backward(const T* dy, const int64_t* idx, T* dx, const 
   std::vector<int64_t> first(tasks, 0);
   parallel_for(tasks, [&](int64_t t) {
     if (!in.cl) {
-      T* dp = dx + t * IS;
+      thread_local std::vector<T> plane;  // accumulated in cache, then streamed out (up to 512 KB)
+      const bool buffered = IS * static_cast<int64_t>(sizeof(T)) <= (512 << 10);
+      if (buffered && static_cast<int64_t>(plane.size()) < IS) plane.resize(IS);
+      T* dp = buffered ? plane.data() : dx + t * IS;
       const T* gp = dy + t * OS;
       const int64_t* ip = idx + t * OS;
       std::fill(dp, dp + IS, T(0));
@@ -156,6 +209,7 @@ bool fractional_max_pool_backward(const T* dy, const int64_t* idx, T* dx, const 
         }
         dp[k] += gp[o];
       }
+      if (buffered) copy_out(dx + t * IS, dp, sizeof(T) * IS);
     } else {
       T* dp = dx + t * IS * C;
       const T* gp = dy + t * OS * C;

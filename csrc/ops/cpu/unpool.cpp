@@ -45,6 +45,11 @@ static void for_blocks(int64_t n, int64_t min_block, F&& f) {
 
 static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
 
+void copy_out(void* dst, const void* src, size_t bytes) {
+  if (use_avx2()) return avx2::stream_copy(dst, src, bytes);
+  std::memcpy(dst, src, bytes);
+}
+
 // y0 (and y1 unless null) = each of x's W values twice.
 template <typename T>
 static void dup2_row(const T* x, T* y0, T* y1, int64_t W) {

@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "ops/cpu/unpool_rows.h"
 
@@ -59,6 +60,22 @@ void sum2x2_row_f32(const float* g0, const float* g1, float* dx, int64_t W) {
     _mm256_storeu_ps(dx + w, _mm256_add_ps(s0, s1));
   }
   for (; w < W; ++w) dx[w] = (g0[2 * w] + g0[2 * w + 1]) + (g1[2 * w] + g1[2 * w + 1]);
+}
+
+void stream_copy(void* dst, const void* src, size_t bytes) {
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
+  const size_t head = (32 - reinterpret_cast<uintptr_t>(d) % 32) % 32;
+  if (bytes < head + 64) {
+    std::memcpy(d, s, bytes);
+    return;
+  }
+  std::memcpy(d, s, head);
+  size_t i = head;
+  for (; i + 32 <= bytes; i += 32)
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)));
+  std::memcpy(d + i, s + i, bytes - i);
+  _mm_sfence();
 }
 
 }  // namespace avx2

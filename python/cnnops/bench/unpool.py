@@ -25,7 +25,6 @@ import sys
 import traceback
 from dataclasses import dataclass
 
-import numpy as np
 
 import cnnops
 

@@ -381,3 +381,17 @@ def test_ties_nan_and_inf_match_reference_and_torch(k, dtype, rng):
                                                        _random_samples=torch.from_numpy(u))
     np.testing.assert_array_equal(idx, ti.numpy())
     np.testing.assert_array_equal(y, ty.numpy())
+
+
+def test_large_output_streaming_path_matches_torch(rng):
+    """Outputs + indices above the streaming threshold (24 MB): the streamed planes equal torch's."""
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(rand(rng, (4, 64, 150, 150), np.float32))
+    u = torch.from_numpy(rng.random((4, 64, 2)).astype(np.float32))
+    y, i = cnnops.fractional_max_pool2d(x, 2, output_size=(106, 106), return_indices=True, _random_samples=u)
+    ry, ri = torch.nn.functional.fractional_max_pool2d(x, 2, output_size=(106, 106), return_indices=True,
+                                                       _random_samples=u)
+    assert torch.equal(y, ry) and torch.equal(i, ri)
+    gy = torch.from_numpy(rand(rng, (4, 64, 150, 150), np.float32))[:, :, :106, :106].contiguous()
+    ry2 = torch.ops.aten.fractional_max_pool2d_backward(gy, x, [2, 2], [106, 106], i)
+    assert torch.allclose(cnnops.fractional_max_pool2d_backward(gy, x, i), ry2)

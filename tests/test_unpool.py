@@ -510,3 +510,15 @@ def test_upsample_x2_simd_and_portable_agree(fmt, rng, portable_simd):
         y, g = (from_cl(port[0]), from_cl(port[1])) if fmt == "NHWC" else port
         np.testing.assert_array_equal(y, upsample_nearest_ref(x, (2 * shape[2], 2 * shape[3])).astype(np.float32))
         assert rel_err(g, upsample_nearest_backward_ref(gy, shape[2:])) < 1e-6
+
+
+def test_upsample_x2_large_output_streaming_path(rng, portable_simd):
+    """An output above the streaming threshold (24 MB): streaming-store rows equal the portable ones."""
+    x = rand(rng, (1, 4, 512, 801), np.float32)  # odd width: a tail after the 8-wide loop
+    port = cnnops.upsample_nearest2d(x, scale_factor=2)
+    np.testing.assert_array_equal(port, np.repeat(np.repeat(x, 2, axis=2), 2, axis=3))
+    if cnnops._C.cpu_has_avx2_fma():
+        cnnops.set_simd_level("avx2")
+        simd = cnnops.upsample_nearest2d(x, scale_factor=2)
+        cnnops.set_simd_level("portable")
+        assert simd.tobytes() == port.tobytes()

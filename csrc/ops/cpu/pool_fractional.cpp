@@ -101,6 +101,7 @@ void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in
     return len;
   };
   const int64_t fixed_h = fixed_len(2 * Do, Ho), fixed_w = fixed_len(2 * (Do + Ho), Wo);
+  const bool stream_out = static_cast<size_t>(out.numel()) * (sizeof(T) + sizeof(int64_t)) >= kStreamMinBytes;
   if (!in.cl) {
     parallel_for(in.N * C, [&](int64_t p) {
       const int64_t* t = win + (per_plane ? p * wstride : 0);
@@ -116,13 +117,13 @@ void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in
       T* yp = buffered ? ybuf.data() : y + p * OS;
       int64_t* ip = buffered ? ibuf.data() : idx + p * OS;
       struct Flush {  // runs when the task returns, from either path below
-        T* ydst; int64_t* idst; const T* ysrc; const int64_t* isrc; int64_t n; bool on;
+        T* ydst; int64_t* idst; const T* ysrc; const int64_t* isrc; int64_t n; bool on, stream;
         ~Flush() {
           if (!on) return;
-          copy_out(ydst, ysrc, sizeof(T) * n);
-          copy_out(idst, isrc, sizeof(int64_t) * n);
+          copy_out(ydst, ysrc, sizeof(T) * n, stream);
+          copy_out(idst, isrc, sizeof(int64_t) * n, stream);
         }
-      } flush{y + p * OS, idx + p * OS, yp, ip, OS, buffered};
+      } flush{y + p * OS, idx + p * OS, yp, ip, OS, buffered, stream_out};
       if (Do == 1 && fixed_h > 0 && fixed_w > 0 && fixed_h == fixed_w && (fixed_h == 2 || fixed_h == 3)) {
         for (int64_t oh = 0; oh < Ho; ++oh) {
           if (fixed_h == 2)
@@ -194,6 +195,7 @@ bool fractional_max_pool_backward(const T* dy, const int64_t* idx, T* dx, const 
   const int64_t IS = in.spatial(), OS = out.spatial(), C = in.C;
   const uint64_t limit = static_cast<uint64_t>(IS);
   const int64_t tasks = in.cl ? in.N : in.N * C;
+  const bool stream_out = static_cast<size_t>(in.numel()) * sizeof(T) >= kStreamMinBytes;
   std::vector<char> hit(tasks, 0);
   std::vector<int64_t> first(tasks, 0);
   parallel_for(tasks, [&](int64_t t) {
@@ -213,7 +215,7 @@ bool fractional_max_pool_backward(const T* dy, const int64_t* idx, T* dx, const 
         }
         dp[k] += gp[o];
       }
-      if (buffered) copy_out(dx + t * IS, dp, sizeof(T) * IS);
+      if (buffered) copy_out(dx + t * IS, dp, sizeof(T) * IS, stream_out);
     } else {
       T* dp = dx + t * IS * C;
       const T* gp = dy + t * OS * C;

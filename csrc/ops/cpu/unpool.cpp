@@ -49,16 +49,16 @@ static void for_blocks(int64_t n, int64_t min_block, F&& f) {
 
 static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
 
-void copy_out(void* dst, const void* src, size_t bytes) {
-  if (use_avx2()) return avx2::stream_copy(dst, src, bytes);
+void copy_out(void* dst, const void* src, size_t bytes, bool stream) {
+  if (stream && use_avx2()) return avx2::stream_copy(dst, src, bytes);
   std::memcpy(dst, src, bytes);
 }
 
 // y0 (and y1 unless null) = each of x's W values twice.
 template <typename T>
-static void dup2_row(const T* x, T* y0, T* y1, int64_t W) {
+static void dup2_row(const T* x, T* y0, T* y1, int64_t W, bool stream) {
   if constexpr (std::is_same<T, float>::value) {
-    if (use_avx2()) return avx2::dup2_row_f32(x, y0, y1, W);
+    if (use_avx2()) return avx2::dup2_row_f32(x, y0, y1, W, stream);
   }
   for (int64_t w = 0; w < W; ++w) y0[2 * w] = y0[2 * w + 1] = x[w];
   if (y1) std::memcpy(y1, y0, sizeof(T) * 2 * W);
@@ -84,6 +84,7 @@ void upsample_nearest_forward(const T* x, T* y, const Geom5& in, const Geom5& ou
       same = same && sw[w] == w;
     }
     const int64_t rows = in.N * C * Do * Ho;
+    const bool stream = static_cast<size_t>(out.numel()) * sizeof(T) >= kStreamMinBytes;
     for_blocks(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(Wo, 1)), [&](int64_t r0, int64_t r1) {
       int64_t prev_src = -1;
       for (int64_t r = r0; r < r1; ++r) {
@@ -101,14 +102,14 @@ void upsample_nearest_forward(const T* x, T* y, const Geom5& in, const Geom5& ou
         } else if (twice) {
           // the next output row usually reads the same input row: write both from one read
           const bool pair = r + 1 < r1 && (r + 1) % Ho != 0 && sh[oh + 1] == sh[oh];
-          dup2_row(xr, yr, pair ? yr + Wo : static_cast<T*>(nullptr), in.W);
+          dup2_row(xr, yr, pair ? yr + Wo : static_cast<T*>(nullptr), in.W, stream);
           if (pair) ++r;
         } else {
           for (int64_t w = 0; w < Wo; ++w) yr[w] = xr[sw[w]];
         }
       }
       if constexpr (std::is_same<T, float>::value) {
-        if (twice && use_avx2()) avx2::stream_fence();
+        if (twice && stream && use_avx2()) avx2::stream_fence();
       }
     });
   } else {

@@ -17,8 +17,8 @@ namespace cnnops {
 namespace cpu {
 namespace avx2 {
 
-void dup2_row_f32(const float* x, float* y0, float* y1, int64_t W) {
-  const bool stream = (reinterpret_cast<uintptr_t>(y0) % 32 == 0) &&
+void dup2_row_f32(const float* x, float* y0, float* y1, int64_t W, bool stream_ok) {
+  const bool stream = stream_ok && (reinterpret_cast<uintptr_t>(y0) % 32 == 0) &&
                       (y1 == nullptr || reinterpret_cast<uintptr_t>(y1) % 32 == 0);
   int64_t w = 0;
   for (; w + 8 <= W; w += 8) {

@@ -14,11 +14,11 @@
 //    zero-fill, then write the inputs at their indices in memory order; no two tasks write the same
 //    memory, so duplicates resolve the same way (last in memory order) for any thread count.
 //  - max_unpool backward / bed-of-nails backward: pure gathers, blocks of input elements per task.
-// Measured (benchmarks/results/unpool_cpu.md, 2 threads on the shared 2-core VM under load,
-// copy bandwidth measured in the same run 5.4 GB/s): float32 (32, 64, 56, 56) x2 upsampling
-// forward 4.5 GB/s = 84% of streaming copy (streaming stores), backward 47%; N...C forward 50%,
-// backward 73%; max_unpool x2 forward 42%, backward 65% (a gather: all of grad_output is read,
-// the same traffic as torch's gather, which it matches).
+// Measured (benchmarks/results/unpool_cpu.md; 2 threads on the shared 2-core VM under load, copy
+// bandwidth 8.4 GB/s measured in the same run): float32 (32, 64, 56, 56) x2 upsampling forward
+// 4.4 GB/s = 52% of streaming copy (48% in an earlier run at 5.4 GB/s copy: 84%), backward 46%;
+// N...C forward 60%, backward 66%; max_unpool x2 forward 38%, backward 52% (a gather: all of
+// grad_output is read, the same traffic as torch's gather, which it matches at 0.97-1.0x).
 #include "ops/cpu/unpool.h"
 
 #include <algorithm>

@@ -16,7 +16,7 @@
 //  - max_unpool backward / bed-of-nails backward: pure gathers, blocks of input elements per task.
 // Measured (benchmarks/results/unpool_cpu.md; 2 threads on the shared 2-core VM under load, copy
 // bandwidth 8.4 GB/s measured in the same run): float32 (32, 64, 56, 56) x2 upsampling forward
-// 4.4 GB/s = 52% of streaming copy (48% in an earlier run at 5.4 GB/s copy: 84%), backward 46%;
+// 4.4 GB/s = 52% of streaming copy (an earlier run: 4.5 GB/s = 84% of 5.4 GB/s), backward 46%;
 // N...C forward 60%, backward 66%; max_unpool x2 forward 38%, backward 52% (a gather: all of
 // grad_output is read, the same traffic as torch's gather, which it matches at 0.97-1.0x).
 #include "ops/cpu/unpool.h"

@@ -764,3 +764,151 @@ def box_loss_grad_ref(boxes1, boxes2, kind, reduction="none", eps=1e-7, offset=0
         return float(np.sum(go * box_loss_ref(b1, b2, kind, reduction, eps, offset, alphas)))
 
     return numerical_grad(f, b1, h), numerical_grad(f, b2, h)
+# ============================================================================= unpooling, upsampling,
+# fractional max pooling
+#
+# Written from the definitions, one output element at a time (plain loops or np.take/np.add.at over
+# explicit index maps). Arrays are channels first (N, C, *spatial); tests transpose for channels last.
+
+import itertools  # noqa: E402  (kept with the section that uses it)
+
+
+def nearest_source(o, n_in, n_out, scale, exact, shortcuts=False):
+    """PyTorch's nearest source index of output o (UpSample.h): the scale s is a float32,
+    1/scale_factor when given (scale > 0) else n_in/n_out; "nearest" is floor(o * s),
+    "nearest-exact" floor((o + 0.5) * s), both clamped to n_in - 1. With `shortcuts` (torch's
+    2-D "nearest" forward) out == in maps o -> o and out == 2*in maps o -> o // 2."""
+    if shortcuts and n_out == n_in:
+        return o
+    if shortcuts and n_out == 2 * n_in:
+        return o // 2
+    s = np.float32(1.0 / scale) if scale and scale > 0 else np.float32(n_in) / np.float32(n_out)
+    if exact:
+        v = np.float32((o + 0.5) * np.float64(s))
+    else:
+        v = np.float32(o) * s
+    return min(int(np.floor(v)), n_in - 1)
+
+
+def nearest_maps(in_sizes, out_sizes, scales, exact):
+    if scales is None:
+        scales = [None] * len(in_sizes)
+    short = not exact and len(in_sizes) == 2
+    return [np.array([nearest_source(o, i, n, s, exact, short) for o in range(n)], dtype=np.int64)
+            for i, n, s in zip(in_sizes, out_sizes, scales)]
+
+
+def upsample_nearest_ref(x, out_sizes, scales=None, exact=False):
+    """y[n, c, o...] = x[n, c, src(o)...] for (N, C, *spatial) x."""
+    y = np.asarray(x, dtype=np.float64)
+    for d, m in enumerate(nearest_maps(x.shape[2:], out_sizes, scales, exact)):
+        y = np.take(y, m, axis=2 + d)
+    return y
+
+
+def upsample_nearest_backward_ref(gy, in_sizes, scales=None, exact=False):
+    """The adjoint: every output gradient added to its source element."""
+    gy = np.asarray(gy, dtype=np.float64)
+    maps = nearest_maps(in_sizes, gy.shape[2:], scales, exact)
+    gx = np.zeros(gy.shape[:2] + tuple(in_sizes))
+    for pos in np.ndindex(*gy.shape[2:]):
+        src = tuple(int(m[p]) for m, p in zip(maps, pos))
+        gx[(slice(None), slice(None)) + src] += gy[(slice(None), slice(None)) + pos]
+    return gx
+
+
+def max_unpool_ref(x, idx, out_sizes):
+    """Zeros, then x[n, c, i] written at flat position idx[n, c, i] of plane (n, c), in memory order."""
+    N, C = x.shape[:2]
+    y = np.zeros((N, C, int(np.prod(out_sizes))))
+    xf, jf = x.reshape(N, C, -1), idx.reshape(N, C, -1)
+    for n in range(N):
+        for c in range(C):
+            for i in range(xf.shape[2]):
+                y[n, c, jf[n, c, i]] = xf[n, c, i]
+    return y.reshape((N, C) + tuple(out_sizes))
+
+
+def max_unpool_backward_ref(gy, idx):
+    N, C = gy.shape[:2]
+    g = gy.reshape(N, C, -1)
+    j = idx.reshape(N, C, -1)
+    return np.take_along_axis(g, j, axis=2).reshape(idx.shape).astype(np.float64)
+
+
+def bed_of_nails_ref(x, scale):
+    sh, sw = scale
+    N, C, H, W = x.shape
+    y = np.zeros((N, C, H * sh, W * sw))
+    for h in range(H):
+        for w in range(W):
+            y[:, :, h * sh, w * sw] = x[:, :, h, w]
+    return y
+
+
+def fractional_windows_torch(u, n_in, n_out, k, dtype):
+    """Window starts of PyTorch's fractional max pooling for sample u, computed in `dtype`."""
+    t = np.dtype(dtype).type
+    starts = []
+    if n_out > 1:
+        alpha = t(n_in - k) / t(n_out - 1)
+        for i in range(n_out - 1):
+            starts.append(int(t(t(i) + t(u)) * alpha) - int(t(u) * alpha))
+    starts.append(n_in - k)
+    return [(s, s + k) for s in starts]
+
+
+def fractional_windows_tf(seq, n_in, overlapping):
+    return [(int(seq[i]), min(int(seq[i + 1]) + (1 if overlapping else 0), n_in)) for i in range(len(seq) - 1)]
+
+
+def window_max_ref(x, windows):
+    """Max over explicit windows. windows[n][c] is a list (one per spatial dim) of [(start, end)];
+    returns (values, flat indices) with the first maximum in window order and NaN winning."""
+    N, C = x.shape[:2]
+    sp = x.shape[2:]
+    outs = tuple(len(w) for w in windows[0][0])
+    y = np.zeros((N, C) + outs)
+    idx = np.zeros((N, C) + outs, dtype=np.int64)
+    for n in range(N):
+        for c in range(C):
+            win = windows[n][c]
+            for o in np.ndindex(*outs):
+                ranges = [range(*win[d][o[d]]) for d in range(len(sp))]
+                best, bi = -np.inf, None
+                for p in itertools.product(*ranges):
+                    v = x[(n, c) + p]
+                    if bi is None:
+                        bi = p
+                    if v > best or np.isnan(v):
+                        best, bi = v, p
+                y[(n, c) + o] = best
+                idx[(n, c) + o] = np.ravel_multi_index(bi, sp)
+    return y, idx
+
+
+def fractional_max_pool_torch_ref(x, kernel, out_sizes, samples):
+    """torch's rule: samples (N, C, nd), ordered (w, h) in 2-D and (d, h, w) in 3-D."""
+    N, C = x.shape[:2]
+    nd = x.ndim - 2
+    order = [1, 0] if nd == 2 else [0, 1, 2]
+    wins = [[[fractional_windows_torch(samples[n, c, order[d]], x.shape[2 + d], out_sizes[d], kernel[d], x.dtype)
+              for d in range(nd)] for c in range(C)] for n in range(N)]
+    return window_max_ref(x, wins)
+
+
+def fractional_max_pool_tf_ref(x, seqs, overlapping):
+    N, C = x.shape[:2]
+    w = [fractional_windows_tf(s, x.shape[2 + d], overlapping) for d, s in enumerate(seqs)]
+    return window_max_ref(x, [[w] * C] * N)
+
+
+def index_scatter_add_ref(gy, idx, in_sizes):
+    """Gradient of a max pooling with indices: grad_output added at the remembered positions."""
+    N, C = gy.shape[:2]
+    gx = np.zeros((N, C, int(np.prod(in_sizes))))
+    g, j = gy.reshape(N, C, -1), idx.reshape(N, C, -1)
+    for n in range(N):
+        for c in range(C):
+            np.add.at(gx[n, c], j[n, c], g[n, c])
+    return gx.reshape((N, C) + tuple(in_sizes))

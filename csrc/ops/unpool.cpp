@@ -63,10 +63,14 @@ static void set_spatial(Geom5& g, int nd, const std::vector<int64_t>& sizes) {
 
 static std::string sizes_str(const std::vector<int64_t>& v) { return shape_str(v); }
 
-int64_t nearest_source_index(int64_t o, int64_t in, int64_t out, double scale, bool exact) {
+int64_t nearest_source_index(int64_t o, int64_t in, int64_t out, double scale, bool exact, bool shortcuts) {
   // PyTorch's arithmetic (aten/src/ATen/native/UpSample.h): the scale is a float, 1/scale_factor
-  // when a scale factor was given, else in/out; "nearest" keeps two historical shortcuts.
-  if (!exact) {
+  // when a scale factor was given, else in/out. torch's 2-D "nearest" forward also keeps two
+  // historical shortcuts (out == in copies, out == 2*in halves the index); its 1-D and 3-D
+  // forward kernels do not (measured on torch 2.13 CPU: scale_factor=1.05 on a length-5 axis maps
+  // 1 -> 0 in 1-D and 3-D but 1 -> 1 in 2-D). They differ only when a scale factor other than
+  // 1 or 2 gives out == in or out == 2*in.
+  if (shortcuts) {
     if (out == in) return o;
     if (out == 2 * in) return o >> 1;
   }
@@ -94,7 +98,7 @@ static Tables nearest_tables(const Geom5& in, const Geom5& out, int nd, const st
     const int dim = k - (3 - nd);  // index into scales, < 0 for a padded dimension
     const double sc = dim >= 0 ? scales[dim] : -1.0;
     t.src[k].resize(outs[k]);
-    for (int64_t o = 0; o < outs[k]; ++o) t.src[k][o] = nearest_source_index(o, ins[k], outs[k], sc, exact);
+    for (int64_t o = 0; o < outs[k]; ++o) t.src[k][o] = nearest_source_index(o, ins[k], outs[k], sc, exact, !exact && nd == 2);
     if (ranges) {
       // the map o -> src is non-decreasing, so the outputs reading input i form one run
       t.range[k].assign(2 * ins[k], 0);

@@ -28,8 +28,9 @@ void check_float_tensor(const char* op, const char* name, const Tensor& t);
 void check_index_tensor(const char* op, const char* name, const Tensor& t);
 
 // PyTorch's source index of output position o for nearest upsampling of `in` to `out` elements;
-// scale > 0 is the user's scale factor (torch then uses 1/scale), else the ratio in/out is used.
-int64_t nearest_source_index(int64_t o, int64_t in, int64_t out, double scale, bool exact);
+// scale > 0 is the user's scale factor (torch then uses 1/scale), else the ratio in/out is used;
+// `shortcuts`: torch's legacy exact maps for out == in and out == 2*in (its 2-D "nearest" only).
+int64_t nearest_source_index(int64_t o, int64_t in, int64_t out, double scale, bool exact, bool shortcuts);
 
 // input (N, C, *in) -> (N, C, *out_size); scales: one per spatial dimension, <= 0 for "not given".
 Tensor upsample_nearest(const char* op, const Tensor& input, int nd, bool channels_last,

@@ -101,7 +101,8 @@ def _fractional(nd, op, input, kernel_size, output_size, output_ratio, return_in
             if pooling_ratio is not None:
                 raise ValueError(f"{op}: expected pooling_ratio or pooling_sequences, got both")
             if not (isinstance(pooling_sequences, (tuple, list)) and len(pooling_sequences) == nd):
-                raise TypeError(f"{op}: expected pooling_sequences as {nd} integer sequences, got {pooling_sequences!r}")
+                raise TypeError(f"{op}: expected pooling_sequences as {nd} integer sequences, "
+                                f"got {pooling_sequences!r}")
             seqs = [np.asarray(q) for q in pooling_sequences]
             if any(q.ndim != 1 or q.dtype.kind not in "iu" for q in seqs):
                 raise TypeError(f"{op}: expected pooling_sequences as {nd} one-dimensional integer sequences")

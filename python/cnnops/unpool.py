@@ -158,9 +158,12 @@ _UP_DOC = """
     floor(input_size * scale_factor) and, as in PyTorch, the source index uses 1/scale_factor
     (not the size ratio) unless recompute_scale_factor=True. size: the output sizes (an int or
     one per dimension); the source index then uses input_size/output_size. Exactly one of the two.
-    mode "nearest": src = min(floor(dst * s), in - 1) (PyTorch's legacy rule, with its exact
-    shortcuts for out == in and out == 2*in); "nearest-exact": src = min(floor((dst + 0.5) * s),
-    in - 1); s is computed in float32 as PyTorch does, so indices match torch bit for bit.
+    mode "nearest": src = min(floor(dst * s), in - 1) (PyTorch's legacy rule; in 2-D, as torch's
+    2-D kernel, out == in maps dst -> dst and out == 2*in maps dst -> dst // 2, which torch's 1-D
+    and 3-D forward kernels do not do); "nearest-exact": src = min(floor((dst + 0.5) * s), in - 1).
+    s is computed in float32 as PyTorch does, so the forward matches torch bit for bit. The
+    backward is the exact adjoint of this forward (torch's own 1-D/3-D backward applies the
+    shortcuts its forward skips, so they differ from it in those rare cases only).
     data_format: channels first (default) or channels last."""
 
 

@@ -1,16 +1,20 @@
 // Fractional max pooling kernels.
 //
-// Forward, NC...: one task per (n, c) plane (parallel_for, dynamic). Each output element scans its
-// window rows in order (d, h, w ascending) and keeps the first maximum, a NaN replacing any number
-// (the rule of PyTorch's kernel: take v when v > max or v is NaN, starting from -inf). Windows
-// of the sqrt(2) case are 2x2 or so, so the work is a read of the input and a write of the output
-// and indices: memory bound.
+// Forward, NC...: one task per (n, c) plane (parallel_for, dynamic). Each output element takes the
+// first maximum of its window in order (d, h, w ascending), a NaN replacing any number (PyTorch's
+// rule: take v when v > max or v is NaN, starting from -inf). 2x2 windows (the sqrt(2) case) run
+// in two passes per output row: a branch-free vertical pass over the two input rows (vectorised),
+// then one select per output; 3x3 windows use an unrolled scan with selects, other shapes the
+// generic loops. A plane's outputs and indices are assembled in per-thread buffers and streamed
+// out (no read-for-ownership of the output lines).
 // Forward, N...C: one task per image n; for each output pixel the window is scanned with C-long
 // vectors (contiguous channels), keeping per-channel maxima and indices in small buffers.
 // Backward: a gather per plane (NC...) or per image (N...C): the owning task zero-fills its
 // gradient plane, then adds the output gradients at their indices in output order. Only the task
 // owning a plane touches it, so the sums are bitwise identical for any thread count.
-// Measured fraction of streaming copy bandwidth: MEASURED_PLACEHOLDER
+// Measured (benchmarks/results/unpool_cpu.md; 2 threads, shared 2-core VM under load, copy
+// bandwidth 8.4 GB/s in the same run): (32, 64, 112, 112) -> 79x79 forward 0.8 GB/s = 9% of
+// streaming copy (bound by the per-output selects, not by bytes), backward 38%.
 #include "ops/cpu/pool_fractional.h"
 
 #include <algorithm>
@@ -19,9 +23,67 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "ops/cpu/unpool_rows.h"
 
 namespace cnnops {
 namespace cpu {
+
+// Keeps (best, bi) as the running maximum and its index: v replaces it when v > best or v is NaN.
+// Written with selects rather than branches: on random data the outcome is unpredictable.
+template <typename T>
+static inline void take_max(T v, int64_t i, T& best, int64_t& bi) {
+  const bool t = v > best || v != v;
+  best = t ? v : best;
+  bi = t ? i : bi;
+}
+
+// One output row of a 2-D plane with fixed KH x KW windows starting at rows hs and columns ws[ow].
+template <typename T, int KH, int KW>
+static void fixed_window_row(const T* xp, int64_t W, int64_t h0, const int64_t* ws, int64_t Wo, T* y, int64_t* idx) {
+  for (int64_t ow = 0; ow < Wo; ++ow) {
+    const int64_t o0 = h0 * W + ws[ow];
+    T best = xp[o0];  // the first element: -inf start and index of the first element, as torch
+    int64_t bi = o0;
+    for (int kh = 0; kh < KH; ++kh)
+      for (int kw = (kh == 0 ? 1 : 0); kw < KW; ++kw) take_max(xp[o0 + kh * W + kw], o0 + kh * W + kw, best, bi);
+    y[ow] = best;
+    idx[ow] = bi;
+  }
+}
+
+// 2x2 windows of one output row (rows h0, h0+1), in two passes: a vertical pass over all W columns
+// (vectorised by the compiler: blends, no branches) keeps per column the value and row (0/1) the
+// sequential rule picks, then each output combines its two columns. Equal to the sequential scan
+// (h0,c), (h0,c+1), (h1,c), (h1,c+1): without NaN the first maximum in that order (a tie between
+// the columns goes to column c when its row is not below column c+1's), with NaN the last NaN.
+template <typename T>
+static void window2x2_row(const T* xp, int64_t W, int64_t h0, const int64_t* ws, int64_t Wo, T* y, int64_t* idx) {
+  thread_local std::vector<T> vb;
+  thread_local std::vector<unsigned char> rb;
+  if (static_cast<int64_t>(vb.size()) < W) {
+    vb.resize(W);
+    rb.resize(W);
+  }
+  T* v = vb.data();
+  unsigned char* r = rb.data();
+  const T* r0 = xp + h0 * W;
+  const T* r1 = r0 + W;
+  for (int64_t w = 0; w < W; ++w) {
+    const T a = r0[w], b = r1[w];
+    const bool t = b > a || b != b;
+    v[w] = t ? b : a;
+    r[w] = t;
+  }
+  for (int64_t ow = 0; ow < Wo; ++ow) {
+    const int64_t c = ws[ow];
+    const T v0 = v[c], v1 = v[c + 1];
+    const int r0c = r[c], r1c = r[c + 1];
+    const bool n0 = v0 != v0, n1 = v1 != v1;
+    const bool pick1 = n1 ? (!n0 || r1c >= r0c) : (!n0 && (v1 > v0 || (v1 == v0 && r1c < r0c)));
+    y[ow] = pick1 ? v1 : v0;
+    idx[ow] = (h0 + (pick1 ? r1c : r0c)) * W + c + pick1;
+  }
+}
 
 template <typename T>
 void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in, const Geom5& out,
@@ -29,13 +91,48 @@ void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in
   const int64_t Do = out.D, Ho = out.H, Wo = out.W, H = in.H, W = in.W, C = in.C;
   const int64_t IS = in.spatial(), OS = out.spatial();
   const int64_t wstride = 2 * (Do + Ho + Wo);
+  // Window lengths when every window of a dimension has the same one (all planes), else 0.
+  auto fixed_len = [&](int64_t off, int64_t n) -> int64_t {
+    const int64_t planes = per_plane ? in.N * C : 1;
+    const int64_t len = win[off + n] - win[off];
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t i = 0; i < n; ++i)
+        if (win[p * wstride + off + n + i] - win[p * wstride + off + i] != len) return 0;
+    return len;
+  };
+  const int64_t fixed_h = fixed_len(2 * Do, Ho), fixed_w = fixed_len(2 * (Do + Ho), Wo);
+  const bool stream_out = static_cast<size_t>(out.numel()) * (sizeof(T) + sizeof(int64_t)) >= kStreamMinBytes;
   if (!in.cl) {
     parallel_for(in.N * C, [&](int64_t p) {
       const int64_t* t = win + (per_plane ? p * wstride : 0);
       const int64_t *ds = t, *de = t + Do, *hs = t + 2 * Do, *he = hs + Ho, *ws = t + 2 * (Do + Ho), *we = ws + Wo;
       const T* xp = x + p * IS;
-      T* yp = y + p * OS;
-      int64_t* ip = idx + p * OS;
+      // the plane's outputs and indices are assembled in per-thread buffers and streamed out
+      // (planes up to 512 KB of results; larger ones are written in place)
+      thread_local std::vector<T> ybuf;
+      thread_local std::vector<int64_t> ibuf;
+      const bool buffered = OS * static_cast<int64_t>(sizeof(T) + sizeof(int64_t)) <= (512 << 10);
+      if (buffered && static_cast<int64_t>(ybuf.size()) < OS) ybuf.resize(OS);
+      if (buffered && static_cast<int64_t>(ibuf.size()) < OS) ibuf.resize(OS);
+      T* yp = buffered ? ybuf.data() : y + p * OS;
+      int64_t* ip = buffered ? ibuf.data() : idx + p * OS;
+      struct Flush {  // runs when the task returns, from either path below
+        T* ydst; int64_t* idst; const T* ysrc; const int64_t* isrc; int64_t n; bool on, stream;
+        ~Flush() {
+          if (!on) return;
+          copy_out(ydst, ysrc, sizeof(T) * n, stream);
+          copy_out(idst, isrc, sizeof(int64_t) * n, stream);
+        }
+      } flush{y + p * OS, idx + p * OS, yp, ip, OS, buffered, stream_out};
+      if (Do == 1 && fixed_h > 0 && fixed_w > 0 && fixed_h == fixed_w && (fixed_h == 2 || fixed_h == 3)) {
+        for (int64_t oh = 0; oh < Ho; ++oh) {
+          if (fixed_h == 2)
+            window2x2_row<T>(xp, W, hs[oh], ws, Wo, yp + oh * Wo, ip + oh * Wo);
+          else
+            fixed_window_row<T, 3, 3>(xp, W, hs[oh], ws, Wo, yp + oh * Wo, ip + oh * Wo);
+        }
+        return;
+      }
       for (int64_t od = 0; od < Do; ++od)
         for (int64_t oh = 0; oh < Ho; ++oh)
           for (int64_t ow = 0; ow < Wo; ++ow) {
@@ -98,11 +195,15 @@ bool fractional_max_pool_backward(const T* dy, const int64_t* idx, T* dx, const 
   const int64_t IS = in.spatial(), OS = out.spatial(), C = in.C;
   const uint64_t limit = static_cast<uint64_t>(IS);
   const int64_t tasks = in.cl ? in.N : in.N * C;
+  const bool stream_out = static_cast<size_t>(in.numel()) * sizeof(T) >= kStreamMinBytes;
   std::vector<char> hit(tasks, 0);
   std::vector<int64_t> first(tasks, 0);
   parallel_for(tasks, [&](int64_t t) {
     if (!in.cl) {
-      T* dp = dx + t * IS;
+      thread_local std::vector<T> plane;  // accumulated in cache, then streamed out (up to 512 KB)
+      const bool buffered = IS * static_cast<int64_t>(sizeof(T)) <= (512 << 10);
+      if (buffered && static_cast<int64_t>(plane.size()) < IS) plane.resize(IS);
+      T* dp = buffered ? plane.data() : dx + t * IS;
       const T* gp = dy + t * OS;
       const int64_t* ip = idx + t * OS;
       std::fill(dp, dp + IS, T(0));
@@ -114,6 +215,7 @@ bool fractional_max_pool_backward(const T* dy, const int64_t* idx, T* dx, const 
         }
         dp[k] += gp[o];
       }
+      if (buffered) copy_out(dx + t * IS, dp, sizeof(T) * IS, stream_out);
     } else {
       T* dp = dx + t * IS * C;
       const T* gp = dy + t * OS * C;

@@ -1,0 +1,32 @@
+#!/usr/bin/env python
+"""Unpooling, nearest upsampling and fractional max pooling on the CPU: cnnops against PyTorch.
+
+The same suite as ``python -m cnnops bench unpool`` (cnnops.bench.unpool, loaded from this checkout);
+writes benchmarks/results/unpool_cpu.json and .md next to this script unless --out says otherwise.
+
+    python benchmarks/bench_unpool.py [--layers frac_max_sqrt2,upsample_x2] [--quick] [--repeats N] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_conv import _import_bench  # noqa: E402  (the same checkout-first import)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case (median reported)")
+    parser.add_argument("--quick", action="store_true", help="batch 4 and 2 repeats, for a smoke run")
+    parser.add_argument("--out", default=str(HERE / "results"), help="directory for unpool_cpu.json and .md")
+    parser.add_argument("--layers", default=None, help="comma-separated case names (default: all)")
+    args = parser.parse_args(argv)
+    return _import_bench().run("unpool", repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

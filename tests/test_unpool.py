@@ -1,0 +1,524 @@
+"""Tests of the unpooling family (cnnops.unpool): nearest upsampling (PyTorch's "nearest" and
+"nearest-exact"), max_unpool and bed-of-nails unpooling, 1-D/2-D/3-D, channels first and last,
+forward and backward, against the float64 references in tests/reference.py, central finite
+differences and PyTorch. These ops only copy values (the backward passes add), so results are
+compared exactly or to 1e-12/1e-6 relative error."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnops
+from reference import (
+    bed_of_nails_ref,
+    max_unpool_backward_ref,
+    max_unpool_ref,
+    numerical_grad,
+    rel_err,
+    upsample_nearest_backward_ref,
+    upsample_nearest_ref,
+)
+
+DTYPES = [np.float32, np.float64]
+DTYPE_IDS = ["f32", "f64"]
+FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
+UP = {1: cnnops.upsample_nearest1d, 2: cnnops.upsample_nearest2d, 3: cnnops.upsample_nearest3d}
+UP_BWD = {1: cnnops.upsample_nearest1d_backward, 2: cnnops.upsample_nearest2d_backward,
+          3: cnnops.upsample_nearest3d_backward}
+UNPOOL = {1: cnnops.max_unpool1d, 2: cnnops.max_unpool2d, 3: cnnops.max_unpool3d}
+UNPOOL_BWD = {1: cnnops.max_unpool1d_backward, 2: cnnops.max_unpool2d_backward, 3: cnnops.max_unpool3d_backward}
+
+
+def to_cl(a):
+    """(N, C, *sp) -> (N, *sp, C) as a contiguous array."""
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1))
+
+
+def from_cl(a):
+    return np.moveaxis(np.asarray(a), -1, 1)
+
+
+def poison_cache(nbytes, copies=1):
+    """Leave NaN-filled blocks of `nbytes` in cnnops' block cache (outputs of 1 MB or more are
+    recycled from it), so an output element a kernel forgets to write stays NaN."""
+    cnnops.empty_cache()
+    n = nbytes // 8
+    blocks = [cnnops.upsample_nearest1d(np.full((1, 1, 1), np.nan), size=n) for _ in range(copies)]
+    assert all(np.isnan(b).all() for b in blocks)
+    del blocks
+
+
+def rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# ----------------------------------------------------------------------------- nearest upsampling
+
+UP_CASES = [
+    # (nd, input spatial, kwargs)
+    (1, (7,), dict(scale_factor=2)),
+    (1, (7,), dict(scale_factor=2.5)),
+    (1, (13,), dict(scale_factor=0.6)),
+    (1, (5,), dict(size=12)),
+    (1, (11,), dict(size=4)),
+    (2, (5, 7), dict(scale_factor=2)),
+    (2, (5, 7), dict(scale_factor=3)),
+    (2, (5, 7), dict(scale_factor=1.5)),
+    (2, (5, 7), dict(scale_factor=(1.7, 2.3))),
+    (2, (9, 11), dict(scale_factor=(0.5, 0.7))),
+    (2, (5, 7), dict(scale_factor=1)),
+    (2, (5, 7), dict(size=(10, 14))),
+    (2, (5, 7), dict(size=(13, 6))),
+    (2, (5, 7), dict(scale_factor=1.3, recompute_scale_factor=True)),
+    (3, (3, 4, 5), dict(scale_factor=2)),
+    (3, (3, 4, 5), dict(scale_factor=(1.5, 2.5, 0.8))),
+    (3, (3, 4, 5), dict(size=(5, 7, 11))),
+]
+UP_IDS = [f"{nd}d-{'x'.join(map(str, sp))}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for nd, sp, kw in UP_CASES]
+
+
+def _up_shapes(nd, sp, kw):
+    if "size" in kw:
+        s = kw["size"]
+        return (s,) * nd if isinstance(s, int) else tuple(s), None
+    sf = kw["scale_factor"]
+    sf = (sf,) * nd if not isinstance(sf, tuple) else sf
+    out = tuple(int(np.floor(i * f)) for i, f in zip(sp, sf))
+    return out, (None if kw.get("recompute_scale_factor") else sf)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("nd,sp,kw", UP_CASES, ids=UP_IDS)
+def test_upsample_forward_matches_reference(nd, sp, kw, dtype, mode, rng):
+    x = rand(rng, (2, 3) + sp, dtype)
+    out, scales = _up_shapes(nd, sp, kw)
+    ref = upsample_nearest_ref(x, out, scales, mode == "nearest-exact")
+    y = UP[nd](x, mode=mode, **kw)
+    assert y.dtype == dtype and y.shape == ref.shape
+    np.testing.assert_array_equal(y, ref.astype(dtype))
+    ycl = UP[nd](to_cl(x), mode=mode, data_format=FORMATS[nd][1], **kw)
+    np.testing.assert_array_equal(from_cl(ycl), y)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+@pytest.mark.parametrize("nd,sp,kw", UP_CASES, ids=UP_IDS)
+def test_upsample_backward_matches_reference(nd, sp, kw, mode, rng):
+    x = rand(rng, (2, 3) + sp, np.float64)
+    out, scales = _up_shapes(nd, sp, kw)
+    gy = rand(rng, (2, 3) + out, np.float64)
+    ref = upsample_nearest_backward_ref(gy, sp, scales, mode == "nearest-exact")
+    gx = UP_BWD[nd](gy, x, mode=mode, **kw)
+    assert gx.shape == x.shape
+    assert rel_err(gx, ref) < 1e-13
+    gcl = UP_BWD[nd](to_cl(gy), to_cl(x), mode=mode, data_format=FORMATS[nd][1], **kw)
+    np.testing.assert_array_equal(from_cl(gcl), gx)
+    # float32 accumulates the same terms in the same order
+    g32 = UP_BWD[nd](gy.astype(np.float32), sp, mode=mode, **kw)
+    assert g32.dtype == np.float32 and rel_err(g32, ref) < 1e-6
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+@pytest.mark.parametrize("scale", [2, 1.5, 0.7, 3.3, 1.25, 2.9, 0.34, 5])
+def test_upsample_matches_torch(scale, mode, rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    for nd, sp in ((1, (23,)), (2, (9, 17)), (3, (5, 6, 7))):
+        x = torch.from_numpy(rand(rng, (2, 3) + sp, np.float32)).requires_grad_()
+        ref = F.interpolate(x, scale_factor=scale, mode=mode)
+        y = UP[nd](x, scale_factor=scale, mode=mode)
+        assert isinstance(y, torch.Tensor)
+        assert torch.equal(y, ref.detach()), (nd, sp)
+        gy = torch.randn(ref.shape, dtype=torch.float64).float()
+        ref.backward(gy)
+        gx = UP_BWD[nd](gy, x, scale_factor=scale, mode=mode)
+        assert torch.allclose(gx, x.grad, rtol=1e-6, atol=1e-6), (nd, sp)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+@pytest.mark.parametrize("size", [(1, 1), (9, 17), (18, 34), (10, 30), (31, 7), (4, 5), (27, 51)])
+def test_upsample_size_matches_torch(size, mode, rng):
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(rand(rng, (2, 3, 9, 17), np.float64)).requires_grad_()
+    ref = torch.nn.functional.interpolate(x, size=size, mode=mode)
+    assert torch.equal(cnnops.upsample_nearest2d(x, size=size, mode=mode), ref.detach())
+    gy = torch.randn(ref.shape, dtype=torch.float64)
+    ref.backward(gy)
+    gx = cnnops.upsample_nearest2d_backward(gy, tuple(x.shape), size=size, mode=mode)
+    assert torch.allclose(gx, x.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_upsample_many_scales_match_torch():
+    """Index arithmetic in float32 exactly as torch: sweep scale factors and lengths."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    for L in (1, 2, 3, 7, 10, 31, 64, 100):
+        x = torch.arange(L, dtype=torch.float32).reshape(1, 1, L)
+        for s in np.linspace(0.1, 4.0, 79):
+            s = float(s)
+            if int(np.floor(L * s)) < 1:
+                continue
+            for mode in ("nearest", "nearest-exact"):
+                assert torch.equal(cnnops.upsample_nearest1d(x, scale_factor=s, mode=mode),
+                                   F.interpolate(x, scale_factor=s, mode=mode)), (L, s, mode)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_upsample_shortcut_rule_matches_torch(nd):
+    """A scale factor giving out == in or out == 2*in: torch's 2-D forward copies / halves the
+    index, its 1-D and 3-D forward use floor(o / scale_factor); cnnops follows both."""
+    torch = pytest.importorskip("torch")
+    sp = {1: (5,), 2: (4, 5), 3: (2, 3, 5)}[nd]
+    x = torch.arange(float(np.prod(sp))).reshape((1, 1) + sp)
+    for s in (1.05, 1.2, 2.05, 2.2):
+        ref = torch.nn.functional.interpolate(x, scale_factor=s, mode="nearest")
+        assert torch.equal(UP[nd](x, scale_factor=s), ref), (nd, s)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+def test_upsample_backward_finite_differences(mode, rng):
+    x = rand(rng, (1, 2, 3, 4), np.float64)
+    gy = rand(rng, (1, 2, 5, 7), np.float64)
+    kw = dict(size=(5, 7), mode=mode)
+
+    def loss():
+        return float(np.sum(cnnops.upsample_nearest2d(x, **kw) * gy))
+
+    num = numerical_grad(loss, x)
+    assert rel_err(cnnops.upsample_nearest2d_backward(gy, x, **kw), num) < 1e-8
+
+
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
+def test_upsample_backward_deterministic_across_threads(fmt, rng, threads):
+    gy = rand(rng, (3, 5, 31, 45), np.float32)
+    if fmt == "NHWC":
+        gy = to_cl(gy)
+    results = []
+    for n in (1, 2, 4):
+        threads(n)
+        results.append(cnnops.upsample_nearest2d_backward(gy, (11, 13), size=(31, 45) if fmt == "NCHW" else (31, 45),
+                                                          mode="nearest-exact", data_format=fmt))
+    for r in results[1:]:
+        assert r.tobytes() == results[0].tobytes()
+
+
+def test_upsample_poisoned_outputs(rng):
+    x = rand(rng, (2, 8, 50, 60), np.float64)
+    poison_cache(2 * 8 * 100 * 120 * 8)
+    y = cnnops.upsample_nearest2d(x, scale_factor=2)
+    np.testing.assert_array_equal(y, upsample_nearest_ref(x, (100, 120)))
+    poison_cache(x.nbytes)
+    g = cnnops.upsample_nearest2d_backward(y, x, scale_factor=2)
+    assert np.isfinite(g).all()
+    np.testing.assert_allclose(g, 4 * x, rtol=1e-15)
+
+
+# ----------------------------------------------------------------------------- max_unpool
+
+
+def _pool_indices(rng, N, C, out_sp, in_sp, unique=True):
+    """Random valid indices (N, C, *in_sp) into planes of size prod(out_sp), distinct per plane
+    when `unique`."""
+    plane = int(np.prod(out_sp))
+    m = int(np.prod(in_sp))
+    idx = np.empty((N, C, m), dtype=np.int64)
+    for n in range(N):
+        for c in range(C):
+            idx[n, c] = rng.choice(plane, size=m, replace=not unique)
+    return idx.reshape((N, C) + tuple(in_sp))
+
+
+UNPOOL_CASES = [
+    # (nd, input spatial, kernel, stride, padding, output_size)
+    (1, (7,), 2, None, 0, None),
+    (1, (6,), 3, 2, 1, None),
+    (1, (6,), 3, 2, 1, (12,)),
+    (2, (4, 5), 2, None, 0, None),
+    (2, (5, 3), 3, 2, 1, None),
+    (2, (5, 3), 3, 2, 1, (10, 6)),
+    (2, (3, 4), (2, 3), (2, 1), (1, 0), None),
+    (3, (2, 3, 4), 2, None, 0, None),
+    (3, (3, 2, 3), 3, 2, 1, (6, 4, 5)),
+]
+UNPOOL_IDS = [f"{c[0]}d-{'x'.join(map(str, c[1]))}-k{c[2]}-s{c[3]}-p{c[4]}-o{c[5]}" for c in UNPOOL_CASES]
+
+
+def _unpool_out(nd, sp, k, s, p, o):
+    k = (k,) * nd if isinstance(k, int) else k
+    s = k if s is None else ((s,) * nd if isinstance(s, int) else s)
+    p = (p,) * nd if isinstance(p, int) else p
+    return tuple(o) if o is not None else tuple((i - 1) * st - 2 * pp + kk for i, st, pp, kk in zip(sp, s, p, k))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("nd,sp,k,s,p,o", UNPOOL_CASES, ids=UNPOOL_IDS)
+def test_max_unpool_matches_reference(nd, sp, k, s, p, o, dtype, rng):
+    out = _unpool_out(nd, sp, k, s, p, o)
+    x = rand(rng, (2, 3) + sp, dtype)
+    idx = _pool_indices(rng, 2, 3, out, sp)
+    y = UNPOOL[nd](x, idx, k, stride=s, padding=p, output_size=o)
+    assert y.dtype == dtype and y.shape == (2, 3) + out
+    np.testing.assert_array_equal(y, max_unpool_ref(x, idx, out).astype(dtype))
+    ycl = UNPOOL[nd](to_cl(x), to_cl(idx), k, stride=s, padding=p, output_size=o, data_format=FORMATS[nd][1])
+    np.testing.assert_array_equal(from_cl(ycl), y)
+    gy = rand(rng, (2, 3) + out, dtype)
+    gx = UNPOOL_BWD[nd](gy, idx, k, stride=s, padding=p, output_size=o)
+    np.testing.assert_array_equal(gx, max_unpool_backward_ref(gy, idx).astype(dtype))
+    gcl = UNPOOL_BWD[nd](to_cl(gy), to_cl(idx), k, stride=s, padding=p, output_size=o, data_format=FORMATS[nd][1])
+    np.testing.assert_array_equal(from_cl(gcl), gx)
+
+
+def test_max_unpool_duplicates_last_wins(rng):
+    """Several inputs naming one output position: the last in memory order wins (both layouts)."""
+    x = rand(rng, (2, 3, 6, 7), np.float64)
+    idx2 = _pool_indices(rng, 2, 3, (6, 7), (6, 7), unique=False)
+    assert any(len(np.unique(idx2[n, c])) < 42 for n in range(2) for c in range(3))
+    y = cnnops.max_unpool2d(x, idx2, 1)
+    np.testing.assert_array_equal(y, max_unpool_ref(x, idx2, (6, 7)))
+    ycl = cnnops.max_unpool2d(to_cl(x), to_cl(idx2), 1, data_format="NHWC")
+    np.testing.assert_array_equal(from_cl(ycl), y)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_max_unpool_matches_torch(nd, rng):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nd]
+    unpool = {1: F.max_unpool1d, 2: F.max_unpool2d, 3: F.max_unpool3d}[nd]
+    sp = {1: (17,), 2: (11, 13), 3: (5, 7, 6)}[nd]
+    x = torch.from_numpy(rand(rng, (2, 3) + sp, np.float64))
+    for k, s, p in ((2, 2, 0), (3, 2, 1), (3, 1, 1)):
+        v, i = pool(x, k, s, p, return_indices=True)
+        v.requires_grad_()
+        ref = unpool(v, i, k, s, p, output_size=x.shape[2:])
+        y = UNPOOL[nd](v, i, k, s, p, output_size=tuple(x.shape[2:]))
+        assert isinstance(y, torch.Tensor) and torch.equal(y, ref.detach())
+        if s >= k:  # no duplicate indices: the gradients agree exactly
+            gy = torch.randn(ref.shape, dtype=torch.float64)
+            ref.backward(gy)
+            gx = UNPOOL_BWD[nd](gy, i, k, s, p, output_size=tuple(x.shape[2:]))
+            assert torch.equal(gx, v.grad)
+
+
+def test_max_unpool_backward_finite_differences(rng):
+    x = rand(rng, (1, 2, 3, 4), np.float64)
+    idx = _pool_indices(rng, 1, 2, (6, 8), (3, 4))
+    gy = rand(rng, (1, 2, 6, 8), np.float64)
+
+    def loss():
+        return float(np.sum(cnnops.max_unpool2d(x, idx, 2) * gy))
+
+    assert rel_err(cnnops.max_unpool2d_backward(gy, idx, 2), numerical_grad(loss, x)) < 1e-8
+
+
+@pytest.mark.parametrize("bad", [-1, 20, 2**40, -(2**62)])
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
+def test_max_unpool_out_of_range_indices(bad, fmt, rng):
+    x = rand(rng, (2, 3, 2, 2), np.float32)
+    idx = _pool_indices(rng, 2, 3, (4, 5), (2, 2))
+    idx[1, 2, 1, 0] = bad
+    if fmt == "NHWC":
+        x, idx = to_cl(x), to_cl(idx)
+    with pytest.raises(ValueError, match=rf"max_unpool2d: expected indices in \[0, 20\).*got {bad}"):
+        cnnops.max_unpool2d(x, idx, 2, output_size=(4, 5), data_format=fmt)
+    gy = np.zeros((2, 4, 5, 3) if fmt == "NHWC" else (2, 3, 4, 5), np.float32)
+    with pytest.raises(ValueError, match=rf"max_unpool2d_backward: expected indices in \[0, 20\).*got {bad}"):
+        cnnops.max_unpool2d_backward(gy, idx, 2, output_size=(4, 5), data_format=fmt)
+
+
+def test_max_unpool_poisoned_outputs(rng):
+    x = rand(rng, (2, 16, 40, 40), np.float64)
+    idx = _pool_indices(rng, 2, 16, (80, 80), (40, 40))
+    poison_cache(2 * 16 * 80 * 80 * 8)
+    y = cnnops.max_unpool2d(x, idx, 2)
+    np.testing.assert_array_equal(y, max_unpool_ref(x, idx, (80, 80)))
+    poison_cache(2 * 16 * 80 * 80 * 8)
+    ycl = cnnops.max_unpool2d(to_cl(x), to_cl(idx), 2, data_format="NHWC")
+    np.testing.assert_array_equal(from_cl(ycl), y)
+
+
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
+def test_max_unpool_deterministic_across_threads(fmt, rng, threads):
+    x = rand(rng, (3, 7, 10, 12), np.float32)
+    idx = _pool_indices(rng, 3, 7, (20, 24), (10, 12), unique=False)
+    gy = rand(rng, (3, 7, 20, 24), np.float32)
+    if fmt == "NHWC":
+        x, idx, gy = to_cl(x), to_cl(idx), to_cl(gy)
+    outs = []
+    for n in (1, 2, 4):
+        threads(n)
+        outs.append((cnnops.max_unpool2d(x, idx, 2, data_format=fmt).tobytes(),
+                     cnnops.max_unpool2d_backward(gy, idx, 2, data_format=fmt).tobytes()))
+    assert outs[0] == outs[1] == outs[2]
+
+
+# ----------------------------------------------------------------------------- bed of nails
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("scale", [1, 2, 3, (2, 3), (1, 4)])
+def test_bed_of_nails(scale, dtype, rng):
+    x = rand(rng, (2, 3, 5, 7), dtype)
+    sc = (scale, scale) if isinstance(scale, int) else scale
+    y = cnnops.bed_of_nails_unpool2d(x, scale)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, bed_of_nails_ref(x, sc).astype(dtype))
+    np.testing.assert_array_equal(from_cl(cnnops.bed_of_nails_unpool2d(to_cl(x), scale, data_format="NHWC")), y)
+    gy = rand(rng, y.shape, dtype)
+    gx = cnnops.bed_of_nails_unpool2d_backward(gy, scale)
+    np.testing.assert_array_equal(gx, gy[:, :, ::sc[0], ::sc[1]])
+    gcl = cnnops.bed_of_nails_unpool2d_backward(to_cl(gy), scale, data_format="NHWC")
+    np.testing.assert_array_equal(from_cl(gcl), gx)
+
+
+def test_bed_of_nails_finite_differences_and_poison(rng):
+    x = rand(rng, (1, 2, 3, 4), np.float64)
+    gy = rand(rng, (1, 2, 6, 12), np.float64)
+
+    def loss():
+        return float(np.sum(cnnops.bed_of_nails_unpool2d(x, (2, 3)) * gy))
+
+    assert rel_err(cnnops.bed_of_nails_unpool2d_backward(gy, (2, 3)), numerical_grad(loss, x)) < 1e-8
+    big = rand(rng, (2, 8, 40, 50), np.float64)
+    poison_cache(big.nbytes * 4)
+    np.testing.assert_array_equal(cnnops.bed_of_nails_unpool2d(big, 2), bed_of_nails_ref(big, (2, 2)))
+
+
+# ----------------------------------------------------------------------------- arrays in and out
+
+
+def test_noncontiguous_inputs_and_no_modification(rng):
+    base = rand(rng, (2, 3, 10, 14), np.float64)
+    x = base[:, :, ::2, ::2]  # (2, 3, 5, 7), strided
+    keep = base.copy()
+    np.testing.assert_array_equal(cnnops.upsample_nearest2d(x, scale_factor=1.5, mode="nearest-exact"),
+                                  upsample_nearest_ref(np.ascontiguousarray(x), (7, 10), (1.5, 1.5), True))
+    xt = np.ascontiguousarray(base.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # Fortran-ish strides
+    np.testing.assert_array_equal(cnnops.upsample_nearest2d(xt, scale_factor=2), upsample_nearest_ref(base, (20, 28)))
+    idx = _pool_indices(rng, 2, 3, (10, 14), (5, 7))
+    idx_nc = np.asfortranarray(idx)
+    np.testing.assert_array_equal(cnnops.max_unpool2d(x, idx_nc, 2), max_unpool_ref(np.ascontiguousarray(x), idx,
+                                                                                      (10, 14)))
+    gy = base.transpose(0, 1, 3, 2)[:, :, :10, :]  # (2, 3, 10, 10) strided
+    np.testing.assert_array_equal(cnnops.bed_of_nails_unpool2d_backward(gy, 2), gy[:, :, ::2, ::2])
+    np.testing.assert_array_equal(base, keep)
+
+
+def test_torch_in_torch_out(rng):
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(rand(rng, (2, 3, 4, 5), np.float32)).requires_grad_()
+    y = cnnops.upsample_nearest2d(x, scale_factor=2)
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.float32 and y.shape == (2, 3, 8, 10)
+    g = cnnops.upsample_nearest2d_backward(torch.ones_like(y), x, scale_factor=2)
+    assert isinstance(g, torch.Tensor) and torch.equal(g, torch.full_like(x, 4.0))
+    b = cnnops.bed_of_nails_unpool2d(x, 2)
+    assert isinstance(b, torch.Tensor) and b.shape == (2, 3, 8, 10)
+    xl = x.detach().to(memory_format=torch.channels_last).permute(0, 2, 3, 1)  # NHWC view, contiguous
+    ycl = cnnops.upsample_nearest2d(xl, scale_factor=2, data_format="NHWC")
+    assert torch.equal(ycl.permute(0, 3, 1, 2), y.detach())
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _z(shape, dtype=np.float32):
+    return np.zeros(shape, dtype)
+
+
+def _i(shape):
+    return np.zeros(shape, np.int64)
+
+
+BAD = [
+    ("up_ndim", lambda: cnnops.upsample_nearest2d(_z((2, 3, 4)), scale_factor=2), ValueError,
+     r"upsample_nearest2d: expected input with 4 dimensions \(N, C, H, W\), got 3 with shape \(2, 3, 4\)"),
+    ("up_ndim_nhwc", lambda: cnnops.upsample_nearest3d(_z((2, 3, 4)), scale_factor=2, data_format="NDHWC"),
+     ValueError, r"upsample_nearest3d: expected input with 5 dimensions \(N, D, H, W, C\), got 3"),
+    ("up_both", lambda: cnnops.upsample_nearest2d(_z((1, 1, 2, 2)), scale_factor=2, size=4), ValueError,
+     r"exactly one of size and scale_factor, got both"),
+    ("up_neither", lambda: cnnops.upsample_nearest2d(_z((1, 1, 2, 2))), ValueError, r"got neither"),
+    ("up_zero_out", lambda: cnnops.upsample_nearest2d(_z((1, 1, 2, 2)), scale_factor=0.4), ValueError,
+     r"expected a positive output size, got \(0, 0\)"),
+    ("up_neg_scale", lambda: cnnops.upsample_nearest1d(_z((1, 1, 2)), scale_factor=-2), ValueError,
+     r"positive finite scale factors, got -2.0"),
+    ("up_zero_size", lambda: cnnops.upsample_nearest2d(_z((1, 1, 2, 2)), size=(0, 3)), ValueError,
+     r"positive output sizes, got size=\(0, 3\)"),
+    ("up_mode", lambda: cnnops.upsample_nearest2d(_z((1, 1, 2, 2)), scale_factor=2, mode="bilinear"), ValueError,
+     r"mode 'nearest' or 'nearest-exact', got 'bilinear'"),
+    ("up_format", lambda: cnnops.upsample_nearest2d(_z((1, 1, 2, 2)), scale_factor=2, data_format="NCW"),
+     ValueError, r"data_format 'NCHW' or 'NHWC', got 'NCW'"),
+    ("up_dtype", lambda: cnnops.upsample_nearest2d(_i((1, 1, 2, 2)), scale_factor=2), TypeError,
+     r"upsample_nearest2d: expected input with dtype float32 or float64, got int64"),
+    ("up_scale_type", lambda: cnnops.upsample_nearest2d(_z((1, 1, 2, 2)), scale_factor="2"), TypeError,
+     r"scale_factor as a number or 2 numbers"),
+    ("up_bwd_shape", lambda: cnnops.upsample_nearest2d_backward(_z((1, 1, 4, 5)), (1, 1, 2, 2), scale_factor=2),
+     ValueError, r"grad_output with spatial size \(4, 4\).*got \(4, 5\)"),
+    ("up_bwd_input", lambda: cnnops.upsample_nearest2d_backward(_z((1, 1, 4, 4)), "x", scale_factor=2), TypeError,
+     r"input_size_or_input"),
+    ("unpool_indices_shape", lambda: cnnops.max_unpool2d(_z((1, 2, 3, 3)), _i((1, 2, 3, 4)), 2), ValueError,
+     r"max_unpool2d: expected indices with the shape of input \(1, 2, 3, 3\), got \(1, 2, 3, 4\)"),
+    ("unpool_indices_dtype", lambda: cnnops.max_unpool2d(_z((1, 2, 3, 3)), np.zeros((1, 2, 3, 3), np.int32), 2),
+     TypeError, r"max_unpool2d: expected indices with dtype int64, got int32"),
+    ("unpool_dtype", lambda: cnnops.max_unpool1d(_i((1, 2, 3)), _i((1, 2, 3)), 2), TypeError,
+     r"max_unpool1d: expected input with dtype float32 or float64, got int64"),
+    ("unpool_output_size", lambda: cnnops.max_unpool2d(_z((1, 2, 3, 3)), _i((1, 2, 3, 3)), 2, output_size=(8, 6)),
+     ValueError, r"output_size between \(5, 5\) and \(7, 7\), got \(8, 6\)"),
+    ("unpool_pad", lambda: cnnops.max_unpool2d(_z((1, 2, 3, 3)), _i((1, 2, 3, 3)), 2, padding=2), ValueError,
+     r"padding at most half the kernel size, got padding \(2, 2\) for kernel \(2, 2\)"),
+    ("unpool_kernel", lambda: cnnops.max_unpool2d(_z((1, 2, 3, 3)), _i((1, 2, 3, 3)), 0), ValueError,
+     r"kernel_size >= 1, got \(0, 0\)"),
+    ("unpool_stride", lambda: cnnops.max_unpool3d(_z((1, 2, 3, 3, 3)), _i((1, 2, 3, 3, 3)), 2, stride=(1, 0, 1)),
+     ValueError, r"stride >= 1, got \(1, 0, 1\)"),
+    ("unpool_zero_out", lambda: cnnops.max_unpool1d(_z((1, 2, 1)), _i((1, 2, 1)), 2, padding=1), ValueError,
+     r"positive output size, got \(0,\)"),
+    ("unpool_bwd_shape", lambda: cnnops.max_unpool2d_backward(_z((1, 2, 6, 5)), _i((1, 2, 3, 3)), 2), ValueError,
+     r"grad_output with spatial size \(6, 6\), got \(6, 5\)"),
+    ("unpool_bwd_channels", lambda: cnnops.max_unpool2d_backward(_z((1, 3, 6, 6)), _i((1, 2, 3, 3)), 2), ValueError,
+     r"indices with the batch and channel sizes of grad_output \(1, 3, 6, 6\), got \(1, 2, 3, 3\)"),
+    ("nails_scale", lambda: cnnops.bed_of_nails_unpool2d(_z((1, 1, 2, 2)), 0), ValueError, r"scale >= 1, got \(0, 0\)"),
+    ("nails_bwd_div", lambda: cnnops.bed_of_nails_unpool2d_backward(_z((1, 1, 4, 5)), 2), ValueError,
+     r"divisible by the scale \(2, 2\), got shape \(1, 1, 4, 5\)"),
+    ("nails_ndim", lambda: cnnops.bed_of_nails_unpool2d(_z((1, 2, 2)), 2), ValueError,
+     r"bed_of_nails_unpool2d: expected input with 4 dimensions"),
+    ("not_array", lambda: cnnops.upsample_nearest1d([1.0, 2.0], scale_factor=2), TypeError,
+     r"upsample_nearest1d: expected `input` to be an array supporting DLPack"),
+]
+
+
+@pytest.mark.parametrize("call,exc,pattern", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_arguments_raise(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
+def test_upsample_x2_simd_and_portable_agree(fmt, rng, portable_simd):
+    """The x2 rows (AVX2 duplicate with streaming stores, paired sums) against the portable loops:
+    identical bits, and the reference; widths with and without a tail of the 8-wide loop."""
+    for shape in ((2, 3, 9, 19), (1, 2, 4, 16), (3, 1, 5, 3)):
+        x = rand(rng, shape, np.float32)
+        gy = rand(rng, shape[:2] + (2 * shape[2], 2 * shape[3]), np.float32)
+        xa, ga = (to_cl(x), to_cl(gy)) if fmt == "NHWC" else (x, gy)
+        port = (cnnops.upsample_nearest2d(xa, scale_factor=2, data_format=fmt),
+                cnnops.upsample_nearest2d_backward(ga, xa, scale_factor=2, data_format=fmt))
+        if cnnops._C.cpu_has_avx2_fma():
+            cnnops.set_simd_level("avx2")
+            simd = (cnnops.upsample_nearest2d(xa, scale_factor=2, data_format=fmt),
+                    cnnops.upsample_nearest2d_backward(ga, xa, scale_factor=2, data_format=fmt))
+            cnnops.set_simd_level("portable")
+            assert simd[0].tobytes() == port[0].tobytes() and simd[1].tobytes() == port[1].tobytes()
+        y, g = (from_cl(port[0]), from_cl(port[1])) if fmt == "NHWC" else port
+        np.testing.assert_array_equal(y, upsample_nearest_ref(x, (2 * shape[2], 2 * shape[3])).astype(np.float32))
+        assert rel_err(g, upsample_nearest_backward_ref(gy, shape[2:])) < 1e-6
+
+
+def test_upsample_x2_large_output_streaming_path(rng, portable_simd):
+    """An output above the streaming threshold (24 MB): streaming-store rows equal the portable ones."""
+    x = rand(rng, (1, 4, 512, 801), np.float32)  # odd width: a tail after the 8-wide loop
+    port = cnnops.upsample_nearest2d(x, scale_factor=2)
+    np.testing.assert_array_equal(port, np.repeat(np.repeat(x, 2, axis=2), 2, axis=3))
+    if cnnops._C.cpu_has_avx2_fma():
+        cnnops.set_simd_level("avx2")
+        simd = cnnops.upsample_nearest2d(x, scale_factor=2)
+        cnnops.set_simd_level("portable")
+        assert simd.tobytes() == port.tobytes()

@@ -16,6 +16,8 @@
 //    element, so the result is bitwise identical for any thread count.
 // Measured (benchmarks/results/pool_cpu.md): see the header of that file for GB/s and the
 // fraction of streaming copy bandwidth each case reaches.
+#define CNNOPS_ISA portable
+#include "ops/cpu/pool_rows.h"
 #include "ops/cpu/pool.h"
 
 #include <algorithm>
@@ -30,6 +32,32 @@
 
 namespace cnnops {
 namespace cpu {
+
+#ifdef CNNOPS_HAVE_AVX2_TU
+namespace avx2 {
+template <typename T, bool LP> void sum_rows_plane(const T*, T*, const PoolGeom&, const T*, T*);
+template <typename T> void avg_rows_backward_plane(const T*, T*, const PoolGeom&, const T*, T*);
+}  // namespace avx2
+static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
+#else
+static bool use_avx2() { return false; }
+#endif
+
+template <typename T, bool LP>
+static void sum_rows(const T* x, T* y, const PoolGeom& g, const T* dtab, T* buf) {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (use_avx2()) return avx2::sum_rows_plane<T, LP>(x, y, g, dtab, buf);
+#endif
+  portable::sum_rows_plane<T, LP>(x, y, g, dtab, buf);
+}
+
+template <typename T>
+static void avg_rows_backward(const T* dy, T* dx, const PoolGeom& g, const T* dtab, T* buf) {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (use_avx2()) return avx2::avg_rows_backward_plane<T>(dy, dx, g, dtab, buf);
+#endif
+  portable::avg_rows_backward_plane<T>(dy, dx, g, dtab, buf);
+}
 
 namespace {
 
@@ -87,19 +115,18 @@ inline int64_t first_tap(const PoolGeom& g, int64_t od, int64_t oh, int64_t ow) 
   return (g.begin[0][od] * g.in[1] + g.begin[1][oh]) * g.in[2] + g.begin[2][ow];
 }
 
-// ---- 2-D channels-first fast path: row-separable reductions ------------------------------------
-// For output row oh, the kernel's valid input rows are reduced elementwise into `buf` (width W
-// plus the left/right padding, padded entries holding the identity), then each output is the
-// reduction of kw consecutive buffer entries starting at ow * sw.
+// ---- 2-D channels-first max pooling rows (portable; pool_avx2.cpp has the AVX2 version) ---------
+// For output row oh, the window's input rows are reduced elementwise into `buf` (width W plus
+// the left/right padding, padded entries holding -inf), then each output is the maximum of kw
+// consecutive buffer entries starting at ow * sw.
 
-template <typename T, bool MAX>
-void pool_rows_plane(const T* x, T* y, const PoolGeom& g, T* buf) {
-  const int64_t H = g.in[1], W = g.in[2], OH = g.out[1], OW = g.out[2];
+template <typename T>
+void max_rows_plane(const T* x, T* y, const PoolGeom& g, T* buf) {
+  const int64_t W = g.in[2], OH = g.out[1], OW = g.out[2];
   const int64_t kw = g.kw, sw = g.sw, pw = g.pw;
   const int64_t BW = (OW - 1) * sw + kw;  // buffer width covering every window
-  const T ident = MAX ? -std::numeric_limits<T>::infinity() : T(0);
-  for (int64_t i = 0; i < BW; ++i) buf[i] = ident;
-  T* b = buf + pw;                          // b[w] <-> input column w
+  for (int64_t i = 0; i < BW; ++i) buf[i] = -std::numeric_limits<T>::infinity();
+  T* b = buf + pw;                            // b[w] <-> input column w
   const int64_t wend = std::min(W, BW - pw);  // columns of the input any window reads
   for (int64_t oh = 0; oh < OH; ++oh) {
     const int64_t bh = g.begin[1][oh], ch = g.count[1][oh];
@@ -107,40 +134,14 @@ void pool_rows_plane(const T* x, T* y, const PoolGeom& g, T* buf) {
     for (int64_t w = 0; w < wend; ++w) b[w] = r0[w];
     for (int64_t j = 1; j < ch; ++j) {
       const T* r = x + (bh + j) * W;
-      if (MAX) {
-        for (int64_t w = 0; w < wend; ++w) b[w] = beats(r[w], b[w]) ? r[w] : b[w];
-      } else {
-        for (int64_t w = 0; w < wend; ++w) b[w] += r[w];
-      }
+      for (int64_t w = 0; w < wend; ++w) b[w] = beats(r[w], b[w]) ? r[w] : b[w];
     }
     T* yr = y + oh * OW;
-    if (MAX) {
-      if (kw == 2 && sw == 2) {
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          const T a = buf[2 * ow], c = buf[2 * ow + 1];
-          yr[ow] = beats(c, a) ? c : a;
-        }
-      } else if (kw == 3 && sw == 2) {
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          const T a = buf[2 * ow], c = buf[2 * ow + 1], e = buf[2 * ow + 2];
-          const T m = beats(c, a) ? c : a;
-          yr[ow] = beats(e, m) ? e : m;
-        }
-      } else {
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          const T* q = buf + ow * sw;
-          T m = q[0];
-          for (int64_t j = 1; j < kw; ++j) m = beats(q[j], m) ? q[j] : m;
-          yr[ow] = m;
-        }
-      }
-    } else {
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const T* q = buf + ow * sw;
-        T s = q[0];
-        for (int64_t j = 1; j < kw; ++j) s += q[j];
-        yr[ow] = s / static_cast<T>(divisor(g, 0, oh, ow));
-      }
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const T* q = buf + ow * sw;
+      T m = q[0];
+      for (int64_t j = 1; j < kw; ++j) m = beats(q[j], m) ? q[j] : m;
+      yr[ow] = m;
     }
   }
 }
@@ -199,13 +200,46 @@ void max_rows_idx_plane(const T* x, T* y, int64_t* idx, const PoolGeom& g, T* vb
   }
 }
 
+// One window covering each whole plane (global pooling, adaptive to 1, kernel = input).
+bool whole_plane(const PoolGeom& g) {
+  if (g.channels_last || g.out_plane() != 1) return false;
+  for (int s = 0; s < 3; ++s)
+    if (g.begin[s][0] != 0 || g.count[s][0] != g.in[s] || g.dil[s] != 1) return false;
+  return true;
+}
+
+// Sum of n contiguous values in 8 independent lanes (vectorisable without reassociation flags).
+template <typename T>
+T plane_sum(const T* x, int64_t n) {
+  T a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) a[j] += x[i + j];
+  for (; i < n; ++i) a[i & 7] += x[i];
+  return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
+
+// Sum pooling rows (pool_rows.h): channels first, unit depth, dilation 1; any windows.
+bool sum_rows_path(const PoolGeom& g) {
+  return !g.channels_last && g.in[0] == 1 && g.out[0] == 1 && g.dil[1] == 1 && g.dil[2] == 1;
+}
+
+// Divisor of every output of a unit-depth problem, row-major (OH x OW).
+template <typename T>
+std::vector<T> divisor_table(const PoolGeom& g) {
+  std::vector<T> t(g.out[1] * g.out[2]);
+  for (int64_t oh = 0; oh < g.out[1]; ++oh)
+    for (int64_t ow = 0; ow < g.out[2]; ++ow) t[oh * g.out[2] + ow] = static_cast<T>(divisor(g, 0, oh, ow));
+  return t;
+}
+
 bool rows_path(const PoolGeom& g) {
   return g.regular && !g.channels_last && g.dil[1] == 1 && g.dil[2] == 1 && g.in[0] == 1;
 }
 
 // The AVX2 row kernel: float, stride 2 along the width, kernel width 2 or 3, plane < 2^31.
 bool avx2_rows(const PoolGeom& g) {
-  return rows_path(g) && simd_level() == SimdLevel::AVX2_FMA && g.sw == 2 && (g.kw == 2 || g.kw == 3) &&
+  return rows_path(g) && use_avx2() && g.sw == 2 && (g.kw == 2 || g.kw == 3) &&
          g.in_plane() < (int64_t(1) << 31);
 }
 
@@ -219,6 +253,7 @@ void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2];
   const T ninf = -std::numeric_limits<T>::infinity();
   if (!g.channels_last) {
+#ifdef CNNOPS_HAVE_AVX2_TU
     if (std::is_same<T, float>::value && avx2_rows(g)) {
       for_planes(g, [&](int64_t p0, int64_t p1) {
         const int64_t BW = (OW - 1) * 2 + g.kw + 24;
@@ -230,10 +265,11 @@ void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
       });
       return;
     }
+#endif
     if (!idx && rows_path(g)) {
       for_planes(g, [&](int64_t p0, int64_t p1) {
         std::vector<T> buf((OW - 1) * g.sw + g.kw);
-        for (int64_t pl = p0; pl < p1; ++pl) pool_rows_plane<T, true>(x + pl * P, y + pl * Q, g, buf.data());
+        for (int64_t pl = p0; pl < p1; ++pl) max_rows_plane<T>(x + pl * P, y + pl * Q, g, buf.data());
       });
       return;
     }
@@ -301,10 +337,21 @@ void pool_sum_forward(const T* x, T* y, const PoolGeom& g) {
   const double p = g.norm_type;
   const T kprod = static_cast<T>(g.kprod);
   if (!g.channels_last) {
-    if (!lp && rows_path(g)) {
+    if (!lp && whole_plane(g)) {
+      const T d = static_cast<T>(divisor(g, 0, 0, 0));
       for_planes(g, [&](int64_t p0, int64_t p1) {
-        std::vector<T> buf((OW - 1) * g.sw + g.kw);
-        for (int64_t pl = p0; pl < p1; ++pl) pool_rows_plane<T, false>(x + pl * P, y + pl * Q, g, buf.data());
+        for (int64_t pl = p0; pl < p1; ++pl) y[pl] = plane_sum(x + pl * P, P) / d;
+      });
+      return;
+    }
+    if (sum_rows_path(g)) {
+      const std::vector<T> dtab = divisor_table<T>(g);
+      for_planes(g, [&](int64_t p0, int64_t p1) {
+        std::vector<T> buf(g.in[2]);
+        for (int64_t pl = p0; pl < p1; ++pl) {
+          if (lp) sum_rows<T, true>(x + pl * P, y + pl * Q, g, dtab.data(), buf.data());
+          else sum_rows<T, false>(x + pl * P, y + pl * Q, g, dtab.data(), buf.data());
+        }
       });
       return;
     }
@@ -417,6 +464,26 @@ void pool_sum_backward(const T* dy, const T* x, T* dx, const PoolGeom& g) {
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2];
   const bool lp = g.kind == PoolKind::Lp;
   const double p = g.norm_type;
+  if (!lp && whole_plane(g)) {
+    const T d = static_cast<T>(divisor(g, 0, 0, 0));
+    for_planes(g, [&](int64_t p0, int64_t p1) {
+      for (int64_t pl = p0; pl < p1; ++pl) {
+        const T v = dy[pl] / d;
+        T* dp = dx + pl * P;
+        for (int64_t i = 0; i < P; ++i) dp[i] = v;
+      }
+    });
+    return;
+  }
+  if (!g.channels_last && !lp && sum_rows_path(g)) {
+    const std::vector<T> dtab = divisor_table<T>(g);
+    for_planes(g, [&](int64_t p0, int64_t p1) {
+      std::vector<T> buf(g.in[2]);
+      for (int64_t pl = p0; pl < p1; ++pl)
+        avg_rows_backward<T>(dy + pl * Q, dx + pl * P, g, dtab.data(), buf.data());
+    });
+    return;
+  }
   if (!g.channels_last) {
     for_planes(g, [&](int64_t p0, int64_t p1) {
       for (int64_t pl = p0; pl < p1; ++pl) {

@@ -556,3 +556,21 @@ def test_bad_backward_input(rng):
         cnnops.adaptive_avg_pool2d_backward(go[0], x)
     with pytest.raises(ValueError, match="global_avg_pool2d_backward: expected grad_output of shape"):
         cnnops.global_avg_pool2d_backward(go, x)
+
+
+def test_large_planes_streamed_outputs_match_torch(rng):
+    """Outputs of 8 MB or more are written through non-temporal stores from a scratch plane."""
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(rand(rng, (4, 64, 57, 113), np.float32))
+    for k, s, p in ((3, 2, 1), (2, 2, 0)):
+        t, ti = torch.nn.functional.max_pool2d(x, k, s, p, return_indices=True)
+        y, i = cnnops.max_pool2d(x, k, s, p, return_indices=True)
+        assert torch.equal(y, t) and torch.equal(i, ti)
+        go = torch.randn(t.shape, generator=torch.Generator().manual_seed(1))
+        g = cnnops.max_pool2d_backward(go, x, i, k, s, p)
+        assert torch.equal(g, torch.ops.aten.max_pool2d_with_indices_backward(go, x, [k, k], [s, s], [p, p], [1, 1],
+                                                                              False, ti))
+        ga = cnnops.avg_pool2d_backward(go if k == 2 else torch.ones_like(t), x, k, s, p)
+        xr = x.clone().requires_grad_()
+        torch.nn.functional.avg_pool2d(xr, k, s, p).backward(go if k == 2 else torch.ones_like(t))
+        assert rel(ga.numpy(), xr.grad.numpy()) < 1e-6

@@ -27,6 +27,10 @@
 #include <limits>
 #include <type_traits>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "core/cpu_features.h"
 #include "core/parallel.h"
 
@@ -63,6 +67,33 @@ namespace {
 
 constexpr int64_t kTaskElems = 16384;  // input elements per channels-first task (at least one plane)
 constexpr int64_t kChanBlock = 64;     // channels per channels-last backward task
+
+// Outputs of this many bytes or more are written plane by plane from a cache-resident scratch
+// with non-temporal stores: a plain store to a line not in cache first reads it (write-allocate),
+// which for the max backward is a third of all memory traffic. Smaller outputs stay cached.
+constexpr int64_t kStreamBytes = int64_t(8) << 20;
+
+void stream_copy(void* dst, const void* src, size_t bytes) {
+#if defined(__SSE2__)
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
+  size_t head = (16 - (reinterpret_cast<uintptr_t>(d) & 15)) & 15;
+  if (head > bytes) head = bytes;
+  std::memcpy(d, s, head);
+  d += head; s += head; bytes -= head;
+  for (; bytes >= 16; bytes -= 16, d += 16, s += 16)
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+  std::memcpy(d, s, bytes);
+#else
+  std::memcpy(dst, src, bytes);
+#endif
+}
+
+void stream_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
 
 int64_t planes_per_task(const PoolGeom& g) {
   return std::max<int64_t>(1, kTaskElems / std::max<int64_t>(1, g.in_plane()));
@@ -255,13 +286,22 @@ void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
   if (!g.channels_last) {
 #ifdef CNNOPS_HAVE_AVX2_TU
     if (std::is_same<T, float>::value && avx2_rows(g)) {
+      const bool st = g.N * g.C * Q * (idx ? 12 : 4) >= kStreamBytes;
       for_planes(g, [&](int64_t p0, int64_t p1) {
         const int64_t BW = (OW - 1) * 2 + g.kw + 24;
-        std::vector<float> buf(BW);
+        std::vector<float> buf(BW), ys(st ? Q : 0);
         std::vector<int32_t> pbuf(idx ? BW : 0);
-        for (int64_t pl = p0; pl < p1; ++pl)
-          avx2::max_rows_s2_plane(reinterpret_cast<const float*>(x) + pl * P, reinterpret_cast<float*>(y) + pl * Q,
-                                  idx ? idx + pl * Q : nullptr, g, buf.data(), pbuf.data());
+        std::vector<int64_t> is(st && idx ? Q : 0);
+        for (int64_t pl = p0; pl < p1; ++pl) {
+          float* yp = st ? ys.data() : reinterpret_cast<float*>(y) + pl * Q;
+          int64_t* ip = idx ? (st ? is.data() : idx + pl * Q) : nullptr;
+          avx2::max_rows_s2_plane(reinterpret_cast<const float*>(x) + pl * P, yp, ip, g, buf.data(), pbuf.data());
+          if (st) {
+            stream_copy(y + pl * Q, yp, sizeof(float) * Q);
+            if (idx) stream_copy(idx + pl * Q, ip, sizeof(int64_t) * Q);
+          }
+        }
+        if (st) stream_fence();
       });
       return;
     }
@@ -398,10 +438,12 @@ bool pool_max_backward(const T* dy, const int64_t* idx, T* dx, const PoolGeom& g
   const int64_t P = g.in_plane(), Q = g.out_plane(), C = g.C;
   std::atomic<bool> bad{false};
   if (!g.channels_last) {
+    const bool st = g.N * g.C * P * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
     for_planes(g, [&](int64_t p0, int64_t p1) {
       bool b = false;
+      std::vector<T> scratch(st ? P : 0);
       for (int64_t pl = p0; pl < p1; ++pl) {
-        T* dp = dx + pl * P;
+        T* dp = st ? scratch.data() : dx + pl * P;
         const T* gp = dy + pl * Q;
         const int64_t* ip = idx + pl * Q;
         std::memset(dp, 0, sizeof(T) * P);
@@ -410,7 +452,9 @@ bool pool_max_backward(const T* dy, const int64_t* idx, T* dx, const PoolGeom& g
           if (static_cast<uint64_t>(i) < static_cast<uint64_t>(P)) dp[i] += gp[o];
           else b = true;
         }
+        if (st) stream_copy(dx + pl * P, dp, sizeof(T) * P);
       }
+      if (st) stream_fence();
       if (b) bad.store(true, std::memory_order_relaxed);
     });
     return !bad.load();
@@ -477,10 +521,15 @@ void pool_sum_backward(const T* dy, const T* x, T* dx, const PoolGeom& g) {
   }
   if (!g.channels_last && !lp && sum_rows_path(g)) {
     const std::vector<T> dtab = divisor_table<T>(g);
+    const bool st = g.N * g.C * P * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
     for_planes(g, [&](int64_t p0, int64_t p1) {
-      std::vector<T> buf(g.in[2]);
-      for (int64_t pl = p0; pl < p1; ++pl)
-        avg_rows_backward<T>(dy + pl * Q, dx + pl * P, g, dtab.data(), buf.data());
+      std::vector<T> buf(g.in[2]), scratch(st ? P : 0);
+      for (int64_t pl = p0; pl < p1; ++pl) {
+        T* dp = st ? scratch.data() : dx + pl * P;
+        avg_rows_backward<T>(dy + pl * Q, dp, g, dtab.data(), buf.data());
+        if (st) stream_copy(dx + pl * P, dp, sizeof(T) * P);
+      }
+      if (st) stream_fence();
     });
     return;
   }

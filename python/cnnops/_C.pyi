@@ -45,3 +45,13 @@ def conv_transpose(op: str, input: Any, weight: Any, bias: Any, nd: int, stride:
 def conv_transpose_backward(op: str, grad_output: Any, input: Any, weight: Any, nd: int, stride: Sequence[int],
                             pad: Sequence[int], dilation: Sequence[int], groups: int, algo: str,
                             needs: Sequence[bool]) -> Tuple[Optional[Array], Optional[Array], Optional[Array]]: ...
+
+# ---- pooling (cnnops.pool) ----
+def pool(op: str, input: Any, kind: str, nd: int, channels_last: bool, kernel: Sequence[int], stride: Sequence[int],
+         pad: Sequence[int], dilation: Sequence[int], ceil_mode: bool, count_include_pad: bool, divisor_override: int,
+         norm_type: float, output_size: Sequence[int], return_indices: bool,
+         tf_indices: bool) -> Tuple[Array, Optional[Array]]: ...
+def pool_backward(op: str, grad_output: Any, input: Any, indices: Any, kind: str, nd: int, channels_last: bool,
+                  kernel: Sequence[int], stride: Sequence[int], pad: Sequence[int], dilation: Sequence[int],
+                  ceil_mode: bool, count_include_pad: bool, divisor_override: int, norm_type: float,
+                  output_size: Sequence[int]) -> Array: ...

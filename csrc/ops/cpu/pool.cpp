@@ -25,6 +25,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <type_traits>
 
 #if defined(__SSE2__)
@@ -41,6 +42,7 @@ namespace cpu {
 namespace avx2 {
 template <typename T, bool LP> void sum_rows_plane(const T*, T*, const PoolGeom&, const T*, T*);
 template <typename T> void avg_rows_backward_plane(const T*, T*, const PoolGeom&, const T*, T*);
+template <typename T> void plane_means(const T*, T*, int64_t, int64_t, T);
 }  // namespace avx2
 static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
 #else
@@ -53,6 +55,14 @@ static void sum_rows(const T* x, T* y, const PoolGeom& g, const T* dtab, T* buf)
   if (use_avx2()) return avx2::sum_rows_plane<T, LP>(x, y, g, dtab, buf);
 #endif
   portable::sum_rows_plane<T, LP>(x, y, g, dtab, buf);
+}
+
+template <typename T>
+static void plane_means(const T* x, T* y, int64_t planes, int64_t P, T d) {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (use_avx2()) return avx2::plane_means<T>(x, y, planes, P, d);
+#endif
+  portable::plane_means<T>(x, y, planes, P, d);
 }
 
 template <typename T>
@@ -87,6 +97,12 @@ void stream_copy(void* dst, const void* src, size_t bytes) {
 #else
   std::memcpy(dst, src, bytes);
 #endif
+}
+
+// Uninitialised per-task scratch (a std::vector would zero it first).
+template <typename T>
+std::unique_ptr<T[]> scratch(int64_t n) {
+  return std::unique_ptr<T[]>(n > 0 ? new T[n] : nullptr);
 }
 
 void stream_fence() {
@@ -239,17 +255,6 @@ bool whole_plane(const PoolGeom& g) {
   return true;
 }
 
-// Sum of n contiguous values in 8 independent lanes (vectorisable without reassociation flags).
-template <typename T>
-T plane_sum(const T* x, int64_t n) {
-  T a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) a[j] += x[i + j];
-  for (; i < n; ++i) a[i & 7] += x[i];
-  return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
-}
-
 // Sum pooling rows (pool_rows.h): channels first, unit depth, dilation 1; any windows.
 bool sum_rows_path(const PoolGeom& g) {
   return !g.channels_last && g.in[0] == 1 && g.out[0] == 1 && g.dil[1] == 1 && g.dil[2] == 1;
@@ -289,12 +294,13 @@ void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
       const bool st = g.N * g.C * Q * (idx ? 12 : 4) >= kStreamBytes;
       for_planes(g, [&](int64_t p0, int64_t p1) {
         const int64_t BW = (OW - 1) * 2 + g.kw + 24;
-        std::vector<float> buf(BW), ys(st ? Q : 0);
+        std::vector<float> buf(BW);
         std::vector<int32_t> pbuf(idx ? BW : 0);
-        std::vector<int64_t> is(st && idx ? Q : 0);
+        const auto ys = scratch<float>(st ? Q : 0);
+        const auto is = scratch<int64_t>(st && idx ? Q : 0);
         for (int64_t pl = p0; pl < p1; ++pl) {
-          float* yp = st ? ys.data() : reinterpret_cast<float*>(y) + pl * Q;
-          int64_t* ip = idx ? (st ? is.data() : idx + pl * Q) : nullptr;
+          float* yp = st ? ys.get() : reinterpret_cast<float*>(y) + pl * Q;
+          int64_t* ip = idx ? (st ? is.get() : idx + pl * Q) : nullptr;
           avx2::max_rows_s2_plane(reinterpret_cast<const float*>(x) + pl * P, yp, ip, g, buf.data(), pbuf.data());
           if (st) {
             stream_copy(y + pl * Q, yp, sizeof(float) * Q);
@@ -379,9 +385,7 @@ void pool_sum_forward(const T* x, T* y, const PoolGeom& g) {
   if (!g.channels_last) {
     if (!lp && whole_plane(g)) {
       const T d = static_cast<T>(divisor(g, 0, 0, 0));
-      for_planes(g, [&](int64_t p0, int64_t p1) {
-        for (int64_t pl = p0; pl < p1; ++pl) y[pl] = plane_sum(x + pl * P, P) / d;
-      });
+      for_planes(g, [&](int64_t p0, int64_t p1) { plane_means<T>(x + p0 * P, y + p0, p1 - p0, P, d); });
       return;
     }
     if (sum_rows_path(g)) {
@@ -441,9 +445,9 @@ bool pool_max_backward(const T* dy, const int64_t* idx, T* dx, const PoolGeom& g
     const bool st = g.N * g.C * P * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
     for_planes(g, [&](int64_t p0, int64_t p1) {
       bool b = false;
-      std::vector<T> scratch(st ? P : 0);
+      const auto sp = scratch<T>(st ? P : 0);
       for (int64_t pl = p0; pl < p1; ++pl) {
-        T* dp = st ? scratch.data() : dx + pl * P;
+        T* dp = st ? sp.get() : dx + pl * P;
         const T* gp = dy + pl * Q;
         const int64_t* ip = idx + pl * Q;
         std::memset(dp, 0, sizeof(T) * P);
@@ -523,9 +527,10 @@ void pool_sum_backward(const T* dy, const T* x, T* dx, const PoolGeom& g) {
     const std::vector<T> dtab = divisor_table<T>(g);
     const bool st = g.N * g.C * P * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
     for_planes(g, [&](int64_t p0, int64_t p1) {
-      std::vector<T> buf(g.in[2]), scratch(st ? P : 0);
+      std::vector<T> buf(g.in[2]);
+      const auto sp = scratch<T>(st ? P : 0);
       for (int64_t pl = p0; pl < p1; ++pl) {
-        T* dp = st ? scratch.data() : dx + pl * P;
+        T* dp = st ? sp.get() : dx + pl * P;
         avg_rows_backward<T>(dy + pl * Q, dp, g, dtab.data(), buf.data());
         if (st) stream_copy(dx + pl * P, dp, sizeof(T) * P);
       }

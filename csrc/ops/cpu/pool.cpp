@@ -5,17 +5,27 @@
 //  - channels-first forward and backward: one task per run of whole (n, c) planes (runs sized
 //    to ~16K input elements so tiny planes such as 7x7 do not pay one task each), handed out
 //    dynamically; inside a plane, outputs in order, taps from the per-dimension window lists.
-//    2-D max/avg pooling with dilation 1 has a row-separable fast path (pool_rows below): the
-//    window's rows are reduced into a row buffer with contiguous, vectorisable loops, then the
-//    buffer is reduced horizontally with the stride.
+//    2-D pooling with dilation 1 has row-separable fast paths: the window's rows are reduced
+//    into a row buffer with contiguous, vectorisable loops, then the buffer is reduced
+//    horizontally (max: max_rows_plane / max_rows_idx_plane here, AVX2 versions for 2x2/2 and
+//    3x3/2 in pool_avx2.cpp; sums: pool_rows.h, built portable and AVX2). Global pooling is a
+//    plane reduction (plane_means).
 //  - channels-last: forward tasks are output rows (n, od, oh); the innermost loop runs over
 //    the C contiguous channels (vectorisable compares/blends or adds).
 //  - backward is a scatter in a fixed order inside a task that owns its whole slice of grad_input
 //    (a plane, or an image's block of channels): grad_input is zeroed, then each output's
 //    gradient is added to its argmax / window in output order. No two tasks touch the same
 //    element, so the result is bitwise identical for any thread count.
-// Measured (benchmarks/results/pool_cpu.md): see the header of that file for GB/s and the
-// fraction of streaming copy bandwidth each case reaches.
+//  - outputs of 8 MB or more (max forward values/indices, max and average grad_input) are made
+//    in a cache-resident scratch plane and copied out with non-temporal stores, which saves the
+//    read that write-allocation would add.
+// Measured (benchmarks/results/pool_cpu.md; busy shared 2-core VM, so fractions are loose):
+// (32, 64, 112, 112) float32, 2 threads: max 3x3/2 forward 14x PyTorch, with indices 12x,
+// backward 4.2x; 2x2/2 forward 11x, with indices 8.7x, backward 5.0x; 28-49% of the streaming
+// copy bandwidth measured in the same run. Single-threaded on the same machine (quieter for one
+// thread): max 3x3/2 forward 2.7 ms for (8, 64, 112, 112) = 12 GB/s, about the single-core copy
+// rate; backward 1.65x PyTorch (PyTorch's single-thread backward is already memory-bound, its
+// 2-thread time suffers most from the load).
 #define CNNOPS_ISA portable
 #include "ops/cpu/pool_rows.h"
 #include "ops/cpu/pool.h"
@@ -489,11 +499,10 @@ bool pool_max_backward(const T* dy, const int64_t* idx, T* dx, const PoolGeom& g
 // sum is 0 (the derivative is unbounded or undefined there).
 
 template <typename T>
-inline T lp_coef(T gsum, T s, const PoolGeom& g, int64_t d, T go) {
+inline T lp_coef(T s, const PoolGeom& g, int64_t d, T go) {
   const double p = g.norm_type;
   const T k = static_cast<T>(g.kprod) / static_cast<T>(d);
   const T a = s / static_cast<T>(d) * static_cast<T>(g.kprod);  // y^p
-  (void)gsum;
   if (a == T(0)) return T(0);
   const T y = root_p(a, p);
   return go * k * (y / a);
@@ -553,7 +562,7 @@ void pool_sum_backward(const T* dy, const T* x, T* dx, const PoolGeom& g) {
               if (lp) {
                 T s = 0;
                 for_taps(g, od, oh, ow, [&](int64_t i) { s += pow_p(xp[i], p); });
-                const T c = lp_coef(T(0), s, g, d, gp[o]);
+                const T c = lp_coef(s, g, d, gp[o]);
                 for_taps(g, od, oh, ow, [&](int64_t i) { dp[i] += c * pow_pm1(xp[i], p); });
               } else {
                 const T c = gp[o] / static_cast<T>(d);
@@ -584,7 +593,7 @@ void pool_sum_backward(const T* dy, const T* x, T* dx, const PoolGeom& g) {
             for_taps(g, od, oh, ow, [&](int64_t i) {
               for (int64_t c = c0; c < c1; ++c) coef[c - c0] += pow_p(xn[i * C + c], p);
             });
-            for (int64_t c = c0; c < c1; ++c) coef[c - c0] = lp_coef(T(0), coef[c - c0], g, d, go[c]);
+            for (int64_t c = c0; c < c1; ++c) coef[c - c0] = lp_coef(coef[c - c0], g, d, go[c]);
             for_taps(g, od, oh, ow, [&](int64_t i) {
               for (int64_t c = c0; c < c1; ++c) dn[i * C + c] += coef[c - c0] * pow_pm1(xn[i * C + c], p);
             });

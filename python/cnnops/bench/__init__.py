@@ -1,6 +1,6 @@
 """The benchmark suite: ``python -m cnnops bench <family>``, cnnops against its peer library.
 
-Each family has a module here (``conv``; ``pool`` and ``boxes`` to come) with a
+Each family has a module here (``conv``, ``pool``; ``boxes`` to come) with a
 ``run(repeats, quick, out, layers) -> int``; ``common`` holds the shared timing, machine
 description and result writing. Results go to <out>/<family>_cpu.json and .md.
 

@@ -329,12 +329,15 @@ void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
       });
       return;
     }
-    if (rows_path(g) && P < (int64_t(1) << 31)) {
+    if (sum_rows_path(g) && P < (int64_t(1) << 31)) {
+      // any dilation-1 unit-depth windows (padding, ceil_mode, adaptive): argmax rows; without
+      // indices wanted, into a per-task scratch row
       for_planes(g, [&](int64_t p0, int64_t p1) {
         std::vector<T> vbuf(g.in[2]);
         std::vector<pos_t<T>> pbuf(g.in[2]);
+        const auto iscr = scratch<int64_t>(idx ? 0 : Q);
         for (int64_t pl = p0; pl < p1; ++pl)
-          max_rows_idx_plane<T>(x + pl * P, y + pl * Q, idx + pl * Q, g, vbuf.data(), pbuf.data());
+          max_rows_idx_plane<T>(x + pl * P, y + pl * Q, idx ? idx + pl * Q : iscr.get(), g, vbuf.data(), pbuf.data());
       });
       return;
     }
@@ -351,7 +354,9 @@ void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
               int64_t bi = first_tap(g, od, oh, ow);
               for_taps(g, od, oh, ow, [&](int64_t i) {
                 const T v = xp[i];
-                if (beats(v, best)) { best = v; bi = i; }
+                const bool t = beats(v, best);  // selects, not branches: random data mispredicts
+                best = t ? v : best;
+                bi = t ? i : bi;
               });
               yp[o] = best;
               if (ip) ip[o] = bi;
@@ -368,17 +373,32 @@ void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
       T* yo = y + o;
       int64_t* io = idx ? idx + o : nullptr;
       const int64_t f = first_tap(g, od, oh, ow);
-      for (int64_t c = 0; c < C; ++c) yo[c] = ninf;
-      if (io) for (int64_t c = 0; c < C; ++c) io[c] = f;
-      for_taps(g, od, oh, ow, [&](int64_t i) {
-        const T* xi = xn + i * C;
-        if (io) {
-          for (int64_t c = 0; c < C; ++c)
-            if (beats(xi[c], yo[c])) { yo[c] = xi[c]; io[c] = i; }
-        } else {
+      if (!io) {
+        for (int64_t c = 0; c < C; ++c) yo[c] = ninf;
+        for_taps(g, od, oh, ow, [&](int64_t i) {
+          const T* xi = xn + i * C;
           for (int64_t c = 0; c < C; ++c) yo[c] = beats(xi[c], yo[c]) ? xi[c] : yo[c];
-        }
-      });
+        });
+        continue;
+      }
+      // with the argmax: blocks of channels kept in local arrays (no aliasing with the outputs,
+      // so the compare/select loop stays in registers and vectorises)
+      for (int64_t c0 = 0; c0 < C; c0 += kChanBlock) {
+        const int64_t cn = std::min<int64_t>(kChanBlock, C - c0);
+        T bv[kChanBlock];
+        int64_t bi[kChanBlock];
+        for (int64_t c = 0; c < cn; ++c) { bv[c] = ninf; bi[c] = f; }
+        for_taps(g, od, oh, ow, [&](int64_t i) {
+          const T* xi = xn + i * C + c0;
+          for (int64_t c = 0; c < cn; ++c) {
+            const T v = xi[c];
+            const int64_t m = -static_cast<int64_t>((v > bv[c]) | (v != v));  // all ones: take
+            bv[c] = m ? v : bv[c];
+            bi[c] = (i & m) | (bi[c] & ~m);
+          }
+        });
+        for (int64_t c = 0; c < cn; ++c) { yo[c0 + c] = bv[c]; io[c0 + c] = bi[c]; }
+      }
     }
   });
 }

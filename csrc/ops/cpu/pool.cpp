@@ -20,10 +20,11 @@
 //    in a cache-resident scratch plane and copied out with non-temporal stores, which saves the
 //    read that write-allocation would add.
 // Measured (benchmarks/results/pool_cpu.md; busy shared 2-core VM, so fractions are loose):
-// (32, 64, 112, 112) float32, 2 threads: max 3x3/2 forward 14x PyTorch, with indices 12x,
-// backward 4.2x; 2x2/2 forward 11x, with indices 8.7x, backward 5.0x; 28-49% of the streaming
-// copy bandwidth measured in the same run. Single-threaded on the same machine (quieter for one
-// thread): max 3x3/2 forward 2.7 ms for (8, 64, 112, 112) = 12 GB/s, about the single-core copy
+// (32, 64, 112, 112) float32, 2 threads, two runs: max 3x3/2 forward 14-16x PyTorch, with
+// indices 11-12x, backward 4.2-5.2x; 2x2/2 forward 11x, with indices 7.5-8.7x, backward
+// 5.0-6.6x; 28-49% of the streaming copy bandwidth measured in the same run. Single-threaded on
+// the same machine (quieter for one thread): max 3x3/2 forward 2.7 ms for (8, 64, 112, 112) =
+// 12 GB/s, about the single-core copy
 // rate; backward 1.65x PyTorch (PyTorch's single-thread backward is already memory-bound, its
 // 2-thread time suffers most from the load).
 #define CNNOPS_ISA portable

@@ -24,8 +24,7 @@
 // indices 11-12x, backward 4.2-5.2x; 2x2/2 forward 11x, with indices 7.5-8.7x, backward
 // 5.0-6.6x; 28-49% of the streaming copy bandwidth measured in the same run. Single-threaded on
 // the same machine (quieter for one thread): max 3x3/2 forward 2.7 ms for (8, 64, 112, 112) =
-// 12 GB/s, about the single-core copy
-// rate; backward 1.65x PyTorch (PyTorch's single-thread backward is already memory-bound, its
+// 12 GB/s, about the single-core copy rate; backward 1.65x PyTorch (PyTorch's single-thread backward is already memory-bound, its
 // 2-thread time suffers most from the load).
 #define CNNOPS_ISA portable
 #include "ops/cpu/pool_rows.h"

@@ -250,6 +250,26 @@ def test_avg_pool_matches_torch(rng, case):
     assert rel(fn("avg_pool", nd, True)(go, x, k, s, p, cm, cip, **kw), xt.grad.numpy()) < 1e-14
 
 
+@pytest.mark.parametrize("case", [c for c in AVG_CASES if c[0] == 2], ids=lambda c: f"{c[1]}-k{c[2]}-s{c[3]}")
+def test_sum_pools_portable_kernels(rng, portable_simd, case):
+    """The portable build of the row kernels (avg forward/backward, LP, adaptive, global)."""
+    nd, sp, k, s, p, cm, cip, dov = case
+    x = rand(rng, (2, 3) + sp, np.float32)
+    kk, ss = expand(k, 2), expand(s, 2)
+    y = cnnops.avg_pool2d(x, k, s, p, cm, cip, dov)
+    assert rel(y, ref.avg_pool_ref(x, kk, ss, pads_of(p, 2), cm, cip, dov)) < 2e-6
+    go = rand(rng, y.shape, np.float32)
+    g = cnnops.avg_pool2d_backward(go, x, k, s, p, cm, cip, dov)
+    assert rel(g, ref.avg_pool_backward_ref(go, x.shape, kk, ss, pads_of(p, 2), cm, cip, dov)) < 2e-6
+    xa = np.abs(x) + 0.1
+    assert rel(cnnops.lp_pool2d(xa, 2.0, k, s, cm), ref.lp_pool_ref(xa, 2.0, kk, ss, cm)) < 2e-6
+    assert rel(cnnops.adaptive_avg_pool2d(x, (3, 4)), ref.adaptive_pool_ref(x, (3, 4), "avg")) < 2e-6
+    assert rel(cnnops.global_avg_pool2d(x), x.astype(F64).mean(axis=(2, 3), keepdims=True)) < 2e-6
+    y3 = cnnops.max_pool2d(x, kk, ss, [min(v, kk[0] // 2, kk[1] // 2) for v in pads_of(p, 2)], 1, cm)
+    np.testing.assert_array_equal(y3, ref.max_pool_ref(x, kk, ss, [min(v, kk[0] // 2, kk[1] // 2)
+                                                                    for v in pads_of(p, 2)], (1, 1), cm)[0])
+
+
 # ---- LP pooling ------------------------------------------------------------------------------------
 
 LP_CASES = [(1, (13,), 2.0, 3, 2, False), (1, (12,), 1.0, 4, 3, True), (2, (11, 13), 2.0, 3, 2, True),
@@ -536,3 +556,21 @@ def test_bad_backward_input(rng):
         cnnops.adaptive_avg_pool2d_backward(go[0], x)
     with pytest.raises(ValueError, match="global_avg_pool2d_backward: expected grad_output of shape"):
         cnnops.global_avg_pool2d_backward(go, x)
+
+
+def test_large_planes_streamed_outputs_match_torch(rng):
+    """Outputs of 8 MB or more are written through non-temporal stores from a scratch plane."""
+    torch = pytest.importorskip("torch")
+    x = torch.from_numpy(rand(rng, (4, 64, 57, 113), np.float32))
+    for k, s, p in ((3, 2, 1), (2, 2, 0)):
+        t, ti = torch.nn.functional.max_pool2d(x, k, s, p, return_indices=True)
+        y, i = cnnops.max_pool2d(x, k, s, p, return_indices=True)
+        assert torch.equal(y, t) and torch.equal(i, ti)
+        go = torch.randn(t.shape, generator=torch.Generator().manual_seed(1))
+        g = cnnops.max_pool2d_backward(go, x, i, k, s, p)
+        assert torch.equal(g, torch.ops.aten.max_pool2d_with_indices_backward(go, x, [k, k], [s, s], [p, p], [1, 1],
+                                                                              False, ti))
+        ga = cnnops.avg_pool2d_backward(go if k == 2 else torch.ones_like(t), x, k, s, p)
+        xr = x.clone().requires_grad_()
+        torch.nn.functional.avg_pool2d(xr, k, s, p).backward(go if k == 2 else torch.ones_like(t))
+        assert rel(ga.numpy(), xr.grad.numpy()) < 1e-6

@@ -138,11 +138,12 @@ static cpu::PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams
     g.count[s] = {1};
     g.size[s] = {1};
   }
-  if (!p.adaptive && nd >= 2 && (nd == 2 || (g.in[0] == 1 && g.out[0] == 1 && k[0] == 1))) {
+  if (!p.adaptive && (nd <= 2 || (g.in[0] == 1 && g.out[0] == 1 && k[0] == 1))) {
     g.regular = true;
-    g.kh = k[nd - 2]; g.kw = k[nd - 1];
-    g.sh = p.stride[nd - 2]; g.sw = p.stride[nd - 1];
-    g.ph = p.pad[2 * (nd - 2)]; g.pw = p.pad[2 * (nd - 1)];
+    g.kw = k[nd - 1]; g.sw = p.stride[nd - 1]; g.pw = p.pad[2 * (nd - 1)];
+    if (nd >= 2) {
+      g.kh = k[nd - 2]; g.sh = p.stride[nd - 2]; g.ph = p.pad[2 * (nd - 2)];
+    }  // 1-D: a single row (kh = sh = 1, ph = 0)
   }
   return g;
 }

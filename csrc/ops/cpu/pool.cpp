@@ -5,17 +5,29 @@
 //  - channels-first forward and backward: one task per run of whole (n, c) planes (runs sized
 //    to ~16K input elements so tiny planes such as 7x7 do not pay one task each), handed out
 //    dynamically; inside a plane, outputs in order, taps from the per-dimension window lists.
-//    2-D max/avg pooling with dilation 1 has a row-separable fast path (pool_rows below): the
-//    window's rows are reduced into a row buffer with contiguous, vectorisable loops, then the
-//    buffer is reduced horizontally with the stride.
+//    2-D pooling with dilation 1 has row-separable fast paths: the window's rows are reduced
+//    into a row buffer with contiguous, vectorisable loops, then the buffer is reduced
+//    horizontally (max: max_rows_plane / max_rows_idx_plane here, AVX2 versions for 2x2/2 and
+//    3x3/2 in pool_avx2.cpp; sums: pool_rows.h, built portable and AVX2). Global pooling is a
+//    plane reduction (plane_means).
 //  - channels-last: forward tasks are output rows (n, od, oh); the innermost loop runs over
 //    the C contiguous channels (vectorisable compares/blends or adds).
 //  - backward is a scatter in a fixed order inside a task that owns its whole slice of grad_input
 //    (a plane, or an image's block of channels): grad_input is zeroed, then each output's
 //    gradient is added to its argmax / window in output order. No two tasks touch the same
 //    element, so the result is bitwise identical for any thread count.
-// Measured (benchmarks/results/pool_cpu.md): see the header of that file for GB/s and the
-// fraction of streaming copy bandwidth each case reaches.
+//  - outputs of 8 MB or more (max forward values/indices, max and average grad_input) are made
+//    in a cache-resident scratch plane and copied out with non-temporal stores, which saves the
+//    read that write-allocation would add.
+// Measured (benchmarks/results/pool_cpu.md; busy shared 2-core VM, so fractions are loose):
+// (32, 64, 112, 112) float32, 2 threads, two runs: max 3x3/2 forward 14-16x PyTorch, with
+// indices 11-12x, backward 4.2-5.2x; 2x2/2 forward 11x, with indices 7.5-8.7x, backward
+// 5.0-6.6x; 28-49% of the streaming copy bandwidth measured in the same run. Single-threaded on
+// the same machine (quieter for one thread): max 3x3/2 forward 2.7 ms for (8, 64, 112, 112) =
+// 12 GB/s, about the single-core copy rate; backward 1.65x PyTorch (PyTorch's single-thread backward is already memory-bound, its
+// 2-thread time suffers most from the load).
+#define CNNOPS_ISA portable
+#include "ops/cpu/pool_rows.h"
 #include "ops/cpu/pool.h"
 
 #include <algorithm>
@@ -23,7 +35,12 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <type_traits>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "core/cpu_features.h"
 #include "core/parallel.h"
@@ -31,10 +48,78 @@
 namespace cnnops {
 namespace cpu {
 
+#ifdef CNNOPS_HAVE_AVX2_TU
+namespace avx2 {
+template <typename T, bool LP> void sum_rows_plane(const T*, T*, const PoolGeom&, const T*, T*);
+template <typename T> void avg_rows_backward_plane(const T*, T*, const PoolGeom&, const T*, T*);
+template <typename T> void plane_means(const T*, T*, int64_t, int64_t, T);
+}  // namespace avx2
+static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
+#else
+static bool use_avx2() { return false; }
+#endif
+
+template <typename T, bool LP>
+static void sum_rows(const T* x, T* y, const PoolGeom& g, const T* dtab, T* buf) {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (use_avx2()) return avx2::sum_rows_plane<T, LP>(x, y, g, dtab, buf);
+#endif
+  portable::sum_rows_plane<T, LP>(x, y, g, dtab, buf);
+}
+
+template <typename T>
+static void plane_means(const T* x, T* y, int64_t planes, int64_t P, T d) {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (use_avx2()) return avx2::plane_means<T>(x, y, planes, P, d);
+#endif
+  portable::plane_means<T>(x, y, planes, P, d);
+}
+
+template <typename T>
+static void avg_rows_backward(const T* dy, T* dx, const PoolGeom& g, const T* dtab, T* buf) {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (use_avx2()) return avx2::avg_rows_backward_plane<T>(dy, dx, g, dtab, buf);
+#endif
+  portable::avg_rows_backward_plane<T>(dy, dx, g, dtab, buf);
+}
+
 namespace {
 
 constexpr int64_t kTaskElems = 16384;  // input elements per channels-first task (at least one plane)
 constexpr int64_t kChanBlock = 64;     // channels per channels-last backward task
+
+// Outputs of this many bytes or more are written plane by plane from a cache-resident scratch
+// with non-temporal stores: a plain store to a line not in cache first reads it (write-allocate),
+// which for the max backward is a third of all memory traffic. Smaller outputs stay cached.
+constexpr int64_t kStreamBytes = int64_t(8) << 20;
+
+void stream_copy(void* dst, const void* src, size_t bytes) {
+#if defined(__SSE2__)
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
+  size_t head = (16 - (reinterpret_cast<uintptr_t>(d) & 15)) & 15;
+  if (head > bytes) head = bytes;
+  std::memcpy(d, s, head);
+  d += head; s += head; bytes -= head;
+  for (; bytes >= 16; bytes -= 16, d += 16, s += 16)
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+  std::memcpy(d, s, bytes);
+#else
+  std::memcpy(dst, src, bytes);
+#endif
+}
+
+// Uninitialised per-task scratch (a std::vector would zero it first).
+template <typename T>
+std::unique_ptr<T[]> scratch(int64_t n) {
+  return std::unique_ptr<T[]>(n > 0 ? new T[n] : nullptr);
+}
+
+void stream_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();
+#endif
+}
 
 int64_t planes_per_task(const PoolGeom& g) {
   return std::max<int64_t>(1, kTaskElems / std::max<int64_t>(1, g.in_plane()));
@@ -87,19 +172,18 @@ inline int64_t first_tap(const PoolGeom& g, int64_t od, int64_t oh, int64_t ow) 
   return (g.begin[0][od] * g.in[1] + g.begin[1][oh]) * g.in[2] + g.begin[2][ow];
 }
 
-// ---- 2-D channels-first fast path: row-separable reductions ------------------------------------
-// For output row oh, the kernel's valid input rows are reduced elementwise into `buf` (width W
-// plus the left/right padding, padded entries holding the identity), then each output is the
-// reduction of kw consecutive buffer entries starting at ow * sw.
+// ---- 2-D channels-first max pooling rows (portable; pool_avx2.cpp has the AVX2 version) ---------
+// For output row oh, the window's input rows are reduced elementwise into `buf` (width W plus
+// the left/right padding, padded entries holding -inf), then each output is the maximum of kw
+// consecutive buffer entries starting at ow * sw.
 
-template <typename T, bool MAX>
-void pool_rows_plane(const T* x, T* y, const PoolGeom& g, T* buf) {
-  const int64_t H = g.in[1], W = g.in[2], OH = g.out[1], OW = g.out[2];
+template <typename T>
+void max_rows_plane(const T* x, T* y, const PoolGeom& g, T* buf) {
+  const int64_t W = g.in[2], OH = g.out[1], OW = g.out[2];
   const int64_t kw = g.kw, sw = g.sw, pw = g.pw;
   const int64_t BW = (OW - 1) * sw + kw;  // buffer width covering every window
-  const T ident = MAX ? -std::numeric_limits<T>::infinity() : T(0);
-  for (int64_t i = 0; i < BW; ++i) buf[i] = ident;
-  T* b = buf + pw;                          // b[w] <-> input column w
+  for (int64_t i = 0; i < BW; ++i) buf[i] = -std::numeric_limits<T>::infinity();
+  T* b = buf + pw;                            // b[w] <-> input column w
   const int64_t wend = std::min(W, BW - pw);  // columns of the input any window reads
   for (int64_t oh = 0; oh < OH; ++oh) {
     const int64_t bh = g.begin[1][oh], ch = g.count[1][oh];
@@ -107,40 +191,14 @@ void pool_rows_plane(const T* x, T* y, const PoolGeom& g, T* buf) {
     for (int64_t w = 0; w < wend; ++w) b[w] = r0[w];
     for (int64_t j = 1; j < ch; ++j) {
       const T* r = x + (bh + j) * W;
-      if (MAX) {
-        for (int64_t w = 0; w < wend; ++w) b[w] = beats(r[w], b[w]) ? r[w] : b[w];
-      } else {
-        for (int64_t w = 0; w < wend; ++w) b[w] += r[w];
-      }
+      for (int64_t w = 0; w < wend; ++w) b[w] = beats(r[w], b[w]) ? r[w] : b[w];
     }
     T* yr = y + oh * OW;
-    if (MAX) {
-      if (kw == 2 && sw == 2) {
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          const T a = buf[2 * ow], c = buf[2 * ow + 1];
-          yr[ow] = beats(c, a) ? c : a;
-        }
-      } else if (kw == 3 && sw == 2) {
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          const T a = buf[2 * ow], c = buf[2 * ow + 1], e = buf[2 * ow + 2];
-          const T m = beats(c, a) ? c : a;
-          yr[ow] = beats(e, m) ? e : m;
-        }
-      } else {
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          const T* q = buf + ow * sw;
-          T m = q[0];
-          for (int64_t j = 1; j < kw; ++j) m = beats(q[j], m) ? q[j] : m;
-          yr[ow] = m;
-        }
-      }
-    } else {
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const T* q = buf + ow * sw;
-        T s = q[0];
-        for (int64_t j = 1; j < kw; ++j) s += q[j];
-        yr[ow] = s / static_cast<T>(divisor(g, 0, oh, ow));
-      }
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const T* q = buf + ow * sw;
+      T m = q[0];
+      for (int64_t j = 1; j < kw; ++j) m = beats(q[j], m) ? q[j] : m;
+      yr[ow] = m;
     }
   }
 }
@@ -199,13 +257,35 @@ void max_rows_idx_plane(const T* x, T* y, int64_t* idx, const PoolGeom& g, T* vb
   }
 }
 
+// One window covering each whole plane (global pooling, adaptive to 1, kernel = input).
+bool whole_plane(const PoolGeom& g) {
+  if (g.channels_last || g.out_plane() != 1) return false;
+  for (int s = 0; s < 3; ++s)
+    if (g.begin[s][0] != 0 || g.count[s][0] != g.in[s] || g.dil[s] != 1) return false;
+  return true;
+}
+
+// Sum pooling rows (pool_rows.h): channels first, unit depth, dilation 1; any windows.
+bool sum_rows_path(const PoolGeom& g) {
+  return !g.channels_last && g.in[0] == 1 && g.out[0] == 1 && g.dil[1] == 1 && g.dil[2] == 1;
+}
+
+// Divisor of every output of a unit-depth problem, row-major (OH x OW).
+template <typename T>
+std::vector<T> divisor_table(const PoolGeom& g) {
+  std::vector<T> t(g.out[1] * g.out[2]);
+  for (int64_t oh = 0; oh < g.out[1]; ++oh)
+    for (int64_t ow = 0; ow < g.out[2]; ++ow) t[oh * g.out[2] + ow] = static_cast<T>(divisor(g, 0, oh, ow));
+  return t;
+}
+
 bool rows_path(const PoolGeom& g) {
   return g.regular && !g.channels_last && g.dil[1] == 1 && g.dil[2] == 1 && g.in[0] == 1;
 }
 
 // The AVX2 row kernel: float, stride 2 along the width, kernel width 2 or 3, plane < 2^31.
 bool avx2_rows(const PoolGeom& g) {
-  return rows_path(g) && simd_level() == SimdLevel::AVX2_FMA && g.sw == 2 && (g.kw == 2 || g.kw == 3) &&
+  return rows_path(g) && use_avx2() && g.sw == 2 && (g.kw == 2 || g.kw == 3) &&
          g.in_plane() < (int64_t(1) << 31);
 }
 
@@ -219,30 +299,45 @@ void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2];
   const T ninf = -std::numeric_limits<T>::infinity();
   if (!g.channels_last) {
+#ifdef CNNOPS_HAVE_AVX2_TU
     if (std::is_same<T, float>::value && avx2_rows(g)) {
+      const bool st = g.N * g.C * Q * (idx ? 12 : 4) >= kStreamBytes;
       for_planes(g, [&](int64_t p0, int64_t p1) {
         const int64_t BW = (OW - 1) * 2 + g.kw + 24;
         std::vector<float> buf(BW);
         std::vector<int32_t> pbuf(idx ? BW : 0);
-        for (int64_t pl = p0; pl < p1; ++pl)
-          avx2::max_rows_s2_plane(reinterpret_cast<const float*>(x) + pl * P, reinterpret_cast<float*>(y) + pl * Q,
-                                  idx ? idx + pl * Q : nullptr, g, buf.data(), pbuf.data());
+        const auto ys = scratch<float>(st ? Q : 0);
+        const auto is = scratch<int64_t>(st && idx ? Q : 0);
+        for (int64_t pl = p0; pl < p1; ++pl) {
+          float* yp = st ? ys.get() : reinterpret_cast<float*>(y) + pl * Q;
+          int64_t* ip = idx ? (st ? is.get() : idx + pl * Q) : nullptr;
+          avx2::max_rows_s2_plane(reinterpret_cast<const float*>(x) + pl * P, yp, ip, g, buf.data(), pbuf.data());
+          if (st) {
+            stream_copy(y + pl * Q, yp, sizeof(float) * Q);
+            if (idx) stream_copy(idx + pl * Q, ip, sizeof(int64_t) * Q);
+          }
+        }
+        if (st) stream_fence();
       });
       return;
     }
+#endif
     if (!idx && rows_path(g)) {
       for_planes(g, [&](int64_t p0, int64_t p1) {
         std::vector<T> buf((OW - 1) * g.sw + g.kw);
-        for (int64_t pl = p0; pl < p1; ++pl) pool_rows_plane<T, true>(x + pl * P, y + pl * Q, g, buf.data());
+        for (int64_t pl = p0; pl < p1; ++pl) max_rows_plane<T>(x + pl * P, y + pl * Q, g, buf.data());
       });
       return;
     }
-    if (rows_path(g) && P < (int64_t(1) << 31)) {
+    if (sum_rows_path(g) && P < (int64_t(1) << 31)) {
+      // any dilation-1 unit-depth windows (padding, ceil_mode, adaptive): argmax rows; without
+      // indices wanted, into a per-task scratch row
       for_planes(g, [&](int64_t p0, int64_t p1) {
         std::vector<T> vbuf(g.in[2]);
         std::vector<pos_t<T>> pbuf(g.in[2]);
+        const auto iscr = scratch<int64_t>(idx ? 0 : Q);
         for (int64_t pl = p0; pl < p1; ++pl)
-          max_rows_idx_plane<T>(x + pl * P, y + pl * Q, idx + pl * Q, g, vbuf.data(), pbuf.data());
+          max_rows_idx_plane<T>(x + pl * P, y + pl * Q, idx ? idx + pl * Q : iscr.get(), g, vbuf.data(), pbuf.data());
       });
       return;
     }
@@ -259,7 +354,9 @@ void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
               int64_t bi = first_tap(g, od, oh, ow);
               for_taps(g, od, oh, ow, [&](int64_t i) {
                 const T v = xp[i];
-                if (beats(v, best)) { best = v; bi = i; }
+                const bool t = beats(v, best);  // selects, not branches: random data mispredicts
+                best = t ? v : best;
+                bi = t ? i : bi;
               });
               yp[o] = best;
               if (ip) ip[o] = bi;
@@ -276,17 +373,32 @@ void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
       T* yo = y + o;
       int64_t* io = idx ? idx + o : nullptr;
       const int64_t f = first_tap(g, od, oh, ow);
-      for (int64_t c = 0; c < C; ++c) yo[c] = ninf;
-      if (io) for (int64_t c = 0; c < C; ++c) io[c] = f;
-      for_taps(g, od, oh, ow, [&](int64_t i) {
-        const T* xi = xn + i * C;
-        if (io) {
-          for (int64_t c = 0; c < C; ++c)
-            if (beats(xi[c], yo[c])) { yo[c] = xi[c]; io[c] = i; }
-        } else {
+      if (!io) {
+        for (int64_t c = 0; c < C; ++c) yo[c] = ninf;
+        for_taps(g, od, oh, ow, [&](int64_t i) {
+          const T* xi = xn + i * C;
           for (int64_t c = 0; c < C; ++c) yo[c] = beats(xi[c], yo[c]) ? xi[c] : yo[c];
-        }
-      });
+        });
+        continue;
+      }
+      // with the argmax: blocks of channels kept in local arrays (no aliasing with the outputs,
+      // so the compare/select loop stays in registers and vectorises)
+      for (int64_t c0 = 0; c0 < C; c0 += kChanBlock) {
+        const int64_t cn = std::min<int64_t>(kChanBlock, C - c0);
+        T bv[kChanBlock];
+        int64_t bi[kChanBlock];
+        for (int64_t c = 0; c < cn; ++c) { bv[c] = ninf; bi[c] = f; }
+        for_taps(g, od, oh, ow, [&](int64_t i) {
+          const T* xi = xn + i * C + c0;
+          for (int64_t c = 0; c < cn; ++c) {
+            const T v = xi[c];
+            const int64_t m = -static_cast<int64_t>((v > bv[c]) | (v != v));  // all ones: take
+            bv[c] = m ? v : bv[c];
+            bi[c] = (i & m) | (bi[c] & ~m);
+          }
+        });
+        for (int64_t c = 0; c < cn; ++c) { yo[c0 + c] = bv[c]; io[c0 + c] = bi[c]; }
+      }
     }
   });
 }
@@ -301,10 +413,19 @@ void pool_sum_forward(const T* x, T* y, const PoolGeom& g) {
   const double p = g.norm_type;
   const T kprod = static_cast<T>(g.kprod);
   if (!g.channels_last) {
-    if (!lp && rows_path(g)) {
+    if (!lp && whole_plane(g)) {
+      const T d = static_cast<T>(divisor(g, 0, 0, 0));
+      for_planes(g, [&](int64_t p0, int64_t p1) { plane_means<T>(x + p0 * P, y + p0, p1 - p0, P, d); });
+      return;
+    }
+    if (sum_rows_path(g)) {
+      const std::vector<T> dtab = divisor_table<T>(g);
       for_planes(g, [&](int64_t p0, int64_t p1) {
-        std::vector<T> buf((OW - 1) * g.sw + g.kw);
-        for (int64_t pl = p0; pl < p1; ++pl) pool_rows_plane<T, false>(x + pl * P, y + pl * Q, g, buf.data());
+        std::vector<T> buf(g.in[2]);
+        for (int64_t pl = p0; pl < p1; ++pl) {
+          if (lp) sum_rows<T, true>(x + pl * P, y + pl * Q, g, dtab.data(), buf.data());
+          else sum_rows<T, false>(x + pl * P, y + pl * Q, g, dtab.data(), buf.data());
+        }
       });
       return;
     }
@@ -351,10 +472,12 @@ bool pool_max_backward(const T* dy, const int64_t* idx, T* dx, const PoolGeom& g
   const int64_t P = g.in_plane(), Q = g.out_plane(), C = g.C;
   std::atomic<bool> bad{false};
   if (!g.channels_last) {
+    const bool st = g.N * g.C * P * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
     for_planes(g, [&](int64_t p0, int64_t p1) {
       bool b = false;
+      const auto sp = scratch<T>(st ? P : 0);
       for (int64_t pl = p0; pl < p1; ++pl) {
-        T* dp = dx + pl * P;
+        T* dp = st ? sp.get() : dx + pl * P;
         const T* gp = dy + pl * Q;
         const int64_t* ip = idx + pl * Q;
         std::memset(dp, 0, sizeof(T) * P);
@@ -363,7 +486,9 @@ bool pool_max_backward(const T* dy, const int64_t* idx, T* dx, const PoolGeom& g
           if (static_cast<uint64_t>(i) < static_cast<uint64_t>(P)) dp[i] += gp[o];
           else b = true;
         }
+        if (st) stream_copy(dx + pl * P, dp, sizeof(T) * P);
       }
+      if (st) stream_fence();
       if (b) bad.store(true, std::memory_order_relaxed);
     });
     return !bad.load();
@@ -394,11 +519,10 @@ bool pool_max_backward(const T* dy, const int64_t* idx, T* dx, const PoolGeom& g
 // sum is 0 (the derivative is unbounded or undefined there).
 
 template <typename T>
-inline T lp_coef(T gsum, T s, const PoolGeom& g, int64_t d, T go) {
+inline T lp_coef(T s, const PoolGeom& g, int64_t d, T go) {
   const double p = g.norm_type;
   const T k = static_cast<T>(g.kprod) / static_cast<T>(d);
   const T a = s / static_cast<T>(d) * static_cast<T>(g.kprod);  // y^p
-  (void)gsum;
   if (a == T(0)) return T(0);
   const T y = root_p(a, p);
   return go * k * (y / a);
@@ -417,6 +541,32 @@ void pool_sum_backward(const T* dy, const T* x, T* dx, const PoolGeom& g) {
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2];
   const bool lp = g.kind == PoolKind::Lp;
   const double p = g.norm_type;
+  if (!lp && whole_plane(g)) {
+    const T d = static_cast<T>(divisor(g, 0, 0, 0));
+    for_planes(g, [&](int64_t p0, int64_t p1) {
+      for (int64_t pl = p0; pl < p1; ++pl) {
+        const T v = dy[pl] / d;
+        T* dp = dx + pl * P;
+        for (int64_t i = 0; i < P; ++i) dp[i] = v;
+      }
+    });
+    return;
+  }
+  if (!g.channels_last && !lp && sum_rows_path(g)) {
+    const std::vector<T> dtab = divisor_table<T>(g);
+    const bool st = g.N * g.C * P * static_cast<int64_t>(sizeof(T)) >= kStreamBytes;
+    for_planes(g, [&](int64_t p0, int64_t p1) {
+      std::vector<T> buf(g.in[2]);
+      const auto sp = scratch<T>(st ? P : 0);
+      for (int64_t pl = p0; pl < p1; ++pl) {
+        T* dp = st ? sp.get() : dx + pl * P;
+        avg_rows_backward<T>(dy + pl * Q, dp, g, dtab.data(), buf.data());
+        if (st) stream_copy(dx + pl * P, dp, sizeof(T) * P);
+      }
+      if (st) stream_fence();
+    });
+    return;
+  }
   if (!g.channels_last) {
     for_planes(g, [&](int64_t p0, int64_t p1) {
       for (int64_t pl = p0; pl < p1; ++pl) {
@@ -432,7 +582,7 @@ void pool_sum_backward(const T* dy, const T* x, T* dx, const PoolGeom& g) {
               if (lp) {
                 T s = 0;
                 for_taps(g, od, oh, ow, [&](int64_t i) { s += pow_p(xp[i], p); });
-                const T c = lp_coef(T(0), s, g, d, gp[o]);
+                const T c = lp_coef(s, g, d, gp[o]);
                 for_taps(g, od, oh, ow, [&](int64_t i) { dp[i] += c * pow_pm1(xp[i], p); });
               } else {
                 const T c = gp[o] / static_cast<T>(d);
@@ -463,7 +613,7 @@ void pool_sum_backward(const T* dy, const T* x, T* dx, const PoolGeom& g) {
             for_taps(g, od, oh, ow, [&](int64_t i) {
               for (int64_t c = c0; c < c1; ++c) coef[c - c0] += pow_p(xn[i * C + c], p);
             });
-            for (int64_t c = c0; c < c1; ++c) coef[c - c0] = lp_coef(T(0), coef[c - c0], g, d, go[c]);
+            for (int64_t c = c0; c < c1; ++c) coef[c - c0] = lp_coef(coef[c - c0], g, d, go[c]);
             for_taps(g, od, oh, ow, [&](int64_t i) {
               for (int64_t c = c0; c < c1; ++c) dn[i * C + c] += coef[c - c0] * pow_pm1(xn[i * C + c], p);
             });

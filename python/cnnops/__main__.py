@@ -10,7 +10,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("info", help="version, build flags, SIMD level, threads, CUDA state")
     b = sub.add_parser("bench", help="benchmarks against PyTorch")
-    b.add_argument("family", choices=["conv"], help="op family to benchmark")
+    b.add_argument("family", choices=["conv", "nms"], help="op family to benchmark")
     b.add_argument("--repeats", type=int, default=None, help="timed repeats per layer (median reported)")
     b.add_argument("--quick", action="store_true", help="fewer repeats, for a smoke run")
     b.add_argument("--out", default=None, help="directory for the .json and .md results")

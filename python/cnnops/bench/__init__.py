@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-FAMILIES = ("conv",)
+FAMILIES = ("conv", "nms")
 
 
 def run(family: str, repeats=None, quick: bool = False, out=None, layers=None, families=None) -> int:
@@ -26,6 +26,10 @@ def run(family: str, repeats=None, quick: bool = False, out=None, layers=None, f
         from . import conv
 
         return conv.run(repeats=repeats, quick=quick, out=out, layers=layers, families=families)
+    if family == "nms":
+        from . import nms
+
+        return nms.run(repeats=repeats, quick=quick, out=out, layers=layers)
     print(f"cnnops bench: expected a family among {', '.join(FAMILIES)}, got {family!r}", file=sys.stderr)
     return 2
 

@@ -45,3 +45,14 @@ def conv_transpose(op: str, input: Any, weight: Any, bias: Any, nd: int, stride:
 def conv_transpose_backward(op: str, grad_output: Any, input: Any, weight: Any, nd: int, stride: Sequence[int],
                             pad: Sequence[int], dilation: Sequence[int], groups: int, algo: str,
                             needs: Sequence[bool]) -> Tuple[Optional[Array], Optional[Array], Optional[Array]]: ...
+
+# non-max suppression (python/cnnops/nms.py); optional numbers as has_* flags, None arrays allowed
+def nms(op: str, boxes: Any, scores: Any, idxs: Any, iou_threshold: float, has_score_threshold: bool,
+        score_threshold: float, max_output: int, criterion: str, beta: float,
+        padded: bool) -> Any: ...  # Array, or (Array, Array) when padded
+def soft_nms(op: str, boxes: Any, scores: Any, iou_threshold: float, sigma: float, score_threshold: float,
+             method: str, max_output: int) -> Tuple[Array, Array]: ...
+def matrix_nms(op: str, boxes: Any, scores: Any, idxs: Any, method: str, sigma: float, has_score_threshold: bool,
+               score_threshold: float, top_k: int, max_output: int) -> Tuple[Array, Array]: ...
+def fast_cluster_nms(op: str, boxes: Any, scores: Any, idxs: Any, iou_threshold: float, has_score_threshold: bool,
+                     score_threshold: float, top_k: int, max_output: int, cluster: bool) -> Array: ...

@@ -46,7 +46,10 @@ namespace cpu {
 
 namespace {
 
-constexpr int64_t kLinearMax = 256;   // below this many candidates, scan the kept list directly
+constexpr int64_t kLinearMax = 48;    // up to this many candidates, scan the kept list directly
+// Class-aware NMS runs its classes on the thread pool only from this many candidates on: below
+// it, waking the second thread costs more than the work (and far more on a busy machine).
+constexpr int64_t kParallelMin = 8192;
 constexpr int64_t kMaxGridSide = 2048;
 
 template <typename T>
@@ -404,7 +407,7 @@ std::vector<int64_t> greedy_nms(const T* boxes, const T* scores, const int64_t* 
     greedy_dispatch(s, cnt, o, max_keep, kept);
     for (int64_t p : kept) flag[pos[b0 + p]] = 1;
   };
-  if (parallel) {
+  if (parallel && m >= kParallelMin) {
     parallel_for(ncls, run_class);
   } else {
     for (int64_t t = 0; t < ncls; ++t) run_class(t);

@@ -269,7 +269,7 @@ def test_batched_nms_matches_torchvision(rng):
 
 
 def test_batched_nms_thread_count_independent(rng, threads):
-    n = 4001
+    n = 9001  # above the size from which the classes run on the thread pool
     b = make_boxes(rng, n, np.float32, "clustered")
     s = make_scores(rng, n)
     c = rng.integers(0, 13, n)

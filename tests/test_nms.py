@@ -280,6 +280,15 @@ def test_batched_nms_thread_count_independent(rng, threads):
     assert as_list(cnnops.batched_nms(b, s, c, 0.5)) == as_list(one)
     m2 = cnnops.matrix_nms(b, s, c, top_k=700)
     assert as_list(m1[0]) == as_list(m2[0]) and np.array_equal(m1[1], m2[1])
+    # padded form: images on the thread pool (B * N above the same size)
+    bp = np.stack([b[:35000], b[35000:70000]])
+    sp = np.stack([s[:35000], s[35000:70000]])
+    threads(1)
+    p1 = cnnops.batched_nms_padded(bp, sp, 0.5, 20000)
+    threads(2)
+    p2 = cnnops.batched_nms_padded(bp, sp, 0.5, 20000)
+    assert np.array_equal(p1[0], p2[0]) and np.array_equal(p1[1], p2[1])
+    assert as_list(p2[0][1, : p2[1][1]]) == as_list(cnnops.nms(b[35000:70000], s[35000:70000], 0.5))
 
 
 @pytest.mark.parametrize("with_classes", [False, True])

@@ -28,9 +28,13 @@
 //     is within half an ulp of t. union = 0 gives inter = 0 and "not suppressed" (IoU 0).
 // Threads: greedy NMS of one set is sequential (each decision depends on the ones before); the
 // class-aware form runs its classes as independent tasks through parallel_for (largest class
-// first) from kParallelMin candidates on, the padded batched form its images. On the 2-core machine the plain form is bound by
-// the sort and the gather (a few passes over 24 bytes per box at a fraction of the streaming
-// bandwidth, see benchmarks/results/nms_cpu.md), not by arithmetic.
+// first) from kNmsParallelMin candidates on, the padded batched form its images (same rule).
+// Measured (2-core AMD EPYC VM, float32, benchmarks/results/nms_cpu.md): the kernel reads 20 bytes
+// per box and does a handful of flops per pair test, so its FLOP and bandwidth fractions are
+// tiny (0.01-0.1 GB/s against a ~20 GB/s streaming copy); the time is the data-dependent walk.
+// At 100k boxes the radix sort takes ~2 ms and the gather ~2 ms; the walk the rest (~40 ms for
+// the clustered input, ~150 ms for the uniform one, where 30k-73k boxes are kept and every
+// candidate has dozens of kept neighbours within its reach).
 //
 // Soft-NMS is O(N^2) time by its definition (every selection decays all remaining scores) and
 // O(N) memory; non-overlapping pairs are rejected before any division.
@@ -50,11 +54,10 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kLinearMax = 48;    // up to this many candidates, scan the kept list directly
-// Class-aware NMS runs its classes on the thread pool only from this many candidates on: below
-// it, waking the second thread costs more than the work. Measured on the shared 2-core VM
+// Class-aware NMS runs its classes on the thread pool only from kNmsParallelMin candidates on:
+// below it, waking the second thread costs more than the work. Measured on the shared 2-core VM
 // (batched_nms, 20k boxes, 80 classes): 1.9 ms on one thread, 9-24 ms on two (the second
 // thread is rarely scheduled promptly there; OMP_WAIT_POLICY=passive brings it back to 2 ms).
-constexpr int64_t kParallelMin = 65536;
 constexpr int64_t kMaxGridSide = 2048;
 
 template <typename T>
@@ -412,7 +415,7 @@ std::vector<int64_t> greedy_nms(const T* boxes, const T* scores, const int64_t* 
     greedy_dispatch(s, cnt, o, max_keep, kept);
     for (int64_t p : kept) flag[pos[b0 + p]] = 1;
   };
-  if (parallel && m >= kParallelMin) {
+  if (parallel && m >= kNmsParallelMin) {
     parallel_for(ncls, run_class);
   } else {
     for (int64_t t = 0; t < ncls; ++t) run_class(t);

@@ -912,3 +912,143 @@ def index_scatter_add_ref(gy, idx, in_sizes):
         for c in range(C):
             np.add.at(gx[n, c], j[n, c], g[n, c])
     return gx.reshape((N, C) + tuple(in_sizes))
+# ==============================================================================================
+# Non-max suppression family (tests/test_nms.py). Plain float64 loops written from each paper's
+# definition; O(N^2) and slow, keep the inputs small. Boxes are (x1, y1, x2, y2).
+
+
+def nms_iou_ref(a, b):
+    """IoU of two boxes in float64; 0 when the union is 0."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def nms_diou_ref(a, b, beta=1.0):
+    """IoU - (rho^2 / c^2)^beta (penalty 0 when c = 0)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    cw = max(a[2], b[2]) - min(a[0], b[0])
+    ch = max(a[3], b[3]) - min(a[1], b[1])
+    c2 = cw * cw + ch * ch
+    rho2 = ((a[0] + a[2]) / 2 - (b[0] + b[2]) / 2) ** 2 + ((a[1] + a[3]) / 2 - (b[1] + b[3]) / 2) ** 2
+    return nms_iou_ref(a, b) - ((rho2 / c2) ** beta if c2 > 0 else 0.0)
+
+
+def nms_order_ref(scores, score_threshold=None):
+    """Candidate indices by descending score, ties by ascending index."""
+    s = np.asarray(scores, np.float64)
+    idx = [i for i in range(len(s)) if score_threshold is None or s[i] > score_threshold]
+    return sorted(idx, key=lambda i: (-s[i], i))
+
+
+def nms_ref(boxes, scores, t, score_threshold=None, max_output_size=None, idxs=None, metric=None):
+    """Greedy NMS: walk by descending score; keep a box iff no kept box (of its class) has
+    metric > t with it. Returns an int64 array in descending score order."""
+    metric = metric or nms_iou_ref
+    b = np.asarray(boxes, np.float64)
+    keep = []
+    for i in nms_order_ref(scores, score_threshold):
+        if max_output_size is not None and len(keep) >= max_output_size:
+            break
+        if all((idxs is not None and idxs[k] != idxs[i]) or not metric(b[k], b[i]) > t for k in keep):
+            keep.append(i)
+    return np.array(keep, dtype=np.int64)
+
+
+def soft_nms_ref(boxes, scores, t, sigma, score_threshold, method, max_output_size=None):
+    """Soft-NMS as in Bodla et al.: select the best remaining box, decay the others
+    (linear: s *= 1 - iou when iou > t; gaussian: s *= exp(-iou^2 / sigma)), drop s <= threshold."""
+    b = np.asarray(boxes, np.float64)
+    s = {i: float(v) for i, v in enumerate(np.asarray(scores, np.float64)) if v > score_threshold}
+    keep, kept = [], []
+    while s and (max_output_size is None or len(keep) < max_output_size):
+        m = min(s, key=lambda i: (-s[i], i))
+        keep.append(m)
+        kept.append(s.pop(m))
+        for j in list(s):
+            iou = nms_iou_ref(b[m], b[j])
+            if method == "linear":
+                if iou > t:
+                    s[j] *= 1 - iou
+            else:
+                s[j] *= np.exp(-iou * iou / sigma)
+            if not s[j] > score_threshold:
+                del s[j]
+    return np.array(keep, dtype=np.int64), np.array(kept)
+
+
+def nms_iou_matrix_ref(boxes, order, idxs=None):
+    """Upper-triangular IoU matrix X[i][j] (i < j) of the boxes in `order`, 0 across classes."""
+    b = np.asarray(boxes, np.float64)
+    k = len(order)
+    x = np.zeros((k, k))
+    for j in range(k):
+        for i in range(j):
+            if idxs is None or idxs[order[i]] == idxs[order[j]]:
+                x[i, j] = nms_iou_ref(b[order[i]], b[order[j]])
+    return x
+
+
+def matrix_nms_ref(boxes, scores, idxs=None, method="gaussian", sigma=0.5, score_threshold=None, top_k=None):
+    """SOLOv2's Matrix NMS with the full matrix, as the paper's code computes it: column-wise
+    min over all rows of f(X[i][j]) / f(compensate_i). Returns (indices, decayed scores) sorted by
+    decayed score (stable)."""
+    order = nms_order_ref(scores)[:top_k]
+    s = np.asarray(scores, np.float64)
+    x = nms_iou_matrix_ref(boxes, order, idxs)
+    comp = x.max(axis=0) if len(order) else np.zeros(0)
+    dec = []
+    for j in range(len(order)):
+        vals = []
+        for i in range(len(order)):
+            if method == "gaussian":
+                vals.append(np.exp(-(x[i, j] ** 2 - comp[i] ** 2) / sigma))
+            elif 1 - comp[i] > 0:
+                vals.append((1 - x[i, j]) / (1 - comp[i]))
+        dec.append(min(vals + [1.0]))
+    d = [s[order[j]] * dec[j] for j in range(len(order))]
+    sel = [j for j in range(len(order)) if score_threshold is None or d[j] > score_threshold]
+    sel.sort(key=lambda j: (-d[j], j))
+    return np.array([order[j] for j in sel], dtype=np.int64), np.array([d[j] for j in sel])
+
+
+def fast_nms_ref(boxes, scores, t, idxs=None, top_k=None, cluster=False):
+    """YOLACT's Fast NMS (keep j iff the column max of X is <= t) and, with cluster=True,
+    Cluster-NMS (repeat with the rows of suppressed boxes zeroed until keep stops changing)."""
+    order = nms_order_ref(scores)[:top_k]
+    x = nms_iou_matrix_ref(boxes, order, idxs)
+    keep = np.ones(len(order), dtype=bool)
+    for _ in range(len(order) + 1):
+        new = np.array([not any(keep[i] and x[i, j] > t for i in range(j)) for j in range(len(order))], dtype=bool)
+        if not cluster or np.array_equal(new, keep):
+            keep = new
+            break
+        keep = new
+    return np.array([order[j] for j in range(len(order)) if keep[j]], dtype=np.int64)
+
+
+def nms_ref_vec(boxes, scores, t, score_threshold=None, max_output_size=None):
+    """nms_ref with the test of one candidate against all kept boxes vectorised (same definition,
+    float64), for inputs of a few thousand boxes."""
+    b = np.asarray(boxes, np.float64)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    kept = []
+    for i in nms_order_ref(scores, score_threshold):
+        if max_output_size is not None and len(kept) >= max_output_size:
+            break
+        if kept:
+            k = np.array(kept)
+            w = np.clip(np.minimum(b[k, 2], b[i, 2]) - np.maximum(b[k, 0], b[i, 0]), 0, None)
+            h = np.clip(np.minimum(b[k, 3], b[i, 3]) - np.maximum(b[k, 1], b[i, 1]), 0, None)
+            inter = w * h
+            union = area[k] + area[i] - inter
+            iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+            if (iou > t).any():
+                continue
+        kept.append(i)
+    return np.array(kept, dtype=np.int64)

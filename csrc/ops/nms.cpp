@@ -154,7 +154,11 @@ std::pair<Tensor, Tensor> nms_padded(const char* op, const Tensor& boxes, const 
     for (int64_t j = 0; j < M; ++j) po[i * M + j] = j < k ? keep[j] : -1;
     pc[i] = k;
   };
-  parallel_for(B, run);
+  if (B * N >= cpu::kNmsParallelMin) {
+    parallel_for(B, run);
+  } else {
+    for (int64_t i = 0; i < B; ++i) run(i);
+  }
   return {out, cnt};
 }
 

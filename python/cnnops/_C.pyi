@@ -82,3 +82,13 @@ def pool_backward(op: str, grad_output: Any, input: Any, indices: Any, kind: str
                   kernel: Sequence[int], stride: Sequence[int], pad: Sequence[int], dilation: Sequence[int],
                   ceil_mode: bool, count_include_pad: bool, divisor_override: int, norm_type: float,
                   output_size: Sequence[int]) -> Array: ...
+# non-max suppression (python/cnnops/nms.py); optional numbers as has_* flags, None arrays allowed
+def nms(op: str, boxes: Any, scores: Any, idxs: Any, iou_threshold: float, has_score_threshold: bool,
+        score_threshold: float, max_output: int, criterion: str, beta: float,
+        padded: bool) -> Any: ...  # Array, or (Array, Array) when padded
+def soft_nms(op: str, boxes: Any, scores: Any, iou_threshold: float, sigma: float, score_threshold: float,
+             method: str, max_output: int) -> Tuple[Array, Array]: ...
+def matrix_nms(op: str, boxes: Any, scores: Any, idxs: Any, method: str, sigma: float, has_score_threshold: bool,
+               score_threshold: float, top_k: int, max_output: int) -> Tuple[Array, Array]: ...
+def fast_cluster_nms(op: str, boxes: Any, scores: Any, idxs: Any, iou_threshold: float, has_score_threshold: bool,
+                     score_threshold: float, top_k: int, max_output: int, cluster: bool) -> Array: ...

@@ -6,16 +6,20 @@
 // kept before it has IoU > t with it. That is the same keep set as "each kept box suppresses
 // every later box", but each candidate only meets the kept boxes that could overlap it:
 //   * sort once: scores become order-preserving integer keys (float32: key and index packed in
-//     one uint64, so a plain integer sort gives score-descending, index-ascending order);
-//   * the boxes are gathered in that order into structure-of-arrays (x1, y1, x2, y2, area);
-//   * IoU > t >= 0 needs a positive intersection, so kept boxes are entered into the cells of a
-//     uniform grid (cell ~ the mean box size, at most 4N + 16 cells) that they cover and a
-//     candidate only tests the kept boxes listed in its own cells. Two boxes with a positive
-//     intersection share at least the cell of an intersection point (the cell mapping is
-//     monotone in each coordinate), so nothing is missed. Boxes covering more than 16 cells go to
-//     a short list every candidate scans; zero-area boxes can neither suppress nor be suppressed
-//     (IoU 0) and are kept without a test. Under kLinearMax candidates the kept list is scanned
-//     directly.
+//     one uint64, sorted by a stable 3-pass radix sort on the key, so ties keep ascending index;
+//     float64: (key, index) pairs through std::sort);
+//   * the boxes are gathered in that order into structure-of-arrays (x1, y1, x2, y2, area); a
+//     kept box is stored as one 24-byte record (coordinates, area, link), one cache line a test;
+//   * IoU > t bounds how far apart two centres can be: |dx| < w (1 - t) for t >= 1/2 and
+//     |dx| < w (1/t - 1) / 2 below (w the candidate's width; same in y; see centre_reach), and
+//     never more than (w + widest box) / 2. Each kept box is linked into the one cell of a
+//     uniform grid holding its centre (cells about as wide as that reach, at most 2N + 16 cells),
+//     and a candidate tests only the kept boxes whose cells its reach window covers, stopping at
+//     the first suppressor. The cell mapping is monotone, the window is widened by 1e-6 relative
+//     plus 1e-5 of the largest coordinate against rounding, so no suppressor is missed: the result
+//     is the plain O(N * kept) walk's, bit for bit. Zero-area boxes can neither suppress nor be
+//     suppressed (IoU 0) and are kept without a test. Up to kLinearMax candidates the kept list is
+//     scanned directly.
 //   * the test "IoU > t" is `fma(t, union, -inter) < 0` in double: inter and union are computed
 //     in the input dtype exactly as torchvision computes them (w = min(x2) - max(x1), inter = w*h,
 //     union = area_kept + area_cand - inter) and the single-rounding fma gives the sign of the
@@ -24,9 +28,13 @@
 //     is within half an ulp of t. union = 0 gives inter = 0 and "not suppressed" (IoU 0).
 // Threads: greedy NMS of one set is sequential (each decision depends on the ones before); the
 // class-aware form runs its classes as independent tasks through parallel_for (largest class
-// first), the padded batched form its images. On the 2-core machine the plain form is bound by
-// the sort and the gather (a few passes over 24 bytes per box at a fraction of the streaming
-// bandwidth, see benchmarks/results/nms_cpu.md), not by arithmetic.
+// first) from kNmsParallelMin candidates on, the padded batched form its images (same rule).
+// Measured (2-core AMD EPYC VM, float32, benchmarks/results/nms_cpu.md): the kernel reads 20 bytes
+// per box and does a handful of flops per pair test, so its FLOP and bandwidth fractions are
+// tiny (0.01-0.1 GB/s against a ~20 GB/s streaming copy); the time is the data-dependent walk.
+// At 100k boxes the radix sort takes ~2 ms and the gather ~2 ms; the walk the rest (~40 ms for
+// the clustered input, ~150 ms for the uniform one, where 30k-73k boxes are kept and every
+// candidate has dozens of kept neighbours within its reach).
 //
 // Soft-NMS is O(N^2) time by its definition (every selection decays all remaining scores) and
 // O(N) memory; non-overlapping pairs are rejected before any division.
@@ -45,8 +53,11 @@ namespace cpu {
 
 namespace {
 
-constexpr int64_t kLinearMax = 256;   // below this many candidates, scan the kept list directly
-constexpr int64_t kMaxCellsPerBox = 16;
+constexpr int64_t kLinearMax = 48;    // up to this many candidates, scan the kept list directly
+// Class-aware NMS runs its classes on the thread pool only from kNmsParallelMin candidates on:
+// below it, waking the second thread costs more than the work. Measured on the shared 2-core VM
+// (batched_nms, 20k boxes, 80 classes): 1.9 ms on one thread, 9-24 ms on two (the second
+// thread is rarely scheduled promptly there; OMP_WAIT_POLICY=passive brings it back to 2 ms).
 constexpr int64_t kMaxGridSide = 2048;
 
 template <typename T>
@@ -64,12 +75,25 @@ struct Soa {
   }
 };
 
+// A box with its area; the kept boxes carry the link of their grid cell's list, so one test
+// touches one cache line.
+template <typename T>
+struct BoxA {
+  T x1, y1, x2, y2, a;
+  int32_t next;
+};
+
+template <typename T>
+inline BoxA<T> box_at(const Soa<T>& c, int64_t i) {
+  return BoxA<T>{c.x1[i], c.y1[i], c.x2[i], c.y2[i], c.a[i], -1};
+}
+
 // IoU(k, c) > t, exactly (see the header comment).
 template <typename T>
 struct IouAbove {
   double t;
-  bool operator()(const Soa<T>& k, size_t j, const Soa<T>& c, size_t i) const {
-    return iou_above(k.x1[j], k.y1[j], k.x2[j], k.y2[j], k.a[j], c.x1[i], c.y1[i], c.x2[i], c.y2[i], c.a[i], t);
+  bool operator()(const BoxA<T>& k, const BoxA<T>& c) const {
+    return iou_above(k.x1, k.y1, k.x2, k.y2, k.a, c.x1, c.y1, c.x2, c.y2, c.a, t);
   }
 };
 
@@ -78,18 +102,18 @@ struct IouAbove {
 template <typename T>
 struct DiouAbove {
   double t, beta;
-  bool operator()(const Soa<T>& k, size_t j, const Soa<T>& c, size_t i) const {
-    const T w = std::min(k.x2[j], c.x2[i]) - std::max(k.x1[j], c.x1[i]);
+  bool operator()(const BoxA<T>& k, const BoxA<T>& c) const {
+    const T w = std::min(k.x2, c.x2) - std::max(k.x1, c.x1);
     if (!(w > T(0))) return false;
-    const T h = std::min(k.y2[j], c.y2[i]) - std::max(k.y1[j], c.y1[i]);
+    const T h = std::min(k.y2, c.y2) - std::max(k.y1, c.y1);
     if (!(h > T(0))) return false;
     const double inter = static_cast<double>(w) * static_cast<double>(h);
-    const double uni = static_cast<double>(k.a[j]) + static_cast<double>(c.a[i]) - inter;
+    const double uni = static_cast<double>(k.a) + static_cast<double>(c.a) - inter;
     const double iou = uni > 0 ? inter / uni : 0.0;
-    const double cw = static_cast<double>(std::max(k.x2[j], c.x2[i])) - std::min(k.x1[j], c.x1[i]);
-    const double ch = static_cast<double>(std::max(k.y2[j], c.y2[i])) - std::min(k.y1[j], c.y1[i]);
-    const double dx = 0.5 * ((static_cast<double>(k.x1[j]) + k.x2[j]) - (static_cast<double>(c.x1[i]) + c.x2[i]));
-    const double dy = 0.5 * ((static_cast<double>(k.y1[j]) + k.y2[j]) - (static_cast<double>(c.y1[i]) + c.y2[i]));
+    const double cw = static_cast<double>(std::max(k.x2, c.x2)) - std::min(k.x1, c.x1);
+    const double ch = static_cast<double>(std::max(k.y2, c.y2)) - std::min(k.y1, c.y1);
+    const double dx = 0.5 * ((static_cast<double>(k.x1) + k.x2) - (static_cast<double>(c.x1) + c.x2));
+    const double dy = 0.5 * ((static_cast<double>(k.y1) + k.y2) - (static_cast<double>(c.y1) + c.y2));
     const double c2 = cw * cw + ch * ch;
     double pen = c2 > 0 ? (dx * dx + dy * dy) / c2 : 0.0;
     if (beta != 1.0) pen = std::pow(pen, beta);
@@ -97,105 +121,145 @@ struct DiouAbove {
   }
 };
 
-// Uniform grid over the candidates' extent, holding the kept boxes as singly linked lists.
-struct Grid {
-  double x0 = 0, y0 = 0, inv_w = 0, inv_h = 0;
-  int64_t gx = 1, gy = 1;
-  std::vector<int32_t> head, next, item, big;
+// How far (in units of the candidate's own width or height) the centre of a box can lie from a
+// candidate's centre when their IoU exceeds t. IoU > t forces the overlap ow along x above
+// t * w_k and t * w_i (inter / area <= ow / width for either box), and ow <= (w_i + w_k) / 2 - dx,
+// so dx < (w_i + w_k) / 2 - t * max(w_i, w_k) with w_k in (t w_i, w_i / t); the largest value is
+// w_i (1 - t) for t >= 1/2 and w_i (1/t - 1) / 2 below. t = 0 gives no bound (any overlap);
+// the grid then uses dx < (w_i + max w) / 2 as well, which always holds for overlapping boxes.
+inline double centre_reach(double t) {
+  if (t >= 0.5) return 1.0 - t;
+  if (t > 0.0) return (1.0 / t - 1.0) * 0.5;
+  return 1e300;
+}
 
-  int64_t cell_x(double x) const { return std::min<int64_t>(gx - 1, static_cast<int64_t>((x - x0) * inv_w)); }
-  int64_t cell_y(double y) const { return std::min<int64_t>(gy - 1, static_cast<int64_t>((y - y0) * inv_h)); }
+// Uniform grid over the candidates' extent holding each kept box once, in the cell of its centre
+// (singly linked lists in two flat arrays). A candidate visits the cells its reach window covers.
+struct Grid {
+  double x0 = 0, y0 = 0, inv_w = 0, inv_h = 0, reach = 0, max_w = 0, max_h = 0, margin = 0;
+  int64_t gx = 1, gy = 1;
+  std::vector<int32_t> head;
+
+  int64_t cell_x(double x) const {
+    const double v = (x - x0) * inv_w;
+    return v <= 0 ? 0 : std::min<int64_t>(gx - 1, static_cast<int64_t>(v));
+  }
+  int64_t cell_y(double y) const {
+    const double v = (y - y0) * inv_h;
+    return v <= 0 ? 0 : std::min<int64_t>(gy - 1, static_cast<int64_t>(v));
+  }
 
   template <typename T>
-  void build(const Soa<T>& c, int64_t n) {
-    double mnx = c.x1[0], mny = c.y1[0], mxx = c.x2[0], mxy = c.y2[0], sw = 0, sh = 0;
+  void build(const Soa<T>& c, int64_t n, double t) {
+    double mnx = c.x1[0], mny = c.y1[0], mxx = c.x2[0], mxy = c.y2[0], sw = 0, sh = 0, big = 0;
     for (int64_t i = 0; i < n; ++i) {
       mnx = std::min<double>(mnx, c.x1[i]);
       mny = std::min<double>(mny, c.y1[i]);
       mxx = std::max<double>(mxx, c.x2[i]);
       mxy = std::max<double>(mxy, c.y2[i]);
-      sw += static_cast<double>(c.x2[i]) - c.x1[i];
-      sh += static_cast<double>(c.y2[i]) - c.y1[i];
+      const double w = static_cast<double>(c.x2[i]) - c.x1[i], h = static_cast<double>(c.y2[i]) - c.y1[i];
+      sw += w;
+      sh += h;
+      max_w = std::max(max_w, w);
+      max_h = std::max(max_h, h);
     }
+    big = std::max(std::max(std::fabs(mnx), std::fabs(mxx)), std::max(std::fabs(mny), std::fabs(mxy)));
+    // rounding of the coordinates in T moves a decision by a few ulps of the largest coordinate
+    margin = 1e-5 * big + 1e-30;
+    reach = centre_reach(t);
     x0 = mnx;
     y0 = mny;
     const double spx = mxx - mnx, spy = mxy - mny;
-    double cw = std::max(sw / n, spx / kMaxGridSide), ch = std::max(sh / n, spy / kMaxGridSide);
-    const double limit = 4.0 * n + 16;
+    // cells about as wide as the reach window of an average box (at least a quarter of the box)
+    const double f = std::min(2.0, std::max(0.25, reach));
+    double cw = std::max(f * sw / n, spx / kMaxGridSide), ch = std::max(f * sh / n, spy / kMaxGridSide);
+    const double limit = 2.0 * n + 16;
     for (;;) {
       gx = (cw > 0 && spx > 0) ? std::min<int64_t>(kMaxGridSide, static_cast<int64_t>(spx / cw) + 1) : 1;
       gy = (ch > 0 && spy > 0) ? std::min<int64_t>(kMaxGridSide, static_cast<int64_t>(spy / ch) + 1) : 1;
       if (static_cast<double>(gx) * gy <= limit) break;
-      const double f = std::sqrt(static_cast<double>(gx) * gy / limit) * 1.01;
-      cw *= f;
-      ch *= f;
+      const double s = std::sqrt(static_cast<double>(gx) * gy / limit) * 1.01;
+      cw *= s;
+      ch *= s;
     }
     inv_w = (gx > 1) ? 1.0 / cw : 0.0;
     inv_h = (gy > 1) ? 1.0 / ch : 0.0;
     head.assign(static_cast<size_t>(gx * gy), -1);
-    next.clear();
-    item.clear();
-    big.clear();
   }
 
-  void insert(int32_t id, int64_t cx0, int64_t cx1, int64_t cy0, int64_t cy1) {
-    if ((cx1 - cx0 + 1) * (cy1 - cy0 + 1) > kMaxCellsPerBox) {
-      big.push_back(id);
-      return;
-    }
-    for (int64_t y = cy0; y <= cy1; ++y)
-      for (int64_t x = cx0; x <= cx1; ++x) {
-        const int64_t cell = y * gx + x;
-        next.push_back(head[cell]);
-        item.push_back(id);
-        head[cell] = static_cast<int32_t>(item.size() - 1);
-      }
+  // Cell window of a candidate (centre cx, cy, size w, h): every kept centre that can have
+  // IoU > t with it lies inside.
+  void window(double cx, double cy, double w, double h, int64_t& ax, int64_t& bx, int64_t& ay, int64_t& by) const {
+    const double rx = std::min(w * reach, 0.5 * (w + max_w)) * (1 + 1e-6) + margin;
+    const double ry = std::min(h * reach, 0.5 * (h + max_h)) * (1 + 1e-6) + margin;
+    ax = cell_x(cx - rx);
+    bx = cell_x(cx + rx);
+    ay = cell_y(cy - ry);
+    by = cell_y(cy + ry);
+  }
+
+  // Links kept box `id` into the list of its centre's cell; returns the previous head.
+  int32_t insert(int32_t id, double cx, double cy) {
+    const int64_t cell = cell_y(cy) * gx + cell_x(cx);
+    const int32_t old = head[cell];
+    head[cell] = id;
+    return old;
   }
 };
 
 // Greedy NMS over candidates already in processing order (c, n): appends kept positions (0..n-1,
-// increasing) to `kept`, at most max_keep of them.
+// increasing) to `kept`, at most max_keep of them. `t` bounds the reach of a kept box (the IoU
+// threshold; DIoU > t implies IoU > t, so the same bound serves DIoU).
 template <typename T, typename Test>
-void greedy_sorted(const Soa<T>& c, int64_t n, int64_t max_keep, const Test& test, std::vector<int64_t>& kept) {
+void greedy_sorted(const Soa<T>& c, int64_t n, int64_t max_keep, double t, const Test& test,
+                   std::vector<int64_t>& kept) {
   if (n <= 0 || max_keep == 0) return;
-  Soa<T> k;
   const int64_t cap = std::min(n, max_keep);
-  k.resize(static_cast<size_t>(cap));
-  int64_t nk = 0;
-  auto keep = [&](int64_t i) {
-    k.copy(static_cast<size_t>(nk), c, static_cast<size_t>(i));
-    ++nk;
-    kept.push_back(i);
+  std::vector<BoxA<T>> k;
+  k.reserve(static_cast<size_t>(cap));
+  auto scan_all = [&](const BoxA<T>& b) {
+    for (const BoxA<T>& q : k)
+      if (test(q, b)) return true;
+    return false;
   };
   if (n <= kLinearMax) {
-    for (int64_t i = 0; i < n && nk < cap; ++i) {
-      bool sup = false;
-      for (int64_t j = 0; j < nk && !sup; ++j) sup = test(k, j, c, i);
-      if (!sup) keep(i);
+    for (int64_t i = 0; i < n && static_cast<int64_t>(kept.size()) < cap; ++i) {
+      const BoxA<T> b = box_at(c, i);
+      if (scan_all(b)) continue;
+      k.push_back(b);
+      kept.push_back(i);
     }
     return;
   }
   Grid g;
-  g.build(c, n);
-  for (int64_t i = 0; i < n && nk < cap; ++i) {
-    if (!(c.x2[i] > c.x1[i]) || !(c.y2[i] > c.y1[i])) {  // zero area: IoU 0 with everything
-      keep(i);
+  g.build(c, n, t);
+  for (int64_t i = 0; i < n && static_cast<int64_t>(kept.size()) < cap; ++i) {
+    BoxA<T> b = box_at(c, i);
+    const double w = static_cast<double>(b.x2) - b.x1, h = static_cast<double>(b.y2) - b.y1;
+    if (!(w > 0) || !(h > 0)) {  // zero area: IoU 0 with everything, kept and never a suppressor
+      kept.push_back(i);
       continue;
     }
-    const int64_t cx0 = g.cell_x(c.x1[i]), cx1 = g.cell_x(c.x2[i]);
-    const int64_t cy0 = g.cell_y(c.y1[i]), cy1 = g.cell_y(c.y2[i]);
+    const double cx = 0.5 * (static_cast<double>(b.x1) + b.x2);
+    const double cy = 0.5 * (static_cast<double>(b.y1) + b.y2);
+    int64_t ax, bx, ay, by;
+    g.window(cx, cy, w, h, ax, bx, ay, by);
     bool sup = false;
-    if ((cx1 - cx0 + 1) * (cy1 - cy0 + 1) > nk) {  // a huge candidate: cheaper to scan every kept box
-      for (int64_t j = 0; j < nk && !sup; ++j) sup = test(k, j, c, i);
+    if ((bx - ax + 1) * (by - ay + 1) > static_cast<int64_t>(k.size())) {  // window wider than the kept list
+      sup = scan_all(b);
     } else {
-      for (int64_t y = cy0; y <= cy1 && !sup; ++y)
-        for (int64_t x = cx0; x <= cx1 && !sup; ++x)
-          for (int32_t e = g.head[y * g.gx + x]; e >= 0 && !sup; e = g.next[e]) sup = test(k, g.item[e], c, i);
-      for (size_t b = 0; b < g.big.size() && !sup; ++b) sup = test(k, g.big[b], c, i);
+      for (int64_t y = ay; y <= by && !sup; ++y)
+        for (int64_t x = ax; x <= bx && !sup; ++x)
+          for (int32_t e = g.head[y * g.gx + x]; e >= 0; e = k[e].next)
+            if (test(k[e], b)) {
+              sup = true;
+              break;
+            }
     }
     if (!sup) {
-      g.insert(static_cast<int32_t>(nk), cx0, cx1, cy0, cy1);
-      keep(i);
+      b.next = g.insert(static_cast<int32_t>(k.size()), cx, cy);
+      k.push_back(b);
+      kept.push_back(i);
     }
   }
 }
@@ -203,9 +267,9 @@ void greedy_sorted(const Soa<T>& c, int64_t n, int64_t max_keep, const Test& tes
 template <typename T>
 void greedy_dispatch(const Soa<T>& c, int64_t n, const NmsOptions& o, int64_t max_keep, std::vector<int64_t>& kept) {
   if (o.criterion == NmsCriterion::DIoU)
-    greedy_sorted(c, n, max_keep, DiouAbove<T>{o.iou_threshold, o.beta}, kept);
+    greedy_sorted(c, n, max_keep, o.iou_threshold, DiouAbove<T>{o.iou_threshold, o.beta}, kept);
   else
-    greedy_sorted(c, n, max_keep, IouAbove<T>{o.iou_threshold}, kept);
+    greedy_sorted(c, n, max_keep, o.iou_threshold, IouAbove<T>{o.iou_threshold}, kept);
 }
 
 inline uint32_t ordered_bits(float v) {
@@ -219,6 +283,37 @@ inline uint64_t ordered_bits(double v) {
   uint64_t u;
   std::memcpy(&u, &v, 8);
   return (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
+}
+
+// Stable LSD radix sort of packed (key << 32 | index) values by their high 32 bits: three passes
+// of 11 bits, a pass skipped when every value falls in one bucket. Equal keys keep their input
+// order (ascending index), as the packed comparison would give.
+void radix_sort_hi32(std::vector<uint64_t>& a) {
+  const size_t n = a.size();
+  std::vector<uint64_t> tmp(n);
+  std::vector<uint32_t> cnt(3 * 2048, 0);
+  for (uint64_t v : a) {
+    const uint32_t k = static_cast<uint32_t>(v >> 32);
+    ++cnt[k & 2047];
+    ++cnt[2048 + ((k >> 11) & 2047)];
+    ++cnt[4096 + (k >> 22)];
+  }
+  uint64_t* src = a.data();
+  uint64_t* dst = tmp.data();
+  for (int pass = 0; pass < 3; ++pass) {
+    uint32_t* c = cnt.data() + 2048 * pass;
+    const int shift = 32 + 11 * pass;
+    if (c[(src[0] >> shift) & 2047] == n) continue;  // all in one bucket
+    uint32_t sum = 0;
+    for (int b = 0; b < 2048; ++b) {
+      const uint32_t t = c[b];
+      c[b] = sum;
+      sum += t;
+    }
+    for (size_t i = 0; i < n; ++i) dst[c[(src[i] >> shift) & 2047]++] = src[i];
+    std::swap(src, dst);
+  }
+  if (src != a.data()) std::memcpy(a.data(), src, n * sizeof(uint64_t));
 }
 
 }  // namespace
@@ -235,7 +330,10 @@ std::vector<int64_t> sort_candidates(const T* scores, int64_t n, bool has_thr, d
       const uint64_t hi = ~ordered_bits(static_cast<float>(scores[i]));
       keys.push_back((hi << 32) | static_cast<uint64_t>(i));
     }
-    std::sort(keys.begin(), keys.end());
+    if (keys.size() >= 1024)
+      radix_sort_hi32(keys);
+    else
+      std::sort(keys.begin(), keys.end());
     order.resize(keys.size());
     for (size_t i = 0; i < keys.size(); ++i) order[i] = static_cast<int64_t>(keys[i] & 0xffffffffu);
     return order;
@@ -317,7 +415,7 @@ std::vector<int64_t> greedy_nms(const T* boxes, const T* scores, const int64_t* 
     greedy_dispatch(s, cnt, o, max_keep, kept);
     for (int64_t p : kept) flag[pos[b0 + p]] = 1;
   };
-  if (parallel) {
+  if (parallel && m >= kNmsParallelMin) {
     parallel_for(ncls, run_class);
   } else {
     for (int64_t t = 0; t < ncls; ++t) run_class(t);

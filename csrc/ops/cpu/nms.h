@@ -10,6 +10,10 @@
 namespace cnnops {
 namespace cpu {
 
+// Below this many candidates (all images or classes together) greedy NMS stays on one thread:
+// waking a second one costs more than the work (measured in ops/cpu/nms.cpp).
+constexpr int64_t kNmsParallelMin = 65536;
+
 enum class NmsCriterion { IoU = 0, DIoU = 1 };
 
 struct NmsOptions {

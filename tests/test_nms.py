@@ -1,0 +1,496 @@
+"""Tests of the NMS family (cnnops.nms, batched_nms, batched_nms_padded, soft_nms, matrix_nms,
+fast_nms, cluster_nms, diou_nms) against the float64 references in tests/reference.py and against
+torchvision (when installed).
+
+Keep sets are index lists and are compared exactly; decayed scores (soft, matrix) with a relative
+tolerance of 1e-5 (float32) / 1e-12 (float64). Random scores are continuous, so ties appear only
+where a test makes them on purpose."""
+from __future__ import annotations
+
+import resource
+
+import numpy as np
+import pytest
+
+import cnnops
+from reference import (fast_nms_ref, matrix_nms_ref, nms_diou_ref, nms_ref, nms_ref_vec, soft_nms_ref)
+
+DTYPES = [np.float32, np.float64]
+DTYPE_IDS = ["f32", "f64"]
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def make_boxes(rng, n, dtype=np.float32, kind="uniform", span=1000.0, size=(10, 80)):
+    """n boxes: "uniform" corners over [0, span]^2, "clustered" jittered copies of a few boxes
+    (many heavy overlaps), "mixed" sizes from points to half the image."""
+    if kind == "clustered":
+        k = max(1, n // 50)
+        centres = rng.uniform(0, span, (k, 2))
+        sizes = rng.uniform(*size, (k, 2))
+        pick = rng.integers(0, k, n)
+        c = centres[pick] + rng.normal(0, 0.1, (n, 2)) * sizes[pick]
+        wh = sizes[pick] * rng.uniform(0.8, 1.2, (n, 2))
+        xy = c - wh / 2
+    elif kind == "mixed":
+        xy = rng.uniform(0, span, (n, 2))
+        wh = np.exp(rng.uniform(np.log(0.5), np.log(span / 2), (n, 2)))
+        wh[rng.random(n) < 0.05] = 0.0  # some zero-area boxes
+    else:
+        xy = rng.uniform(0, span, (n, 2))
+        wh = rng.uniform(*size, (n, 2))
+    return np.concatenate([xy, xy + wh], axis=1).astype(dtype)
+
+
+def make_scores(rng, n, dtype=np.float32):
+    return rng.random(n).astype(dtype)
+
+
+def as_list(a):
+    return [int(v) for v in np.asarray(a)]
+
+
+def check_int64(k):
+    assert isinstance(k, np.ndarray) and k.dtype == np.int64 and k.ndim == 1
+
+
+# ----------------------------------------------------------------------------- greedy nms
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("n", [1, 2, 7, 61, 251, 257, 613])
+@pytest.mark.parametrize("kind", ["uniform", "clustered", "mixed"])
+def test_nms_matches_reference(rng, dtype, n, kind):
+    b = make_boxes(rng, n, dtype, kind, span=300.0)
+    s = make_scores(rng, n, dtype)
+    for t in (0.0, 0.3, 0.5, 0.7, 1.0):
+        k = cnnops.nms(b, s, t)
+        check_int64(k)
+        assert as_list(k) == as_list(nms_ref_vec(b, s, t)), t
+
+
+@pytest.mark.parametrize("kind", ["uniform", "clustered", "mixed"])
+def test_nms_grid_path_larger(rng, kind):
+    # well above the linear-scan cutoff: the grid (and its list of big boxes for "mixed")
+    b = make_boxes(rng, 3001, np.float32, kind)
+    s = make_scores(rng, 3001)
+    for t in (0.3, 0.6):
+        assert as_list(cnnops.nms(b, s, t)) == as_list(nms_ref_vec(b, s, t))
+
+
+def test_nms_small_reference_loops(rng):
+    # the plain-loop reference (not the vectorised one) on a few inputs
+    for n in (5, 23, 40):
+        b = make_boxes(rng, n, np.float64, "clustered", span=100.0)
+        s = make_scores(rng, n, np.float64)
+        assert as_list(cnnops.nms(b, s, 0.45)) == as_list(nms_ref(b, s, 0.45))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("kind", ["uniform", "clustered"])
+@pytest.mark.parametrize("t", [0.5, 0.7])
+def test_nms_matches_torchvision(rng, dtype, kind, t):
+    torch = pytest.importorskip("torch")
+    tv = pytest.importorskip("torchvision")
+    for n in (997, 4001):
+        b = make_boxes(rng, n, dtype, kind)
+        s = make_scores(rng, n, dtype)
+        want = tv.ops.nms(torch.from_numpy(b), torch.from_numpy(s), t).numpy()
+        assert as_list(cnnops.nms(b, s, t)) == as_list(want)
+
+
+def test_nms_ties_lower_index_first(rng):
+    n = 600
+    b = make_boxes(rng, n, np.float32, "clustered")
+    s = rng.integers(0, 5, n).astype(np.float32)  # heavy ties
+    s[::7] = -0.0  # -0 ties with +0
+    s[1::7] = 0.0
+    k = cnnops.nms(b, s, 0.5)
+    assert as_list(k) == as_list(nms_ref_vec(b, s, 0.5))
+    # identical boxes with identical scores: only the lowest index survives
+    same = np.tile(np.array([[1, 2, 5, 7]], np.float64), (9, 1))
+    assert as_list(cnnops.nms(same, np.ones(9), 0.5)) == [0]
+    assert as_list(cnnops.nms(same, np.arange(9.0) % 3, 0.99)) == [2]
+
+
+def test_nms_strict_threshold():
+    # IoU exactly 0.5 (inter 1, union 2): kept at t = 0.5 (not > t), suppressed just below
+    b = np.array([[0, 0, 2, 1], [0, 0, 1, 1]], np.float32)
+    s = np.array([0.9, 0.8], np.float32)
+    assert as_list(cnnops.nms(b, s, 0.5)) == [0, 1]
+    assert as_list(cnnops.nms(b, s, np.nextafter(0.5, 0))) == [0]
+    # IoU exactly 1/3 (inter 1, union 3) is not representable: the test is the exact comparison
+    b = np.array([[0, 0, 2, 1], [1, 0, 3, 1]], np.float64)
+    s = np.array([0.9, 0.8])
+    assert as_list(cnnops.nms(b, s, 1 / 3)) == [0]  # 1/3 (double) < exact 1/3
+    assert as_list(cnnops.nms(b, s, np.nextafter(1 / 3, 1))) == [0, 1]
+
+
+def test_nms_degenerate_boxes_never_suppress():
+    b = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 5], [0, 0, 4, 4], [1, 1, 1, 5]], np.float32)
+    s = np.array([0.9, 0.8, 0.7, 0.6, 0.5], np.float32)
+    assert as_list(cnnops.nms(b, s, 0.0)) == [0, 1, 2, 3, 4]
+    b2 = make_boxes(np.random.default_rng(3), 400, np.float32)
+    b2[::3, 2] = b2[::3, 0]  # a third of them zero-width, on the grid path
+    s2 = make_scores(np.random.default_rng(4), 400)
+    k = cnnops.nms(b2, s2, 0.0)
+    assert set(range(0, 400, 3)) <= set(as_list(k))
+    assert as_list(k) == as_list(nms_ref_vec(b2, s2, 0.0))
+
+
+def test_nms_score_threshold_and_max_output(rng):
+    n = 811
+    b = make_boxes(rng, n, np.float64, "clustered")
+    s = make_scores(rng, n, np.float64)
+    full = nms_ref_vec(b, s, 0.5, score_threshold=0.25)
+    assert as_list(cnnops.nms(b, s, 0.5, score_threshold=0.25)) == as_list(full)
+    assert all(s[i] > 0.25 for i in full)
+    for m in (0, 1, 5, len(full), len(full) + 10):
+        assert as_list(cnnops.nms(b, s, 0.5, score_threshold=0.25, max_output_size=m)) == as_list(full[:m])
+    assert cnnops.nms(b, s, 0.5, score_threshold=2.0).shape == (0,)
+    # a score exactly at the threshold is not a candidate
+    assert as_list(cnnops.nms(b[:2], np.array([0.5, 0.25]), 0.5, score_threshold=0.25)) == [0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_empty_inputs(dtype):
+    b = np.zeros((0, 4), dtype)
+    s = np.zeros((0,), dtype)
+    for k in (cnnops.nms(b, s, 0.5), cnnops.batched_nms(b, s, np.zeros(0, np.int64), 0.5), cnnops.diou_nms(b, s, 0.5),
+              cnnops.fast_nms(b, s, 0.5), cnnops.cluster_nms(b, s, 0.5), cnnops.soft_nms(b, s)[0],
+              cnnops.matrix_nms(b, s)[0]):
+        check_int64(k)
+        assert k.shape == (0,)
+    assert cnnops.soft_nms(b, s)[1].dtype == dtype
+    idx, valid = cnnops.batched_nms_padded(np.zeros((2, 0, 4), dtype), np.zeros((2, 0), dtype), 0.5, 3)
+    assert idx.shape == (2, 3) and (idx == -1).all() and as_list(valid) == [0, 0]
+
+
+def test_nms_torch_in_out_and_noncontiguous(rng):
+    torch = pytest.importorskip("torch")
+    n = 500
+    b = make_boxes(rng, n, np.float32, "clustered")
+    s = make_scores(rng, n)
+    want = as_list(nms_ref_vec(b, s, 0.5))
+    k = cnnops.nms(torch.from_numpy(b), torch.from_numpy(s), 0.5)
+    assert isinstance(k, torch.Tensor) and k.dtype == torch.int64 and k.tolist() == want
+    # non-contiguous: every other column of a wider array, scores with a stride
+    wide = np.zeros((n, 8), np.float32)
+    wide[:, ::2] = b
+    s2 = np.zeros(2 * n, np.float32)
+    s2[::2] = s
+    before = wide.copy(), s2.copy()
+    assert as_list(cnnops.nms(wide[:, ::2], s2[::2], 0.5)) == want
+    np.testing.assert_array_equal(wide, before[0])
+    np.testing.assert_array_equal(s2, before[1])
+    tb = torch.from_numpy(np.ascontiguousarray(b.T)).T  # column-major torch view
+    assert cnnops.nms(tb, torch.from_numpy(s), 0.5).tolist() == want
+    # a tensor that requires grad is read, not refused
+    assert cnnops.nms(torch.from_numpy(b).requires_grad_(), torch.from_numpy(s), 0.5).tolist() == want
+
+
+def test_nms_200k_boxes_small_memory():
+    # 200,000 boxes: an N x N float matrix would be 160 GB (a bitmask 5 GB); the fused kernel
+    # needs a few MB. ru_maxrss is the peak resident size (KiB on Linux).
+    rng = np.random.default_rng(7)
+    n = 200_000
+    b = make_boxes(rng, n, np.float32, "uniform", span=20000.0)
+    s = make_scores(rng, n)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    k = cnnops.nms(b, s, 0.5)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert (after - before) * 1024 < 64 * 2**20, f"peak RSS grew by {(after - before) / 1024:.0f} MiB"
+    assert 0 < len(k) <= n and len(np.unique(k)) == len(k)
+    # greedy decisions for the best 2000 candidates depend on those alone: the prefix must match
+    top = np.argsort(-s, kind="stable")[:2000]
+    ref = top[nms_ref_vec(b[top], s[top], 0.5)]
+    assert as_list(k[: len(ref)]) == as_list(ref)
+    kb = cnnops.batched_nms(b, s, (np.arange(n) % 80).astype(np.int64), 0.5)
+    assert len(kb) >= len(k)
+
+
+# ----------------------------------------------------------------------------- class-aware
+
+
+def batched_ref(b, s, c, t, **kw):
+    return nms_ref(b, s, t, idxs=c, **kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_batched_nms_matches_per_class_reference(rng, dtype):
+    n = 701
+    b = make_boxes(rng, n, dtype, "clustered", span=400.0)
+    s = make_scores(rng, n, dtype)
+    c = rng.integers(0, 7, n)
+    for t in (0.3, 0.6):
+        want = []
+        for cls in np.unique(c):
+            sel = np.flatnonzero(c == cls)
+            want += [int(sel[i]) for i in nms_ref_vec(b[sel], s[sel], t)]
+        want.sort(key=lambda i: (-s[i], i))
+        assert as_list(cnnops.batched_nms(b, s, c, t)) == want
+        assert as_list(cnnops.batched_nms(b, s, c.astype(np.int32), t)) == want
+        assert as_list(cnnops.batched_nms(b, s, c, t, max_output_size=17)) == want[:17]
+
+
+def test_batched_nms_small_reference_and_odd_class_ids(rng):
+    n = 60
+    b = make_boxes(rng, n, np.float64, "clustered", span=80.0)
+    s = make_scores(rng, n, np.float64)
+    c = rng.choice(np.array([-(2**62), -3, 5, 2**62 + 11]), n)  # huge and negative ids, sparse
+    assert as_list(cnnops.batched_nms(b, s, c, 0.4)) == as_list(batched_ref(b, s, c, 0.4))
+    assert as_list(cnnops.batched_nms(b, s, c, 0.4, score_threshold=0.5)) == as_list(
+        batched_ref(b, s, c, 0.4, score_threshold=0.5))
+
+
+def test_batched_nms_no_offset_precision_loss(rng):
+    # float32 boxes with coordinates near 1e4 and 3000 classes: the coordinate-offset trick would
+    # move boxes to ~3e7 where float32 spacing is 2, changing IoUs; grouping by class does not.
+    n = 3000
+    b = make_boxes(rng, n, np.float32, "clustered", span=10000.0, size=(1, 4))
+    s = make_scores(rng, n)
+    c = rng.integers(0, 3000, n)
+    want = []
+    for cls in np.unique(c):
+        sel = np.flatnonzero(c == cls)
+        want += [int(sel[i]) for i in nms_ref_vec(b[sel], s[sel], 0.5)]
+    want.sort(key=lambda i: (-s[i], i))
+    assert as_list(cnnops.batched_nms(b, s, c, 0.5)) == want
+
+
+def test_batched_nms_matches_torchvision(rng):
+    torch = pytest.importorskip("torch")
+    tv = pytest.importorskip("torchvision")
+    n = 5003
+    b = make_boxes(rng, n, np.float32, "clustered")
+    s = make_scores(rng, n)
+    c = rng.integers(0, 80, n)
+    want = tv.ops.batched_nms(torch.from_numpy(b), torch.from_numpy(s), torch.from_numpy(c), 0.5).numpy()
+    assert as_list(cnnops.batched_nms(b, s, c, 0.5)) == as_list(want)
+
+
+def test_batched_nms_thread_count_independent(rng, threads):
+    n = 70001  # above the size from which the classes run on the thread pool (65536)
+    b = make_boxes(rng, n, np.float32, "clustered")
+    s = make_scores(rng, n)
+    c = rng.integers(0, 13, n)
+    threads(1)
+    one = cnnops.batched_nms(b, s, c, 0.5)
+    m1 = cnnops.matrix_nms(b, s, c, top_k=700)
+    threads(2)
+    assert as_list(cnnops.batched_nms(b, s, c, 0.5)) == as_list(one)
+    m2 = cnnops.matrix_nms(b, s, c, top_k=700)
+    assert as_list(m1[0]) == as_list(m2[0]) and np.array_equal(m1[1], m2[1])
+    # padded form: images on the thread pool (B * N above the same size)
+    bp = np.stack([b[:35000], b[35000:70000]])
+    sp = np.stack([s[:35000], s[35000:70000]])
+    threads(1)
+    p1 = cnnops.batched_nms_padded(bp, sp, 0.5, 20000)
+    threads(2)
+    p2 = cnnops.batched_nms_padded(bp, sp, 0.5, 20000)
+    assert np.array_equal(p1[0], p2[0]) and np.array_equal(p1[1], p2[1])
+    assert as_list(p2[0][1, : p2[1][1]]) == as_list(cnnops.nms(b[35000:70000], s[35000:70000], 0.5))
+
+
+@pytest.mark.parametrize("with_classes", [False, True])
+def test_batched_nms_padded(rng, with_classes):
+    B, N, M = 5, 433, 50
+    b = np.stack([make_boxes(rng, N, np.float32, "clustered", span=300.0) for _ in range(B)])
+    s = make_scores(rng, B * N).reshape(B, N)
+    c = rng.integers(0, 4, (B, N)) if with_classes else None
+    idx, valid = cnnops.batched_nms_padded(b, s, 0.5, M, score_threshold=0.1, idxs=c)
+    assert idx.shape == (B, M) and idx.dtype == np.int64 and valid.shape == (B,) and valid.dtype == np.int64
+    for i in range(B):
+        if with_classes:
+            want = as_list(cnnops.batched_nms(b[i], s[i], c[i], 0.5, score_threshold=0.1))
+        else:
+            want = as_list(nms_ref_vec(b[i], s[i], 0.5, score_threshold=0.1))
+        want = want[:M]
+        assert int(valid[i]) == len(want)
+        assert as_list(idx[i, : len(want)]) == want
+        assert (idx[i, len(want):] == -1).all()
+    # rows shorter than max_output_size are padded
+    idx2, valid2 = cnnops.batched_nms_padded(b[:, :3], s[:, :3], 0.5, 6)
+    assert (valid2 <= 3).all() and (idx2[:, 3:] == -1).all()
+
+
+# ----------------------------------------------------------------------------- variants
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("method", ["linear", "gaussian"])
+def test_soft_nms_matches_reference(rng, dtype, method):
+    n = 97
+    b = make_boxes(rng, n, dtype, "clustered", span=200.0)
+    s = make_scores(rng, n, dtype)
+    for t, sigma, st in ((0.3, 0.5, 0.001), (0.0, 0.1, 0.05), (0.7, 2.0, 0.3)):
+        k, d = cnnops.soft_nms(b, s, t, sigma, st, method)
+        rk, rd = soft_nms_ref(b, s, t, sigma, st, method)
+        check_int64(k)
+        assert d.dtype == dtype
+        assert as_list(k) == as_list(rk)
+        np.testing.assert_allclose(d, rd, rtol=TOL[dtype])
+        assert (d > st).all()
+    k, d = cnnops.soft_nms(b, s, 0.3, 0.5, 0.001, method, max_output_size=10)
+    assert as_list(k) == as_list(soft_nms_ref(b, s, 0.3, 0.5, 0.001, method)[0][:10])
+
+
+def test_soft_nms_tensorflow_sigma_conversion():
+    # TensorFlow decays by exp(-0.5 * iou^2 / s): sigma = 2 * s here gives the same scores
+    b = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [50, 50, 60, 60]], np.float64)
+    s = np.array([0.9, 0.8, 0.7])
+    iou = 80 / 120
+    s_tf = 0.3
+    k, d = cnnops.soft_nms(b, s, 0.0, 2 * s_tf, 0.0, "gaussian")
+    assert as_list(k) == [0, 2, 1]
+    np.testing.assert_allclose(d, [0.9, 0.7, 0.8 * np.exp(-0.5 * iou**2 / s_tf)], rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("method", ["linear", "gaussian"])
+def test_matrix_nms_matches_reference(rng, dtype, method):
+    n = 83
+    b = make_boxes(rng, n, dtype, "clustered", span=150.0)
+    s = make_scores(rng, n, dtype)
+    c = rng.integers(0, 3, n)
+    for idxs, sigma, st, top_k in ((None, 0.5, None, None), (c, 0.5, 0.1, None), (c, 2.0, None, 40),
+                                   (None, 0.2, 0.05, 11)):
+        k, d = cnnops.matrix_nms(b, s, idxs, method, sigma, st, top_k)
+        rk, rd = matrix_nms_ref(b, s, idxs, method, sigma, st, top_k)
+        check_int64(k)
+        assert d.dtype == dtype
+        assert as_list(k) == as_list(rk)
+        np.testing.assert_allclose(d, rd, rtol=TOL[dtype])
+    k, d = cnnops.matrix_nms(b, s, max_output_size=5)
+    assert as_list(k) == as_list(matrix_nms_ref(b, s)[0][:5])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_fast_and_cluster_nms_match_reference(rng, dtype):
+    n = 89
+    b = make_boxes(rng, n, dtype, "clustered", span=150.0)
+    s = make_scores(rng, n, dtype)
+    c = rng.integers(0, 3, n)
+    for t, idxs, top_k in ((0.5, None, None), (0.3, c, None), (0.6, None, 30), (0.0, c, 50)):
+        f = cnnops.fast_nms(b, s, t, idxs=idxs, top_k=top_k)
+        cl = cnnops.cluster_nms(b, s, t, idxs=idxs, top_k=top_k)
+        check_int64(f)
+        check_int64(cl)
+        assert as_list(f) == as_list(fast_nms_ref(b, s, t, idxs, top_k))
+        assert as_list(cl) == as_list(fast_nms_ref(b, s, t, idxs, top_k, cluster=True))
+    sel = np.flatnonzero(s > 0.5)
+    want = sel[fast_nms_ref(b[sel], s[sel], 0.5)][:4]
+    assert as_list(cnnops.fast_nms(b, s, 0.5, score_threshold=0.5, max_output_size=4)) == as_list(want)
+
+
+def test_cluster_nms_equals_greedy_and_fast_is_a_subset(rng):
+    for kind in ("clustered", "uniform", "mixed"):
+        n = 1500
+        b = make_boxes(rng, n, np.float32, kind)
+        s = make_scores(rng, n)
+        g = as_list(cnnops.nms(b, s, 0.5))
+        assert as_list(cnnops.cluster_nms(b, s, 0.5)) == g
+        f = as_list(cnnops.fast_nms(b, s, 0.5))
+        assert set(f) <= set(g)
+        c = rng.integers(0, 5, n)
+        assert as_list(cnnops.cluster_nms(b, s, 0.5, idxs=c)) == as_list(cnnops.batched_nms(b, s, c, 0.5))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("beta", [1.0, 0.6])
+def test_diou_nms_matches_reference(rng, dtype, beta):
+    for n in (71, 409):
+        b = make_boxes(rng, n, dtype, "clustered", span=200.0)
+        s = make_scores(rng, n, dtype)
+        for t in (0.0, 0.4):
+            want = nms_ref(b, s, t, metric=lambda x, y: nms_diou_ref(x, y, beta))
+            assert as_list(cnnops.diou_nms(b, s, t, beta=beta)) == as_list(want)
+    # same IoU, centres apart: DIoU keeps what IoU-NMS removes
+    b = np.array([[0, 0, 10, 10], [0, 0, 10, 6]], np.float64)
+    s = np.array([0.9, 0.8])
+    assert as_list(cnnops.nms(b, s, 0.5)) == [0]
+    assert as_list(cnnops.diou_nms(b, s, 0.59)) == [0, 1]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _good():
+    b = np.array([[0, 0, 1, 1], [0, 0, 2, 2]], np.float32)
+    return b, np.array([0.5, 0.4], np.float32)
+
+
+BAD = [
+    ("boxes (N, 3)", lambda f, b, s: f(b[:, :3], s), ValueError, "expected boxes of shape (N, 4)"),
+    ("boxes 1-D", lambda f, b, s: f(b.ravel(), s), ValueError, "expected boxes of shape (N, 4)"),
+    ("boxes 3-D", lambda f, b, s: f(b[None], s), ValueError, "expected boxes of shape (N, 4)"),
+    ("scores length", lambda f, b, s: f(b, s[:1]), ValueError, "expected scores of shape (2,)"),
+    ("scores 2-D", lambda f, b, s: f(b, s[:, None]), ValueError, "expected scores of shape (2,)"),
+    ("int boxes", lambda f, b, s: f(b.astype(np.int64), s), TypeError, "expected boxes with dtype float32"),
+    ("dtype mismatch", lambda f, b, s: f(b, s.astype(np.float64)), TypeError, "expected scores with the boxes' dtype"),
+    ("nan box", lambda f, b, s: f(np.where(np.eye(2, 4, dtype=bool), np.nan, b).astype(np.float32), s), ValueError,
+     "expected finite box coordinates"),
+    ("inf score", lambda f, b, s: f(b, np.array([0.5, np.inf], np.float32)), ValueError, "expected finite scores"),
+    ("inverted", lambda f, b, s: f(b[:, [2, 1, 0, 3]], s), ValueError, "x1 <= x2"),
+    ("not an array", lambda f, b, s: f([[0, 0, 1, 1]], [0.5]), TypeError, "supporting DLPack"),
+]
+
+FUNCS = {
+    "nms": lambda b, s, **kw: cnnops.nms(b, s, 0.5, **kw),
+    "batched_nms": lambda b, s, **kw: cnnops.batched_nms(b, s, np.zeros(2, np.int64), 0.5, **kw),
+    "diou_nms": lambda b, s, **kw: cnnops.diou_nms(b, s, 0.5, **kw),
+    "soft_nms": lambda b, s, **kw: cnnops.soft_nms(b, s, **kw),
+    "matrix_nms": lambda b, s, **kw: cnnops.matrix_nms(b, s, **kw),
+    "fast_nms": lambda b, s, **kw: cnnops.fast_nms(b, s, 0.5, **kw),
+    "cluster_nms": lambda b, s, **kw: cnnops.cluster_nms(b, s, 0.5, **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(FUNCS))
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_bad_boxes_and_scores(name, case):
+    _, call, exc, msg = case
+    b, s = _good()
+    with pytest.raises(exc) as e:
+        call(FUNCS[name], b, s)
+    assert name + ":" in str(e.value) and msg in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("call, exc, msg", [
+    (lambda b, s: cnnops.nms(b, s, 1.5), ValueError, "nms: expected iou_threshold in [0, 1], got 1.5"),
+    (lambda b, s: cnnops.nms(b, s, -0.1), ValueError, "nms: expected iou_threshold in [0, 1], got -0.1"),
+    (lambda b, s: cnnops.nms(b, s, float("nan")), ValueError, "nms: expected iou_threshold in [0, 1]"),
+    (lambda b, s: cnnops.nms(b, s, "0.5"), TypeError, "nms: expected iou_threshold as a real number"),
+    (lambda b, s: cnnops.nms(b, s, 0.5, score_threshold=float("nan")), ValueError, "nms: expected score_threshold"),
+    (lambda b, s: cnnops.nms(b, s, 0.5, max_output_size=-1), ValueError, "nms: expected max_output_size >= 0"),
+    (lambda b, s: cnnops.nms(b, s, 0.5, max_output_size=2.0), TypeError, "nms: expected max_output_size as a"),
+    (lambda b, s: cnnops.batched_nms(b, s, np.zeros(2, np.float32), 0.5), TypeError,
+     "batched_nms: expected idxs (class ids) with dtype int64 or int32, got float32"),
+    (lambda b, s: cnnops.batched_nms(b, s, np.zeros(3, np.int64), 0.5), ValueError,
+     "batched_nms: expected idxs of shape (2,) (one per box), got (3,)"),
+    (lambda b, s: cnnops.batched_nms(b, s, None, 0.5), TypeError, "batched_nms: expected idxs"),
+    (lambda b, s: cnnops.batched_nms_padded(b, s, 0.5, 3), ValueError,
+     "batched_nms_padded: expected boxes of shape (B, N, 4), got (2, 4)"),
+    (lambda b, s: cnnops.batched_nms_padded(b[None], s, 0.5, 3), ValueError,
+     "batched_nms_padded: expected scores of shape (1, 2)"),
+    (lambda b, s: cnnops.batched_nms_padded(b[None], s[None], 0.5, None), TypeError,
+     "batched_nms_padded: expected max_output_size"),
+    (lambda b, s: cnnops.batched_nms_padded(b[None], s[None], 0.5, 3, idxs=np.zeros((1, 3), np.int64)), ValueError,
+     "batched_nms_padded: expected idxs of shape (1, 2)"),
+    (lambda b, s: cnnops.soft_nms(b, s, method="box"), ValueError,
+     "soft_nms: expected method 'linear' or 'gaussian', got 'box'"),
+    (lambda b, s: cnnops.soft_nms(b, s, sigma=0.0), ValueError, "soft_nms: expected sigma > 0, got 0"),
+    (lambda b, s: cnnops.soft_nms(b, s, iou_threshold=2.0), ValueError, "soft_nms: expected iou_threshold in [0, 1]"),
+    (lambda b, s: cnnops.matrix_nms(b, s, method="hard"), ValueError, "matrix_nms: expected method 'linear' or"),
+    (lambda b, s: cnnops.matrix_nms(b, s, method=None), TypeError, "matrix_nms: expected method"),
+    (lambda b, s: cnnops.matrix_nms(b, s, sigma=-1.0), ValueError, "matrix_nms: expected sigma > 0"),
+    (lambda b, s: cnnops.matrix_nms(b, s, top_k=-2), ValueError, "matrix_nms: expected top_k >= 0"),
+    (lambda b, s: cnnops.fast_nms(b, s, 1.01), ValueError, "fast_nms: expected iou_threshold in [0, 1]"),
+    (lambda b, s: cnnops.cluster_nms(b, s, 0.5, idxs=np.zeros(2, np.float64)), TypeError,
+     "cluster_nms: expected idxs (class ids) with dtype int64 or int32"),
+    (lambda b, s: cnnops.diou_nms(b, s, 0.5, beta=0.0), ValueError, "diou_nms: expected beta > 0, got 0"),
+])
+def test_bad_options(call, exc, msg):
+    b, s = _good()
+    with pytest.raises(exc) as e:
+        call(b, s)
+    assert msg in str(e.value), str(e.value)

@@ -15,22 +15,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
-
-def _import_bench():
-    """cnnops.bench from this checkout when it has one (so an installed cnnops whose wheel
-    predates the suite still works), else from the installed package."""
-    import cnnops
-
-    src = HERE.parent / "python" / "cnnops"
-    if (src / "bench" / "__init__.py").is_file() and str(src) not in cnnops.__path__:
-        cnnops.__path__.insert(0, str(src))
-    from cnnops import bench
-
-    return bench
+from _checkout import HERE, import_bench  # benchmarks/ is on sys.path when run as a script
 
 
 def main(argv=None) -> int:
@@ -48,7 +34,7 @@ def main(argv=None) -> int:
                         help="comma-separated layer names and/or family names (default: all layers of the "
                              "selected families)")
     args = parser.parse_args(argv)
-    bench = _import_bench()
+    bench = import_bench()
     return bench.run("conv", repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers,
                      families=args.family)
 

@@ -12,21 +12,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
-
-def _import_bench():
-    """cnnops.bench from this checkout when it has one, else from the installed package."""
-    import cnnops
-
-    src = HERE.parent / "python" / "cnnops"
-    if (src / "bench" / "__init__.py").is_file() and str(src) not in cnnops.__path__:
-        cnnops.__path__.insert(0, str(src))
-    from cnnops import bench
-
-    return bench
+from _checkout import HERE, import_bench  # benchmarks/ is on sys.path when run as a script
 
 
 def main(argv=None) -> int:
@@ -36,7 +23,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE / "results"), help="directory for pool_cpu.json and pool_cpu.md")
     parser.add_argument("--layers", default=None, help="comma-separated pooling case names (default: all)")
     args = parser.parse_args(argv)
-    _import_bench()
+    import_bench()
     from cnnops.bench import pool
 
     rc = pool.run(repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers)

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from _checkout import HERE, import_bench  # benchmarks/ is on sys.path when run as a script
 
 
 def main(argv=None) -> int:
@@ -22,10 +21,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE / "results"), help="directory for train_cpu.json and train_cpu.md")
     parser.add_argument("--layers", default=None, help="comma-separated case names (default: all)")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(HERE))
-    from bench_conv import _import_bench
-
-    return _import_bench().run("train", repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers)
+    return import_bench().run("train", repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from bench_conv import _import_bench  # noqa: E402  (the same checkout-first import)
+from _checkout import HERE, import_bench  # benchmarks/ is on sys.path when run as a script
 
 
 def main(argv=None) -> int:
@@ -25,7 +21,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE / "results"), help="directory for unpool_cpu.json and .md")
     parser.add_argument("--layers", default=None, help="comma-separated case names (default: all)")
     args = parser.parse_args(argv)
-    return _import_bench().run("unpool", repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers)
+    return import_bench().run("unpool", repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers)
 
 
 if __name__ == "__main__":

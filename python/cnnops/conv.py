@@ -38,6 +38,19 @@ def same_pads(size: int, k: int, stride: int, dil: int):
     return total // 2, total - total // 2
 
 
+def explicit_pads(padding, nd: int):
+    """Per-side pads for the numeric spellings (an int, nd ints symmetric per dimension, or 2*nd
+    ints before/after per dimension); None for anything else (strings, wrong lengths)."""
+    if _is_int(padding):
+        return [int(padding)] * (2 * nd)
+    if isinstance(padding, (tuple, list)) and all(_is_int(e) for e in padding):
+        if len(padding) == nd:
+            return [int(e) for e in padding for _ in range(2)]
+        if len(padding) == 2 * nd:
+            return [int(e) for e in padding]
+    return None
+
+
 def resolve_padding(padding, in_sizes, k_sizes, strides, dilations, op: str):
     """Per-side pads [before_0, after_0, before_1, after_1, ...] for any accepted spelling.
 
@@ -60,13 +73,9 @@ def resolve_padding(padding, in_sizes, k_sizes, strides, dilations, op: str):
                 pads += [dilations[i] * (k_sizes[i] - 1)] * 2
             return pads
         raise ValueError(f"{op}: expected padding 'valid', 'same' or 'full' as a string, got {padding!r}")
-    if _is_int(padding):
-        return [int(padding)] * (2 * nd)
-    if isinstance(padding, (tuple, list)) and all(_is_int(e) for e in padding):
-        if len(padding) == nd:
-            return [int(e) for e in padding for _ in range(2)]
-        if len(padding) == 2 * nd:
-            return [int(e) for e in padding]
+    pads = explicit_pads(padding, nd)
+    if pads is not None:
+        return pads
     forms = {1: "(p,) or (left, right)", 2: "(ph, pw) or (top, bottom, left, right)",
              3: "(pd, ph, pw) or (front, back, top, bottom, left, right)"}[nd]
     raise TypeError(f"{op}: expected padding as an int, {forms}, or one of 'valid', 'same', 'full', got {padding!r}")

@@ -17,7 +17,7 @@ import numbers
 
 from . import _C
 from ._arrays import prepare, wrap
-from .conv import _is_int, ntuple, shape_of
+from .conv import _is_int, explicit_pads, ntuple, same_pads, shape_of
 
 _FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
 _LAYOUT = {(1, False): "(N, C, L)", (2, False): "(N, C, H, W)", (3, False): "(N, C, D, H, W)",
@@ -49,12 +49,6 @@ def spatial_sizes(x, nd: int, channels_last: bool, op: str) -> tuple:
     return xs[1:-1] if channels_last else xs[2:]
 
 
-def _same_pads(size: int, k: int, stride: int, dil: int):
-    out = -(-size // stride)
-    total = max((out - 1) * stride + (k - 1) * dil + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
 def resolve_pool_padding(padding, in_sizes, kernel, stride, dilation, op: str) -> list:
     """Per-side pads [before_0, after_0, before_1, after_1, ...].
 
@@ -69,16 +63,12 @@ def resolve_pool_padding(padding, in_sizes, kernel, stride, dilation, op: str) -
         if p == "SAME":
             pads = []
             for i in range(nd):
-                pads += _same_pads(in_sizes[i], kernel[i], stride[i], dilation[i])
+                pads += same_pads(in_sizes[i], kernel[i], stride[i], dilation[i])
             return pads
         raise ValueError(f"{op}: expected padding 'SAME' or 'VALID' as a string, got {padding!r}")
-    if _is_int(padding):
-        return [int(padding)] * (2 * nd)
-    if isinstance(padding, (tuple, list)) and all(_is_int(e) for e in padding):
-        if len(padding) == nd:
-            return [int(e) for e in padding for _ in range(2)]
-        if len(padding) == 2 * nd:
-            return [int(e) for e in padding]
+    pads = explicit_pads(padding, nd)
+    if pads is not None:
+        return pads
     raise TypeError(f"{op}: expected padding as an int, {nd} ints, {2 * nd} ints (before, after per dimension), "
                     f"'SAME' or 'VALID', got {padding!r}")
 

@@ -27,6 +27,17 @@ using namespace cnnops;
 #define CNNOPS_BUILD_INFO "unknown"
 #endif
 
+// Runs `f` (which returns a Tensor) with the GIL released and hands the result to Python.
+template <typename F>
+static py::object run_released(F&& f) {
+  Tensor t;
+  {
+    py::gil_scoped_release nogil;
+    t = f();
+  }
+  return to_python(std::move(t));
+}
+
 static ConvParams conv_params(int nd, const std::vector<int64_t>& stride, const std::vector<int64_t>& pad,
                               const std::vector<int64_t>& dilation, int64_t groups, const std::string& padding_mode,
                               const std::string& algo, const char* op) {
@@ -164,12 +175,7 @@ PYBIND11_MODULE(_C, m) {
         const bool has_b = !bias.is_none();
         if (has_b) b = from_python(bias, o, "bias");
         const ConvParams p = conv_params(nd, stride, pad, dilation, groups, padding_mode, algo, o);
-        Tensor y;
-        {
-          py::gil_scoped_release nogil;
-          y = conv(o, x, w, has_b ? &b : nullptr, p);
-        }
-        return to_python(std::move(y));
+        return run_released([&] { return conv(o, x, w, has_b ? &b : nullptr, p); });
       },
       py::arg("op"), py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("nd"), py::arg("stride"),
       py::arg("pad"), py::arg("dilation"), py::arg("groups"), py::arg("padding_mode"), py::arg("algo"));
@@ -219,12 +225,7 @@ PYBIND11_MODULE(_C, m) {
         const bool has_b = !bias.is_none();
         if (has_b) b = from_python(bias, o, "bias");
         const ConvParams p = conv_params(nd, stride, pad, dilation, groups, "zeros", algo, o);
-        Tensor y;
-        {
-          py::gil_scoped_release nogil;
-          y = conv_transpose(o, x, w, has_b ? &b : nullptr, p, out_spatial);
-        }
-        return to_python(std::move(y));
+        return run_released([&] { return conv_transpose(o, x, w, has_b ? &b : nullptr, p, out_spatial); });
       },
       py::arg("op"), py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("nd"), py::arg("stride"),
       py::arg("pad"), py::arg("dilation"), py::arg("groups"), py::arg("out_spatial"), py::arg("algo"));
@@ -286,12 +287,7 @@ PYBIND11_MODULE(_C, m) {
         if (has_ix) ix = from_python(indices, o, "indices");
         const PoolParams p = pool_params(o, kind, nd, channels_last, kernel, stride, pad, dilation, ceil_mode,
                                          count_include_pad, divisor_override, norm_type, output_size);
-        Tensor dx;
-        {
-          py::gil_scoped_release nogil;
-          dx = pool_backward(o, dy, x, has_ix ? &ix : nullptr, p);
-        }
-        return to_python(std::move(dx));
+        return run_released([&] { return pool_backward(o, dy, x, has_ix ? &ix : nullptr, p); });
       },
       py::arg("op"), py::arg("grad_output"), py::arg("input"), py::arg("indices"), py::arg("kind"), py::arg("nd"),
       py::arg("channels_last"), py::arg("kernel"), py::arg("stride"), py::arg("pad"), py::arg("dilation"),
@@ -306,12 +302,7 @@ PYBIND11_MODULE(_C, m) {
            bool exact) {
           const char* o = op.c_str();
           Tensor x = from_python(input, o, "input");
-          Tensor y;
-          {
-            py::gil_scoped_release nogil;
-            y = upsample_nearest(o, x, nd, channels_last, out_size, scales, exact);
-          }
-          return to_python(std::move(y));
+          return run_released([&] { return upsample_nearest(o, x, nd, channels_last, out_size, scales, exact); });
         },
         py::arg("op"), py::arg("input"), py::arg("nd"), py::arg("channels_last"), py::arg("out_size"),
         py::arg("scales"), py::arg("exact"));
@@ -321,12 +312,7 @@ PYBIND11_MODULE(_C, m) {
            bool exact) {
           const char* o = op.c_str();
           Tensor dy = from_python(grad_output, o, "grad_output");
-          Tensor dx;
-          {
-            py::gil_scoped_release nogil;
-            dx = upsample_nearest_backward(o, dy, nd, channels_last, in_size, scales, exact);
-          }
-          return to_python(std::move(dx));
+          return run_released([&] { return upsample_nearest_backward(o, dy, nd, channels_last, in_size, scales, exact); });
         },
         py::arg("op"), py::arg("grad_output"), py::arg("nd"), py::arg("channels_last"), py::arg("in_size"),
         py::arg("scales"), py::arg("exact"));
@@ -336,12 +322,7 @@ PYBIND11_MODULE(_C, m) {
           const char* o = op.c_str();
           Tensor x = from_python(input, o, "input");
           Tensor ix = from_python(indices, o, "indices");
-          Tensor y;
-          {
-            py::gil_scoped_release nogil;
-            y = max_unpool(o, x, ix, nd, channels_last, out_size);
-          }
-          return to_python(std::move(y));
+          return run_released([&] { return max_unpool(o, x, ix, nd, channels_last, out_size); });
         },
         py::arg("op"), py::arg("input"), py::arg("indices"), py::arg("nd"), py::arg("channels_last"),
         py::arg("out_size"));
@@ -351,12 +332,7 @@ PYBIND11_MODULE(_C, m) {
           const char* o = op.c_str();
           Tensor dy = from_python(grad_output, o, "grad_output");
           Tensor ix = from_python(indices, o, "indices");
-          Tensor dx;
-          {
-            py::gil_scoped_release nogil;
-            dx = max_unpool_backward(o, dy, ix, nd, channels_last);
-          }
-          return to_python(std::move(dx));
+          return run_released([&] { return max_unpool_backward(o, dy, ix, nd, channels_last); });
         },
         py::arg("op"), py::arg("grad_output"), py::arg("indices"), py::arg("nd"), py::arg("channels_last"));
     m.def(
@@ -364,12 +340,7 @@ PYBIND11_MODULE(_C, m) {
         [](const std::string& op, py::object input, int nd, bool channels_last, VecI scale) {
           const char* o = op.c_str();
           Tensor x = from_python(input, o, "input");
-          Tensor y;
-          {
-            py::gil_scoped_release nogil;
-            y = bed_of_nails(o, x, nd, channels_last, scale);
-          }
-          return to_python(std::move(y));
+          return run_released([&] { return bed_of_nails(o, x, nd, channels_last, scale); });
         },
         py::arg("op"), py::arg("input"), py::arg("nd"), py::arg("channels_last"), py::arg("scale"));
     m.def(
@@ -377,12 +348,7 @@ PYBIND11_MODULE(_C, m) {
         [](const std::string& op, py::object grad_output, int nd, bool channels_last, VecI scale) {
           const char* o = op.c_str();
           Tensor dy = from_python(grad_output, o, "grad_output");
-          Tensor dx;
-          {
-            py::gil_scoped_release nogil;
-            dx = bed_of_nails_backward(o, dy, nd, channels_last, scale);
-          }
-          return to_python(std::move(dx));
+          return run_released([&] { return bed_of_nails_backward(o, dy, nd, channels_last, scale); });
         },
         py::arg("op"), py::arg("grad_output"), py::arg("nd"), py::arg("channels_last"), py::arg("scale"));
   }
@@ -415,12 +381,7 @@ PYBIND11_MODULE(_C, m) {
         Tensor dy = from_python(grad_output, o, "grad_output");
         Tensor x = from_python(input, o, "input");
         Tensor ix = from_python(indices, o, "indices");
-        Tensor dx;
-        {
-          py::gil_scoped_release nogil;
-          dx = fractional_max_pool_backward(o, dy, x, ix, nd, channels_last);
-        }
-        return to_python(std::move(dx));
+        return run_released([&] { return fractional_max_pool_backward(o, dy, x, ix, nd, channels_last); });
       },
       py::arg("op"), py::arg("grad_output"), py::arg("input"), py::arg("indices"), py::arg("nd"),
       py::arg("channels_last"));
@@ -443,12 +404,7 @@ PYBIND11_MODULE(_C, m) {
         const char* o = op.c_str();
         Tensor b = from_python(boxes, o, "boxes");
         const BoxFormat fi = parse_box_format(in_fmt, o, "in_fmt"), fo = parse_box_format(out_fmt, o, "out_fmt");
-        Tensor y;
-        {
-          py::gil_scoped_release nogil;
-          y = box_convert(o, b, fi, fo, canonicalize);
-        }
-        return to_python(std::move(y));
+        return run_released([&] { return box_convert(o, b, fi, fo, canonicalize); });
       },
       py::arg("op"), py::arg("boxes"), py::arg("in_fmt"), py::arg("out_fmt"), py::arg("canonicalize"));
   m.def(
@@ -456,12 +412,7 @@ PYBIND11_MODULE(_C, m) {
       [](const std::string& op, py::object boxes, double offset, bool canonicalize) {
         const char* o = op.c_str();
         Tensor b = from_python(boxes, o, "boxes");
-        Tensor y;
-        {
-          py::gil_scoped_release nogil;
-          y = box_area(o, b, offset, canonicalize);
-        }
-        return to_python(std::move(y));
+        return run_released([&] { return box_area(o, b, offset, canonicalize); });
       },
       py::arg("op"), py::arg("boxes"), py::arg("offset"), py::arg("canonicalize"));
   m.def(
@@ -469,12 +420,7 @@ PYBIND11_MODULE(_C, m) {
       [](const std::string& op, py::object boxes, double height, double width, bool canonicalize) {
         const char* o = op.c_str();
         Tensor b = from_python(boxes, o, "boxes");
-        Tensor y;
-        {
-          py::gil_scoped_release nogil;
-          y = clip_boxes_to_image(o, b, height, width, canonicalize);
-        }
-        return to_python(std::move(y));
+        return run_released([&] { return clip_boxes_to_image(o, b, height, width, canonicalize); });
       },
       py::arg("op"), py::arg("boxes"), py::arg("height"), py::arg("width"), py::arg("canonicalize"));
   m.def(
@@ -482,12 +428,7 @@ PYBIND11_MODULE(_C, m) {
       [](const std::string& op, py::object boxes, double min_size, double offset, bool canonicalize) {
         const char* o = op.c_str();
         Tensor b = from_python(boxes, o, "boxes");
-        Tensor y;
-        {
-          py::gil_scoped_release nogil;
-          y = remove_small_boxes(o, b, min_size, offset, canonicalize);
-        }
-        return to_python(std::move(y));
+        return run_released([&] { return remove_small_boxes(o, b, min_size, offset, canonicalize); });
       },
       py::arg("op"), py::arg("boxes"), py::arg("min_size"), py::arg("offset"), py::arg("canonicalize"));
   m.def(
@@ -498,12 +439,7 @@ PYBIND11_MODULE(_C, m) {
         const geom::IouKind k = parse_iou_kind(kind, o);
         Tensor b1 = from_python(boxes1, o, "boxes1");
         Tensor b2 = from_python(boxes2, o, "boxes2");
-        Tensor y;
-        {
-          py::gil_scoped_release nogil;
-          y = box_pairwise(o, k, b1, b2, offset, eps, canonicalize);
-        }
-        return to_python(std::move(y));
+        return run_released([&] { return box_pairwise(o, k, b1, b2, offset, eps, canonicalize); });
       },
       py::arg("op"), py::arg("kind"), py::arg("boxes1"), py::arg("boxes2"), py::arg("offset"), py::arg("eps"),
       py::arg("canonicalize"));
@@ -516,12 +452,7 @@ PYBIND11_MODULE(_C, m) {
         const Reduction r = parse_reduction(reduction, o);
         Tensor b1 = from_python(boxes1, o, "boxes1");
         Tensor b2 = from_python(boxes2, o, "boxes2");
-        Tensor y;
-        {
-          py::gil_scoped_release nogil;
-          y = box_loss(o, k, b1, b2, r, eps, offset, canonicalize);
-        }
-        return to_python(std::move(y));
+        return run_released([&] { return box_loss(o, k, b1, b2, r, eps, offset, canonicalize); });
       },
       py::arg("op"), py::arg("kind"), py::arg("boxes1"), py::arg("boxes2"), py::arg("reduction"), py::arg("eps"),
       py::arg("offset"), py::arg("canonicalize"));
@@ -627,13 +558,8 @@ PYBIND11_MODULE(_C, m) {
         Tensor c;
         const bool has_c = !idxs.is_none();
         if (has_c) c = from_python(idxs, o, "idxs");
-        Tensor r;
-        {
-          py::gil_scoped_release nogil;
-          r = fast_cluster_nms(o, b, s, has_c ? &c : nullptr, iou_threshold, has_score_threshold, score_threshold,
-                               top_k, max_output, cluster);
-        }
-        return to_python(std::move(r));
+        return run_released([&] { return fast_cluster_nms(o, b, s, has_c ? &c : nullptr, iou_threshold, has_score_threshold, score_threshold,
+                               top_k, max_output, cluster); });
       },
       py::arg("op"), py::arg("boxes"), py::arg("scores"), py::arg("idxs"), py::arg("iou_threshold"),
       py::arg("has_score_threshold"), py::arg("score_threshold"), py::arg("top_k"), py::arg("max_output"),

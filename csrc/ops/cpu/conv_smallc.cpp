@@ -53,6 +53,13 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
     if (by_channel) pack_b(w + gi * g.Kg * CRS, 1, CRS, CRS, g.Kg, wpack.data() + gi * Kp * CRS);
     else pack_a(w + gi * g.Kg * CRS, CRS, 1, g.Kg, CRS, wpack.data() + gi * Mp * CRS);
   }
+  // Pixel orientation: the bias, zero-padded to MR-row panels, seeds the accumulators of the
+  // first tap chunk (no separate pass over the output).
+  std::vector<T> bpad;
+  if (b && !by_channel) {
+    bpad.assign(static_cast<size_t>(g.G * Mp), T(0));
+    for (int64_t gi = 0; gi < g.G; ++gi) std::copy(b + gi * g.Kg, b + (gi + 1) * g.Kg, bpad.begin() + gi * Mp);
+  }
 
   // Output rows per task: enough tasks for the threads, slab within ~96 KB.
   const int64_t threads = num_threads();
@@ -107,6 +114,7 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
       return;
     }
     const T* wp = wpack.data() + gi * Mp * CRS;
+    const T* bg = bpad.empty() ? nullptr : bpad.data() + gi * Mp;
     for (int64_t oh = oh0; oh < oh1; ++oh) {
       const T* base_row = slab + (oh - oh0) * g.sh * Ws;
       for (int64_t s0 = 0; s0 < g.Q; s0 += NR) {
@@ -123,10 +131,11 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
             const int mr = static_cast<int>(std::min<int64_t>(MR, g.Kg - i));
             const T* ap = wp + i * CRS + k0 * MR;
             T* c = yg + i * PQ + oh * g.Q + ow0;
+            const T* bi = (bg && k0 == 0) ? bg + i : nullptr;
             if (mr == MR && nr == NR) {
-              uk(kt, ap, base_row + ow0, offs + k0, c, PQ, k0 > 0);
+              uk(kt, ap, base_row + ow0, offs + k0, c, PQ, k0 > 0, bi);
             } else {
-              uk(kt, ap, base_row + ow0, offs + k0, tmp, NR, false);
+              uk(kt, ap, base_row + ow0, offs + k0, tmp, NR, false, bi);
               for (int a = 0; a < mr; ++a) {
                 T* dst = c + a * PQ;
                 const T* src = tmp + a * NR;
@@ -138,14 +147,6 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
         }
       }
     }
-    if (b)
-      for (int64_t k = 0; k < g.Kg; ++k) {
-        const T bv = b[gi * g.Kg + k];
-        for (int64_t oh = oh0; oh < oh1; ++oh) {
-          T* yr = yg + k * PQ + oh * g.Q;
-          for (int64_t j = 0; j < g.Q; ++j) yr[j] += bv;
-        }
-      }
   });
 }
 

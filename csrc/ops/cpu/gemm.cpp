@@ -28,9 +28,12 @@ static void ukernel_portable(int64_t kc, const T* A, const T* B, T* C, int64_t l
 
 template <typename T>
 static void ukernel_offs_portable(int64_t kc, const T* A, const T* base, const int64_t* offs, T* C, int64_t ldc,
-                                  bool accumulate) {
+                                  bool accumulate, const T* bias) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   T acc[MR][NR] = {};
+  if (bias)
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] = bias[i];
   for (int64_t k = 0; k < kc; ++k) {
     const T* b = base + offs[k];
     for (int i = 0; i < MR; ++i) {

@@ -35,10 +35,11 @@ using UKernel = void (*)(int64_t kc, const T* A, const T* B, T* C, int64_t ldc, 
 template <typename T> UKernel<T> ukernel();  // the best kernel for this CPU
 
 // "Offset" variant for the small-channel convolution: row kk of the B panel is read in place at
-// base + offs[kk] (NR consecutive values) instead of from a packed panel.
+// base + offs[kk] (NR consecutive values) instead of from a packed panel. A non-null `bias` (MR
+// values) starts row i's accumulators at bias[i], so the convolution's bias costs no extra pass.
 template <typename T>
 using UKernelOffs = void (*)(int64_t kc, const T* A, const T* base, const int64_t* offs, T* C, int64_t ldc,
-                             bool accumulate);
+                             bool accumulate, const T* bias);
 template <typename T> UKernelOffs<T> ukernel_offs();
 
 // "Broadcast" variant, vectorised over output channels instead of pixels: 6 pixels x NR output
@@ -88,9 +89,9 @@ void* thread_scratch(int slot, size_t bytes);
 void ukernel_f32_avx2(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, bool accumulate);
 void ukernel_f64_avx2(int64_t kc, const double* A, const double* B, double* C, int64_t ldc, bool accumulate);
 void ukernel_offs_f32_avx2(int64_t kc, const float* A, const float* base, const int64_t* offs, float* C, int64_t ldc,
-                           bool accumulate);
+                           bool accumulate, const float* bias);
 void ukernel_offs_f64_avx2(int64_t kc, const double* A, const double* base, const int64_t* offs, double* C,
-                           int64_t ldc, bool accumulate);
+                           int64_t ldc, bool accumulate, const double* bias);
 void ukernel_bcast_f32_avx2(int64_t kc, const float* const* P, const int64_t* offs, const float* B, float* C);
 void ukernel_bcast_f64_avx2(int64_t kc, const double* const* P, const int64_t* offs, const double* B, double* C);
 

@@ -70,6 +70,10 @@ void ukernel_f32_avx2(int64_t kc, const float* A, const float* B, float* C, int6
 #define CNNOPS_UKERNEL_BODY(VT, SET0, LOAD, STORE, BCAST, FMA, ADD, W, ROW)                      \
   VT c00 = SET0(), c01 = SET0(), c10 = SET0(), c11 = SET0(), c20 = SET0(), c21 = SET0();           \
   VT c30 = SET0(), c31 = SET0(), c40 = SET0(), c41 = SET0(), c50 = SET0(), c51 = SET0();           \
+  if (bias) {                                                                                      \
+    c00 = c01 = BCAST(bias + 0); c10 = c11 = BCAST(bias + 1); c20 = c21 = BCAST(bias + 2);         \
+    c30 = c31 = BCAST(bias + 3); c40 = c41 = BCAST(bias + 4); c50 = c51 = BCAST(bias + 5);         \
+  }                                                                                                \
   for (int64_t k = 0; k < kc; ++k) {                                                               \
     const auto* b = ROW(k);                                                                        \
     const VT b0 = LOAD(b), b1 = LOAD(b + W);                                                       \
@@ -99,18 +103,19 @@ void ukernel_f32_avx2(int64_t kc, const float* A, const float* B, float* C, int6
 
 void ukernel_f64_avx2(int64_t kc, const double* A, const double* B, double* C, int64_t ldc, bool accumulate) {
   constexpr int64_t NRW = 8;
+  const double* const bias = nullptr;
   CNNOPS_UKERNEL_BODY(__m256d, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_broadcast_sd,
                       _mm256_fmadd_pd, _mm256_add_pd, 4, CNNOPS_PACKED_ROW)
 }
 
 void ukernel_offs_f32_avx2(int64_t kc, const float* A, const float* base, const int64_t* offs, float* C, int64_t ldc,
-                           bool accumulate) {
+                           bool accumulate, const float* bias) {
   CNNOPS_UKERNEL_BODY(__m256, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_broadcast_ss,
                       _mm256_fmadd_ps, _mm256_add_ps, 8, CNNOPS_OFFSET_ROW)
 }
 
 void ukernel_offs_f64_avx2(int64_t kc, const double* A, const double* base, const int64_t* offs, double* C,
-                           int64_t ldc, bool accumulate) {
+                           int64_t ldc, bool accumulate, const double* bias) {
   CNNOPS_UKERNEL_BODY(__m256d, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_broadcast_sd,
                       _mm256_fmadd_pd, _mm256_add_pd, 4, CNNOPS_OFFSET_ROW)
 }

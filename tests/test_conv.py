@@ -114,6 +114,10 @@ ZERO_CASES = [
     Case("pad_beyond_reach_asym", (2, 3, 5, 4), 4, 2, 3, padding=(0, 3, 4, 0), bias=True),
     Case("kernel_1x7", (1, 3, 6, 15), 5, 1, 7, padding=(0, 3)),
     Case("many_k", (1, 5, 8, 9), 70, 3, 3, padding=1),
+    # smallc: 21 output channels on 32-wide output rows take the pixel orientation, on 10-wide
+    # rows the channel orientation (see conv_smallc.cpp); stride 2 splits the slab into phases
+    Case("k21_s2_pixel_orient", (1, 21, 7, 64), 21, 4, 4, stride=2, padding=1, bias=True),
+    Case("k21_s2_channel_orient", (2, 21, 9, 20), 21, 4, 4, stride=2, padding=(1, 2, 2, 1)),
     Case("batch5", (5, 2, 6, 7), 7, 3, 3, padding=1, bias=True),
     Case("one_pixel", (2, 3, 1, 1), 4, 1, 1, bias=True),
     Case("one_pixel_full", (1, 2, 1, 1), 3, 3, 3, padding="full"),

@@ -177,21 +177,24 @@ static Plan make_plan(const char* op, const std::vector<int64_t>& xs, const Tens
 
 // The "auto" rule (measured on the 2-core AVX2 machine, see benchmarks/results/conv_cpu.md):
 //   groups == C (one input channel per group)           -> depthwise (memory-bound plane kernel)
-//   C/groups <= 4 (any stride), or width stride 1 with K/groups <= 64 and a kernel larger
+//   C/groups <= 4 (any stride), or width stride <= 2 with K/groups <= 64 and a kernel larger
 //   than 1x1                                             -> smallc: the slab kernel reads its
 //       operands in place, so it wins wherever packing im2col panels would cost a large share
 //       of the arithmetic (few input channels, or few output channels to amortise a pack over).
-//       AlexNet's 11x11/4 first layer: 16.4 ms vs 18.4 ms packed (best of 10, interleaved).
+//       AlexNet's 11x11/4 first layer: 14.3 ms vs 20.9 ms packed; stride-2 3x3 layers with 24-64
+//       output channels 0.47-6.1 ms vs 0.67-8.4 ms packed, the FCN transposed layer's 4x4/2
+//       input gradient (21 channels) 3.3 ms vs 7.9 ms (medians of 11, interleaved). At stride 3
+//       (64 -> 48 channels, 3x3) packing won again: 3.0 ms vs 3.8 ms.
 //   everything else                                      -> gemm (packed implicit GEMM): 1x1
 //       kernels (packed panels are read with better locality than slab rows hundreds of
-//       channels apart), strided and wide layers (ResNet-50 3x3/2: 15.2 ms vs 19.3 ms slab).
+//       channels apart), wide layers (ResNet-50 3x3/2 with 128 channels: 18.1 ms vs 20.2 ms slab).
 ConvAlgo conv2d_choose_algo(const Conv2dGeom& g, ConvAlgo requested, const char* op) {
   if (requested == ConvAlgo::Depthwise)
     CNNOPS_CHECK_VALUE(g.Cg == 1, op, ": algo='depthwise' needs groups == input channels, got C=", g.C,
                        " and groups=", g.G);
   if (requested != ConvAlgo::Auto) return requested;
   if (g.Cg == 1 && g.G > 1) return ConvAlgo::Depthwise;
-  if (g.Cg <= 4 || (g.sw == 1 && g.Kg <= 64 && g.R * g.S > 1)) return ConvAlgo::SmallC;
+  if (g.Cg <= 4 || (g.sw <= 2 && g.Kg <= 64 && g.R * g.S > 1)) return ConvAlgo::SmallC;
   return ConvAlgo::Gemm;
 }
 

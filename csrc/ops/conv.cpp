@@ -243,6 +243,7 @@ template <typename T>
 static void grad_weight_2d(const T* dy, const T* x, T* dw, const Conv2dGeom& g, ConvAlgo algo) {
   if (algo == ConvAlgo::Direct) cpu::conv2d_backward_weight_direct<T>(dy, x, dw, g);
   else if (algo == ConvAlgo::Depthwise) cpu::conv2d_backward_weight_depthwise<T>(dy, x, dw, g);
+  else if (algo == ConvAlgo::SmallC) cpu::conv2d_backward_weight_smallc<T>(dy, x, dw, g);
   else cpu::conv2d_backward_weight_gemm<T>(dy, x, dw, g);
 }
 

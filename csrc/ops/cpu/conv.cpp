@@ -429,16 +429,19 @@ void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeo
     for (int64_t k = 0; k < g.Kg; ++k)
       for (int64_t i = 0; i < rows; ++i) out[k * CRS + r0 + i] = acc[i * Kp + k];
   });
-  if (nic > 1) {
-    parallel_for(g.K, [&](int64_t k) {
-      T* o = dw + k * CRS;
-      for (int64_t j = 0; j < CRS; ++j) {
-        T s = T(0);
-        for (int64_t ic = 0; ic < nic; ++ic) s += partial[ic * wsize + k * CRS + j];
-        o[j] = s;
-      }
-    });
-  }
+  if (nic > 1) sum_partials(partial.data(), nic, dw, static_cast<int64_t>(wsize));
+}
+
+template <typename T>
+void sum_partials(const T* partial, int64_t parts, T* out, int64_t size) {
+  constexpr int64_t B = 4096;
+  parallel_for((size + B - 1) / B, [&](int64_t q) {
+    for (int64_t j = q * B; j < std::min(size, (q + 1) * B); ++j) {
+      T s = T(0);
+      for (int64_t i = 0; i < parts; ++i) s += partial[i * size + j];
+      out[j] = s;
+    }
+  });
 }
 
 #define CNNOPS_INSTANTIATE(T)                                                                                 \
@@ -450,7 +453,8 @@ void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeo
   template void conv2d_backward_weight_gemm<T>(const T*, const T*, T*, const Conv2dGeom&);                    \
   template void conv2d_backward_bias<T>(const T*, T*, const Conv2dGeom&);                                     \
   template void im2col_row<T>(const T*, const Conv2dGeom&, int64_t, int64_t, int64_t, int64_t, int64_t, T*); \
-  template void fill_padded_rows<T>(const T*, const Conv2dGeom&, int64_t, int64_t, T*, int64_t);
+  template void fill_padded_rows<T>(const T*, const Conv2dGeom&, int64_t, int64_t, T*, int64_t);            \
+  template void sum_partials<T>(const T*, int64_t, T*, int64_t);
 CNNOPS_INSTANTIATE(float)
 CNNOPS_INSTANTIATE(double)
 #undef CNNOPS_INSTANTIATE

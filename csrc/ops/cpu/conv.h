@@ -68,6 +68,12 @@ void conv2d_backward_input_depthwise(const T* dy, const T* w, T* dx, const Conv2
 template <typename T>
 void conv2d_backward_weight_direct(const T* dy, const T* x, T* dw, const Conv2dGeom& g);
 template <typename T>
+void conv2d_backward_weight_smallc(const T* dy, const T* x, T* dw, const Conv2dGeom& g);
+// out[j] = sum over i < parts of partial[i*size + j], in order i = 0, 1, ... (grad_weight's
+// per-chunk partial sums; the fixed order keeps results independent of scheduling).
+template <typename T>
+void sum_partials(const T* partial, int64_t parts, T* out, int64_t size);
+template <typename T>
 void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeom& g);
 template <typename T>
 void conv2d_backward_weight_depthwise(const T* dy, const T* x, T* dw, const Conv2dGeom& g);

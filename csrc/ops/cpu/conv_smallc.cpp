@@ -154,8 +154,80 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
   });
 }
 
+// grad_weight on the same slab: dW[k][c, r, s] = sum over images and output pixels p of
+// dY[k][p] * (input value tap (c, r, s) sees from p). A task (group, chunk of (image, row block) units) keeps a
+// (C*R*S) x K/groups accumulator (padded to MR x NR tiles); per block of output rows it fills the
+// slab once, packs dY^T of the block's pixels into NR-channel panels (pack_b) and runs the
+// broadcast micro-kernel with the roles of forward swapped: its 6 "pixels" are 6 taps (each a
+// fixed slab offset), its reduction runs over the block's pixels (offset table), its panel is dY^T.
+// No im2col: packing a 6-tap x pixels panel per tap block cost as much as the arithmetic on
+// layers with few channels (LeNet conv2, MNIST conv2, FCN's transposed 4x4/2). The chunks'
+// partial sums reduce in a fixed order (deterministic for a given thread count).
+template <typename T>
+void conv2d_backward_weight_smallc(const T* dy, const T* x, T* dw, const Conv2dGeom& g) {
+  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q;
+  const int64_t Kp = (g.Kg + NR - 1) / NR * NR, CRSp = (CRS + MR - 1) / MR * MR;
+  const int64_t Wph = padded_phase_width(g, g.Q);
+  const int64_t Ws = g.sw * Wph;
+  auto slab_rows = [&](int64_t rows) { return (rows - 1) * g.sh + (g.R - 1) * g.dh + 1; };
+  int64_t rb = g.P;
+  while (rb > 1 && static_cast<int64_t>(sizeof(T)) * g.Cg * slab_rows(rb) * Ws > 96 * 1024) rb = (rb + 1) / 2;
+  // Work units (image, block of rb output rows), split into chunks that each own a partial sum:
+  // enough chunks for the threads even with one image (VGG's 224x224 layer at batch 1).
+  const int64_t nrb = (g.P + rb - 1) / rb, units = g.N * nrb;
+  const int64_t threads = num_threads();
+  const int64_t nic = std::max<int64_t>(1, std::min(units, (4 * threads + g.G - 1) / g.G));
+  const int64_t per = (units + nic - 1) / nic;
+  const size_t wsize = static_cast<size_t>(g.K * CRS);
+  std::vector<T> partial(nic > 1 ? wsize * nic : 0);
+  const UKernelBcast<T> ukb = ukernel_bcast<T>();
+
+  parallel_for(g.G * nic, [&](int64_t t) {
+    const int64_t ic = t % nic, gi = t / nic;
+    T* acc = static_cast<T*>(thread_scratch(3, sizeof(T) * CRSp * Kp));
+    std::fill(acc, acc + CRSp * Kp, T(0));
+    T* slab = static_cast<T*>(thread_scratch(0, sizeof(T) * g.Cg * slab_rows(rb) * Ws));
+    int64_t* offs = static_cast<int64_t*>(thread_scratch(1, sizeof(int64_t) * rb * g.Q));
+    T* bpack = static_cast<T*>(thread_scratch(2, sizeof(T) * rb * g.Q * Kp));
+    alignas(64) T tmp[MR * NR];
+    for (int64_t u = ic * per; u < std::min(units, (ic + 1) * per); ++u) {
+      const int64_t n = u / nrb, oh0 = (u % nrb) * rb;
+      const T* xg = x + (n * g.C + gi * g.Cg) * g.H * g.W;
+      const T* dyg = dy + (n * g.K + gi * g.Kg) * PQ;
+      {
+        const int64_t oh1 = std::min(g.P, oh0 + rb), rows = slab_rows(oh1 - oh0), npx = (oh1 - oh0) * g.Q;
+        for (int64_t c = 0; c < g.Cg; ++c)
+          fill_padded_rows(xg + c * g.H * g.W, g, oh0 * g.sh, rows, slab + c * rows * Ws, Wph);
+        for (int64_t px = 0; px < npx; ++px) offs[px] = (px / g.Q) * g.sh * Ws + px % g.Q;
+        pack_b(dyg + oh0 * g.Q, 1, PQ, npx, g.Kg, bpack);  // B(p, k) = dY[k][oh0*Q + p]
+        const T* P[MR];
+        for (int64_t t0 = 0; t0 < CRS; t0 += MR) {
+          for (int j = 0; j < MR; ++j) {
+            const int64_t crs = std::min(t0 + j, CRS - 1);  // the tail repeats the last tap
+            const int64_t c = crs / RS, r = (crs % RS) / g.S, s = crs % g.S;
+            P[j] = slab + (c * rows + r * g.dh) * Ws + tap_offset(g, s, Wph);
+          }
+          for (int64_t k0 = 0; k0 < Kp; k0 += NR) {
+            ukb(npx, P, offs, bpack + k0 * npx, tmp);
+            T* a = acc + t0 * Kp + k0;
+            for (int j = 0; j < MR; ++j)
+              for (int i = 0; i < NR; ++i) a[j * Kp + i] += tmp[j * NR + i];
+          }
+        }
+      }
+    }
+    T* out = (nic > 1 ? partial.data() + ic * wsize : dw) + gi * g.Kg * CRS;
+    for (int64_t k = 0; k < g.Kg; ++k)
+      for (int64_t i = 0; i < CRS; ++i) out[k * CRS + i] = acc[i * Kp + k];
+  });
+  if (nic > 1) sum_partials(partial.data(), nic, dw, static_cast<int64_t>(wsize));
+}
+
 template void conv2d_forward_smallc<float>(const float*, const float*, const float*, float*, const Conv2dGeom&);
 template void conv2d_forward_smallc<double>(const double*, const double*, const double*, double*, const Conv2dGeom&);
+template void conv2d_backward_weight_smallc<float>(const float*, const float*, float*, const Conv2dGeom&);
+template void conv2d_backward_weight_smallc<double>(const double*, const double*, double*, const Conv2dGeom&);
 
 }  // namespace cpu
 }  // namespace cnnops

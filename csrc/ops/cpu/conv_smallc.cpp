@@ -10,21 +10,24 @@
 // Two orientations share the slab. With K/groups >= NR and C*R*S >= 64 the broadcast kernel
 // vectorises over output channels instead (unless rounding K/groups up to NR channels wastes
 // more lanes than rounding it to MR rows and the row to NR pixels: 21 channels pad to 24 in the
-// pixel orientation on 64-wide rows, to 32 in this one; FCN's 4x4/2 input gradient 6.9 -> 5.5 ms): a tile is any 6 output pixels (taken in order across
-// rows, so 14-wide rows waste nothing) x NR channels, the 6 pixels' inputs broadcast from the
-// slab at each tap offset and the weights read as packed NR-channel panels (sequential, from L2);
-// the 6 x NR result is stored transposed into the NCHW output. Measured (2 threads, interleaved
-// with PyTorch, best of 12): LeNet conv2 0.70 -> 0.34 ms, MNIST conv2 15.5 -> 9.2 ms, ResNet-50
-// 3x3 15.1 -> 13.9 ms against the pixel orientation; LeNet/MNIST conv1 (25 taps) keep the latter.
-// Pixel orientation loop order: strip of NR output columns outermost, then every MR-row weight panel, so the strip's
-// slab window (C*R rows x (NR+S-1) values, a few KB) stays in L1 while the weights (Kg x CRS)
-// stream from L2 in order. The last strip of a row reads zero padding past the row; only its valid
+// pixel orientation on 64-wide rows, to 32 in this one; FCN's 4x4/2 input gradient 6.9 -> 5.5 ms):
+// a tile is any 6 output pixels (taken in order across rows, so 14-wide rows waste nothing) x NR
+// channels, the 6 pixels' inputs broadcast from the slab at each tap offset and the weights read
+// as packed NR-channel panels (sequential, from L2); the 6 x NR result is stored transposed into
+// the NCHW output. Measured (2 threads, interleaved with PyTorch, best of 12): LeNet conv2
+// 0.70 -> 0.34 ms, MNIST conv2 15.5 -> 9.2 ms, ResNet-50 3x3 15.1 -> 13.9 ms against the pixel
+// orientation; LeNet/MNIST conv1 (25 taps) keep the latter.
+// Pixel orientation loop order: strip of NR output columns outermost, then every MR-row weight
+// panel, so the strip's slab window (C*R rows x (NR+S-1) values, a few KB) stays in L1 while the
+// weights (Kg x CRS) stream from L2 in order. The last strip of a row reads zero padding past the row; only its valid
 // columns are stored. Packing im2col panels would cost as much as the arithmetic when C*R*S or
 // K/groups is small; here the only copy is the slab (about (rows + R - 1) / rows x the input).
 //
 // Measured (2 threads, forward, benchmarks/results/conv_cpu.md): LeNet conv1 2.4-2.5x PyTorch at
 // ~30% of peak (25 taps per output: call overhead and the 16-wide strips on 28-wide rows bound
-// it), 3x3 layers with 64 channels 49-77% of peak depending on the run.
+// it), 3x3 layers with 64 channels 49-82% of peak depending on the run (65% in the committed
+// run, MNIST conv2 84%). The slab grad_weight below: MNIST conv2 65%, VGG 224x224 61%, ResNet
+// 3x3 60% of peak in the same run (backward = input + weight gradient).
 #include <algorithm>
 #include <cstring>
 #include <vector>

@@ -312,7 +312,8 @@ PYBIND11_MODULE(_C, m) {
            bool exact) {
           const char* o = op.c_str();
           Tensor dy = from_python(grad_output, o, "grad_output");
-          return run_released([&] { return upsample_nearest_backward(o, dy, nd, channels_last, in_size, scales, exact); });
+          return run_released(
+              [&] { return upsample_nearest_backward(o, dy, nd, channels_last, in_size, scales, exact); });
         },
         py::arg("op"), py::arg("grad_output"), py::arg("nd"), py::arg("channels_last"), py::arg("in_size"),
         py::arg("scales"), py::arg("exact"));
@@ -558,8 +559,10 @@ PYBIND11_MODULE(_C, m) {
         Tensor c;
         const bool has_c = !idxs.is_none();
         if (has_c) c = from_python(idxs, o, "idxs");
-        return run_released([&] { return fast_cluster_nms(o, b, s, has_c ? &c : nullptr, iou_threshold, has_score_threshold, score_threshold,
-                               top_k, max_output, cluster); });
+        return run_released([&] {
+          return fast_cluster_nms(o, b, s, has_c ? &c : nullptr, iou_threshold, has_score_threshold, score_threshold,
+                                  top_k, max_output, cluster);
+        });
       },
       py::arg("op"), py::arg("boxes"), py::arg("scores"), py::arg("idxs"), py::arg("iou_threshold"),
       py::arg("has_score_threshold"), py::arg("score_threshold"), py::arg("top_k"), py::arg("max_output"),

@@ -616,6 +616,16 @@ def test_torch_in_torch_out(dtype_name):
         assert rel_err(t.numpy(), r) < TOL[np.dtype(dtype_name).type]
 
 
+def test_torch_dtype_without_numpy_counterpart():
+    """CPU tensors cross as NumPy views; bfloat16 (no NumPy dtype) takes the DLPack route and is
+    refused by the core with the dtype named, not by NumPy with an unrelated message."""
+    torch = pytest.importorskip("torch")
+    x = torch.zeros(1, 1, 4, 4, dtype=torch.bfloat16)
+    w = torch.zeros(1, 1, 3, 3, dtype=torch.bfloat16)
+    with pytest.raises(TypeError, match=r"conv2d: expected input with dtype float32 or float64, got bfloat16"):
+        cnnops.conv2d(x, w)
+
+
 @pytest.mark.parametrize("algo", ["direct", "gemm", "auto", "depthwise", "smallc"])
 def test_empty_batch(algo):
     x = np.zeros((0, 4, 7, 6), np.float32)

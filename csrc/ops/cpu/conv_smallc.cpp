@@ -39,6 +39,16 @@
 namespace cnnops {
 namespace cpu {
 
+// Padded input rows a block of `rows` output rows reads.
+static int64_t slab_rows(const Conv2dGeom& g, int64_t rows) { return (rows - 1) * g.sh + (g.R - 1) * g.dh + 1; }
+
+// Halves a block of `rb` output rows until its slab (C_g x slab rows x Ws values of `elem` bytes)
+// fits in ~96 KB (L2), then caps it at P.
+static int64_t fit_slab(const Conv2dGeom& g, int64_t rb, int64_t Ws, int64_t elem) {
+  while (rb > 1 && elem * g.Cg * slab_rows(g, rb) * Ws > 96 * 1024) rb = (rb + 1) / 2;
+  return std::min(rb, g.P);
+}
+
 template <typename T>
 void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
@@ -70,10 +80,7 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
 
   // Output rows per task: enough tasks for the threads, slab within ~96 KB.
   const int64_t threads = num_threads();
-  int64_t rb = std::max<int64_t>(1, g.N * g.G * g.P / (8 * threads));
-  auto slab_rows = [&](int64_t rows) { return (rows - 1) * g.sh + (g.R - 1) * g.dh + 1; };
-  while (rb > 1 && static_cast<int64_t>(sizeof(T)) * g.Cg * slab_rows(rb) * Ws > 96 * 1024) rb = (rb + 1) / 2;
-  rb = std::min(rb, g.P);
+  const int64_t rb = fit_slab(g, std::max<int64_t>(1, g.N * g.G * g.P / (8 * threads)), Ws, sizeof(T));
   const int64_t nrb = (g.P + rb - 1) / rb;
   const UKernelOffs<T> uk = ukernel_offs<T>();
   const UKernelBcast<T> ukb = ukernel_bcast<T>();
@@ -83,7 +90,7 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
   parallel_for(g.N * g.G * nrb, [&](int64_t t) {
     const int64_t q = t % nrb, gi = (t / nrb) % g.G, n = t / nrb / g.G;
     const int64_t oh0 = q * rb, oh1 = std::min(g.P, oh0 + rb);
-    const int64_t rows = slab_rows(oh1 - oh0);
+    const int64_t rows = slab_rows(g, oh1 - oh0);
     const T* xg = x + (n * g.C + gi * g.Cg) * g.H * g.W;
     T* slab = static_cast<T*>(thread_scratch(0, sizeof(T) * g.Cg * rows * Ws));
     int64_t* offs = static_cast<int64_t*>(thread_scratch(1, sizeof(int64_t) * CRS));
@@ -158,9 +165,9 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
 }
 
 // grad_weight on the same slab: dW[k][c, r, s] = sum over images and output pixels p of
-// dY[k][p] * (input value tap (c, r, s) sees from p). A task (group, chunk of (image, row block) units) keeps a
-// (C*R*S) x K/groups accumulator (padded to MR x NR tiles); per block of output rows it fills the
-// slab once, packs dY^T of the block's pixels into NR-channel panels (pack_b) and runs the
+// dY[k][p] * (input value tap (c, r, s) sees from p). A task (group, chunk of (image, row block)
+// units) keeps a (C*R*S) x K/groups accumulator (padded to MR x NR tiles); per block of output
+// rows it fills the slab once, packs dY^T of the block's pixels into NR-channel panels (pack_b) and runs the
 // broadcast micro-kernel with the roles of forward swapped: its 6 "pixels" are 6 taps (each a
 // fixed slab offset), its reduction runs over the block's pixels (offset table), its panel is dY^T.
 // No im2col: packing a 6-tap x pixels panel per tap block cost as much as the arithmetic on
@@ -173,9 +180,7 @@ void conv2d_backward_weight_smallc(const T* dy, const T* x, T* dw, const Conv2dG
   const int64_t Kp = (g.Kg + NR - 1) / NR * NR, CRSp = (CRS + MR - 1) / MR * MR;
   const int64_t Wph = padded_phase_width(g, g.Q);
   const int64_t Ws = g.sw * Wph;
-  auto slab_rows = [&](int64_t rows) { return (rows - 1) * g.sh + (g.R - 1) * g.dh + 1; };
-  int64_t rb = g.P;
-  while (rb > 1 && static_cast<int64_t>(sizeof(T)) * g.Cg * slab_rows(rb) * Ws > 96 * 1024) rb = (rb + 1) / 2;
+  const int64_t rb = fit_slab(g, g.P, Ws, sizeof(T));
   // Work units (image, block of rb output rows), split into chunks that each own a partial sum:
   // enough chunks for the threads even with one image (VGG's 224x224 layer at batch 1).
   const int64_t nrb = (g.P + rb - 1) / rb, units = g.N * nrb;
@@ -190,33 +195,32 @@ void conv2d_backward_weight_smallc(const T* dy, const T* x, T* dw, const Conv2dG
     const int64_t ic = t % nic, gi = t / nic;
     T* acc = static_cast<T*>(thread_scratch(3, sizeof(T) * CRSp * Kp));
     std::fill(acc, acc + CRSp * Kp, T(0));
-    T* slab = static_cast<T*>(thread_scratch(0, sizeof(T) * g.Cg * slab_rows(rb) * Ws));
-    int64_t* offs = static_cast<int64_t*>(thread_scratch(1, sizeof(int64_t) * rb * g.Q));
+    T* slab = static_cast<T*>(thread_scratch(0, sizeof(T) * g.Cg * slab_rows(g, rb) * Ws));
     T* bpack = static_cast<T*>(thread_scratch(2, sizeof(T) * rb * g.Q * Kp));
+    // Slab offset of each pixel of a block (the same for every block; a short last block uses a prefix).
+    int64_t* offs = static_cast<int64_t*>(thread_scratch(1, sizeof(int64_t) * rb * g.Q));
+    for (int64_t px = 0; px < rb * g.Q; ++px) offs[px] = (px / g.Q) * g.sh * Ws + px % g.Q;
     alignas(64) T tmp[MR * NR];
     for (int64_t u = ic * per; u < std::min(units, (ic + 1) * per); ++u) {
       const int64_t n = u / nrb, oh0 = (u % nrb) * rb;
       const T* xg = x + (n * g.C + gi * g.Cg) * g.H * g.W;
       const T* dyg = dy + (n * g.K + gi * g.Kg) * PQ;
-      {
-        const int64_t oh1 = std::min(g.P, oh0 + rb), rows = slab_rows(oh1 - oh0), npx = (oh1 - oh0) * g.Q;
-        for (int64_t c = 0; c < g.Cg; ++c)
-          fill_padded_rows(xg + c * g.H * g.W, g, oh0 * g.sh, rows, slab + c * rows * Ws, Wph);
-        for (int64_t px = 0; px < npx; ++px) offs[px] = (px / g.Q) * g.sh * Ws + px % g.Q;
-        pack_b(dyg + oh0 * g.Q, 1, PQ, npx, g.Kg, bpack);  // B(p, k) = dY[k][oh0*Q + p]
-        const T* P[MR];
-        for (int64_t t0 = 0; t0 < CRS; t0 += MR) {
-          for (int j = 0; j < MR; ++j) {
-            const int64_t crs = std::min(t0 + j, CRS - 1);  // the tail repeats the last tap
-            const int64_t c = crs / RS, r = (crs % RS) / g.S, s = crs % g.S;
-            P[j] = slab + (c * rows + r * g.dh) * Ws + tap_offset(g, s, Wph);
-          }
-          for (int64_t k0 = 0; k0 < Kp; k0 += NR) {
-            ukb(npx, P, offs, bpack + k0 * npx, tmp);
-            T* a = acc + t0 * Kp + k0;
-            for (int j = 0; j < MR; ++j)
-              for (int i = 0; i < NR; ++i) a[j * Kp + i] += tmp[j * NR + i];
-          }
+      const int64_t oh1 = std::min(g.P, oh0 + rb), rows = slab_rows(g, oh1 - oh0), npx = (oh1 - oh0) * g.Q;
+      for (int64_t c = 0; c < g.Cg; ++c)
+        fill_padded_rows(xg + c * g.H * g.W, g, oh0 * g.sh, rows, slab + c * rows * Ws, Wph);
+      pack_b(dyg + oh0 * g.Q, 1, PQ, npx, g.Kg, bpack);  // B(p, k) = dY[k][oh0*Q + p]
+      const T* P[MR];
+      for (int64_t t0 = 0; t0 < CRS; t0 += MR) {
+        for (int j = 0; j < MR; ++j) {
+          const int64_t crs = std::min(t0 + j, CRS - 1);  // the tail repeats the last tap
+          const int64_t c = crs / RS, r = (crs % RS) / g.S, s = crs % g.S;
+          P[j] = slab + (c * rows + r * g.dh) * Ws + tap_offset(g, s, Wph);
+        }
+        for (int64_t k0 = 0; k0 < Kp; k0 += NR) {
+          ukb(npx, P, offs, bpack + k0 * npx, tmp);
+          T* a = acc + t0 * Kp + k0;
+          for (int j = 0; j < MR; ++j)
+            for (int i = 0; i < NR; ++i) a[j * Kp + i] += tmp[j * NR + i];
         }
       }
     }

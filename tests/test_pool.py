@@ -368,6 +368,24 @@ def test_adaptive_pool_matches_torch(rng, case):
     assert rel(fn("adaptive_max_pool", nd, True)(go, x, i), xt.grad.numpy()) < 1e-14
 
 
+@pytest.mark.parametrize("hw", [(1, 1), (2, 3), (1, 8), (7, 7), (4, 4), (9, 11)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_avg_pool2d_plane_groups(rng, threads, hw, dtype):
+    # the float kernel sums eight planes at a time: 8k planes, a ragged last group, and plane
+    # sizes below, at and around the vector width; the same bits for any thread count
+    for planes in [(1, 1), (2, 4), (3, 7), (5, 13)]:
+        x = rand(rng, planes + hw, dtype)
+        outs = []
+        for n in (1, 2, 3):
+            threads(n)
+            outs.append(cnnops.global_avg_pool2d(x))
+        # a sum of P values is off by at most (P - 1) * eps * sum|x| (any order)
+        bound = hw[0] * hw[1] * np.finfo(dtype).eps * np.abs(x.astype(F64)).mean(axis=(2, 3), keepdims=True)
+        assert np.all(np.abs(outs[0] - x.astype(F64).mean(axis=(2, 3), keepdims=True)) <= bound)
+        for o in outs[1:]:
+            assert o.tobytes() == outs[0].tobytes()
+
+
 @pytest.mark.parametrize("last", [False, True], ids=["first", "last"])
 def test_global_pool2d(rng, last):
     x = rand(rng, (3, 5, 7, 6), np.float32)

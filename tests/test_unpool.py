@@ -326,6 +326,36 @@ def test_max_unpool_out_of_range_indices(bad, fmt, rng):
         cnnops.max_unpool2d_backward(gy, idx, 2, output_size=(4, 5), data_format=fmt)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("where", [(0,), (5,), (8, 30), (51, 50), (116,), (113, 115)])
+def test_max_unpool_backward_bad_index_in_long_planes(where, dtype, rng):
+    # planes of 117 indices: the float kernel checks them eight at a time after an unaligned head;
+    # bad ones at the start, inside and at the edges of groups and in the tail; the error names the
+    # first bad index in memory order, and nothing else changes the other planes' results
+    idx = _pool_indices(rng, 2, 3, (18, 26), (9, 13))
+    values = [-3, 18 * 26, 2**40, -(2**62)]
+    for j, pos in enumerate(where):
+        idx[1, 2].flat[pos] = values[j]
+    gy = rand(rng, (2, 3, 18, 26), dtype)
+    first = values[int(np.argmin(where))]
+    with pytest.raises(ValueError, match=rf"expected indices in \[0, 468\).*got {first}"):
+        cnnops.max_unpool2d_backward(gy, idx, 2)
+    idx[1, 2] = 0
+    np.testing.assert_array_equal(cnnops.max_unpool2d_backward(gy, idx, 2), max_unpool_backward_ref(gy, idx))
+
+
+def test_max_unpool_backward_streamed_result(rng):
+    # a float32 result above the streaming threshold (24 MB): written with non-temporal stores
+    # from a reused (NaN-poisoned) block
+    N, C, H, W = 4, 64, 160, 160
+    idx = rng.integers(0, 4 * H * W, size=(N, C, H, W), dtype=np.int64)
+    gy = rand(rng, (N, C, 2 * H, 2 * W), np.float32)
+    poison_cache(N * C * H * W * 4)
+    gx = cnnops.max_unpool2d_backward(gy, idx, 2)
+    np.testing.assert_array_equal(gx, np.take_along_axis(gy.reshape(N, C, -1), idx.reshape(N, C, -1), 2)
+                                  .reshape(N, C, H, W))
+
+
 def test_max_unpool_poisoned_outputs(rng):
     x = rand(rng, (2, 16, 40, 40), np.float64)
     idx = _pool_indices(rng, 2, 16, (80, 80), (40, 40))
@@ -495,7 +525,7 @@ def test_bad_arguments_raise(call, exc, pattern):
 def test_upsample_x2_simd_and_portable_agree(fmt, rng, portable_simd):
     """The x2 rows (AVX2 duplicate with streaming stores, paired sums) against the portable loops:
     identical bits, and the reference; widths with and without a tail of the 8-wide loop."""
-    for shape in ((2, 3, 9, 19), (1, 2, 4, 16), (3, 1, 5, 3)):
+    for shape in ((2, 3, 9, 19), (1, 2, 4, 16), (3, 1, 5, 3), (2, 16, 3, 5), (1, 11, 2, 9)):
         x = rand(rng, shape, np.float32)
         gy = rand(rng, shape[:2] + (2 * shape[2], 2 * shape[3]), np.float32)
         xa, ga = (to_cl(x), to_cl(gy)) if fmt == "NHWC" else (x, gy)
@@ -520,5 +550,24 @@ def test_upsample_x2_large_output_streaming_path(rng, portable_simd):
     if cnnops._C.cpu_has_avx2_fma():
         cnnops.set_simd_level("avx2")
         simd = cnnops.upsample_nearest2d(x, scale_factor=2)
+        cnnops.set_simd_level("portable")
+        assert simd.tobytes() == port.tobytes()
+
+
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
+def test_upsample_x2_backward_large_result_streaming_path(fmt, rng, portable_simd):
+    """A grad_input above the streaming threshold (24 MB), into a NaN-poisoned block: the AVX2
+    paired sums with streaming stores give the portable bits (channels last: 8 channels, the
+    vector width, so every pixel streams)."""
+    gy = rand(rng, (1, 8, 1024, 1602), np.float32)
+    ga = to_cl(gy) if fmt == "NHWC" else gy
+    port = cnnops.upsample_nearest2d_backward(ga, (1, 512, 801, 8) if fmt == "NHWC" else (1, 8, 512, 801),
+                                              scale_factor=2, data_format=fmt)
+    want = gy.reshape(1, 8, 512, 2, 801, 2).astype(np.float64).sum(axis=(3, 5))
+    assert rel_err(from_cl(port) if fmt == "NHWC" else port, want) < 1e-6
+    if cnnops._C.cpu_has_avx2_fma():
+        cnnops.set_simd_level("avx2")
+        poison_cache(port.nbytes)
+        simd = cnnops.upsample_nearest2d_backward(ga, port.shape, scale_factor=2, data_format=fmt)
         cnnops.set_simd_level("portable")
         assert simd.tobytes() == port.tobytes()

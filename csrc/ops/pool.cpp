@@ -172,40 +172,8 @@ static void to_tf_indices(int64_t* idx, const cpu::PoolGeom& g) {
   });
 }
 
-// True when every (n, c) plane is one window: global (or adaptive-to-1) average pooling, NC...
-static bool whole_plane_average(const cpu::PoolGeom& g) {
-  if (g.kind != PoolKind::Avg || g.channels_last || g.divisor_override != 0 || g.out_plane() != 1) return false;
-  for (int d = 0; d < 3; ++d)
-    if (g.begin[d].size() != 1 || g.begin[d][0] != 0 || g.count[d][0] != g.in[d]) return false;
-  return true;
-}
-
-// Global average over contiguous planes: y[p] = mean of x[p*HW .. (p+1)*HW). Eight independent
-// partial sums per plane (so the compiler vectorises them); planes are split into blocks of
-// ~64 KB across threads. ResNet's (32, 2048, 7, 7) went from 0.90x to PyTorch's time through the
-// generic window walk to a single streaming pass.
-template <typename T>
-static void global_average(const T* x, T* y, int64_t planes, int64_t hw) {
-  const int64_t block = std::max<int64_t>(1, 16384 / std::max<int64_t>(hw, 1));
-  const T inv = T(1) / static_cast<T>(hw);
-  parallel_for((planes + block - 1) / block, [&](int64_t b) {
-    const int64_t p1 = std::min(planes, (b + 1) * block);
-    for (int64_t p = b * block; p < p1; ++p) {
-      const T* v = x + p * hw;
-      T acc[8] = {T(0), T(0), T(0), T(0), T(0), T(0), T(0), T(0)};
-      int64_t i = 0;
-      for (; i + 8 <= hw; i += 8)
-        for (int j = 0; j < 8; ++j) acc[j] += v[i + j];
-      T s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-      for (; i < hw; ++i) s += v[i];
-      y[p] = s * inv;
-    }
-  });
-}
-
 template <typename T>
 static void run_forward(const Tensor& x, PoolResult& r, const cpu::PoolGeom& g) {
-  if (whole_plane_average(g)) return global_average<T>(x.ptr<T>(), r.output.ptr<T>(), g.N * g.C, g.in_plane());
   if (g.kind == PoolKind::Max)
     cpu::pool_max_forward<T>(x.ptr<T>(), r.output.ptr<T>(), r.has_indices ? r.indices.ptr<int64_t>() : nullptr, g);
   else

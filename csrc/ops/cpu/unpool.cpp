@@ -66,9 +66,9 @@ static void dup2_row(const T* x, T* y0, T* y1, int64_t W, bool stream) {
 
 // dx[w] = (g0[2w] + g0[2w+1]) + (g1[2w] + g1[2w+1]).
 template <typename T>
-static void sum2x2_row(const T* g0, const T* g1, T* dx, int64_t W) {
+static void sum2x2_row(const T* g0, const T* g1, T* dx, int64_t W, bool stream) {
   if constexpr (std::is_same<T, float>::value) {
-    if (use_avx2()) return avx2::sum2x2_row_f32(g0, g1, dx, W);
+    if (use_avx2()) return avx2::sum2x2_row_f32(g0, g1, dx, W, stream);
   }
   for (int64_t w = 0; w < W; ++w) dx[w] = (g0[2 * w] + g0[2 * w + 1]) + (g1[2 * w] + g1[2 * w + 1]);
 }
@@ -140,6 +140,7 @@ void upsample_nearest_backward(const T* dy, T* dx, const Geom5& in, const Geom5&
   // cells are 2x2 are summed as (g00 + g01) + (g10 + g11) in both layouts.
   bool wpairs = Wo == 2 * W;
   for (int64_t w = 0; w < W && wpairs; ++w) wpairs = rw[2 * w] == 2 * w && rw[2 * w + 1] == 2 * w + 2;
+  const bool stream = static_cast<size_t>(in.numel()) * sizeof(T) >= kStreamMinBytes;
   if (!in.cl) {
     const int64_t rows = in.N * C * D * H;
     for_blocks(rows, std::max<int64_t>(1, 2048 / std::max<int64_t>(W, 1)), [&](int64_t r0, int64_t r1) {
@@ -148,7 +149,7 @@ void upsample_nearest_backward(const T* dy, T* dx, const Geom5& in, const Geom5&
         const int64_t h = r % H, d = (r / H) % D, nc = r / (H * D);
         if (wpairs && rd[2 * d + 1] - rd[2 * d] == 1 && rh[2 * h + 1] - rh[2 * h] == 2) {
           const T* g0 = dy + ((nc * Do + rd[2 * d]) * Ho + rh[2 * h]) * Wo;
-          sum2x2_row(g0, g0 + Wo, dx + r * W, W);
+          sum2x2_row(g0, g0 + Wo, dx + r * W, W, stream);
           continue;
         }
         std::fill(acc.begin(), acc.end(), T(0));
@@ -163,6 +164,9 @@ void upsample_nearest_backward(const T* dy, T* dx, const Geom5& in, const Geom5&
           }
         std::memcpy(dx + r * W, acc.data(), sizeof(T) * W);
       }
+      if constexpr (std::is_same<T, float>::value) {
+        if (stream && use_avx2()) avx2::stream_fence();
+      }
     });
   } else {
     const int64_t rows = in.N * D * H;
@@ -170,6 +174,13 @@ void upsample_nearest_backward(const T* dy, T* dx, const Geom5& in, const Geom5&
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t h = r % H, d = (r / H) % D, n = r / (H * D);
         const bool pair_rows = wpairs && rd[2 * d + 1] - rd[2 * d] == 1 && rh[2 * h + 1] - rh[2 * h] == 2;
+        if constexpr (std::is_same<T, float>::value) {
+          if (pair_rows && use_avx2()) {
+            const T* g0 = dy + ((n * Do + rd[2 * d]) * Ho + rh[2 * h]) * Wo * C;
+            avx2::sum2x2_cl_row_f32(g0, g0 + Wo * C, dx + r * W * C, W, C, stream);
+            continue;
+          }
+        }
         for (int64_t w = 0; w < W; ++w) {
           T* a = dx + (r * W + w) * C;
           if (pair_rows) {  // a 2x2 cell: the order of the NC... x2 path
@@ -186,6 +197,9 @@ void upsample_nearest_backward(const T* dy, T* dx, const Geom5& in, const Geom5&
                 for (int64_t c = 0; c < C; ++c) a[c] += g[c];
               }
         }
+      }
+      if constexpr (std::is_same<T, float>::value) {
+        if (stream && use_avx2()) avx2::stream_fence();
       }
     });
   }
@@ -238,11 +252,20 @@ bool max_unpool_backward(const T* dy, const int64_t* idx, T* dx, const Geom5& in
   const uint64_t limit = static_cast<uint64_t>(OS);
   const int64_t tasks = in.cl ? in.N : in.N * C;
   std::vector<int64_t> first(tasks, -1), value(tasks, 0);
+  const bool stream = static_cast<size_t>(in.numel()) * sizeof(T) >= kStreamMinBytes;
   parallel_for(tasks, [&](int64_t t) {
     if (!in.cl) {
       const T* gp = dy + t * OS;
       const int64_t* ip = idx + t * IS;
       T* dp = dx + t * IS;
+      if constexpr (std::is_same<T, float>::value) {
+        if (use_avx2()) {
+          const int64_t f = avx2::gather_f32(gp, ip, dp, IS, OS, stream);
+          if (f >= 0) { first[t] = f; value[t] = ip[f]; }
+          if (stream) avx2::stream_fence();
+          return;
+        }
+      }
       for (int64_t i = 0; i < IS; ++i) {
         const int64_t k = ip[i];
         if (static_cast<uint64_t>(k) >= limit) {

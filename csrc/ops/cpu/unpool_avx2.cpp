@@ -4,8 +4,18 @@
 //    (unpacklo/hi + a lane permute). Output rows 32-byte aligned get streaming (non-temporal)
 //    stores: the output is 4x the input and is not read back here, so skipping the
 //    read-for-ownership of its cache lines cuts the memory traffic by up to 40%.
-//  - sum2x2: dx[w] = (g0[2w] + g0[2w+1]) + (g1[2w] + g1[2w+1]), the same order as the portable
-//    loop, so both give identical bits.
+//  - sum2x2 (upsampling backward): dx[w] = (g0[2w] + g0[2w+1]) + (g1[2w] + g1[2w+1]), and the
+//    channels-last form over C contiguous channels per pixel, the same order as the portable loops,
+//    so both give identical bits. Results above the cache size are streamed too: on (32, 64, 56,
+//    56) NHWC the AVX2 rows went 6.4-6.7 -> 5.8-5.9 ms, with streaming stores 5.1-5.4 ms (PyTorch
+//    8.9-9.6 ms; same process, interleaved, 40 rounds).
+//  - gather (max_unpool backward, one plane per call): eight indices are range-checked with two
+//    vector compares (a group with a bad index goes through the scalar path, which records it and
+//    writes 0), the eight values are loaded as scalars and stored as one vector, streamed when the
+//    result is larger than the cache. Against the plain scalar loop, same process, interleaved
+//    (40 rounds, (32, 64, 56, 56) from 112x112, 2 threads): 10.7-11.1 -> 9.2-9.5 ms, PyTorch's
+//    gather 10.3-10.9 ms; without the streaming stores 9.7-10.1 ms, with a software prefetch
+//    through the index 40 ahead no better, with vgatherqps (two per eight) 12-15 ms.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -17,15 +27,15 @@ namespace cnnops {
 namespace cpu {
 namespace avx2 {
 
-void dup2_row_f32(const float* x, float* y0, float* y1, int64_t W, bool stream_ok) {
-  const bool stream = stream_ok && (reinterpret_cast<uintptr_t>(y0) % 32 == 0) &&
-                      (y1 == nullptr || reinterpret_cast<uintptr_t>(y1) % 32 == 0);
+void dup2_row_f32(const float* x, float* y0, float* y1, int64_t W, bool stream) {
+  const bool nt = stream && (reinterpret_cast<uintptr_t>(y0) % 32 == 0) &&
+                  (y1 == nullptr || reinterpret_cast<uintptr_t>(y1) % 32 == 0);
   int64_t w = 0;
   for (; w + 8 <= W; w += 8) {
     const __m256 a = _mm256_loadu_ps(x + w);
     const __m256 lo = _mm256_unpacklo_ps(a, a), hi = _mm256_unpackhi_ps(a, a);
     const __m256 o0 = _mm256_permute2f128_ps(lo, hi, 0x20), o1 = _mm256_permute2f128_ps(lo, hi, 0x31);
-    if (stream) {
+    if (nt) {
       _mm256_stream_ps(y0 + 2 * w, o0);
       _mm256_stream_ps(y0 + 2 * w + 8, o1);
       if (y1) {
@@ -49,7 +59,8 @@ void dup2_row_f32(const float* x, float* y0, float* y1, int64_t W, bool stream_o
 
 void stream_fence() { _mm_sfence(); }
 
-void sum2x2_row_f32(const float* g0, const float* g1, float* dx, int64_t W) {
+void sum2x2_row_f32(const float* g0, const float* g1, float* dx, int64_t W, bool stream) {
+  const bool nt = stream && reinterpret_cast<uintptr_t>(dx) % 32 == 0;
   int64_t w = 0;
   for (; w + 8 <= W; w += 8) {
     const __m256 a0 = _mm256_loadu_ps(g0 + 2 * w), b0 = _mm256_loadu_ps(g0 + 2 * w + 8);
@@ -57,7 +68,8 @@ void sum2x2_row_f32(const float* g0, const float* g1, float* dx, int64_t W) {
     // hadd pairs within 128-bit lanes, then put the lanes back in order
     const __m256 s0 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_hadd_ps(a0, b0)), 0xD8));
     const __m256 s1 = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_hadd_ps(a1, b1)), 0xD8));
-    _mm256_storeu_ps(dx + w, _mm256_add_ps(s0, s1));
+    if (nt) _mm256_stream_ps(dx + w, _mm256_add_ps(s0, s1));
+    else _mm256_storeu_ps(dx + w, _mm256_add_ps(s0, s1));
   }
   for (; w < W; ++w) dx[w] = (g0[2 * w] + g0[2 * w + 1]) + (g1[2 * w] + g1[2 * w + 1]);
 }
@@ -78,6 +90,52 @@ void stream_copy(void* dst, const void* src, size_t bytes) {
   _mm_sfence();
 }
 
+int64_t gather_f32(const float* g, const int64_t* ip, float* dp, int64_t n, int64_t limit, bool stream) {
+  const __m256i last = _mm256_set1_epi64x(limit - 1), zero = _mm256_setzero_si256();
+  int64_t i = 0, first = -1;
+  auto one = [&](int64_t j) {
+    const int64_t k = ip[j];
+    const bool ok = static_cast<uint64_t>(k) < static_cast<uint64_t>(limit);
+    if (!ok && first < 0) first = j;
+    dp[j] = ok ? g[k] : 0.0f;
+  };
+  if (stream)  // streaming stores need 32-byte aligned destinations
+    for (; i < n && reinterpret_cast<uintptr_t>(dp + i) % 32 != 0; ++i) one(i);
+  for (; i + 8 <= n; i += 8) {
+    const __m256i k0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ip + i));
+    const __m256i k1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ip + i + 4));
+    // k outside [0, limit): k < 0 or k > limit - 1 (signed compares; limit < 2^63)
+    const __m256i bad = _mm256_or_si256(_mm256_or_si256(_mm256_cmpgt_epi64(zero, k0), _mm256_cmpgt_epi64(k0, last)),
+                                        _mm256_or_si256(_mm256_cmpgt_epi64(zero, k1), _mm256_cmpgt_epi64(k1, last)));
+    if (!_mm256_testz_si256(bad, bad)) {
+      for (int j = 0; j < 8; ++j) one(i + j);
+      continue;
+    }
+    const __m256 v = _mm256_setr_ps(g[ip[i]], g[ip[i + 1]], g[ip[i + 2]], g[ip[i + 3]], g[ip[i + 4]],
+                                    g[ip[i + 5]], g[ip[i + 6]], g[ip[i + 7]]);
+    if (stream) _mm256_stream_ps(dp + i, v);
+    else _mm256_storeu_ps(dp + i, v);
+  }
+  for (; i < n; ++i) one(i);
+  return first;
+}
+
+
+void sum2x2_cl_row_f32(const float* g0, const float* g1, float* dx, int64_t W, int64_t C, bool stream) {
+  const bool nt = stream && C % 8 == 0 && reinterpret_cast<uintptr_t>(dx) % 32 == 0;
+  for (int64_t w = 0; w < W; ++w) {
+    const float *a = g0 + 2 * w * C, *b = a + C, *c = g1 + 2 * w * C, *d = c + C;
+    float* o = dx + w * C;
+    int64_t k = 0;
+    for (; k + 8 <= C; k += 8) {
+      const __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k)),
+                                     _mm256_add_ps(_mm256_loadu_ps(c + k), _mm256_loadu_ps(d + k)));
+      if (nt) _mm256_stream_ps(o + k, s);
+      else _mm256_storeu_ps(o + k, s);
+    }
+    for (; k < C; ++k) o[k] = (a[k] + b[k]) + (c[k] + d[k]);
+  }
+}
 }  // namespace avx2
 }  // namespace cpu
 }  // namespace cnnops

@@ -13,12 +13,15 @@
 //  - max_unpool forward: tasks own whole output planes (n, c) (NC...) or whole images n (N...C):
 //    zero-fill, then write the inputs at their indices in memory order; no two tasks write the same
 //    memory, so duplicates resolve the same way (last in memory order) for any thread count.
-//  - max_unpool backward / bed-of-nails backward: pure gathers, blocks of input elements per task.
-// Measured (benchmarks/results/unpool_cpu.md; 2 threads on the shared 2-core VM under load, copy
-// bandwidth 8.4 GB/s measured in the same run): float32 (32, 64, 56, 56) x2 upsampling forward
-// 4.4 GB/s = 52% of streaming copy (an earlier run: 4.5 GB/s = 84% of 5.4 GB/s), backward 46%;
-// N...C forward 60%, backward 66%; max_unpool x2 forward 38%, backward 52% (a gather: all of
-// grad_output is read, the same traffic as torch's gather, which it matches at 0.97-1.0x).
+//  - max_unpool backward: a pure gather; tasks own whole planes (NC...) or images (N...C); float
+//    planes go through the AVX2 gather (range checks eight at a time, streaming stores).
+//  - bed-of-nails backward: a pure gather, blocks of input rows per task.
+// Measured (benchmarks/results/unpool_cpu.md, commit 9e6d4b6; 2 threads on the shared 2-core VM,
+// copy bandwidth 21.5 GB/s measured in the same run): float32 (32, 64, 56, 56) x2 upsampling
+// forward 27.6 GB/s (128% of the copy rate: streaming stores skip the write-allocate reads the copy
+// measurement pays), backward 93%; N...C forward 71%, backward 129%; max_unpool x2 forward 54%,
+// backward 78% (a gather: all of grad_output is read, the same traffic as torch's gather, which it
+// beats by 1.08-1.12x in most runs).
 #include "ops/cpu/unpool.h"
 
 #include <algorithm>

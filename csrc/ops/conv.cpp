@@ -208,12 +208,22 @@ static void forward_2d(const T* x, const T* w, const T* b, T* y, const Conv2dGeo
   }
 }
 
+// y[n][k][...] += b[k].
+template <typename T>
+static void add_bias(T* y, const T* b, int64_t N, int64_t K, int64_t spatial) {
+  parallel_for(N * K, [&](int64_t q) {
+    const T bv = b[q % K];
+    T* p = y + q * spatial;
+    for (int64_t i = 0; i < spatial; ++i) p[i] += bv;
+  });
+}
+
 // grad_input of a stride-1, zero-padded convolution is the forward convolution of grad_output
 // with the weights flipped in R and S and transposed in (K, C) per group, with padding
 // (dh*(R-1) - pt) on top and (H - P + pt) at the bottom (same for the width). Returns false when
 // that padding would be negative (padding larger than the kernel's reach).
 template <typename T>
-static bool grad_input_as_forward(const T* dy, const T* w, T* dx, const Conv2dGeom& g) {
+static bool grad_input_as_forward(const T* dy, const T* w, T* dx, const Conv2dGeom& g, const T* bias) {
   if (g.sh != 1 || g.sw != 1 || g.mode != PadMode::Zeros) return false;
   Conv2dGeom t = g;
   t.C = g.K; t.K = g.C; t.Cg = g.Kg; t.Kg = g.Cg;
@@ -228,15 +238,22 @@ static bool grad_input_as_forward(const T* dy, const T* w, T* dx, const Conv2dGe
       for (int64_t c = 0; c < g.Cg; ++c)
         for (int64_t rs = 0; rs < RS; ++rs)
           wt[((gi * g.Cg + c) * g.Kg + k) * RS + (RS - 1 - rs)] = w[((gi * g.Kg + k) * g.Cg + c) * RS + rs];
-  forward_2d<T>(dy, wt.data(), nullptr, dx, t, conv2d_choose_algo(t, ConvAlgo::Auto, "conv_backward"));
+  forward_2d<T>(dy, wt.data(), bias, dx, t, conv2d_choose_algo(t, ConvAlgo::Auto, "conv_backward"));
   return true;
 }
 
+// dx (+ bias per channel of dx, when given: the transposed convolution's forward). The GEMM and
+// forward-convolution paths take the bias in their first write; the others add it after.
 template <typename T>
-static void grad_input_2d(const T* dy, const T* w, T* dx, const Conv2dGeom& g, ConvAlgo algo) {
-  if (algo == ConvAlgo::Direct) cpu::conv2d_backward_input_direct<T>(dy, w, dx, g);
-  else if (algo == ConvAlgo::Depthwise) cpu::conv2d_backward_input_depthwise<T>(dy, w, dx, g);
-  else if (!grad_input_as_forward<T>(dy, w, dx, g)) cpu::conv2d_backward_input_gemm<T>(dy, w, dx, g);
+static void grad_input_2d(const T* dy, const T* w, T* dx, const Conv2dGeom& g, ConvAlgo algo,
+                          const T* bias = nullptr) {
+  if (algo == ConvAlgo::Direct || algo == ConvAlgo::Depthwise) {
+    if (algo == ConvAlgo::Direct) cpu::conv2d_backward_input_direct<T>(dy, w, dx, g);
+    else cpu::conv2d_backward_input_depthwise<T>(dy, w, dx, g);
+    if (bias) add_bias<T>(dx, bias, g.N, g.C, g.H * g.W);
+  } else if (!grad_input_as_forward<T>(dy, w, dx, g, bias)) {
+    cpu::conv2d_backward_input_gemm<T>(dy, w, dx, g, bias);
+  }
 }
 
 template <typename T>
@@ -322,9 +339,9 @@ static void run_forward(const Plan& pl, const T* x, const T* w, const T* b, T* y
 }
 
 template <typename T>
-static void run_grad_input(const Plan& pl, const T* dy, const T* w, T* dx, ConvAlgo algo) {
+static void run_grad_input(const Plan& pl, const T* dy, const T* w, T* dx, ConvAlgo algo, const T* bias = nullptr) {
   const Conv2dGeom& g = pl.g;
-  if (pl.nd < 3) return grad_input_2d<T>(dy, w, dx, g, algo);
+  if (pl.nd < 3) return grad_input_2d<T>(dy, w, dx, g, algo, bias);
   Tensor dyl_buf = lowered_buffer<T>(g.N * g.K * g.P * g.Q);
   T* dyl = dyl_buf.ptr<T>();
   Tensor dxl_buf = lowered_buffer<T>(g.N * g.C * g.H * g.W);
@@ -332,6 +349,7 @@ static void run_grad_input(const Plan& pl, const T* dy, const T* w, T* dx, ConvA
   depth_permute(dy, dyl, pl, pl.K, g.P * g.Q, true);
   grad_input_2d<T>(dyl, w, dxl, g, algo);
   depth_fold(dxl, dx, pl);
+  if (bias) add_bias<T>(dx, bias, pl.N, pl.C, pl.D * g.H * g.W);
 }
 
 template <typename T>
@@ -353,15 +371,6 @@ static void run_grad_bias(const T* dy, T* db, int64_t N, int64_t K, int64_t spat
   Conv2dGeom g{};
   g.N = N; g.K = K; g.P = spatial; g.Q = 1;
   cpu::conv2d_backward_bias<T>(dy, db, g);
-}
-
-template <typename T>
-static void add_bias(T* y, const T* b, int64_t N, int64_t K, int64_t spatial) {
-  parallel_for(N * K, [&](int64_t q) {
-    const T bv = b[q % K];
-    T* p = y + q * spatial;
-    for (int64_t i = 0; i < spatial; ++i) p[i] += bv;
-  });
 }
 
 static void require_cpu(const char* op, const Tensor& x) {
@@ -571,8 +580,8 @@ Tensor conv_transpose(const char* op, const Tensor& input, const Tensor& weight,
   if (pl.N == 0) return y;
   auto run = [&](auto tag) {
     using T = decltype(tag);
-    run_grad_input<T>(pl, extend<T>(x, eff, pl.K).template ptr<T>(), w.ptr<T>(), y.ptr<T>(), algo);
-    if (bias) add_bias<T>(y.ptr<T>(), b.ptr<T>(), pl.N, pl.C, spatial_size(out_shape));
+    run_grad_input<T>(pl, extend<T>(x, eff, pl.K).template ptr<T>(), w.ptr<T>(), y.ptr<T>(), algo,
+                      bias ? b.ptr<T>() : nullptr);
   };
   if (x.dtype == DType::Float32) run(float{});
   else run(double{});

@@ -343,7 +343,7 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
 // ---------------------------------------------------------------- GEMM backward
 
 template <typename T>
-void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom& g) {
+void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom& g, const T* bias) {
   constexpr int64_t NC = 256;
   const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q, HW = g.H * g.W;
   const int64_t threads = num_threads();
@@ -363,7 +363,7 @@ void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom
     const int64_t q = t % ncb, gi = (t / ncb) % g.G, n = t / ncb / g.G;
     const int64_t c0 = q * cb, c1 = std::min(g.Cg, c0 + cb), rows = (c1 - c0) * RS;
     T* dxg = dx + (n * g.C + gi * g.Cg) * HW;
-    std::fill(dxg + c0 * HW, dxg + c1 * HW, T(0));
+    for (int64_t c = c0; c < c1; ++c) std::fill(dxg + c * HW, dxg + (c + 1) * HW, bias ? bias[gi * g.Cg + c] : T(0));
     T* dcol = static_cast<T*>(thread_scratch(0, sizeof(T) * rows * NC));
     const T* ap = wpack.p + (gi * ncb + q) * apanel;
     const T* dyg = dy + (n * g.K + gi * g.Kg) * PQ;  // B(k, p) = dY[k][p]
@@ -448,7 +448,7 @@ void sum_partials(const T* partial, int64_t parts, T* out, int64_t size) {
   template void conv2d_forward_direct<T>(const T*, const T*, const T*, T*, const Conv2dGeom&);                \
   template void conv2d_forward_gemm<T>(const T*, const T*, const T*, T*, const Conv2dGeom&);                  \
   template void conv2d_backward_input_direct<T>(const T*, const T*, T*, const Conv2dGeom&);                   \
-  template void conv2d_backward_input_gemm<T>(const T*, const T*, T*, const Conv2dGeom&);                     \
+  template void conv2d_backward_input_gemm<T>(const T*, const T*, T*, const Conv2dGeom&, const T*);           \
   template void conv2d_backward_weight_direct<T>(const T*, const T*, T*, const Conv2dGeom&);                  \
   template void conv2d_backward_weight_gemm<T>(const T*, const T*, T*, const Conv2dGeom&);                    \
   template void conv2d_backward_bias<T>(const T*, T*, const Conv2dGeom&);                                     \

@@ -60,8 +60,10 @@ void conv2d_forward_depthwise(const T* x, const T* w, const T* b, T* y, const Co
 
 template <typename T>
 void conv2d_backward_input_direct(const T* dy, const T* w, T* dx, const Conv2dGeom& g);
+// dx = the input gradient, plus bias[c] on every element of channel c when `bias` is not null (the
+// transposed convolution's forward: the bias seeds dx instead of costing a pass of its own).
 template <typename T>
-void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom& g);
+void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom& g, const T* bias = nullptr);
 template <typename T>
 void conv2d_backward_input_depthwise(const T* dy, const T* w, T* dx, const Conv2dGeom& g);
 

@@ -277,6 +277,30 @@ def test_portable_and_avx2_agree_closely(rng, portable_simd):
     assert rel_err(y_portable, y_best) < 1e-6
 
 
+def test_depthwise_large_output_streaming_path(rng):
+    """A float32 depthwise output above the streaming threshold (24 MB), written into a NaN-poisoned
+    block: every element stored (rows of 224 = 7 blocks of 32; 111 at stride 2 = a masked tail, rows
+    not all 32-byte aligned), against a float64 shift-and-add reference."""
+    from test_unpool import poison_cache
+
+    for shape, stride in (((2, 64, 224, 224), 1), ((8, 64, 221, 221), 2)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        w = rng.standard_normal((64, 1, 3, 3)).astype(np.float32)
+        b = rng.standard_normal(64).astype(np.float32)
+        P = Q = (shape[2] - 1) // stride + 1
+        assert shape[0] * 64 * P * Q * 4 >= 24 << 20
+        poison_cache(shape[0] * 64 * P * Q * 4)
+        y = cnnops.conv2d(x, w, b, stride=stride, padding=1, groups=64)
+        xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+        want = np.broadcast_to(b.astype(np.float64)[:, None, None], y.shape).copy()
+        for r in range(3):
+            for s in range(3):
+                want += w[:, 0, r, s, None, None].astype(np.float64) * \
+                    xp[:, :, r:r + stride * (P - 1) + 1:stride, s:s + stride * (Q - 1) + 1:stride]
+        assert not np.isnan(y).any()
+        assert rel_err(y, want) < 1e-6
+
+
 # ----------------------------------------------------------------------------- padding spellings
 
 

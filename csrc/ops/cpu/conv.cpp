@@ -134,12 +134,18 @@ template <typename T>
 void conv2d_backward_bias(const T* dy, T* db, const Conv2dGeom& g) {
   const int64_t PQ = g.P * g.Q;
   parallel_for(g.K, [&](int64_t k) {
+    // eight lane partials (vectorisable without reassociation flags; one scalar chain ran at a
+    // third of the memory rate), combined pairwise, then the images in order
     T acc = T(0);
     for (int64_t n = 0; n < g.N; ++n) {
       const T* p = dy + (n * g.K + k) * PQ;
-      T part = T(0);
-      for (int64_t i = 0; i < PQ; ++i) part += p[i];
-      acc += part;
+      T part[8] = {};
+      int64_t i = 0;
+      for (; i + 8 <= PQ; i += 8)
+        for (int j = 0; j < 8; ++j) part[j] += p[i + j];
+      T tail = T(0);
+      for (; i < PQ; ++i) tail += p[i];
+      acc += (((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]))) + tail;
     }
     db[k] = acc;
   });

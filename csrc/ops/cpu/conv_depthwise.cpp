@@ -1,8 +1,15 @@
 // Depthwise convolution (groups == C, any channel multiplier K/C): plane-parallel drivers that
 // call the row kernels of conv_depthwise_rows.h, the AVX2 build when the CPU has it.
 // Memory-bound: MobileNet's 8x256x56x56 3x3 layer moves 51 MB (floor 2.6 ms at the measured
-// 19.7 GB/s); the forward runs in 5.8 ms (45% of that floor, 7.7x PyTorch). Output blocks come
-// from the host block cache (core/tensor.cpp): fresh pages cost 6,500 faults per call.
+// 19.7 GB/s). Output blocks come from the host block cache (core/tensor.cpp): fresh pages cost
+// 6,500 faults per call. Same process, interleaved with PyTorch (medians of 30 / 15):
+//  - forward 7.1-7.5 -> 3.7-3.9 ms: the row kernel's 8-wide tail loop (one dependent chain of
+//    R*S FMAs per vector, as slow as the 32-wide part on 56-wide rows) replaced by whole 32-wide
+//    blocks stored up to Q; outputs above kStreamMinBytes streamed (7.1 -> 6.2 ms of that).
+//  - backward (input + weight + bias gradients) 20-22 -> 9.3-9.8 ms: the weight gradient reads
+//    the padded plane with up to 9 taps per pass (one dy load per 9 FMAs; was 9 passes of one
+//    chain each), the input gradient at stride 1 runs this forward with the flipped kernel
+//    (conv.cpp, grad_input_2d), and the bias gradient sums in eight lanes.
 #define CNNOPS_ISA portable
 #include "ops/cpu/conv_depthwise_rows.h"
 
@@ -14,7 +21,7 @@ namespace cpu {
 
 #ifdef CNNOPS_HAVE_AVX2_TU
 namespace avx2 {
-template <typename T> void dw_forward_plane(const T*, const T*, T, T*, const Conv2dGeom&);
+template <typename T> void dw_forward_plane(const T*, const T*, T, T*, const Conv2dGeom&, bool);
 template <typename T> void dw_backward_input_plane(const T*, const T*, T*, const Conv2dGeom&);
 template <typename T> void dw_backward_weight_plane(const T*, const T*, T*, const Conv2dGeom&);
 }  // namespace avx2
@@ -27,10 +34,11 @@ static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
 template <typename T>
 void conv2d_forward_depthwise(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g) {
   const int64_t RS = g.R * g.S;
+  const bool stream = static_cast<size_t>(g.N * g.K * g.P * g.Q) * sizeof(T) >= kStreamMinBytes;
   parallel_for(g.N * g.K, [&](int64_t t) {
     const int64_t n = t / g.K, k = t % g.K, c = k / g.Kg;
     CNNOPS_DW_CALL(dw_forward_plane<T>, x + (n * g.C + c) * g.H * g.W, w + k * RS, b ? b[k] : T(0),
-                   y + t * g.P * g.Q, g);
+                   y + t * g.P * g.Q, g, stream);
   });
 }
 

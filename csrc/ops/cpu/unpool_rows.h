@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/cpu_features.h"  // kStreamMinBytes
+
 namespace cnnops {
 namespace cpu {
 namespace avx2 {
@@ -24,9 +26,5 @@ void stream_copy(void* dst, const void* src, size_t bytes);
 }  // namespace avx2
 // avx2::stream_copy when `stream` and the AVX2 kernels are selected, else memcpy.
 void copy_out(void* dst, const void* src, size_t bytes, bool stream);
-// Streaming stores pay off only for results larger than the last-level cache: smaller ones stay in
-// cache between calls (and are often read next). 24 MB: below the 32 MB L3 of the benchmark CPU;
-// measured there, streaming a 12.8 MB upsampling output ran 0.84x torch, a 103 MB one 8.7x.
-constexpr size_t kStreamMinBytes = size_t(24) << 20;
 }  // namespace cpu
 }  // namespace cnnops

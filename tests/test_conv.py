@@ -524,7 +524,7 @@ def test_backward_repeatable(case, algo, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case,algo", _case_algo_params(DET_CASES))
-def test_grad_input_independent_of_thread_count(case, algo, dtype, threads):
+def test_grad_input_and_bias_independent_of_thread_count(case, algo, dtype, threads):
     x, w, b, gy, _, _ = case_data(case, dtype)
     results = []
     for n in (1, 2, 4):
@@ -533,9 +533,9 @@ def test_grad_input_independent_of_thread_count(case, algo, dtype, threads):
         results.append(cnnops.conv2d_backward(gy, x, w, algo=algo, **case.kwargs()))
     for r in results[1:]:
         np.testing.assert_array_equal(r[0], results[0][0])
+        np.testing.assert_array_equal(r[2], results[0][2])  # grad_bias: one fixed order per channel
         if algo == "depthwise":  # depthwise weight gradients are per-plane: fixed order too
             np.testing.assert_array_equal(r[1], results[0][1])
-            np.testing.assert_array_equal(r[2], results[0][2])
 
 
 @pytest.mark.parametrize("n_threads", [1, 3])

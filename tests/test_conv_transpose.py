@@ -145,6 +145,10 @@ CASES = [
     TCase("2d_k_eq_s", (1, 8, 4, 5), 4, (2, 2), stride=2, bias=True),
     TCase("2d_one_pixel", (2, 3, 1, 1), 4, (3, 3), stride=2, bias=True),
     TCase("2d_many_channels", (1, 40, 4, 4), 24, (3, 3), stride=2, padding=1, output_padding=1),
+    # rows of 32 or more with at least two taps per stride phase: the phase-split col2im, padded
+    # column 0 of even (p=1 -> the adjoint's pad 2) and odd parity, with and without a bias
+    TCase("2d_s2_k4_wide", (1, 3, 3, 35), 5, (4, 4), stride=2, padding=1, bias=True),
+    TCase("2d_s2_k5_wide_op1", (2, 2, 3, 33), 3, (3, 5), stride=2, padding=(1, 2), output_padding=1),
     # 3-D
     TCase("3d_s1", (1, 3, 3, 4, 5), 2, (3, 3, 3), padding=1, bias=True),
     TCase("3d_s2", (2, 2, 3, 4, 3), 3, (3, 3, 3), stride=2, padding=1, output_padding=1),

@@ -161,17 +161,33 @@ def bench_case(torch, case: Case, repeats=None, quick=False, log=print) -> dict:
     return row
 
 
+# Issue 4's targets for this file: "every other pooling op >= 1.5x PyTorch" (here the fractional
+# max pooling, a pooling op; NCHW max pooling is bench/pool.py's) and "no op slower than PyTorch"
+# (every pass). The third line holds the unpooling and upsampling passes to 1.5x as well, which
+# the issue does not ask: max_unpool's backward is a gather bound by the memory reads it shares
+# with PyTorch's (see the module docstring).
+POOLING_CASES = ("frac_max_sqrt2",)
+
+
 def targets(rows: list) -> list:
     sp = [(r["name"], pn, r[pn]["speedup"]) for r in rows for pn in ("forward", "backward") if r.get(pn)]
     total = 2 * len(rows)
-    below = [f"{n} {p} {s:.2f}x" for n, p, s in sp if s < MIN_SPEEDUP]
-    slower = [f"{n} {p} {s:.2f}x" for n, p, s in sp if s < 1.0]
     part = "" if len(sp) == total else f" ({len(sp)} of {total} passes measured)"
+    pool = [x for x in sp if x[0] in POOLING_CASES]
+
+    def below(items, limit):
+        return [f"{n} {p} {s:.2f}x" for n, p, s in items if s < limit]
+
+    def line(name, items, limit, ok_text, bad_text):
+        bad = below(items, limit)
+        return common.target_line(name, (not bad) if items else None,
+                                  (ok_text if not bad else bad_text + ", ".join(bad)) + part)
+
     return [
-        common.target_line(f"every pass >= {MIN_SPEEDUP}x PyTorch", (not below) if sp else None,
-                           ("all pass" if not below else "below: " + ", ".join(below)) + part),
-        common.target_line("no pass slower than PyTorch", (not slower) if sp else None,
-                           ("none slower" if not slower else "slower: " + ", ".join(slower)) + part),
+        line(f"pooling ops (fractional max) >= {MIN_SPEEDUP}x PyTorch", pool, MIN_SPEEDUP, "all pass", "below: "),
+        line("no pass slower than PyTorch", sp, 1.0, "none slower", "slower: "),
+        line(f"beyond the issue: every pass (unpooling, upsampling too) >= {MIN_SPEEDUP}x", sp, MIN_SPEEDUP,
+             "all pass", "below: "),
     ]
 
 

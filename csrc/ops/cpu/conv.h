@@ -44,6 +44,8 @@ inline int64_t padded_phase_width(const Conv2dGeom& g, int64_t qr) {
   const int64_t wp = g.pl + g.W + g.pr;
   return std::max(qr + ((g.S - 1) * g.dw) / g.sw, (wp + g.sw - 1) / g.sw);
 }
+// Padded input rows a block of `rows` output rows reads.
+inline int64_t slab_rows(const Conv2dGeom& g, int64_t rows) { return (rows - 1) * g.sh + (g.R - 1) * g.dh + 1; }
 // Offset of tap column s inside a phase-split padded row.
 inline int64_t tap_offset(const Conv2dGeom& g, int64_t s, int64_t Wph) {
   return ((s * g.dw) % g.sw) * Wph + (s * g.dw) / g.sw;

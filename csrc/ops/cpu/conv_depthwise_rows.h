@@ -41,6 +41,11 @@ static inline void dw_row(const T* base, int64_t Ws, const int64_t* toff, const 
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
+// Mask of the first n of 8 float lanes (n in [0, 8]) for masked loads and stores.
+static inline __m256i first_lanes(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 // float on AVX2: 32 outputs (4 vectors, four independent FMA chains) accumulate in registers over
 // all taps, 1 load per FMA, then are stored once; a row's last block is computed whole (the
 // padded row has slack to read up to the next multiple of 32) and stored up to Q, the partial
@@ -71,9 +76,7 @@ static inline void dw_row(const float* base, int64_t Ws, const int64_t* toff, co
         if (nt) _mm256_stream_ps(yr + o, c[v]);
         else _mm256_storeu_ps(yr + o, c[v]);
       } else if (o < g.Q) {
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(g.Q - o)),
-                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        _mm256_maskstore_ps(yr + o, mask, c[v]);
+        _mm256_maskstore_ps(yr + o, first_lanes(g.Q - o), c[v]);
       }
     }
   }
@@ -86,7 +89,7 @@ static inline void dw_row(const float* base, int64_t Ws, const int64_t* toff, co
 template <typename T>
 void dw_forward_plane(const T* xc, const T* wk, T bias, T* yk, const Conv2dGeom& g, bool stream) {
   const int64_t Wph = padded_phase_width(g, (g.Q + 31) / 32 * 32);
-  const int64_t Ws = g.sw * Wph, rows = (g.P - 1) * g.sh + (g.R - 1) * g.dh + 1;
+  const int64_t Ws = g.sw * Wph, rows = slab_rows(g, g.P);
   T* plane = static_cast<T*>(thread_scratch(0, sizeof(T) * rows * Ws));
   int64_t* toff = static_cast<int64_t*>(thread_scratch(1, sizeof(int64_t) * g.S));
   fill_padded_rows(xc, g, 0, rows, plane, Wph);
@@ -160,8 +163,7 @@ static void dw_weight_taps_avx2(const float* dyk, const float* plane, int64_t ro
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   const int64_t qf = Q / 8 * 8;
-  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(Q - qf)),
-                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i tail = first_lanes(Q - qf);
   for (int64_t oh = 0; oh < P; ++oh) {
     const float* d = dyk + oh * Q;
     const float* base = plane + oh * row_step;
@@ -207,7 +209,7 @@ template <typename T>
 void dw_backward_weight_plane(const T* dyk, const T* xc, T* dwk, const Conv2dGeom& g) {
   const int64_t RS = g.R * g.S;
   const int64_t Wph = padded_phase_width(g, (g.Q + 7) / 8 * 8);
-  const int64_t Ws = g.sw * Wph, rows = (g.P - 1) * g.sh + (g.R - 1) * g.dh + 1;
+  const int64_t Ws = g.sw * Wph, rows = slab_rows(g, g.P);
   T* plane = static_cast<T*>(thread_scratch(0, sizeof(T) * rows * Ws));
   int64_t* off = static_cast<int64_t*>(thread_scratch(1, sizeof(int64_t) * RS));
   T* sums = static_cast<T*>(thread_scratch(2, sizeof(T) * RS));

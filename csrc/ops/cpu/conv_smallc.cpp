@@ -39,9 +39,6 @@
 namespace cnnops {
 namespace cpu {
 
-// Padded input rows a block of `rows` output rows reads.
-static int64_t slab_rows(const Conv2dGeom& g, int64_t rows) { return (rows - 1) * g.sh + (g.R - 1) * g.dh + 1; }
-
 // Halves a block of `rb` output rows until its slab (C_g x slab rows x Ws values of `elem` bytes)
 // fits in ~96 KB (L2), then caps it at P.
 static int64_t fit_slab(const Conv2dGeom& g, int64_t rb, int64_t Ws, int64_t elem) {

@@ -109,6 +109,10 @@ ZERO_CASES = [
     Case("conv1x1_groups", (1, 8, 5, 6), 8, 1, 1, groups=2),
     Case("gemm_multi_kc", (1, 40, 12, 12), 20, 3, 3, padding=1, bias=True),
     Case("gemm_many_pixels", (1, 8, 23, 29), 13, 3, 3, padding=1),
+    # stride 2 with several tap chunks (333 taps, chunk edges inside a channel) and two pixel
+    # blocks whose edges fall inside output rows: the forward GEMM's phase-split slab
+    Case("gemm_s2_multi_kc", (1, 37, 41, 43), 14, 3, 3, stride=2, padding=1, bias=True),
+    Case("gemm_s32_d2_multi_kc", (2, 29, 38, 47), 9, 3, 4, stride=(3, 2), dilation=(1, 2), padding=(2, 1, 0, 3)),
     Case("kernel_eq_input", (2, 3, 5, 5), 4, 5, 5, bias=True),
     Case("pad_beyond_reach", (1, 2, 4, 5), 3, 3, 3, padding=3),
     Case("pad_beyond_reach_asym", (2, 3, 5, 4), 4, 2, 3, padding=(0, 3, 4, 0), bias=True),
@@ -140,6 +144,7 @@ _MODE_BASE = [
     Case("max_reflect_pad", (1, 2, 3, 4), 3, 3, 3, padding=(2, 2, 3, 3)),
     Case("conv1x1_pad", (1, 3, 4, 5), 2, 1, 1, padding=2, bias=True),
     Case("gemm_many_pixels", (1, 6, 17, 19), 8, 3, 3, padding=(2, 1, 1, 2)),
+    Case("gemm_s2_multi_kc", (1, 30, 35, 33), 7, 3, 3, stride=2, padding=(1, 2, 1, 0)),
 ]
 MODE_CASES = [c.with_mode(m) for m in ("reflect", "replicate", "circular") for c in _MODE_BASE] + [
     # pads as large as each mode allows: circular up to the input size, replicate without limit

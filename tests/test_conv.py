@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import cnnops
+from cache_poison import poison_cache
 from reference import (
     TORCH_PAD_MODE,
     conv2d_backward_ref,
@@ -286,8 +287,6 @@ def test_depthwise_large_output_streaming_path(rng):
     """A float32 depthwise output above the streaming threshold (24 MB), written into a NaN-poisoned
     block: every element stored (rows of 224 = 7 blocks of 32; 111 at stride 2 = a masked tail, rows
     not all 32-byte aligned), against a float64 shift-and-add reference."""
-    from test_unpool import poison_cache
-
     for shape, stride in (((2, 64, 224, 224), 1), ((8, 64, 221, 221), 2)):
         x = rng.standard_normal(shape).astype(np.float32)
         w = rng.standard_normal((64, 1, 3, 3)).astype(np.float32)

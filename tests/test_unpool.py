@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import cnnops
+from cache_poison import poison_cache
 from reference import (
     bed_of_nails_ref,
     max_unpool_backward_ref,
@@ -36,16 +37,6 @@ def to_cl(a):
 
 def from_cl(a):
     return np.moveaxis(np.asarray(a), -1, 1)
-
-
-def poison_cache(nbytes, copies=1):
-    """Leave NaN-filled blocks of `nbytes` in cnnops' block cache (outputs of 1 MB or more are
-    recycled from it), so an output element a kernel forgets to write stays NaN."""
-    cnnops.empty_cache()
-    n = nbytes // 8
-    blocks = [cnnops.upsample_nearest1d(np.full((1, 1, 1), np.nan), size=n) for _ in range(copies)]
-    assert all(np.isnan(b).all() for b in blocks)
-    del blocks
 
 
 def rand(rng, shape, dtype):

@@ -351,9 +351,12 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
 
   // Weights -> MR-row panels, chunked by KC along the reduction (layout documented in gemm.h).
   AlignedBuf<T> wpack(static_cast<size_t>(g.G * Mp * CRS));
-  for (int64_t gi = 0; gi < g.G; ++gi)
-    for (int64_t k0 = 0; k0 < CRS; k0 += KC)
-      pack_a(w + gi * g.Kg * CRS + k0, CRS, 1, g.Kg, std::min(KC, CRS - k0), wpack.p + gi * Mp * CRS + k0 * Mp);
+  // (in parallel: VGG's 512-channel layer packs 9.4 MB, 1-2% of its time when done by one thread)
+  const int64_t nkc = ceil_div(CRS, KC);
+  parallel_for(g.G * nkc, [&](int64_t t) {
+    const int64_t gi = t / nkc, k0 = (t % nkc) * KC;
+    pack_a(w + gi * g.Kg * CRS + k0, CRS, 1, g.Kg, std::min(KC, CRS - k0), wpack.p + gi * Mp * CRS + k0 * Mp);
+  });
 
   int64_t nb = ceil_div(PQ, NC_MAX);
   const int64_t nc = round_up(ceil_div(PQ, nb), NR);

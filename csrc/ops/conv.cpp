@@ -333,6 +333,30 @@ template <typename T>
 static void run_forward(const Plan& pl, const T* x, const T* w, const T* b, T* y, ConvAlgo algo) {
   const Conv2dGeom& g = pl.g;
   if (pl.nd < 3) return forward_2d<T>(x, w, b, y, g, algo);
+  if (algo == ConvAlgo::Gemm || algo == ConvAlgo::SmallC) {
+    // In place: a table of the input planes each lowered (image, channel) reads, and the output
+    // written straight into (N, K, Do, ...), instead of a gathered copy of the input (kernel depth
+    // times its size: 77 MB for the benchmark's 4x32x16x56x56 layer) and a permuted copy of the
+    // output (51 MB). Same bits; the benchmark's two 3-D layers 3-10% faster (same process, A/B,
+    // medians of 10, two runs).
+    const int64_t HW = g.H * g.W;
+    std::vector<T> zeros;
+    std::vector<const T*> planes(static_cast<size_t>(g.N * g.C));
+    for (int64_t q = 0; q < g.N; ++q) {
+      const int64_t n = q / pl.Do, od = q % pl.Do;
+      for (int64_t c = 0; c < pl.C; ++c)
+        for (int64_t t = 0; t < pl.T; ++t) {
+          const int64_t id = cpu::pad_index(od * pl.sd - pl.pf + t * pl.dd, pl.D, pl.mode);
+          if (id < 0 && zeros.empty()) zeros.assign(static_cast<size_t>(HW), T(0));
+          planes[q * g.C + c * pl.T + t] = id < 0 ? zeros.data() : x + ((n * pl.C + c) * pl.D + id) * HW;
+        }
+    }
+    Conv2dGeom gy = g;
+    gy.yd = pl.Do;
+    if (algo == ConvAlgo::Gemm) cpu::conv2d_forward_gemm<T>(x, w, b, y, gy, planes.data());
+    else cpu::conv2d_forward_smallc<T>(x, w, b, y, gy, planes.data());
+    return;
+  }
   Tensor xl_buf = lowered_buffer<T>(g.N * g.C * g.H * g.W);
   T* xl = xl_buf.ptr<T>();
   Tensor yl_buf = lowered_buffer<T>(g.N * g.K * g.P * g.Q);

@@ -6,7 +6,10 @@
 //   2-D (N, C, H, W)     -> as is;
 //   3-D (N, C, D, H, W)  -> per output depth, the T kernel-depth slices of the input become T x C
 //       channels of a 2-D problem over (N*Do) images (weights (K, C/g, T, R, S) are already
-//       laid out as (K, C/g*T, R, S)); depth padding (any mode) is applied by that gather.
+//       laid out as (K, C/g*T, R, S)); depth padding (any mode) is applied by that gather. The
+//       gemm and smallc forwards read those slices in place through a table of plane pointers
+//       and write the 5-D output directly (Conv2dGeom::yd); the other kernels and the backward
+//       passes work on gathered copies.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -32,6 +35,10 @@ struct Conv2dGeom {
   int64_t G, Cg, Kg;   // groups, channels per group
   int64_t sh, sw, dh, dw, pt, pb, pl, pr;
   PadMode mode;
+  // Output images interleaved in depth (the gemm and smallc forwards only; 1 = plain NCHW): the
+  // 3-D lowering sets it to the output depth, so lowered image n = n0 * yd + od writes its
+  // channel k straight into plane (n0, k, od) of the 5-D output (cpu::out_plane).
+  int64_t yd = 1;
 };
 
 // Output length of one spatial dimension; shared by every convolution and pooling op.

@@ -343,7 +343,7 @@ static inline void put_run(T* dst, int64_t ps, int64_t j, const T* src, int64_t 
 }
 
 template <typename T>
-void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g) {
+void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g, const T* const* xplanes) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   constexpr int64_t KC = 256, NC_MAX = 256;
   const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q, HW = g.H * g.W;
@@ -378,6 +378,7 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
   const int64_t Wph = padded_phase_width(g, g.Q), Ws = g.sw * Wph;
   const bool use_slab = (g.sh > 1 || g.sw > 1) && max_rows * Ws <= 2 * RS * nc;
   const int64_t max_ch = std::min(g.Cg, ceil_div(KC, RS) + 1);
+  const int64_t ycs = out_cstride(g);
 
   parallel_for(g.N * g.G * nb * ksplit, [&](int64_t t) {
     const int64_t kq = t % ksplit, pb = (t / ksplit) % nb, gi = (t / ksplit / nb) % g.G, n = t / ksplit / nb / g.G;
@@ -386,8 +387,8 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
     if (m0 >= m1) return;
     const int64_t npanels = ceil_div(np, NR), tail = np - (npanels - 1) * NR;
     const int64_t oh_a = p0 / g.Q, oh_b = (p0 + np - 1) / g.Q, rows = slab_rows(g, oh_b - oh_a + 1);
-    const T* xg = x + (n * g.C + gi * g.Cg) * HW;
-    T* yg = y + (n * g.K + gi * g.Kg) * PQ + p0;
+    const auto plane = [&](int64_t c) { return in_plane(x, xplanes, g, n, gi * g.Cg + c); };
+    T* yg = y + out_plane(g, n, gi * g.Kg) + p0;
     T* slab = use_slab ? static_cast<T*>(thread_scratch(0, sizeof(T) * max_ch * max_rows * Ws)) : nullptr;
     T* row = use_slab ? nullptr : static_cast<T*>(thread_scratch(2, sizeof(T) * nc));
     T* bpack = static_cast<T*>(thread_scratch(1, sizeof(T) * KC * npanels * NR));
@@ -404,11 +405,11 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
       const int64_t c_lo = k0 / RS, c_hi = (k0 + kc - 1) / RS;  // channels this chunk's taps read
       if (use_slab)
         for (int64_t c = c_lo; c <= c_hi; ++c)
-          fill_padded_rows(xg + c * HW, g, oh_a * g.sh, rows, slab + (c - c_lo) * rows * Ws, Wph);
+          fill_padded_rows(plane(c), g, oh_a * g.sh, rows, slab + (c - c_lo) * rows * Ws, Wph);
       for (int64_t kk = 0; kk < kc; ++kk) {
         const int64_t crs = k0 + kk, c = crs / RS, r = (crs % RS) / g.S, s = crs % g.S;
         if (!use_slab && r == 0 && s == 0 && c + pf_ch < g.Cg) {
-          const char* a = reinterpret_cast<const char*>(xg + (c + pf_ch) * HW + pf_lo);
+          const char* a = reinterpret_cast<const char*>(plane(c + pf_ch) + pf_lo);
           for (int64_t o = 0; o < pf_bytes; o += 64) __builtin_prefetch(a + o);
         }
         T* dst = bpack + kk * NR;
@@ -422,7 +423,7 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
             j += len, ow = 0, ++oh;
           }
         } else {
-          im2col_row(xg, g, c, r, s, p0, np, row);
+          im2col_row(plane(c), g, 0, r, s, p0, np, row);
           put_run<T, NR>(dst, ps, 0, row, np);
         }
         // columns past np are computed and dropped; zeros keep stale (denormal, NaN) values out
@@ -433,17 +434,17 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
         const int mr = static_cast<int>(std::min<int64_t>(MR, m1 - i));
         const T* ap = wp + (i / MR) * kc * MR;
         for (int64_t jp = 0; jp < npanels; ++jp) {
-          T* c = yg + i * PQ + jp * NR;
+          T* c = yg + i * ycs + jp * NR;
           const int nr = static_cast<int>(jp + 1 < npanels ? NR : tail);
-          if (mr == MR && nr == NR) uk(kc, ap, bpack + jp * ps, c, PQ, k0 > 0);
-          else ukernel_partial(uk, kc, ap, bpack + jp * ps, c, PQ, k0 > 0, mr, nr);
+          if (mr == MR && nr == NR) uk(kc, ap, bpack + jp * ps, c, ycs, k0 > 0);
+          else ukernel_partial(uk, kc, ap, bpack + jp * ps, c, ycs, k0 > 0, mr, nr);
         }
       }
     }
     if (b) {
       for (int64_t i = m0; i < m1; ++i) {
         const T bv = b[gi * g.Kg + i];
-        T* yr = yg + i * PQ;
+        T* yr = yg + i * ycs;
         for (int64_t j = 0; j < np; ++j) yr[j] += bv;
       }
     }
@@ -565,7 +566,7 @@ void sum_partials(const T* partial, int64_t parts, T* out, int64_t size) {
 
 #define CNNOPS_INSTANTIATE(T)                                                                                 \
   template void conv2d_forward_direct<T>(const T*, const T*, const T*, T*, const Conv2dGeom&);                \
-  template void conv2d_forward_gemm<T>(const T*, const T*, const T*, T*, const Conv2dGeom&);                  \
+  template void conv2d_forward_gemm<T>(const T*, const T*, const T*, T*, const Conv2dGeom&, const T* const*); \
   template void conv2d_backward_input_direct<T>(const T*, const T*, T*, const Conv2dGeom&);                   \
   template void conv2d_backward_input_gemm<T>(const T*, const T*, T*, const Conv2dGeom&, const T*);           \
   template void conv2d_backward_weight_direct<T>(const T*, const T*, T*, const Conv2dGeom&);                  \

@@ -51,12 +51,28 @@ inline int64_t tap_offset(const Conv2dGeom& g, int64_t s, int64_t Wph) {
   return ((s * g.dw) % g.sw) * Wph + (s * g.dw) / g.sw;
 }
 
+// Where the gemm and smallc forwards find their operands. Output plane (image n, channel k) at
+// y + out_plane(g, n, k), consecutive channels out_cstride(g) apart (NCHW when g.yd == 1). Input
+// plane (image n, channel c) at xplanes[n * C + c] when a table is given (the 3-D lowering points
+// it at the depth slices of the 5-D input, and at a zero plane for zero depth padding, instead of
+// copying them), else at x + (n * C + c) * H * W.
+inline int64_t out_plane(const Conv2dGeom& g, int64_t n, int64_t k) {
+  return ((n / g.yd * g.K + k) * g.yd + n % g.yd) * g.P * g.Q;
+}
+inline int64_t out_cstride(const Conv2dGeom& g) { return g.yd * g.P * g.Q; }
+template <typename T>
+inline const T* in_plane(const T* x, const T* const* xplanes, const Conv2dGeom& g, int64_t n, int64_t c) {
+  return xplanes ? xplanes[n * g.C + c] : x + (n * g.C + c) * g.H * g.W;
+}
+
 template <typename T>
 void conv2d_forward_direct(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g);
 template <typename T>
-void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g);
+void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
+                         const T* const* xplanes = nullptr);
 template <typename T>
-void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g);
+void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
+                           const T* const* xplanes = nullptr);
 template <typename T>
 void conv2d_forward_depthwise(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g);
 

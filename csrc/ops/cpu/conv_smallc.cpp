@@ -47,7 +47,8 @@ static int64_t fit_slab(const Conv2dGeom& g, int64_t rb, int64_t Ws, int64_t ele
 }
 
 template <typename T>
-void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g) {
+void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
+                           const T* const* xplanes) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q;
   const int64_t Mp = (g.Kg + MR - 1) / MR * MR;
@@ -81,6 +82,7 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
   const int64_t nrb = (g.P + rb - 1) / rb;
   const UKernelOffs<T> uk = ukernel_offs<T>();
   const UKernelBcast<T> ukb = ukernel_bcast<T>();
+  const int64_t ycs = out_cstride(g);
   constexpr int64_t KT = 128;
   const bool single_chunk = CRS <= KT && g.Q >= NR;
 
@@ -88,16 +90,15 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
     const int64_t q = t % nrb, gi = (t / nrb) % g.G, n = t / nrb / g.G;
     const int64_t oh0 = q * rb, oh1 = std::min(g.P, oh0 + rb);
     const int64_t rows = slab_rows(g, oh1 - oh0);
-    const T* xg = x + (n * g.C + gi * g.Cg) * g.H * g.W;
     T* slab = static_cast<T*>(thread_scratch(0, sizeof(T) * g.Cg * rows * Ws));
     int64_t* offs = static_cast<int64_t*>(thread_scratch(1, sizeof(int64_t) * CRS));
     for (int64_t c = 0; c < g.Cg; ++c)
-      fill_padded_rows(xg + c * g.H * g.W, g, oh0 * g.sh, rows, slab + c * rows * Ws, Wph);
+      fill_padded_rows(in_plane(x, xplanes, g, n, gi * g.Cg + c), g, oh0 * g.sh, rows, slab + c * rows * Ws, Wph);
     for (int64_t c = 0, k = 0; c < g.Cg; ++c)
       for (int64_t r = 0; r < g.R; ++r)
         for (int64_t s = 0; s < g.S; ++s) offs[k++] = (c * rows + r * g.dh) * Ws + tap_offset(g, s, Wph);
 
-    T* yg = y + (n * g.K + gi * g.Kg) * PQ;
+    T* yg = y + out_plane(g, n, gi * g.Kg);
     alignas(64) T tmp[MR * NR];
     if (by_channel) {
       const T* wp = wpack.data() + gi * Kp * CRS;
@@ -116,7 +117,7 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
           ukb(CRS, P, offs, wp + k0 * CRS, tmp);
           const int64_t kn = std::min<int64_t>(NR, g.Kg - k0);
           for (int64_t i = 0; i < kn; ++i) {
-            T* yk = yg + (k0 + i) * PQ;
+            T* yk = yg + (k0 + i) * ycs;
             const T bv = b ? b[gi * g.Kg + k0 + i] : T(0);
             for (int j = 0; j < valid; ++j) yk[pidx[j]] = tmp[j * NR + i] + bv;
           }
@@ -141,14 +142,14 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
           for (int64_t i = 0; i < g.Kg; i += MR) {
             const int mr = static_cast<int>(std::min<int64_t>(MR, g.Kg - i));
             const T* ap = wp + i * CRS + k0 * MR;
-            T* c = yg + i * PQ + oh * g.Q + ow0;
+            T* c = yg + i * ycs + oh * g.Q + ow0;
             const T* bi = (bg && k0 == 0) ? bg + i : nullptr;
             if (mr == MR && nr == NR) {
-              uk(kt, ap, base_row + ow0, offs + k0, c, PQ, k0 > 0, bi);
+              uk(kt, ap, base_row + ow0, offs + k0, c, ycs, k0 > 0, bi);
             } else {
               uk(kt, ap, base_row + ow0, offs + k0, tmp, NR, false, bi);
               for (int a = 0; a < mr; ++a) {
-                T* dst = c + a * PQ;
+                T* dst = c + a * ycs;
                 const T* src = tmp + a * NR;
                 if (k0 == 0) for (int j = 0; j < nr; ++j) dst[j] = src[j];
                 else for (int j = 0; j < nr; ++j) dst[j] += src[j];
@@ -228,8 +229,10 @@ void conv2d_backward_weight_smallc(const T* dy, const T* x, T* dw, const Conv2dG
   if (nic > 1) sum_partials(partial.data(), nic, dw, static_cast<int64_t>(wsize));
 }
 
-template void conv2d_forward_smallc<float>(const float*, const float*, const float*, float*, const Conv2dGeom&);
-template void conv2d_forward_smallc<double>(const double*, const double*, const double*, double*, const Conv2dGeom&);
+template void conv2d_forward_smallc<float>(const float*, const float*, const float*, float*, const Conv2dGeom&,
+                                           const float* const*);
+template void conv2d_forward_smallc<double>(const double*, const double*, const double*, double*, const Conv2dGeom&,
+                                            const double* const*);
 template void conv2d_backward_weight_smallc<float>(const float*, const float*, float*, const Conv2dGeom&);
 template void conv2d_backward_weight_smallc<double>(const double*, const double*, double*, const Conv2dGeom&);
 

@@ -19,7 +19,7 @@
 // orientation; LeNet/MNIST conv1 (25 taps) keep the latter. The channel orientation's micro-kernel
 // alone (weight panel streaming from L2, one core) runs at 89-94 GFLOP/s of ~97; in a layer it
 // took ~81% of the samples, its 6 x NR tile's transposed stores and the per-task tap offsets most
-// of the rest: six pixels of one row now store without the index table and the offsets are
+// of the rest: a full tile's six pixels now store without the index table and the offsets are
 // computed once per call (ResNet-50 3x3, VGG 224x224, MNIST conv2 5-10% faster, the 3-D layers
 // 3-5%; alternating processes, medians of 8-15, three rounds).
 // Pixel orientation loop order: strip of NR output columns outermost, then every MR-row weight
@@ -55,7 +55,7 @@ template <typename T>
 void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
                            const T* const* xplanes) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
-  const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q;
+  const int64_t RS = g.R * g.S, CRS = g.Cg * RS;
   const int64_t Mp = (g.Kg + MR - 1) / MR * MR;
   const int64_t Wph = padded_phase_width(g, (g.Q + NR - 1) / NR * NR);
   const int64_t Ws = g.sw * Wph;
@@ -131,8 +131,9 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
           ukb(CRS, P, offs, wp + k0 * CRS, tmp);
           const int64_t kn = std::min<int64_t>(NR, g.Kg - k0);
           const T* bk = b ? b + gi * g.Kg + k0 : nullptr;
-          if (valid == MR && pidx[MR - 1] - pidx[0] == MR - 1) {
-            // six pixels of one row (the common case): fixed-length stores, no index table
+          if (valid == MR) {
+            // a full tile: six consecutive pixels of the output plane (pidx[j] = pidx[0] + j,
+            // also across a row end), so fixed-length stores without the index table
             for (int64_t i = 0; i < kn; ++i) {
               T* yk = yg + (k0 + i) * ycs + pidx[0];
               const T bv = bk ? bk[i] : T(0);

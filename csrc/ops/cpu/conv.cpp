@@ -346,7 +346,7 @@ template <typename T>
 void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g, const T* const* xplanes) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   constexpr int64_t KC = 256, NC_MAX = 256;
-  const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q, HW = g.H * g.W;
+  const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q;
   const int64_t Mp = round_up(g.Kg, MR);
 
   // Weights -> MR-row panels, chunked by KC along the reduction (layout documented in gemm.h).

@@ -114,6 +114,9 @@ ZERO_CASES = [
     # blocks whose edges fall inside output rows: the forward GEMM's phase-split slab
     Case("gemm_s2_multi_kc", (1, 37, 41, 43), 14, 3, 3, stride=2, padding=1, bias=True),
     Case("gemm_s32_d2_multi_kc", (2, 29, 38, 47), 9, 3, 4, stride=(3, 2), dilation=(1, 2), padding=(2, 1, 0, 3)),
+    # slab kernels (smallc) with slabs above 256 KB: several row blocks and a shorter last one, in
+    # the forward (3 rows per block) and the weight gradient (8 rows in float32, 4 in float64)
+    Case("slab_row_blocks", (1, 64, 61, 67), 8, 3, 3, padding=1, bias=True),
     Case("kernel_eq_input", (2, 3, 5, 5), 4, 5, 5, bias=True),
     Case("pad_beyond_reach", (1, 2, 4, 5), 3, 3, 3, padding=3),
     Case("pad_beyond_reach_asym", (2, 3, 5, 4), 4, 2, 3, padding=(0, 3, 4, 0), bias=True),

@@ -22,7 +22,7 @@
 // from im2col rows, and write private partial sums that are added in a fixed order at the end.
 //
 // Measured, benchmarks/results/conv_cpu.md (2 threads, forward): vgg16_c3 8x256x56x56 k256 at
-// 61-87% of the measured FMA peak across full runs, vgg16_c5 50-75% (the machine is shared; in
+// 61-87% of the measured FMA peak across full runs, vgg16_c5 50-76% (the machine is shared; in
 // quiet same-process checks vgg16_c3 runs at 74-82%). A profile of the 1x1 and stride-2 ResNet-50
 // layers before the two packing changes below put 46-49% of the time in the micro-kernel and
 // 25-34% in im2col/copies; the micro-kernel alone on L1-resident panels runs at ~95% of peak.

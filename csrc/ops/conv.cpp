@@ -270,6 +270,12 @@ static void grad_weight_2d(const T* dy, const T* x, T* dw, const Conv2dGeom& g, 
 
 // ---- the depth dimension of 3-D convolutions (see conv.h) ----
 
+// The input depth that kernel-depth tap t of output depth od reads (padded per mode), or -1 for a
+// zero pad: lowered channel c*T + t of lowered image n*Do + od is plane x[n][c][depth_source].
+static int64_t depth_source(const Plan& pl, int64_t od, int64_t t) {
+  return cpu::pad_index(od * pl.sd - pl.pf + t * pl.dd, pl.D, pl.mode);
+}
+
 // x' (N*Do, C*T, H, W): x'[n*Do + od][c*T + t] = x[n][c][depth od*sd - pf + t*dd] (padded per mode).
 template <typename T>
 static void depth_gather(const T* x, T* xl, const Plan& pl) {
@@ -279,7 +285,7 @@ static void depth_gather(const T* x, T* xl, const Plan& pl) {
     for (int64_t c = 0; c < pl.C; ++c)
       for (int64_t t = 0; t < pl.T; ++t) {
         T* dst = xl + (q * pl.C * pl.T + c * pl.T + t) * HW;
-        const int64_t id = cpu::pad_index(od * pl.sd - pl.pf + t * pl.dd, pl.D, pl.mode);
+        const int64_t id = depth_source(pl, od, t);
         if (id < 0) std::fill(dst, dst + HW, T(0));
         else std::memcpy(dst, x + ((n * pl.C + c) * pl.D + id) * HW, sizeof(T) * HW);
       }
@@ -296,7 +302,7 @@ static void depth_fold(const T* dxl, T* dx, const Plan& pl) {
     std::fill(out, out + pl.D * HW, T(0));
     for (int64_t od = 0; od < pl.Do; ++od)
       for (int64_t t = 0; t < pl.T; ++t) {
-        const int64_t id = cpu::pad_index(od * pl.sd - pl.pf + t * pl.dd, pl.D, pl.mode);
+        const int64_t id = depth_source(pl, od, t);
         if (id < 0) continue;
         const T* src = dxl + ((n * pl.Do + od) * pl.C * pl.T + c * pl.T + t) * HW;
         T* d = out + id * HW;
@@ -346,7 +352,7 @@ static void run_forward(const Plan& pl, const T* x, const T* w, const T* b, T* y
       const int64_t n = q / pl.Do, od = q % pl.Do;
       for (int64_t c = 0; c < pl.C; ++c)
         for (int64_t t = 0; t < pl.T; ++t) {
-          const int64_t id = cpu::pad_index(od * pl.sd - pl.pf + t * pl.dd, pl.D, pl.mode);
+          const int64_t id = depth_source(pl, od, t);
           if (id < 0 && zeros.empty()) zeros.assign(static_cast<size_t>(HW), T(0));
           planes[q * g.C + c * pl.T + t] = id < 0 ? zeros.data() : x + ((n * pl.C + c) * pl.D + id) * HW;
         }

@@ -30,9 +30,9 @@
 //
 // Measured (2 threads, forward, benchmarks/results/conv_cpu.md): LeNet conv1 2.4-2.5x PyTorch at
 // ~30% of peak (25 taps per output: call overhead and the 16-wide strips on 28-wide rows bound
-// it), 3x3 layers with 64 channels 49-82% of peak depending on the run (65% in the committed
-// run, MNIST conv2 84%). The slab grad_weight below: MNIST conv2 65%, VGG 224x224 61%, ResNet
-// 3x3 60% of peak in the same run (backward = input + weight gradient).
+// it), 3x3 layers with 64 channels 47-82% of peak depending on the run (the committed quiet run,
+// commit 330e643: VGG 224x224 73%, ResNet-50 3x3 69%, MNIST conv2 80%). Backward (input + slab
+// weight gradient) in that run: MNIST conv2 74%, VGG 224x224 73%, ResNet-50 3x3 57% of peak.
 #include <algorithm>
 #include <cstring>
 #include <vector>

@@ -34,6 +34,11 @@ MODES = ["zeros", "reflect", "replicate", "circular"]
 # ----------------------------------------------------------------------------- test cases
 
 
+def _ones(v):
+    """True when a stride/dilation argument (int or tuple) is 1 in every dimension."""
+    return all(t == 1 for t in (v if isinstance(v, (tuple, list)) else (v,)))
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -68,6 +73,8 @@ class Case:
         a = ["direct", "gemm", "auto", "smallc"]
         if self.groups == self.x[1]:
             a.append("depthwise")
+        if (self.R, self.S) == (3, 3) and _ones(self.stride) and _ones(self.dilation):
+            a.append("winograd")
         return a
 
     def with_mode(self, mode):
@@ -117,6 +124,15 @@ ZERO_CASES = [
     # slab kernels (smallc) with slabs above 256 KB: several row blocks and a shorter last one, in
     # the forward (3 rows per block) and the weight gradient (8 rows in float32, 4 in float64)
     Case("slab_row_blocks", (1, 64, 61, 67), 8, 3, 3, padding=1, bias=True),
+    # Winograd F(2x2, 3x3): blocks of tiles that cross tile rows and images (odd P and Q: the last
+    # tile row and column are half used), more than kGemmKC = 256 input channels (two reduction
+    # chunks), more than 96 output channels (two passes over a strip), K not a multiple of MR,
+    # rows of more tiles than a block, groups
+    Case("wino_blocks_cross_images", (3, 20, 13, 9), 19, 3, 3, padding=1, bias=True),
+    Case("wino_c300", (1, 300, 6, 7), 17, 3, 3, padding=(0, 2, 1, 1)),
+    Case("wino_k100", (2, 8, 9, 10), 100, 3, 3, padding=1, bias=True),
+    Case("wino_wide_rows", (1, 16, 5, 151), 16, 3, 3, padding=(1, 1, 0, 2)),
+    Case("wino_groups", (2, 16, 10, 9), 32, 3, 3, padding="same", groups=2, bias=True),
     Case("kernel_eq_input", (2, 3, 5, 5), 4, 5, 5, bias=True),
     Case("pad_beyond_reach", (1, 2, 4, 5), 3, 3, 3, padding=3),
     Case("pad_beyond_reach_asym", (2, 3, 5, 4), 4, 2, 3, padding=(0, 3, 4, 0), bias=True),
@@ -148,6 +164,7 @@ _MODE_BASE = [
     Case("max_reflect_pad", (1, 2, 3, 4), 3, 3, 3, padding=(2, 2, 3, 3)),
     Case("conv1x1_pad", (1, 3, 4, 5), 2, 1, 1, padding=2, bias=True),
     Case("gemm_many_pixels", (1, 6, 17, 19), 8, 3, 3, padding=(2, 1, 1, 2)),
+    Case("wino_odd", (2, 9, 7, 11), 18, 3, 3, padding=(2, 1, 0, 2), bias=True),
     Case("gemm_s2_multi_kc", (1, 30, 35, 33), 7, 3, 3, stride=2, padding=(1, 2, 1, 0)),
 ]
 MODE_CASES = [c.with_mode(m) for m in ("reflect", "replicate", "circular") for c in _MODE_BASE] + [
@@ -731,8 +748,14 @@ BAD_CALLS = [
      r"\(top, bottom, left, right\).*got \(1, 2, 3\)"),
     ("unknown_padding_mode", lambda: cnnops.conv2d(_z(X), _z(W), padding_mode="mirror"), ValueError,
      r"padding_mode one of .*'circular'.*got 'mirror'"),
-    ("unknown_algo", lambda: cnnops.conv2d(_z(X), _z(W), algo="winograd"), ValueError,
-     r"algo one of .*'smallc'.*got 'winograd'"),
+    ("unknown_algo", lambda: cnnops.conv2d(_z(X), _z(W), algo="fft"), ValueError,
+     r"algo one of .*'winograd'.*got 'fft'"),
+    ("winograd_needs_3x3", lambda: cnnops.conv2d(_z(X), _z((6, 4, 3, 2)), algo="winograd"), ValueError,
+     r"algo='winograd' needs a 3x3 kernel .* got kernel \(3, 2\), stride \(1, 1\), dilation \(1, 1\)"),
+    ("winograd_needs_stride1", lambda: cnnops.conv2d(_z(X), _z(W), stride=(1, 2), algo="winograd"), ValueError,
+     r"algo='winograd' needs .*stride 1 and dilation 1, got kernel \(3, 3\), stride \(1, 2\)"),
+    ("winograd_needs_dilation1", lambda: cnnops.conv2d(_z(X), _z(W), dilation=2, padding=2, algo="winograd"),
+     ValueError, r"algo='winograd' needs .* dilation \(2, 2\)"),
     ("depthwise_needs_groups_eq_C", lambda: cnnops.conv2d(_z(X), _z((4, 2, 3, 3)), groups=2, algo="depthwise"),
      ValueError, r"algo='depthwise' needs groups == input channels, got C=4 and groups=2"),
     ("reflect_pad_eq_size", lambda: cnnops.conv2d(_z(X), _z(W), padding=6, padding_mode="reflect"), ValueError,

@@ -41,6 +41,11 @@ REF = {1: (conv1d_ref, conv1d_backward_ref), 3: (conv3d_ref, conv3d_backward_ref
 # ----------------------------------------------------------------------------- test cases
 
 
+def _last2_ones(v):
+    """True when a 3-D stride/dilation argument (int or triple) is 1 in height and width."""
+    return all(t == 1 for t in (v[-2:] if isinstance(v, (tuple, list)) else (v,)))
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -79,6 +84,8 @@ class Case:
         a = ["direct", "gemm", "auto", "smallc"]
         if self.groups == self.x[1] and (self.nd == 1 or self.k[0] == 1):
             a.append("depthwise")
+        if self.nd == 3 and tuple(self.k[1:]) == (3, 3) and _last2_ones(self.stride) and _last2_ones(self.dilation):
+            a.append("winograd")  # F(2x2, 3x3) over height and width, any kernel depth
         return a
 
     def with_mode(self, mode):
@@ -164,6 +171,8 @@ ZERO_3D = [
     Case("3d_pad_beyond_reach_depth", (1, 2, 2, 5, 4), 3, (3, 3, 3), padding=(3, 3, 1, 1, 0, 0)),
     Case("3d_depth1_input", (2, 3, 1, 7, 8), 4, (1, 3, 3), padding=(0, 1, 1), bias=True),
     Case("3d_gemm_multi_kc", (1, 24, 4, 6, 6), 16, (3, 3, 3), padding=1),
+    # auto picks Winograd (24 lowered channels x 16): depth stride 2, odd height and width
+    Case("3d_wino_depth_s2", (2, 8, 7, 9, 11), 16, (3, 3, 3), stride=(2, 1, 1), padding=(1, 1, 0), bias=True),
     Case("3d_kernel_5x1x2", (1, 3, 7, 4, 5), 4, (5, 1, 2), padding=(2, 0, 1)),
 ]
 

@@ -24,7 +24,9 @@ ConvAlgo parse_conv_algo(const std::string& s, const char* op) {
   if (s == "gemm") return ConvAlgo::Gemm;
   if (s == "depthwise") return ConvAlgo::Depthwise;
   if (s == "smallc") return ConvAlgo::SmallC;
-  throw ValueError(str(op, ": expected algo 'auto', 'direct', 'gemm', 'depthwise' or 'smallc', got '", s, "'"));
+  if (s == "winograd") return ConvAlgo::Winograd;
+  throw ValueError(
+      str(op, ": expected algo 'auto', 'direct', 'gemm', 'depthwise', 'smallc' or 'winograd', got '", s, "'"));
 }
 
 std::string conv_algo_name(ConvAlgo a) {
@@ -34,6 +36,7 @@ std::string conv_algo_name(ConvAlgo a) {
     case ConvAlgo::Gemm: return "gemm";
     case ConvAlgo::Depthwise: return "depthwise";
     case ConvAlgo::SmallC: return "smallc";
+    case ConvAlgo::Winograd: return "winograd";
   }
   return "?";
 }
@@ -177,8 +180,17 @@ static Plan make_plan(const char* op, const std::vector<int64_t>& xs, const Tens
 
 // The "auto" rule (measured on the 2-core AVX2 machine, see benchmarks/results/conv_cpu.md):
 //   groups == C (one input channel per group)           -> depthwise (memory-bound plane kernel)
-//   C/groups <= 4 (any stride), or width stride <= 2 with K/groups <= 64 and a kernel larger
-//   than 1x1                                             -> smallc: the slab kernel reads its
+//   C/groups <= 4 (any stride)                           -> smallc (see its third rule)
+//   3x3 kernel (3-D: the last two kernel dimensions), stride 1, dilation 1, C/groups >= 8,
+//   K/groups >= 16 and (C/groups) x (K/groups) >= 512  -> winograd: F(2x2, 3x3) does 2.25x
+//       fewer multiply-adds; at these sizes that outweighs its tile transforms (same process,
+//       medians of 7+: ResNet-50 3x3 11.4 -> 8.1 ms, VGG-16 224x224 23.0 -> 17.4 ms, 56x56x256
+//       168 -> 96 ms, 14x14x512 46.9 -> 29.8 ms, the 3-D layers 135 -> 91 ms and 17.5 -> 12.2
+//       ms; 32 -> 32 channels at 28x28 1.02x, 16 -> 64 1.04x, 8 -> 64 1.08x, but 16 -> 16
+//       channels 0.84x, 8 -> 8 0.75x and 64 -> 8 0.99x: the transforms grow with C + K, the
+//       products with C x K).
+//   width stride <= 2 with K/groups <= 64 and a kernel larger than 1x1
+//                                                        -> smallc: the slab kernel reads its
 //       operands in place, so it wins wherever packing im2col panels would cost a large share
 //       of the arithmetic (few input channels, or few output channels to amortise a pack over).
 //       AlexNet's 11x11/4 first layer: 14.3 ms vs 20.9 ms packed; stride-2 3x3 layers with 24-64
@@ -192,9 +204,18 @@ ConvAlgo conv2d_choose_algo(const Conv2dGeom& g, ConvAlgo requested, const char*
   if (requested == ConvAlgo::Depthwise)
     CNNOPS_CHECK_VALUE(g.Cg == 1, op, ": algo='depthwise' needs groups == input channels, got C=", g.C,
                        " and groups=", g.G);
+  if (requested == ConvAlgo::Winograd)
+    CNNOPS_CHECK_VALUE(g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1, op,
+                       ": algo='winograd' needs a 3x3 kernel (the last two kernel dimensions) with stride 1 and "
+                       "dilation 1, got kernel (", g.R, ", ", g.S, "), stride (", g.sh, ", ", g.sw,
+                       "), dilation (", g.dh, ", ", g.dw, ")");
   if (requested != ConvAlgo::Auto) return requested;
   if (g.Cg == 1 && g.G > 1) return ConvAlgo::Depthwise;
-  if (g.Cg <= 4 || (g.sw <= 2 && g.Kg <= 64 && g.R * g.S > 1)) return ConvAlgo::SmallC;
+  if (g.Cg <= 4) return ConvAlgo::SmallC;  // before winograd: few channels cannot repay the transforms
+  if (g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.Cg >= 8 && g.Kg >= 16 &&
+      g.Cg * g.Kg >= 512)
+    return ConvAlgo::Winograd;
+  if (g.sw <= 2 && g.Kg <= 64 && g.R * g.S > 1) return ConvAlgo::SmallC;
   return ConvAlgo::Gemm;
 }
 
@@ -204,6 +225,7 @@ static void forward_2d(const T* x, const T* w, const T* b, T* y, const Conv2dGeo
     case ConvAlgo::Direct: cpu::conv2d_forward_direct<T>(x, w, b, y, g); break;
     case ConvAlgo::Depthwise: cpu::conv2d_forward_depthwise<T>(x, w, b, y, g); break;
     case ConvAlgo::SmallC: cpu::conv2d_forward_smallc<T>(x, w, b, y, g); break;
+    case ConvAlgo::Winograd: cpu::conv2d_forward_winograd<T>(x, w, b, y, g); break;
     default: cpu::conv2d_forward_gemm<T>(x, w, b, y, g); break;
   }
 }
@@ -339,7 +361,7 @@ template <typename T>
 static void run_forward(const Plan& pl, const T* x, const T* w, const T* b, T* y, ConvAlgo algo) {
   const Conv2dGeom& g = pl.g;
   if (pl.nd < 3) return forward_2d<T>(x, w, b, y, g, algo);
-  if (algo == ConvAlgo::Gemm || algo == ConvAlgo::SmallC) {
+  if (algo == ConvAlgo::Gemm || algo == ConvAlgo::SmallC || algo == ConvAlgo::Winograd) {
     // In place: a table of the input planes each lowered (image, channel) reads, and the output
     // written straight into (N, K, Do, ...), instead of a gathered copy of the input (kernel depth
     // times its size: 77 MB for the benchmark's 4x32x16x56x56 layer) and a permuted copy of the
@@ -360,6 +382,7 @@ static void run_forward(const Plan& pl, const T* x, const T* w, const T* b, T* y
     Conv2dGeom gy = g;
     gy.yd = pl.Do;
     if (algo == ConvAlgo::Gemm) cpu::conv2d_forward_gemm<T>(x, w, b, y, gy, planes.data());
+    else if (algo == ConvAlgo::Winograd) cpu::conv2d_forward_winograd<T>(x, w, b, y, gy, planes.data());
     else cpu::conv2d_forward_smallc<T>(x, w, b, y, gy, planes.data());
     return;
   }

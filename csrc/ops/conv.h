@@ -21,7 +21,7 @@
 namespace cnnops {
 
 enum class PadMode { Zeros = 0, Reflect = 1, Replicate = 2, Circular = 3 };
-enum class ConvAlgo { Auto = 0, Direct = 1, Gemm = 2, Depthwise = 3, SmallC = 4 };
+enum class ConvAlgo { Auto = 0, Direct = 1, Gemm = 2, Depthwise = 3, SmallC = 4, Winograd = 5 };
 
 PadMode parse_pad_mode(const std::string& s, const char* op);
 ConvAlgo parse_conv_algo(const std::string& s, const char* op);

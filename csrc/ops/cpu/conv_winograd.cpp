@@ -1,0 +1,242 @@
+// Winograd F(2x2, 3x3) convolution forward ("winograd"): 3x3 kernels, stride 1, dilation 1, any
+// padding (sizes and mode), groups, and the 3-D lowering's plane table (kernel depth folded into
+// channels, conv.h). Each 2x2 output tile costs 16 multiply-adds per (input, output) channel pair
+// instead of 36: 2.25x less arithmetic than any direct or GEMM method (tile transforms in
+// conv_winograd_tiles.h).
+//
+// Work split. The filters are transformed once per call into 16 matrices U[xi] (K/g x C/g, packed
+// as MR-row panels of the GEMM micro-kernel). The output tiles of a group form one sequence
+// (image, tile row, tile column); a task is a block of NB consecutive tiles of it, crossing tile
+// rows and images, so every NR-tile strip is full but the very last. It
+//   1. pads the input rows its tiles read, channel by channel and image by image, into a slab
+//      (fill_padded_rows: every padding mode, plus a zero margin) and transforms whole tile rows
+//      into V[xi] (C/g x NB, row c contiguous over tiles): whole vectors only, a row's surplus
+//      lanes overwritten by the next row; the block's 16 matrices within ~192 KB of L2;
+//   2. per strip of NR tiles and up to KB = 96 output channels, runs the offset micro-kernel
+//      (rows of V read in place at stride NB + 8, no packing) for the 16 products
+//      M[xi] = U[xi] V[xi], each strip's V panel in L1 across the weight panels, reducing over
+//      C/g in chunks of kGemmKC;
+//   3. transforms each output channel's row of M back to 2x2 tiles (+ bias) and stores each run
+//      of tiles within a tile row as two output rows of interleaved pixel pairs.
+// Nothing of the size of the input or output is allocated: the transformed tiles live and die
+// in L2, which is what lets the 64-channel layers (too little arithmetic per byte to stream
+// V and M through memory) keep the arithmetic saving.
+//
+// How it got here (same process, medians of 7-15, GFLOP/s counted as for a direct convolution):
+// the first version (blocks inside one image, stride-2 phase-split slab, one scalar store per
+// output pixel) ran ResNet-50's 3x3 layer no faster than the slab kernel (15-16 ms): the micro-
+// kernel took 39% of the samples, the stores and the 64-bit divisions locating them 14%, the
+// slab fill 10%. Pixel pairs interleaved in registers, a linear slab (the transform reads the
+// even/odd columns itself: fill and its memset 14% -> 8% of samples), the strip-outer loop order
+// (0-3%), whole-vector transforms instead of scalar remainders (micro-kernel share 45 -> 51% on
+// ResNet-50 3x3, 45 -> 60% on c3d_28, where 14-tile rows left 6 of every 14 tiles to scalar
+// code), and finally blocks that cross rows and images (ResNet-50 3x3 9.2 -> 8.1 ms, VGG-16
+// 224x224 21.4 -> 17.4 ms, 14x14x512 42 -> 30 ms, 4x4x512 36 -> 14 ms: whole-row blocks left
+// strips 1/8 to 3/4 empty). Now (2 threads): ResNet-50 3x3 228, VGG-16 56x56x256 307, 14x14x512
+// 248, the 3-D layers 227-243 GFLOP/s counted as direct (1.1-1.5x the FMA peak); the products
+// themselves, 16/36 of that, run at 49-68% of peak and take 51-60% of the samples, the transforms
+// and slab fills most of the rest.
+//
+// Accuracy: the data transforms only add and subtract and the filter transform (in double) only
+// halves, so F(2x2, 3x3) keeps the rounding error of a direct sum: 1e-7 to 9e-7 relative (norm
+// of the difference over the norm of a float64 reference) in float32 on the tests' shapes, up to
+// 300 channels; the tests hold it to the direct algorithms' 1e-5 bound (1e-12 in float64).
+// Larger tiles (F(4x4, 3x3): 4x less arithmetic) were not built: their transforms multiply by
+// 2, 4 and 5 and lose two to three decimal digits in float32.
+#define CNNOPS_ISA portable
+#include "ops/cpu/conv_winograd_tiles.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "core/cpu_features.h"
+#include "core/parallel.h"
+#include "ops/cpu/gemm.h"
+
+namespace cnnops {
+namespace cpu {
+
+#ifdef CNNOPS_HAVE_AVX2_TU
+namespace avx2 {
+template <typename T> void wino_input_row(const T*, int64_t, int64_t, T* const*);
+template <typename T> void wino_output_row(const T* const*, int64_t, T, T* const*);
+template <typename T> void wino_store_pairs(const T*, const T*, int64_t, T*);
+}  // namespace avx2
+static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
+#endif
+
+// U[gi][xi] = (G g G^T)[xi] for every filter g = w[k][c] of group gi, packed by pack_a_full
+// (chunks of kGemmKC input channels, MR-row panels of output channels): u + (gi*16 + xi)*Mp*Cg.
+template <typename T>
+static void transform_filters(const T* w, const Conv2dGeom& g, int64_t Mp, T* u) {
+  const int64_t Cg = g.Cg, Kg = g.Kg;
+  std::vector<T> plain(static_cast<size_t>(g.K * 16 * Cg));  // [gi*Kg + k][xi][c]
+  parallel_for(g.K, [&](int64_t k) {
+    for (int64_t c = 0; c < Cg; ++c) {
+      const T* f = w + (k * Cg + c) * 9;
+      double t[4][3];  // G f (rows), in double: the only rounding is the final one
+      for (int s = 0; s < 3; ++s) {
+        const double f0 = f[s], f1 = f[3 + s], f2 = f[6 + s];
+        t[0][s] = f0;
+        t[1][s] = 0.5 * (f0 + f1 + f2);
+        t[2][s] = 0.5 * (f0 - f1 + f2);
+        t[3][s] = f2;
+      }
+      T* out = plain.data() + k * 16 * Cg + c;
+      for (int a = 0; a < 4; ++a) {  // (G f) G^T
+        out[(4 * a + 0) * Cg] = static_cast<T>(t[a][0]);
+        out[(4 * a + 1) * Cg] = static_cast<T>(0.5 * (t[a][0] + t[a][1] + t[a][2]));
+        out[(4 * a + 2) * Cg] = static_cast<T>(0.5 * (t[a][0] - t[a][1] + t[a][2]));
+        out[(4 * a + 3) * Cg] = static_cast<T>(t[a][2]);
+      }
+    }
+  });
+  parallel_for(g.G * 16, [&](int64_t q) {
+    const int64_t gi = q / 16, xi = q % 16;
+    pack_a_full(plain.data() + (gi * Kg * 16 + xi) * Cg, 16 * Cg, int64_t(1), Kg, Cg, u + q * Mp * Cg);
+  });
+}
+
+template <typename T>
+void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
+                             const T* const* xplanes) {
+  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  const int64_t Cg = g.Cg, Kg = g.Kg;
+  const int64_t Mp = (Kg + MR - 1) / MR * MR;
+  std::vector<T> u(static_cast<size_t>(g.G * 16 * Mp * Cg));
+  transform_filters(w, g, Mp, u.data());
+
+  // Tile grid; padded input rows (linear, with a zero margin: whole-vector transforms read up to
+  // NR + 8 tiles past a row's last one).
+  const int64_t TH = (g.P + 1) / 2, TW = (g.Q + 1) / 2, NT = TH * TW;
+  const int64_t Ws = std::max(2 * (TW + NR + 8) + 4, g.pl + g.W + g.pr);
+
+  // Blocks: NB consecutive tiles of the group's sequence (image, tile row, tile column), crossing
+  // rows and images, so no strip is short but the very last. NB: V (16 x Cg x NB) within ~192 KB
+  // of L2, a multiple of NR, at most 4 strips, smaller when the threads would get few tasks.
+  const int64_t vbudget = 192 * 1024 / (16 * Cg * static_cast<int64_t>(sizeof(T)));
+  int64_t NB = std::min<int64_t>(4 * NR, std::max<int64_t>(NR, vbudget / NR * NR));
+  const int64_t threads = num_threads(), tiles = g.N * NT;
+  while (NB > NR && g.G * ((tiles + NB - 1) / NB) < 4 * threads) NB -= NR;
+  const int64_t nblk = (tiles + NB - 1) / NB;
+  const int64_t NBs = NB + 8;  // row stride of V: room for whole-vector writes past the last strip
+  // Padded rows one image's part of a block needs at most.
+  const int64_t srows_max = 2 * std::min(TH, (NB + TW - 1) / TW + 1) + 2;
+  std::vector<int64_t> offs(static_cast<size_t>(std::min(kGemmKC, Cg)));  // row kk of a V chunk
+  for (size_t kk = 0; kk < offs.size(); ++kk) offs[kk] = static_cast<int64_t>(kk) * NBs;
+  const UKernelOffs<T> uk = ukernel_offs<T>();
+  const int64_t KB = std::min<int64_t>(Mp, 96);  // output channels per pass over a strip
+  const int64_t ycs = out_cstride(g);
+#ifdef CNNOPS_HAVE_AVX2_TU
+  const bool avx2 = use_avx2();
+#endif
+
+  // A run: tiles [pos, pos + len) of a block, consecutive in one tile row (image n, row th, from
+  // column tw) and inside one NR-tile strip.
+  struct Run {
+    int64_t pos, len, n, th, tw;
+  };
+
+  parallel_for(g.G * nblk, [&](int64_t task) {
+    const int64_t gi = task / nblk, p0 = task % nblk * NB, p1 = std::min(tiles, p0 + NB), nb = p1 - p0;
+    const int64_t nstr = (nb + NR - 1) / NR;
+    T* v = static_cast<T*>(thread_scratch(0, sizeof(T) * 16 * Cg * NBs));
+    T* slab = static_cast<T*>(thread_scratch(1, sizeof(T) * srows_max * Ws));
+    T* mbuf = static_cast<T*>(thread_scratch(2, sizeof(T) * (16 * KB + 4 * MR) * NR));
+    Run* runs = static_cast<Run*>(thread_scratch(3, sizeof(Run) * (nb + nstr)));
+    int64_t nruns = 0;
+    for (int64_t p = p0; p < p1;) {
+      const int64_t n = p / NT, th = p % NT / TW, tw = p % TW, pos = p - p0;
+      const int64_t len = std::min({p1 - p, TW - tw, NR - pos % NR});
+      runs[nruns++] = Run{pos, len, n, th, tw};
+      p += len;
+    }
+
+    // 1. input transform, channel by channel, one image's rows at a time. Whole vectors: a tile
+    //    row's surplus lanes are overwritten by the next row, the block's last row fills its last
+    //    strip from the slab's zero margin (the surplus lanes feed only unused outputs).
+    T* dst[16];
+    for (int64_t c = 0; c < Cg; ++c) {
+      for (int64_t r = 0; r < nruns;) {
+        const int64_t n = runs[r].n, th_a = runs[r].th;
+        int64_t e = r;
+        while (e < nruns && runs[e].n == n) ++e;
+        const int64_t th_b = runs[e - 1].th + 1;
+        fill_padded_rows(in_plane(x, xplanes, g, n, gi * Cg + c), g, 2 * th_a, 2 * (th_b - th_a) + 2, slab, Ws);
+        for (; r < e;) {
+          // a whole tile row's part of the block (its runs are consecutive)
+          const int64_t th = runs[r].th, pos = runs[r].pos, tw = runs[r].tw;
+          int64_t len = 0;
+          for (; r < e && runs[r].th == th; ++r) len += runs[r].len;
+          if (r == nruns) len = nstr * NR - pos;
+          for (int xi = 0; xi < 16; ++xi) dst[xi] = v + (xi * Cg + c) * NBs + pos;
+          const T* rows = slab + 2 * (th - th_a) * Ws + 2 * tw;
+#ifdef CNNOPS_HAVE_AVX2_TU
+          if (avx2) avx2::wino_input_row<T>(rows, Ws, (len + 7) / 8 * 8, dst);
+          else
+#endif
+            portable::wino_input_row<T>(rows, Ws, (len + 7) / 8 * 8, dst);
+        }
+      }
+    }
+
+    // 2. + 3. per strip of NR tiles and up to KB output channels: the 16 products (reduction
+    //    over Cg in chunks of kGemmKC), then back to output tiles, each run stored as two output
+    //    rows of adjacent pixel pairs; the last tile row (odd P) and column (odd Q) store only
+    //    their top / left outputs.
+    const T* ug = u.data() + gi * 16 * Mp * Cg;
+    const T* mrow[16];
+    T* outv[4];
+    for (int q = 0; q < 4; ++q) outv[q] = mbuf + (16 * KB + q * MR) * NR;
+    for (int64_t kb0 = 0; kb0 < Kg; kb0 += KB) {
+      const int64_t kb1 = std::min(Kg, kb0 + KB);
+      for (int64_t j0 = 0, r0 = 0; j0 < nb; j0 += NR) {
+        for (int xi = 0; xi < 16; ++xi)
+          for (int64_t c0 = 0; c0 < Cg; c0 += kGemmKC) {
+            const int64_t kc = std::min(kGemmKC, Cg - c0);
+            const T* bp = v + (xi * Cg + c0) * NBs + j0;
+            for (int64_t k0 = kb0; k0 < kb1; k0 += MR)
+              uk(kc, ug + xi * Mp * Cg + c0 * Mp + (k0 / MR) * kc * MR, bp, offs.data(),
+                 mbuf + (xi * KB + k0 - kb0) * NR, NR, c0 > 0, nullptr);
+          }
+        const int64_t nt = std::min<int64_t>(NR, nb - j0);
+        int64_t r1 = r0;
+        while (r1 < nruns && runs[r1].pos < j0 + nt) ++r1;
+        for (int64_t k = kb0; k < kb1; ++k) {
+          for (int xi = 0; xi < 16; ++xi) mrow[xi] = mbuf + (xi * KB + k - kb0) * NR;
+          const T bias = b ? b[gi * Kg + k] : T(0);
+#ifdef CNNOPS_HAVE_AVX2_TU
+          if (avx2) avx2::wino_output_row<T>(mrow, nt, bias, outv);
+          else
+#endif
+            portable::wino_output_row<T>(mrow, nt, bias, outv);
+          for (int64_t r = r0; r < r1; ++r) {
+            const Run& run = runs[r];
+            const bool last_col = g.Q % 2 == 1 && run.tw + run.len == TW;  // its last tile has one column
+            const int64_t pairs = run.len - (last_col ? 1 : 0), s = run.pos - j0;
+            T* yk = y + out_plane(g, run.n, gi * Kg + k) + 2 * run.th * g.Q + 2 * run.tw;
+            for (int64_t dr = 0; dr < 2 && 2 * run.th + dr < g.P; ++dr) {
+              const T *a = outv[2 * dr] + s, *bb = outv[2 * dr + 1] + s;
+              T* o = yk + dr * g.Q;
+#ifdef CNNOPS_HAVE_AVX2_TU
+              if (avx2) avx2::wino_store_pairs<T>(a, bb, pairs, o);
+              else
+#endif
+                portable::wino_store_pairs<T>(a, bb, pairs, o);
+              if (last_col) o[2 * pairs] = a[pairs];
+            }
+          }
+        }
+        r0 = r1;
+      }
+    }
+  });
+}
+
+template void conv2d_forward_winograd<float>(const float*, const float*, const float*, float*, const Conv2dGeom&,
+                                             const float* const*);
+template void conv2d_forward_winograd<double>(const double*, const double*, const double*, double*,
+                                              const Conv2dGeom&, const double* const*);
+
+}  // namespace cpu
+}  // namespace cnnops

@@ -200,6 +200,13 @@ static Plan make_plan(const char* op, const std::vector<int64_t>& xs, const Tens
 //   everything else                                      -> gemm (packed implicit GEMM): 1x1
 //       kernels (packed panels are read with better locality than slab rows hundreds of
 //       channels apart), wide layers (ResNet-50 3x3/2 with 128 channels: 18.1 ms vs 20.2 ms slab).
+// The rule's last two lines: also the weight-gradient kernel of a Winograd layer (there is no
+// Winograd weight gradient; before it existed, those layers' weight gradients ran the slab kernel,
+// and the packed GEMM made the 3-D layers' backward 12-16% slower).
+static ConvAlgo slab_or_gemm(const Conv2dGeom& g) {
+  return g.sw <= 2 && g.Kg <= 64 && g.R * g.S > 1 ? ConvAlgo::SmallC : ConvAlgo::Gemm;
+}
+
 ConvAlgo conv2d_choose_algo(const Conv2dGeom& g, ConvAlgo requested, const char* op) {
   if (requested == ConvAlgo::Depthwise)
     CNNOPS_CHECK_VALUE(g.Cg == 1, op, ": algo='depthwise' needs groups == input channels, got C=", g.C,
@@ -215,8 +222,7 @@ ConvAlgo conv2d_choose_algo(const Conv2dGeom& g, ConvAlgo requested, const char*
   if (g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.Cg >= 8 && g.Kg >= 16 &&
       g.Cg * g.Kg >= 512)
     return ConvAlgo::Winograd;
-  if (g.sw <= 2 && g.Kg <= 64 && g.R * g.S > 1) return ConvAlgo::SmallC;
-  return ConvAlgo::Gemm;
+  return slab_or_gemm(g);
 }
 
 template <typename T>
@@ -286,7 +292,8 @@ template <typename T>
 static void grad_weight_2d(const T* dy, const T* x, T* dw, const Conv2dGeom& g, ConvAlgo algo) {
   if (algo == ConvAlgo::Direct) cpu::conv2d_backward_weight_direct<T>(dy, x, dw, g);
   else if (algo == ConvAlgo::Depthwise) cpu::conv2d_backward_weight_depthwise<T>(dy, x, dw, g);
-  else if (algo == ConvAlgo::SmallC) cpu::conv2d_backward_weight_smallc<T>(dy, x, dw, g);
+  else if (algo == ConvAlgo::SmallC || (algo == ConvAlgo::Winograd && slab_or_gemm(g) == ConvAlgo::SmallC))
+    cpu::conv2d_backward_weight_smallc<T>(dy, x, dw, g);
   else cpu::conv2d_backward_weight_gemm<T>(dy, x, dw, g);
 }
 

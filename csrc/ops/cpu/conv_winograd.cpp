@@ -20,7 +20,12 @@
 //      of tiles within a tile row as two output rows of interleaved pixel pairs.
 // Nothing of the size of the input or output is allocated: the transformed tiles live and die
 // in L2, which is what lets the 64-channel layers (too little arithmetic per byte to stream
-// V and M through memory) keep the arithmetic saving.
+// V and M through memory) keep the arithmetic saving. One exception: the 3-D lowering reads each
+// input plane for up to kernel-depth lowered channels, so when all distinct planes' transforms fit
+// in 24 MB (L3) they are computed once up front and the blocks read them in place (then blocks
+// stay inside one image). c3d_28 4-8% faster (its transforms and slab fills had 26% of the
+// samples); conv3d_56, whose transforms would take 103 MB, 7-10% slower that way (memory
+// traffic), so it keeps the per-block transforms.
 //
 // How it got here (same process, medians of 7-15, GFLOP/s counted as for a direct convolution):
 // the first version (blocks inside one image, stride-2 phase-split slab, one scalar store per
@@ -52,6 +57,7 @@
 
 #include "core/cpu_features.h"
 #include "core/parallel.h"
+#include "core/tensor.h"
 #include "ops/cpu/gemm.h"
 
 namespace cnnops {
@@ -112,25 +118,92 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
   const int64_t TH = (g.P + 1) / 2, TW = (g.Q + 1) / 2, NT = TH * TW;
   const int64_t Ws = std::max(2 * (TW + NR + 8) + 4, g.pl + g.W + g.pr);
 
-  // Blocks: NB consecutive tiles of the group's sequence (image, tile row, tile column), crossing
-  // rows and images, so no strip is short but the very last. NB: V (16 x Cg x NB) within ~192 KB
-  // of L2, a multiple of NR, at most 4 strips, smaller when the threads would get few tasks.
-  const int64_t vbudget = 192 * 1024 / (16 * Cg * static_cast<int64_t>(sizeof(T)));
-  int64_t NB = std::min<int64_t>(4 * NR, std::max<int64_t>(NR, vbudget / NR * NR));
-  const int64_t threads = num_threads(), tiles = g.N * NT;
-  while (NB > NR && g.G * ((tiles + NB - 1) / NB) < 4 * threads) NB -= NR;
-  const int64_t nblk = (tiles + NB - 1) / NB;
-  const int64_t NBs = NB + 8;  // row stride of V: room for whole-vector writes past the last strip
-  // Padded rows one image's part of a block needs at most.
-  const int64_t srows_max = 2 * std::min(TH, (NB + TW - 1) / TW + 1) + 2;
-  std::vector<int64_t> offs(static_cast<size_t>(std::min(kGemmKC, Cg)));  // row kk of a V chunk
-  for (size_t kk = 0; kk < offs.size(); ++kk) offs[kk] = static_cast<int64_t>(kk) * NBs;
-  const UKernelOffs<T> uk = ukernel_offs<T>();
-  const int64_t KB = std::min<int64_t>(Mp, 96);  // output channels per pass over a strip
-  const int64_t ycs = out_cstride(g);
 #ifdef CNNOPS_HAVE_AVX2_TU
   const bool avx2 = use_avx2();
 #endif
+  auto input_row = [&](const T* rows, int64_t len, T* const* dst) {  // whole vectors of 8 tiles
+#ifdef CNNOPS_HAVE_AVX2_TU
+    if (avx2) return avx2::wino_input_row<T>(rows, Ws, (len + 7) / 8 * 8, dst);
+#endif
+    portable::wino_input_row<T>(rows, Ws, (len + 7) / 8 * 8, dst);
+  };
+  const int64_t threads = num_threads(), tiles = g.N * NT;
+
+  // The 3-D lowering reads each input plane through up to kernel-depth lowered (image, channel)
+  // pairs. When the transforms of all distinct planes fit in 24 MB (L3), they are computed once
+  // into `pre` and read from there instead of once per use. Layout [xi][strip][plane][NR]: the
+  // rows one strip reads (one per lowered channel, from different planes) lie within a few pages
+  // (a [plane][xi][tile] layout spread them over one page each and missed the L1 TLB on every
+  // micro-kernel step).
+  // Distinct planes, numbered in order of first use (lowered image by lowered image): a lowered
+  // image's channels then read a few runs of consecutive slots, one per kernel-depth tap, which
+  // spread over the L1 sets (numbered by address, a 3-D layer's strip read 192 rows from 24 of
+  // the 64 sets).
+  std::vector<const T*> uniq;
+  std::vector<int64_t> plane_id;
+  const int64_t nsi = (NT + NR - 1) / NR;  // strips per image
+  if (xplanes) {
+    const int64_t n_all = g.N * g.C;
+    std::vector<std::pair<const T*, int64_t>> byptr(static_cast<size_t>(n_all));
+    for (int64_t i = 0; i < n_all; ++i) byptr[i] = {xplanes[i], i};
+    std::sort(byptr.begin(), byptr.end());  // by pointer, then by first use
+    std::vector<int64_t> first;             // first use of each distinct plane
+    for (size_t i = 0; i < byptr.size(); ++i)
+      if (i == 0 || byptr[i].first != byptr[i - 1].first) first.push_back(byptr[i].second);
+    if (first.size() < static_cast<size_t>(n_all) &&
+        first.size() * 16 * nsi * NR * sizeof(T) <= size_t(24) * 1024 * 1024) {
+      std::sort(first.begin(), first.end());
+      plane_id.assign(static_cast<size_t>(n_all), -1);
+      for (size_t id = 0; id < first.size(); ++id) {
+        uniq.push_back(xplanes[first[id]]);
+        plane_id[first[id]] = static_cast<int64_t>(id);
+      }
+      for (size_t i = 0; i < byptr.size(); ++i)  // every use takes its plane's id
+        if (plane_id[byptr[i].second] < 0) plane_id[byptr[i].second] = plane_id[byptr[i - 1].second];
+    }
+  }
+  const bool pre = !uniq.empty();
+  const int64_t nplanes = static_cast<int64_t>(uniq.size());
+  Tensor pre_buf;
+  if (pre) {
+    pre_buf = empty({16 * nsi * nplanes * NR}, sizeof(T) == 4 ? DType::Float32 : DType::Float64, Device{});
+    T* vall = pre_buf.ptr<T>();
+    const int64_t NTv = nsi * NR + 8;  // a plane's transformed tiles, whole vectors, then strips
+    parallel_for(nplanes, [&](int64_t id) {
+      T* slab = static_cast<T*>(thread_scratch(1, sizeof(T) * (2 * TH + 2) * Ws));
+      T* tv = static_cast<T*>(thread_scratch(2, sizeof(T) * 16 * NTv));
+      fill_padded_rows(uniq[id], g, 0, 2 * TH + 2, slab, Ws);
+      T* dst[16];
+      for (int64_t th = 0; th < TH; ++th) {  // tile rows in sequence; the last fills the last strip
+        for (int xi = 0; xi < 16; ++xi) dst[xi] = tv + xi * NTv + th * TW;
+        input_row(slab + 2 * th * Ws, th + 1 < TH ? TW : nsi * NR - th * TW, dst);
+      }
+      for (int xi = 0; xi < 16; ++xi)
+        for (int64_t st = 0; st < nsi; ++st) {
+          const T* src = tv + xi * NTv + st * NR;
+          T* o = vall + ((xi * nsi + st) * nplanes + id) * NR;
+          for (int i = 0; i < NR; ++i) o[i] = src[i];
+        }
+    });
+  }
+
+  // Blocks: NB consecutive tiles of the group's sequence (image, tile row, tile column), crossing
+  // rows and images, so no strip is short but the very last. NB: V (16 x Cg x NB) within ~192 KB
+  // of L2, a multiple of NR, at most 4 strips, smaller when the threads would get few tasks. With
+  // `pre`, blocks stay inside one image (a strip reads one plane per channel) and NB is 4 strips.
+  const int64_t vbudget = 192 * 1024 / (16 * Cg * static_cast<int64_t>(sizeof(T)));
+  int64_t NB = pre ? 4 * NR : std::min<int64_t>(4 * NR, std::max<int64_t>(NR, vbudget / NR * NR));
+  auto count_blocks = [&] { return pre ? g.N * ((NT + NB - 1) / NB) : (tiles + NB - 1) / NB; };
+  while (NB > NR && g.G * count_blocks() < 4 * threads) NB -= NR;
+  const int64_t nblk = count_blocks(), bpi = (NT + NB - 1) / NB;  // blocks; per image with `pre`
+  const int64_t NBs = NB + 8;  // row stride of V: room for whole-vector writes past the last strip
+  // Padded rows one image's part of a block needs at most.
+  const int64_t srows_max = 2 * std::min(TH, (NB + TW - 1) / TW + 1) + 2;
+  std::vector<int64_t> offs(static_cast<size_t>(Cg));  // row of channel c in a V block
+  for (int64_t c = 0; c < Cg; ++c) offs[c] = c * NBs;
+  const UKernelOffs<T> uk = ukernel_offs<T>();
+  const int64_t KB = std::min<int64_t>(Mp, 96);  // output channels per pass over a strip
+  const int64_t ycs = out_cstride(g);
 
   // A run: tiles [pos, pos + len) of a block, consecutive in one tile row (image n, row th, from
   // column tw) and inside one NR-tile strip.
@@ -139,9 +212,11 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
   };
 
   parallel_for(g.G * nblk, [&](int64_t task) {
-    const int64_t gi = task / nblk, p0 = task % nblk * NB, p1 = std::min(tiles, p0 + NB), nb = p1 - p0;
+    const int64_t gi = task / nblk, blk = task % nblk;
+    const int64_t p0 = pre ? blk / bpi * NT + blk % bpi * NB : blk * NB;
+    const int64_t p1 = pre ? std::min(p0 + NB, (blk / bpi + 1) * NT) : std::min(tiles, p0 + NB), nb = p1 - p0;
     const int64_t nstr = (nb + NR - 1) / NR;
-    T* v = static_cast<T*>(thread_scratch(0, sizeof(T) * 16 * Cg * NBs));
+    T* v = pre ? nullptr : static_cast<T*>(thread_scratch(0, sizeof(T) * 16 * Cg * NBs));
     T* slab = static_cast<T*>(thread_scratch(1, sizeof(T) * srows_max * Ws));
     T* mbuf = static_cast<T*>(thread_scratch(2, sizeof(T) * (16 * KB + 4 * MR) * NR));
     Run* runs = static_cast<Run*>(thread_scratch(3, sizeof(Run) * (nb + nstr)));
@@ -156,8 +231,20 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
     // 1. input transform, channel by channel, one image's rows at a time. Whole vectors: a tile
     //    row's surplus lanes are overwritten by the next row, the block's last row fills its last
     //    strip from the slab's zero margin (the surplus lanes feed only unused outputs).
+    // V row of channel c for xi: vb + xi * xs + of[c] (+ tile position in the block).
+    const T* vb = v;
+    int64_t xs = Cg * NBs;
+    const int64_t* of = offs.data();
     T* dst[16];
-    for (int64_t c = 0; c < Cg; ++c) {
+    if (pre) {
+      const int64_t q = p0 / NT;
+      int64_t* ofs = static_cast<int64_t*>(thread_scratch(0, sizeof(int64_t) * Cg));
+      for (int64_t c = 0; c < Cg; ++c) ofs[c] = plane_id[q * g.C + gi * Cg + c] * NR;
+      vb = pre_buf.ptr<T>() + (p0 - q * NT) / NR * nplanes * NR;
+      xs = nsi * nplanes * NR;
+      of = ofs;
+    }
+    for (int64_t c = 0; c < (pre ? 0 : Cg); ++c) {
       for (int64_t r = 0; r < nruns;) {
         const int64_t n = runs[r].n, th_a = runs[r].th;
         int64_t e = r;
@@ -171,12 +258,7 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
           for (; r < e && runs[r].th == th; ++r) len += runs[r].len;
           if (r == nruns) len = nstr * NR - pos;
           for (int xi = 0; xi < 16; ++xi) dst[xi] = v + (xi * Cg + c) * NBs + pos;
-          const T* rows = slab + 2 * (th - th_a) * Ws + 2 * tw;
-#ifdef CNNOPS_HAVE_AVX2_TU
-          if (avx2) avx2::wino_input_row<T>(rows, Ws, (len + 7) / 8 * 8, dst);
-          else
-#endif
-            portable::wino_input_row<T>(rows, Ws, (len + 7) / 8 * 8, dst);
+          input_row(slab + 2 * (th - th_a) * Ws + 2 * tw, len, dst);
         }
       }
     }
@@ -195,9 +277,9 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
         for (int xi = 0; xi < 16; ++xi)
           for (int64_t c0 = 0; c0 < Cg; c0 += kGemmKC) {
             const int64_t kc = std::min(kGemmKC, Cg - c0);
-            const T* bp = v + (xi * Cg + c0) * NBs + j0;
+            const T* bp = vb + xi * xs + (pre ? j0 / NR * nplanes * NR : j0);
             for (int64_t k0 = kb0; k0 < kb1; k0 += MR)
-              uk(kc, ug + xi * Mp * Cg + c0 * Mp + (k0 / MR) * kc * MR, bp, offs.data(),
+              uk(kc, ug + xi * Mp * Cg + c0 * Mp + (k0 / MR) * kc * MR, bp, of + c0,
                  mbuf + (xi * KB + k0 - kb0) * NR, NR, c0 > 0, nullptr);
           }
         const int64_t nt = std::min<int64_t>(NR, nb - j0);

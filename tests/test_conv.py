@@ -73,7 +73,7 @@ class Case:
         a = ["direct", "gemm", "auto", "smallc"]
         if self.groups == self.x[1]:
             a.append("depthwise")
-        if (self.R, self.S) == (3, 3) and _ones(self.stride) and _ones(self.dilation):
+        if (self.R, self.S) in ((3, 3), (5, 5)) and _ones(self.stride) and _ones(self.dilation):
             a.append("winograd")
         return a
 
@@ -133,6 +133,9 @@ ZERO_CASES = [
     Case("wino_k100", (2, 8, 9, 10), 100, 3, 3, padding=1, bias=True),
     Case("wino_wide_rows", (1, 16, 5, 151), 16, 3, 3, padding=(1, 1, 0, 2)),
     Case("wino_groups", (2, 16, 10, 9), 32, 3, 3, padding="same", groups=2, bias=True),
+    # F(2x2, 5x5): tiles across images, odd sizes, more than 256 channels, asymmetric pads
+    Case("wino5_blocks_cross_images", (3, 16, 11, 9), 33, 5, 5, padding=2, bias=True),
+    Case("wino5_c270_asym", (1, 270, 9, 8), 7, 5, 5, padding=(0, 3, 2, 1)),
     Case("kernel_eq_input", (2, 3, 5, 5), 4, 5, 5, bias=True),
     Case("pad_beyond_reach", (1, 2, 4, 5), 3, 3, 3, padding=3),
     Case("pad_beyond_reach_asym", (2, 3, 5, 4), 4, 2, 3, padding=(0, 3, 4, 0), bias=True),
@@ -165,6 +168,7 @@ _MODE_BASE = [
     Case("conv1x1_pad", (1, 3, 4, 5), 2, 1, 1, padding=2, bias=True),
     Case("gemm_many_pixels", (1, 6, 17, 19), 8, 3, 3, padding=(2, 1, 1, 2)),
     Case("wino_odd", (2, 9, 7, 11), 18, 3, 3, padding=(2, 1, 0, 2), bias=True),
+    Case("wino5_odd", (1, 17, 9, 8), 32, 5, 5, padding=(1, 3, 2, 2), bias=True),
     Case("gemm_s2_multi_kc", (1, 30, 35, 33), 7, 3, 3, stride=2, padding=(1, 2, 1, 0)),
 ]
 MODE_CASES = [c.with_mode(m) for m in ("reflect", "replicate", "circular") for c in _MODE_BASE] + [
@@ -750,8 +754,8 @@ BAD_CALLS = [
      r"padding_mode one of .*'circular'.*got 'mirror'"),
     ("unknown_algo", lambda: cnnops.conv2d(_z(X), _z(W), algo="fft"), ValueError,
      r"algo one of .*'winograd'.*got 'fft'"),
-    ("winograd_needs_3x3", lambda: cnnops.conv2d(_z(X), _z((6, 4, 3, 2)), algo="winograd"), ValueError,
-     r"algo='winograd' needs a 3x3 kernel .* got kernel \(3, 2\), stride \(1, 1\), dilation \(1, 1\)"),
+    ("winograd_needs_3x3_or_5x5", lambda: cnnops.conv2d(_z(X), _z((6, 4, 3, 2)), algo="winograd"), ValueError,
+     r"algo='winograd' needs a 3x3 or 5x5 kernel .* got kernel \(3, 2\), stride \(1, 1\), dilation \(1, 1\)"),
     ("winograd_needs_stride1", lambda: cnnops.conv2d(_z(X), _z(W), stride=(1, 2), algo="winograd"), ValueError,
      r"algo='winograd' needs .*stride 1 and dilation 1, got kernel \(3, 3\), stride \(1, 2\)"),
     ("winograd_needs_dilation1", lambda: cnnops.conv2d(_z(X), _z(W), dilation=2, padding=2, algo="winograd"),

@@ -84,8 +84,9 @@ class Case:
         a = ["direct", "gemm", "auto", "smallc"]
         if self.groups == self.x[1] and (self.nd == 1 or self.k[0] == 1):
             a.append("depthwise")
-        if self.nd == 3 and tuple(self.k[1:]) == (3, 3) and _last2_ones(self.stride) and _last2_ones(self.dilation):
-            a.append("winograd")  # F(2x2, 3x3) over height and width, any kernel depth
+        if self.nd == 3 and tuple(self.k[1:]) in ((3, 3), (5, 5)) and _last2_ones(self.stride) \
+                and _last2_ones(self.dilation):
+            a.append("winograd")  # F(2x2, 3x3) or F(2x2, 5x5) over height and width, any kernel depth
         return a
 
     def with_mode(self, mode):
@@ -173,6 +174,10 @@ ZERO_3D = [
     Case("3d_gemm_multi_kc", (1, 24, 4, 6, 6), 16, (3, 3, 3), padding=1),
     # auto picks Winograd (24 lowered channels x 16): depth stride 2, odd height and width
     Case("3d_wino_depth_s2", (2, 8, 7, 9, 11), 16, (3, 3, 3), stride=(2, 1, 1), padding=(1, 1, 0), bias=True),
+    Case("3d_wino5", (1, 16, 4, 7, 9), 32, (2, 5, 5), padding=(0, 2, 1), bias=True),
+    # planes transformed once up front (kernel depth 3), rows of 70 tiles: more than one chunk of
+    # the 6x6 input transform
+    Case("3d_wino5_wide", (1, 2, 3, 5, 140), 4, (3, 5, 5), padding=(1, 2, 2)),
     Case("3d_kernel_5x1x2", (1, 3, 7, 4, 5), 4, (5, 1, 2), padding=(2, 0, 1)),
 ]
 

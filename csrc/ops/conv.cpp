@@ -181,14 +181,19 @@ static Plan make_plan(const char* op, const std::vector<int64_t>& xs, const Tens
 // The "auto" rule (measured on the 2-core AVX2 machine, see benchmarks/results/conv_cpu.md):
 //   groups == C (one input channel per group)           -> depthwise (memory-bound plane kernel)
 //   C/groups <= 4 (any stride)                           -> smallc (see its third rule)
-//   3x3 kernel (3-D: the last two kernel dimensions), stride 1, dilation 1, C/groups >= 8,
-//   K/groups >= 16 and (C/groups) x (K/groups) >= 512  -> winograd: F(2x2, 3x3) does 2.25x
+//   3x3 kernel (3-D: the last two kernel dimensions, likewise 5x5 below), stride 1, dilation 1,
+//   C/groups >= 8, K/groups >= 16, (C/groups) x (K/groups) >= 512 -> winograd: F(2x2, 3x3) does 2.25x
 //       fewer multiply-adds; at these sizes that outweighs its tile transforms (same process,
 //       medians of 7+: ResNet-50 3x3 11.4 -> 8.1 ms, VGG-16 224x224 23.0 -> 17.4 ms, 56x56x256
 //       168 -> 96 ms, 14x14x512 46.9 -> 29.8 ms, the 3-D layers 135 -> 91 ms and 17.5 -> 12.2
 //       ms; 32 -> 32 channels at 28x28 1.02x, 16 -> 64 1.04x, 8 -> 64 1.08x, but 16 -> 16
 //       channels 0.84x, 8 -> 8 0.75x and 64 -> 8 0.99x: the transforms grow with C + K, the
 //       products with C x K).
+//   5x5 kernel, stride 1, dilation 1, C/groups >= 16, K/groups >= 32 and their product >= 2048
+//                                                        -> winograd F(2x2, 5x5): 36 products per
+//       2x2 tile instead of 100, but 6x6 transforms: MNIST conv2 (32 -> 64 channels at 14x14)
+//       7.7 -> 6.0 ms, 64 -> 64 at 56x56 32.3 -> 22.5 ms, 256 -> 256 at 7x7 47.9 -> 26.0 ms,
+//       192 -> 32 at 28x28 1.03-1.10x; 32 -> 32 0.87x, 16 -> 32 0.86x, 8 -> 64 0.81x.
 //   width stride <= 2 with K/groups <= 64 and a kernel larger than 1x1
 //                                                        -> smallc: the slab kernel reads its
 //       operands in place, so it wins wherever packing im2col panels would cost a large share
@@ -212,16 +217,17 @@ ConvAlgo conv2d_choose_algo(const Conv2dGeom& g, ConvAlgo requested, const char*
     CNNOPS_CHECK_VALUE(g.Cg == 1, op, ": algo='depthwise' needs groups == input channels, got C=", g.C,
                        " and groups=", g.G);
   if (requested == ConvAlgo::Winograd)
-    CNNOPS_CHECK_VALUE(g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1, op,
-                       ": algo='winograd' needs a 3x3 kernel (the last two kernel dimensions) with stride 1 and "
-                       "dilation 1, got kernel (", g.R, ", ", g.S, "), stride (", g.sh, ", ", g.sw,
+    CNNOPS_CHECK_VALUE(g.R == g.S && (g.R == 3 || g.R == 5) && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1,
+                       op,
+                       ": algo='winograd' needs a 3x3 or 5x5 kernel (the last two kernel dimensions) with stride 1 "
+                       "and dilation 1, got kernel (", g.R, ", ", g.S, "), stride (", g.sh, ", ", g.sw,
                        "), dilation (", g.dh, ", ", g.dw, ")");
   if (requested != ConvAlgo::Auto) return requested;
   if (g.Cg == 1 && g.G > 1) return ConvAlgo::Depthwise;
   if (g.Cg <= 4) return ConvAlgo::SmallC;  // before winograd: few channels cannot repay the transforms
-  if (g.R == 3 && g.S == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.Cg >= 8 && g.Kg >= 16 &&
-      g.Cg * g.Kg >= 512)
-    return ConvAlgo::Winograd;
+  const bool unit = g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1;
+  if (unit && g.R == 3 && g.S == 3 && g.Cg >= 8 && g.Kg >= 16 && g.Cg * g.Kg >= 512) return ConvAlgo::Winograd;
+  if (unit && g.R == 5 && g.S == 5 && g.Cg >= 16 && g.Kg >= 32 && g.Cg * g.Kg >= 2048) return ConvAlgo::Winograd;
   return slab_or_gemm(g);
 }
 

@@ -125,9 +125,9 @@ _COMMON = """
     padding_mode: "zeros", "reflect", "replicate" or "circular" (no padded copy of the input).
     algo: "auto" (default), "gemm" (packed implicit GEMM), "depthwise" (groups == C),
     "smallc" (slab kernel without packing: few input or output channels, any stride),
-    "winograd" (F(2x2, 3x3): 3x3 kernels in the last two dimensions, stride 1, dilation 1;
-    2.25x fewer multiplications, rounding error within the direct sum's) or "direct" (the
-    plain reference loops). conv2d_algo() tells which one "auto" picks.
+    "winograd" (F(2x2, 3x3) or F(2x2, 5x5): 3x3 or 5x5 kernels in the last two dimensions,
+    stride 1, dilation 1; 2.25x / 2.8x fewer multiplications, float32 error up to a few times a
+    direct sum's) or "direct" (the plain reference loops). conv2d_algo() tells which one "auto" picks.
 
     Accepts any DLPack array (NumPy, PyTorch, CuPy, JAX) in float32 or float64 and returns the
     same array type on the same device."""

@@ -73,7 +73,8 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
 template <typename T>
 void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
                            const T* const* xplanes = nullptr);
-// Winograd F(2x2, 3x3): needs R = S = 3, stride 1 and dilation 1 (checked by the caller).
+// Winograd F(2x2, 3x3) or F(2x2, 5x5): needs R = S = 3 or 5, stride 1 and dilation 1 (checked by
+// the caller).
 template <typename T>
 void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
                              const T* const* xplanes = nullptr);

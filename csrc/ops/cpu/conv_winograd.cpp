@@ -1,8 +1,10 @@
-// Winograd F(2x2, 3x3) convolution forward ("winograd"): 3x3 kernels, stride 1, dilation 1, any
-// padding (sizes and mode), groups, and the 3-D lowering's plane table (kernel depth folded into
-// channels, conv.h). Each 2x2 output tile costs 16 multiply-adds per (input, output) channel pair
-// instead of 36: 2.25x less arithmetic than any direct or GEMM method (tile transforms in
-// conv_winograd_tiles.h).
+// Winograd convolution forward ("winograd"): F(2x2, 3x3) for 3x3 kernels and F(2x2, 5x5) for
+// 5x5 kernels, stride 1, dilation 1, any padding (sizes and mode), groups, and the 3-D lowering's
+// plane table (kernel depth folded into channels, conv.h). Each 2x2 output tile costs 16
+// multiply-adds per (input, output) channel pair instead of 36 (3x3: 2.25x less arithmetic than
+// any direct or GEMM method), or 36 instead of 100 (5x5: 2.8x less). Tile transforms in
+// conv_winograd_tiles.h; below, the 3x3 case (A = 4: 4x4 input tiles, 16 products; the 5x5 case
+// has A = 6, 6x6 tiles, 36 products, and otherwise the same code).
 //
 // Work split. The filters are transformed once per call into 16 matrices U[xi] (K/g x C/g, packed
 // as MR-row panels of the GEMM micro-kernel). The output tiles of a group form one sequence
@@ -48,7 +50,13 @@
 // 300 channels; the tests hold it to the direct algorithms' 1e-5 bound (1e-12 in float64).
 // Larger tiles (F(4x4, 3x3): 4x less arithmetic) were not built: their transforms multiply by
 // 2, 4 and 5, and published error analyses put their float32 error one to two orders of
-// magnitude above F(2x2, 3x3)'s.
+// magnitude above F(2x2, 3x3)'s. F(2x2, 5x5) has those same points (0, +-1, +-2, infinity) and
+// shows it: 6e-7 to 3.2e-6 relative on the tests' shapes (270-300 channels the highest), 3 to 7
+// times a direct sum's, still within the 1e-5 bound. Its first version ran MNIST conv2 slower
+// than the slab kernel: the 6x6 input transform, one pass through a table of 36 output pointers,
+// stayed scalar (29% of the samples); one vector pass per transform column, on rows split into
+// even and odd columns once per chunk of tiles, made it 1.27x faster than the slab kernel
+// (7.7 -> 6.0 ms; the transform 21% of the samples, the products 37%).
 #define CNNOPS_ISA portable
 #include "ops/cpu/conv_winograd_tiles.h"
 
@@ -67,65 +75,91 @@ namespace cpu {
 namespace avx2 {
 template <typename T> void wino_input_row(const T*, int64_t, int64_t, T* const*);
 template <typename T> void wino_output_row(const T* const*, int64_t, T, T* const*);
+template <typename T> void wino6_input_row(const T*, int64_t, int64_t, T* const*);
+template <typename T> void wino6_output_row(const T* const*, int64_t, T, T* const*);
 template <typename T> void wino_store_pairs(const T*, const T*, int64_t, T*);
 }  // namespace avx2
 static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
 #endif
 
-// U[gi][xi] = (G g G^T)[xi] for every filter g = w[k][c] of group gi, packed by pack_a_full
-// (chunks of kGemmKC input channels, MR-row panels of output channels): u + (gi*16 + xi)*Mp*Cg.
-template <typename T>
-static void transform_filters(const T* w, const Conv2dGeom& g, int64_t Mp, T* u) {
-  const int64_t Cg = g.Cg, Kg = g.Kg;
-  std::vector<T> plain(static_cast<size_t>(g.K * 16 * Cg));  // [gi*Kg + k][xi][c]
-  parallel_for(g.K, [&](int64_t k) {
-    for (int64_t c = 0; c < Cg; ++c) {
-      const T* f = w + (k * Cg + c) * 9;
-      double t[4][3];  // G f (rows), in double: the only rounding is the final one
-      for (int s = 0; s < 3; ++s) {
-        const double f0 = f[s], f1 = f[3 + s], f2 = f[6 + s];
-        t[0][s] = f0;
-        t[1][s] = 0.5 * (f0 + f1 + f2);
-        t[2][s] = 0.5 * (f0 - f1 + f2);
-        t[3][s] = f2;
-      }
-      T* out = plain.data() + k * 16 * Cg + c;
-      for (int a = 0; a < 4; ++a) {  // (G f) G^T
-        out[(4 * a + 0) * Cg] = static_cast<T>(t[a][0]);
-        out[(4 * a + 1) * Cg] = static_cast<T>(0.5 * (t[a][0] + t[a][1] + t[a][2]));
-        out[(4 * a + 2) * Cg] = static_cast<T>(0.5 * (t[a][0] - t[a][1] + t[a][2]));
-        out[(4 * a + 3) * Cg] = static_cast<T>(t[a][2]);
-      }
+// G f G^T for one filter f (A - 1 square, row-major) into out[xi * stride], in double: the only
+// rounding is the final one. A = 4: F(2x2, 3x3); A = 6: F(2x2, 5x5) (matrices in
+// conv_winograd_tiles.h).
+template <int A, typename T>
+static void transform_filter(const T* f, T* out, int64_t stride) {
+  constexpr int R = A - 1;
+  auto g_col = [](const double* v, double* o) {  // G v for one column (or row) v of R values
+    if constexpr (A == 4) {
+      o[0] = v[0];
+      o[1] = 0.5 * (v[0] + v[1] + v[2]);
+      o[2] = 0.5 * (v[0] - v[1] + v[2]);
+      o[3] = v[2];
+    } else {
+      const double e = v[0] + v[2] + v[4], d = v[1] + v[3];
+      o[0] = v[0] / 4;
+      o[1] = -(e + d) / 6;
+      o[2] = -(e - d) / 6;
+      o[3] = (v[0] / 4 + v[1] / 2 + v[2] + 2 * v[3] + 4 * v[4]) / 6;
+      o[4] = (v[0] / 4 - v[1] / 2 + v[2] - 2 * v[3] + 4 * v[4]) / 6;
+      o[5] = v[4];
     }
+  };
+  double t[A][R];  // G f: column s of f -> column s of t
+  for (int s = 0; s < R; ++s) {
+    double col[R], o[A];
+    for (int r = 0; r < R; ++r) col[r] = f[r * R + s];
+    g_col(col, o);
+    for (int a = 0; a < A; ++a) t[a][s] = o[a];
+  }
+  for (int a = 0; a < A; ++a) {  // (G f) G^T: row a of t
+    double o[A];
+    g_col(t[a], o);
+    for (int b = 0; b < A; ++b) out[(A * a + b) * stride] = static_cast<T>(o[b]);
+  }
+}
+
+// U[gi][xi] = (G g G^T)[xi] for every filter g = w[k][c] of group gi, packed by pack_a_full
+// (chunks of kGemmKC input channels, MR-row panels of output channels): u + (gi*XI + xi)*Mp*Cg.
+template <int A, typename T>
+static void transform_filters(const T* w, const Conv2dGeom& g, int64_t Mp, T* u) {
+  constexpr int64_t XI = A * A, RS = (A - 1) * (A - 1);
+  const int64_t Cg = g.Cg, Kg = g.Kg;
+  std::vector<T> plain(static_cast<size_t>(g.K * XI * Cg));  // [gi*Kg + k][xi][c]
+  parallel_for(g.K, [&](int64_t k) {
+    for (int64_t c = 0; c < Cg; ++c) transform_filter<A>(w + (k * Cg + c) * RS, plain.data() + k * XI * Cg + c, Cg);
   });
-  parallel_for(g.G * 16, [&](int64_t q) {
-    const int64_t gi = q / 16, xi = q % 16;
-    pack_a_full(plain.data() + (gi * Kg * 16 + xi) * Cg, 16 * Cg, int64_t(1), Kg, Cg, u + q * Mp * Cg);
+  parallel_for(g.G * XI, [&](int64_t q) {
+    const int64_t gi = q / XI, xi = q % XI;
+    pack_a_full(plain.data() + (gi * Kg * XI + xi) * Cg, XI * Cg, int64_t(1), Kg, Cg, u + q * Mp * Cg);
   });
 }
 
-template <typename T>
-void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
+// The forward for tile size A (A x A input tiles, 2x2 output tiles, A*A products).
+template <int A, typename T>
+static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
                              const T* const* xplanes) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  constexpr int XI = A * A;
   const int64_t Cg = g.Cg, Kg = g.Kg;
   const int64_t Mp = (Kg + MR - 1) / MR * MR;
-  std::vector<T> u(static_cast<size_t>(g.G * 16 * Mp * Cg));
-  transform_filters(w, g, Mp, u.data());
+  std::vector<T> u(static_cast<size_t>(g.G * XI * Mp * Cg));
+  transform_filters<A>(w, g, Mp, u.data());
 
   // Tile grid; padded input rows (linear, with a zero margin: whole-vector transforms read up to
   // NR + 8 tiles past a row's last one).
   const int64_t TH = (g.P + 1) / 2, TW = (g.Q + 1) / 2, NT = TH * TW;
-  const int64_t Ws = std::max(2 * (TW + NR + 8) + 4, g.pl + g.W + g.pr);
+  const int64_t Ws = std::max(2 * (TW + NR + 8) + A, g.pl + g.W + g.pr);
 
 #ifdef CNNOPS_HAVE_AVX2_TU
   const bool avx2 = use_avx2();
 #endif
   auto input_row = [&](const T* rows, int64_t len, T* const* dst) {  // whole vectors of 8 tiles
+    const int64_t n = (len + 7) / 8 * 8;
 #ifdef CNNOPS_HAVE_AVX2_TU
-    if (avx2) return avx2::wino_input_row<T>(rows, Ws, (len + 7) / 8 * 8, dst);
+    if (avx2) return A == 4 ? avx2::wino_input_row<T>(rows, Ws, n, dst) : avx2::wino6_input_row<T>(rows, Ws, n, dst);
 #endif
-    portable::wino_input_row<T>(rows, Ws, (len + 7) / 8 * 8, dst);
+    if (A == 4) portable::wino_input_row<T>(rows, Ws, n, dst);
+    else portable::wino6_input_row<T>(rows, Ws, n, dst);
   };
   const int64_t threads = num_threads(), tiles = g.N * NT;
 
@@ -151,7 +185,7 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
     for (size_t i = 0; i < byptr.size(); ++i)
       if (i == 0 || byptr[i].first != byptr[i - 1].first) first.push_back(byptr[i].second);
     if (first.size() < static_cast<size_t>(n_all) &&
-        first.size() * 16 * nsi * NR * sizeof(T) <= size_t(24) * 1024 * 1024) {
+        first.size() * XI * nsi * NR * sizeof(T) <= size_t(24) * 1024 * 1024) {
       std::sort(first.begin(), first.end());
       plane_id.assign(static_cast<size_t>(n_all), -1);
       for (size_t id = 0; id < first.size(); ++id) {
@@ -166,19 +200,19 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
   const int64_t nplanes = static_cast<int64_t>(uniq.size());
   Tensor pre_buf;
   if (pre) {
-    pre_buf = empty({16 * nsi * nplanes * NR}, sizeof(T) == 4 ? DType::Float32 : DType::Float64, Device{});
+    pre_buf = empty({XI * nsi * nplanes * NR}, sizeof(T) == 4 ? DType::Float32 : DType::Float64, Device{});
     T* vall = pre_buf.ptr<T>();
     const int64_t NTv = nsi * NR + 8;  // a plane's transformed tiles, whole vectors, then strips
     parallel_for(nplanes, [&](int64_t id) {
-      T* slab = static_cast<T*>(thread_scratch(1, sizeof(T) * (2 * TH + 2) * Ws));
-      T* tv = static_cast<T*>(thread_scratch(2, sizeof(T) * 16 * NTv));
-      fill_padded_rows(uniq[id], g, 0, 2 * TH + 2, slab, Ws);
-      T* dst[16];
+      T* slab = static_cast<T*>(thread_scratch(1, sizeof(T) * (2 * TH + A - 2) * Ws));
+      T* tv = static_cast<T*>(thread_scratch(2, sizeof(T) * XI * NTv));
+      fill_padded_rows(uniq[id], g, 0, 2 * TH + A - 2, slab, Ws);
+      T* dst[XI];
       for (int64_t th = 0; th < TH; ++th) {  // tile rows in sequence; the last fills the last strip
-        for (int xi = 0; xi < 16; ++xi) dst[xi] = tv + xi * NTv + th * TW;
+        for (int xi = 0; xi < XI; ++xi) dst[xi] = tv + xi * NTv + th * TW;
         input_row(slab + 2 * th * Ws, th + 1 < TH ? TW : nsi * NR - th * TW, dst);
       }
-      for (int xi = 0; xi < 16; ++xi)
+      for (int xi = 0; xi < XI; ++xi)
         for (int64_t st = 0; st < nsi; ++st) {
           const T* src = tv + xi * NTv + st * NR;
           T* o = vall + ((xi * nsi + st) * nplanes + id) * NR;
@@ -191,14 +225,14 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
   // rows and images, so no strip is short but the very last. NB: V (16 x Cg x NB) within ~192 KB
   // of L2, a multiple of NR, at most 4 strips, smaller when the threads would get few tasks. With
   // `pre`, blocks stay inside one image (a strip reads one plane per channel) and NB is 4 strips.
-  const int64_t vbudget = 192 * 1024 / (16 * Cg * static_cast<int64_t>(sizeof(T)));
+  const int64_t vbudget = 192 * 1024 / (XI * Cg * static_cast<int64_t>(sizeof(T)));
   int64_t NB = pre ? 4 * NR : std::min<int64_t>(4 * NR, std::max<int64_t>(NR, vbudget / NR * NR));
   auto count_blocks = [&] { return pre ? g.N * ((NT + NB - 1) / NB) : (tiles + NB - 1) / NB; };
   while (NB > NR && g.G * count_blocks() < 4 * threads) NB -= NR;
   const int64_t nblk = count_blocks(), bpi = (NT + NB - 1) / NB;  // blocks; per image with `pre`
   const int64_t NBs = NB + 8;  // row stride of V: room for whole-vector writes past the last strip
   // Padded rows one image's part of a block needs at most.
-  const int64_t srows_max = 2 * std::min(TH, (NB + TW - 1) / TW + 1) + 2;
+  const int64_t srows_max = 2 * std::min(TH, (NB + TW - 1) / TW + 1) + A - 2;
   std::vector<int64_t> offs(static_cast<size_t>(Cg));  // row of channel c in a V block
   for (int64_t c = 0; c < Cg; ++c) offs[c] = c * NBs;
   const UKernelOffs<T> uk = ukernel_offs<T>();
@@ -216,9 +250,9 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
     const int64_t p0 = pre ? blk / bpi * NT + blk % bpi * NB : blk * NB;
     const int64_t p1 = pre ? std::min(p0 + NB, (blk / bpi + 1) * NT) : std::min(tiles, p0 + NB), nb = p1 - p0;
     const int64_t nstr = (nb + NR - 1) / NR;
-    T* v = pre ? nullptr : static_cast<T*>(thread_scratch(0, sizeof(T) * 16 * Cg * NBs));
+    T* v = pre ? nullptr : static_cast<T*>(thread_scratch(0, sizeof(T) * XI * Cg * NBs));
     T* slab = static_cast<T*>(thread_scratch(1, sizeof(T) * srows_max * Ws));
-    T* mbuf = static_cast<T*>(thread_scratch(2, sizeof(T) * (16 * KB + 4 * MR) * NR));
+    T* mbuf = static_cast<T*>(thread_scratch(2, sizeof(T) * (XI * KB + 4 * MR) * NR));
     Run* runs = static_cast<Run*>(thread_scratch(3, sizeof(Run) * (nb + nstr)));
     int64_t nruns = 0;
     for (int64_t p = p0; p < p1;) {
@@ -235,7 +269,7 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
     const T* vb = v;
     int64_t xs = Cg * NBs;
     const int64_t* of = offs.data();
-    T* dst[16];
+    T* dst[XI];
     if (pre) {
       const int64_t q = p0 / NT;
       int64_t* ofs = static_cast<int64_t*>(thread_scratch(0, sizeof(int64_t) * Cg));
@@ -250,14 +284,14 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
         int64_t e = r;
         while (e < nruns && runs[e].n == n) ++e;
         const int64_t th_b = runs[e - 1].th + 1;
-        fill_padded_rows(in_plane(x, xplanes, g, n, gi * Cg + c), g, 2 * th_a, 2 * (th_b - th_a) + 2, slab, Ws);
+        fill_padded_rows(in_plane(x, xplanes, g, n, gi * Cg + c), g, 2 * th_a, 2 * (th_b - th_a) + A - 2, slab, Ws);
         for (; r < e;) {
           // a whole tile row's part of the block (its runs are consecutive)
           const int64_t th = runs[r].th, pos = runs[r].pos, tw = runs[r].tw;
           int64_t len = 0;
           for (; r < e && runs[r].th == th; ++r) len += runs[r].len;
           if (r == nruns) len = nstr * NR - pos;
-          for (int xi = 0; xi < 16; ++xi) dst[xi] = v + (xi * Cg + c) * NBs + pos;
+          for (int xi = 0; xi < XI; ++xi) dst[xi] = v + (xi * Cg + c) * NBs + pos;
           input_row(slab + 2 * (th - th_a) * Ws + 2 * tw, len, dst);
         }
       }
@@ -267,14 +301,14 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
     //    over Cg in chunks of kGemmKC), then back to output tiles, each run stored as two output
     //    rows of adjacent pixel pairs; the last tile row (odd P) and column (odd Q) store only
     //    their top / left outputs.
-    const T* ug = u.data() + gi * 16 * Mp * Cg;
-    const T* mrow[16];
+    const T* ug = u.data() + gi * XI * Mp * Cg;
+    const T* mrow[XI];
     T* outv[4];
-    for (int q = 0; q < 4; ++q) outv[q] = mbuf + (16 * KB + q * MR) * NR;
+    for (int q = 0; q < 4; ++q) outv[q] = mbuf + (XI * KB + q * MR) * NR;
     for (int64_t kb0 = 0; kb0 < Kg; kb0 += KB) {
       const int64_t kb1 = std::min(Kg, kb0 + KB);
       for (int64_t j0 = 0, r0 = 0; j0 < nb; j0 += NR) {
-        for (int xi = 0; xi < 16; ++xi)
+        for (int xi = 0; xi < XI; ++xi)
           for (int64_t c0 = 0; c0 < Cg; c0 += kGemmKC) {
             const int64_t kc = std::min(kGemmKC, Cg - c0);
             const T* bp = vb + xi * xs + (pre ? j0 / NR * nplanes * NR : j0);
@@ -286,13 +320,13 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
         int64_t r1 = r0;
         while (r1 < nruns && runs[r1].pos < j0 + nt) ++r1;
         for (int64_t k = kb0; k < kb1; ++k) {
-          for (int xi = 0; xi < 16; ++xi) mrow[xi] = mbuf + (xi * KB + k - kb0) * NR;
+          for (int xi = 0; xi < XI; ++xi) mrow[xi] = mbuf + (xi * KB + k - kb0) * NR;
           const T bias = b ? b[gi * Kg + k] : T(0);
 #ifdef CNNOPS_HAVE_AVX2_TU
-          if (avx2) avx2::wino_output_row<T>(mrow, nt, bias, outv);
+          if (avx2) A == 4 ? avx2::wino_output_row<T>(mrow, nt, bias, outv) : avx2::wino6_output_row<T>(mrow, nt, bias, outv);
           else
 #endif
-            portable::wino_output_row<T>(mrow, nt, bias, outv);
+            A == 4 ? portable::wino_output_row<T>(mrow, nt, bias, outv) : portable::wino6_output_row<T>(mrow, nt, bias, outv);
           for (int64_t r = r0; r < r1; ++r) {
             const Run& run = runs[r];
             const bool last_col = g.Q % 2 == 1 && run.tw + run.len == TW;  // its last tile has one column
@@ -314,6 +348,13 @@ void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Con
       }
     }
   });
+}
+
+template <typename T>
+void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
+                             const T* const* xplanes) {
+  if (g.R == 5) winograd_forward<6>(x, w, b, y, g, xplanes);
+  else winograd_forward<4>(x, w, b, y, g, xplanes);
 }
 
 template void conv2d_forward_winograd<float>(const float*, const float*, const float*, float*, const Conv2dGeom&,

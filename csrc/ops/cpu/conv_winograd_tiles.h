@@ -12,6 +12,7 @@
 // binary), which is why F(2x2, 3x3) keeps the rounding error of a direct sum (see the bound in
 // conv_winograd.cpp). Each loop runs over a row of tiles, so the compiler vectorises it across
 // tiles (8 floats per AVX2 register).
+#include <algorithm>
 #include <cstdint>
 
 #if defined(__AVX2__)
@@ -34,7 +35,7 @@ void wino_input_row(const T* rows, int64_t Ws, int64_t n, T* const* dst) {
   T *d0 = dst[0], *d1 = dst[1], *d2 = dst[2], *d3 = dst[3], *d4 = dst[4], *d5 = dst[5], *d6 = dst[6],
     *d7 = dst[7], *d8 = dst[8], *d9 = dst[9], *d10 = dst[10], *d11 = dst[11], *d12 = dst[12], *d13 = dst[13],
     *d14 = dst[14], *d15 = dst[15];
-#pragma omp simd
+#pragma omp simd simdlen(32 / sizeof(T))
   for (int64_t j = 0; j < n; ++j) {
     // t_i = d_i B (row i of the tile: columns 2j .. 2j+3 = e[j], o[j], e[j+1], o[j+1])
     const T t00 = r0[2 * j] - r0[2 * j + 2], t01 = r0[2 * j + 1] + r0[2 * j + 2], t02 = r0[2 * j + 2] - r0[2 * j + 1],
@@ -61,7 +62,7 @@ void wino_output_row(const T* const* m, int64_t n, T bias, T* const* out) {
   const T *m8 = m[8], *m9 = m[9], *m10 = m[10], *m11 = m[11], *m12 = m[12], *m13 = m[13], *m14 = m[14],
           *m15 = m[15];
   T *y00 = out[0], *y01 = out[1], *y10 = out[2], *y11 = out[3];
-#pragma omp simd
+#pragma omp simd simdlen(32 / sizeof(T))
   for (int64_t j = 0; j < n; ++j) {
     // A^T m: row 0 = m_0 + m_1 + m_2, row 1 = m_1 - m_2 - m_3 (rows of 4 columns)
     const T s0 = m0[j] + m4[j] + m8[j], s1 = m1[j] + m5[j] + m9[j], s2 = m2[j] + m6[j] + m10[j],
@@ -73,6 +74,108 @@ void wino_output_row(const T* const* m, int64_t n, T bias, T* const* out) {
     y01[j] = bias + s1 - s2 - s3;
     y10[j] = bias + r0 + r1 + r2;
     y11[j] = bias + r1 - r2 - r3;
+  }
+}
+
+// F(2x2, 5x5): 6x6 input tiles (points 0, 1, -1, 2, -2 and infinity), same 2x2 output tiles:
+//   B^T = | 4  0 -5  0  1  0 |   G = |  1/4    0     0     0    0  |   A^T = | 1  1  1  1  1  0 |
+//         | 0 -4 -4  1  1  0 |       | -1/6 -1/6  -1/6  -1/6 -1/6 |         | 0  1 -1  2 -2  1 |
+//         | 0  4 -4 -1  1  0 |       | -1/6  1/6  -1/6   1/6 -1/6 |
+//         | 0 -2 -1  2  1  0 |       | 1/24 1/12   1/6   1/3  2/3 |
+//         | 0  2 -1 -2  1  0 |       | 1/24 -1/12  1/6  -1/3  2/3 |
+//         | 0  4  0 -5  0  1 |       |   0    0     0     0    1  |
+// 36 products per tile instead of 100; the data transforms multiply by 2, 4 and 5, so the
+// rounding error is several times a direct sum's (see conv_winograd.cpp).
+
+// B^T applied to six values.
+#define CNNOPS_WINO6_BT(d0, d1, d2, d3, d4, d5, o0, o1, o2, o3, o4, o5) \
+  o0 = 4 * (d0) - 5 * (d2) + (d4);                                    \
+  o1 = (d3) + (d4) - 4 * ((d1) + (d2));                               \
+  o2 = (d4) - (d3) + 4 * ((d1) - (d2));                               \
+  o3 = (d4) - (d2) + 2 * ((d3) - (d1));                               \
+  o4 = (d4) - (d2) - 2 * ((d3) - (d1));                               \
+  o5 = 4 * (d1) - 5 * (d3) + (d5);
+
+// Column b of B^T applied to one row of a 6x6 tile, from the row split into even and odd
+// columns: tile j's row values d[k] = r[2j + k] are e[j + k/2] (k even) and o[j + k/2] (k odd).
+template <int B, typename T>
+static inline T wino6_bt(const T* e, const T* o, int64_t j) {
+  if constexpr (B == 0) return 4 * e[j] - 5 * e[j + 1] + e[j + 2];
+  else if constexpr (B == 1) return o[j + 1] + e[j + 2] - 4 * (o[j] + e[j + 1]);
+  else if constexpr (B == 2) return e[j + 2] - o[j + 1] + 4 * (o[j] - e[j + 1]);
+  else if constexpr (B == 3) return e[j + 2] - e[j + 1] + 2 * (o[j + 1] - o[j]);
+  else if constexpr (B == 4) return e[j + 2] - e[j + 1] - 2 * (o[j + 1] - o[j]);
+  else return 4 * o[j] - 5 * o[j + 1] + o[j + 2];
+}
+
+constexpr int64_t kWino6Chunk = 64;  // tiles per pass of wino6_input_row
+
+// Column b of n <= kWino6Chunk transformed tiles (elements 6a + b, a = 0..5); eo holds the six
+// rows' even and odd columns (row i: even at eo + 2i * S, odd at eo + (2i + 1) * S).
+template <int B, typename T>
+static void wino6_input_col(const T* eo, int64_t S, int64_t n, T* const* dst, int64_t j0) {
+  const T *e0 = eo, *o0 = e0 + S, *e1 = o0 + S, *o1 = e1 + S, *e2 = o1 + S, *o2 = e2 + S;
+  const T *e3 = o2 + S, *o3 = e3 + S, *e4 = o3 + S, *o4 = e4 + S, *e5 = o4 + S, *o5 = e5 + S;
+  T *q0 = dst[B] + j0, *q1 = dst[6 + B] + j0, *q2 = dst[12 + B] + j0, *q3 = dst[18 + B] + j0,
+    *q4 = dst[24 + B] + j0, *q5 = dst[30 + B] + j0;
+#pragma omp simd simdlen(32 / sizeof(T))
+  for (int64_t j = 0; j < n; ++j) {
+    const T t0 = wino6_bt<B>(e0, o0, j), t1 = wino6_bt<B>(e1, o1, j), t2 = wino6_bt<B>(e2, o2, j);
+    const T t3 = wino6_bt<B>(e3, o3, j), t4 = wino6_bt<B>(e4, o4, j), t5 = wino6_bt<B>(e5, o5, j);
+    CNNOPS_WINO6_BT(t0, t1, t2, t3, t4, t5, q0[j], q1[j], q2[j], q3[j], q4[j], q5[j])
+  }
+}
+
+// Input transform of n adjacent 6x6 tiles (tile j's columns 2j .. 2j+5 of six linear padded
+// rows, rows + i * Ws); element xi = 6a + b of tile j goes to dst[xi][j]. In chunks of tiles:
+// the six rows are split into even and odd columns once (the column passes then load unit
+// stride), then one vector pass per column b (a single pass over 36 outputs through the pointer
+// table stayed scalar; stride-2 loads in every pass cost a quarter of MNIST conv2's time).
+template <typename T>
+void wino6_input_row(const T* rows, int64_t Ws, int64_t n, T* const* dst) {
+  constexpr int64_t S = kWino6Chunk + 3;
+  alignas(64) T eo[12 * S];
+  for (int64_t j0 = 0; j0 < n; j0 += kWino6Chunk) {
+    const int64_t m = std::min(kWino6Chunk, n - j0);
+    for (int i = 0; i < 6; ++i) {
+      const T* r = rows + i * Ws + 2 * j0;
+      T *e = eo + 2 * i * S, *o = e + S;
+#pragma omp simd simdlen(32 / sizeof(T))
+      for (int64_t k = 0; k < m + 3; ++k) {
+        e[k] = r[2 * k];
+        o[k] = r[2 * k + 1];
+      }
+    }
+    wino6_input_col<0>(eo, S, m, dst, j0);
+    wino6_input_col<1>(eo, S, m, dst, j0);
+    wino6_input_col<2>(eo, S, m, dst, j0);
+    wino6_input_col<3>(eo, S, m, dst, j0);
+    wino6_input_col<4>(eo, S, m, dst, j0);
+    wino6_input_col<5>(eo, S, m, dst, j0);
+  }
+}
+
+// Output transform of n <= 16 6x6 products (m[xi][j]) to 2x2 tiles (+ bias), as wino_output_row:
+// first A^T m per column b (rows s and r), then the columns.
+template <typename T>
+void wino6_output_row(const T* const* m, int64_t n, T bias, T* const* out) {
+  alignas(64) T sb[6][16], rb[6][16];
+  for (int b = 0; b < 6; ++b) {
+    const T *m0 = m[b], *m1 = m[6 + b], *m2 = m[12 + b], *m3 = m[18 + b], *m4 = m[24 + b], *m5 = m[30 + b];
+    T *sp = sb[b], *rp = rb[b];
+#pragma omp simd simdlen(32 / sizeof(T))
+    for (int64_t j = 0; j < n; ++j) {
+      sp[j] = m0[j] + m1[j] + m2[j] + m3[j] + m4[j];
+      rp[j] = m1[j] - m2[j] + 2 * (m3[j] - m4[j]) + m5[j];
+    }
+  }
+  T *y00 = out[0], *y01 = out[1], *y10 = out[2], *y11 = out[3];
+#pragma omp simd simdlen(32 / sizeof(T))
+  for (int64_t j = 0; j < n; ++j) {
+    y00[j] = bias + sb[0][j] + sb[1][j] + sb[2][j] + sb[3][j] + sb[4][j];
+    y01[j] = bias + sb[1][j] - sb[2][j] + 2 * (sb[3][j] - sb[4][j]) + sb[5][j];
+    y10[j] = bias + rb[0][j] + rb[1][j] + rb[2][j] + rb[3][j] + rb[4][j];
+    y11[j] = bias + rb[1][j] - rb[2][j] + 2 * (rb[3][j] - rb[4][j]) + rb[5][j];
   }
 }
 
@@ -105,6 +208,10 @@ void wino_store_pairs(const T* a, const T* b, int64_t n, T* dst) {
 
 template void wino_store_pairs<float>(const float*, const float*, int64_t, float*);
 template void wino_store_pairs<double>(const double*, const double*, int64_t, double*);
+template void wino6_input_row<float>(const float*, int64_t, int64_t, float* const*);
+template void wino6_input_row<double>(const double*, int64_t, int64_t, double* const*);
+template void wino6_output_row<float>(const float* const*, int64_t, float, float* const*);
+template void wino6_output_row<double>(const double* const*, int64_t, double, double* const*);
 template void wino_input_row<float>(const float*, int64_t, int64_t, float* const*);
 template void wino_input_row<double>(const double*, int64_t, int64_t, double* const*);
 template void wino_output_row<float>(const float* const*, int64_t, float, float* const*);

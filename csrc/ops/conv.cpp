@@ -189,11 +189,13 @@ static Plan make_plan(const char* op, const std::vector<int64_t>& xs, const Tens
 //       ms; 32 -> 32 channels at 28x28 1.02x, 16 -> 64 1.04x, 8 -> 64 1.08x, but 16 -> 16
 //       channels 0.84x, 8 -> 8 0.75x and 64 -> 8 0.99x: the transforms grow with C + K, the
 //       products with C x K).
-//   5x5 kernel, stride 1, dilation 1, C/groups >= 16, K/groups >= 32 and their product >= 2048
+//   5x5 kernel, stride 1, dilation 1, C/groups >= 16, K/groups >= 64 and their product >= 2048
 //                                                        -> winograd F(2x2, 5x5): 36 products per
-//       2x2 tile instead of 100, but 6x6 transforms: MNIST conv2 (32 -> 64 channels at 14x14)
-//       7.7 -> 6.0 ms, 64 -> 64 at 56x56 32.3 -> 22.5 ms, 256 -> 256 at 7x7 47.9 -> 26.0 ms,
-//       192 -> 32 at 28x28 1.03-1.10x; 32 -> 32 0.87x, 16 -> 32 0.86x, 8 -> 64 0.81x.
+//       2x2 tile instead of 100, but 6x6 input transforms, which only many output channels
+//       repay: MNIST conv2 (32 -> 64 channels at 14x14) 1.08-1.27x the slab kernel, 64 -> 64 at
+//       56x56 1.39-1.46x, 256 -> 256 at 7x7 1.8x (against the packed GEMM); with 32 output
+//       channels 0.81x (64 -> 32 at 14x14, MNIST conv2's input gradient) to 1.10x (192 -> 32),
+//       32 -> 32 0.87x, 16 -> 32 0.86x, 8 -> 64 0.81x.
 //   width stride <= 2 with K/groups <= 64 and a kernel larger than 1x1
 //                                                        -> smallc: the slab kernel reads its
 //       operands in place, so it wins wherever packing im2col panels would cost a large share
@@ -227,7 +229,7 @@ ConvAlgo conv2d_choose_algo(const Conv2dGeom& g, ConvAlgo requested, const char*
   if (g.Cg <= 4) return ConvAlgo::SmallC;  // before winograd: few channels cannot repay the transforms
   const bool unit = g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1;
   if (unit && g.R == 3 && g.S == 3 && g.Cg >= 8 && g.Kg >= 16 && g.Cg * g.Kg >= 512) return ConvAlgo::Winograd;
-  if (unit && g.R == 5 && g.S == 5 && g.Cg >= 16 && g.Kg >= 32 && g.Cg * g.Kg >= 2048) return ConvAlgo::Winograd;
+  if (unit && g.R == 5 && g.S == 5 && g.Cg >= 16 && g.Kg >= 64 && g.Cg * g.Kg >= 2048) return ConvAlgo::Winograd;
   return slab_or_gemm(g);
 }
 

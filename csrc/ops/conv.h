@@ -7,9 +7,9 @@
 //   3-D (N, C, D, H, W)  -> per output depth, the T kernel-depth slices of the input become T x C
 //       channels of a 2-D problem over (N*Do) images (weights (K, C/g, T, R, S) are already
 //       laid out as (K, C/g*T, R, S)); depth padding (any mode) is applied by that gather. The
-//       gemm and smallc forwards read those slices in place through a table of plane pointers
-//       and write the 5-D output directly (Conv2dGeom::yd); the other kernels and the backward
-//       passes work on gathered copies.
+//       gemm, smallc and winograd forwards read those slices in place through a table of plane
+//       pointers and write the 5-D output directly (Conv2dGeom::yd); the other kernels and the
+//       backward passes work on gathered copies.
 #pragma once
 #include <array>
 #include <cstdint>

@@ -161,18 +161,24 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
     if (A == 4) portable::wino_input_row<T>(rows, Ws, n, dst);
     else portable::wino6_input_row<T>(rows, Ws, n, dst);
   };
+  auto output_row = [&](const T* const* m, int64_t n, T bias, T* const* out) {
+#ifdef CNNOPS_HAVE_AVX2_TU
+    if (avx2) return A == 4 ? avx2::wino_output_row<T>(m, n, bias, out) : avx2::wino6_output_row<T>(m, n, bias, out);
+#endif
+    if (A == 4) portable::wino_output_row<T>(m, n, bias, out);
+    else portable::wino6_output_row<T>(m, n, bias, out);
+  };
   const int64_t threads = num_threads(), tiles = g.N * NT;
 
   // The 3-D lowering reads each input plane through up to kernel-depth lowered (image, channel)
   // pairs. When the transforms of all distinct planes fit in 24 MB (L3), they are computed once
   // into `pre` and read from there instead of once per use. Layout [xi][strip][plane][NR]: the
   // rows one strip reads (one per lowered channel, from different planes) lie within a few pages
-  // (a [plane][xi][tile] layout spread them over one page each and missed the L1 TLB on every
-  // micro-kernel step).
-  // Distinct planes, numbered in order of first use (lowered image by lowered image): a lowered
-  // image's channels then read a few runs of consecutive slots, one per kernel-depth tap, which
-  // spread over the L1 sets (numbered by address, a 3-D layer's strip read 192 rows from 24 of
-  // the 64 sets).
+  // (a [plane][xi][tile] layout put each on its own page and missed the L1 TLB on every
+  // micro-kernel step). Planes are numbered in order of first use (lowered image by lowered
+  // image), so a lowered image's channels read a few runs of consecutive slots, one per
+  // kernel-depth tap, spread over the L1 sets (numbered by address, a 3-D layer's strip read its
+  // 192 rows from 24 of the 64 sets and was slower than transforming per use).
   std::vector<const T*> uniq;
   std::vector<int64_t> plane_id;
   const int64_t nsi = (NT + NR - 1) / NR;  // strips per image
@@ -222,7 +228,7 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
   }
 
   // Blocks: NB consecutive tiles of the group's sequence (image, tile row, tile column), crossing
-  // rows and images, so no strip is short but the very last. NB: V (16 x Cg x NB) within ~192 KB
+  // rows and images, so no strip is short but the very last. NB: V (XI x Cg x NB) within ~192 KB
   // of L2, a multiple of NR, at most 4 strips, smaller when the threads would get few tasks. With
   // `pre`, blocks stay inside one image (a strip reads one plane per channel) and NB is 4 strips.
   const int64_t vbudget = 192 * 1024 / (XI * Cg * static_cast<int64_t>(sizeof(T)));
@@ -237,7 +243,6 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
   for (int64_t c = 0; c < Cg; ++c) offs[c] = c * NBs;
   const UKernelOffs<T> uk = ukernel_offs<T>();
   const int64_t KB = std::min<int64_t>(Mp, 96);  // output channels per pass over a strip
-  const int64_t ycs = out_cstride(g);
 
   // A run: tiles [pos, pos + len) of a block, consecutive in one tile row (image n, row th, from
   // column tw) and inside one NR-tile strip.
@@ -297,7 +302,7 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
       }
     }
 
-    // 2. + 3. per strip of NR tiles and up to KB output channels: the 16 products (reduction
+    // 2. + 3. per strip of NR tiles and up to KB output channels: the XI products (reduction
     //    over Cg in chunks of kGemmKC), then back to output tiles, each run stored as two output
     //    rows of adjacent pixel pairs; the last tile row (odd P) and column (odd Q) store only
     //    their top / left outputs.
@@ -322,11 +327,7 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
         for (int64_t k = kb0; k < kb1; ++k) {
           for (int xi = 0; xi < XI; ++xi) mrow[xi] = mbuf + (xi * KB + k - kb0) * NR;
           const T bias = b ? b[gi * Kg + k] : T(0);
-#ifdef CNNOPS_HAVE_AVX2_TU
-          if (avx2) A == 4 ? avx2::wino_output_row<T>(mrow, nt, bias, outv) : avx2::wino6_output_row<T>(mrow, nt, bias, outv);
-          else
-#endif
-            A == 4 ? portable::wino_output_row<T>(mrow, nt, bias, outv) : portable::wino6_output_row<T>(mrow, nt, bias, outv);
+          output_row(mrow, nt, bias, outv);
           for (int64_t r = r0; r < r1; ++r) {
             const Run& run = runs[r];
             const bool last_col = g.Q % 2 == 1 && run.tw + run.len == TW;  // its last tile has one column

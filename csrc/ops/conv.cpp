@@ -180,7 +180,7 @@ static Plan make_plan(const char* op, const std::vector<int64_t>& xs, const Tens
 
 // The "auto" rule (measured on the 2-core AVX2 machine, see benchmarks/results/conv_cpu.md):
 //   groups == C (one input channel per group)           -> depthwise (memory-bound plane kernel)
-//   C/groups <= 4 (any stride)                           -> smallc (see its third rule)
+//   C/groups <= 4 (any stride)                           -> smallc (the slab kernel, below)
 //   3x3 kernel (3-D: the last two kernel dimensions, likewise 5x5 below), stride 1, dilation 1,
 //   C/groups >= 8, K/groups >= 16, (C/groups) x (K/groups) >= 512 -> winograd: F(2x2, 3x3) does 2.25x
 //       fewer multiply-adds; at these sizes that outweighs its tile transforms (same process,
@@ -208,8 +208,8 @@ static Plan make_plan(const char* op, const std::vector<int64_t>& xs, const Tens
 //       kernels (packed panels are read with better locality than slab rows hundreds of
 //       channels apart), wide layers (ResNet-50 3x3/2 with 128 channels: 18.1 ms vs 20.2 ms slab).
 // The rule's last two lines: also the weight-gradient kernel of a Winograd layer (there is no
-// Winograd weight gradient; before it existed, those layers' weight gradients ran the slab kernel,
-// and the packed GEMM made the 3-D layers' backward 12-16% slower).
+// Winograd weight gradient; sending those layers' weight gradients to the packed GEMM instead of
+// this choice made the 3-D layers' backward 12-16% slower).
 static ConvAlgo slab_or_gemm(const Conv2dGeom& g) {
   return g.sw <= 2 && g.Kg <= 64 && g.R * g.S > 1 ? ConvAlgo::SmallC : ConvAlgo::Gemm;
 }

@@ -1,6 +1,7 @@
-// Tile transforms of the Winograd F(2x2, 3x3) convolution, written once and compiled twice: by
-// conv_winograd.cpp for the portable baseline and by conv_winograd_avx2.cpp with -mavx2 -mfma.
-// The includer defines CNNOPS_ISA (the namespace that keeps the two copies apart).
+// Tile transforms of the Winograd F(2x2, 3x3) and F(2x2, 5x5) convolutions, written once and
+// compiled twice: by conv_winograd.cpp for the portable baseline and by conv_winograd_avx2.cpp
+// with -mavx2 -mfma. The includer defines CNNOPS_ISA (the namespace that keeps the two copies
+// apart).
 //
 // With d a 4x4 input tile, g a 3x3 filter and Y the 2x2 output tile (cross-correlation, as every
 // convolution here): Y = A^T [ (G g G^T) * (B^T d B) ] A, elementwise product in the middle, with

@@ -118,19 +118,27 @@ static void transform_filter(const T* f, T* out, int64_t stride) {
   }
 }
 
-// U[gi][xi] = (G g G^T)[xi] for every filter g = w[k][c] of group gi, packed by pack_a_full
-// (chunks of kGemmKC input channels, MR-row panels of output channels): u + (gi*XI + xi)*Mp*Cg.
+// U[gi][xi] = (G g G^T)[xi] for every filter g = w[k][c] of group gi, written straight into the
+// layout pack_a_full gives a K/g x C/g matrix (chunks of kGemmKC input channels, MR-row panels of
+// output channels, rows past K/g zero): u + (gi*XI + xi)*Mp*Cg.
 template <int A, typename T>
 static void transform_filters(const T* w, const Conv2dGeom& g, int64_t Mp, T* u) {
+  constexpr int MR = Tile<T>::MR;
   constexpr int64_t XI = A * A, RS = (A - 1) * (A - 1);
-  const int64_t Cg = g.Cg, Kg = g.Kg;
-  std::vector<T> plain(static_cast<size_t>(g.K * XI * Cg));  // [gi*Kg + k][xi][c]
-  parallel_for(g.K, [&](int64_t k) {
-    for (int64_t c = 0; c < Cg; ++c) transform_filter<A>(w + (k * Cg + c) * RS, plain.data() + k * XI * Cg + c, Cg);
-  });
-  parallel_for(g.G * XI, [&](int64_t q) {
-    const int64_t gi = q / XI, xi = q % XI;
-    pack_a_full(plain.data() + (gi * Kg * XI + xi) * Cg, XI * Cg, int64_t(1), Kg, Cg, u + q * Mp * Cg);
+  const int64_t Cg = g.Cg, Kg = g.Kg, xs = Mp * Cg;  // xs: one product's packed matrix
+  const int64_t np = Mp / MR;  // one task per MR-row panel: tasks never share a cache line
+  parallel_for(g.G * np, [&](int64_t q) {
+    const int64_t gi = q / np, k0 = q % np * MR;
+    T* ug = u + gi * XI * xs;
+    for (int64_t c = 0; c < Cg; ++c) {
+      const int64_t c0 = c / kGemmKC * kGemmKC, kc = std::min(kGemmKC, Cg - c0);
+      T* out = ug + c0 * Mp + k0 * kc + (c - c0) * MR;
+      for (int64_t i = 0; i < MR; ++i) {
+        if (k0 + i < Kg) transform_filter<A>(w + ((gi * Kg + k0 + i) * Cg + c) * RS, out + i, xs);
+        else
+          for (int64_t xi = 0; xi < XI; ++xi) out[i + xi * xs] = T(0);
+      }
+    }
   });
 }
 
@@ -142,8 +150,10 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
   constexpr int XI = A * A;
   const int64_t Cg = g.Cg, Kg = g.Kg;
   const int64_t Mp = (Kg + MR - 1) / MR * MR;
-  std::vector<T> u(static_cast<size_t>(g.G * XI * Mp * Cg));
-  transform_filters<A>(w, g, Mp, u.data());
+  const DType dt = sizeof(T) == 4 ? DType::Float32 : DType::Float64;
+  Tensor u_buf = empty({g.G * XI * Mp * Cg}, dt, Device{});  // every element written below
+  const T* u = u_buf.ptr<T>();
+  transform_filters<A>(w, g, Mp, u_buf.ptr<T>());
 
   // Tile grid; padded input rows (linear, with a zero margin: whole-vector transforms read up to
   // NR + 8 tiles past a row's last one).
@@ -206,7 +216,7 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
   const int64_t nplanes = static_cast<int64_t>(uniq.size());
   Tensor pre_buf;
   if (pre) {
-    pre_buf = empty({XI * nsi * nplanes * NR}, sizeof(T) == 4 ? DType::Float32 : DType::Float64, Device{});
+    pre_buf = empty({XI * nsi * nplanes * NR}, dt, Device{});
     T* vall = pre_buf.ptr<T>();
     const int64_t NTv = nsi * NR + 8;  // a plane's transformed tiles, whole vectors, then strips
     parallel_for(nplanes, [&](int64_t id) {
@@ -306,7 +316,7 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
     //    over Cg in chunks of kGemmKC), then back to output tiles, each run stored as two output
     //    rows of adjacent pixel pairs; the last tile row (odd P) and column (odd Q) store only
     //    their top / left outputs.
-    const T* ug = u.data() + gi * XI * Mp * Cg;
+    const T* ug = u + gi * XI * Mp * Cg;
     const T* mrow[XI];
     T* outv[4];
     for (int q = 0; q < 4; ++q) outv[q] = mbuf + (XI * KB + q * MR) * NR;

@@ -18,6 +18,7 @@ from reference import (
     TORCH_PAD_MODE,
     conv2d_backward_ref,
     conv2d_ref,
+    conv3d_ref,
     numerical_grad,
     pair,
     rel_err,
@@ -855,6 +856,47 @@ def test_smallc_any_stride(rng, stride, mode):
     y = cnnops.conv2d(x, w, stride=stride, padding=2, padding_mode=mode, algo="smallc")
     assert rel_err(y, conv2d_ref(x, w, None, stride, (2, 2, 2, 2), mode=mode)) < 1e-12
 
+
+
+# Stride-1 layers with rows short against the 16-wide strips take the slab kernel's flat-row path
+# (float32 with AVX2, conv_smallc.cpp): a block's slab rows laid end to end, output channels in
+# panels of 4 or 6, each vector's valid lanes compacted on store. These shapes take it under the
+# cost rule there: 4- and 6-channel panels, a partial last panel, blocks ending mid-strip and a
+# short last block (3 images, 28 rows: blocks of 5; two channels, 15 rows: blocks of 2), asymmetric and non-zero padding, groups,
+# dilation, and a conv3d lowered onto it.
+FLAT_CASES = [
+    ((3, 1, 28, 28), (32, 1, 5, 5), dict(padding=2)),
+    ((16, 1, 28, 28), (6, 1, 5, 5), dict(padding=2)),
+    ((2, 1, 13, 17), (7, 1, 3, 3), dict(padding=(1, 2, 0, 3))),
+    ((2, 1, 28, 28), (32, 1, 5, 5), dict(padding=2, padding_mode="reflect")),
+    ((2, 4, 15, 30), (10, 2, 3, 3), dict(padding=(0, 0, 2, 4), groups=2, padding_mode="replicate")),
+    ((2, 2, 17, 25), (8, 1, 3, 3), dict(padding=1, groups=2, padding_mode="circular")),
+    ((2, 1, 12, 26), (8, 1, 3, 3), dict(padding=2, dilation=2)),
+    ((5, 1, 7, 7), (3, 1, 3, 3), dict(padding=1)),
+    ((3, 2, 15, 20), (5, 2, 3, 3), dict(padding=1)),
+]
+
+
+@pytest.mark.parametrize("xs,ws,kw", FLAT_CASES)
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_smallc_flat_rows(rng, threads, xs, ws, kw, n_threads):
+    threads(n_threads)
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    b = rng.standard_normal(ws[0])
+    y = cnnops.conv2d(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), algo="smallc", **kw)
+    c = Case("flat", xs, ws[0], ws[2], ws[3], padding=kw["padding"], dilation=kw.get("dilation", 1),
+             groups=kw.get("groups", 1), mode=kw.get("padding_mode", "zeros"))
+    ref = conv2d_ref(x, w, b, **c.ref_kwargs())
+    assert y.shape == ref.shape
+    assert rel_err(y, ref) < TOL[np.float32]
+
+
+def test_smallc_flat_rows_conv3d(rng):
+    x = rng.standard_normal((2, 1, 5, 12, 26))
+    w = rng.standard_normal((7, 1, 3, 3, 3))
+    y = cnnops.conv3d(x.astype(np.float32), w.astype(np.float32), padding=1, algo="smallc")
+    assert rel_err(y, conv3d_ref(x, w, None, 1, (1,) * 6)) < TOL[np.float32]
 
 
 @pytest.mark.parametrize("K", [5, 16, 37])  # below NR: pixel orientation; >= NR: channel orientation

@@ -30,11 +30,12 @@
 //
 // Measured (2 threads, forward, benchmarks/results/conv_cpu.md): LeNet conv1 2.4-2.5x PyTorch at
 // ~30% of peak (25 taps per output: call overhead and the 16-wide strips on 28-wide rows bound
-// it), 3x3 layers with 64 channels 47-82% of peak depending on the run (the committed quiet run,
+// it; MNIST conv1, with padding, takes the flat-row path below), 3x3 layers with 64 channels 47-82% of peak depending on the run (the committed quiet run,
 // commit 330e643: VGG 224x224 73%, ResNet-50 3x3 69%, MNIST conv2 80%). Backward (input + slab
 // weight gradient) in that run: MNIST conv2 74%, VGG 224x224 73%, ResNet-50 3x3 57% of peak.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/parallel.h"
@@ -55,6 +56,120 @@ static int64_t fit_slab(const Conv2dGeom& g, int64_t rb, int64_t Ws, int64_t ele
   return std::min(rb, g.P);
 }
 
+// Flat-row path (float32 with AVX2; stride 1; pixel orientation with at most 128 taps). The
+// row-strip path computes NR-wide strips of each output row, so a 28-wide row costs two 16-wide
+// strips (32 columns), and 32 output channels cost six 6-channel panels (36): MNIST's first layer
+// ran 1.29x the arithmetic it needs. Here a block's slab rows are laid end to end and the output
+// is computed over that flat sequence: flat position f = i * Ws + q is output (oh0 + i, q) when
+// q < Q, and a padding lane (discarded) otherwise, so only Ws - Q lanes per row are wasted. With
+// zero padding the slab row holds just the input row and max(pl, pr) zeros: a tap left of column
+// 0 reads the previous row's trailing zeros (one zero run serves as both right and left padding),
+// so MNIST's 28-wide rows with padding 2 take Ws = 30 (7% waste); other modes keep the padded row
+// (W + pl + pr). Output channels go in panels of 4 (three vectors per tap) or 6 (two), whichever
+// pads K/groups less. The kernel compacts each vector's valid lanes with one permutation and
+// stores them at consecutive output positions (gemm.h, FlatStore); the plan of every vector is
+// computed once per call. One kernel call runs all strips of a block for one channel panel (a
+// call per strip and panel cost 6% of the layer in call overhead).
+// Measured (MNIST conv1, 64x1x28x28, 32 5x5 filters, padding 2; same process, alternating with
+// the strip path, medians of 40 rounds of 5 calls, two runs): 0.87 -> 0.64 ms. A perf profile
+// puts 81% of the time in the kernel, i.e. ~162 GFLOP/s executed (84% of the FMA peak) while it
+// runs; the 7% padding lanes and the Python call (~30 us) are most of the rest. LeNet conv1 (no
+// padding: Ws = W = 32 for 28 outputs) costs the same either way and keeps the strips.
+static bool forward_flat(const float* x, const float* w, const float* b, float* y, const Conv2dGeom& g,
+                         const float* const* xplanes) {
+  constexpr int NRs = Tile<float>::NR, MRs = Tile<float>::MR;
+  const int64_t CRS = g.Cg * g.R * g.S;
+  if (g.sh != 1 || g.sw != 1 || CRS > 128) return false;
+  const bool zero_pad = g.mode == PadMode::Zeros;
+  const int64_t Ws = zero_pad ? g.W + std::max(g.pl, g.pr) : g.pl + g.W + g.pr;
+  const int64_t shift = zero_pad ? g.pl : 0;  // flat offset of padded column 0
+  // Channel panel shape and the arithmetic (channels x positions computed) of both paths.
+  const int64_t k4 = (g.Kg + 3) / 4 * 4, k6 = (g.Kg + 5) / 6 * 6;
+  const int mrf = k4 <= k6 ? 4 : 6, nv = mrf == 4 ? 3 : 2, span = 8 * nv;
+  const UKernelFlat uk = ukernel_flat_f32(mrf);
+  if (!uk) return false;
+  const int64_t threads = num_threads();
+  int64_t rb = std::min(g.P, std::max<int64_t>(1, g.N * g.G * g.P / (8 * threads)));
+  while (rb > 1 && int64_t(sizeof(float)) * g.Cg * slab_rows(g, rb) * Ws > 64 * 1024) rb = (rb + 1) / 2;
+  const int64_t nrb = (g.P + rb - 1) / rb;
+  const int64_t strip_cost = ((g.Kg + MRs - 1) / MRs * MRs) * g.P * ((g.Q + NRs - 1) / NRs * NRs);
+  auto strips = [&](int64_t rows) { return (rows * Ws + span - 1) / span; };
+  const int64_t flat_cost = (mrf == 4 ? k4 : k6) * span * ((nrb - 1) * strips(rb) + strips(g.P - (nrb - 1) * rb));
+  if (flat_cost >= strip_cost) return false;
+
+  // Weights as MRF-channel panels (tap-major inside a panel), the bias zero-padded to match.
+  const int64_t Kpf = mrf == 4 ? k4 : k6;
+  std::vector<float> wpack(static_cast<size_t>(g.G * Kpf * CRS), 0.f), bpad;
+  for (int64_t gi = 0; gi < g.G; ++gi)
+    for (int64_t k = 0; k < g.Kg; ++k)
+      for (int64_t t = 0; t < CRS; ++t)
+        wpack[gi * Kpf * CRS + (k / mrf) * CRS * mrf + t * mrf + k % mrf] = w[(gi * g.Kg + k) * CRS + t];
+  if (b) {
+    bpad.assign(static_cast<size_t>(g.G * Kpf), 0.f);
+    for (int64_t gi = 0; gi < g.G; ++gi) std::copy(b + gi * g.Kg, b + (gi + 1) * g.Kg, bpad.begin() + gi * Kpf);
+  }
+  // Slab: channel c's rows at c * rows_full * Ws (every block uses the full block's layout), after
+  // `lead` zeros (the first row's left padding) and followed by slack the last strip may read.
+  const int64_t rows_full = slab_rows(g, rb), chs = rows_full * Ws;
+  const int64_t lead = (shift + 15) / 16 * 16, slack = span + Ws + 16;
+  std::vector<int64_t> offs(static_cast<size_t>(CRS));
+  for (int64_t c = 0, t = 0; c < g.Cg; ++c)
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) offs[t++] = c * chs + r * g.dh * Ws + s * g.dw - shift;
+  // Store plans of a full block and of the last block (vector v covers flat positions 8v..8v+7).
+  auto plan = [&](int64_t rows) {
+    const int64_t nvec = strips(rows) * nv, end = rows * g.Q;
+    std::vector<FlatStore> p(static_cast<size_t>(nvec));
+    for (int64_t v = 0; v < nvec; ++v) {
+      FlatStore& e = p[v];
+      e.n = 0;
+      e.dst = 0;
+      for (int l = 0; l < 8; ++l) {
+        const int64_t f = 8 * v + l, i = f / Ws, q = f % Ws;
+        e.perm[l] = 0;
+        if (i >= rows || q >= g.Q) continue;
+        if (e.n == 0) e.dst = i * g.Q + q;
+        e.perm[e.n++] = l;
+      }
+      e.mode = e.n == 0 ? 3 : e.n == 8 ? 0 : e.dst + 8 <= end ? 1 : 2;
+    }
+    return p;
+  };
+  const int64_t last_rows = g.P - (nrb - 1) * rb;
+  const std::vector<FlatStore> plan_full = plan(rb), plan_last = plan(last_rows);
+  Conv2dGeom gf = g;  // zero padding: the row alone, then its zeros
+  if (zero_pad) {
+    gf.pl = 0;
+    gf.pr = Ws - g.W;
+  }
+  const int64_t ycs = out_cstride(g);
+
+  parallel_for(g.N * g.G * nrb, [&](int64_t t) {
+    const int64_t q = t % nrb, gi = (t / nrb) % g.G, n = t / nrb / g.G;
+    const int64_t oh0 = q * rb, oh1 = std::min(g.P, oh0 + rb), rows = slab_rows(g, oh1 - oh0);
+    float* buf = static_cast<float*>(thread_scratch(0, sizeof(float) * (lead + g.Cg * chs + slack)));
+    float* slab = buf + lead;
+    std::fill(buf, slab, 0.f);
+    for (int64_t c = 0; c < g.Cg; ++c) {
+      fill_padded_rows(in_plane(x, xplanes, g, n, gi * g.Cg + c), gf, oh0, rows, slab + c * chs, Ws);
+      // a short last block: the next channel's first row reads this slot's tail as left padding
+      if (rows < rows_full) std::fill(slab + (c + 1) * chs - Ws, slab + (c + 1) * chs, 0.f);
+    }
+    std::fill(slab + g.Cg * chs, slab + g.Cg * chs + slack, 0.f);
+    const FlatStore* pl = (oh1 - oh0 == rb ? plan_full : plan_last).data();
+    const int64_t ns = strips(oh1 - oh0);
+    float* yb = y + out_plane(g, n, gi * g.Kg) + oh0 * g.Q;
+    const float* wp = wpack.data() + gi * Kpf * CRS;
+    const float* bg = bpad.empty() ? nullptr : bpad.data() + gi * Kpf;
+    // One call per channel panel runs every strip of the block, in ascending order (as the
+    // spilling stores need); the block's slab (at most 64 KB) stays in L1/L2 across the panels.
+    for (int64_t k0 = 0; k0 < g.Kg; k0 += mrf)
+      uk(ns, CRS, wp + k0 * CRS, slab, offs.data(), bg ? bg + k0 : nullptr, yb + k0 * ycs, ycs,
+         static_cast<int>(std::min<int64_t>(mrf, g.Kg - k0)), pl);
+  });
+  return true;
+}
+
 template <typename T>
 void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
                            const T* const* xplanes) {
@@ -72,6 +187,9 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
   const int64_t Kp = (g.Kg + NR - 1) / NR * NR;
   const int64_t Qp = (g.Q + NR - 1) / NR * NR;
   const bool by_channel = g.Kg >= NR && CRS >= 64 && Kp * g.Q <= Mp * Qp;
+  if constexpr (std::is_same_v<T, float>) {
+    if (!by_channel && forward_flat(x, w, b, y, g, xplanes)) return;
+  }
   std::vector<T> wpack(static_cast<size_t>(g.G * (by_channel ? Kp : Mp) * CRS));
   for (int64_t gi = 0; gi < g.G; ++gi) {
     if (by_channel) pack_b(w + gi * g.Kg * CRS, 1, CRS, CRS, g.Kg, wpack.data() + gi * Kp * CRS);

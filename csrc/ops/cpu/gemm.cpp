@@ -76,6 +76,14 @@ UKernelBcast<double> ukernel_bcast<double>() {
   return ukernel_bcast_portable<double>;
 }
 
+UKernelFlat ukernel_flat_f32(int mrf) {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (simd_level() == SimdLevel::AVX2_FMA) return mrf == 4 ? ukernel_flat_f32_avx2_4x3 : ukernel_flat_f32_avx2_6x2;
+#endif
+  (void)mrf;
+  return nullptr;
+}
+
 template <>
 UKernelOffs<float> ukernel_offs<float>() {
 #ifdef CNNOPS_HAVE_AVX2_TU

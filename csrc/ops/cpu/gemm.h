@@ -50,6 +50,31 @@ template <typename T>
 using UKernelBcast = void (*)(int64_t kc, const T* const* P, const int64_t* offs, const T* B, T* C);
 template <typename T> UKernelBcast<T> ukernel_bcast();
 
+// "Flat-row" variant for stride-1 convolutions with short rows (conv_smallc.cpp): MRF output
+// channels x NV vectors of 8 consecutive positions of a block's flattened slab, where a slab row
+// is wider than an output row by a few padding columns (Ws - Q), so a vector may hold the end of
+// one output row, a padding lane or two and the start of the next. Each vector is stored by its
+// FlatStore entry: the valid lanes (ascending) go to consecutive output positions from `dst` (the
+// end of row p and the start of row p + 1 are adjacent in NCHW), compacted by a lane permutation.
+//   mode 0: all 8 lanes valid, a plain store;
+//   mode 1: n < 8 valid, permuted and stored 8-wide: the n values land at dst..dst+n-1 and the
+//           spare lanes spill onto the next 8 - n positions, which a later vector of the same
+//           block (same thread, stored later) overwrites;
+//   mode 2: like 1 but a masked store of n lanes (the block's last vectors: no spill past it);
+//   mode 3: no valid lane (past the block), nothing stored.
+// Channel a < mr of the panel goes to y + a * ycs; bias (MRF values, or null) seeds the sums.
+// One call runs `ns` strips in order: strip i at base + i * 8 * NV, stored by st[i * NV ..].
+struct alignas(32) FlatStore {
+  int32_t perm[8];
+  int64_t dst;
+  int32_t n, mode;
+};
+using UKernelFlat = void (*)(int64_t ns, int64_t kc, const float* A, const float* base, const int64_t* offs, const float* bias,
+                             float* y, int64_t ycs, int mr, const FlatStore* st);
+// The flat kernel with MRF = 4 (NV = 3) or MRF = 6 (NV = 2); null without AVX2 (callers then
+// take the row-strip path).
+UKernelFlat ukernel_flat_f32(int mrf);
+
 // Same product for a partial tile (m <= MR rows, n <= NR columns valid): computes the full tile
 // into a scratch block, then adds/stores only the valid part.
 template <typename T>
@@ -92,6 +117,10 @@ void ukernel_offs_f32_avx2(int64_t kc, const float* A, const float* base, const 
                            bool accumulate, const float* bias);
 void ukernel_offs_f64_avx2(int64_t kc, const double* A, const double* base, const int64_t* offs, double* C,
                            int64_t ldc, bool accumulate, const double* bias);
+void ukernel_flat_f32_avx2_4x3(int64_t ns, int64_t kc, const float* A, const float* base, const int64_t* offs,
+                               const float* bias, float* y, int64_t ycs, int mr, const FlatStore* st);
+void ukernel_flat_f32_avx2_6x2(int64_t ns, int64_t kc, const float* A, const float* base, const int64_t* offs,
+                               const float* bias, float* y, int64_t ycs, int mr, const FlatStore* st);
 void ukernel_bcast_f32_avx2(int64_t kc, const float* const* P, const int64_t* offs, const float* B, float* C);
 void ukernel_bcast_f64_avx2(int64_t kc, const double* const* P, const int64_t* offs, const double* B, double* C);
 

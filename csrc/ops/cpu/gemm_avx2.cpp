@@ -155,6 +155,68 @@ void ukernel_bcast_f64_avx2(int64_t kc, const double* const* P, const int64_t* o
                     _mm256_fmadd_pd, 4)
 }
 
+// Flat-row kernel (gemm.h): MRF channels x NV vectors; the accumulator array is indexed only by
+// constants after full unrolling, so it lives in registers (checked in the disassembly: no stack
+// traffic in the loop).
+template <int MRF, int NV>
+static inline void flat_kernel(int64_t ns, int64_t kc, const float* A, const float* base, const int64_t* offs,
+                               const float* bias, float* y, int64_t ycs, int mr, const FlatStore* st) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t si = 0; si < ns; ++si, base += 8 * NV, st += NV) {
+    __m256 acc[MRF][NV];
+#pragma GCC unroll 8
+    for (int a = 0; a < MRF; ++a) {
+      const __m256 init = bias ? _mm256_broadcast_ss(bias + a) : _mm256_setzero_ps();
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[a][j] = init;
+    }
+    const float* ap = A;
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* b = base + offs[k];
+      __m256 bv[NV];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) bv[j] = _mm256_loadu_ps(b + 8 * j);
+#pragma GCC unroll 8
+      for (int a = 0; a < MRF; ++a) {
+        const __m256 av = _mm256_broadcast_ss(ap + a);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[a][j] = _mm256_fmadd_ps(av, bv[j], acc[a][j]);
+      }
+      ap += MRF;
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      const FlatStore& s = st[j];
+      float* dst = y + s.dst;
+      if (s.mode == 0) {
+#pragma GCC unroll 8
+        for (int a = 0; a < MRF; ++a)
+          if (a < mr) _mm256_storeu_ps(dst + a * ycs, acc[a][j]);
+      } else if (s.mode != 3) {
+        const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(s.perm));
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(s.n), lanes);
+#pragma GCC unroll 8
+        for (int a = 0; a < MRF; ++a) {
+          if (a >= mr) continue;
+          const __m256 v = _mm256_permutevar8x32_ps(acc[a][j], perm);
+          if (s.mode == 1) _mm256_storeu_ps(dst + a * ycs, v);
+          else _mm256_maskstore_ps(dst + a * ycs, mask, v);
+        }
+      }
+    }
+  }
+}
+
+void ukernel_flat_f32_avx2_4x3(int64_t ns, int64_t kc, const float* A, const float* base, const int64_t* offs,
+                               const float* bias, float* y, int64_t ycs, int mr, const FlatStore* st) {
+  flat_kernel<4, 3>(ns, kc, A, base, offs, bias, y, ycs, mr, st);
+}
+
+void ukernel_flat_f32_avx2_6x2(int64_t ns, int64_t kc, const float* A, const float* base, const int64_t* offs,
+                               const float* bias, float* y, int64_t ycs, int mr, const FlatStore* st) {
+  flat_kernel<6, 2>(ns, kc, A, base, offs, bias, y, ycs, mr, st);
+}
+
 #undef CNNOPS_BCAST_BODY
 #undef CNNOPS_UKERNEL_BODY
 #undef CNNOPS_PACKED_ROW

@@ -899,7 +899,7 @@ def test_smallc_flat_rows_conv3d(rng):
     assert rel_err(y, conv3d_ref(x, w, None, 1, (1,) * 6)) < TOL[np.float32]
 
 
-@pytest.mark.parametrize("K", [5, 16, 37])  # below NR: pixel orientation; >= NR: channel orientation
+@pytest.mark.parametrize("K", [5, 16, 25, 37])  # below NR: pixel orientation; >= NR: channel orientation
 @pytest.mark.parametrize("stride,mode", [(1, "zeros"), (2, "circular"), ((1, 3), "replicate")])
 def test_smallc_both_orientations(rng, K, stride, mode):
     """The slab kernel vectorises over pixels or, with >= 16 output channels and >= 64 taps,

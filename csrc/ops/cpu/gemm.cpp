@@ -76,6 +76,13 @@ UKernelBcast<double> ukernel_bcast<double>() {
   return ukernel_bcast_portable<double>;
 }
 
+UKernelBcastStore ukernel_bcast_store_f32() {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_bcast_store_f32_avx2;
+#endif
+  return nullptr;
+}
+
 UKernelFlat ukernel_flat_f32(int mrf) {
 #ifdef CNNOPS_HAVE_AVX2_TU
   if (simd_level() == SimdLevel::AVX2_FMA) return mrf == 4 ? ukernel_flat_f32_avx2_4x3 : ukernel_flat_f32_avx2_6x2;

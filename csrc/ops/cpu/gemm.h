@@ -49,6 +49,12 @@ template <typename T> UKernelOffs<T> ukernel_offs();
 template <typename T>
 using UKernelBcast = void (*)(int64_t kc, const T* const* P, const int64_t* offs, const T* B, T* C);
 template <typename T> UKernelBcast<T> ukernel_bcast();
+// The float broadcast kernel for a full tile of six consecutive output pixels, storing straight
+// into the NCHW output: y[i * ycs + j] = sum + bias[i] for channels i < kn (<= NR) and pixels j < 6;
+// `bias` is null or NR readable values. Null without AVX2 (callers store from the plain tile).
+using UKernelBcastStore = void (*)(int64_t kc, const float* const* P, const int64_t* offs, const float* B,
+                                   const float* bias, float* y, int64_t ycs, int kn);
+UKernelBcastStore ukernel_bcast_store_f32();
 
 // "Flat-row" variant for stride-1 convolutions with short rows (conv_smallc.cpp): MRF output
 // channels x NV vectors of 8 consecutive positions of a block's flattened slab, where a slab row
@@ -122,6 +128,8 @@ void ukernel_flat_f32_avx2_4x3(int64_t ns, int64_t kc, const float* A, const flo
 void ukernel_flat_f32_avx2_6x2(int64_t ns, int64_t kc, const float* A, const float* base, const int64_t* offs,
                                const float* bias, float* y, int64_t ycs, int mr, const FlatStore* st);
 void ukernel_bcast_f32_avx2(int64_t kc, const float* const* P, const int64_t* offs, const float* B, float* C);
+void ukernel_bcast_store_f32_avx2(int64_t kc, const float* const* P, const int64_t* offs, const float* B,
+                                  const float* bias, float* y, int64_t ycs, int kn);
 void ukernel_bcast_f64_avx2(int64_t kc, const double* const* P, const int64_t* offs, const double* B, double* C);
 
 }  // namespace cpu

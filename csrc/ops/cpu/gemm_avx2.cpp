@@ -126,7 +126,7 @@ void ukernel_offs_f64_avx2(int64_t kc, const double* A, const double* base, cons
 
 // Broadcast kernel (gemm.h): the 6 "rows" are pixels whose input values are broadcast from six
 // independent pointers at the same tap offset; B is the packed weight panel.
-#define CNNOPS_BCAST_BODY(VT, SET0, LOAD, STORE, BCAST, FMA, W)                                    \
+#define CNNOPS_BCAST_LOOP(VT, SET0, LOAD, BCAST, FMA, W)                                           \
   const auto *p0 = P[0], *p1 = P[1], *p2 = P[2], *p3 = P[3], *p4 = P[4], *p5 = P[5];               \
   VT c00 = SET0(), c01 = SET0(), c10 = SET0(), c11 = SET0(), c20 = SET0(), c21 = SET0();           \
   VT c30 = SET0(), c31 = SET0(), c40 = SET0(), c41 = SET0(), c50 = SET0(), c51 = SET0();           \
@@ -140,7 +140,9 @@ void ukernel_offs_f64_avx2(int64_t kc, const double* A, const double* base, cons
     a = BCAST(p4 + o); c40 = FMA(a, b0, c40); c41 = FMA(a, b1, c41);                               \
     a = BCAST(p5 + o); c50 = FMA(a, b0, c50); c51 = FMA(a, b1, c51);                               \
     B += 2 * W;                                                                                    \
-  }                                                                                                \
+  }
+#define CNNOPS_BCAST_BODY(VT, SET0, LOAD, STORE, BCAST, FMA, W)                                    \
+  CNNOPS_BCAST_LOOP(VT, SET0, LOAD, BCAST, FMA, W)                                                 \
   STORE(C + 0 * W, c00); STORE(C + 1 * W, c01); STORE(C + 2 * W, c10); STORE(C + 3 * W, c11);      \
   STORE(C + 4 * W, c20); STORE(C + 5 * W, c21); STORE(C + 6 * W, c30); STORE(C + 7 * W, c31);      \
   STORE(C + 8 * W, c40); STORE(C + 9 * W, c41); STORE(C + 10 * W, c50); STORE(C + 11 * W, c51);
@@ -217,6 +219,44 @@ void ukernel_flat_f32_avx2_6x2(int64_t ns, int64_t kc, const float* A, const flo
   flat_kernel<6, 2>(ns, kc, A, base, offs, bias, y, ycs, mr, st);
 }
 
+// Broadcast kernel that stores its 6 x 16 tile straight into the NCHW output (six consecutive
+// pixels of each of the first kn channels, at y + i * ycs for channel i), transposed in registers:
+// per 8 channels, pixels 0-3 by a 4 x 8 unpack/shuffle transpose (one 16-byte store per channel)
+// and pixels 4-5 by one unpack (one 8-byte store per channel). `bias` holds 16 values (padded).
+static inline void store_six_pixels(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5,
+                                    float* y, int64_t ycs, int kn) {
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  // u[i] holds channel i (low half) and channel i + 4 (high half), pixels 0-3
+  const __m256 u[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
+                       _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
+  // v[0]: channels 0, 1 (low) and 4, 5 (high), pixels 4-5 as pairs; v[1]: channels 2, 3 and 6, 7
+  const __m256 v[2] = {_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5)};
+  for (int i = 0; i < 8 && i < kn; ++i) {
+    const __m128 lo = (i < 4) ? _mm256_castps256_ps128(u[i & 3]) : _mm256_extractf128_ps(u[i & 3], 1);
+    const __m128 pv = (i < 4) ? _mm256_castps256_ps128(v[(i >> 1) & 1]) : _mm256_extractf128_ps(v[(i >> 1) & 1], 1);
+    float* d = y + i * ycs;
+    _mm_storeu_ps(d, lo);
+    if (i & 1) _mm_storeh_pi(reinterpret_cast<__m64*>(d + 4), pv);
+    else _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), pv);
+  }
+}
+
+void ukernel_bcast_store_f32_avx2(int64_t kc, const float* const* P, const int64_t* offs, const float* B,
+                                  const float* bias, float* y, int64_t ycs, int kn) {
+  CNNOPS_BCAST_LOOP(__m256, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, 8)
+  if (bias) {
+    const __m256 b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
+    c00 = _mm256_add_ps(c00, b0); c10 = _mm256_add_ps(c10, b0); c20 = _mm256_add_ps(c20, b0);
+    c30 = _mm256_add_ps(c30, b0); c40 = _mm256_add_ps(c40, b0); c50 = _mm256_add_ps(c50, b0);
+    c01 = _mm256_add_ps(c01, b1); c11 = _mm256_add_ps(c11, b1); c21 = _mm256_add_ps(c21, b1);
+    c31 = _mm256_add_ps(c31, b1); c41 = _mm256_add_ps(c41, b1); c51 = _mm256_add_ps(c51, b1);
+  }
+  store_six_pixels(c00, c10, c20, c30, c40, c50, y, ycs, kn);
+  if (kn > 8) store_six_pixels(c01, c11, c21, c31, c41, c51, y + 8 * ycs, ycs, kn - 8);
+}
+
+#undef CNNOPS_BCAST_LOOP
 #undef CNNOPS_BCAST_BODY
 #undef CNNOPS_UKERNEL_BODY
 #undef CNNOPS_PACKED_ROW

@@ -33,9 +33,10 @@
 //
 // Measured (2 threads, forward, benchmarks/results/conv_cpu.md): LeNet conv1 2.4-2.5x PyTorch at
 // ~30% of peak (25 taps per output: call overhead and the 16-wide strips on 28-wide rows bound
-// it; MNIST conv1, with padding, takes the flat-row path below), 3x3 layers with 64 channels 47-82% of peak depending on the run (the committed quiet run,
-// commit 330e643: VGG 224x224 73%, ResNet-50 3x3 69%, MNIST conv2 80%). Backward (input + slab
-// weight gradient) in that run: MNIST conv2 74%, VGG 224x224 73%, ResNet-50 3x3 57% of peak.
+// it; MNIST conv1, with padding, takes the flat-row path below), 3x3 layers with 64 channels
+// 47-82% of peak depending on the run (the committed quiet run, commit 330e643: VGG 224x224 73%,
+// ResNet-50 3x3 69%, MNIST conv2 80%). Backward (input + slab weight gradient) in that run:
+// MNIST conv2 74%, VGG 224x224 73%, ResNet-50 3x3 57% of peak.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>

@@ -861,9 +861,9 @@ def test_smallc_any_stride(rng, stride, mode):
 # Stride-1 layers with rows short against the 16-wide strips take the slab kernel's flat-row path
 # (float32 with AVX2, conv_smallc.cpp): a block's slab rows laid end to end, output channels in
 # panels of 4 or 6, each vector's valid lanes compacted on store. These shapes take it under the
-# cost rule there: 4- and 6-channel panels, a partial last panel, blocks ending mid-strip and a
-# short last block (3 images, 28 rows: blocks of 5; two channels, 15 rows: blocks of 2), asymmetric and non-zero padding, groups,
-# dilation, and a conv3d lowered onto it.
+# cost rule there: 4- and 6-channel panels, partial last panels of both, blocks ending mid-strip
+# and short last blocks (3 images, 28 rows: blocks of 5; two channels, 15 rows: blocks of 2),
+# asymmetric and non-zero padding, groups, dilation, and a conv3d lowered onto it.
 FLAT_CASES = [
     ((3, 1, 28, 28), (32, 1, 5, 5), dict(padding=2)),
     ((16, 1, 28, 28), (6, 1, 5, 5), dict(padding=2)),

@@ -75,8 +75,8 @@ struct alignas(32) FlatStore {
   int64_t dst;
   int32_t n, mode;
 };
-using UKernelFlat = void (*)(int64_t ns, int64_t kc, const float* A, const float* base, const int64_t* offs, const float* bias,
-                             float* y, int64_t ycs, int mr, const FlatStore* st);
+using UKernelFlat = void (*)(int64_t ns, int64_t kc, const float* A, const float* base, const int64_t* offs,
+                             const float* bias, float* y, int64_t ycs, int mr, const FlatStore* st);
 // The flat kernel with MRF = 4 (NV = 3) or MRF = 6 (NV = 2); null without AVX2 (callers then
 // take the row-strip path).
 UKernelFlat ukernel_flat_f32(int mrf);

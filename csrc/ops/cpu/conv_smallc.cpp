@@ -50,14 +50,31 @@ namespace cnnops {
 namespace cpu {
 
 // Halves a block of `rb` output rows until its slab (C_g x slab rows x Ws values of `elem` bytes)
-// fits in 256 KB (half the benchmark CPU's 512 KB L2), then caps it at P. Against the earlier
+// fits in `limit` bytes (by default 256 KB, half the benchmark CPU's 512 KB L2), then caps it at
+// P. Against the earlier
 // 96 KB: the slab weight gradients of VGG 224x224, ResNet-50 3x3, AlexNet conv1 and FCN's 4x4/2
 // 4-18% faster (fewer blocks, each input row copied fewer times), the 3-D forwards (one output row
 // per block before) 2-9%, 2-D forwards within +-2% (same process, interleaved, medians of 10-12,
 // two rounds).
-static int64_t fit_slab(const Conv2dGeom& g, int64_t rb, int64_t Ws, int64_t elem) {
-  while (rb > 1 && elem * g.Cg * slab_rows(g, rb) * Ws > 256 * 1024) rb = (rb + 1) / 2;
+static int64_t fit_slab(const Conv2dGeom& g, int64_t rb, int64_t Ws, int64_t elem, int64_t limit = 256 * 1024) {
+  while (rb > 1 && elem * g.Cg * slab_rows(g, rb) * Ws > limit) rb = (rb + 1) / 2;
   return std::min(rb, g.P);
+}
+
+// Output rows per forward task before fit_slab: about 8 tasks per thread.
+static int64_t forward_block_rows(const Conv2dGeom& g) {
+  return std::max<int64_t>(1, g.N * g.G * g.P / (8 * num_threads()));
+}
+
+// The bias, each group's K/groups values followed by zeros up to `stride` (a panel multiple);
+// empty without a bias.
+template <typename T>
+static std::vector<T> padded_bias(const T* b, const Conv2dGeom& g, int64_t stride) {
+  std::vector<T> out;
+  if (!b) return out;
+  out.assign(static_cast<size_t>(g.G * stride), T(0));
+  for (int64_t gi = 0; gi < g.G; ++gi) std::copy(b + gi * g.Kg, b + (gi + 1) * g.Kg, out.begin() + gi * stride);
+  return out;
 }
 
 // Flat-row path (float32 with AVX2; stride 1; pixel orientation with at most 128 taps). The
@@ -92,9 +109,7 @@ static bool forward_flat(const float* x, const float* w, const float* b, float* 
   const int mrf = k4 <= k6 ? 4 : 6, nv = mrf == 4 ? 3 : 2, span = 8 * nv;
   const UKernelFlat uk = ukernel_flat_f32(mrf);
   if (!uk) return false;
-  const int64_t threads = num_threads();
-  int64_t rb = std::min(g.P, std::max<int64_t>(1, g.N * g.G * g.P / (8 * threads)));
-  while (rb > 1 && int64_t(sizeof(float)) * g.Cg * slab_rows(g, rb) * Ws > 64 * 1024) rb = (rb + 1) / 2;
+  const int64_t rb = fit_slab(g, forward_block_rows(g), Ws, sizeof(float), 64 * 1024);
   const int64_t nrb = (g.P + rb - 1) / rb;
   const int64_t strip_cost = ((g.Kg + MRs - 1) / MRs * MRs) * g.P * ((g.Q + NRs - 1) / NRs * NRs);
   auto strips = [&](int64_t rows) { return (rows * Ws + span - 1) / span; };
@@ -103,15 +118,12 @@ static bool forward_flat(const float* x, const float* w, const float* b, float* 
 
   // Weights as MRF-channel panels (tap-major inside a panel), the bias zero-padded to match.
   const int64_t Kpf = mrf == 4 ? k4 : k6;
-  std::vector<float> wpack(static_cast<size_t>(g.G * Kpf * CRS), 0.f), bpad;
+  std::vector<float> wpack(static_cast<size_t>(g.G * Kpf * CRS), 0.f);
   for (int64_t gi = 0; gi < g.G; ++gi)
     for (int64_t k = 0; k < g.Kg; ++k)
       for (int64_t t = 0; t < CRS; ++t)
         wpack[gi * Kpf * CRS + (k / mrf) * CRS * mrf + t * mrf + k % mrf] = w[(gi * g.Kg + k) * CRS + t];
-  if (b) {
-    bpad.assign(static_cast<size_t>(g.G * Kpf), 0.f);
-    for (int64_t gi = 0; gi < g.G; ++gi) std::copy(b + gi * g.Kg, b + (gi + 1) * g.Kg, bpad.begin() + gi * Kpf);
-  }
+  const std::vector<float> bpad = padded_bias(b, g, Kpf);
   // Slab: channel c's rows at c * rows_full * Ws (every block uses the full block's layout), after
   // `lead` zeros (the first row's left padding) and followed by slack the last strip may read.
   const int64_t rows_full = slab_rows(g, rb), chs = rows_full * Ws;
@@ -202,19 +214,13 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
   // Pixel orientation: the bias, zero-padded to MR-row panels, seeds the accumulators of the
   // first tap chunk (no separate pass over the output).
   // Channel orientation: zero-padded to NR-channel panels for the kernel that stores full tiles.
-  std::vector<T> bpad;
-  const int64_t bstride = by_channel ? Kp : Mp;
-  if (b) {
-    bpad.assign(static_cast<size_t>(g.G * bstride), T(0));
-    for (int64_t gi = 0; gi < g.G; ++gi) std::copy(b + gi * g.Kg, b + (gi + 1) * g.Kg, bpad.begin() + gi * bstride);
-  }
+  const std::vector<T> bpad = padded_bias(b, g, by_channel ? Kp : Mp);
   // Float with AVX2: full channel-orientation tiles are transposed and stored by the kernel itself.
   UKernelBcastStore ukbs = nullptr;
   if constexpr (std::is_same_v<T, float>) ukbs = ukernel_bcast_store_f32();
 
   // Output rows per task: enough tasks for the threads, slab within 256 KB.
-  const int64_t threads = num_threads();
-  const int64_t rb = fit_slab(g, std::max<int64_t>(1, g.N * g.G * g.P / (8 * threads)), Ws, sizeof(T));
+  const int64_t rb = fit_slab(g, forward_block_rows(g), Ws, sizeof(T));
   const int64_t nrb = (g.P + rb - 1) / rb;
   const UKernelOffs<T> uk = ukernel_offs<T>();
   const UKernelBcast<T> ukb = ukernel_bcast<T>();

@@ -117,6 +117,13 @@ PYBIND11_MODULE(_C, m) {
       PyErr_SetString(PyExc_TypeError, e.what());
     } catch (const NotImplemented& e) {
       PyErr_SetString(PyExc_NotImplementedError, e.what());
+    } catch (const MemoryError& e) {
+      PyErr_SetString(PyExc_MemoryError, str(current_op(), ": ", e.what()).c_str());
+    } catch (const std::bad_alloc&) {
+      PyErr_SetString(PyExc_MemoryError, str(current_op(), ": out of memory").c_str());
+    } catch (const std::length_error& e) {
+      PyErr_SetString(PyExc_MemoryError, str(current_op(), ": a buffer would exceed the addressable size (",
+                                             e.what(), ")").c_str());
     }
   });
 
@@ -137,6 +144,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("empty_cache", &empty_cache, "return cached host blocks to the system");
   m.def("cached_bytes", &cached_bytes, "bytes held in the host block cache");
+  m.def("_set_poison_outputs", &set_poison_outputs, py::arg("on"),
+        "tests: fill every new host output with NaN before the kernel writes it");
   m.def("openmp_version", [] { return static_cast<int>(_OPENMP); });
 
   m.def(

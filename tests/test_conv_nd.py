@@ -652,3 +652,157 @@ BAD_CALLS = [
 def test_bad_arguments_raise(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
+
+
+# ----------------------------------------------------------------------------- corner shapes
+
+def _corner_config(rng):
+    """A random convolution that reaches the corners: sizes 1, kernels longer than the input
+    (made to fit by padding), output rows/columns made only of padding (pads beyond the kernel's
+    reach), huge strides, dilation, groups down to depthwise, every padding mode."""
+    nd = int(rng.integers(1, 4))
+    G = int(rng.choice([1, 1, 2, 3]))
+    Cg, Kg = int(rng.choice([1, 1, 2, 3, 5, 8])), int(rng.choice([1, 2, 4, 6, 7, 16, 17]))
+    if rng.random() < 0.2:
+        Cg, Kg, G = 1, 1, int(rng.integers(2, 6))
+    sp = [int(rng.choice([1, 1, 2, 3, 6, 13])) for _ in range(nd)]
+    ks = [int(rng.choice([1, 2, 3, 5, 7])) for _ in range(nd)]
+    st = [int(rng.choice([1, 1, 2, 3, 2**20])) for _ in range(nd)]
+    dl = [int(rng.choice([1, 1, 2])) for _ in range(nd)]
+    mode = str(rng.choice(["zeros", "zeros", "zeros", "reflect", "replicate", "circular"]))
+    pads = []
+    for s, k, d in zip(sp, ks, dl):
+        hi = {"reflect": s - 1, "circular": s}.get(mode, d * (k - 1) + 3)
+        pads += [int(rng.integers(0, hi + 1)), int(rng.integers(0, hi + 1))]
+    return nd, G, Cg, Kg, sp, ks, st, dl, pads, mode
+
+
+ALGOS = ("auto", "direct", "gemm", "smallc", "winograd", "depthwise")
+
+
+def _ref_kw(kw):
+    return dict(stride=kw["stride"], pads=kw["padding"], dilation=kw["dilation"], groups=kw["groups"],
+                mode=kw["padding_mode"])
+
+
+def _conv_ref(nd, x, w, b, kw):
+    return convnd_ref(x, w, b, **_ref_kw(kw))
+
+
+def _conv_backward_ref(nd, gy, x, w, kw):
+    return convnd_backward_ref(gy, x, w, **_ref_kw(kw))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_corner_shapes_every_algo(seed, threads):
+    """Every algorithm on random corner configurations, forward and backward, float32 and float64,
+    with outputs NaN-filled before the kernel runs, against the float64 references."""
+    rng = np.random.default_rng(1000 + seed)
+    cnnops._C._set_poison_outputs(True)
+    checked = 0
+    try:
+        while checked < 40:
+            nd, G, Cg, Kg, sp, ks, st, dl, pads, mode = _corner_config(rng)
+            ext = [d * (k - 1) + 1 for k, d in zip(ks, dl)]
+            if any(e > s + pads[2 * i] + pads[2 * i + 1] for i, (e, s) in enumerate(zip(ext, sp))):
+                continue
+            x = rng.standard_normal((int(rng.integers(1, 3)), Cg * G, *sp))
+            w = rng.standard_normal((Kg * G, Cg, *ks))
+            b = rng.standard_normal(Kg * G)
+            kw = dict(stride=st, padding=pads, dilation=dl, groups=G, padding_mode=mode)
+            fn, fb = getattr(cnnops, f"conv{nd}d"), getattr(cnnops, f"conv{nd}d_backward")
+            y_ref = _conv_ref(nd, x, w, b, kw)
+            gy = rng.standard_normal(y_ref.shape)
+            grads_ref = _conv_backward_ref(nd, gy, x, w, kw)
+            threads(int(rng.choice([1, 2, 3])))
+            for algo in ALGOS:
+                for dtype in (np.float32, np.float64):
+                    cast = [a.astype(dtype) for a in (x, w, b, gy)]
+                    try:
+                        y = fn(cast[0], cast[1], cast[2], algo=algo, **kw)
+                    except ValueError as e:  # algorithms with shape requirements say so
+                        assert algo in ("winograd", "depthwise"), str(e)
+                        continue
+                    tol = TOL[dtype] if dtype == np.float32 else 1e-11
+                    what = f"conv{nd}d[{algo}] {dtype.__name__} x={x.shape} w={w.shape} {kw}"
+                    assert rel_err(y, y_ref) < tol, what
+                    got = fb(cast[3], cast[0], cast[1], algo=algo, **kw)
+                    for name, g, r in zip(("grad_input", "grad_weight", "grad_bias"), got, grads_ref):
+                        assert rel_err(g, r) < tol, f"{name} of {what}"
+            checked += 1
+    finally:
+        cnnops._C._set_poison_outputs(False)
+
+
+def test_pads_wider_than_the_kernel_reach_float32():
+    """Output columns made only of padding on both sides (more outputs per row than input plus
+    one side's padding): the slab kernel's flat-row path once left them unwritten."""
+    x = np.ones((1, 1, 1, 13), np.float32)
+    w = np.ones((7, 1, 2, 1), np.float32)
+    y = cnnops.conv2d(x, w, padding=(3, 2))
+    ref = conv2d_ref(x.astype(np.float64), w.astype(np.float64), None, 1, (3, 3, 2, 2))
+    assert y.shape == ref.shape == (1, 7, 6, 17)
+    np.testing.assert_array_equal(y, ref.astype(np.float32))
+
+
+def test_stride_larger_than_the_input():
+    """A stride beyond the padded input leaves one output per dimension; no kernel sizes a buffer
+    by the stride (2**33 and 2**62 once allocated terabytes or overflowed)."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((4, 1, 5, 5)), rng.standard_normal((2, 1, 2, 2))
+    ref = conv2d_ref(x, w, None, 1, (0, 0, 0, 0))[:, :, :1, :1]
+    for s in (2**20, 2**33, 2**62):
+        for algo in ("auto", "gemm", "smallc", "direct"):
+            y = cnnops.conv2d(x, w, stride=s, algo=algo)
+            assert rel_err(y, ref) < 1e-12
+            gx, gw, _ = cnnops.conv2d_backward(np.ones_like(y), x, w, stride=s, algo=algo)
+            gx_ref, gw_ref, _ = conv2d_backward_ref(np.ones_like(y), x, w, s, (0, 0, 0, 0))
+            assert rel_err(gx, gx_ref) < 1e-12 and rel_err(gw, gw_ref) < 1e-12
+
+
+@pytest.mark.parametrize("kw,pattern", [
+    (dict(padding=2**62), "overflows"),
+    (dict(dilation=2**62), "overflows"),
+    (dict(padding=(2**62, 2**62, 0, 0)), "overflows"),
+])
+def test_size_overflow_is_a_value_error(kw, pattern):
+    with pytest.raises(ValueError, match=r"^conv2d: .*" + pattern):
+        cnnops.conv2d(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3)), **kw)
+    with pytest.raises(ValueError, match=r"^conv2d_backward: .*" + pattern):
+        cnnops.conv2d_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3)), **kw)
+
+
+def test_output_too_large_to_allocate_is_a_memory_error():
+    with pytest.raises(MemoryError, match=r"^conv2d: cannot allocate"):
+        cnnops.conv2d(np.ones((1, 1, 1, 1)), np.ones((1, 1, 1, 1)), padding=2**28)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_non_finite_values_follow_the_padded_sum(algo):
+    """A NaN weight: the forward and the weight gradient sum over the zero-padded input (NaN at
+    every output whose window holds the weight, padding included, as PyTorch's im2col), the input
+    gradient only where the weight meets a real input element; every algorithm agrees."""
+    x = np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
+    w = np.ones((1, 1, 3, 3))
+    w[0, 0, 0, 0] = np.nan
+    try:
+        y = cnnops.conv2d(x, w, padding=1, algo=algo)
+    except ValueError:
+        pytest.skip(f"{algo} does not take this shape")
+    assert np.isnan(y).all()
+    gx, gw, _ = cnnops.conv2d_backward(np.ones((1, 1, 3, 3)), x, w, padding=1, algo=algo)
+    # w[0, 0, 0, 0] reaches input (i, j) from output (i + 1, j + 1): rows and columns 0..1
+    expect = np.zeros((3, 3), bool)
+    expect[:2, :2] = True
+    np.testing.assert_array_equal(np.isnan(gx[0, 0]), expect)
+    assert not np.isnan(gw).any()
+    dy = np.ones((1, 1, 3, 3))
+    dy[0, 0, 2, 2] = np.nan  # output (2, 2): its window's last row and column are padding
+    _, gw, _ = cnnops.conv2d_backward(dy, x, np.ones((1, 1, 3, 3)), padding=1, algo=algo)
+    assert np.isnan(gw).all()
+
+
+def test_conv_transpose_output_padding_beyond_the_padding():
+    """Padding larger than (input - 1) * stride: sizes start at 1, as in PyTorch."""
+    y = cnnops.conv_transpose1d(np.ones((1, 1, 2)), np.ones((1, 1, 1)), stride=3, padding=2, output_padding=2)
+    np.testing.assert_array_equal(y, [[[0.0, 1.0]]])

@@ -63,17 +63,31 @@ static Tensor view_of(const DLTensor& dl, std::shared_ptr<void> owner, const cha
 }
 
 Tensor from_python(py::handle obj, const char* op, const char* argname) {
+  set_current_op(op);
   if (!py::hasattr(obj, "__dlpack__")) {
     std::string tname = py::str(py::type::handle_of(obj).attr("__name__"));
     throw TypeError(str(op, ": expected `", argname,
                         "` to be an array supporting DLPack (NumPy, PyTorch, CuPy, JAX), got ", tname));
   }
   py::object cap;
+  // An exporter that cannot describe its array (NumPy's object, string or structured dtypes)
+  // raises BufferError: that is a wrong argument of this op.
+  auto refused = [&](py::error_already_set& e) {
+    std::string dt = py::hasattr(obj, "dtype") ? std::string(py::str(obj.attr("dtype"))) : std::string("?");
+    return TypeError(str(op, ": expected `", argname, "` with a numeric dtype, got an array of dtype ", dt,
+                         " that cannot be exported through DLPack (", e.what(), ")"));
+  };
   try {
     cap = obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 0));
   } catch (py::error_already_set& e) {
+    if (e.matches(PyExc_BufferError)) throw refused(e);
     if (!e.matches(PyExc_TypeError)) throw;
-    cap = obj.attr("__dlpack__")();
+    try {
+      cap = obj.attr("__dlpack__")();
+    } catch (py::error_already_set& e2) {
+      if (e2.matches(PyExc_BufferError)) throw refused(e2);
+      throw;
+    }
   }
   PyObject* c = cap.ptr();
   if (PyCapsule_IsValid(c, "dltensor_versioned")) {

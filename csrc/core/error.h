@@ -10,6 +10,18 @@ namespace cnnops {
 struct ValueError : std::runtime_error { using std::runtime_error::runtime_error; };
 struct TypeError : std::runtime_error { using std::runtime_error::runtime_error; };
 struct NotImplemented : std::runtime_error { using std::runtime_error::runtime_error; };
+// A failed allocation; the message says how much was asked for. The bindings turn it (and
+// std::bad_alloc) into Python's MemoryError, prefixed with the name of the op being run.
+struct MemoryError : std::runtime_error { using std::runtime_error::runtime_error; };
+
+// The public name of the op the calling thread is running ("conv2d"), recorded when the bindings
+// convert its first array argument, so that errors raised deep in a kernel (an allocation that
+// fails) still name it.
+void set_current_op(const char* op);
+const char* current_op();
+
+// Allocation failure: a MemoryError naming the size.
+[[noreturn]] void throw_alloc_failure(size_t bytes, const char* what);
 
 // Message building without iostreams: some toolchains link libstdc++ statically, and an
 // ostringstream in such a module can crash once another copy of libstdc++ is loaded.
@@ -35,6 +47,25 @@ std::string str(const Args&... args) {
   std::string s;
   detail::append_all(s, args...);
   return s;
+}
+
+// Size arithmetic on user integers: the exact result, or a ValueError naming the op and what was
+// being computed when it does not fit in int64 (a stride of 2**62 times a kernel extent, say).
+inline int64_t checked_add(int64_t a, int64_t b, const char* op, const char* what) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) throw ValueError(str(op, ": ", what, " overflows a 64-bit integer"));
+  return r;
+}
+inline int64_t checked_mul(int64_t a, int64_t b, const char* op, const char* what) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r)) throw ValueError(str(op, ": ", what, " overflows a 64-bit integer"));
+  return r;
+}
+// Number of elements of `shape`, checked.
+inline int64_t checked_numel(const std::vector<int64_t>& shape, const char* op, const char* what) {
+  int64_t n = 1;
+  for (int64_t s : shape) n = checked_mul(n, s, op, what);
+  return n;
 }
 
 inline std::string shape_str(const std::vector<int64_t>& shape) {

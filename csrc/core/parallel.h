@@ -2,7 +2,9 @@
 // from cnnops::num_threads() (OMP_NUM_THREADS at import, then set_num_threads), passed as an
 // explicit num_threads clause so the setting holds whichever Python thread calls the kernel.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <exception>
 #include <omp.h>
 
 namespace cnnops {
@@ -10,7 +12,10 @@ namespace cnnops {
 int num_threads();
 void set_num_threads(int n);
 
-// Runs f(task) for task in [0, ntasks), tasks handed out dynamically one at a time.
+// Runs f(task) for task in [0, ntasks), tasks handed out dynamically one at a time. An exception
+// thrown by a task (a failed scratch allocation, say) must not leave the OpenMP region, where it
+// would end the process: the first one is kept, the tasks not yet started are skipped, and it is
+// rethrown on the calling thread once every thread has left the region.
 template <typename F>
 void parallel_for(int64_t ntasks, F&& f) {
   int nt = num_threads();
@@ -19,8 +24,20 @@ void parallel_for(int64_t ntasks, F&& f) {
     return;
   }
   if (nt > ntasks) nt = static_cast<int>(ntasks);
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-  for (int64_t t = 0; t < ntasks; ++t) f(t);
+  for (int64_t t = 0; t < ntasks; ++t) {
+    if (failed.load(std::memory_order_relaxed)) continue;
+    try {
+      f(t);
+    } catch (...) {
+#pragma omp critical(cnnops_parallel_for_error)
+      if (!error) error = std::current_exception();
+      failed.store(true, std::memory_order_relaxed);
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace cnnops

@@ -1,5 +1,7 @@
 #include "core/tensor.h"
 
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -94,6 +96,21 @@ HostCache& host_cache() {
   return *cache;
 }
 
+// Test switch: fill every new host output with 0xFF bytes (NaN in floating point, -1 in
+// integers) so that an element a kernel forgets to write cannot pass for a right value.
+std::atomic<bool> g_poison{false};
+
+#ifdef CNNOPS_SANITIZE
+// Sanitizer build: each block has exactly the size asked and is freed as soon as its array
+// goes, so AddressSanitizer sees every array's true end and any use after free.
+void* host_alloc(size_t& bytes) {
+  void* p = nullptr;
+  if (posix_memalign(&p, 64, bytes) != 0) throw_alloc_failure(bytes, "an output");
+  return p;
+}
+
+void host_free(void* p, size_t) { std::free(p); }
+#else
 void* host_alloc(size_t& bytes) {
   bytes = bytes < 64 ? 64 : (bytes + 4095) / 4096 * 4096;
   if (bytes >= kCacheMin) {
@@ -109,7 +126,7 @@ void* host_alloc(size_t& bytes) {
     }
   }
   void* p = std::aligned_alloc(64, bytes);
-  if (!p) throw std::bad_alloc();
+  if (!p) throw_alloc_failure(bytes, "an output");
   return p;
 }
 
@@ -125,9 +142,22 @@ void host_free(void* p, size_t bytes) {
   }
   std::free(p);
 }
+#endif
 }  // namespace
 
 void empty_cache() { host_cache().release(); }
+
+void set_poison_outputs(bool on) { g_poison.store(on, std::memory_order_relaxed); }
+
+static thread_local std::string t_current_op;
+
+void set_current_op(const char* op) { t_current_op = op ? op : ""; }
+
+const char* current_op() { return t_current_op.c_str(); }
+
+void throw_alloc_failure(size_t bytes, const char* what) {
+  throw MemoryError(str("cannot allocate ", bytes, " bytes for ", what));
+}
 
 size_t cached_bytes() {
   HostCache& hc = host_cache();
@@ -141,10 +171,17 @@ Tensor empty(const std::vector<int64_t>& shape, DType dtype, Device device) {
   t.device = device;
   t.shape = shape;
   t.strides = contiguous_strides(shape);
-  size_t bytes = static_cast<size_t>(t.numel()) * dtype_size(dtype);
+  // Shapes come from checked plans; this guards the byte count itself against wrap-around.
+  size_t bytes = dtype_size(dtype);
+  for (int64_t s : shape) {
+    if (s < 0 || (s > 0 && bytes > SIZE_MAX / 2 / static_cast<size_t>(s)))
+      throw MemoryError(str("cannot allocate an output of shape ", shape_str(shape), " and dtype ", dtype_name(dtype)));
+    bytes *= static_cast<size_t>(s);
+  }
   if (device.type == DeviceType::CPU) {
     size_t alloc = bytes;
     t.data = host_alloc(alloc);
+    if (g_poison.load(std::memory_order_relaxed)) std::memset(t.data, 0xFF, alloc);
     t.owner = std::shared_ptr<void>(t.data, [alloc](void* q) { host_free(q, alloc); });
   } else {
     t.data = cuda::device_alloc(bytes, device.index);

@@ -50,6 +50,8 @@ Tensor empty(const std::vector<int64_t>& shape, DType dtype, Device device);
 // Host blocks of 1 MB or more are recycled through a cache (see tensor.cpp); these empty it and
 // report its size.
 void empty_cache();
+// Tests: fill every new host output with NaN (0xFF bytes) before a kernel writes it.
+void set_poison_outputs(bool on);
 size_t cached_bytes();
 // `t` itself when already contiguous, else a contiguous copy.
 Tensor contiguous(const Tensor& t);

@@ -132,8 +132,9 @@ static Plan make_plan(const char* op, const std::vector<int64_t>& xs, const Tens
                        pad_names(nd), " = ", tuple_str(p.pad.data(), 2 * nd));
     in[i] = xs[2 + i];
     ker[i] = w.shape[2 + i];
-    ext[i] = p.dilation[i] * (ker[i] - 1) + 1;
-    padded[i] = in[i] + p.pad[2 * i] + p.pad[2 * i + 1];
+    ext[i] = checked_mul(p.dilation[i], ker[i] - 1, op, "the dilated kernel size dilation * (kernel - 1) + 1") + 1;
+    padded[i] = checked_add(checked_add(in[i], p.pad[2 * i], op, "the padded input size"), p.pad[2 * i + 1], op,
+                            "the padded input size");
   }
   for (int i = 0; i < nd; ++i)
     CNNOPS_CHECK_VALUE(ext[i] <= padded[i], op, ": expected the (dilated) kernel ", dims_str(ext, nd),
@@ -152,6 +153,13 @@ static Plan make_plan(const char* op, const std::vector<int64_t>& xs, const Tens
   }
   pl.out_shape = {N, K};
   for (int i = 0; i < nd; ++i) pl.out_shape.push_back(out[i]);
+  checked_numel(pl.out_shape, op, "the number of output elements");
+  checked_numel(xs, op, "the number of input elements");
+  // A dimension with one output reads the same input positions whatever its stride, and every
+  // kernel sees the stride as 1 there: slab and im2col widths then follow the input, not a stride
+  // that may be far larger than it.
+  int64_t st[3];
+  for (int i = 0; i < nd; ++i) st[i] = out[i] == 1 ? 1 : p.stride[i];
 
   // Lower to 2-D: the last two spatial dimensions (height 1 for 1-D), depth folded into channels.
   const int h = nd - 2, wd = nd - 1;  // index of the height and width dimensions (h < 0 for 1-D)
@@ -161,20 +169,21 @@ static Plan make_plan(const char* op, const std::vector<int64_t>& xs, const Tens
   g.Kg = K / G;
   g.mode = p.mode;
   g.W = in[wd]; g.S = ker[wd]; g.Q = out[wd];
-  g.sw = p.stride[wd]; g.dw = p.dilation[wd]; g.pl = p.pad[2 * wd]; g.pr = p.pad[2 * wd + 1];
+  g.sw = st[wd]; g.dw = p.dilation[wd]; g.pl = p.pad[2 * wd]; g.pr = p.pad[2 * wd + 1];
   if (h >= 0) {
     g.H = in[h]; g.R = ker[h]; g.P = out[h];
-    g.sh = p.stride[h]; g.dh = p.dilation[h]; g.pt = p.pad[2 * h]; g.pb = p.pad[2 * h + 1];
+    g.sh = st[h]; g.dh = p.dilation[h]; g.pt = p.pad[2 * h]; g.pb = p.pad[2 * h + 1];
   } else {
     g.H = 1; g.R = 1; g.P = 1; g.sh = 1; g.dh = 1; g.pt = 0; g.pb = 0;
   }
   if (nd == 3) {
     pl.D = in[0]; pl.T = ker[0]; pl.Do = out[0];
-    pl.sd = p.stride[0]; pl.dd = p.dilation[0]; pl.pf = p.pad[0]; pl.pk = p.pad[1];
+    pl.sd = st[0]; pl.dd = p.dilation[0]; pl.pf = p.pad[0]; pl.pk = p.pad[1];
   }
-  g.N = N * pl.Do;
-  g.C = C * pl.T;
+  g.N = checked_mul(N, pl.Do, op, "the number of lowered images N * output depth");
+  g.C = checked_mul(C, pl.T, op, "the number of lowered channels C * kernel depth");
   g.Cg = (C / G) * pl.T;
+  checked_numel({g.N, g.C, g.H, g.W}, op, "the size of the lowered input");
   return pl;
 }
 
@@ -233,8 +242,26 @@ ConvAlgo conv2d_choose_algo(const Conv2dGeom& g, ConvAlgo requested, const char*
   return slab_or_gemm(g);
 }
 
+// Non-finite values. The algorithms form different products with implicit zero padding (the
+// slab and im2col kernels multiply the zeros, the direct and depthwise loops skip them; Winograd's
+// transforms mix a tile), which is invisible for finite values but decides where a NaN or an
+// infinity goes. The contract is PyTorch's im2col semantics, which the packed GEMM implements:
+// the forward and the weight gradient sum over the zero-padded input (a NaN weight times a
+// padding zero is NaN), the input gradient sums only products that reach a real input element.
+// Inputs that are not all finite go down a path with those semantics; finite inputs keep the
+// chosen algorithm. The scans read the weights (small) always, the larger operands only where
+// the chosen kernel would differ.
+template <typename T>
+static ConvAlgo forward_algo_for_values(ConvAlgo algo, const T* x, int64_t nx, const T* w, int64_t nw) {
+  if (algo == ConvAlgo::Gemm || algo == ConvAlgo::SmallC) return algo;
+  if (!cpu::all_finite(w, nw)) return ConvAlgo::Gemm;
+  if (algo == ConvAlgo::Winograd && !cpu::all_finite(x, nx)) return ConvAlgo::Gemm;
+  return algo;
+}
+
 template <typename T>
 static void forward_2d(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g, ConvAlgo algo) {
+  algo = forward_algo_for_values(algo, x, g.N * g.C * g.H * g.W, w, g.K * g.Cg * g.R * g.S);
   switch (algo) {
     case ConvAlgo::Direct: cpu::conv2d_forward_direct<T>(x, w, b, y, g); break;
     case ConvAlgo::Depthwise: cpu::conv2d_forward_depthwise<T>(x, w, b, y, g); break;
@@ -286,6 +313,12 @@ static bool grad_input_as_forward(const T* dy, const T* w, T* dx, const Conv2dGe
 template <typename T>
 static void grad_input_2d(const T* dy, const T* w, T* dx, const Conv2dGeom& g, ConvAlgo algo,
                           const T* bias = nullptr) {
+  // A non-finite weight would meet the zero padding of dy in the forward-convolution form: the
+  // GEMM with col2im (or the direct loops) form only the products that reach dx.
+  if (algo != ConvAlgo::Direct && !cpu::all_finite(w, g.K * g.Cg * g.R * g.S)) {
+    cpu::conv2d_backward_input_gemm<T>(dy, w, dx, g, bias);
+    return;
+  }
   if (algo == ConvAlgo::Depthwise && g.Kg == 1 && grad_input_as_forward<T>(dy, w, dx, g, bias)) return;
   if (algo == ConvAlgo::Direct || algo == ConvAlgo::Depthwise) {
     if (algo == ConvAlgo::Direct) cpu::conv2d_backward_input_direct<T>(dy, w, dx, g);
@@ -298,6 +331,9 @@ static void grad_input_2d(const T* dy, const T* w, T* dx, const Conv2dGeom& g, C
 
 template <typename T>
 static void grad_weight_2d(const T* dy, const T* x, T* dw, const Conv2dGeom& g, ConvAlgo algo) {
+  if ((algo == ConvAlgo::Direct || algo == ConvAlgo::Depthwise) &&
+      !(cpu::all_finite(dy, g.N * g.K * g.P * g.Q) && cpu::all_finite(x, g.N * g.C * g.H * g.W)))
+    algo = ConvAlgo::Gemm;
   if (algo == ConvAlgo::Direct) cpu::conv2d_backward_weight_direct<T>(dy, x, dw, g);
   else if (algo == ConvAlgo::Depthwise) cpu::conv2d_backward_weight_depthwise<T>(dy, x, dw, g);
   else if (algo == ConvAlgo::SmallC || (algo == ConvAlgo::Winograd && slab_or_gemm(g) == ConvAlgo::SmallC))
@@ -376,6 +412,7 @@ template <typename T>
 static void run_forward(const Plan& pl, const T* x, const T* w, const T* b, T* y, ConvAlgo algo) {
   const Conv2dGeom& g = pl.g;
   if (pl.nd < 3) return forward_2d<T>(x, w, b, y, g, algo);
+  algo = forward_algo_for_values(algo, x, pl.N * pl.C * pl.D * g.H * g.W, w, g.K * g.Cg * g.R * g.S);
   if (algo == ConvAlgo::Gemm || algo == ConvAlgo::SmallC || algo == ConvAlgo::Winograd) {
     // In place: a table of the input planes each lowered (image, channel) reads, and the output
     // written straight into (N, K, Do, ...), instead of a gathered copy of the input (kernel depth
@@ -577,15 +614,28 @@ static Plan make_transpose_plan(const char* op, const Tensor& x, const Tensor& w
   // output_padding. With output_padding >= stride (allowed while < dilation) the convolution of
   // the output is longer than the input ("ext" sizes): the input is then read as if extended
   // with zeros to that length, which changes nothing in the sum.
+  // The lower end may be below 1 (padding larger than the kernel's reach); only sizes >= 1 are
+  // outputs, as in PyTorch.
   eff.assign(nd, 0);
   for (int i = 0; i < nd; ++i) {
-    const int64_t k = w.shape[2 + i], pads = p.pad[2 * i] + p.pad[2 * i + 1];
-    const int64_t base = (x.shape[2 + i] - 1) * p.stride[i] - pads + p.dilation[i] * (k - 1) + 1;
+    CNNOPS_CHECK_VALUE(p.stride[i] >= 1 && p.dilation[i] >= 1 && p.pad[2 * i] >= 0 && p.pad[2 * i + 1] >= 0, op,
+                       ": expected stride >= 1, dilation >= 1 and non-negative padding, got stride ",
+                       tuple_str(p.stride.data(), nd), ", dilation ", tuple_str(p.dilation.data(), nd), ", padding ",
+                       tuple_str(p.pad.data(), 2 * nd));
+    const char* what = "the transposed output size (input - 1) * stride - padding + dilation * (kernel - 1) + 1";
+    const int64_t k = w.shape[2 + i];
+    const int64_t pads = checked_add(p.pad[2 * i], p.pad[2 * i + 1], op, "the total padding");
+    const int64_t span = checked_mul(x.shape[2 + i] - 1, p.stride[i], op, what);
+    const int64_t base = checked_add(span - pads, checked_mul(p.dilation[i], k - 1, op, what), op, what) + 1;
     const int64_t reach = std::max(p.stride[i], p.dilation[i]);
-    CNNOPS_CHECK_VALUE(base >= 1 && out_spatial[i] >= base && out_spatial[i] < base + reach, op, ": output size ",
+    const int64_t lo = std::max<int64_t>(base, 1), hi = base - 1 + reach;
+    CNNOPS_CHECK_VALUE(hi >= 1, op, ": input ", dims_str(x.shape.data() + 2, nd),
+                       " gives no output: padding ", tuple_str(p.pad.data(), 2 * nd),
+                       " removes more than the transposed convolution produces in dimension ", i,
+                       " (at most ", hi, " elements)");
+    CNNOPS_CHECK_VALUE(out_spatial[i] >= lo && out_spatial[i] <= hi, op, ": output size ",
                        dims_str(out_spatial.data(), nd), " is not reachable from input ",
-                       dims_str(x.shape.data() + 2, nd), ": dimension ", i, " must be in [", base, ", ",
-                       base + reach - 1, "]");
+                       dims_str(x.shape.data() + 2, nd), ": dimension ", i, " must be in [", lo, ", ", hi, "]");
   }
   std::vector<int64_t> conv_in{x.shape[0], cout};
   conv_in.insert(conv_in.end(), out_spatial.begin(), out_spatial.end());

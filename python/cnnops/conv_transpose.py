@@ -54,9 +54,10 @@ def _out_spatial(op, nd, in_sp, k_sp, stride, dilation, padding, output_padding,
     reach = [max(stride[i], dilation[i]) for i in range(nd)]  # output_padding < max(stride, dilation)
     if output_size is not None:
         out = list(output_size)
-        bad = [i for i in range(nd) if not (base[i] <= out[i] < base[i] + reach[i])]
+        lo = [max(base[i], 1) for i in range(nd)]  # padding may remove more than base: sizes start at 1
+        bad = [i for i in range(nd) if not (lo[i] <= out[i] < base[i] + reach[i])]
         if bad:
-            ranges = " x ".join(f"[{base[i]}, {base[i] + reach[i] - 1}]" for i in range(nd))
+            ranges = " x ".join(f"[{lo[i]}, {base[i] + reach[i] - 1}]" for i in range(nd))
             raise ValueError(f"{op}: output_size {_fmt(out)} is not reachable from input {_fmt(in_sp)}; "
                              f"reachable sizes are {ranges}")
         return pads, out

@@ -29,7 +29,10 @@
 #include "ops/cpu/conv.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/parallel.h"
@@ -45,7 +48,13 @@ template <typename T>
 struct AlignedBuf {
   T* p = nullptr;
   explicit AlignedBuf(size_t n) {
+#ifdef CNNOPS_SANITIZE
+    // exact size, so AddressSanitizer sees the buffer's true end (aligned_alloc needs whole lines)
+    void* q = nullptr;
+    if (posix_memalign(&q, 64, n * sizeof(T)) == 0) p = static_cast<T*>(q);
+#else
     p = static_cast<T*>(std::aligned_alloc(64, round_up(static_cast<int64_t>(std::max<size_t>(n, 1) * sizeof(T)), 64)));
+#endif
     if (!p) throw std::bad_alloc();
   }
   ~AlignedBuf() { std::free(p); }
@@ -508,13 +517,12 @@ void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeo
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   constexpr int64_t NC = 256, CB = 96;  // pixels per block, taps per task (a multiple of MR)
   const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q;
-  const int64_t threads = num_threads();
   const int64_t ncb = ceil_div(CRS, CB);
   const int64_t Kp = round_up(g.Kg, NR);
   // Reduction split over image chunks only when the (group, tap block) tasks are too few.
-  const int64_t nic = std::max<int64_t>(1, std::min(g.N, ceil_div(2 * threads, g.G * ncb)));
-  const int64_t per = ceil_div(g.N, nic);
   const size_t wsize = static_cast<size_t>(g.K * CRS);
+  const int64_t nic = weight_grad_chunks(g.N, g.G * ncb, static_cast<int64_t>(wsize * sizeof(T)));
+  const int64_t per = ceil_div(g.N, nic);
   std::vector<T> partial(nic > 1 ? wsize * nic : 0);
   const UKernel<T> uk = ukernel<T>();
   parallel_for(g.G * ncb * nic, [&](int64_t t) {
@@ -564,7 +572,30 @@ void sum_partials(const T* partial, int64_t parts, T* out, int64_t size) {
   });
 }
 
+// Exponent bits all ones <=> NaN or infinity; blocks of 64 K values in parallel, each a loop the
+// compiler vectorises (no early exit inside a block).
+template <typename T>
+bool all_finite(const T* p, int64_t n) {
+  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  constexpr U exp_mask = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
+  constexpr int64_t B = 65536;
+  std::atomic<bool> finite{true};
+  parallel_for((n + B - 1) / B, [&](int64_t q) {
+    if (!finite.load(std::memory_order_relaxed)) return;
+    const int64_t lo = q * B, hi = std::min(n, lo + B);
+    U bad = 0;
+    for (int64_t i = lo; i < hi; ++i) {
+      U u;
+      std::memcpy(&u, p + i, sizeof(U));
+      bad |= U((u & exp_mask) == exp_mask);
+    }
+    if (bad) finite.store(false, std::memory_order_relaxed);
+  });
+  return finite.load();
+}
+
 #define CNNOPS_INSTANTIATE(T)                                                                                 \
+  template bool all_finite<T>(const T*, int64_t);                                                             \
   template void conv2d_forward_direct<T>(const T*, const T*, const T*, T*, const Conv2dGeom&);                \
   template void conv2d_forward_gemm<T>(const T*, const T*, const T*, T*, const Conv2dGeom&, const T* const*); \
   template void conv2d_backward_input_direct<T>(const T*, const T*, T*, const Conv2dGeom&);                   \

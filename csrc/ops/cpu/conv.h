@@ -65,6 +65,12 @@ inline const T* in_plane(const T* x, const T* const* xplanes, const Conv2dGeom& 
   return xplanes ? xplanes[n * g.C + c] : x + (n * g.C + c) * g.H * g.W;
 }
 
+// True when none of the n values is NaN or infinite. The kernels differ in which products with
+// implicit zero padding they form (a slab holds the zeros, the direct loops skip them), which only
+// shows when a value is not finite; callers use this to send such inputs down one path.
+template <typename T>
+bool all_finite(const T* p, int64_t n);
+
 template <typename T>
 void conv2d_forward_direct(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g);
 template <typename T>
@@ -96,6 +102,19 @@ template <typename T>
 void conv2d_backward_weight_smallc(const T* dy, const T* x, T* dw, const Conv2dGeom& g);
 // out[j] = sum over i < parts of partial[i*size + j], in order i = 0, 1, ... (grad_weight's
 // per-chunk partial sums; the fixed order keeps results independent of scheduling).
+// Weight gradients sum over images and pixels. Where that reduction is split into chunks with
+// partial sums (added in chunk order by sum_partials), the number of chunks follows the problem
+// (enough (group, chunk) tasks for up to kWeightGradTasks threads, partial sums within
+// kWeightGradPartialBytes), never the thread count: the result is then the same to the last bit
+// whatever the number of threads.
+constexpr int64_t kWeightGradTasks = 16;
+constexpr int64_t kWeightGradPartialBytes = int64_t(64) << 20;
+inline int64_t weight_grad_chunks(int64_t units, int64_t other_tasks, int64_t weight_bytes) {
+  int64_t n = (kWeightGradTasks + other_tasks - 1) / other_tasks;
+  n = std::min(n, std::max<int64_t>(1, kWeightGradPartialBytes / std::max<int64_t>(1, weight_bytes)));
+  return std::max<int64_t>(1, std::min(units, n));
+}
+
 template <typename T>
 void sum_partials(const T* partial, int64_t parts, T* out, int64_t size);
 template <typename T>

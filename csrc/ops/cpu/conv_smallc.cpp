@@ -102,7 +102,10 @@ static bool forward_flat(const float* x, const float* w, const float* b, float* 
   const int64_t CRS = g.Cg * g.R * g.S;
   if (g.sh != 1 || g.sw != 1 || CRS > 128) return false;
   const bool zero_pad = g.mode == PadMode::Zeros;
-  const int64_t Ws = zero_pad ? g.W + std::max(g.pl, g.pr) : g.pl + g.W + g.pr;
+  // Every output position of a row needs its own flat position (Q <= Ws): with pads wider than
+  // the kernel's reach (min(pl, pr) > dw * (S - 1)) the row has more outputs than W + max(pl, pr),
+  // and the zero run grows to match.
+  const int64_t Ws = zero_pad ? std::max(g.W + std::max(g.pl, g.pr), g.Q) : g.pl + g.W + g.pr;
   const int64_t shift = zero_pad ? g.pl : 0;  // flat offset of padded column 0
   // Channel panel shape and the arithmetic (channels x positions computed) of both paths.
   const int64_t k4 = (g.Kg + 3) / 4 * 4, k6 = (g.Kg + 5) / 6 * 6;
@@ -343,7 +346,7 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
 // fixed slab offset), its reduction runs over the block's pixels (offset table), its panel is dY^T.
 // No im2col: packing a 6-tap x pixels panel per tap block cost as much as the arithmetic on
 // layers with few channels (LeNet conv2, MNIST conv2, FCN's transposed 4x4/2). The chunks'
-// partial sums reduce in a fixed order (deterministic for a given thread count).
+// partial sums reduce in a fixed order, their number set by the problem (weight_grad_chunks).
 template <typename T>
 void conv2d_backward_weight_smallc(const T* dy, const T* x, T* dw, const Conv2dGeom& g) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
@@ -355,10 +358,9 @@ void conv2d_backward_weight_smallc(const T* dy, const T* x, T* dw, const Conv2dG
   // Work units (image, block of rb output rows), split into chunks that each own a partial sum:
   // enough chunks for the threads even with one image (VGG's 224x224 layer at batch 1).
   const int64_t nrb = (g.P + rb - 1) / rb, units = g.N * nrb;
-  const int64_t threads = num_threads();
-  const int64_t nic = std::max<int64_t>(1, std::min(units, (4 * threads + g.G - 1) / g.G));
-  const int64_t per = (units + nic - 1) / nic;
   const size_t wsize = static_cast<size_t>(g.K * CRS);
+  const int64_t nic = weight_grad_chunks(units, g.G, static_cast<int64_t>(wsize * sizeof(T)));
+  const int64_t per = (units + nic - 1) / nic;
   std::vector<T> partial(nic > 1 ? wsize * nic : 0);
   const UKernelBcast<T> ukb = ukernel_bcast<T>();
 

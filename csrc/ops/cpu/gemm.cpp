@@ -7,6 +7,7 @@
 #include <new>
 
 #include "core/cpu_features.h"
+#include "core/error.h"
 
 namespace cnnops {
 namespace cpu {
@@ -172,16 +173,24 @@ void* thread_scratch(int slot, size_t bytes) {
     ~Pool() { for (void* q : p) std::free(q); }
   };
   static thread_local Pool pool;
+#ifdef CNNOPS_SANITIZE
+  // Sanitizer build: a fresh block of exactly `bytes` on every call, so AddressSanitizer sees
+  // its true end and catches a pointer kept from an earlier call.
+  std::free(pool.p[slot]);
+  pool.p[slot] = nullptr;
+  if (posix_memalign(&pool.p[slot], 64, bytes) != 0) throw_alloc_failure(bytes, "kernel scratch memory");
+#else
   if (pool.n[slot] < bytes) {
     std::free(pool.p[slot]);
     size_t alloc = ((bytes + 4095) / 4096) * 4096;
     pool.p[slot] = std::aligned_alloc(64, alloc);
     if (!pool.p[slot]) {
       pool.n[slot] = 0;
-      throw std::bad_alloc();
+      throw_alloc_failure(alloc, "kernel scratch memory");
     }
     pool.n[slot] = alloc;
   }
+#endif
   return pool.p[slot];
 }
 

@@ -113,7 +113,9 @@ template <typename T>
 void gemm_packed_a(int64_t M, int64_t N, int64_t K, const T* apack, const T* B, int64_t rsb, int64_t csb, T* C,
                    int64_t ldc, bool accumulate);
 
-// Per-thread scratch that grows and is reused across calls (no allocation in hot loops).
+// Per-thread scratch that grows and is reused across calls (no allocation in hot loops). The
+// block stays valid until the next call with the same slot on the same thread. A CNNOPS_SANITIZE
+// build allocates a fresh block of exactly `bytes` on every call instead.
 void* thread_scratch(int slot, size_t bytes);
 
 // The AVX2 variants (defined only when the AVX2 translation unit is compiled).

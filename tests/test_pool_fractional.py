@@ -49,6 +49,11 @@ TORCH_CASES = [
     ((23, 5), (2, 2), (16, 3)),
     ((7, 8, 9), (2, 2, 2), (5, 6, 7)),
     ((6, 9, 6), (3, 2, 2), (3, 5, 4)),
+    # output depth 1 with input depth > 1: the window sits at depth in - k, not at 0
+    ((2, 3, 3), (1, 2, 2), (1, 1, 1)),
+    ((5, 9, 11), (2, 2, 2), (1, 6, 8)),
+    ((4, 10, 9), (3, 3, 3), (1, 5, 4)),
+    ((2, 9, 11), (1, 2, 2), (1, 6, 8)),
 ]
 TORCH_IDS = ["x".join(map(str, c[0])) + "-k" + "x".join(map(str, c[1])) + "-o" + "x".join(map(str, c[2]))
              for c in TORCH_CASES]

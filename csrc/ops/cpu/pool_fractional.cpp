@@ -28,6 +28,17 @@
 namespace cnnops {
 namespace cpu {
 
+// Makes a per-thread buffer, kept between calls, hold at least n elements. A CNNOPS_SANITIZE
+// build replaces it by a fresh one of exactly n elements, so AddressSanitizer sees its true end.
+template <typename V>
+static void fit_buffer(V& v, int64_t n) {
+#ifdef CNNOPS_SANITIZE
+  V(static_cast<size_t>(n)).swap(v);
+#else
+  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+#endif
+}
+
 // Keeps (best, bi) as the running maximum and its index: v replaces it when v > best or v is NaN.
 // Written with selects rather than branches: on random data the outcome is unpredictable.
 template <typename T>
@@ -60,10 +71,8 @@ template <typename T>
 static void window2x2_row(const T* xp, int64_t W, int64_t h0, const int64_t* ws, int64_t Wo, T* y, int64_t* idx) {
   thread_local std::vector<T> vb;
   thread_local std::vector<unsigned char> rb;
-  if (static_cast<int64_t>(vb.size()) < W) {
-    vb.resize(W);
-    rb.resize(W);
-  }
+  fit_buffer(vb, W);
+  fit_buffer(rb, W);
   T* v = vb.data();
   unsigned char* r = rb.data();
   const T* r0 = xp + h0 * W;
@@ -112,8 +121,8 @@ void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in
       thread_local std::vector<T> ybuf;
       thread_local std::vector<int64_t> ibuf;
       const bool buffered = OS * static_cast<int64_t>(sizeof(T) + sizeof(int64_t)) <= (512 << 10);
-      if (buffered && static_cast<int64_t>(ybuf.size()) < OS) ybuf.resize(OS);
-      if (buffered && static_cast<int64_t>(ibuf.size()) < OS) ibuf.resize(OS);
+      if (buffered) fit_buffer(ybuf, OS);
+      if (buffered) fit_buffer(ibuf, OS);
       T* yp = buffered ? ybuf.data() : y + p * OS;
       int64_t* ip = buffered ? ibuf.data() : idx + p * OS;
       struct Flush {  // runs when the task returns, from either path below
@@ -124,7 +133,8 @@ void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in
           copy_out(idst, isrc, sizeof(int64_t) * n, stream);
         }
       } flush{y + p * OS, idx + p * OS, yp, ip, OS, buffered, stream_out};
-      if (Do == 1 && fixed_h > 0 && fixed_w > 0 && fixed_h == fixed_w && (fixed_h == 2 || fixed_h == 3)) {
+      // one input plane (2-D pooling, or 3-D with input depth 1): the row kernels read that plane
+      if (in.D == 1 && fixed_h > 0 && fixed_w > 0 && fixed_h == fixed_w && (fixed_h == 2 || fixed_h == 3)) {
         for (int64_t oh = 0; oh < Ho; ++oh) {
           if (fixed_h == 2)
             window2x2_row<T>(xp, W, hs[oh], ws, Wo, yp + oh * Wo, ip + oh * Wo);
@@ -202,7 +212,7 @@ bool fractional_max_pool_backward(const T* dy, const int64_t* idx, T* dx, const 
     if (!in.cl) {
       thread_local std::vector<T> plane;  // accumulated in cache, then streamed out (up to 512 KB)
       const bool buffered = IS * static_cast<int64_t>(sizeof(T)) <= (512 << 10);
-      if (buffered && static_cast<int64_t>(plane.size()) < IS) plane.resize(IS);
+      if (buffered) fit_buffer(plane, IS);
       T* dp = buffered ? plane.data() : dx + t * IS;
       const T* gp = dy + t * OS;
       const int64_t* ip = idx + t * OS;

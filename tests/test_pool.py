@@ -592,3 +592,23 @@ def test_large_planes_streamed_outputs_match_torch(rng):
         xr = x.clone().requires_grad_()
         torch.nn.functional.avg_pool2d(xr, k, s, p).backward(go if k == 2 else torch.ones_like(t))
         assert rel(ga.numpy(), xr.grad.numpy()) < 1e-6
+
+
+@pytest.mark.parametrize("fn", ["adaptive_max_pool3d", "adaptive_avg_pool3d"])
+def test_adaptive_output_size_overflow_is_a_value_error(fn):
+    with pytest.raises(ValueError, match=rf"^{fn}: .*overflows"):
+        getattr(cnnops, fn)(np.ones((1, 1, 2, 2, 2)), (2**22,) * 3)
+
+
+def test_adaptive_long_output_over_long_input():
+    """Window bounds o * in / O computed without int64 overflow."""
+    x = np.arange(7.0).reshape(1, 1, 7)
+    y = cnnops.adaptive_max_pool1d(x, 3)
+    np.testing.assert_array_equal(y, [[[2.0, 4.0, 6.0]]])
+
+
+def test_huge_stride_and_dilation():
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    np.testing.assert_array_equal(cnnops.max_pool2d(x, 2, stride=2**62), [[[[5.0]]]])
+    with pytest.raises(ValueError, match=r"^max_pool2d: "):
+        cnnops.max_pool2d(x, 3, dilation=2**62)

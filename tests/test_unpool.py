@@ -562,3 +562,17 @@ def test_upsample_x2_backward_large_result_streaming_path(fmt, rng, portable_sim
         simd = cnnops.upsample_nearest2d_backward(ga, port.shape, scale_factor=2, data_format=fmt)
         cnnops.set_simd_level("portable")
         assert simd.tobytes() == port.tobytes()
+
+
+@pytest.mark.parametrize("call", [
+    lambda: cnnops.bed_of_nails_unpool2d(np.ones((1, 1, 2, 2)), 2**31),
+    lambda: cnnops.bed_of_nails_unpool2d(np.ones((1, 1, 2, 2)), 2**62),
+    lambda: cnnops.upsample_nearest3d(np.ones((1, 1, 2, 2, 2)), size=(2**22,) * 3),
+    lambda: cnnops.upsample_nearest3d(np.ones((1, 1, 2, 2, 2)), scale_factor=2**21),
+    lambda: cnnops.upsample_nearest1d(np.ones((1, 1, 2)), size=2**62),
+], ids=["bed_of_nails_2**31", "bed_of_nails_2**62", "upsample3d_size", "upsample3d_scale", "upsample1d_2**62"])
+def test_output_size_overflow_is_a_value_error(call):
+    """Output sizes whose element or byte count overflows int64 are refused before any table or
+    buffer is sized by them."""
+    with pytest.raises(ValueError, match=r"^(bed_of_nails_unpool2d|upsample_nearest[13]d): .*overflows"):
+        call()

@@ -68,6 +68,12 @@ inline int64_t checked_numel(const std::vector<int64_t>& shape, const char* op, 
   return n;
 }
 
+// An output of `elements` x `elem_bytes` must have a byte size that fits in int64 (checked before
+// anything is sized by it); larger but representable requests fail later as MemoryError.
+inline void check_output_bytes(int64_t elements, int64_t elem_bytes, const char* op) {
+  checked_mul(elements, elem_bytes, op, "the output size in bytes");
+}
+
 inline std::string shape_str(const std::vector<int64_t>& shape) {
   std::string s = "(";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);

@@ -72,14 +72,16 @@ static cpu::PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams
                          tuple_str(p.pad.data(), 2 * nd), " (before, after per dimension)");
     }
     for (int i = 0; i < nd; ++i) {
-      const int64_t eff = p.dilation[i] * (k[i] - 1) + 1;
+      const int64_t eff = checked_mul(p.dilation[i], k[i] - 1, op, "the dilated kernel size") + 1;
       CNNOPS_CHECK_VALUE(p.pad[2 * i] <= eff / 2 && p.pad[2 * i + 1] <= eff / 2, op,
                          ": expected padding at most half the (dilated) kernel size, got padding ",
                          tuple_str(p.pad.data(), 2 * nd), " (before, after per dimension) for kernel_size ",
                          tuple_str(k, nd), (p.dilation[i] > 1 ? " with dilation" : ""));
     }
     for (int i = 0; i < nd; ++i) {
-      const int64_t eff = p.dilation[i] * (k[i] - 1) + 1, padded = sp[i] + p.pad[2 * i] + p.pad[2 * i + 1];
+      const int64_t eff = p.dilation[i] * (k[i] - 1) + 1;  // checked above
+      const int64_t padded = checked_add(checked_add(sp[i], p.pad[2 * i], op, "the padded input size"),
+                                         p.pad[2 * i + 1], op, "the padded input size");
       CNNOPS_CHECK_VALUE(eff <= padded, op, ": expected the (dilated) kernel ", tuple_str(k, nd),
                          " to fit in the padded input, got padded size ", padded, " < kernel extent ", eff,
                          " in spatial dimension ", i, " of input shape ", shape_str(x.shape));
@@ -89,6 +91,9 @@ static cpu::PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams
       CNNOPS_CHECK_VALUE(p.out[i] >= 1, op, ": expected output_size >= 1, got ", tuple_str(p.out.data(), nd));
   }
   g.kprod = 1;
+  // Output elements so far (N, C and the dimensions done), checked before each dimension's window
+  // tables (one entry per output position) are built.
+  int64_t out_elems = checked_mul(g.N, g.C, op, "the number of output elements");
   for (int i = 0; i < nd; ++i) {
     const int s = 3 - nd + i;  // slot in (D, H, W)
     const int64_t in = sp[i];
@@ -99,8 +104,15 @@ static cpu::PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams
     if (p.adaptive) {
       const int64_t O = p.out[i];
       g.out[s] = O;
+      out_elems = checked_mul(out_elems, O, op, "the number of output elements");
+      check_output_bytes(out_elems, 8, op);
+      b.reserve(static_cast<size_t>(O));
+      c.reserve(static_cast<size_t>(O));
+      z.reserve(static_cast<size_t>(O));
       for (int64_t o = 0; o < O; ++o) {
-        const int64_t lo = (o * in) / O, hi = ((o + 1) * in + O - 1) / O;
+        // 128-bit products: o * in may exceed int64 for a long output over a long input
+        const int64_t lo = static_cast<int64_t>(static_cast<__int128>(o) * in / O);
+        const int64_t hi = static_cast<int64_t>((static_cast<__int128>(o + 1) * in + O - 1) / O);
         b.push_back(lo);
         c.push_back(hi - lo);
         z.push_back(hi - lo);
@@ -116,6 +128,8 @@ static cpu::PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams
     CNNOPS_CHECK_VALUE(O >= 1, op, ": expected a positive output size, got ", O, " in spatial dimension ", i,
                        " for input shape ", shape_str(x.shape));
     g.out[s] = O;
+    out_elems = checked_mul(out_elems, O, op, "the number of output elements");
+    check_output_bytes(out_elems, 8, op);
     for (int64_t o = 0; o < O; ++o) {
       const int64_t start = o * st - plo;
       const int64_t j0 = start < 0 ? (-start + d - 1) / d : 0;

@@ -111,6 +111,14 @@ static Tables nearest_tables(const Geom5& in, const Geom5& out, int nd, const st
   return t;
 }
 
+// The output's element count and byte size fit in int64 (checked before any table or buffer is
+// sized by it).
+static void check_output_geom(const char* op, const Geom5& g) {
+  int64_t n = 1;
+  for (int64_t v : {g.N, g.C, g.D, g.H, g.W}) n = checked_mul(n, v, op, "the number of output elements");
+  check_output_bytes(n, 8, op);
+}
+
 static void check_sizes(const char* op, const char* what, const std::vector<int64_t>& sizes, int nd) {
   CNNOPS_CHECK_VALUE(static_cast<int>(sizes.size()) == nd, op, ": expected ", nd, " ", what, ", got ",
                      sizes_str(sizes));
@@ -132,6 +140,7 @@ Tensor upsample_nearest(const char* op, const Tensor& input, int nd, bool cl, co
   CNNOPS_CHECK_VALUE(in.numel() > 0, op, ": expected a non-empty input, got shape ", shape_str(input.shape));
   Geom5 out = in;
   set_spatial(out, nd, out_size);
+  check_output_geom(op, out);
   const Tables t = nearest_tables(in, out, nd, scales, exact, false);
   Tensor x = contiguous(input);
   Tensor y = empty(geom5_shape(out, nd), x.dtype, x.device);
@@ -152,6 +161,7 @@ Tensor upsample_nearest_backward(const char* op, const Tensor& grad_output, int 
   check_scales(op, scales, nd);
   Geom5 in = out;
   set_spatial(in, nd, in_size);
+  check_output_geom(op, in);
   CNNOPS_CHECK_VALUE(in.numel() > 0 && out.spatial() > 0, op, ": expected a non-empty grad_output, got shape ",
                      shape_str(grad_output.shape));
   const Tables t = nearest_tables(in, out, nd, scales, exact, true);
@@ -190,6 +200,7 @@ Tensor max_unpool(const char* op, const Tensor& input, const Tensor& indices, in
   check_sizes(op, "output sizes", out_size, nd);
   Geom5 out = in;
   set_spatial(out, nd, out_size);
+  check_output_geom(op, out);
   Tensor x = contiguous(input), ix = contiguous(indices);
   Tensor y = empty(geom5_shape(out, nd), x.dtype, x.device);
   int64_t bad = 0;
@@ -234,9 +245,10 @@ Tensor bed_of_nails(const char* op, const Tensor& input, int nd, bool cl, const 
   int64_t s[3];
   scale3(op, scale, nd, s);
   Geom5 out = in;
-  out.D *= s[0];
-  out.H *= s[1];
-  out.W *= s[2];
+  out.D = checked_mul(in.D, s[0], op, "the output depth");
+  out.H = checked_mul(in.H, s[1], op, "the output height");
+  out.W = checked_mul(in.W, s[2], op, "the output width");
+  check_output_geom(op, out);
   Tensor x = contiguous(input);
   Tensor y = empty(geom5_shape(out, nd), x.dtype, x.device);
   if (x.dtype == DType::Float32)

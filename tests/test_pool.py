@@ -612,3 +612,14 @@ def test_huge_stride_and_dilation():
     np.testing.assert_array_equal(cnnops.max_pool2d(x, 2, stride=2**62), [[[[5.0]]]])
     with pytest.raises(ValueError, match=r"^max_pool2d: "):
         cnnops.max_pool2d(x, 3, dilation=2**62)
+
+
+def test_max_pool3d_window_of_only_depth_padding():
+    """Input depth 1, a dilated depth window whose taps both fall in the padding: -inf, as in 1-D
+    and 2-D (and PyTorch), not the plane's value."""
+    x = np.full((1, 1, 1, 1, 1), 0.5)
+    y = cnnops.max_pool3d(x, (2, 1, 1), stride=1, dilation=(2, 1, 1), padding=(1, 0, 0))
+    assert y.shape == (1, 1, 1, 1, 1) and y[0, 0, 0, 0, 0] == -np.inf
+    y2 = cnnops.max_pool3d(np.full((1, 1, 1, 3, 3), 0.5), (2, 2, 2), stride=1, dilation=(2, 1, 1),
+                           padding=(1, 1, 1))
+    assert (y2 == -np.inf).all()

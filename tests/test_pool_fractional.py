@@ -400,3 +400,14 @@ def test_large_output_streaming_path_matches_torch(rng):
     gy = torch.from_numpy(rand(rng, (4, 64, 150, 150), np.float32))[:, :, :106, :106].contiguous()
     ry2 = torch.ops.aten.fractional_max_pool2d_backward(gy, x, [2, 2], [106, 106], i)
     assert torch.allclose(cnnops.fractional_max_pool2d_backward(gy, x, i), ry2)
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_empty_batch(nd):
+    """N = 0: empty outputs and indices (no window is read), forward and backward, both conventions."""
+    x = np.zeros((0, 2) + (5,) * nd)
+    y, idx = FMP[nd](x, 2, output_size=(3,) * nd, return_indices=True)
+    assert y.shape == (0, 2) + (3,) * nd and idx.shape == y.shape
+    assert FMP_BWD[nd](y, x, idx).shape == x.shape
+    y, *seqs = FMP[nd](x, pooling_ratio=1.5)
+    assert y.shape[:2] == (0, 2)

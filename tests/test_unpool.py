@@ -576,3 +576,13 @@ def test_output_size_overflow_is_a_value_error(call):
     buffer is sized by them."""
     with pytest.raises(ValueError, match=r"^(bed_of_nails_unpool2d|upsample_nearest[13]d): .*overflows"):
         call()
+
+
+def test_empty_batch_upsample():
+    """N = 0 gives an empty result of the right shape, as in PyTorch, forward and backward."""
+    y = cnnops.upsample_nearest1d(np.zeros((0, 1, 3)), scale_factor=2)
+    assert y.shape == (0, 1, 6)
+    y = cnnops.upsample_nearest2d(np.zeros((0, 2, 3, 4), np.float32), size=(5, 7))
+    assert y.shape == (0, 2, 5, 7) and y.dtype == np.float32
+    g = cnnops.upsample_nearest2d_backward(np.zeros((0, 2, 6, 8)), (0, 2, 3, 4), scale_factor=2)
+    assert g.shape == (0, 2, 3, 4)

@@ -38,6 +38,7 @@ static FractionalResult run_forward(const char* op, const Tensor& input, int nd,
   FractionalResult r;
   r.output = empty(geom5_shape(out, nd), x.dtype, x.device);
   r.indices = empty(geom5_shape(out, nd), DType::Int64, x.device);
+  if (in.N == 0) return r;  // an empty batch: no windows to read
   if (x.dtype == DType::Float32)
     cpu::fractional_max_pool_forward(x.ptr<float>(), r.output.ptr<float>(), r.indices.ptr<int64_t>(), in, out,
                                      win.data(), per_plane);
@@ -52,7 +53,9 @@ static Geom5 checked_input(const char* op, const Tensor& input, int nd, bool cl)
   check_float_tensor(op, "input", input);
   CNNOPS_CHECK_VALUE(nd == 2 || nd == 3, op, ": expected 2 or 3 spatial dimensions, got ", nd);
   Geom5 in = geom5_of(op, "input", input.shape, nd, cl);
-  CNNOPS_CHECK_VALUE(in.numel() > 0, op, ": expected a non-empty input, got shape ", shape_str(input.shape));
+  // an empty batch (N = 0) gives an empty result, as in PyTorch; other sizes must be positive
+  CNNOPS_CHECK_VALUE(in.C > 0 && in.spatial() > 0, op, ": expected an input with non-zero channels and spatial sizes, got shape ",
+                     shape_str(input.shape));
   return in;
 }
 

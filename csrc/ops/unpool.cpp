@@ -137,7 +137,9 @@ Tensor upsample_nearest(const char* op, const Tensor& input, int nd, bool cl, co
   Geom5 in = geom5_of(op, "input", input.shape, nd, cl);
   check_sizes(op, "output sizes", out_size, nd);
   check_scales(op, scales, nd);
-  CNNOPS_CHECK_VALUE(in.numel() > 0, op, ": expected a non-empty input, got shape ", shape_str(input.shape));
+  // an empty batch (N = 0) gives an empty result, as in PyTorch; other sizes must be positive
+  CNNOPS_CHECK_VALUE(in.C > 0 && in.spatial() > 0, op, ": expected an input with non-zero channels and spatial sizes, got shape ",
+                     shape_str(input.shape));
   Geom5 out = in;
   set_spatial(out, nd, out_size);
   check_output_geom(op, out);
@@ -162,7 +164,8 @@ Tensor upsample_nearest_backward(const char* op, const Tensor& grad_output, int 
   Geom5 in = out;
   set_spatial(in, nd, in_size);
   check_output_geom(op, in);
-  CNNOPS_CHECK_VALUE(in.numel() > 0 && out.spatial() > 0, op, ": expected a non-empty grad_output, got shape ",
+  CNNOPS_CHECK_VALUE(in.C > 0 && in.spatial() > 0 && out.spatial() > 0, op,
+                     ": expected a grad_output with non-zero channels and spatial sizes, got shape ",
                      shape_str(grad_output.shape));
   const Tables t = nearest_tables(in, out, nd, scales, exact, true);
   Tensor dy = contiguous(grad_output);

@@ -267,9 +267,11 @@ bool whole_plane(const PoolGeom& g) {
   return true;
 }
 
-// Sum pooling rows (pool_rows.h): channels first, unit depth, dilation 1; any windows.
+// Sum pooling rows (pool_rows.h): channels first, unit depth whose one window holds the plane
+// (a window of only depth padding is not a row problem), dilation 1; any windows in the plane.
 bool sum_rows_path(const PoolGeom& g) {
-  return !g.channels_last && g.in[0] == 1 && g.out[0] == 1 && g.dil[1] == 1 && g.dil[2] == 1;
+  return !g.channels_last && g.in[0] == 1 && g.out[0] == 1 && g.count[0][0] == 1 && g.dil[1] == 1 &&
+         g.dil[2] == 1;
 }
 
 // Divisor of every output of a unit-depth problem, row-major (OH x OW).

@@ -525,7 +525,8 @@ def _flat(idx, in_sizes):
 
 def max_pool_ref(x, k, s, pads, d, ceil_mode=False):
     """(values, PyTorch-format indices). Scan order over taps; a tap replaces the best so far
-    when it is larger or NaN (so NaN propagates, the last NaN's index is kept)."""
+    when it is larger or NaN (so NaN propagates, the last NaN's index is kept). A window with no
+    tap inside the input gives -inf and index -1 (any index inside the plane is then acceptable)."""
     x = np.asarray(x, np.float64)
     sp = x.shape[2:]
     y = idx = None
@@ -534,7 +535,8 @@ def max_pool_ref(x, k, s, pads, d, ceil_mode=False):
             y = np.full(x.shape[:2] + tuple(outs), np.nan)
             idx = np.full(x.shape[:2] + tuple(outs), -1, np.int64)
         best = np.full(x.shape[:2], -np.inf)
-        bi = np.full(x.shape[:2], _flat(taps[0], sp), np.int64)
+        # a window whose taps all fall in the padding (possible with dilation) is -inf, index -1
+        bi = np.full(x.shape[:2], _flat(taps[0], sp) if taps else -1, np.int64)
         for t in taps:
             v = x[(slice(None), slice(None)) + t]
             take = (v > best) | np.isnan(v)
@@ -549,8 +551,8 @@ def max_pool_backward_ref(grad_out, idx, in_shape):
     """Scatter-add each output's gradient to its argmax (flat position in the (n, c) plane)."""
     n, c = in_shape[:2]
     g = np.zeros((n, c, int(np.prod(in_shape[2:]))))
-    go = np.asarray(grad_out, np.float64).reshape(n, c, -1)
-    ix = np.asarray(idx).reshape(n, c, -1)
+    go = np.asarray(grad_out, np.float64).reshape(n, c, int(np.prod(np.shape(idx)[2:])))  # explicit: N may be 0
+    ix = np.asarray(idx).reshape(go.shape)
     for a in range(n):
         for b in range(c):
             np.add.at(g[a, b], ix[a, b], go[a, b])
@@ -692,10 +694,11 @@ def _ratio(num, den):
     return num / den if den > 0 else 0.0
 
 
-def box_metric_ref(a, b, kind, offset=0, eps_iou=0.0, eps_pen=0.0, alpha=None):
+def box_metric_ref(a, b, kind, offset=0, eps_iou=0.0, eps_pen=0.0, alpha=None, eps_alpha=None):
     """IoU / GIoU / DIoU / CIoU of two boxes (sorted first). eps_iou is added to the union, eps_pen
-    to the penalty denominators. alpha: CIoU's weight, computed from the boxes when None (pass a
-    number to hold it fixed, as the losses' gradient does)."""
+    to the GIoU enclosing area and the DIoU/CIoU squared diagonal, eps_alpha (eps_pen when None) to
+    CIoU's 1 - IoU + v. alpha: CIoU's weight, computed from the boxes when None (pass a number to
+    hold it fixed, as the losses' gradient does)."""
     ax1, ay1, ax2, ay2 = sort_corners_ref(a)
     bx1, by1, bx2, by2 = sort_corners_ref(b)
     wa, ha = ax2 - ax1 + offset, ay2 - ay1 + offset
@@ -717,15 +720,23 @@ def box_metric_ref(a, b, kind, offset=0, eps_iou=0.0, eps_pen=0.0, alpha=None):
         return diou
     v = 4 / math.pi ** 2 * (math.atan2(wb, hb) - math.atan2(wa, ha)) ** 2
     if alpha is None:
-        alpha = _ratio(v, 1 - iou + v + eps_pen)
+        alpha = _ratio(v, 1 - iou + v + (eps_pen if eps_alpha is None else eps_alpha))
     return diou - alpha * v
 
 
+def loss_eps_ref(kind, eps):
+    """(eps_iou, eps_pen, eps_alpha) of the losses, as torchvision places them: eps everywhere,
+    except CIoU, whose union and squared diagonal always carry 1e-7 (complete_box_iou_loss takes
+    them from its DIoU helper called without eps) and whose alpha carries eps."""
+    return (1e-7, 1e-7, eps) if kind == "ciou" else (eps, eps, eps)
+
+
 def ciou_alpha_ref(a, b, offset=0, eps=1e-7):
-    """CIoU's alpha = v / (1 - IoU + v + eps) of one pair, with the losses' IoU (eps in the union)."""
+    """CIoU's alpha = v / (1 - IoU + v + eps) of one pair, with the CIoU loss's IoU (1e-7 in the
+    union)."""
     ax1, ay1, ax2, ay2 = sort_corners_ref(a)
     bx1, by1, bx2, by2 = sort_corners_ref(b)
-    iou = box_metric_ref(a, b, "iou", offset, eps, eps)
+    iou = box_metric_ref(a, b, "iou", offset, 1e-7, 1e-7)
     v = 4 / math.pi ** 2 * (math.atan2(bx2 - bx1 + offset, by2 - by1 + offset)
                             - math.atan2(ax2 - ax1 + offset, ay2 - ay1 + offset)) ** 2
     return _ratio(v, 1 - iou + v + eps)
@@ -742,8 +753,10 @@ def box_pairwise_ref(boxes1, boxes2, kind, offset=0, eps=1e-7):
 
 
 def box_loss_ref(boxes1, boxes2, kind, reduction="none", eps=1e-7, offset=0, alphas=None):
-    """1 - metric per pair with eps in the union and the penalties; alphas: fixed CIoU weights."""
-    per = np.array([1.0 - box_metric_ref(a, b, kind, offset, eps, eps, None if alphas is None else alphas[i])
+    """1 - metric per pair with eps placed as loss_eps_ref says; alphas: fixed CIoU weights."""
+    e_iou, e_pen, e_alpha = loss_eps_ref(kind, eps)
+    per = np.array([1.0 - box_metric_ref(a, b, kind, offset, e_iou, e_pen, None if alphas is None else alphas[i],
+                                         e_alpha)
                     for i, (a, b) in enumerate(zip(boxes1, boxes2))])
     if reduction == "none":
         return per
@@ -764,6 +777,86 @@ def box_loss_grad_ref(boxes1, boxes2, kind, reduction="none", eps=1e-7, offset=0
         return float(np.sum(go * box_loss_ref(b1, b2, kind, reduction, eps, offset, alphas)))
 
     return numerical_grad(f, b1, h), numerical_grad(f, b2, h)
+# ---- torchvision's formulas, transcribed term by term ----
+#
+# Vectorised NumPy in the boxes' dtype (float32 stays float32, as torch computes it; Python
+# numbers such as eps are weak scalars and take the array's dtype, as in torch), so they pin down
+# where eps enters each term. xyxy boxes with x1 < x2 and y1 < y2 (torchvision's domain).
+
+
+def _tv_cols(boxes):
+    b = np.asarray(boxes)
+    return b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+
+
+def _tv_loss_inter_union(b1, b2):
+    x1, y1, x2, y2 = _tv_cols(b1)
+    x1g, y1g, x2g, y2g = _tv_cols(b2)
+    xk1, yk1, xk2, yk2 = np.maximum(x1, x1g), np.maximum(y1, y1g), np.minimum(x2, x2g), np.minimum(y2, y2g)
+    mask = (yk2 > yk1) & (xk2 > xk1)
+    inter = np.where(mask, (xk2 - xk1) * (yk2 - yk1), np.zeros_like(x1))
+    union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - inter
+    return inter, union
+
+
+def _tv_diou_iou_loss(b1, b2, eps):
+    inter, union = _tv_loss_inter_union(b1, b2)
+    iou = inter / (union + eps)
+    x1, y1, x2, y2 = _tv_cols(b1)
+    x1g, y1g, x2g, y2g = _tv_cols(b2)
+    diag = (np.maximum(x2, x2g) - np.minimum(x1, x1g)) ** 2 + (np.maximum(y2, y2g) - np.minimum(y1, y1g)) ** 2 + eps
+    dist = ((x2 + x1) / 2 - (x1g + x2g) / 2) ** 2 + ((y2 + y1) / 2 - (y1g + y2g) / 2) ** 2
+    return 1 - iou + dist / diag, iou
+
+
+def tv_box_loss_ref(boxes1, boxes2, kind, eps=1e-7):
+    """Per-pair loss of torchvision's generalized_box_iou_loss ("giou"), distance_box_iou_loss
+    ("diou") and complete_box_iou_loss ("ciou"), reduction none; "iou" is 1 - inter / (union + eps)."""
+    b1, b2 = np.asarray(boxes1), np.asarray(boxes2)
+    if kind in ("iou", "giou"):
+        inter, union = _tv_loss_inter_union(b1, b2)
+        iou = inter / (union + eps)
+        if kind == "iou":
+            return 1 - iou
+        x1, y1, x2, y2 = _tv_cols(b1)
+        x1g, y1g, x2g, y2g = _tv_cols(b2)
+        area_c = (np.maximum(x2, x2g) - np.minimum(x1, x1g)) * (np.maximum(y2, y2g) - np.minimum(y1, y1g))
+        return 1 - (iou - (area_c - union) / (area_c + eps))
+    if kind == "diou":
+        return _tv_diou_iou_loss(b1, b2, eps)[0]
+    diou_loss, iou = _tv_diou_iou_loss(b1, b2, 1e-7)  # the helper's default eps, not the caller's
+    x1, y1, x2, y2 = _tv_cols(b1)
+    x1g, y1g, x2g, y2g = _tv_cols(b2)
+    v = (4 / math.pi ** 2) * (np.arctan((x2g - x1g) / (y2g - y1g)) - np.arctan((x2 - x1) / (y2 - y1))) ** 2
+    alpha = v / (1 - iou + v + eps)
+    return diou_loss + alpha * v
+
+
+def tv_box_pairwise_ref(boxes1, boxes2, kind, eps=1e-7):
+    """(N, M) matrix of torchvision's box_iou, generalized_box_iou, distance_box_iou(eps) and
+    complete_box_iou(eps)."""
+    b1, b2 = np.asarray(boxes1)[:, None, :], np.asarray(boxes2)[None, :, :]
+    x1, y1, x2, y2 = _tv_cols(b1)
+    x1g, y1g, x2g, y2g = _tv_cols(b2)
+    w = np.clip(np.minimum(x2, x2g) - np.maximum(x1, x1g), 0, None)
+    h = np.clip(np.minimum(y2, y2g) - np.maximum(y1, y1g), 0, None)
+    inter = w * h
+    union = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - inter
+    iou = inter / union
+    cw = np.clip(np.maximum(x2, x2g) - np.minimum(x1, x1g), 0, None)
+    ch = np.clip(np.maximum(y2, y2g) - np.minimum(y1, y1g), 0, None)
+    if kind == "iou":
+        return iou
+    if kind == "giou":
+        return iou - (cw * ch - union) / (cw * ch)
+    diou = iou - (((x1 + x2) / 2 - (x1g + x2g) / 2) ** 2 + ((y1 + y2) / 2 - (y1g + y2g) / 2) ** 2) / (
+        cw ** 2 + ch ** 2 + eps)
+    if kind == "diou":
+        return diou
+    v = (4 / math.pi ** 2) * (np.arctan((x2 - x1) / (y2 - y1)) - np.arctan((x2g - x1g) / (y2g - y1g))) ** 2
+    return diou - v / (1 - iou + v + eps) * v
+
+
 # ============================================================================= unpooling, upsampling,
 # fractional max pooling
 #
@@ -821,7 +914,7 @@ def max_unpool_ref(x, idx, out_sizes):
     """Zeros, then x[n, c, i] written at flat position idx[n, c, i] of plane (n, c), in memory order."""
     N, C = x.shape[:2]
     y = np.zeros((N, C, int(np.prod(out_sizes))))
-    xf, jf = x.reshape(N, C, -1), idx.reshape(N, C, -1)
+    xf, jf = x.reshape(N, C, int(np.prod(x.shape[2:]))), idx.reshape(N, C, int(np.prod(x.shape[2:])))
     for n in range(N):
         for c in range(C):
             for i in range(xf.shape[2]):
@@ -831,8 +924,8 @@ def max_unpool_ref(x, idx, out_sizes):
 
 def max_unpool_backward_ref(gy, idx):
     N, C = gy.shape[:2]
-    g = gy.reshape(N, C, -1)
-    j = idx.reshape(N, C, -1)
+    g = gy.reshape(N, C, int(np.prod(gy.shape[2:])))
+    j = idx.reshape(N, C, int(np.prod(idx.shape[2:])))
     return np.take_along_axis(g, j, axis=2).reshape(idx.shape).astype(np.float64)
 
 
@@ -907,7 +1000,7 @@ def index_scatter_add_ref(gy, idx, in_sizes):
     """Gradient of a max pooling with indices: grad_output added at the remembered positions."""
     N, C = gy.shape[:2]
     gx = np.zeros((N, C, int(np.prod(in_sizes))))
-    g, j = gy.reshape(N, C, -1), idx.reshape(N, C, -1)
+    g, j = gy.reshape(N, C, int(np.prod(gy.shape[2:]))), idx.reshape(N, C, int(np.prod(gy.shape[2:])))
     for n in range(N):
         for c in range(C):
             np.add.at(gx[n, c], j[n, c], g[n, c])
@@ -939,6 +1032,62 @@ def nms_diou_ref(a, b, beta=1.0):
     return nms_iou_ref(a, b) - ((rho2 / c2) ** beta if c2 > 0 else 0.0)
 
 
+def tv_iou_ref(kept, box, dtype):
+    """IoU of each row of kept (K, 4) with box (4,) in torchvision's nms arithmetic: w, h,
+    intersection, areas, union and intersection / union each rounded to `dtype` (float32 or
+    float64), returned as float64 (what torchvision compares with the double threshold). A union
+    of 0 gives NaN (torchvision's 0 / 0), which no comparison passes."""
+    k = np.asarray(kept, dtype).reshape(-1, 4)
+    b = np.asarray(box, dtype)
+    zero = dtype(0)
+    w = np.maximum(zero, np.minimum(k[:, 2], b[2]) - np.maximum(k[:, 0], b[0]))
+    h = np.maximum(zero, np.minimum(k[:, 3], b[3]) - np.maximum(k[:, 1], b[1]))
+    inter = w * h
+    union = (k[:, 2] - k[:, 0]) * (k[:, 3] - k[:, 1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (inter / union).astype(np.float64)
+
+
+def tv_diou_ref(kept, box, dtype, beta=1.0):
+    """DIoU-NMS criterion IoU - (rho^2 / c^2)^beta of each row of kept with box, in `dtype` the way
+    torchvision's distance_box_iou (eps 0) computes IoU - rho^2 / c^2 (penalty 0 when c^2 is 0;
+    beta != 1: the power taken in float64 and rounded to dtype), returned as float64."""
+    k = np.asarray(kept, dtype).reshape(-1, 4)
+    b = np.asarray(box, dtype)
+    iou = tv_iou_ref(k, b, dtype).astype(dtype)
+    cw = np.maximum(k[:, 2], b[2]) - np.minimum(k[:, 0], b[0])
+    ch = np.maximum(k[:, 3], b[3]) - np.minimum(k[:, 1], b[1])
+    c2 = cw * cw + ch * ch
+    two = dtype(2)
+    dx = (k[:, 0] + k[:, 2]) / two - (b[0] + b[2]) / two
+    dy = (k[:, 1] + k[:, 3]) / two - (b[1] + b[3]) / two
+    rho2 = dx * dx + dy * dy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pen = np.where(c2 > 0, rho2 / c2, np.zeros_like(c2))
+    if beta != 1.0:
+        pen = (pen.astype(np.float64) ** beta).astype(dtype)
+    return (iou - pen).astype(np.float64)
+
+
+def nms_tv_ref(boxes, scores, t, score_threshold=None, max_output_size=None, idxs=None, criterion="iou", beta=1.0):
+    """Greedy NMS with torchvision's arithmetic in the boxes' dtype: walk by descending score
+    (ties: lower index), keep a box iff no kept box of its class has criterion > t, the criterion
+    rounded to the dtype and compared as float64. Vectorised over the kept boxes."""
+    b = np.asarray(boxes)
+    dtype = b.dtype.type
+    kept = []
+    for i in nms_order_ref(scores, score_threshold):
+        if max_output_size is not None and len(kept) >= max_output_size:
+            break
+        k = [j for j in kept if idxs is None or idxs[j] == idxs[i]]
+        if k:
+            m = tv_iou_ref(b[k], b[i], dtype) if criterion == "iou" else tv_diou_ref(b[k], b[i], dtype, beta)
+            if (m > t).any():
+                continue
+        kept.append(i)
+    return np.array(kept, dtype=np.int64)
+
+
 def nms_order_ref(scores, score_threshold=None):
     """Candidate indices by descending score, ties by ascending index."""
     s = np.asarray(scores, np.float64)
@@ -960,10 +1109,11 @@ def nms_ref(boxes, scores, t, score_threshold=None, max_output_size=None, idxs=N
     return np.array(keep, dtype=np.int64)
 
 
-def soft_nms_ref(boxes, scores, t, sigma, score_threshold, method, max_output_size=None):
+def soft_nms_ref(boxes, scores, t, sigma, score_threshold, method, max_output_size=None, tv=False):
     """Soft-NMS as in Bodla et al.: select the best remaining box, decay the others
-    (linear: s *= 1 - iou when iou > t; gaussian: s *= exp(-iou^2 / sigma)), drop s <= threshold."""
-    b = np.asarray(boxes, np.float64)
+    (linear: s *= 1 - iou when iou > t; gaussian: s *= exp(-iou^2 / sigma)), drop s <= threshold.
+    tv=True: each IoU in torchvision's arithmetic in the boxes' dtype (tv_iou_ref)."""
+    b = np.asarray(boxes) if tv else np.asarray(boxes, np.float64)
     s = {i: float(v) for i, v in enumerate(np.asarray(scores, np.float64)) if v > score_threshold}
     keep, kept = [], []
     while s and (max_output_size is None or len(keep) < max_output_size):
@@ -971,7 +1121,8 @@ def soft_nms_ref(boxes, scores, t, sigma, score_threshold, method, max_output_si
         keep.append(m)
         kept.append(s.pop(m))
         for j in list(s):
-            iou = nms_iou_ref(b[m], b[j])
+            iou = tv_iou_ref(b[m], b[j], b.dtype.type)[0] if tv else nms_iou_ref(b[m], b[j])
+            iou = 0.0 if np.isnan(iou) else iou  # a 0 / 0 union (two zero-area boxes) counts as IoU 0
             if method == "linear":
                 if iou > t:
                     s[j] *= 1 - iou
@@ -982,14 +1133,19 @@ def soft_nms_ref(boxes, scores, t, sigma, score_threshold, method, max_output_si
     return np.array(keep, dtype=np.int64), np.array(kept)
 
 
-def nms_iou_matrix_ref(boxes, order, idxs=None):
-    """Upper-triangular IoU matrix X[i][j] (i < j) of the boxes in `order`, 0 across classes."""
-    b = np.asarray(boxes, np.float64)
+def nms_iou_matrix_ref(boxes, order, idxs=None, tv=False):
+    """Upper-triangular IoU matrix X[i][j] (i < j) of the boxes in `order`, 0 across classes.
+    tv=True: each IoU in torchvision's arithmetic in the boxes' dtype (tv_iou_ref)."""
+    b = np.asarray(boxes) if tv else np.asarray(boxes, np.float64)
     k = len(order)
     x = np.zeros((k, k))
     for j in range(k):
+        if tv and j:
+            x[:j, j] = np.nan_to_num(tv_iou_ref(b[order[:j]], b[order[j]], b.dtype.type), nan=0.0)
         for i in range(j):
-            if idxs is None or idxs[order[i]] == idxs[order[j]]:
+            if idxs is not None and idxs[order[i]] != idxs[order[j]]:
+                x[i, j] = 0.0
+            elif not tv:
                 x[i, j] = nms_iou_ref(b[order[i]], b[order[j]])
     return x
 
@@ -1017,11 +1173,12 @@ def matrix_nms_ref(boxes, scores, idxs=None, method="gaussian", sigma=0.5, score
     return np.array([order[j] for j in sel], dtype=np.int64), np.array([d[j] for j in sel])
 
 
-def fast_nms_ref(boxes, scores, t, idxs=None, top_k=None, cluster=False):
+def fast_nms_ref(boxes, scores, t, idxs=None, top_k=None, cluster=False, tv=False):
     """YOLACT's Fast NMS (keep j iff the column max of X is <= t) and, with cluster=True,
-    Cluster-NMS (repeat with the rows of suppressed boxes zeroed until keep stops changing)."""
+    Cluster-NMS (repeat with the rows of suppressed boxes zeroed until keep stops changing).
+    tv=True: X in torchvision's arithmetic (nms_iou_matrix_ref)."""
     order = nms_order_ref(scores)[:top_k]
-    x = nms_iou_matrix_ref(boxes, order, idxs)
+    x = nms_iou_matrix_ref(boxes, order, idxs, tv)
     keep = np.ones(len(order), dtype=bool)
     for _ in range(len(order) + 1):
         new = np.array([not any(keep[i] and x[i, j] > t for i in range(j)) for j in range(len(order))], dtype=bool)

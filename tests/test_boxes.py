@@ -1,5 +1,6 @@
 """Tests of the box utilities and the IoU family (cnnops.boxes) against the float64 references in
-tests/reference.py, central finite differences, and torchvision (when installed).
+tests/reference.py, its transcriptions of torchvision's formulas (where eps enters each term),
+central finite differences, and torchvision (when installed).
 
 Tolerances: relative error below 1e-6 in float32 (boxes of size ~10 at coordinates ~30: a few
 ulps of the coordinates) and 1e-12 in float64; gradients vs finite differences below 1e-6."""
@@ -10,7 +11,7 @@ import pytest
 
 import cnnops
 from reference import (box_area_ref, box_convert_ref, box_loss_grad_ref, box_loss_ref, box_pairwise_ref, rel_err,
-                       sort_corners_ref)
+                       sort_corners_ref, tv_box_loss_ref, tv_box_pairwise_ref)
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
@@ -200,6 +201,89 @@ def test_loss_backward_vs_finite_differences(rng, kind, reduction, offset):
         assert abs(fd - g1[k]) < 1e-6 * max(1.0, abs(fd))
 
 
+# ----------------------------------------------------------------------------- eps placement
+#
+# Small boxes (areas ~1) and large eps make every eps term visible; the references are
+# tests/reference.py's transcriptions of torchvision's formulas (tv_box_loss_ref,
+# tv_box_pairwise_ref), computed in the boxes' dtype.
+
+EPS_VALUES = [0.0, 1e-7, 0.01, 0.5, 3.0]
+
+
+def small_boxes(rng, n, dtype=np.float64):
+    xy = rng.uniform(0, 2, (n, 2))
+    wh = rng.uniform(0.2, 1.5, (n, 2))
+    return np.concatenate([xy, xy + wh], axis=1).astype(dtype)
+
+
+def assert_close_where_finite(out, ref, dtype):
+    """out equals torchvision's ref wherever ref is finite (CIoU at eps = 0 gives 0 / 0 for
+    identical boxes there; cnnops counts that ratio as 0) and is finite everywhere."""
+    assert ref.dtype == dtype and out.dtype == dtype
+    fin = np.isfinite(ref)
+    assert fin.mean() > 0.5 and np.isfinite(out).all()
+    np.testing.assert_allclose(out[fin], ref[fin], rtol=tol(dtype) * 4, atol=tol(dtype) * 4)
+
+
+@pytest.mark.parametrize("eps", EPS_VALUES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_loss_eps_matches_torchvision_formulas(rng, kind, dtype, eps):
+    b1, b2 = small_boxes(rng, 41, dtype), small_boxes(rng, 41, dtype)
+    b2[:5] = b1[:5]  # identical pairs: v = 0, alpha's denominator is 1 - IoU + eps
+    out = LOSS[kind](b1, b2, eps=eps)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = tv_box_loss_ref(b1, b2, kind, eps)
+    assert_close_where_finite(out, ref, dtype)
+    if np.isfinite(ref).all():
+        np.testing.assert_allclose(LOSS[kind](b1, b2, reduction="sum", eps=eps), ref.astype(np.float64).sum(),
+                                   rtol=tol(dtype) * 10)
+
+
+def test_ciou_loss_eps_reaches_alpha_only(rng):
+    # torchvision's complete_box_iou_loss: the union and c^2 carry 1e-7 whatever eps is, so eps
+    # only changes alpha = v / (1 - IoU + v + eps): the loss moves by (alpha(eps) - alpha(1e-7)) v
+    b1, b2 = small_boxes(rng, 23), small_boxes(rng, 23)
+    diou = cnnops.diou_loss(b1, b2)  # default eps 1e-7 in the union and c^2
+    iou = 1 - cnnops.iou_loss(b1, b2)
+    w1, h1 = b1[:, 2] - b1[:, 0], b1[:, 3] - b1[:, 1]
+    w2, h2 = b2[:, 2] - b2[:, 0], b2[:, 3] - b2[:, 1]
+    v = 4 / np.pi**2 * (np.arctan(w2 / h2) - np.arctan(w1 / h1)) ** 2
+    for eps in (0.5, 3.0):
+        np.testing.assert_allclose(cnnops.ciou_loss(b1, b2, eps=eps), diou + v / (1 - iou + v + eps) * v, rtol=1e-12)
+        # a placement with eps in the union or in c^2 as well would change the DIoU part too
+        assert not np.allclose(cnnops.ciou_loss(b1, b2, eps=eps) - v / (1 - iou + v + eps) * v,
+                               cnnops.diou_loss(b1, b2, eps=eps))
+
+
+@pytest.mark.parametrize("eps", EPS_VALUES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_pairwise_eps_matches_torchvision_formulas(rng, kind, dtype, eps):
+    b1, b2 = small_boxes(rng, 13, dtype), small_boxes(rng, 9, dtype)
+    b2[:3] = b1[:3]
+    out = PAIRWISE[kind](b1, b2, eps=eps) if kind in ("diou", "ciou") else PAIRWISE[kind](b1, b2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = tv_box_pairwise_ref(b1, b2, kind, eps)
+    assert_close_where_finite(out, ref, dtype)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.5, 3.0])
+@pytest.mark.parametrize("kind", KINDS)
+def test_loss_backward_eps_vs_finite_differences(rng, kind, eps):
+    b1, b2 = small_boxes(rng, 9), small_boxes(rng, 9)
+    go = rng.standard_normal(9)
+    # the loop reference places eps as the transcription of torchvision does
+    np.testing.assert_allclose(box_loss_ref(b1, b2, kind, "none", eps), tv_box_loss_ref(b1, b2, kind, eps),
+                               rtol=1e-13, atol=1e-13)
+    g1, g2 = LOSS_BACKWARD[kind](go, b1, b2, eps=eps)
+    r1, r2 = box_loss_grad_ref(b1, b2, kind, "none", eps, 0, go)
+    assert rel_err(g1, r1) < 1e-6 and rel_err(g2, r2) < 1e-6
+    g1s, g2s = LOSS_BACKWARD[kind](1.0, b1.astype(np.float32), b2.astype(np.float32), reduction="sum", eps=eps)
+    r1s, r2s = box_loss_grad_ref(b1, b2, kind, "sum", eps, 0, 1.0)
+    assert rel_err(g1s, r1s) < 1e-5 and rel_err(g2s, r2s) < 1e-5
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_loss_backward_float32_close_to_float64(rng, kind):
     b1 = rand_boxes(rng, 53)
@@ -344,6 +428,14 @@ def test_bad_arguments():
         cnnops.ciou_loss(b, b, eps=-1)
     with pytest.raises(ValueError, match="distance_box_iou: expected eps a finite number >= 0, got nan"):
         cnnops.distance_box_iou(b, b, eps=float("nan"))
+    with pytest.raises(ValueError, match="complete_box_iou: expected eps a finite number >= 0, got an int too"):
+        cnnops.complete_box_iou(b, b, eps=10**400)
+    with pytest.raises(ValueError, match="remove_small_boxes: expected min_size as a finite number, got an int too"):
+        cnnops.remove_small_boxes(b, 10**400)
+    with pytest.raises(ValueError, match="clip_boxes_to_image: expected size as a finite number, got an int too"):
+        cnnops.clip_boxes_to_image(b, (10**400, 5))
+    with pytest.raises(ValueError, match="ciou_loss_backward: expected grad_output as a finite number, got an int"):
+        cnnops.ciou_loss_backward(10**400, b, b, reduction="sum")
     with pytest.raises(TypeError, match=r"clip_boxes_to_image: expected size as \(height, width\)"):
         cnnops.clip_boxes_to_image(b, 5)
     with pytest.raises(ValueError, match="clip_boxes_to_image: expected size .* finite and >= 0"):

@@ -1,6 +1,8 @@
 """Tests of the NMS family (cnnops.nms, batched_nms, batched_nms_padded, soft_nms, matrix_nms,
-fast_nms, cluster_nms, diou_nms) against the float64 references in tests/reference.py and against
-torchvision (when installed).
+fast_nms, cluster_nms, diou_nms) against the float64 references in tests/reference.py, against its
+references in torchvision's arithmetic (tv_*: the IoU rounded to the boxes' dtype, then compared
+as a double) at thresholds equal to exactly computed IoUs, and against torchvision (when
+installed).
 
 Keep sets are index lists and are compared exactly; decayed scores (soft, matrix) with a relative
 tolerance of 1e-5 (float32) / 1e-12 (float64). Random scores are continuous, so ties appear only
@@ -13,7 +15,8 @@ import numpy as np
 import pytest
 
 import cnnops
-from reference import (fast_nms_ref, matrix_nms_ref, nms_diou_ref, nms_ref, nms_ref_vec, soft_nms_ref)
+from reference import (fast_nms_ref, matrix_nms_ref, nms_diou_ref, nms_ref, nms_ref_vec, nms_tv_ref, soft_nms_ref,
+                       tv_diou_ref, tv_iou_ref)
 
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
@@ -113,16 +116,136 @@ def test_nms_ties_lower_index_first(rng):
 
 
 def test_nms_strict_threshold():
-    # IoU exactly 0.5 (inter 1, union 2): kept at t = 0.5 (not > t), suppressed just below
+    # IoU exactly 0.5 (inter 1, union 2) is representable: kept at t = 0.5 (not > t), suppressed below
     b = np.array([[0, 0, 2, 1], [0, 0, 1, 1]], np.float32)
     s = np.array([0.9, 0.8], np.float32)
     assert as_list(cnnops.nms(b, s, 0.5)) == [0, 1]
     assert as_list(cnnops.nms(b, s, np.nextafter(0.5, 0))) == [0]
-    # IoU exactly 1/3 (inter 1, union 3) is not representable: the test is the exact comparison
+
+
+# ----------------------------------------------------------------------------- exact ties
+#
+# The IoU is rounded to the boxes' dtype before the comparison with the double threshold, as in
+# torchvision: the references are tests/reference.py's tv_* functions, which repeat that arithmetic
+# step by step in NumPy, and the thresholds are set to IoU values computed exactly that way.
+
+
+def test_tie_at_three_tenths_follows_the_dtype():
+    # inter 30, union 100: float64 gives the double 0.3 (not > 0.3: both kept), float32 gives
+    # 0.3f = 0.30000001 (> 0.3: the second box goes), as torchvision.ops.nms does
+    b64 = np.array([[0, 0, 10, 10], [0, 0, 10, 3]], np.float64)
+    s64 = np.array([0.9, 0.8])
+    b32, s32 = b64.astype(np.float32), s64.astype(np.float32)
+    c = np.zeros(2, np.int64)
+    for b, s, want in ((b64, s64, [0, 1]), (b32, s32, [0])):
+        assert as_list(cnnops.nms(b, s, 0.3)) == want
+        assert as_list(cnnops.batched_nms(b, s, c, 0.3)) == want
+        idx, valid = cnnops.batched_nms_padded(b[None], s[None], 0.3, 3)
+        assert as_list(idx[0]) == want + [-1] * (3 - len(want)) and int(valid[0]) == len(want)
+        assert as_list(cnnops.fast_nms(b, s, 0.3)) == want
+        assert as_list(cnnops.cluster_nms(b, s, 0.3)) == want
+        assert as_list(cnnops.nms(b, s, 0.3)) == as_list(nms_tv_ref(b, s, 0.3))
+    # soft-NMS's linear cut: only the float32 IoU passes it, and decays the score by 1 - 0.3f
+    _, d64 = cnnops.soft_nms(b64, s64, 0.3, method="linear")
+    _, d32 = cnnops.soft_nms(b32, s32, 0.3, method="linear")
+    assert d64[1] == 0.8
+    np.testing.assert_allclose(d32[1], 0.8 * (1 - np.float32(0.3)), rtol=1e-6)
+    # at the float32 value itself (as a double) the float32 boxes are kept too
+    assert as_list(cnnops.nms(b32, s32, float(np.float32(0.3)))) == [0, 1]
+    # IoU exactly 1/3 (inter 1, union 3): the double quotient is the double nearest 1/3, equal to
+    # the threshold 1/3; the float32 quotient 0.33333334 lies above it
     b = np.array([[0, 0, 2, 1], [1, 0, 3, 1]], np.float64)
-    s = np.array([0.9, 0.8])
-    assert as_list(cnnops.nms(b, s, 1 / 3)) == [0]  # 1/3 (double) < exact 1/3
-    assert as_list(cnnops.nms(b, s, np.nextafter(1 / 3, 1))) == [0, 1]
+    assert as_list(cnnops.nms(b, s64, 1 / 3)) == [0, 1]
+    assert as_list(cnnops.nms(b, s64, np.nextafter(1 / 3, 0))) == [0]
+    assert as_list(cnnops.nms(b.astype(np.float32), s32, 1 / 3)) == [0]
+    assert as_list(cnnops.nms(b.astype(np.float32), s32, float(np.float32(1 / 3)))) == [0, 1]
+
+
+def tie_boxes(rng, n, dtype, grid):
+    """n boxes with many overlaps: small integer corners (grid: many IoUs are equal exact
+    fractions) or continuous ones."""
+    if grid:
+        xy = rng.integers(0, 24, (n, 2))
+        wh = rng.integers(1, 12, (n, 2))
+    else:
+        xy = rng.uniform(0, 40, (n, 2))
+        wh = rng.uniform(2, 15, (n, 2))
+    return np.concatenate([xy, xy + wh], axis=1).astype(dtype)
+
+
+def tie_thresholds(rng, b, s, count, ref, metric="iou", beta=1.0):
+    """Thresholds equal (as doubles) to values of the criterion computed in the boxes' dtype
+    between one of the three best-scored boxes (kept, so the walk meets those pairs) and another
+    box: `count` random ones plus one at which the reference result changes when the threshold
+    moves one double down (so a tie decides something), each with its neighbours: the next double
+    down (the tie pair is then suppressed), the next double up, and for float32 the midpoint
+    between the float below and the value (it rounds up to the value) and the double below it."""
+    dtype = b.dtype.type
+    vals = set()
+    for i in np.argsort(-s, kind="stable")[:3]:
+        v = tv_iou_ref(b, b[i], dtype) if metric == "iou" else tv_diou_ref(b, b[i], dtype, beta)
+        vals.update(float(x) for x in v[(v > 0) & (v < 1)])
+    vals = [float(v) for v in rng.permutation(sorted(vals))]
+    picks = vals[:count]
+    decisive = [t for t in vals if as_list(ref(t)) != as_list(ref(float(np.nextafter(t, 0))))][:1]
+    assert decisive, "no threshold at which a tie decides"
+    out = []
+    for t in picks + decisive:
+        out += [t, float(np.nextafter(t, 0)), float(np.nextafter(t, 1))]
+        if dtype is np.float32:
+            mid = (float(np.nextafter(np.float32(t), np.float32(0))) + t) / 2
+            out += [mid, float(np.nextafter(mid, 0))]
+    return out
+
+
+@pytest.mark.parametrize("grid", [True, False], ids=["grid", "continuous"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("n", [40, 150])
+def test_exact_ties_greedy_batched_padded(rng, dtype, grid, n):
+    # n = 40 walks the kept list directly, n = 150 goes through the grid of kept boxes
+    b = tie_boxes(rng, n, dtype, grid)
+    s = make_scores(rng, n, dtype)
+    c = rng.integers(0, 3, n)
+    ts = tie_thresholds(rng, b, s, 3, lambda t: nms_tv_ref(b, s, t))
+    for t in ts:
+        want = nms_tv_ref(b, s, t)
+        assert as_list(cnnops.nms(b, s, t)) == as_list(want), t
+        assert as_list(cnnops.cluster_nms(b, s, t)) == as_list(want), t
+        assert as_list(cnnops.batched_nms(b, s, c, t)) == as_list(nms_tv_ref(b, s, t, idxs=c)), t
+        idx, valid = cnnops.batched_nms_padded(np.stack([b, b[::-1]]), np.stack([s, s[::-1]]), t, n,
+                                               idxs=np.stack([c, c]))
+        assert as_list(idx[0, : valid[0]]) == as_list(nms_tv_ref(b, s, t, idxs=c)), t
+        assert as_list(idx[1, : valid[1]]) == as_list(nms_tv_ref(b[::-1], s[::-1], t, idxs=c)), t
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_exact_ties_fast_cluster_soft(rng, dtype):
+    n = 60
+    b = tie_boxes(rng, n, dtype, True)
+    s = make_scores(rng, n, dtype)
+    c = rng.integers(0, 2, n)
+    ts = tie_thresholds(rng, b, s, 2, lambda t: nms_tv_ref(b, s, t))
+    for t in ts:
+        for idxs in (None, c):
+            assert as_list(cnnops.fast_nms(b, s, t, idxs=idxs)) == as_list(fast_nms_ref(b, s, t, idxs, tv=True)), t
+            assert as_list(cnnops.cluster_nms(b, s, t, idxs=idxs)) == as_list(
+                fast_nms_ref(b, s, t, idxs, cluster=True, tv=True)), t
+        k, d = cnnops.soft_nms(b, s, t, 0.5, 0.01, "linear")
+        rk, rd = soft_nms_ref(b, s, t, 0.5, 0.01, "linear", tv=True)
+        assert as_list(k) == as_list(rk), t
+        np.testing.assert_allclose(d, rd, rtol=TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("beta", [1.0, 0.6])
+@pytest.mark.parametrize("n", [40, 150])
+def test_exact_ties_diou_nms(rng, dtype, beta, n):
+    b = tie_boxes(rng, n, dtype, True)
+    s = make_scores(rng, n, dtype)
+    ts = tie_thresholds(rng, b, s, 3, lambda t: nms_tv_ref(b, s, t, criterion="diou", beta=beta), "diou", beta)
+    for t in ts:
+        want = nms_tv_ref(b, s, t, criterion="diou", beta=beta)
+        assert as_list(cnnops.diou_nms(b, s, t, beta=beta)) == as_list(want), t
 
 
 def test_nms_degenerate_boxes_never_suppress():
@@ -494,3 +617,73 @@ def test_bad_options(call, exc, msg):
     with pytest.raises(exc) as e:
         call(b, s)
     assert msg in str(e.value), str(e.value)
+
+
+# ----------------------------------------------------------------------------- huge and overflowing counts
+
+COUNTED = {  # name -> call with one count keyword; the result's first element is the kept list
+    "nms": lambda b, s, **kw: cnnops.nms(b, s, 0.5, **kw),
+    "batched_nms": lambda b, s, **kw: cnnops.batched_nms(b, s, np.zeros(len(s), np.int64), 0.5, **kw),
+    "diou_nms": lambda b, s, **kw: cnnops.diou_nms(b, s, 0.5, **kw),
+    "soft_nms": lambda b, s, **kw: cnnops.soft_nms(b, s, **kw)[0],
+    "matrix_nms": lambda b, s, **kw: cnnops.matrix_nms(b, s, **kw)[0],
+    "fast_nms": lambda b, s, **kw: cnnops.fast_nms(b, s, 0.5, **kw),
+    "cluster_nms": lambda b, s, **kw: cnnops.cluster_nms(b, s, 0.5, **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(COUNTED))
+def test_counts_up_to_int64_max_mean_no_limit(rng, name):
+    b = make_boxes(rng, 30, np.float32, "clustered", span=100.0)
+    s = make_scores(rng, 30)
+    f = COUNTED[name]
+    keys = ["max_output_size"] + (["top_k"] if name in ("matrix_nms", "fast_nms", "cluster_nms") else [])
+    for key in keys:
+        full = as_list(f(b, s))
+        for v in (2**63 - 1, np.int64(2**63 - 1), np.uint64(2**63 - 1), 31, 2**40):
+            assert as_list(f(b, s, **{key: v})) == full
+        assert as_list(f(b, s, **{key: 0})) == []
+        for v in (2**63, 2**64, np.uint64(2**63), 10**30):
+            with pytest.raises(ValueError, match=f"{name}: expected {key} <= 2\\*\\*63 - 1"):
+                f(b, s, **{key: v})
+        for v in (-1, np.int64(-5), -(2**70)):
+            with pytest.raises(ValueError, match=f"{name}: expected {key} >= 0"):
+                f(b, s, **{key: v})
+        for v in (3.0, "3", np.float32(3)):
+            with pytest.raises(TypeError, match=f"{name}: expected {key} as a non-negative int or None"):
+                f(b, s, **{key: v})
+
+
+def test_padded_row_length_overflow_is_a_value_error(rng):
+    b = make_boxes(rng, 5, np.float32)[None].repeat(4, axis=0)
+    s = make_scores(rng, 20).reshape(4, 5)
+    # (B, max_output_size) int64 whose byte count overflows int64: refused before any allocation
+    for m in (2**62, 2**61, 2**60, 2**63 - 1):
+        with pytest.raises(ValueError, match=r"batched_nms_padded: an output of shape \(4, \d+\) = \(B, "
+                                             r"max_output_size\) int64 is too large"):
+            cnnops.batched_nms_padded(b, s, 0.5, m)
+    for m in (2**63, 2**64):
+        with pytest.raises(ValueError, match=r"batched_nms_padded: expected max_output_size <= 2\*\*63 - 1"):
+            cnnops.batched_nms_padded(b, s, 0.5, m)
+    with pytest.raises(ValueError, match="batched_nms_padded: expected max_output_size >= 0, got -1"):
+        cnnops.batched_nms_padded(b, s, 0.5, -1)
+    # the row length is kept as given (padding beyond N), and 0 gives empty rows
+    idx, valid = cnnops.batched_nms_padded(b, s, 0.5, 9)
+    assert idx.shape == (4, 9) and (idx[:, 5:] == -1).all() and (valid <= 5).all()
+    idx, valid = cnnops.batched_nms_padded(b, s, 0.5, 0)
+    assert idx.shape == (4, 0) and (valid == 0).all()
+    # no images: the row length still has to give a representable (0, M) array, as in NumPy
+    idx, valid = cnnops.batched_nms_padded(b[:0], s[:0], 0.5, 2**59)
+    assert idx.shape == (0, 2**59) and valid.shape == (0,)
+    with pytest.raises(ValueError, match=r"batched_nms_padded: an output of shape \(0, 2305843009213693952\)"):
+        cnnops.batched_nms_padded(b[:0], s[:0], 0.5, 2**61)
+
+
+def test_huge_real_options_are_value_errors():
+    b, s = _good()
+    for call, msg in ((lambda: cnnops.nms(b, s, 10**400), "nms: expected iou_threshold as a finite real number"),
+                      (lambda: cnnops.soft_nms(b, s, sigma=10**400), "soft_nms: expected sigma as a finite real"),
+                      (lambda: cnnops.nms(b, s, 0.5, score_threshold=-(10**400)),
+                       "nms: expected score_threshold as a finite real number")):
+        with pytest.raises(ValueError, match=msg):
+            call()

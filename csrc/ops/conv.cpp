@@ -639,6 +639,7 @@ static Plan make_transpose_plan(const char* op, const Tensor& x, const Tensor& w
   }
   std::vector<int64_t> conv_in{x.shape[0], cout};
   conv_in.insert(conv_in.end(), out_spatial.begin(), out_spatial.end());
+  checked_numel(conv_in, op, "the number of output elements");
   Plan pl = make_plan(op, conv_in, x, w, nullptr, p);
   eff.assign(pl.out_shape.begin() + 2, pl.out_shape.end());
   return pl;

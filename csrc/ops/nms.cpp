@@ -1,8 +1,10 @@
 // NMS family: argument checks, dtype dispatch, int64 outputs (see ops/nms.h).
 #include "ops/nms.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "core/error.h"
@@ -138,6 +140,13 @@ std::pair<Tensor, Tensor> nms_padded(const char* op, const Tensor& boxes, const 
   if (idxs) cls = class_ids(op, *idxs, s.shape);
   check_all_values(op, b, s);
   const int64_t B = s.shape[0], N = s.shape[1], M = o.max_output;
+  // The output has exactly max_output_size columns (the padded shape is the point of this op),
+  // so a large value cannot be clamped to N. A shape whose byte count (with B = 0 counted as 1)
+  // exceeds the largest int64 is refused before any allocation, as NumPy refuses to create such
+  // an array; a smaller one that the machine cannot provide raises MemoryError from the allocation.
+  CNNOPS_CHECK_VALUE(M == 0 || std::max<int64_t>(B, 1) <= std::numeric_limits<int64_t>::max() / 8 / M, op,
+                     ": an output of shape (", B, ", ", M, ") = (B, max_output_size) int64 is too large: ",
+                     "its size in bytes does not fit in a signed 64-bit integer");
   Tensor out = empty({B, M}, DType::Int64, b.device);
   Tensor cnt = empty({B}, DType::Int64, b.device);
   int64_t* po = out.ptr<int64_t>();

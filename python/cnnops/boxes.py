@@ -20,11 +20,22 @@ The contract (every op here, and the NMS family, which imports the checks below)
   ``canonicalize=True``: then each box's corners are sorted first (the caller's array is never
   modified) and gradients are routed back to the coordinates as given.
 * NaN or infinite coordinates raise ValueError naming the argument and the row.
-* eps follows torchvision: the losses add it to the union, the enclosing area (GIoU), the squared
-  enclosing diagonal (DIoU, CIoU) and alpha's denominator (CIoU); distance_box_iou and
-  complete_box_iou add it to the diagonal and alpha only; box_iou and generalized_box_iou have
-  none. CIoU's alpha = v / (1 - IoU + v + eps) is held constant in the backward, as torchvision
-  computes it under no_grad. The results equal torchvision's wherever torchvision's are finite.
+* eps sits exactly where torchvision puts it, term by term:
+
+  - ``distance_box_iou``: IoU - rho^2 / (c^2 + eps) (plain IoU, no eps in the union);
+  - ``complete_box_iou``: that DIoU - alpha * v with alpha = v / (1 - IoU + v + eps);
+  - ``box_iou``, ``generalized_box_iou``: no eps;
+  - ``iou_loss``: 1 - inter / (union + eps); ``giou_loss``: eps in the union and in the enclosing
+    area, 1 - IoU + (C - U) / (C + eps); ``diou_loss``: eps in the union and in c^2;
+  - ``ciou_loss``: eps only in alpha's denominator. torchvision's complete_box_iou_loss computes
+    its IoU and its rho^2 / c^2 term with the DIoU loss helper called without eps, so the union
+    and c^2 always get 1e-7 there, whatever eps is; we do the same, so
+    ``ciou_loss(..., eps=e)`` = 1 - inter / (union + 1e-7) + rho^2 / (c^2 + 1e-7) + alpha * v with
+    alpha = v / (1 - inter / (union + 1e-7) + v + e). With the default eps = 1e-7 this is the
+    usual formula.
+
+  CIoU's alpha is held constant in the backward, as torchvision computes it under no_grad. The
+  results equal torchvision's, up to rounding, wherever torchvision's are finite.
 * Gradients at the kinks of min/max (touching edges) follow torch: half to each operand on a tie.
 """
 from __future__ import annotations
@@ -34,7 +45,7 @@ import numbers
 import numpy as np
 
 from . import _C
-from ._arrays import prepare, wrap
+from ._arrays import prepare, to_float, wrap
 
 FORMATS = ("xyxy", "xywh", "cxcywh")
 REDUCTIONS = ("none", "mean", "sum")
@@ -76,9 +87,16 @@ def check_offset(offset, op: str) -> int:
 
 
 def check_eps(eps, op: str) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (np.isfinite(eps) and eps >= 0):
+    """eps must be a real number, finite and >= 0."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
         raise ValueError(f"{op}: expected eps a finite number >= 0, got {eps!r}")
-    return float(eps)
+    try:
+        e = float(eps)
+    except OverflowError:
+        raise ValueError(f"{op}: expected eps a finite number >= 0, got an int too large for a float") from None
+    if not (np.isfinite(e) and e >= 0):
+        raise ValueError(f"{op}: expected eps a finite number >= 0, got {eps!r}")
+    return e
 
 
 def check_reduction(reduction, op: str) -> str:
@@ -122,7 +140,8 @@ def clip_boxes_to_image(boxes, size, *, canonicalize: bool = False):
             and all(isinstance(s, numbers.Real) and not isinstance(s, bool) for s in size)):
         raise TypeError(f"{op}: expected size as (height, width), got {size!r}")
     b = check_boxes_shape(boxes, op)
-    return wrap(_C.clip_boxes_to_image(op, b, float(size[0]), float(size[1]), bool(canonicalize)), boxes)
+    h, w = to_float(size[0], "size", op), to_float(size[1], "size", op)
+    return wrap(_C.clip_boxes_to_image(op, b, h, w, bool(canonicalize)), boxes)
 
 
 def remove_small_boxes(boxes, min_size: float, *, offset: int = 0, canonicalize: bool = False):
@@ -133,7 +152,7 @@ def remove_small_boxes(boxes, min_size: float, *, offset: int = 0, canonicalize:
     if isinstance(min_size, bool) or not isinstance(min_size, numbers.Real):
         raise TypeError(f"{op}: expected min_size as a number, got {min_size!r}")
     b = check_boxes_shape(boxes, op)
-    return wrap(_C.remove_small_boxes(op, b, float(min_size), off, bool(canonicalize)), boxes)
+    return wrap(_C.remove_small_boxes(op, b, to_float(min_size, "min_size", op), off, bool(canonicalize)), boxes)
 
 
 # ---- pairwise (N x M) ----
@@ -159,13 +178,15 @@ def generalized_box_iou(boxes1, boxes2, *, offset: int = 0, canonicalize: bool =
 
 def distance_box_iou(boxes1, boxes2, eps: float = 1e-7, *, offset: int = 0, canonicalize: bool = False):
     """DIoU of every pair: (N, 4) x (M, 4) -> (N, M), IoU - rho^2 / (c^2 + eps) with rho the
-    distance between the centres and c the diagonal of the smallest enclosing box."""
+    distance between the centres, c the diagonal of the smallest enclosing box and IoU the plain
+    inter / union (eps only in c^2, as torchvision's distance_box_iou)."""
     return _pairwise("diou", "distance_box_iou", boxes1, boxes2, eps, offset, canonicalize)
 
 
 def complete_box_iou(boxes1, boxes2, eps: float = 1e-7, *, offset: int = 0, canonicalize: bool = False):
-    """CIoU of every pair: (N, 4) x (M, 4) -> (N, M), DIoU - alpha * v with
-    v = 4/pi^2 (atan(w2/h2) - atan(w1/h1))^2 and alpha = v / (1 - IoU + v + eps)."""
+    """CIoU of every pair: (N, 4) x (M, 4) -> (N, M), DIoU - alpha * v with DIoU as in
+    :func:`distance_box_iou` (eps in c^2 only), v = 4/pi^2 (atan(w2/h2) - atan(w1/h1))^2 and
+    alpha = v / (1 - IoU + v + eps), IoU the plain inter / union (torchvision's complete_box_iou)."""
     return _pairwise("ciou", "complete_box_iou", boxes1, boxes2, eps, offset, canonicalize)
 
 
@@ -207,7 +228,8 @@ def _loss_backward(kind, op, grad_output, boxes1, boxes2, reduction, eps, offset
     if isinstance(grad_output, numbers.Real) and not isinstance(grad_output, bool):
         if reduction == "none":
             raise ValueError(f"{op}: expected grad_output with shape {batch} for reduction 'none', got a scalar")
-        grad_output = np.asarray(grad_output, dtype=np.float32 if _dtype_name(b1) == "float32" else np.float64)
+        grad_output = np.asarray(to_float(grad_output, "grad_output", op),
+                                 dtype=np.float32 if _dtype_name(b1) == "float32" else np.float64)
     g = prepare(grad_output, op, "grad_output")
     if reduction == "none" and len(batch) != 1:
         gs = tuple(int(v) for v in g.shape)
@@ -225,8 +247,8 @@ _LOSS_DOC = """
     boxes1 (N, 4) (predictions), boxes2 (N, 4) (targets), xyxy; any batch shape (..., 4) works, as
     in torchvision (the pairs are flattened). Returns the per-pair loss (N,) (the batch shape) for
     reduction="none", else a 0-d array with the mean (0 for N = 0) or the sum.
-    eps is added where torchvision adds it (see the module docstring); offset and canonicalize as
-    in the contract."""
+    eps is added where torchvision adds it (the module docstring lists every term); offset and
+    canonicalize as in the contract."""
 
 _BACKWARD_DOC = """
     grad_output: (N,) (the batch shape) for reduction="none", one element (or a Python number) for
@@ -255,8 +277,10 @@ def diou_loss(boxes1, boxes2, reduction: str = "none", eps: float = 1e-7, *, off
 
 def ciou_loss(boxes1, boxes2, reduction: str = "none", eps: float = 1e-7, *, offset: int = 0,
               canonicalize: bool = False):
-    """CIoU loss 1 - IoU + rho^2 / (c^2 + eps) + alpha * v of each pair (torchvision's
-    complete_box_iou_loss); alpha = v / (1 - IoU + v + eps) is a constant for the gradient."""
+    """CIoU loss 1 - IoU + rho^2 / (c^2 + 1e-7) + alpha * v of each pair, with
+    IoU = inter / (union + 1e-7) and alpha = v / (1 - IoU + v + eps), a constant for the gradient:
+    torchvision's complete_box_iou_loss term by term. eps only reaches alpha there (its IoU and
+    distance term come from the DIoU helper called with its default 1e-7), and so it does here."""
     return _loss("ciou", "ciou_loss", boxes1, boxes2, reduction, eps, offset, canonicalize)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numbers
 
 from . import _C
-from ._arrays import prepare, wrap
+from ._arrays import check_int64, prepare, wrap
 
 _MODES = ("zeros", "reflect", "replicate", "circular")
 _ALGOS = ("auto", "direct", "gemm", "depthwise", "smallc", "winograd")
@@ -18,11 +18,11 @@ def _is_int(v) -> bool:
 
 
 def ntuple(v, n: int, name: str, op: str):
-    """An int, or a tuple/list of n ints -> tuple of n ints."""
+    """An int, or a tuple/list of n ints -> tuple of n ints (each within 64 bits)."""
     if _is_int(v):
-        return (int(v),) * n
+        return check_int64((int(v),) * n, name, op)
     if isinstance(v, (tuple, list)) and len(v) == n and all(_is_int(e) for e in v):
-        return tuple(int(e) for e in v)
+        return check_int64(tuple(int(e) for e in v), name, op)
     what = {1: "a 1-tuple", 2: "a pair of ints", 3: "a triple of ints"}.get(n, f"{n} ints")
     raise TypeError(f"{op}: expected {name} as an int or {what}, got {v!r}")
 
@@ -75,7 +75,7 @@ def resolve_padding(padding, in_sizes, k_sizes, strides, dilations, op: str):
         raise ValueError(f"{op}: expected padding 'valid', 'same' or 'full' as a string, got {padding!r}")
     pads = explicit_pads(padding, nd)
     if pads is not None:
-        return pads
+        return check_int64(pads, "padding", op)
     forms = {1: "(p,) or (left, right)", 2: "(ph, pw) or (top, bottom, left, right)",
              3: "(pd, ph, pw) or (front, back, top, bottom, left, right)"}[nd]
     raise TypeError(f"{op}: expected padding as an int, {forms}, or one of 'valid', 'same', 'full', got {padding!r}")
@@ -84,6 +84,7 @@ def resolve_padding(padding, in_sizes, k_sizes, strides, dilations, op: str):
 def _check_options(groups, padding_mode, algo, op):
     if not _is_int(groups):
         raise TypeError(f"{op}: expected groups as an int, got {groups!r}")
+    check_int64((groups,), "groups", op)
     if padding_mode not in _MODES:
         raise ValueError(f"{op}: expected padding_mode one of {_MODES}, got {padding_mode!r}")
     if algo not in _ALGOS:
@@ -104,7 +105,7 @@ def _conv_args(x, w, nd, stride, padding, dilation, groups, padding_mode, algo, 
 
 
 def _conv(nd, op, input, weight, bias, stride, padding, dilation, groups, padding_mode, algo):
-    x, w, b = prepare(input, op, "input"), prepare(weight, op, "weight"), prepare(bias, op, "bias")
+    x, w, b = prepare(input, op, "input"), prepare(weight, op, "weight"), prepare(bias, op, "bias", optional=True)
     stride, pads, dilation, groups = _conv_args(x, w, nd, stride, padding, dilation, groups, padding_mode, algo, op)
     return wrap(_C.conv(op, x, w, b, nd, stride, pads, dilation, groups, padding_mode, algo), input)
 
@@ -193,7 +194,7 @@ for _f in (conv1d, conv2d, conv3d):
 
 def conv2d_algo(input, weight, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros", algo="auto"):
     """Name of the forward algorithm :func:`conv2d` runs for these arguments ("auto" resolved)."""
-    op = "conv2d"
+    op = "conv2d_algo"
     x, w = prepare(input, op, "input"), prepare(weight, op, "weight")
     stride, pads, dilation, groups = _conv_args(x, w, 2, stride, padding, dilation, groups, padding_mode, algo, op)
     return _C.conv_algo(op, x, w, 2, stride, pads, dilation, groups, padding_mode, algo)

@@ -9,7 +9,7 @@ scatter loop. Output size per dimension:
 from __future__ import annotations
 
 from . import _C
-from ._arrays import prepare, wrap
+from ._arrays import check_int64, prepare, wrap
 from .conv import _is_int, ntuple, resolve_padding, same_pads, shape_of
 
 _LAYOUT = {1: "(N, C_in, L)", 2: "(N, C_in, H, W)", 3: "(N, C_in, D, H, W)"}
@@ -85,7 +85,7 @@ def _sizes_arg(output_size, output_shape, nd, op):
         s = (s,) * nd
     if not (isinstance(s, tuple) and all(_is_int(e) for e in s) and len(s) in (nd, nd + 2)):
         raise TypeError(f"{op}: expected output size as {nd} ints (or the full {nd + 2}-dimensional shape), got {s!r}")
-    return tuple(int(e) for e in s[-nd:])
+    return check_int64(tuple(int(e) for e in s[-nd:]), "the output size", op)
 
 
 def _args(op, nd, x, w, stride, padding, output_padding, groups, dilation, output_size, algo):
@@ -93,6 +93,7 @@ def _args(op, nd, x, w, stride, padding, output_padding, groups, dilation, outpu
     dilation = ntuple(dilation, nd, "dilation", op)
     if not _is_int(groups):
         raise TypeError(f"{op}: expected groups as an int, got {groups!r}")
+    check_int64((groups,), "groups", op)
     if algo not in _ALGOS:
         raise ValueError(f"{op}: expected algo one of {_ALGOS}, got {algo!r}")
     xs, ws = shape_of(x), shape_of(w)
@@ -104,12 +105,13 @@ def _args(op, nd, x, w, stride, padding, output_padding, groups, dilation, outpu
         if stride[i] < 1 or dilation[i] < 1:
             raise ValueError(f"{op}: expected stride and dilation >= 1, got stride={stride}, dilation={dilation}")
     pads, out = _out_spatial(op, nd, xs[2:], ws[2:], stride, dilation, padding, output_padding, output_size)
+    check_int64(out, "the output size (input - 1) * stride - padding + dilation * (kernel - 1) + 1", op)
     return list(stride), pads, list(dilation), int(groups), out
 
 
 def _conv_transpose(nd, op, input, weight, bias, stride, padding, output_padding, groups, dilation, output_size,
                     output_shape, algo):
-    x, w, b = prepare(input, op, "input"), prepare(weight, op, "weight"), prepare(bias, op, "bias")
+    x, w, b = prepare(input, op, "input"), prepare(weight, op, "weight"), prepare(bias, op, "bias", optional=True)
     size = _sizes_arg(output_size, output_shape, nd, op)
     if output_shape is not None and not _is_int(output_shape) and len(tuple(output_shape)) == nd + 2:
         # TensorFlow checks the batch and channel entries of output_shape too
@@ -135,6 +137,10 @@ def _conv_transpose_backward(nd, op, grad_output, input, weight, stride, padding
     # The output size is grad_output's; output_padding only has to be consistent with it.
     stride, pads, dilation, groups, _ = _args(op, nd, x, w, stride, padding, output_padding, groups, dilation,
                                               dys[2:], algo)
+    op_pad = ntuple(output_padding, nd, "output_padding", op)  # unused, yet it must be a valid one
+    if any(not 0 <= p < max(s, d) for p, s, d in zip(op_pad, stride, dilation)):
+        raise ValueError(f"{op}: expected output_padding smaller than stride or dilation (and >= 0), got "
+                         f"output_padding={op_pad} for stride={tuple(stride)}, dilation={tuple(dilation)}")
     gi, gw, gb = _C.conv_transpose_backward(op, dy, x, w, nd, stride, pads, dilation, groups, algo,
                                             tuple(bool(n) for n in needs))
     return wrap(gi, input), wrap(gw, input), wrap(gb, input)

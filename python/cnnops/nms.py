@@ -11,14 +11,22 @@ The contract every function keeps (kernels in csrc/ops/cpu/nms*.cpp):
   never suppressed and never suppresses.
 * Candidates are ranked by descending score, ties broken by the lower index (a stable order), and
   indices come back as int64 in that rank order (decayed-score order for ``matrix_nms``).
-* A box is suppressed iff its IoU with a kept box is **strictly greater** than ``iou_threshold``.
-  The test is evaluated exactly, without a division: intersection and union are formed in the
-  input dtype as torchvision forms them, and the sign of ``fma(t, union, -inter)`` in double is
-  the exact answer to ``inter / union > t``. torchvision rounds ``inter / union`` first, so on
-  inputs without score ties the keep set equals ``torchvision.ops.nms`` except when an IoU lies
-  within half an ulp of the threshold.
+* A box is suppressed iff its IoU with a kept box is **strictly greater** than ``iou_threshold``,
+  decided in torchvision's arithmetic: intersection, union and IoU = intersection / union are
+  computed in the boxes' dtype (float32 boxes: a float32 division), and that rounded IoU is
+  compared with ``iou_threshold`` as a double. Exact ties therefore go as in torchvision: two boxes
+  with IoU exactly 3/10 are both kept at ``iou_threshold=0.3`` in float64 (the IoU rounds to the
+  double 0.3) and one is suppressed in float32 (it rounds to 0.3f = 0.30000001 > 0.3). On inputs
+  without score ties the keep set equals ``torchvision.ops.nms``'s. The same test serves
+  ``batched_nms``, ``batched_nms_padded``, ``fast_nms``, ``cluster_nms`` and the linear cut of
+  ``soft_nms``; ``diou_nms`` evaluates its DIoU in the boxes' dtype the same way. Most pairs are
+  decided by an exact division-free bound, so the division runs about once per suppressed box.
 * ``score_threshold``: only boxes with ``score > score_threshold`` are candidates (TensorFlow's
-  rule). ``max_output_size``: at most that many indices (the best ones).
+  rule). ``max_output_size`` (and ``top_k``): at most that many indices (the best ones); any int
+  from 0 to 2**63 - 1, a value above N meaning no limit. Larger ints, negative ones and non-ints
+  raise ValueError/TypeError naming the function. ``batched_nms_padded``'s ``max_output_size``
+  is its row length and is never clamped: an output whose byte size overflows int64 raises
+  ValueError, one the machine cannot allocate MemoryError.
 * Greedy NMS (``nms``, ``batched_nms``, ``batched_nms_padded``, ``diou_nms``) is fused: no N x N
   IoU matrix and no bitmask, O(N) extra memory (a sort, the boxes gathered in score order, the kept
   boxes in a uniform grid); 200,000 boxes take a few MB.
@@ -37,7 +45,10 @@ from ._arrays import prepare, wrap
 def _real(v, name, op):
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{op}: expected {name} as a real number, got {v!r}")
-    return float(v)
+    try:
+        return float(v)
+    except OverflowError:
+        raise ValueError(f"{op}: expected {name} as a finite real number, got an int too large for a float") from None
 
 
 def _opt_real(v, name, op):
@@ -47,21 +58,29 @@ def _opt_real(v, name, op):
     return True, _real(v, name, op)
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def _opt_count(v, name, op):
-    """-1 for None, else a non-negative int."""
+    """-1 for None, else an int in [0, 2**63 - 1] (the kernels count in int64). A count larger
+    than the number of boxes means "no limit" (the result has at most N entries anyway), except
+    for batched_nms_padded's row length, which the core checks against the output size."""
     if v is None:
         return -1
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{op}: expected {name} as a non-negative int or None, got {v!r}")
-    if int(v) < 0:
-        raise ValueError(f"{op}: expected {name} >= 0, got {int(v)}")
-    return int(v)
+    v = int(v)
+    if v < 0:
+        raise ValueError(f"{op}: expected {name} >= 0, got {v}")
+    if v > _INT64_MAX:
+        raise ValueError(f"{op}: expected {name} <= 2**63 - 1 (a 64-bit count), got {v}")
+    return v
 
 
 def _greedy(op, boxes, scores, idxs, iou_threshold, score_threshold, max_output_size, criterion="iou", beta=1.0,
             padded=False):
     b, s = prepare(boxes, op, "boxes"), prepare(scores, op, "scores")
-    c = prepare(idxs, op, "idxs")
+    c = prepare(idxs, op, "idxs", optional=True)
     t = _real(iou_threshold, "iou_threshold", op)
     has_st, st = _opt_real(score_threshold, "score_threshold", op)
     mo = _opt_count(max_output_size, "max_output_size", op)
@@ -73,8 +92,10 @@ def nms(boxes, scores, iou_threshold, score_threshold=None, max_output_size=None
 
     boxes (N, 4) as (x1, y1, x2, y2), scores (N,) -> kept indices (K,) int64, in descending score
     order (ties: lower index first). Walking the boxes from the best score down, a box is kept iff
-    no box kept before it has IoU > iou_threshold (strictly) with it; this is torchvision's
-    ``nms`` (same keep set on inputs without score ties). score_threshold: only boxes with
+    no box kept before it has IoU > iou_threshold (strictly) with it, the IoU computed in the
+    boxes' dtype and compared as a double (torchvision's arithmetic, see the module docstring);
+    this is torchvision's ``nms``, with the same keep set on every input without score ties,
+    exact ties at the threshold included. score_threshold: only boxes with
     score > score_threshold take part; max_output_size: stop after that many kept boxes.
     iou_threshold in [0, 1]. Memory O(N): no IoU matrix is formed.
     """
@@ -88,8 +109,11 @@ def batched_nms(boxes, scores, idxs, iou_threshold, score_threshold=None, max_ou
     boxes (N, 4), scores (N,), idxs (N,) int64 or int32 class ids (any values, negative or huge:
     the classes are grouped by sorting, not by torchvision's coordinate-offset trick, so no box
     size or class count limits apply) -> kept indices (K,) int64 over all classes, in descending
-    score order (ties: lower index). Equal to running ``nms`` per class and merging. Classes run
-    in parallel. max_output_size limits the merged list.
+    score order (ties: lower index). Equal to running ``nms`` per class and merging, which is
+    torchvision's per-class path (the one it takes above 1000 boxes on the CPU); its
+    coordinate-offset path for smaller inputs shifts the coordinates before the IoU and can round
+    an IoU near the threshold differently. Classes run in parallel. max_output_size limits the
+    merged list.
     """
     op = "batched_nms"
     if idxs is None:
@@ -119,8 +143,10 @@ def diou_nms(boxes, scores, iou_threshold, beta=1.0, score_threshold=None, max_o
     IoU(M, B) - (rho^2(M, B) / c^2)^beta > iou_threshold, rho the distance of the box centres and
     c the diagonal of the smallest box enclosing both (penalty 0 when c = 0); beta = 1 is the
     paper's form, YOLOv4 uses beta = 0.6. Boxes that overlap a kept box but whose centres lie far
-    from it survive (occlusion). Evaluated in double. Returns kept indices (K,) int64 in descending
-    score order; O(N) memory like ``nms``.
+    from it survive (occlusion). Evaluated in the boxes' dtype as torchvision's distance_box_iou
+    (eps = 0) evaluates IoU - rho^2 / c^2 (the power for beta != 1 taken in double and rounded to
+    the dtype), and the result compared with iou_threshold as a double. Returns kept indices (K,)
+    int64 in descending score order; O(N) memory like ``nms``.
     """
     op = "diou_nms"
     return wrap(_greedy(op, boxes, scores, None, iou_threshold, score_threshold, max_output_size, "diou", beta),
@@ -134,7 +160,8 @@ def soft_nms(boxes, scores, iou_threshold=0.3, sigma=0.5, score_threshold=0.001,
 
     Repeatedly select the remaining box M with the highest current score (ties: lower index),
     output it with its current score, and for every other remaining box B with i = IoU(M, B):
-    ``linear``: s_B *= 1 - i when i > iou_threshold (else unchanged); ``gaussian``:
+    ``linear``: s_B *= 1 - i when i > iou_threshold (else unchanged; i computed in the boxes'
+    dtype and compared as a double, as ``nms`` does); ``gaussian``:
     s_B *= exp(-i^2 / sigma) for every B (iou_threshold unused). Boxes whose score is no longer
     > score_threshold are dropped. Scores are carried in double.
 
@@ -176,7 +203,7 @@ def matrix_nms(boxes, scores, idxs=None, method="gaussian", sigma=0.5, score_thr
     op = "matrix_nms"
     if not isinstance(method, str):
         raise TypeError(f"{op}: expected method 'linear' or 'gaussian', got {method!r}")
-    b, s, c = prepare(boxes, op, "boxes"), prepare(scores, op, "scores"), prepare(idxs, op, "idxs")
+    b, s, c = prepare(boxes, op, "boxes"), prepare(scores, op, "scores"), prepare(idxs, op, "idxs", optional=True)
     has_st, st = _opt_real(score_threshold, "score_threshold", op)
     keep, dec = _C.matrix_nms(op, b, s, c, method, _real(sigma, "sigma", op), has_st, st,
                               _opt_count(top_k, "top_k", op), _opt_count(max_output_size, "max_output_size", op))
@@ -184,7 +211,7 @@ def matrix_nms(boxes, scores, idxs=None, method="gaussian", sigma=0.5, score_thr
 
 
 def _fast_cluster(op, boxes, scores, iou_threshold, idxs, score_threshold, top_k, max_output_size, cluster):
-    b, s, c = prepare(boxes, op, "boxes"), prepare(scores, op, "scores"), prepare(idxs, op, "idxs")
+    b, s, c = prepare(boxes, op, "boxes"), prepare(scores, op, "scores"), prepare(idxs, op, "idxs", optional=True)
     has_st, st = _opt_real(score_threshold, "score_threshold", op)
     return wrap(_C.fast_cluster_nms(op, b, s, c, _real(iou_threshold, "iou_threshold", op), has_st, st,
                                     _opt_count(top_k, "top_k", op), _opt_count(max_output_size, "max_output_size", op),
@@ -194,8 +221,9 @@ def _fast_cluster(op, boxes, scores, iou_threshold, idxs, score_threshold, top_k
 def fast_nms(boxes, scores, iou_threshold, idxs=None, score_threshold=None, top_k=None, max_output_size=None):
     """Fast NMS (Bolya et al., "YOLACT", ICCV 2019): with the candidates ranked by score and
     X[i][j] = IoU(i, j) for i < j (0 across classes when idxs is given), keep box j iff
-    max_{i<j} X[i][j] <= iou_threshold. Unlike greedy NMS, a box that is itself suppressed still
-    suppresses the boxes below it, so Fast NMS keeps a subset of ``nms``'s boxes.
+    max_{i<j} X[i][j] <= iou_threshold (the comparison made as ``nms`` makes it). Unlike greedy
+    NMS, a box that is itself suppressed still suppresses the boxes below it, so Fast NMS keeps a
+    subset of ``nms``'s boxes.
 
     boxes (N, 4), scores (N,) -> kept indices (K,) int64 in descending score order. top_k: only the
     top_k candidates take part (YOLACT uses 200 per class). The matrix is not stored: O(K^2) pair
@@ -210,7 +238,8 @@ def cluster_nms(boxes, scores, iou_threshold, idxs=None, score_threshold=None, t
     IEEE T-Cybernetics 2021): Fast NMS iterated to a fixed point. With B = the upper-triangular
     matrix of [X[i][j] > iou_threshold] and keep = all ones, repeat
     keep_j <- not any_{i<j}(keep_i and B[i][j]) (the first round is Fast NMS) until keep stops
-    changing; the result is exactly greedy NMS's keep set, reached with parallel matrix steps.
+    changing; the result is exactly greedy NMS's keep set (the comparison made as ``nms`` makes
+    it), reached with parallel matrix steps.
 
     boxes (N, 4), scores (N,) -> kept indices (K,) int64 in descending score order. Memory: the
     pairs with IoU > iou_threshold are stored sparsely, O(K + E) with E at most K(K-1)/2 when every

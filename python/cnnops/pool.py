@@ -16,7 +16,7 @@ import math
 import numbers
 
 from . import _C
-from ._arrays import prepare, wrap
+from ._arrays import check_int64, prepare, to_float, wrap
 from .conv import _is_int, explicit_pads, ntuple, same_pads, shape_of
 
 _FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
@@ -68,7 +68,7 @@ def resolve_pool_padding(padding, in_sizes, kernel, stride, dilation, op: str) -
         raise ValueError(f"{op}: expected padding 'SAME' or 'VALID' as a string, got {padding!r}")
     pads = explicit_pads(padding, nd)
     if pads is not None:
-        return pads
+        return check_int64(pads, "padding", op)
     raise TypeError(f"{op}: expected padding as an int, {nd} ints, {2 * nd} ints (before, after per dimension), "
                     f"'SAME' or 'VALID', got {padding!r}")
 
@@ -92,6 +92,8 @@ def _bool(v, name, op):
 
 def _window_args(x, nd, kernel_size, stride, padding, dilation, channels_last, op):
     k = ntuple(kernel_size, nd, "kernel_size", op)
+    if min(k) < 1:  # before the padding rule below, which is stated in terms of the kernel
+        raise ValueError(f"{op}: expected kernel_size >= 1, got {k if nd > 1 else k[0]}")
     s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else \
         ntuple(stride, nd, "stride", op)
     d = ntuple(dilation, nd, "dilation", op)
@@ -114,7 +116,7 @@ def _output_size_arg(x, nd, output_size, channels_last, op):
             all(v is None or _is_int(v) for v in output_size)):
         raise TypeError(f"{op}: expected output_size as an int or {nd} ints (None keeps that input size), "
                         f"got {output_size!r}")
-    return [sp[i] if v is None else int(v) for i, v in enumerate(output_size)]
+    return check_int64([sp[i] if v is None else int(v) for i, v in enumerate(output_size)], "output_size", op)
 
 
 def _divisor(divisor_override, op):
@@ -122,13 +124,13 @@ def _divisor(divisor_override, op):
         return 0
     if not _is_int(divisor_override) or divisor_override <= 0:
         raise ValueError(f"{op}: expected divisor_override as a positive int or None, got {divisor_override!r}")
-    return int(divisor_override)
+    return check_int64((int(divisor_override),), "divisor_override", op)[0]
 
 
 def _norm(norm_type, op):
     if not isinstance(norm_type, numbers.Real) or isinstance(norm_type, bool):
         raise TypeError(f"{op}: expected norm_type as a number, got {norm_type!r}")
-    p = float(norm_type)
+    p = to_float(norm_type, "norm_type", op)
     if not (math.isfinite(p) and p > 0):
         raise ValueError(f"{op}: expected a finite norm_type > 0, got {norm_type!r}")
     return p
@@ -168,7 +170,7 @@ def _run_backward(op, nd, kind, grad_output, input, indices, data_format, *, ker
                   norm_type=2.0, output_size=None):
     x = prepare(input, op, "input")
     dy = prepare(grad_output, op, "grad_output")
-    ix = prepare(indices, op, "indices")
+    ix = prepare(indices, op, "indices", optional=True)
     cl = parse_data_format(data_format, nd, op)
     if output_size is not None:
         osz = _output_size_arg(x, nd, output_size, cl, op)
@@ -459,8 +461,9 @@ def global_avg_pool2d(input, keepdims=True, *, data_format="NCHW"):
 
     keepdims=True (default) -> (N, C, 1, 1) (or (N, 1, 1, C)), as adaptive_avg_pool2d(x, 1);
     keepdims=False -> (N, C)."""
+    keepdims = _bool(keepdims, "keepdims", "global_avg_pool2d")
     y = _run("global_avg_pool2d", 2, "avg", input, data_format, output_size=1, count_include_pad=False)
-    return y if keepdims else y.reshape(y.shape[0], -1)
+    return y if keepdims else _drop_spatial(y, data_format)
 
 
 def global_max_pool2d(input, keepdims=True, return_indices=False, *, data_format="NCHW"):
@@ -468,12 +471,19 @@ def global_max_pool2d(input, keepdims=True, return_indices=False, *, data_format
 
     keepdims=True (default) -> (N, C, 1, 1) (or (N, 1, 1, C)); keepdims=False -> (N, C).
     NaN propagates; return_indices adds the PyTorch-format argmax (h * W + w), same shape."""
+    keepdims = _bool(keepdims, "keepdims", "global_max_pool2d")
     r = _run("global_max_pool2d", 2, "max", input, data_format, output_size=1, return_indices=return_indices)
     if keepdims:
         return r
     if return_indices:
-        return r[0].reshape(r[0].shape[0], -1), r[1].reshape(r[1].shape[0], -1)
-    return r.reshape(r.shape[0], -1)
+        return _drop_spatial(r[0], data_format), _drop_spatial(r[1], data_format)
+    return _drop_spatial(r, data_format)
+
+
+def _drop_spatial(y, data_format):
+    """(N, C, 1, 1) or (N, 1, 1, C) -> (N, C); explicit sizes, so N == 0 works too."""
+    c = y.shape[-1] if parse_data_format(data_format, 2, "global_pool2d") else y.shape[1]
+    return y.reshape(y.shape[0], c)
 
 
 def _global_backward(op, kind, grad_output, input, indices, data_format):

@@ -35,7 +35,7 @@ import numbers
 import numpy as np
 
 from . import _C
-from ._arrays import prepare, wrap
+from ._arrays import prepare, to_float, wrap
 from .unpool import channels_last, check_ndim, ntuple, shape_of, spatial
 
 _NAMES = {2: ("height", "width"), 3: ("depth", "height", "width")}
@@ -47,15 +47,15 @@ def _dtype_name(x) -> str:
 
 def _ratios(v, nd, name, op, cl):
     if isinstance(v, numbers.Real) and not isinstance(v, bool):
-        return (float(v),) * nd
+        return (to_float(v, name, op),) * nd
     if isinstance(v, (tuple, list)) and all(isinstance(e, numbers.Real) and not isinstance(e, bool) for e in v):
         if len(v) == nd:
-            return tuple(float(e) for e in v)
+            return tuple(to_float(e, name, op) for e in v)
         if len(v) == nd + 2:  # TensorFlow's form [1, r..., 1] (or [1, 1, r...] channels first)
             outer = (v[0], v[-1]) if cl else (v[0], v[1])
-            if any(float(e) != 1.0 for e in outer):
+            if any(to_float(e, name, op) != 1.0 for e in outer):
                 raise ValueError(f"{op}: expected {name} 1.0 for the batch and channel dimensions, got {tuple(v)}")
-            return tuple(float(e) for e in spatial(tuple(v), nd, cl))
+            return tuple(to_float(e, name, op) for e in spatial(tuple(v), nd, cl))
     raise TypeError(f"{op}: expected {name} as a number or {nd} numbers, got {v!r}")
 
 
@@ -84,6 +84,13 @@ def pooling_sequence(in_size: int, out_size: int, pseudo_random: bool, rng) -> n
     return np.concatenate([[0], np.cumsum(diff)]).astype(np.int64)
 
 
+def _rng(seed, op):
+    """numpy.random.default_rng(seed) for seed None or a non-negative int."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise TypeError(f"{op}: expected seed as None or a non-negative int, got {seed!r}")
+    return np.random.default_rng(seed)
+
+
 def _fractional(nd, op, input, kernel_size, output_size, output_ratio, return_indices, _random_samples,
                 pooling_ratio, pseudo_random, overlapping, seed, pooling_sequences, data_format):
     cl = channels_last(data_format, nd, op)
@@ -92,6 +99,8 @@ def _fractional(nd, op, input, kernel_size, output_size, output_ratio, return_in
     in_sp = spatial(s, nd, cl)
     if _dtype_name(x) not in ("float32", "float64"):
         raise TypeError(f"{op}: expected input with dtype float32 or float64, got {_dtype_name(x)}")
+    if not isinstance(return_indices, (bool, np.bool_)):
+        raise TypeError(f"{op}: expected return_indices as a bool, got {return_indices!r}")
     tf_mode = pooling_ratio is not None or pooling_sequences is not None
     if tf_mode:
         if any(v is not None for v in (kernel_size, output_size, output_ratio, _random_samples)):
@@ -115,7 +124,7 @@ def _fractional(nd, op, input, kernel_size, output_size, output_ratio, return_in
             if any(o < 1 for o in out):
                 raise ValueError(f"{op}: expected a positive output size, got {tuple(out)} = floor(input size "
                                  f"{in_sp} / pooling_ratio {ratio})")
-            rng = np.random.default_rng(seed)
+            rng = _rng(seed, op)
             seqs = [pooling_sequence(i, o, bool(pseudo_random), rng) for i, o in zip(in_sp, out)]
         y, idx = _C.fractional_max_pool(op, x, None, nd, cl, [], [], [q.tolist() for q in seqs], bool(overlapping))
         res = (wrap(y, input),) + ((wrap(idx, input),) if return_indices else ())

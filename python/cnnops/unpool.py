@@ -15,7 +15,7 @@ import math
 import numbers
 
 from . import _C
-from ._arrays import prepare, wrap
+from ._arrays import check_int64, prepare, to_float, wrap
 
 _FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
 _MODES = ("nearest", "nearest-exact")
@@ -66,6 +66,7 @@ def ntuple(v, n: int, name: str, op: str, positive: bool = True):
         t = tuple(int(e) for e in v)
     else:
         raise TypeError(f"{op}: expected {name} as an int or {n} ints, got {v!r}")
+    check_int64(t, name, op)
     lo = 1 if positive else 0
     if any(e < lo for e in t):
         raise ValueError(f"{op}: expected {name} >= {lo}, got {t if n > 1 else t[0]}")
@@ -75,8 +76,9 @@ def ntuple(v, n: int, name: str, op: str, positive: bool = True):
 def _sizes_arg(v, nd: int, name: str, op: str):
     """`size`/`output_size`: an int, nd ints, or nd + 2 ints (a full shape, the spatial part is used)."""
     if _is_int(v):
-        return (int(v),) * nd
+        return check_int64((int(v),) * nd, name, op)
     if isinstance(v, (tuple, list)) and all(_is_int(e) for e in v):
+        check_int64(v, name, op)
         if len(v) == nd:
             return tuple(int(e) for e in v)
         if len(v) == nd + 2:
@@ -103,14 +105,18 @@ def _upsample_plan(in_sp, nd, scale_factor, size, mode, recompute_scale_factor, 
             raise ValueError(f"{op}: expected positive output sizes, got size={tuple(out)}")
         return list(out), [-1.0] * nd
     if _is_num(scale_factor):
-        sf = (float(scale_factor),) * nd
+        sf = (to_float(scale_factor, "scale_factor", op),) * nd
     elif isinstance(scale_factor, (tuple, list)) and len(scale_factor) == nd and all(_is_num(e) for e in scale_factor):
-        sf = tuple(float(e) for e in scale_factor)
+        sf = tuple(to_float(e, "scale_factor", op) for e in scale_factor)
     else:
         raise TypeError(f"{op}: expected scale_factor as a number or {nd} numbers, got {scale_factor!r}")
     if not all(math.isfinite(f) and f > 0 for f in sf):
         raise ValueError(f"{op}: expected positive finite scale factors, got {sf if nd > 1 else sf[0]}")
-    out = [math.floor(float(i * f)) for i, f in zip(in_sp, sf)]
+    prods = [i * f for i, f in zip(in_sp, sf)]
+    if not all(math.isfinite(v) for v in prods):
+        raise ValueError(f"{op}: expected the output size input * scale_factor to fit a 64-bit integer, got "
+                         f"input size {tuple(in_sp)} and scale_factor {sf if nd > 1 else sf[0]}")
+    out = check_int64([math.floor(v) for v in prods], "the output size input * scale_factor", op)
     if any(o < 1 for o in out):
         raise ValueError(f"{op}: expected a positive output size, got {tuple(out)} from input size {tuple(in_sp)} "
                          f"and scale_factor {sf if nd > 1 else sf[0]}")
@@ -235,7 +241,8 @@ def unpool_output_size(in_sp, nd, kernel_size, stride, padding, output_size, op,
     for i in range(nd):
         if 2 * p[i] > k[i]:
             raise ValueError(f"{op}: expected padding at most half the kernel size, got padding {p} for kernel {k}")
-    default = [(in_sp[i] - 1) * s[i] - 2 * p[i] + k[i] for i in range(nd)]
+    default = check_int64([(in_sp[i] - 1) * s[i] - 2 * p[i] + k[i] for i in range(nd)],
+                          "the output size (input - 1) * stride - 2 * padding + kernel_size", op)
     if output_size is None:
         out = default
     else:

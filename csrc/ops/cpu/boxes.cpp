@@ -118,8 +118,6 @@ void box_pairwise(IouKind kind, const T* b1, int64_t n, const T* b2, int64_t m, 
     c.area[j] = geom::box_area(q, off);
     c.angle[j] = angles ? geom::aspect_angle(q, off) : T(0);
   }
-  // GIoU's pairwise form carries no eps (torchvision's generalized_box_iou).
-  const T eps_pen = kind == IouKind::GIoU ? T(0) : eps;
   const int64_t rows = std::max<int64_t>(1, 16384 / m);
   const bool avx2 = simd_level() == SimdLevel::AVX2_FMA;
   parallel_for((n + rows - 1) / rows, [&](int64_t t) {
@@ -128,11 +126,11 @@ void box_pairwise(IouKind kind, const T* b1, int64_t n, const T* b2, int64_t m, 
       const Box<T> a = canonical(b1 + 4 * i);
 #ifdef CNNOPS_HAVE_AVX2_TU
       if (avx2) {
-        avx2::pairwise_row(kind, a, geom::box_area(a, off), c, m, out + i * m, off, eps_pen);
+        avx2::pairwise_row(kind, a, geom::box_area(a, off), c, m, out + i * m, off, eps);
         continue;
       }
 #endif
-      portable::pairwise_row(kind, a, geom::box_area(a, off), c, m, out + i * m, off, eps_pen);
+      portable::pairwise_row(kind, a, geom::box_area(a, off), c, m, out + i * m, off, eps);
     }
   });
   (void)avx2;

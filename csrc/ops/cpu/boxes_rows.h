@@ -31,26 +31,28 @@ namespace CNNOPS_ISA {
 #define CNNOPS_FLATTEN
 #endif
 
+// One row of a pairwise matrix; eps is the caller's, placed as torchvision's pairwise functions
+// place it (geom::pairwise_eps).
 template <typename T, geom::IouKind K>
 CNNOPS_FLATTEN static void row_loop(const geom::Box<T> a, T area_a, const BoxColumns<T>& c, int64_t m, T* out,
-                                    T off, T eps_pen) {
+                                    T off, T eps) {
   const T *x1 = c.x1, *y1 = c.y1, *x2 = c.x2, *y2 = c.y2, *ar = c.area, *ang = c.angle;
   const T ang_a = K == geom::IouKind::CIoU ? geom::aspect_angle(a, off) : T(0);
+  const geom::MetricEps<T> e = geom::pairwise_eps<T, K>(eps);
   for (int64_t j = 0; j < m; ++j) {
     const T ang_b = K == geom::IouKind::CIoU ? ang[j] : T(0);
-    out[j] = geom::metric<T, K>(a, area_a, ang_a, geom::Box<T>{x1[j], y1[j], x2[j], y2[j]}, ar[j], ang_b, off, T(0),
-                                eps_pen);
+    out[j] = geom::metric<T, K>(a, area_a, ang_a, geom::Box<T>{x1[j], y1[j], x2[j], y2[j]}, ar[j], ang_b, off, e);
   }
 }
 
 template <typename T>
 void pairwise_row(geom::IouKind kind, const geom::Box<T>& a, T area_a, const BoxColumns<T>& c, int64_t m, T* out,
-                  T off, T eps_pen) {
+                  T off, T eps) {
   switch (kind) {
-    case geom::IouKind::IoU: return row_loop<T, geom::IouKind::IoU>(a, area_a, c, m, out, off, eps_pen);
-    case geom::IouKind::GIoU: return row_loop<T, geom::IouKind::GIoU>(a, area_a, c, m, out, off, eps_pen);
-    case geom::IouKind::DIoU: return row_loop<T, geom::IouKind::DIoU>(a, area_a, c, m, out, off, eps_pen);
-    case geom::IouKind::CIoU: return row_loop<T, geom::IouKind::CIoU>(a, area_a, c, m, out, off, eps_pen);
+    case geom::IouKind::IoU: return row_loop<T, geom::IouKind::IoU>(a, area_a, c, m, out, off, eps);
+    case geom::IouKind::GIoU: return row_loop<T, geom::IouKind::GIoU>(a, area_a, c, m, out, off, eps);
+    case geom::IouKind::DIoU: return row_loop<T, geom::IouKind::DIoU>(a, area_a, c, m, out, off, eps);
+    case geom::IouKind::CIoU: return row_loop<T, geom::IouKind::CIoU>(a, area_a, c, m, out, off, eps);
   }
 }
 
@@ -83,13 +85,15 @@ static inline T masked(T x, bool c) {
 }
 
 // d(1 - metric)/d(coordinates) of one pair, times g, into ga[4], gb[4]. Follows geom::metric<T, K>
-// term by term with the losses' eps (union and every penalty denominator); CIoU's alpha is a
-// constant, as in torchvision. A ratio whose denominator is 0 contributes nothing: its numerator
-// is 0 there too, or its term is masked; denominators are clamped to the smallest normal.
+// term by term with the losses' eps placement (geom::loss_eps: for CIoU the union and the squared
+// diagonal carry 1e-7 and only alpha carries eps); CIoU's alpha is a constant, as in torchvision.
+// A ratio whose denominator is 0 contributes nothing: its numerator is 0 there too, or its term
+// is masked; denominators are clamped to the smallest normal.
 // Boxes with swapped corners are sorted first and their gradients swapped back.
 template <typename T, geom::IouKind K>
 static inline void pair_grad(const T* pa, const T* pb, T off, T eps, T g, T* ga, T* gb) {
   constexpr T tiny = std::numeric_limits<T>::min();
+  const geom::MetricEps<T> e = geom::loss_eps<T, K>(eps);
   const T sax = T(pa[2] < pa[0]), say = T(pa[3] < pa[1]), sbx = T(pb[2] < pb[0]), sby = T(pb[3] < pb[1]);
   const geom::Box<T> a = geom::load_sorted(pa), b = geom::load_sorted(pb);
   const T wa = a.x2 - a.x1 + off, ha = a.y2 - a.y1 + off, wb = b.x2 - b.x1 + off, hb = b.y2 - b.y1 + off;
@@ -103,13 +107,13 @@ static inline void pair_grad(const T* pa, const T* pb, T off, T eps, T g, T* ga,
 
   // d metric / d (inter, union, enclosing w/h, own w/h, centre offsets)
   T g_cw = 0, g_ch = 0, g_wa = 0, g_ha = 0, g_wb = 0, g_hb = 0, g_dx = 0, g_dy = 0;
-  const T du = uni + eps, dus = std::max(du, tiny);
+  const T du = uni + e.iou, dus = std::max(du, tiny);
   const T iou = inter / dus;  // inter is 0 where du is 0
   const T rdu = T(1) / dus;
   T g_inter = rdu;  // only reaches the coordinates through the overlap mask (no overlap where du is 0)
   T g_uni = -iou * rdu;  // iou is 0 where du is 0
   if (K == geom::IouKind::GIoU) {  // metric -= (C - U) / (C + eps)
-    const T dc = cw * ch + eps, dcs = std::max(dc, tiny);
+    const T dc = cw * ch + e.pen, dcs = std::max(dc, tiny);
     const T rdc = T(1) / dcs;
     const T g_c = -(du * rdc) * rdc;  // du is 0 where dc is 0
     g_cw += g_c * ch;
@@ -119,7 +123,7 @@ static inline void pair_grad(const T* pa, const T* pb, T off, T eps, T g, T* ga,
   if (K == geom::IouKind::DIoU || K == geom::IouKind::CIoU) {  // metric -= rho^2 / (c^2 + eps)
     const T dx = T(0.5) * ((a.x1 + a.x2) - (b.x1 + b.x2));
     const T dy = T(0.5) * ((a.y1 + a.y2) - (b.y1 + b.y2));
-    const T c2 = cw * cw + ch * ch + eps, c2s = std::max(c2, tiny);  // rho is 0 where c2 is 0
+    const T c2 = cw * cw + ch * ch + e.pen, c2s = std::max(c2, tiny);  // rho is 0 where c2 is 0
     const T g_c2 = ((dx * dx + dy * dy) / c2s) / c2s;
     g_cw += g_c2 * T(2) * cw;
     g_ch += g_c2 * T(2) * ch;
@@ -129,7 +133,7 @@ static inline void pair_grad(const T* pa, const T* pb, T off, T eps, T g, T* ga,
   if (K == geom::IouKind::CIoU) {  // metric -= alpha * v, alpha held constant
     const T d = std::atan2(wb, hb) - std::atan2(wa, ha);
     const T v = geom::ciou_k<T>() * d * d;
-    const T alpha = v / std::max(T(1) - iou + v + eps, tiny);  // v is 0 where that sum is 0
+    const T alpha = v / std::max(T(1) - iou + v + e.alpha, tiny);  // v is 0 where that sum is 0
     const T g_d = -alpha * T(2) * geom::ciou_k<T>() * d;
     const T ra = wa * wa + ha * ha, rb = wb * wb + hb * hb;
     const T ras = std::max(ra, tiny), rbs = std::max(rb, tiny);  // w = h = 0 where r is 0
@@ -169,7 +173,8 @@ template <typename T, geom::IouKind K>
 CNNOPS_FLATTEN static void loss_loop(const T* b1, const T* b2, int64_t n, T off, T eps, T* out) {
   for (int64_t i = 0; i < n; ++i) {
     const geom::Box<T> a = geom::load_sorted(b1 + 4 * i), b = geom::load_sorted(b2 + 4 * i);
-    out[i] = T(1) - geom::metric<T, K>(a, geom::box_area(a, off), b, geom::box_area(b, off), off, eps, eps);
+    out[i] = T(1) - geom::metric<T, K>(a, geom::box_area(a, off), b, geom::box_area(b, off), off,
+                                       geom::loss_eps<T, K>(eps));
   }
 }
 

@@ -106,8 +106,10 @@ void conv2d_backward_weight_smallc(const T* dy, const T* x, T* dw, const Conv2dG
 // partial sums (added in chunk order by sum_partials), the number of chunks follows the problem
 // (enough (group, chunk) tasks for up to kWeightGradTasks threads, partial sums within
 // kWeightGradPartialBytes), never the thread count: the result is then the same to the last bit
-// whatever the number of threads.
-constexpr int64_t kWeightGradTasks = 16;
+// whatever the number of threads. Eight tasks: within 4% of per-thread chunking on two cores, where
+// sixteen cost up to 16% (more partial sums, shorter GEMM runs; results/weight_grad_chunks_cpu.md
+// under benchmarks/); a layer with fewer tap blocks than threads leaves threads idle beyond 8.
+constexpr int64_t kWeightGradTasks = 8;
 constexpr int64_t kWeightGradPartialBytes = int64_t(64) << 20;
 inline int64_t weight_grad_chunks(int64_t units, int64_t other_tasks, int64_t weight_bytes) {
   int64_t n = (kWeightGradTasks + other_tasks - 1) / other_tasks;

@@ -20,12 +20,13 @@
 //     is the plain O(N * kept) walk's, bit for bit. Zero-area boxes can neither suppress nor be
 //     suppressed (IoU 0) and are kept without a test. Up to kLinearMax candidates the kept list is
 //     scanned directly.
-//   * the test "IoU > t" is `fma(t, union, -inter) < 0` in double: inter and union are computed
-//     in the input dtype exactly as torchvision computes them (w = min(x2) - max(x1), inter = w*h,
-//     union = area_kept + area_cand - inter) and the single-rounding fma gives the sign of the
-//     exact real t*union - inter, i.e. the exact comparison inter/union > t, with no division.
-//     torchvision rounds inter/union to the dtype first, so the two can only differ when the IoU
-//     is within half an ulp of t. union = 0 gives inter = 0 and "not suppressed" (IoU 0).
+//   * the test "IoU > t" is torchvision's: inter, union and inter / union rounded to the input
+//     dtype, the quotient compared with t as a double (iou_above in nms.h). A pair whose exact
+//     quotient lies below the smallest value that can round above t is rejected by an exact sign
+//     test without dividing, so the division runs about once per suppressed candidate, not once
+//     per test. DIoU-NMS evaluates its criterion in the input dtype the same way (DiouAbove).
+//     A union of 0 cannot occur with a positive intersection; an overflowing one gives NaN or 0
+//     and "not suppressed", as in torchvision.
 // Threads: greedy NMS of one set is sequential (each decision depends on the ones before); the
 // class-aware form runs its classes as independent tasks through parallel_for (largest class
 // first) from kNmsParallelMin candidates on, the padded batched form its images (same rule).
@@ -37,7 +38,8 @@
 // candidate has dozens of kept neighbours within its reach).
 //
 // Soft-NMS is O(N^2) time by its definition (every selection decays all remaining scores) and
-// O(N) memory; non-overlapping pairs are rejected before any division.
+// O(N) memory. Its IoU is computed in the input dtype as torchvision's box_iou computes it, and the
+// linear method's cut compares that rounded value with iou_threshold as a double, like iou_above.
 #include "ops/cpu/nms.h"
 
 #include <algorithm>
@@ -88,36 +90,45 @@ inline BoxA<T> box_at(const Soa<T>& c, int64_t i) {
   return BoxA<T>{c.x1[i], c.y1[i], c.x2[i], c.y2[i], c.a[i], -1};
 }
 
-// IoU(k, c) > t, exactly (see the header comment).
+// IoU(k, c) > t in torchvision's arithmetic (see iou_above in nms.h).
 template <typename T>
 struct IouAbove {
-  double t;
+  IouCut cut;
   bool operator()(const BoxA<T>& k, const BoxA<T>& c) const {
-    return iou_above(k.x1, k.y1, k.x2, k.y2, k.a, c.x1, c.y1, c.x2, c.y2, c.a, t);
+    return iou_above(k.x1, k.y1, k.x2, k.y2, k.a, c.x1, c.y1, c.x2, c.y2, c.a, cut);
   }
 };
 
-// DIoU(k, c) = IoU - (rho^2 / c^2)^beta > t, in double. DIoU <= IoU, so with t >= 0 only
-// overlapping pairs can pass and the grid stays valid.
+// DIoU(k, c) = IoU - (rho^2 / c^2)^beta > t, evaluated in the input dtype T as torchvision's
+// distance_box_iou evaluates IoU - rho^2 / c^2 (with eps = 0): iou = inter / union,
+// c^2 = cw * cw + ch * ch with cw = max(x2) - min(x1), rho^2 = dx * dx + dy * dy with
+// dx = (k.x1 + k.x2) / 2 - (c.x1 + c.x2) / 2, penalty rho^2 / c^2 (0 when c^2 is 0), each
+// rounded to T; beta != 1 raises the penalty to beta in double and rounds it to T. The result
+// iou - penalty (in T) is compared with t as a double. The penalty is >= 0, so the rounded DIoU
+// never exceeds the rounded IoU: pairs the IoU cut rejects (and pairs without overlap) are
+// rejected without computing it, and the IoU reach of the grid stays valid.
 template <typename T>
 struct DiouAbove {
-  double t, beta;
+  IouCut cut;
+  double beta;
   bool operator()(const BoxA<T>& k, const BoxA<T>& c) const {
     const T w = std::min(k.x2, c.x2) - std::max(k.x1, c.x1);
     if (!(w > T(0))) return false;
     const T h = std::min(k.y2, c.y2) - std::max(k.y1, c.y1);
     if (!(h > T(0))) return false;
-    const double inter = static_cast<double>(w) * static_cast<double>(h);
-    const double uni = static_cast<double>(k.a) + static_cast<double>(c.a) - inter;
-    const double iou = uni > 0 ? inter / uni : 0.0;
-    const double cw = static_cast<double>(std::max(k.x2, c.x2)) - std::min(k.x1, c.x1);
-    const double ch = static_cast<double>(std::max(k.y2, c.y2)) - std::min(k.y1, c.y1);
-    const double dx = 0.5 * ((static_cast<double>(k.x1) + k.x2) - (static_cast<double>(c.x1) + c.x2));
-    const double dy = 0.5 * ((static_cast<double>(k.y1) + k.y2) - (static_cast<double>(c.y1) + c.y2));
-    const double c2 = cw * cw + ch * ch;
-    double pen = c2 > 0 ? (dx * dx + dy * dy) / c2 : 0.0;
-    if (beta != 1.0) pen = std::pow(pen, beta);
-    return iou - pen > t;
+    const T inter = w * h;
+    const T uni = k.a + c.a - inter;
+    if (below_cut(cut.lo, uni, inter)) return false;
+    const T iou = inter / uni;
+    const T cw = std::max(k.x2, c.x2) - std::min(k.x1, c.x1);
+    const T ch = std::max(k.y2, c.y2) - std::min(k.y1, c.y1);
+    const T c2 = cw * cw + ch * ch;
+    const T dx = (k.x1 + k.x2) / T(2) - (c.x1 + c.x2) / T(2);
+    const T dy = (k.y1 + k.y2) / T(2) - (c.y1 + c.y2) / T(2);
+    const T rho2 = dx * dx + dy * dy;
+    T pen = c2 > T(0) ? rho2 / c2 : T(0);
+    if (beta != 1.0) pen = static_cast<T>(std::pow(static_cast<double>(pen), beta));
+    return static_cast<double>(iou - pen) > cut.t;
   }
 };
 
@@ -266,10 +277,11 @@ void greedy_sorted(const Soa<T>& c, int64_t n, int64_t max_keep, double t, const
 
 template <typename T>
 void greedy_dispatch(const Soa<T>& c, int64_t n, const NmsOptions& o, int64_t max_keep, std::vector<int64_t>& kept) {
+  const IouCut cut = make_iou_cut<T>(o.iou_threshold);
   if (o.criterion == NmsCriterion::DIoU)
-    greedy_sorted(c, n, max_keep, o.iou_threshold, DiouAbove<T>{o.iou_threshold, o.beta}, kept);
+    greedy_sorted(c, n, max_keep, o.iou_threshold, DiouAbove<T>{cut, o.beta}, kept);
   else
-    greedy_sorted(c, n, max_keep, o.iou_threshold, IouAbove<T>{o.iou_threshold}, kept);
+    greedy_sorted(c, n, max_keep, o.iou_threshold, IouAbove<T>{cut}, kept);
 }
 
 inline uint32_t ordered_bits(float v) {

@@ -48,14 +48,16 @@ struct Cands {
       if (c) cls[i] = c[order[i]];
     }
   }
-  bool above(int64_t i, int64_t j, double t) const {
+  // X[i][j] > t in torchvision's arithmetic (iou_above in nms.h); false across classes.
+  bool above(int64_t i, int64_t j, const IouCut& t) const {
     return cls[i] == cls[j] && iou_above(b[i].x1, b[i].y1, b[i].x2, b[i].y2, a[i], b[j].x1, b[j].y1, b[j].x2,
                                          b[j].y2, a[j], t);
   }
   // X[i][j] in double (0 across classes).
   double iou(int64_t i, int64_t j) const {
     if (cls[i] != cls[j]) return 0.0;
-    return static_cast<double>(geom::metric<T, geom::IouKind::IoU>(b[i], a[i], b[j], a[j], T(0), T(0), T(0)));
+    return static_cast<double>(
+        geom::metric<T, geom::IouKind::IoU>(b[i], a[i], b[j], a[j], T(0), geom::MetricEps<T>{0, 0, 0}));
   }
 };
 
@@ -125,11 +127,12 @@ std::vector<int64_t> fast_cluster_nms(const T* boxes, const T* scores, const int
                                       int64_t top_k, int64_t max_output, bool cluster) {
   const Cands<T> c(boxes, scores, cls, n, has_score_threshold, score_threshold, top_k);
   const int64_t k = c.k;
+  const IouCut cut = make_iou_cut<T>(iou_threshold);
   std::vector<uint8_t> keep(static_cast<size_t>(k), 1);
   if (!cluster) {
     for_columns(k, [&](int64_t j) {
       for (int64_t i = 0; i < j; ++i)
-        if (c.above(i, j, iou_threshold)) {
+        if (c.above(i, j, cut)) {
           keep[j] = 0;
           break;
         }
@@ -143,7 +146,7 @@ std::vector<int64_t> fast_cluster_nms(const T* boxes, const T* scores, const int
       const int64_t j1 = std::min(k, (ch + 1) * chunk);
       for (int64_t j = ch * chunk; j < j1; ++j)
         for (int64_t i = 0; i < j; ++i)
-          if (c.above(i, j, iou_threshold)) {
+          if (c.above(i, j, cut)) {
             items[ch].push_back(static_cast<int32_t>(i));
             ++cnt[j];
           }

@@ -2,6 +2,7 @@
 // messages, and every argument arrives parsed by python/cnnops/conv.py and conv_transpose.py.
 #include "bindings/common.h"
 #include "ops/conv.h"
+#include "ops/conv_transpose.h"
 
 namespace cnnops {
 

@@ -15,12 +15,12 @@ void bind_nms(py::module_& m) {
         Tensor b = from_python(boxes, o, "boxes");
         Tensor s = from_python(scores, o, "scores");
         const OptionalTensor c = optional_tensor(idxs, o, "idxs");
-        cpu::NmsOptions opt;
+        NmsOptions opt;
         opt.iou_threshold = iou_threshold;
         opt.has_score_threshold = has_score_threshold;
         opt.score_threshold = score_threshold;
         opt.max_output = max_output;
-        opt.criterion = criterion == "diou" ? cpu::NmsCriterion::DIoU : cpu::NmsCriterion::IoU;
+        opt.criterion = criterion == "diou" ? NmsCriterion::DIoU : NmsCriterion::IoU;
         opt.beta = beta;
         std::pair<Tensor, Tensor> r;
         {

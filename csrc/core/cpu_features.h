@@ -12,6 +12,9 @@ enum class SimdLevel { Portable = 0, AVX2_FMA = 1 };
 SimdLevel simd_level();
 void set_simd_level(SimdLevel level);  // clamps to what the CPU supports
 std::string simd_level_name(SimdLevel level);
+// The kernel families' selector test: call the AVX2+FMA variants (compiled only where
+// CNNOPS_HAVE_AVX2_TU is defined) when the current level allows them.
+inline bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
 bool cpu_has_avx2_fma();
 
 // Streaming (non-temporal) stores pay off only for results larger than the last-level cache:

@@ -81,6 +81,16 @@ inline std::string shape_str(const std::vector<int64_t>& shape) {
   return s + ")";
 }
 
+// "(1, 2, 3)" of n values ("(1,)" for one), and "1x2x3" of nd sizes.
+inline std::string tuple_str(const int64_t* v, int n) {
+  return shape_str(std::vector<int64_t>(v, v + n));
+}
+inline std::string dims_str(const int64_t* v, int nd) {
+  std::string s;
+  for (int i = 0; i < nd; ++i) s += (i ? "x" : "") + std::to_string(v[i]);
+  return s;
+}
+
 #define CNNOPS_CHECK_VALUE(cond, ...) \
   do { if (!(cond)) throw ::cnnops::ValueError(::cnnops::str(__VA_ARGS__)); } while (0)
 #define CNNOPS_CHECK_TYPE(cond, ...) \

@@ -24,7 +24,7 @@ static double fma_loop_portable(long iters, float seed) {
 }
 
 double measure_fma_peak_gflops(int threads, double seconds) {
-  const bool avx2 = simd_level() == SimdLevel::AVX2_FMA;
+  const bool avx2 = use_avx2();
   double best = 0;
   const long iters = 2000000;
   auto t_end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/dispatch.h"
 #include "core/error.h"
 
 namespace cnnops {
@@ -101,14 +102,10 @@ void check_pair(const char* op, const Tensor& b1, const Tensor& b2) {
 void check_boxes(const char* op, const Tensor& boxes, const char* name, BoxFormat fmt, bool canonicalize) {
   CNNOPS_CHECK_TYPE(boxes.dtype == DType::Float32 || boxes.dtype == DType::Float64, op, ": expected ", name,
                     " with dtype float32 or float64, got ", dtype_name(boxes.dtype));
-  CNNOPS_CHECK_VALUE(boxes.device.type == DeviceType::CPU, op, ": expected ", name, " on the CPU, got ",
-                     device_name(boxes.device));
+  require_cpu_kernel(op, boxes);
   CNNOPS_CHECK_VALUE(boxes.ndim() == 2 && boxes.size(1) == 4, op, ": expected ", name, " with shape (N, 4), got ",
                      shape_str(boxes.shape));
-  if (boxes.dtype == DType::Float32)
-    check_rows<float>(op, boxes, name, fmt, canonicalize);
-  else
-    check_rows<double>(op, boxes, name, fmt, canonicalize);
+  dispatch_float(boxes.dtype, op, [&](auto t) { check_rows<decltype(t)>(op, boxes, name, fmt, canonicalize); });
 }
 
 void check_offset_eps(const char* op, double offset, double eps) {
@@ -122,10 +119,10 @@ Tensor box_convert(const char* op, const Tensor& boxes, BoxFormat in_fmt, BoxFor
   const Tensor b = contiguous(boxes);
   check_boxes(op, b, "boxes", in_fmt, canonicalize);
   Tensor out = empty(b.shape, b.dtype, b.device);
-  if (b.dtype == DType::Float32)
-    cpu::box_convert(b.ptr<float>(), out.ptr<float>(), b.size(0), in_fmt, out_fmt);
-  else
-    cpu::box_convert(b.ptr<double>(), out.ptr<double>(), b.size(0), in_fmt, out_fmt);
+  dispatch_float(b.dtype, op, [&](auto t) {
+    using T = decltype(t);
+    cpu::box_convert(b.ptr<T>(), out.ptr<T>(), b.size(0), in_fmt, out_fmt);
+  });
   return out;
 }
 
@@ -134,10 +131,10 @@ Tensor box_area(const char* op, const Tensor& boxes, double offset, bool canonic
   const Tensor b = contiguous(boxes);
   check_boxes(op, b, "boxes", BoxFormat::XYXY, canonicalize);
   Tensor out = empty({b.size(0)}, b.dtype, b.device);
-  if (b.dtype == DType::Float32)
-    cpu::box_area(b.ptr<float>(), out.ptr<float>(), b.size(0), static_cast<float>(offset));
-  else
-    cpu::box_area(b.ptr<double>(), out.ptr<double>(), b.size(0), offset);
+  dispatch_float(b.dtype, op, [&](auto t) {
+    using T = decltype(t);
+    cpu::box_area(b.ptr<T>(), out.ptr<T>(), b.size(0), static_cast<T>(offset));
+  });
   return out;
 }
 
@@ -147,10 +144,10 @@ Tensor clip_boxes_to_image(const char* op, const Tensor& boxes, double height, d
   const Tensor b = contiguous(boxes);
   check_boxes(op, b, "boxes", BoxFormat::XYXY, canonicalize);
   Tensor out = empty(b.shape, b.dtype, b.device);
-  if (b.dtype == DType::Float32)
-    cpu::clip_boxes(b.ptr<float>(), out.ptr<float>(), b.size(0), static_cast<float>(height), static_cast<float>(width));
-  else
-    cpu::clip_boxes(b.ptr<double>(), out.ptr<double>(), b.size(0), height, width);
+  dispatch_float(b.dtype, op, [&](auto t) {
+    using T = decltype(t);
+    cpu::clip_boxes(b.ptr<T>(), out.ptr<T>(), b.size(0), static_cast<T>(height), static_cast<T>(width));
+  });
   return out;
 }
 
@@ -161,12 +158,10 @@ Tensor remove_small_boxes(const char* op, const Tensor& boxes, double min_size, 
   check_boxes(op, b, "boxes", BoxFormat::XYXY, canonicalize);
   const int64_t n = b.size(0);
   Tensor keep = empty({n}, DType::Int64, b.device);
-  int64_t k;
-  if (b.dtype == DType::Float32)
-    k = cpu::small_box_keep(b.ptr<float>(), keep.ptr<int64_t>(), n, static_cast<float>(min_size),
-                            static_cast<float>(offset));
-  else
-    k = cpu::small_box_keep(b.ptr<double>(), keep.ptr<int64_t>(), n, min_size, offset);
+  const int64_t k = dispatch_float(b.dtype, op, [&](auto t) {
+    using T = decltype(t);
+    return cpu::small_box_keep(b.ptr<T>(), keep.ptr<int64_t>(), n, static_cast<T>(min_size), static_cast<T>(offset));
+  });
   keep.shape[0] = k;  // a prefix view of the same block
   return keep;
 }
@@ -180,11 +175,10 @@ Tensor box_pairwise(const char* op, geom::IouKind kind, const Tensor& boxes1, co
   check_pair(op, b1, b2);
   const int64_t n = b1.size(0), m = b2.size(0);
   Tensor out = empty({n, m}, b1.dtype, b1.device);
-  if (b1.dtype == DType::Float32)
-    cpu::box_pairwise(kind, b1.ptr<float>(), n, b2.ptr<float>(), m, out.ptr<float>(), static_cast<float>(offset),
-                      static_cast<float>(eps));
-  else
-    cpu::box_pairwise(kind, b1.ptr<double>(), n, b2.ptr<double>(), m, out.ptr<double>(), offset, eps);
+  dispatch_float(b1.dtype, op, [&](auto t) {
+    using T = decltype(t);
+    cpu::box_pairwise(kind, b1.ptr<T>(), n, b2.ptr<T>(), m, out.ptr<T>(), static_cast<T>(offset), static_cast<T>(eps));
+  });
   return out;
 }
 
@@ -207,20 +201,13 @@ Tensor box_loss(const char* op, geom::IouKind kind, const Tensor& boxes1, const 
   Tensor out = empty(red == Reduction::None ? std::vector<int64_t>{n} : std::vector<int64_t>{}, b1.dtype, b1.device);
   double total = 0.0;
   const bool per_pair = red == Reduction::None;
-  if (b1.dtype == DType::Float32) {
-    cpu::box_loss(kind, b1.ptr<float>(), b2.ptr<float>(), n, static_cast<float>(offset), static_cast<float>(eps),
-                  per_pair ? out.ptr<float>() : nullptr, &total);
-  } else {
-    cpu::box_loss(kind, b1.ptr<double>(), b2.ptr<double>(), n, offset, eps, per_pair ? out.ptr<double>() : nullptr,
-                  &total);
-  }
-  if (!per_pair) {
-    const double v = red == Reduction::Mean ? (n > 0 ? total / static_cast<double>(n) : 0.0) : total;
-    if (b1.dtype == DType::Float32)
-      *out.ptr<float>() = static_cast<float>(v);
-    else
-      *out.ptr<double>() = v;
-  }
+  dispatch_float(b1.dtype, op, [&](auto t) {
+    using T = decltype(t);
+    cpu::box_loss(kind, b1.ptr<T>(), b2.ptr<T>(), n, static_cast<T>(offset), static_cast<T>(eps),
+                  per_pair ? out.ptr<T>() : nullptr, &total);
+    if (!per_pair)
+      *out.ptr<T>() = static_cast<T>(red == Reduction::Mean ? (n > 0 ? total / static_cast<double>(n) : 0.0) : total);
+  });
   return out;
 }
 
@@ -233,7 +220,8 @@ std::pair<Tensor, Tensor> box_loss_backward(const char* op, geom::IouKind kind, 
   const int64_t n = b1.size(0);
   CNNOPS_CHECK_TYPE(go.dtype == b1.dtype, op, ": expected grad_output with the boxes' dtype ", dtype_name(b1.dtype),
                     ", got ", dtype_name(go.dtype));
-  CNNOPS_CHECK_VALUE(go.device == b1.device, op, ": expected grad_output on the CPU, got ", device_name(go.device));
+  CNNOPS_CHECK_TYPE(go.device == b1.device, op, ": expected grad_output on the boxes' device ", device_name(b1.device),
+                    ", got ", device_name(go.device));
   if (red == Reduction::None)
     CNNOPS_CHECK_VALUE(go.ndim() == 1 && go.size(0) == n, op, ": expected grad_output with shape (", n,
                        ",) for reduction 'none', got ", shape_str(go.shape));
@@ -243,17 +231,13 @@ std::pair<Tensor, Tensor> box_loss_backward(const char* op, geom::IouKind kind, 
   Tensor g1 = empty({n, 4}, b1.dtype, b1.device), g2 = empty({n, 4}, b1.dtype, b1.device);
   const int64_t gstride = red == Reduction::None ? 1 : 0;
   const double scale = red == Reduction::Mean && n > 0 ? 1.0 / static_cast<double>(n) : 1.0;
-  if (b1.dtype == DType::Float32) {
-    float s = gstride ? 0.0f : go.ptr<float>()[0] * static_cast<float>(scale);
-    const float* gp = gstride ? go.ptr<float>() : &s;
-    cpu::box_loss_backward(kind, gp, gstride, b1.ptr<float>(), b2.ptr<float>(), n, static_cast<float>(offset),
-                           static_cast<float>(eps), g1.ptr<float>(), g2.ptr<float>());
-  } else {
-    double s = gstride ? 0.0 : go.ptr<double>()[0] * scale;
-    const double* gp = gstride ? go.ptr<double>() : &s;
-    cpu::box_loss_backward(kind, gp, gstride, b1.ptr<double>(), b2.ptr<double>(), n, offset, eps, g1.ptr<double>(),
-                           g2.ptr<double>());
-  }
+  dispatch_float(b1.dtype, op, [&](auto t) {
+    using T = decltype(t);
+    const T s = gstride ? T(0) : go.ptr<T>()[0] * static_cast<T>(scale);  // the reduced gradient, scaled once
+    const T* gp = gstride ? go.ptr<T>() : &s;
+    cpu::box_loss_backward(kind, gp, gstride, b1.ptr<T>(), b2.ptr<T>(), n, static_cast<T>(offset), static_cast<T>(eps),
+                           g1.ptr<T>(), g2.ptr<T>());
+  });
   return {g1, g2};
 }
 

@@ -1,15 +1,14 @@
-// Convolution (1-D, 2-D, 3-D): parameters, shape arithmetic, argument checks and CPU/CUDA dispatch.
-// Python (python/cnnops/conv.py) turns padding strings/tuples into explicit per-side pads; this
-// layer checks everything against the tensors, lowers the problem to the 2-D kernels and picks
-// the kernel:
+// Convolution (1-D, 2-D, 3-D), device-neutral: parameters, shape arithmetic, every check on the
+// tensors, and one device branch per entry point (cpu::conv_forward / cpu::conv_backward, see
+// ops/cpu/conv.h). Python (python/cnnops/conv.py) turns padding strings/tuples into explicit
+// per-side pads; this layer checks everything against the tensors and plans the 2-D problem the
+// kernels solve:
 //   1-D (N, C, L)        -> a 2-D problem of height 1 (a view, no copy);
 //   2-D (N, C, H, W)     -> as is;
 //   3-D (N, C, D, H, W)  -> per output depth, the T kernel-depth slices of the input become T x C
 //       channels of a 2-D problem over (N*Do) images (weights (K, C/g, T, R, S) are already
-//       laid out as (K, C/g*T, R, S)); depth padding (any mode) is applied by that gather. The
-//       gemm, smallc and winograd forwards read those slices in place through a table of plane
-//       pointers and write the 5-D output directly (Conv2dGeom::yd); the other kernels and the
-//       backward passes work on gathered copies.
+//       laid out as (K, C/g*T, R, S)); depth padding (any mode) is applied by that gather
+//       (how each device carries it out is its driver's business: ops/cpu/conv_driver.cpp).
 #pragma once
 #include <array>
 #include <cstdint>
@@ -46,9 +45,6 @@ inline int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad_
   return (in + pad_lo + pad_hi - dil * (k - 1) - 1) / stride + 1;
 }
 
-// The algorithm "auto" picks (rule written out in conv.cpp).
-ConvAlgo conv2d_choose_algo(const Conv2dGeom& g, ConvAlgo requested, const char* op);
-
 // N-d parameters: for spatial dimension i (0-based, outermost first) stride[i], dilation[i],
 // pad[2i] before and pad[2i+1] after.
 struct ConvParams {
@@ -61,10 +57,40 @@ struct ConvParams {
   ConvAlgo algo = ConvAlgo::Auto;
 };
 
+// A convolution of any dimensionality, checked and lowered to the 2-D problem the kernels solve.
+struct ConvPlan {
+  int nd = 2;
+  Conv2dGeom g{};                   // lowered 2-D problem
+  std::vector<int64_t> out_shape;   // N-d output shape (N, K, *spatial)
+  int64_t N = 0, C = 0, K = 0;
+  // Depth (nd == 3): input depth D, kernel depth T, output depth Do, stride, dilation and the
+  // front/back pads. Lowered image n*Do + od, channel c*T + t is input plane
+  // (n, c, od*sd - pf + t*dd), padded per mode.
+  int64_t D = 1, T = 1, Do = 1, sd = 1, dd = 1, pf = 0, pk = 0;
+  PadMode mode = PadMode::Zeros;
+};
+
+// Checks input shape `xs` (dtype/device from `x`), weight and bias against the parameters, with
+// messages in the caller's dimensionality, and plans the lowered problem.
+ConvPlan make_conv_plan(const char* op, const std::vector<int64_t>& xs, const Tensor& x, const Tensor& w,
+                        const Tensor* b, const ConvParams& p);
+
 struct ConvGrads {
   Tensor grad_input, grad_weight, grad_bias;
   bool has_input = false, has_weight = false, has_bias = false;
 };
+
+// Gradient outputs shaped like x and w and a bias of `bias_len` (uninitialised; drivers write
+// every element, zeros for an empty batch).
+ConvGrads alloc_conv_grads(const Tensor& x, const Tensor& w, int64_t bias_len, bool ni, bool nw, bool nb);
+// TypeError unless `t` (argument `name`) has the dtype and device of the input `ref`.
+void check_same_kind(const char* op, const char* name, const Tensor& t, const Tensor& ref);
+// Checks grad_output against the dtype/device of `ref` and the shape `expect`.
+void check_conv_grad_output(const char* op, const Tensor& dy, const Tensor& ref, const std::vector<int64_t>& expect,
+                            const char* what);
+// The algorithm the device's rule gives for `requested` ("auto" resolved), after checking that a
+// requested algorithm applies to the plan.
+ConvAlgo choose_conv_algo(const char* op, const ConvPlan& pl, ConvAlgo requested, const Device& d);
 
 // Forward: input (N, C, *spatial), weight (K, C/groups, *kernel), bias (K,) or null.
 Tensor conv(const char* op, const Tensor& input, const Tensor& weight, const Tensor* bias, const ConvParams& p);
@@ -72,14 +98,5 @@ ConvGrads conv_backward(const char* op, const Tensor& grad_output, const Tensor&
                         const ConvParams& p, bool need_input, bool need_weight, bool need_bias);
 // The algorithm the forward runs ("auto" resolved), for reporting.
 ConvAlgo conv_algo(const char* op, const Tensor& input, const Tensor& weight, const ConvParams& p);
-
-// Transposed convolution: the adjoint of conv with the same parameters, whose input (N, C_in,
-// *spatial) is the output of a convolution of an image of `out_spatial` with weight
-// (C_in, C_out/groups, *kernel), plus bias (C_out,).
-Tensor conv_transpose(const char* op, const Tensor& input, const Tensor& weight, const Tensor* bias,
-                      const ConvParams& p, const std::vector<int64_t>& out_spatial);
-ConvGrads conv_transpose_backward(const char* op, const Tensor& grad_output, const Tensor& input,
-                                  const Tensor& weight, const ConvParams& p, bool need_input, bool need_weight,
-                                  bool need_bias);
 
 }  // namespace cnnops

@@ -7,24 +7,20 @@
 #include <limits>
 #include <vector>
 
+#include "core/dispatch.h"
 #include "core/error.h"
+#include "ops/cpu/nms.h"
 #include "core/parallel.h"
 
 namespace cnnops {
 
 namespace {
 
-void check_cpu(const char* op, const char* name, const Tensor& t) {
-  if (t.device.type != DeviceType::CPU)
-    throw NotImplemented(str(op, ": expected ", name, " on the CPU (no CUDA kernel for this op yet), got ",
-                             device_name(t.device)));
-}
-
 // Checks boxes (lead..., 4) and scores (lead...) and returns contiguous versions.
 void check_boxes_scores(const char* op, const Tensor& boxes, const Tensor& scores, bool batched, Tensor& b,
                         Tensor& s) {
-  check_cpu(op, "boxes", boxes);
-  check_cpu(op, "scores", scores);
+  require_cpu_kernel(op, boxes);
+  require_cpu_kernel(op, scores);
   CNNOPS_CHECK_TYPE(boxes.dtype == DType::Float32 || boxes.dtype == DType::Float64, op,
                     ": expected boxes with dtype float32 or float64, got ", dtype_name(boxes.dtype));
   CNNOPS_CHECK_TYPE(scores.dtype == boxes.dtype, op, ": expected scores with the boxes' dtype ",
@@ -55,15 +51,12 @@ void check_values(const char* op, const T* b, const T* s, int64_t n) {
 
 void check_all_values(const char* op, const Tensor& b, const Tensor& s) {
   const int64_t n = s.numel();
-  if (b.dtype == DType::Float32)
-    check_values(op, b.ptr<float>(), s.ptr<float>(), n);
-  else
-    check_values(op, b.ptr<double>(), s.ptr<double>(), n);
+  dispatch_float(b.dtype, op, [&](auto t) { check_values(op, b.ptr<decltype(t)>(), s.ptr<decltype(t)>(), n); });
 }
 
 // Class ids as int64, contiguous (int32 widened).
 std::vector<int64_t> class_ids(const char* op, const Tensor& idxs, const std::vector<int64_t>& want) {
-  check_cpu(op, "idxs", idxs);
+  require_cpu_kernel(op, idxs);
   CNNOPS_CHECK_TYPE(idxs.dtype == DType::Int64 || idxs.dtype == DType::Int32, op,
                     ": expected idxs (class ids) with dtype int64 or int32, got ", dtype_name(idxs.dtype));
   CNNOPS_CHECK_VALUE(idxs.shape == want, op, ": expected idxs of shape ", shape_str(want), " (one per box), got ",
@@ -83,7 +76,7 @@ void check_threshold(const char* op, const char* name, double t) {
   CNNOPS_CHECK_VALUE(t >= 0.0 && t <= 1.0, op, ": expected ", name, " in [0, 1], got ", t);
 }
 
-void check_options(const char* op, const cpu::NmsOptions& o) {
+void check_options(const char* op, const NmsOptions& o) {
   check_threshold(op, "iou_threshold", o.iou_threshold);
   CNNOPS_CHECK_VALUE(!o.has_score_threshold || !std::isnan(o.score_threshold), op,
                      ": expected score_threshold as a number, got NaN");
@@ -115,7 +108,7 @@ void check_sigma(const char* op, double sigma) {
 
 }  // namespace
 
-Tensor nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs, const cpu::NmsOptions& o) {
+Tensor nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs, const NmsOptions& o) {
   Tensor b, s;
   check_boxes_scores(op, boxes, scores, false, b, s);
   check_options(op, o);
@@ -124,14 +117,15 @@ Tensor nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tens
   check_all_values(op, b, s);
   const int64_t n = s.numel();
   const int64_t* c = idxs ? cls.data() : nullptr;
-  std::vector<int64_t> keep = b.dtype == DType::Float32
-                                  ? cpu::greedy_nms(b.ptr<float>(), s.ptr<float>(), c, n, o, true)
-                                  : cpu::greedy_nms(b.ptr<double>(), s.ptr<double>(), c, n, o, true);
+  const std::vector<int64_t> keep = dispatch_float(b.dtype, op, [&](auto t) {
+    using T = decltype(t);
+    return cpu::greedy_nms(b.ptr<T>(), s.ptr<T>(), c, n, o, true);
+  });
   return int64_tensor(keep, b.device);
 }
 
 std::pair<Tensor, Tensor> nms_padded(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs,
-                                     const cpu::NmsOptions& o) {
+                                     const NmsOptions& o) {
   Tensor b, s;
   check_boxes_scores(op, boxes, scores, true, b, s);
   check_options(op, o);
@@ -155,10 +149,10 @@ std::pair<Tensor, Tensor> nms_padded(const char* op, const Tensor& boxes, const 
     const int64_t* c = idxs ? cls.data() + i * N : nullptr;
     // one image per task; inside it the classes run serially
     const bool par = B == 1;
-    std::vector<int64_t> keep =
-        b.dtype == DType::Float32
-            ? cpu::greedy_nms(b.ptr<float>() + i * N * 4, s.ptr<float>() + i * N, c, N, o, par)
-            : cpu::greedy_nms(b.ptr<double>() + i * N * 4, s.ptr<double>() + i * N, c, N, o, par);
+    const std::vector<int64_t> keep = dispatch_float(b.dtype, op, [&](auto t) {
+      using T = decltype(t);
+      return cpu::greedy_nms(b.ptr<T>() + i * N * 4, s.ptr<T>() + i * N, c, N, o, par);
+    });
     const int64_t k = static_cast<int64_t>(keep.size());
     for (int64_t j = 0; j < M; ++j) po[i * M + j] = j < k ? keep[j] : -1;
     pc[i] = k;
@@ -182,15 +176,13 @@ std::pair<Tensor, Tensor> soft_nms(const char* op, const Tensor& boxes, const Te
   const int m = parse_method(op, method);
   check_all_values(op, b, s);
   const int64_t n = s.numel();
-  std::vector<int64_t> keep;
-  if (b.dtype == DType::Float32) {
-    std::vector<float> ks;
-    cpu::soft_nms(b.ptr<float>(), s.ptr<float>(), n, iou_threshold, sigma, score_threshold, m, max_output, keep, ks);
-    return {int64_tensor(keep, b.device), values_tensor(ks, b.dtype, b.device)};
-  }
-  std::vector<double> ks;
-  cpu::soft_nms(b.ptr<double>(), s.ptr<double>(), n, iou_threshold, sigma, score_threshold, m, max_output, keep, ks);
-  return {int64_tensor(keep, b.device), values_tensor(ks, b.dtype, b.device)};
+  return dispatch_float(b.dtype, op, [&](auto t) {
+    using T = decltype(t);
+    std::vector<int64_t> keep;
+    std::vector<T> ks;
+    cpu::soft_nms(b.ptr<T>(), s.ptr<T>(), n, iou_threshold, sigma, score_threshold, m, max_output, keep, ks);
+    return std::make_pair(int64_tensor(keep, b.device), values_tensor(ks, b.dtype, b.device));
+  });
 }
 
 std::pair<Tensor, Tensor> matrix_nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs,
@@ -207,17 +199,14 @@ std::pair<Tensor, Tensor> matrix_nms(const char* op, const Tensor& boxes, const 
   check_all_values(op, b, s);
   const int64_t n = s.numel();
   const int64_t* c = idxs ? cls.data() : nullptr;
-  std::vector<int64_t> keep;
-  if (b.dtype == DType::Float32) {
-    std::vector<float> d;
-    cpu::matrix_nms(b.ptr<float>(), s.ptr<float>(), c, n, m, sigma, has_score_threshold, score_threshold, top_k,
-                    max_output, keep, d);
-    return {int64_tensor(keep, b.device), values_tensor(d, b.dtype, b.device)};
-  }
-  std::vector<double> d;
-  cpu::matrix_nms(b.ptr<double>(), s.ptr<double>(), c, n, m, sigma, has_score_threshold, score_threshold, top_k,
-                  max_output, keep, d);
-  return {int64_tensor(keep, b.device), values_tensor(d, b.dtype, b.device)};
+  return dispatch_float(b.dtype, op, [&](auto t) {
+    using T = decltype(t);
+    std::vector<int64_t> keep;
+    std::vector<T> d;
+    cpu::matrix_nms(b.ptr<T>(), s.ptr<T>(), c, n, m, sigma, has_score_threshold, score_threshold, top_k, max_output,
+                    keep, d);
+    return std::make_pair(int64_tensor(keep, b.device), values_tensor(d, b.dtype, b.device));
+  });
 }
 
 Tensor fast_cluster_nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs,
@@ -233,12 +222,11 @@ Tensor fast_cluster_nms(const char* op, const Tensor& boxes, const Tensor& score
   check_all_values(op, b, s);
   const int64_t n = s.numel();
   const int64_t* c = idxs ? cls.data() : nullptr;
-  std::vector<int64_t> keep =
-      b.dtype == DType::Float32
-          ? cpu::fast_cluster_nms(b.ptr<float>(), s.ptr<float>(), c, n, iou_threshold, has_score_threshold,
-                                  score_threshold, top_k, max_output, cluster)
-          : cpu::fast_cluster_nms(b.ptr<double>(), s.ptr<double>(), c, n, iou_threshold, has_score_threshold,
-                                  score_threshold, top_k, max_output, cluster);
+  const std::vector<int64_t> keep = dispatch_float(b.dtype, op, [&](auto t) {
+    using T = decltype(t);
+    return cpu::fast_cluster_nms(b.ptr<T>(), s.ptr<T>(), c, n, iou_threshold, has_score_threshold, score_threshold,
+                                 top_k, max_output, cluster);
+  });
   return int64_tensor(keep, b.device);
 }
 

@@ -4,21 +4,32 @@
 // same floating dtype; class ids (N,) are int64 or int32. Checks: shapes, dtypes, CPU device,
 // finite coordinates and scores, x1 <= x2 and y1 <= y2, thresholds in range.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <utility>
 
 #include "core/tensor.h"
-#include "ops/cpu/nms.h"
 
 namespace cnnops {
 
+enum class NmsCriterion { IoU = 0, DIoU = 1 };
+
+struct NmsOptions {
+  double iou_threshold = 0.5;
+  bool has_score_threshold = false;
+  double score_threshold = 0.0;  // candidates need score > score_threshold
+  int64_t max_output = -1;       // < 0: no limit
+  NmsCriterion criterion = NmsCriterion::IoU;
+  double beta = 1.0;  // DIoU penalty exponent
+};
+
 // Greedy NMS (IoU or DIoU criterion, class-aware when idxs != null) -> kept indices (K,) int64.
-Tensor nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs, const cpu::NmsOptions& o);
+Tensor nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs, const NmsOptions& o);
 
 // Padded batched NMS: boxes (B, N, 4), scores (B, N), idxs (B, N) or null; o.max_output >= 0 is
 // the row length -> (indices (B, max_output) int64 padded with -1, valid counts (B,) int64).
 std::pair<Tensor, Tensor> nms_padded(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs,
-                                     const cpu::NmsOptions& o);
+                                     const NmsOptions& o);
 
 // Soft-NMS -> (kept indices (K,) int64, their decayed scores (K,) in the input dtype).
 std::pair<Tensor, Tensor> soft_nms(const char* op, const Tensor& boxes, const Tensor& scores, double iou_threshold,

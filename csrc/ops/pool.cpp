@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/cpu/pool.h"
@@ -14,12 +15,6 @@ namespace cnnops {
 static const char* layout(int nd, bool cl) {
   if (cl) return nd == 1 ? "(N, L, C)" : nd == 2 ? "(N, H, W, C)" : "(N, D, H, W, C)";
   return nd == 1 ? "(N, C, L)" : nd == 2 ? "(N, C, H, W)" : "(N, C, D, H, W)";
-}
-
-static std::string tuple_str(const int64_t* v, int n) {
-  std::string s = "(";
-  for (int i = 0; i < n; ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  return s + (n == 1 ? ",)" : ")");
 }
 
 static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
@@ -32,8 +27,7 @@ static std::vector<int64_t> spatial_of(const char* op, const Tensor& x, const Po
                      layout(nd, p.channels_last), ", got ", x.ndim(), " with shape ", shape_str(x.shape));
   CNNOPS_CHECK_TYPE(x.dtype == DType::Float32 || x.dtype == DType::Float64, op,
                     ": expected input with dtype float32 or float64, got ", dtype_name(x.dtype));
-  CNNOPS_CHECK_TYPE(x.device.type == DeviceType::CPU, op, ": only CPU tensors are supported so far, got input on ",
-                    device_name(x.device));
+  require_cpu_kernel(op, x);
   std::vector<int64_t> sp;
   const int off = p.channels_last ? 1 : 2;
   for (int i = 0; i < nd; ++i) sp.push_back(x.shape[off + i]);
@@ -46,10 +40,10 @@ static std::vector<int64_t> spatial_of(const char* op, const Tensor& x, const Po
 
 // The kernels' view of the problem: every check on kernel, stride, padding, dilation and output
 // size, then per-dimension window lists (PyTorch's rules, see pool.h).
-static cpu::PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams& p) {
+static PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams& p) {
   const std::vector<int64_t> sp = spatial_of(op, x, p);
   const int nd = p.nd;
-  cpu::PoolGeom g;
+  PoolGeom g;
   g.N = x.shape[0];
   g.C = p.channels_last ? x.shape[nd + 1] : x.shape[1];
   g.channels_last = p.channels_last;
@@ -163,7 +157,7 @@ static cpu::PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams
   return g;
 }
 
-static std::vector<int64_t> out_shape(const cpu::PoolGeom& g, int nd) {
+static std::vector<int64_t> out_shape(const PoolGeom& g, int nd) {
   std::vector<int64_t> s = {g.N};
   if (!g.channels_last) s.push_back(g.C);
   for (int i = 0; i < nd; ++i) s.push_back(g.out[3 - nd + i]);
@@ -171,31 +165,8 @@ static std::vector<int64_t> out_shape(const cpu::PoolGeom& g, int nd) {
   return s;
 }
 
-// TensorFlow's argmax flattening (y * W + x) * C + c from PyTorch's per-plane y * W + x.
-static void to_tf_indices(int64_t* idx, const cpu::PoolGeom& g) {
-  const int64_t P = g.out_plane(), C = g.C;
-  parallel_for(g.N, [&](int64_t n) {
-    int64_t* b = idx + n * P * C;
-    if (g.channels_last) {
-      for (int64_t o = 0; o < P; ++o)
-        for (int64_t c = 0; c < C; ++c) b[o * C + c] = b[o * C + c] * C + c;
-    } else {
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t o = 0; o < P; ++o) b[c * P + o] = b[c * P + o] * C + c;
-    }
-  });
-}
-
-template <typename T>
-static void run_forward(const Tensor& x, PoolResult& r, const cpu::PoolGeom& g) {
-  if (g.kind == PoolKind::Max)
-    cpu::pool_max_forward<T>(x.ptr<T>(), r.output.ptr<T>(), r.has_indices ? r.indices.ptr<int64_t>() : nullptr, g);
-  else
-    cpu::pool_sum_forward<T>(x.ptr<T>(), r.output.ptr<T>(), g);
-}
-
 PoolResult pool(const char* op, const Tensor& input, const PoolParams& p) {
-  const cpu::PoolGeom g = make_geom(op, input, p);
+  const PoolGeom g = make_geom(op, input, p);
   CNNOPS_CHECK_VALUE(!p.return_indices || p.kind == PoolKind::Max, op, ": return_indices needs max pooling");
   const Tensor x = contiguous(input);
   PoolResult r;
@@ -203,29 +174,16 @@ PoolResult pool(const char* op, const Tensor& input, const PoolParams& p) {
   r.output = empty(shape, x.dtype, x.device);
   r.has_indices = p.return_indices;
   if (r.has_indices) r.indices = empty(shape, DType::Int64, x.device);
-  if (x.dtype == DType::Float32) run_forward<float>(x, r, g);
-  else run_forward<double>(x, r, g);
-  if (r.has_indices && p.tf_indices) to_tf_indices(r.indices.ptr<int64_t>(), g);
-  return r;
-}
-
-template <typename T>
-static bool run_backward(const Tensor& dy, const Tensor& x, const int64_t* idx, Tensor& dx, const cpu::PoolGeom& g) {
-  if (g.kind != PoolKind::Max) {
-    cpu::pool_sum_backward<T>(dy.ptr<T>(), x.ptr<T>(), dx.ptr<T>(), g);
-    return true;
+  switch (x.device.type) {
+    case DeviceType::CPU: cpu::pool_forward(g, x, r, p.tf_indices); break;
+    default: no_kernel_for_device(op, x.device);
   }
-  if (idx) return cpu::pool_max_backward<T>(dy.ptr<T>(), idx, dx.ptr<T>(), g);
-  // no indices: recompute the argmax (into scratch values and indices)
-  Tensor y = empty(dy.shape, dy.dtype, dy.device);
-  Tensor i = empty(dy.shape, DType::Int64, dy.device);
-  cpu::pool_max_forward<T>(x.ptr<T>(), y.ptr<T>(), i.ptr<int64_t>(), g);
-  return cpu::pool_max_backward<T>(dy.ptr<T>(), i.ptr<int64_t>(), dx.ptr<T>(), g);
+  return r;
 }
 
 Tensor pool_backward(const char* op, const Tensor& grad_output, const Tensor& input, const Tensor* indices,
                      const PoolParams& p) {
-  const cpu::PoolGeom g = make_geom(op, input, p);
+  const PoolGeom g = make_geom(op, input, p);
   const auto shape = out_shape(g, p.nd);
   CNNOPS_CHECK_TYPE(grad_output.dtype == input.dtype, op, ": expected grad_output with the input's dtype ",
                     dtype_name(input.dtype), ", got ", dtype_name(grad_output.dtype));
@@ -244,12 +202,54 @@ Tensor pool_backward(const char* op, const Tensor& grad_output, const Tensor& in
   }
   const Tensor dy = contiguous(grad_output), x = contiguous(input);
   Tensor dx = empty(x.shape, x.dtype, x.device);
-  const int64_t* ip = indices ? ix.ptr<int64_t>() : nullptr;
-  const bool ok = x.dtype == DType::Float32 ? run_backward<float>(dy, x, ip, dx, g)
-                                            : run_backward<double>(dy, x, ip, dx, g);
+  bool ok = false;
+  switch (x.device.type) {
+    case DeviceType::CPU: ok = cpu::pool_backward(g, dy, x, indices ? &ix : nullptr, dx); break;
+    default: no_kernel_for_device(op, x.device);
+  }
   CNNOPS_CHECK_VALUE(ok, op, ": expected indices in [0, ", g.in_plane(),
                      ") (PyTorch format: flat position in the input's spatial plane), got a value outside");
   return dx;
+}
+
+// ---- the 5-D view shared by the pooling family ----
+
+Geom5 geom5_of(const char* op, const char* name, const std::vector<int64_t>& s, int nd, bool cl) {
+  CNNOPS_CHECK_VALUE(nd >= 1 && nd <= 3, op, ": expected 1, 2 or 3 spatial dimensions, got ", nd);
+  CNNOPS_CHECK_VALUE(static_cast<int>(s.size()) == nd + 2, op, ": expected ", name, " with ", nd + 2, " dimensions ",
+                     layout(nd, cl), ", got ", s.size(), " with shape ", shape_str(s));
+  Geom5 g;
+  g.cl = cl;
+  g.N = s[0];
+  g.C = cl ? s[nd + 1] : s[1];
+  const int64_t* sp = s.data() + (cl ? 1 : 2);
+  g.W = sp[nd - 1];
+  if (nd >= 2) g.H = sp[nd - 2];
+  if (nd == 3) g.D = sp[0];
+  return g;
+}
+
+std::vector<int64_t> geom5_shape(const Geom5& g, int nd) {
+  std::vector<int64_t> sp;
+  if (nd == 3) sp.push_back(g.D);
+  if (nd >= 2) sp.push_back(g.H);
+  sp.push_back(g.W);
+  std::vector<int64_t> s{g.N};
+  if (!g.cl) s.push_back(g.C);
+  s.insert(s.end(), sp.begin(), sp.end());
+  if (g.cl) s.push_back(g.C);
+  return s;
+}
+
+void check_float_tensor(const char* op, const char* name, const Tensor& t) {
+  CNNOPS_CHECK_TYPE(t.dtype == DType::Float32 || t.dtype == DType::Float64, op, ": expected ", name,
+                    " with dtype float32 or float64, got ", dtype_name(t.dtype));
+  require_cpu_kernel(op, t);
+}
+
+void check_index_tensor(const char* op, const char* name, const Tensor& t) {
+  CNNOPS_CHECK_TYPE(t.dtype == DType::Int64, op, ": expected ", name, " with dtype int64, got ", dtype_name(t.dtype));
+  require_cpu_kernel(op, t);
 }
 
 }  // namespace cnnops

@@ -3,9 +3,10 @@
 
 #include <algorithm>
 
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "ops/cpu/pool_fractional.h"
-#include "ops/unpool.h"
+#include "ops/pool.h"
 
 namespace cnnops {
 
@@ -39,13 +40,11 @@ static FractionalResult run_forward(const char* op, const Tensor& input, int nd,
   r.output = empty(geom5_shape(out, nd), x.dtype, x.device);
   r.indices = empty(geom5_shape(out, nd), DType::Int64, x.device);
   if (in.N == 0) return r;  // an empty batch: no windows to read
-  if (x.dtype == DType::Float32)
-    cpu::fractional_max_pool_forward(x.ptr<float>(), r.output.ptr<float>(), r.indices.ptr<int64_t>(), in, out,
-                                     win.data(), per_plane);
-  else
-    cpu::fractional_max_pool_forward(x.ptr<double>(), r.output.ptr<double>(), r.indices.ptr<int64_t>(), in, out,
-                                     win.data(), per_plane);
-  (void)op;
+  dispatch_float(x.dtype, op, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::fractional_max_pool_forward(x.ptr<T>(), r.output.ptr<T>(), r.indices.ptr<int64_t>(), in, out, win.data(),
+                                     per_plane);
+  });
   return r;
 }
 
@@ -101,15 +100,12 @@ FractionalResult fractional_max_pool_samples(const char* op, const Tensor& input
       // torch's sample order: 2-D (w, h); 3-D (d, h, w)
       const int dim = k - off;
       const int sidx = nd == 2 ? 1 - dim : dim;
-      if (s.dtype == DType::Float32) {
-        const float u = s.ptr<float>()[p * nd + sidx];
-        CNNOPS_CHECK_VALUE(u >= 0.0f && u < 1.0f, op, ": expected _random_samples in [0, 1), got ", u);
-        torch_intervals<float>(u, ins[k], outs[k], ks[k], st);
-      } else {
-        const double u = s.ptr<double>()[p * nd + sidx];
-        CNNOPS_CHECK_VALUE(u >= 0.0 && u < 1.0, op, ": expected _random_samples in [0, 1), got ", u);
-        torch_intervals<double>(u, ins[k], outs[k], ks[k], st);
-      }
+      dispatch_float(s.dtype, op, [&](auto tag) {
+        using T = decltype(tag);
+        const T u = s.ptr<T>()[p * nd + sidx];
+        CNNOPS_CHECK_VALUE(u >= T(0) && u < T(1), op, ": expected _random_samples in [0, 1), got ", u);
+        torch_intervals<T>(u, ins[k], outs[k], ks[k], st);
+      });
       for (int64_t i = 0; i < outs[k]; ++i) {
         CNNOPS_CHECK_VALUE(st[i] >= 0 && st[i] + ks[k] <= ins[k], op, ": window ", i, " of the ",
                            dim_name(nd, dim), " starts at ", st[i], ", outside the input of ", ins[k]);
@@ -181,10 +177,10 @@ Tensor fractional_max_pool_backward(const char* op, const Tensor& grad_output, c
   Tensor dy = contiguous(grad_output), ix = contiguous(indices);
   Tensor dx = empty(input.shape, dy.dtype, dy.device);
   int64_t bad = 0;
-  const bool ok =
-      dy.dtype == DType::Float32
-          ? cpu::fractional_max_pool_backward(dy.ptr<float>(), ix.ptr<int64_t>(), dx.ptr<float>(), in, out, &bad)
-          : cpu::fractional_max_pool_backward(dy.ptr<double>(), ix.ptr<int64_t>(), dx.ptr<double>(), in, out, &bad);
+  const bool ok = dispatch_float(dy.dtype, op, [&](auto tag) {
+    using T = decltype(tag);
+    return cpu::fractional_max_pool_backward(dy.ptr<T>(), ix.ptr<int64_t>(), dx.ptr<T>(), in, out, &bad);
+  });
   CNNOPS_CHECK_VALUE(ok, op, ": expected indices in [0, ", in.spatial(), ") (the input's spatial size), got ", bad);
   return dx;
 }

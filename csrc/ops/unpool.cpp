@@ -3,56 +3,11 @@
 
 #include <cmath>
 
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "ops/cpu/unpool.h"
 
 namespace cnnops {
-
-static const char* layout_name(int nd, bool cl) {
-  static const char* names[2][3] = {{"(N, C, L)", "(N, C, H, W)", "(N, C, D, H, W)"},
-                                    {"(N, L, C)", "(N, H, W, C)", "(N, D, H, W, C)"}};
-  return names[cl ? 1 : 0][nd - 1];
-}
-
-Geom5 geom5_of(const char* op, const char* name, const std::vector<int64_t>& s, int nd, bool cl) {
-  CNNOPS_CHECK_VALUE(nd >= 1 && nd <= 3, op, ": expected 1, 2 or 3 spatial dimensions, got ", nd);
-  CNNOPS_CHECK_VALUE(static_cast<int>(s.size()) == nd + 2, op, ": expected ", name, " with ", nd + 2, " dimensions ",
-                     layout_name(nd, cl), ", got ", s.size(), " with shape ", shape_str(s));
-  Geom5 g;
-  g.cl = cl;
-  g.N = s[0];
-  g.C = cl ? s[nd + 1] : s[1];
-  const int64_t* sp = s.data() + (cl ? 1 : 2);
-  g.W = sp[nd - 1];
-  if (nd >= 2) g.H = sp[nd - 2];
-  if (nd == 3) g.D = sp[0];
-  return g;
-}
-
-std::vector<int64_t> geom5_shape(const Geom5& g, int nd) {
-  std::vector<int64_t> sp;
-  if (nd == 3) sp.push_back(g.D);
-  if (nd >= 2) sp.push_back(g.H);
-  sp.push_back(g.W);
-  std::vector<int64_t> s{g.N};
-  if (!g.cl) s.push_back(g.C);
-  s.insert(s.end(), sp.begin(), sp.end());
-  if (g.cl) s.push_back(g.C);
-  return s;
-}
-
-void check_float_tensor(const char* op, const char* name, const Tensor& t) {
-  CNNOPS_CHECK_TYPE(t.dtype == DType::Float32 || t.dtype == DType::Float64, op, ": expected ", name,
-                    " with dtype float32 or float64, got ", dtype_name(t.dtype));
-  CNNOPS_CHECK_VALUE(t.device.type == DeviceType::CPU, op, ": expected ", name, " on the CPU, got ",
-                     device_name(t.device));
-}
-
-void check_index_tensor(const char* op, const char* name, const Tensor& t) {
-  CNNOPS_CHECK_TYPE(t.dtype == DType::Int64, op, ": expected ", name, " with dtype int64, got ", dtype_name(t.dtype));
-  CNNOPS_CHECK_VALUE(t.device.type == DeviceType::CPU, op, ": expected ", name, " on the CPU, got ",
-                     device_name(t.device));
-}
 
 // The spatial sizes of g, outermost first, padded to 3 with leading ones.
 static void set_spatial(Geom5& g, int nd, const std::vector<int64_t>& sizes) {
@@ -146,12 +101,10 @@ Tensor upsample_nearest(const char* op, const Tensor& input, int nd, bool cl, co
   const Tables t = nearest_tables(in, out, nd, scales, exact, false);
   Tensor x = contiguous(input);
   Tensor y = empty(geom5_shape(out, nd), x.dtype, x.device);
-  if (x.dtype == DType::Float32)
-    cpu::upsample_nearest_forward(x.ptr<float>(), y.ptr<float>(), in, out, t.src[0].data(), t.src[1].data(),
-                                  t.src[2].data());
-  else
-    cpu::upsample_nearest_forward(x.ptr<double>(), y.ptr<double>(), in, out, t.src[0].data(), t.src[1].data(),
-                                  t.src[2].data());
+  dispatch_float(x.dtype, op, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::upsample_nearest_forward(x.ptr<T>(), y.ptr<T>(), in, out, t.src[0].data(), t.src[1].data(), t.src[2].data());
+  });
   return y;
 }
 
@@ -170,12 +123,11 @@ Tensor upsample_nearest_backward(const char* op, const Tensor& grad_output, int 
   const Tables t = nearest_tables(in, out, nd, scales, exact, true);
   Tensor dy = contiguous(grad_output);
   Tensor dx = empty(geom5_shape(in, nd), dy.dtype, dy.device);
-  if (dy.dtype == DType::Float32)
-    cpu::upsample_nearest_backward(dy.ptr<float>(), dx.ptr<float>(), in, out, t.range[0].data(), t.range[1].data(),
+  dispatch_float(dy.dtype, op, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::upsample_nearest_backward(dy.ptr<T>(), dx.ptr<T>(), in, out, t.range[0].data(), t.range[1].data(),
                                    t.range[2].data());
-  else
-    cpu::upsample_nearest_backward(dy.ptr<double>(), dx.ptr<double>(), in, out, t.range[0].data(),
-                                   t.range[1].data(), t.range[2].data());
+  });
   return dx;
 }
 
@@ -207,9 +159,10 @@ Tensor max_unpool(const char* op, const Tensor& input, const Tensor& indices, in
   Tensor x = contiguous(input), ix = contiguous(indices);
   Tensor y = empty(geom5_shape(out, nd), x.dtype, x.device);
   int64_t bad = 0;
-  const bool ok = x.dtype == DType::Float32
-                      ? cpu::max_unpool_forward(x.ptr<float>(), ix.ptr<int64_t>(), y.ptr<float>(), in, out, &bad)
-                      : cpu::max_unpool_forward(x.ptr<double>(), ix.ptr<int64_t>(), y.ptr<double>(), in, out, &bad);
+  const bool ok = dispatch_float(x.dtype, op, [&](auto tag) {
+    using T = decltype(tag);
+    return cpu::max_unpool_forward(x.ptr<T>(), ix.ptr<int64_t>(), y.ptr<T>(), in, out, &bad);
+  });
   if (!ok) bad_index(op, bad, out, nd);
   return y;
 }
@@ -225,10 +178,10 @@ Tensor max_unpool_backward(const char* op, const Tensor& grad_output, const Tens
   Tensor dy = contiguous(grad_output), ix = contiguous(indices);
   Tensor dx = empty(indices.shape, dy.dtype, dy.device);
   int64_t bad = 0;
-  const bool ok =
-      dy.dtype == DType::Float32
-          ? cpu::max_unpool_backward(dy.ptr<float>(), ix.ptr<int64_t>(), dx.ptr<float>(), in, out, &bad)
-          : cpu::max_unpool_backward(dy.ptr<double>(), ix.ptr<int64_t>(), dx.ptr<double>(), in, out, &bad);
+  const bool ok = dispatch_float(dy.dtype, op, [&](auto tag) {
+    using T = decltype(tag);
+    return cpu::max_unpool_backward(dy.ptr<T>(), ix.ptr<int64_t>(), dx.ptr<T>(), in, out, &bad);
+  });
   if (!ok) bad_index(op, bad, out, nd);
   return dx;
 }
@@ -254,10 +207,10 @@ Tensor bed_of_nails(const char* op, const Tensor& input, int nd, bool cl, const 
   check_output_geom(op, out);
   Tensor x = contiguous(input);
   Tensor y = empty(geom5_shape(out, nd), x.dtype, x.device);
-  if (x.dtype == DType::Float32)
-    cpu::bed_of_nails_forward(x.ptr<float>(), y.ptr<float>(), in, out, s[0], s[1], s[2]);
-  else
-    cpu::bed_of_nails_forward(x.ptr<double>(), y.ptr<double>(), in, out, s[0], s[1], s[2]);
+  dispatch_float(x.dtype, op, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::bed_of_nails_forward(x.ptr<T>(), y.ptr<T>(), in, out, s[0], s[1], s[2]);
+  });
   return y;
 }
 
@@ -276,10 +229,10 @@ Tensor bed_of_nails_backward(const char* op, const Tensor& grad_output, int nd, 
   in.W /= s[2];
   Tensor dy = contiguous(grad_output);
   Tensor dx = empty(geom5_shape(in, nd), dy.dtype, dy.device);
-  if (dy.dtype == DType::Float32)
-    cpu::bed_of_nails_backward(dy.ptr<float>(), dx.ptr<float>(), in, out, s[0], s[1], s[2]);
-  else
-    cpu::bed_of_nails_backward(dy.ptr<double>(), dx.ptr<double>(), in, out, s[0], s[1], s[2]);
+  dispatch_float(dy.dtype, op, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::bed_of_nails_backward(dy.ptr<T>(), dx.ptr<T>(), in, out, s[0], s[1], s[2]);
+  });
   return dx;
 }
 

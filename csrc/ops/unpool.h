@@ -8,24 +8,10 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/pool.h"
 
 namespace cnnops {
 
-// A 1/2/3-d tensor seen as (N, C, D, H, W), with D = 1 (and H = 1) for fewer spatial dimensions.
-// cl (channels last) means the memory order is (N, D, H, W, C) instead of (N, C, D, H, W).
-struct Geom5 {
-  int64_t N = 1, C = 1, D = 1, H = 1, W = 1;
-  bool cl = false;
-  int64_t spatial() const { return D * H * W; }
-  int64_t numel() const { return N * C * D * H * W; }
-};
-
-// Reads (N, C, *spatial) or (N, *spatial, C) of an nd-dimensional tensor shape into a Geom5.
-Geom5 geom5_of(const char* op, const char* name, const std::vector<int64_t>& shape, int nd, bool channels_last);
-// The tensor shape of a Geom5 with nd spatial dimensions, in its layout.
-std::vector<int64_t> geom5_shape(const Geom5& g, int nd);
-void check_float_tensor(const char* op, const char* name, const Tensor& t);
-void check_index_tensor(const char* op, const char* name, const Tensor& t);
 
 // PyTorch's source index of output position o for nearest upsampling of `in` to `out` elements;
 // scale > 0 is the user's scale factor (torch then uses 1/scale), else the ratio in/out is used;

@@ -119,7 +119,7 @@ void box_pairwise(IouKind kind, const T* b1, int64_t n, const T* b2, int64_t m, 
     c.angle[j] = angles ? geom::aspect_angle(q, off) : T(0);
   }
   const int64_t rows = std::max<int64_t>(1, 16384 / m);
-  const bool avx2 = simd_level() == SimdLevel::AVX2_FMA;
+  const bool avx2 = use_avx2();
   parallel_for((n + rows - 1) / rows, [&](int64_t t) {
     const int64_t r0 = t * rows, r1 = std::min(n, r0 + rows);
     for (int64_t i = r0; i < r1; ++i) {
@@ -144,7 +144,7 @@ template <typename T>
 void box_loss(IouKind kind, const T* b1, const T* b2, int64_t n, T off, T eps, T* out, double* total) {
   const int64_t chunks = (n + kLossChunk - 1) / kLossChunk;
   std::vector<double> part(static_cast<size_t>(chunks), 0.0);
-  const bool avx2 = simd_level() == SimdLevel::AVX2_FMA;
+  const bool avx2 = use_avx2();
   parallel_for(chunks, [&](int64_t c) {
     const int64_t i0 = c * kLossChunk, cnt = std::min(n, i0 + kLossChunk) - i0;
     T local[kLossChunk];
@@ -168,7 +168,7 @@ void box_loss(IouKind kind, const T* b1, const T* b2, int64_t n, T off, T eps, T
 template <typename T>
 void box_loss_backward(IouKind kind, const T* gout, int64_t gstride, const T* b1, const T* b2, int64_t n, T off,
                        T eps, T* g1, T* g2) {
-  const bool avx2 = simd_level() == SimdLevel::AVX2_FMA;
+  const bool avx2 = use_avx2();
   parallel_for((n + kLossChunk - 1) / kLossChunk, [&](int64_t c) {
     const int64_t i0 = c * kLossChunk, cnt = std::min(n, i0 + kLossChunk) - i0;
     const T* g = gout + (gstride ? i0 : 0);

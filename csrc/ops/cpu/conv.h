@@ -133,5 +133,28 @@ void conv2d_backward_bias(const T* dy, T* db, const Conv2dGeom& g);
 template <typename T>
 void im2col_row(const T* xg, const Conv2dGeom& g, int64_t c, int64_t r, int64_t s, int64_t p0, int64_t np, T* out);
 
+// ---- drivers (conv_driver.cpp): what ops/conv.cpp and ops/conv_transpose.cpp call ----
+
+// The algorithm for `requested` on the CPU: a requested one after checking it applies to the plan,
+// or the "auto" rule (written out in conv_driver.cpp).
+ConvAlgo conv_choose_algo(const ConvPlan& pl, ConvAlgo requested, const char* op);
+// y = conv(x, w) + b for contiguous CPU tensors shaped as planned.
+void conv_forward(const ConvPlan& pl, const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvAlgo algo);
+// The gradients `out` asks for (has_*), every element written (zeros for an empty batch).
+void conv_backward(const ConvPlan& pl, const Tensor& dy, const Tensor& x, const Tensor& w, ConvGrads& out,
+                   ConvAlgo algo);
+
+// The N-d data paths on raw pointers (3-D through the depth lowering), shared with the transposed
+// convolution's drivers. grad_input adds bias[c] to channel c of dx when `bias` is not null.
+template <typename T>
+void lowered_forward(const ConvPlan& pl, const T* x, const T* w, const T* b, T* y, ConvAlgo algo);
+template <typename T>
+void lowered_grad_input(const ConvPlan& pl, const T* dy, const T* w, T* dx, ConvAlgo algo, const T* bias);
+template <typename T>
+void lowered_grad_weight(const ConvPlan& pl, const T* dy, const T* x, T* dw, ConvAlgo algo);
+// db[k] = sum over n and `spatial` positions of dy (N, K, spatial).
+template <typename T>
+void grad_bias_sum(const T* dy, T* db, int64_t N, int64_t K, int64_t spatial);
+
 }  // namespace cpu
 }  // namespace cnnops

@@ -25,7 +25,6 @@ template <typename T> void dw_forward_plane(const T*, const T*, T, T*, const Con
 template <typename T> void dw_backward_input_plane(const T*, const T*, T*, const Conv2dGeom&);
 template <typename T> void dw_backward_weight_plane(const T*, const T*, T*, const Conv2dGeom&);
 }  // namespace avx2
-static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
 #define CNNOPS_DW_CALL(fn, ...) (use_avx2() ? avx2::fn(__VA_ARGS__) : portable::fn(__VA_ARGS__))
 #else
 #define CNNOPS_DW_CALL(fn, ...) portable::fn(__VA_ARGS__)

@@ -79,7 +79,6 @@ template <typename T> void wino6_input_row(const T*, int64_t, int64_t, T* const*
 template <typename T> void wino6_output_row(const T* const*, int64_t, T, T* const*);
 template <typename T> void wino_store_pairs(const T*, const T*, int64_t, T*);
 }  // namespace avx2
-static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
 #endif
 
 // G f G^T for one filter f (A - 1 square, row-major) into out[xi * stride], in double: the only

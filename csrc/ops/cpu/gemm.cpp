@@ -64,7 +64,7 @@ static void ukernel_bcast_portable(int64_t kc, const T* const* P, const int64_t*
 template <>
 UKernelBcast<float> ukernel_bcast<float>() {
 #ifdef CNNOPS_HAVE_AVX2_TU
-  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_bcast_f32_avx2;
+  if (use_avx2()) return ukernel_bcast_f32_avx2;
 #endif
   return ukernel_bcast_portable<float>;
 }
@@ -72,21 +72,21 @@ UKernelBcast<float> ukernel_bcast<float>() {
 template <>
 UKernelBcast<double> ukernel_bcast<double>() {
 #ifdef CNNOPS_HAVE_AVX2_TU
-  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_bcast_f64_avx2;
+  if (use_avx2()) return ukernel_bcast_f64_avx2;
 #endif
   return ukernel_bcast_portable<double>;
 }
 
 UKernelBcastStore ukernel_bcast_store_f32() {
 #ifdef CNNOPS_HAVE_AVX2_TU
-  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_bcast_store_f32_avx2;
+  if (use_avx2()) return ukernel_bcast_store_f32_avx2;
 #endif
   return nullptr;
 }
 
 UKernelFlat ukernel_flat_f32(int mrf) {
 #ifdef CNNOPS_HAVE_AVX2_TU
-  if (simd_level() == SimdLevel::AVX2_FMA) return mrf == 4 ? ukernel_flat_f32_avx2_4x3 : ukernel_flat_f32_avx2_6x2;
+  if (use_avx2()) return mrf == 4 ? ukernel_flat_f32_avx2_4x3 : ukernel_flat_f32_avx2_6x2;
 #endif
   (void)mrf;
   return nullptr;
@@ -95,7 +95,7 @@ UKernelFlat ukernel_flat_f32(int mrf) {
 template <>
 UKernelOffs<float> ukernel_offs<float>() {
 #ifdef CNNOPS_HAVE_AVX2_TU
-  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_offs_f32_avx2;
+  if (use_avx2()) return ukernel_offs_f32_avx2;
 #endif
   return ukernel_offs_portable<float>;
 }
@@ -103,7 +103,7 @@ UKernelOffs<float> ukernel_offs<float>() {
 template <>
 UKernelOffs<double> ukernel_offs<double>() {
 #ifdef CNNOPS_HAVE_AVX2_TU
-  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_offs_f64_avx2;
+  if (use_avx2()) return ukernel_offs_f64_avx2;
 #endif
   return ukernel_offs_portable<double>;
 }
@@ -111,7 +111,7 @@ UKernelOffs<double> ukernel_offs<double>() {
 template <>
 UKernel<float> ukernel<float>() {
 #ifdef CNNOPS_HAVE_AVX2_TU
-  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_f32_avx2;
+  if (use_avx2()) return ukernel_f32_avx2;
 #endif
   return ukernel_portable<float>;
 }
@@ -119,7 +119,7 @@ UKernel<float> ukernel<float>() {
 template <>
 UKernel<double> ukernel<double>() {
 #ifdef CNNOPS_HAVE_AVX2_TU
-  if (simd_level() == SimdLevel::AVX2_FMA) return ukernel_f64_avx2;
+  if (use_avx2()) return ukernel_f64_avx2;
 #endif
   return ukernel_portable<double>;
 }

@@ -7,23 +7,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "ops/nms.h"
+
 namespace cnnops {
 namespace cpu {
 
 // Below this many candidates (all images or classes together) greedy NMS stays on one thread:
 // waking a second one costs more than the work (measured in ops/cpu/nms.cpp).
 constexpr int64_t kNmsParallelMin = 65536;
-
-enum class NmsCriterion { IoU = 0, DIoU = 1 };
-
-struct NmsOptions {
-  double iou_threshold = 0.5;
-  bool has_score_threshold = false;
-  double score_threshold = 0.0;  // candidates need score > score_threshold
-  int64_t max_output = -1;       // < 0: no limit
-  NmsCriterion criterion = NmsCriterion::IoU;
-  double beta = 1.0;  // DIoU penalty exponent
-};
 
 // The suppression test "IoU > t" in torchvision's arithmetic: intersection, union and their
 // quotient are computed in the boxes' dtype T (w = min(x2) - max(x1), inter = w * h,

@@ -56,9 +56,6 @@ template <typename T, bool LP> void sum_rows_plane(const T*, T*, const PoolGeom&
 template <typename T> void avg_rows_backward_plane(const T*, T*, const PoolGeom&, const T*, T*);
 template <typename T> void plane_means(const T*, T*, int64_t, int64_t, T);
 }  // namespace avx2
-static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
-#else
-static bool use_avx2() { return false; }
 #endif
 
 template <typename T, bool LP>

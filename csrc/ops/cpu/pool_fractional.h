@@ -5,7 +5,7 @@
 #pragma once
 #include <cstdint>
 
-#include "ops/unpool.h"
+#include "ops/pool.h"
 
 namespace cnnops {
 namespace cpu {

@@ -50,7 +50,6 @@ static void for_blocks(int64_t n, int64_t min_block, F&& f) {
   });
 }
 
-static bool use_avx2() { return simd_level() == SimdLevel::AVX2_FMA; }
 
 void copy_out(void* dst, const void* src, size_t bytes, bool stream) {
   if (stream && use_avx2()) return avx2::stream_copy(dst, src, bytes);

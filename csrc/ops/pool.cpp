@@ -40,21 +40,10 @@ static std::vector<int64_t> spatial_of(const char* op, const Tensor& x, const Po
 
 // The kernels' view of the problem: every check on kernel, stride, padding, dilation and output
 // size, then per-dimension window lists (PyTorch's rules, see pool.h).
-static PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams& p) {
-  const std::vector<int64_t> sp = spatial_of(op, x, p);
+// Kernel, stride, dilation and padding (or the adaptive output sizes) against the input's spatial
+// sizes `sp`, before any window is built.
+static void check_windows(const char* op, const Tensor& x, const PoolParams& p, const std::vector<int64_t>& sp) {
   const int nd = p.nd;
-  PoolGeom g;
-  g.N = x.shape[0];
-  g.C = p.channels_last ? x.shape[nd + 1] : x.shape[1];
-  g.channels_last = p.channels_last;
-  g.kind = p.kind;
-  g.divisor_override = p.divisor_override;
-  g.norm_type = p.norm_type;
-  if (p.kind == PoolKind::Lp)
-    CNNOPS_CHECK_VALUE(std::isfinite(p.norm_type) && p.norm_type > 0, op,
-                       ": expected a finite norm_type > 0, got ", p.norm_type);
-  CNNOPS_CHECK_VALUE(p.divisor_override >= 0, op, ": expected divisor_override > 0 or None, got ",
-                     p.divisor_override);
   const int64_t* k = p.kernel.data();
   if (!p.adaptive) {
     for (int i = 0; i < nd; ++i) {
@@ -84,6 +73,66 @@ static PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams& p) 
     for (int i = 0; i < nd; ++i)
       CNNOPS_CHECK_VALUE(p.out[i] >= 1, op, ": expected output_size >= 1, got ", tuple_str(p.out.data(), nd));
   }
+}
+
+// PyTorch's adaptive windows of one dimension: output o covers [floor(o * in / O), ceil((o + 1) * in / O)).
+static void adaptive_windows(int64_t in, int64_t O, std::vector<int64_t>& b, std::vector<int64_t>& c,
+                             std::vector<int64_t>& z) {
+  b.reserve(static_cast<size_t>(O));
+  c.reserve(static_cast<size_t>(O));
+  z.reserve(static_cast<size_t>(O));
+  for (int64_t o = 0; o < O; ++o) {
+    // 128-bit products: o * in may exceed int64 for a long output over a long input
+    const int64_t lo = static_cast<int64_t>(static_cast<__int128>(o) * in / O);
+    const int64_t hi = static_cast<int64_t>((static_cast<__int128>(o + 1) * in + O - 1) / O);
+    b.push_back(lo);
+    c.push_back(hi - lo);
+    z.push_back(hi - lo);
+  }
+}
+
+// The O windows of one dimension with kernel K, stride st, dilation d and pads (plo, phi): first
+// valid tap, number of valid taps, and the divisor (the window clipped to the padded input when
+// padding counts, else the valid taps).
+static void strided_windows(int64_t in, int64_t O, int64_t K, int64_t st, int64_t d, int64_t plo, int64_t phi,
+                            bool count_pad, std::vector<int64_t>& b, std::vector<int64_t>& c,
+                            std::vector<int64_t>& z) {
+  for (int64_t o = 0; o < O; ++o) {
+    const int64_t start = o * st - plo;
+    const int64_t j0 = start < 0 ? (-start + d - 1) / d : 0;
+    int64_t j1 = floor_div(in - 1 - start, d);  // last tap inside the input
+    if (j1 > K - 1) j1 = K - 1;
+    const int64_t cnt = j1 >= j0 ? j1 - j0 + 1 : 0;
+    int64_t first = start + j0 * d;
+    if (first > in - 1) first = in - 1;
+    b.push_back(first);
+    c.push_back(cnt);
+    if (count_pad) {
+      const int64_t hend = std::min(start + K, in + phi);
+      z.push_back(hend - start);
+    } else {
+      z.push_back(cnt);
+    }
+  }
+}
+
+static PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams& p) {
+  const std::vector<int64_t> sp = spatial_of(op, x, p);
+  const int nd = p.nd;
+  PoolGeom g;
+  g.N = x.shape[0];
+  g.C = p.channels_last ? x.shape[nd + 1] : x.shape[1];
+  g.channels_last = p.channels_last;
+  g.kind = p.kind;
+  g.divisor_override = p.divisor_override;
+  g.norm_type = p.norm_type;
+  if (p.kind == PoolKind::Lp)
+    CNNOPS_CHECK_VALUE(std::isfinite(p.norm_type) && p.norm_type > 0, op,
+                       ": expected a finite norm_type > 0, got ", p.norm_type);
+  CNNOPS_CHECK_VALUE(p.divisor_override >= 0, op, ": expected divisor_override > 0 or None, got ",
+                     p.divisor_override);
+  check_windows(op, x, p, sp);
+  const int64_t* k = p.kernel.data();
   g.kprod = 1;
   // Output elements so far (N, C and the dimensions done), checked before each dimension's window
   // tables (one entry per output position) are built.
@@ -100,17 +149,7 @@ static PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams& p) 
       g.out[s] = O;
       out_elems = checked_mul(out_elems, O, op, "the number of output elements");
       check_output_bytes(out_elems, 8, op);
-      b.reserve(static_cast<size_t>(O));
-      c.reserve(static_cast<size_t>(O));
-      z.reserve(static_cast<size_t>(O));
-      for (int64_t o = 0; o < O; ++o) {
-        // 128-bit products: o * in may exceed int64 for a long output over a long input
-        const int64_t lo = static_cast<int64_t>(static_cast<__int128>(o) * in / O);
-        const int64_t hi = static_cast<int64_t>((static_cast<__int128>(o + 1) * in + O - 1) / O);
-        b.push_back(lo);
-        c.push_back(hi - lo);
-        z.push_back(hi - lo);
-      }
+      adaptive_windows(in, O, b, c, z);
       continue;
     }
     const int64_t K = k[i], st = p.stride[i], d = p.dilation[i], plo = p.pad[2 * i], phi = p.pad[2 * i + 1];
@@ -124,23 +163,7 @@ static PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams& p) 
     g.out[s] = O;
     out_elems = checked_mul(out_elems, O, op, "the number of output elements");
     check_output_bytes(out_elems, 8, op);
-    for (int64_t o = 0; o < O; ++o) {
-      const int64_t start = o * st - plo;
-      const int64_t j0 = start < 0 ? (-start + d - 1) / d : 0;
-      int64_t j1 = floor_div(in - 1 - start, d);  // last tap inside the input
-      if (j1 > K - 1) j1 = K - 1;
-      const int64_t cnt = j1 >= j0 ? j1 - j0 + 1 : 0;
-      int64_t first = start + j0 * d;
-      if (first > in - 1) first = in - 1;
-      b.push_back(first);
-      c.push_back(cnt);
-      if (p.kind == PoolKind::Avg && p.count_include_pad) {
-        const int64_t hend = std::min(start + K, in + phi);
-        z.push_back(hend - start);
-      } else {
-        z.push_back(cnt);
-      }
-    }
+    strided_windows(in, O, K, st, d, plo, phi, p.kind == PoolKind::Avg && p.count_include_pad, b, c, z);
   }
   for (int s = 0; s < 3 - nd; ++s) {
     g.begin[s] = {0};

@@ -71,9 +71,9 @@ bool Tensor::is_contiguous() const {
 
 // ---- host allocation with a cache of large blocks ----
 // Outputs of a few MB or more are taken from a cache of recently freed blocks instead of fresh
-// pages: a fresh mmap'd block costs one page fault per 4 KB on first touch (measured: a 25 MB
-// output cost 6,500 faults and tripled a 6 ms depthwise convolution when another library freed
-// and re-mapped memory between calls). Blocks are reused when they are at most 25% larger than
+// pages: a fresh mmap'd block costs one page fault per 4 KB on first touch (a 25 MB output takes
+// 6,500 faults, enough to triple a 6 ms depthwise convolution when another library frees and
+// re-maps memory between calls). Blocks are reused when they are at most 25% larger than
 // asked; the cache holds at most kCacheLimit bytes; empty_cache() returns them to the system.
 namespace {
 constexpr size_t kCacheMin = size_t(1) << 20;

@@ -1,4 +1,4 @@
-// Pooling argument checks, window arithmetic and CPU dispatch (no CUDA kernels yet).
+// Pooling argument checks, window arithmetic and the device branch of each entry point.
 #include "ops/pool.h"
 
 #include <algorithm>

@@ -9,13 +9,10 @@
 //  * element-wise losses and their backward: threads take fixed chunks of pairs; a reduced loss
 //    is summed per chunk in double and the chunk sums are added in chunk order, so the result does
 //    not depend on the thread count.
-// Measured (float32, AVX2) on the shared 2-core machine while it was heavily loaded (load average
-// 6-9; the same run measured 4.8 GB/s streaming copy and 42 GFLOP/s FMA instead of ~20 and ~175):
-// box_iou 10k x 1k writes 40 MB in 36.6 ms with 2 threads, 1.1 GB/s = 23% of that run's copy rate;
-// 1k x 1k on one thread takes 0.9-1.5 ms (4 MB, 2.7-4.4 GB/s). A pair costs ~20 flops and one
-// division (8 lanes), so on a quiet machine the pairwise ops are bound by the output stores.
-// Losses (100k pairs, one thread): forward 0.6-0.8 ms (vectorised, IoU/GIoU/DIoU), backward 5-9 ms
-// (scalar); CIoU adds two atan2 per pair (~10 ms forward). Re-measure on a quiet machine.
+// A pair costs ~20 flops and one division (8 lanes), so the pairwise ops are bound by the output
+// stores. The loss forward is vectorised for IoU, GIoU and DIoU, the backward runs scalar (see
+// boxes_rows.h), and CIoU adds two atan2 per pair.
+// float32 box_iou 10k x 1k: 51% of copy bandwidth (benchmarks/results/boxes_cpu.md).
 #include <algorithm>
 #include <cmath>
 #include <vector>

@@ -23,8 +23,8 @@ namespace CNNOPS_ISA {
 
 // flatten: everything the loop calls is inlined into it (with LTO the inline helpers of box_geom.h
 // could otherwise be merged across the two ISA builds and called out of line); noinline: the loop is
-// vectorised on its own. `a` is taken by value: through a reference GCC 12 could not rule out that
-// the stores to `out` change it and left the CIoU loop scalar.
+// vectorised on its own. `a` is taken by value: through a reference GCC 12 cannot rule out that
+// the stores to `out` change it and leaves the CIoU loop scalar.
 #if defined(__GNUC__)
 #define CNNOPS_FLATTEN __attribute__((flatten, noinline))
 #else

@@ -14,18 +14,17 @@
 // is tiny (that case goes to the small-channel path in conv_smallc.cpp).
 //
 // Backward. grad_input: for stride 1 and zero padding it is itself a forward convolution of
-// grad_output with the flipped, transposed weights (the dispatcher in ops/conv.cpp does that);
+// grad_output with the flipped, transposed weights (conv_driver.cpp, grad_input_as_forward);
 // otherwise dcol = W^T * dY per pixel block through the strided GEMM, then col2im adds dcol into
 // grad_input. Tasks own (image, channel block), so every element of grad_input is written by one
 // thread in a fixed order: the result is deterministic. grad_weight: dW^T = sum_n col_n * dY_n^T,
 // tasks own (group, block of 96 taps, image chunk), build the micro-kernel's A panels straight
 // from im2col rows, and write private partial sums that are added in a fixed order at the end.
 //
-// Measured, benchmarks/results/conv_cpu.md (2 threads, forward): vgg16_c3 8x256x56x56 k256 at
-// 61-87% of the measured FMA peak across full runs, vgg16_c5 50-76% (the machine is shared; in
-// quiet same-process checks vgg16_c3 runs at 74-82%). A profile of the 1x1 and stride-2 ResNet-50
-// layers before the two packing changes below put 46-49% of the time in the micro-kernel and
-// 25-34% in im2col/copies; the micro-kernel alone on L1-resident panels runs at ~95% of peak.
+// The micro-kernel alone on L1-resident panels runs at ~95% of peak; in a layer, im2col packing
+// and copies take most of the rest of the time, hence the phase-split copies of strided layers
+// and the prefetch ahead of the packing (both below).
+// Forward: ResNet-50 3x3/2 69%, 1x1 61% of the FMA peak (benchmarks/results/conv_cpu.md).
 #include "ops/cpu/conv.h"
 
 #include <algorithm>
@@ -148,7 +147,7 @@ template <typename T>
 void conv2d_backward_bias(const T* dy, T* db, const Conv2dGeom& g) {
   const int64_t PQ = g.P * g.Q;
   parallel_for(g.K, [&](int64_t k) {
-    // eight lane partials (vectorisable without reassociation flags; one scalar chain ran at a
+    // eight lane partials (vectorisable without reassociation flags; one scalar chain runs at a
     // third of the memory rate), combined pairwise, then the images in order
     T acc = T(0);
     for (int64_t n = 0; n < g.N; ++n) {
@@ -191,7 +190,8 @@ void fill_padded_rows(const T* xc, const Conv2dGeom& g, int64_t prow0, int64_t n
       std::fill(dst + wp, dst + Ws, T(0));
     } else {
       // Phase ph holds padded columns cp = ph + sw*j: a strided copy from the input row between
-      // the padding columns (no division per element: this fill was half of a stride-2 layer's time).
+      // the padding columns (no division per element: with one, this fill would take half of a
+      // stride-2 layer's time).
       for (int64_t ph = 0; ph < g.sw; ++ph) {
         T* d = dst + ph * Wph;
         const int64_t nj = ph < wp ? (wp - ph + g.sw - 1) / g.sw : 0;
@@ -291,12 +291,12 @@ static void col2im_row_add(T* dxg, const Conv2dGeom& g, int64_t c, int64_t r, in
 // All S column taps of (channel c, kernel row r) at once, for zero padding and width stride 2:
 // per output row, the taps' rows are added into a phase-split padded row (the layout of
 // fill_padded_rows: tap s's values for consecutive output columns are consecutive there, so every
-// add is unit-stride), and the two phases are then added into the input row pairwise. Against
-// col2im_row_add's strided read-modify-write per tap and element, FCN's 21-channel 4x4/2
-// transposed layer (rows of 64, four taps: two per phase) went 5.3-5.8 -> 4.2-4.9 ms (same
-// process, interleaved, medians of 40). With fewer taps per phase or short rows the extra pass
-// costs more than it saves (DCGAN's 16-wide rows, 3x3/2 layers: 4-10% slower), hence the rule in
-// conv2d_backward_input_gemm. `in` holds the S rows of np values; `prow` has 2 * Wph.
+// add is unit-stride), and the two phases are then added into the input row pairwise. On FCN's
+// 21-channel 4x4/2 transposed layer (rows of 64, four taps: two per phase) this is about 1.2x
+// faster than col2im_row_add's strided read-modify-write per tap and element. With fewer taps
+// per phase or short rows the extra pass costs more than it saves (DCGAN's 16-wide rows, 3x3/2
+// layers: 4-10% slower), hence the rule in conv2d_backward_input_gemm. `in` holds the S rows of
+// np values; `prow` has 2 * Wph.
 template <typename T>
 static void col2im_taps_add(T* dxg, const Conv2dGeom& g, int64_t c, int64_t r, int64_t p0, int64_t np, const T* in,
                             int64_t Wph, T* prow) {
@@ -378,10 +378,10 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
   const UKernel<T> uk = ukernel<T>();
   // B panels. Strided layers copy them from padded, stride-phase-split rows (fill_padded_rows),
   // where every tap's values at consecutive output columns are consecutive, so a panel row is a
-  // few plain copies: ResNet-50's 3x3/2 layer 100 -> 117 GFLOP/s against im2col_row's strided
-  // gathers (same process, interleaved, medians of 20). At stride 1 im2col_row copies runs of
-  // the input rows already; the slab there only added a pass (conv1d 16x128x1024 k3: -6%). A
-  // task fills whole padded rows, so rows much longer than its pixel block (strided 1-D
+  // few plain copies (ResNet-50's 3x3/2 layer: 117 GFLOP/s, against 100 with im2col_row's
+  // strided gathers). At stride 1 im2col_row copies runs of the input rows already; a slab there
+  // would only add a pass (conv1d 16x128x1024 k3: 6% slower).
+  // A task fills whole padded rows, so rows much longer than its pixel block (strided 1-D
   // convolutions over long series) keep im2col_row too.
   const int64_t max_rows = slab_rows(g, ceil_div(nc, g.Q) + 1);
   const int64_t Wph = padded_phase_width(g, g.Q), Ws = g.sw * Wph;
@@ -403,9 +403,9 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
     T* bpack = static_cast<T*>(thread_scratch(1, sizeof(T) * KC * npanels * NR));
     // im2col_row reads each channel's rows of this block as short runs (1 KB per channel for a
     // 1x1 layer), too short for the hardware prefetchers to follow from memory: the region a
-    // channel 4 taps ahead reads is prefetched when a channel starts. ResNet-50's 1x1 layer
-    // (8x256x56x56 -> 64) +10-20% (same process, interleaved, medians of 20-25, four runs;
-    // 2 or 8 taps ahead were no better); 3x3 layers, whose rows stay in cache, unchanged.
+    // channel 4 taps ahead reads is prefetched when a channel starts. That makes ResNet-50's 1x1
+    // layer (8x256x56x56, 64 output channels) 10-20% faster (2 or 8 taps ahead do no better);
+    // 3x3 layers, whose rows stay in cache, are unaffected.
     const int64_t pf_ch = ceil_div(4, RS);
     const int64_t ih_lo = std::max<int64_t>(0, oh_a * g.sh - g.pt), ih_hi = std::min<int64_t>(g.H, oh_a * g.sh - g.pt + rows);
     const int64_t pf_lo = ih_lo * g.W, pf_bytes = std::max<int64_t>(0, ih_hi - ih_lo) * g.W * int64_t(sizeof(T));
@@ -475,7 +475,7 @@ void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom
   const bool phase_rows = g.sw == 2 && g.mode == PadMode::Zeros && g.S >= 4 && g.Q >= 32;
   const int64_t Wph = padded_phase_width(g, g.Q);
   // A(m, k) = W[k][c0*RS + m] of every (group, channel block), packed once for all images and
-  // pixel blocks (packing it per task cost ~10% of the conv_transpose forward).
+  // pixel blocks (packing it per task would cost ~10% of the conv_transpose forward).
   const int64_t apanel = round_up(cb * RS, Tile<T>::MR) * g.Kg;
   AlignedBuf<T> wpack(static_cast<size_t>(g.G * ncb * apanel));
   parallel_for(g.G * ncb, [&](int64_t t) {

@@ -1,15 +1,15 @@
 // Depthwise convolution (groups == C, any channel multiplier K/C): plane-parallel drivers that
 // call the row kernels of conv_depthwise_rows.h, the AVX2 build when the CPU has it.
 // Memory-bound: MobileNet's 8x256x56x56 3x3 layer moves 51 MB (floor 2.6 ms at the measured
-// 19.7 GB/s). Output blocks come from the host block cache (core/tensor.cpp): fresh pages cost
-// 6,500 faults per call. Same process, interleaved with PyTorch (medians of 30 / 15):
-//  - forward 7.1-7.5 -> 3.7-3.9 ms: the row kernel's 8-wide tail loop (one dependent chain of
-//    R*S FMAs per vector, as slow as the 32-wide part on 56-wide rows) replaced by whole 32-wide
-//    blocks stored up to Q; outputs above kStreamMinBytes streamed (7.1 -> 6.2 ms of that).
-//  - backward (input + weight + bias gradients) 20-22 -> 9.3-9.8 ms: the weight gradient reads
-//    the padded plane with up to 9 taps per pass (one dy load per 9 FMAs; was 9 passes of one
-//    chain each), the input gradient at stride 1 runs this forward with the flipped kernel
-//    (conv.cpp, grad_input_2d), and the bias gradient sums in eight lanes.
+// 19.7 GB/s). Output blocks come from the host block cache (core/tensor.cpp): fresh pages would
+// cost 6,500 page faults per call.
+//  - forward: the row kernel computes each row in whole 32-wide register blocks stored up to Q
+//    (see dw_row in conv_depthwise_rows.h); outputs larger than the cache (kStreamMinBytes) are
+//    written with streaming stores.
+//  - backward: the weight gradient reads the padded plane with up to 9 taps per pass (one dy
+//    load per 9 FMAs), the input gradient at stride 1 runs this forward with the flipped kernel
+//    (conv_driver.cpp, grad_input_2d), and the bias gradient sums in eight lanes.
+// MobileNet 3x3 forward: 49% of the memory floor (benchmarks/results/conv_cpu.md).
 #define CNNOPS_ISA portable
 #include "ops/cpu/conv_depthwise_rows.h"
 

@@ -49,8 +49,8 @@ static inline __m256i first_lanes(int64_t n) {
 // float on AVX2: 32 outputs (4 vectors, four independent FMA chains) accumulate in registers over
 // all taps, 1 load per FMA, then are stored once; a row's last block is computed whole (the
 // padded row has slack to read up to the next multiple of 32) and stored up to Q, the partial
-// vector through a mask. (An 8-wide tail loop had one dependent chain of R*S FMAs per vector:
-// on 56-wide rows it took as long as the 32-wide part.) With `stream`, aligned rows get
+// vector through a mask. (An 8-wide tail loop would have one dependent chain of R*S FMAs per
+// vector and, on 56-wide rows, take as long as the 32-wide part.) With `stream`, aligned rows get
 // streaming stores.
 static inline void dw_row(const float* base, int64_t Ws, const int64_t* toff, const float* wk, const Conv2dGeom& g,
                           float bias, float* yr, bool stream) {

@@ -22,12 +22,11 @@ namespace cpu {
 //   C/groups <= 4 (any stride)                           -> smallc (the slab kernel, below)
 //   3x3 kernel (3-D: the last two kernel dimensions, likewise 5x5 below), stride 1, dilation 1,
 //   C/groups >= 8, K/groups >= 16, (C/groups) x (K/groups) >= 512 -> winograd: F(2x2, 3x3) does 2.25x
-//       fewer multiply-adds; at these sizes that outweighs its tile transforms (same process,
-//       medians of 7+: ResNet-50 3x3 11.4 -> 8.1 ms, VGG-16 224x224 23.0 -> 17.4 ms, 56x56x256
-//       168 -> 96 ms, 14x14x512 46.9 -> 29.8 ms, the 3-D layers 135 -> 91 ms and 17.5 -> 12.2
-//       ms; 32 -> 32 channels at 28x28 1.02x, 16 -> 64 1.04x, 8 -> 64 1.08x, but 16 -> 16
-//       channels 0.84x, 8 -> 8 0.75x and 64 -> 8 0.99x: the transforms grow with C + K, the
-//       products with C x K).
+//       fewer multiply-adds; at these sizes that outweighs its tile transforms. Its speed-up over
+//       the kernel the rest of the rule would pick: ResNet-50 3x3 1.41x, VGG-16 224x224 1.32x,
+//       56x56x256 1.75x, 14x14x512 1.57x, the 3-D layers 1.48x and 1.43x; 32 -> 32 channels at
+//       28x28 1.02x, 16 -> 64 1.04x, 8 -> 64 1.08x, but 16 -> 16 channels 0.84x, 8 -> 8 0.75x and
+//       64 -> 8 0.99x: the transforms grow with C + K, the products with C x K.
 //   5x5 kernel, stride 1, dilation 1, C/groups >= 16, K/groups >= 64 and their product >= 2048
 //                                                        -> winograd F(2x2, 5x5): 36 products per
 //       2x2 tile instead of 100, but 6x6 input transforms, which only many output channels
@@ -41,14 +40,14 @@ namespace cpu {
 //       of the arithmetic (few input channels, or few output channels to amortise a pack over).
 //       AlexNet's 11x11/4 first layer: 14.3 ms vs 20.9 ms packed; stride-2 3x3 layers with 24-64
 //       output channels 0.47-6.1 ms vs 0.67-8.4 ms packed, the FCN transposed layer's 4x4/2
-//       input gradient (21 channels) 3.3 ms vs 7.9 ms (medians of 11, interleaved). At stride 3
-//       (64 -> 48 channels, 3x3) packing won again: 3.0 ms vs 3.8 ms.
+//       input gradient (21 channels) 3.3 ms vs 7.9 ms. At stride 3 packing is faster (64 input
+//       and 48 output channels, 3x3: 3.0 ms packed vs 3.8 ms slab).
 //   everything else                                      -> gemm (packed implicit GEMM): 1x1
 //       kernels (packed panels are read with better locality than slab rows hundreds of
 //       channels apart), wide layers (ResNet-50 3x3/2 with 128 channels: 18.1 ms vs 20.2 ms slab).
-// The rule's last two lines: also the weight-gradient kernel of a Winograd layer (there is no
-// Winograd weight gradient; sending those layers' weight gradients to the packed GEMM instead of
-// this choice made the 3-D layers' backward 12-16% slower).
+// The rule's last two lines also pick the weight-gradient kernel of a Winograd layer (there is
+// no Winograd weight gradient): the packed GEMM in their place would make the 3-D layers'
+// backward 12-16% slower.
 static ConvAlgo slab_or_gemm(const Conv2dGeom& g) {
   return g.sw <= 2 && g.Kg <= 64 && g.R * g.S > 1 ? ConvAlgo::SmallC : ConvAlgo::Gemm;
 }
@@ -257,8 +256,8 @@ void lowered_forward(const ConvPlan& pl, const T* x, const T* w, const T* b, T* 
     // In place: a table of the input planes each lowered (image, channel) reads, and the output
     // written straight into (N, K, Do, ...), instead of a gathered copy of the input (kernel depth
     // times its size: 77 MB for the benchmark's 4x32x16x56x56 layer) and a permuted copy of the
-    // output (51 MB). Same bits; the benchmark's two 3-D layers 3-10% faster (same process, A/B,
-    // medians of 10, two runs).
+    // output (51 MB). Same bits, and the benchmark's two 3-D layers run 3-10% faster than with
+    // the copies.
     const int64_t HW = g.H * g.W;
     std::vector<T> zeros;
     std::vector<const T*> planes(static_cast<size_t>(g.N * g.C));

@@ -10,33 +10,24 @@
 // Two orientations share the slab. With K/groups >= NR and C*R*S >= 64 the broadcast kernel
 // vectorises over output channels instead (unless rounding K/groups up to NR channels wastes
 // more lanes than rounding it to MR rows and the row to NR pixels: 21 channels pad to 24 in the
-// pixel orientation on 64-wide rows, to 32 in this one; FCN's 4x4/2 input gradient 6.9 -> 5.5 ms):
-// a tile is any 6 output pixels (taken in order across rows, so 14-wide rows waste nothing) x NR
-// channels, the 6 pixels' inputs broadcast from the slab at each tap offset and the weights read
-// as packed NR-channel panels (sequential, from L2); the 6 x NR result is stored transposed into
-// the NCHW output. Measured (2 threads, interleaved with PyTorch, best of 12): LeNet conv2
-// 0.70 -> 0.34 ms, MNIST conv2 15.5 -> 9.2 ms, ResNet-50 3x3 15.1 -> 13.9 ms against the pixel
-// orientation; LeNet/MNIST conv1 (25 taps) keep the latter. The channel orientation's micro-kernel
-// alone (weight panel streaming from L2, one core) runs at 89-94 GFLOP/s of ~97; in a layer it
-// took ~81% of the samples, its 6 x NR tile's transposed stores and the per-task tap offsets most
-// of the rest: a full tile's six pixels now store without the index table and the offsets are
-// computed once per call (ResNet-50 3x3, VGG 224x224, MNIST conv2 5-10% faster, the 3-D layers
-// 3-5%; alternating processes, medians of 8-15, three rounds). With float32 and AVX2 a full tile
-// is now transposed in registers and stored by the kernel (a 16-byte and an 8-byte store per
-// channel instead of 6 scalar loads, adds and stores): AlexNet conv1 3.4-6.6%, LeNet conv2 8%
-// faster (same process, alternating, medians of 20, three runs).
+// pixel orientation on 64-wide rows, to 32 in this one, so FCN's 4x4/2 input gradient stays in
+// the pixel orientation): a tile is any 6 output pixels (taken in order across rows, so 14-wide
+// rows waste nothing) x NR channels, the 6 pixels' inputs broadcast from the slab at each tap
+// offset and the weights read as packed NR-channel panels (sequential, from L2); the 6 x NR
+// result is stored transposed into the NCHW output. LeNet/MNIST conv1 (25 taps) use the pixel
+// orientation. Besides the micro-kernel, a layer's time goes to the tile's transposed stores and
+// the tap offsets, so a full tile's six pixels are stored without the index table and the
+// offsets are computed once per call; with float32 and AVX2 a full tile is transposed in
+// registers and stored by the kernel (a 16-byte and an 8-byte store per channel instead of 6
+// scalar loads, adds and stores).
 // Pixel orientation loop order: strip of NR output columns outermost, then every MR-row weight
 // panel, so the strip's slab window (C*R rows x (NR+S-1) values, a few KB) stays in L1 while the
 // weights (Kg x CRS) stream from L2 in order. The last strip of a row reads zero padding past the row; only its valid
 // columns are stored. Packing im2col panels would cost as much as the arithmetic when C*R*S or
 // K/groups is small; here the only copy is the slab (about (rows + R - 1) / rows x the input).
-//
-// Measured (2 threads, forward, benchmarks/results/conv_cpu.md): LeNet conv1 2.4-2.5x PyTorch at
-// ~30% of peak (25 taps per output: call overhead and the 16-wide strips on 28-wide rows bound
-// it; MNIST conv1, with padding, takes the flat-row path below), 3x3 layers with 64 channels
-// 47-82% of peak depending on the run (the committed quiet run, commit 330e643: VGG 224x224 73%,
-// ResNet-50 3x3 69%, MNIST conv2 80%). Backward (input + slab weight gradient) in that run:
-// MNIST conv2 74%, VGG 224x224 73%, ResNet-50 3x3 57% of peak.
+// LeNet conv1 (25 taps per output) is bound by call overhead and the 16-wide strips on its
+// 28-wide rows; MNIST conv1, with padding, takes the flat-row path below.
+// Forward: AlexNet conv1 81% of the FMA peak, LeNet conv1 39% (benchmarks/results/conv_cpu.md).
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -51,11 +42,9 @@ namespace cpu {
 
 // Halves a block of `rb` output rows until its slab (C_g x slab rows x Ws values of `elem` bytes)
 // fits in `limit` bytes (by default 256 KB, half the benchmark CPU's 512 KB L2), then caps it at
-// P. Against the earlier
-// 96 KB: the slab weight gradients of VGG 224x224, ResNet-50 3x3, AlexNet conv1 and FCN's 4x4/2
-// 4-18% faster (fewer blocks, each input row copied fewer times), the 3-D forwards (one output row
-// per block before) 2-9%, 2-D forwards within +-2% (same process, interleaved, medians of 10-12,
-// two rounds).
+// P. A limit this large means fewer blocks, each input row copied fewer times: that matters for
+// the slab weight gradients and for the 3-D forwards (whose blocks would otherwise hold a single
+// output row); 2-D forwards are insensitive to it.
 static int64_t fit_slab(const Conv2dGeom& g, int64_t rb, int64_t Ws, int64_t elem, int64_t limit = 256 * 1024) {
   while (rb > 1 && elem * g.Cg * slab_rows(g, rb) * Ws > limit) rb = (rb + 1) / 2;
   return std::min(rb, g.P);
@@ -79,23 +68,22 @@ static std::vector<T> padded_bias(const T* b, const Conv2dGeom& g, int64_t strid
 
 // Flat-row path (float32 with AVX2; stride 1; pixel orientation with at most 128 taps). The
 // row-strip path computes NR-wide strips of each output row, so a 28-wide row costs two 16-wide
-// strips (32 columns), and 32 output channels cost six 6-channel panels (36): MNIST's first layer
-// ran 1.29x the arithmetic it needs. Here a block's slab rows are laid end to end and the output
-// is computed over that flat sequence: flat position f = i * Ws + q is output (oh0 + i, q) when
-// q < Q, and a padding lane (discarded) otherwise, so only Ws - Q lanes per row are wasted. With
-// zero padding the slab row holds just the input row and max(pl, pr) zeros: a tap left of column
-// 0 reads the previous row's trailing zeros (one zero run serves as both right and left padding),
-// so MNIST's 28-wide rows with padding 2 take Ws = 30 (7% waste); other modes keep the padded row
-// (W + pl + pr). Output channels go in panels of 4 (three vectors per tap) or 6 (two), whichever
-// pads K/groups less. The kernel compacts each vector's valid lanes with one permutation and
-// stores them at consecutive output positions (gemm.h, FlatStore); the plan of every vector is
-// computed once per call. One kernel call runs all strips of a block for one channel panel (a
-// call per strip and panel cost 6% of the layer in call overhead).
-// Measured (MNIST conv1, 64x1x28x28, 32 5x5 filters, padding 2; same process, alternating with
-// the strip path, medians of 40 rounds of 5 calls, two runs): 0.87 -> 0.64 ms. A perf profile
-// puts 81% of the time in the kernel, i.e. ~162 GFLOP/s executed (84% of the FMA peak) while it
-// runs; the 7% padding lanes and the Python call (~30 us) are most of the rest. LeNet conv1 (no
-// padding: Ws = W = 32 for 28 outputs) costs the same either way and keeps the strips.
+// strips (32 columns), and 32 output channels cost six 6-channel panels (36): on MNIST's first
+// layer it runs 1.29x the arithmetic it needs. Here a block's slab rows are laid end to end and the
+// output is computed over that flat sequence: flat position f = i * Ws + q is output (oh0 + i, q)
+// when q < Q, and a padding lane (discarded) otherwise, so only Ws - Q lanes per row are wasted.
+// With zero padding the slab row holds just the input row and max(pl, pr) zeros: a tap left of
+// column 0 reads the previous row's trailing zeros (one zero run serves as both right and left
+// padding), so MNIST's 28-wide rows with padding 2 take Ws = 30 (7% waste); other modes keep the
+// padded row (W + pl + pr). Output channels go in panels of 4 (three vectors per tap) or 6 (two),
+// whichever pads K/groups less. The kernel compacts each vector's valid lanes with one permutation
+// and stores them at consecutive output positions (gemm.h, FlatStore); the plan of every vector is
+// computed once per call. One kernel call runs all strips of a block for one channel panel (a call
+// per strip and panel would cost 6% of the layer in call overhead).
+// On MNIST conv1 (64x1x28x28, 32 5x5 filters, padding 2) a perf profile puts 81% of the time in
+// the kernel, i.e. ~162 GFLOP/s executed (84% of the FMA peak) while it runs; the 7% padding
+// lanes and the Python call (~30 us) are most of the rest. LeNet conv1 (no padding: Ws = W = 32
+// for 28 outputs) costs the same either way, so the cost comparison below keeps the strips.
 static bool forward_flat(const float* x, const float* w, const float* b, float* y, const Conv2dGeom& g,
                          const float* const* xplanes) {
   constexpr int NRs = Tile<float>::NR, MRs = Tile<float>::MR;
@@ -232,8 +220,8 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
   const bool single_chunk = CRS <= KT && g.Q >= NR;
 
   // Slab offset of every tap, for the slab of a whole block of rb rows (offs_tab[0..CRS)) and of
-  // the last, shorter block (offs_tab[CRS..2*CRS)): computed once, not per task (per task it was
-  // ~2% of a 3-D layer with 864 taps and one output row per task).
+  // the last, shorter block (offs_tab[CRS..2*CRS)): computed once, not per task (per task it
+  // would be ~2% of a 3-D layer with 864 taps and one output row per task).
   const int64_t last_rows = g.P - (nrb - 1) * rb;
   std::vector<int64_t> offs_tab(static_cast<size_t>(2 * CRS));
   for (int v = 0; v < 2; ++v) {
@@ -260,9 +248,10 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
       const T* P[MR];
       int64_t pidx[MR];
       // Weight panel outermost: one NR-channel panel (NR x C*R*S values) stays in L2 while every
-      // tile of the block reads it. Tile outermost cycled all Kg/NR panels per tile; with the
-      // 3-D layer c3d_28 (192 lowered channels x 27 taps: 442 KB of weights beside a 235 KB slab)
-      // that spilled L2, and this order runs it 4-6% faster (2-D layers within +-2%).
+      // tile of the block reads it. With the tile outermost, every tile would cycle through all
+      // Kg/NR panels, which spills L2 on the 3-D layer c3d_28 (192 lowered channels x 27 taps:
+      // 442 KB of weights beside a 235 KB slab); this order runs it 4-6% faster (2-D layers
+      // within +-2%).
       const int64_t ntiles = (npx + MR - 1) / MR, npanels = Kp / NR;
       for (int64_t it = 0; it < ntiles * npanels; ++it) {
         const int64_t t0 = (it % ntiles) * MR, k0 = (it / ntiles) * NR;
@@ -344,7 +333,7 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
 // rows it fills the slab once, packs dY^T of the block's pixels into NR-channel panels (pack_b) and runs the
 // broadcast micro-kernel with the roles of forward swapped: its 6 "pixels" are 6 taps (each a
 // fixed slab offset), its reduction runs over the block's pixels (offset table), its panel is dY^T.
-// No im2col: packing a 6-tap x pixels panel per tap block cost as much as the arithmetic on
+// No im2col: packing a 6-tap x pixels panel per tap block would cost as much as the arithmetic on
 // layers with few channels (LeNet conv2, MNIST conv2, FCN's transposed 4x4/2). The chunks'
 // partial sums reduce in a fixed order, their number set by the problem (weight_grad_chunks).
 template <typename T>

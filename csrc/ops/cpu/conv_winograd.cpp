@@ -25,38 +25,32 @@
 // V and M through memory) keep the arithmetic saving. One exception: the 3-D lowering reads each
 // input plane for up to kernel-depth lowered channels, so when all distinct planes' transforms fit
 // in 24 MB (L3) they are computed once up front and the blocks read them in place (then blocks
-// stay inside one image). c3d_28 4-8% faster (its transforms and slab fills had 26% of the
-// samples); conv3d_56, whose transforms would take 103 MB, 7-10% slower that way (memory
-// traffic), so it keeps the per-block transforms.
+// stay inside one image): c3d_28 runs 4-8% faster that way. conv3d_56, whose transforms would
+// take 103 MB, keeps the per-block transforms: the extra memory traffic would make it 7-10%
+// slower.
 //
-// How it got here (same process, medians of 7-15, GFLOP/s counted as for a direct convolution):
-// the first version (blocks inside one image, stride-2 phase-split slab, one scalar store per
-// output pixel) ran ResNet-50's 3x3 layer no faster than the slab kernel (15-16 ms): the micro-
-// kernel took 39% of the samples, the stores and the 64-bit divisions locating them 14%, the
-// slab fill 10%. Pixel pairs interleaved in registers, a linear slab (the transform reads the
-// even/odd columns itself: fill and its memset 14% -> 8% of samples), the strip-outer loop order
-// (0-3%), whole-vector transforms instead of scalar remainders (micro-kernel share 45 -> 51% on
-// ResNet-50 3x3, 45 -> 60% on c3d_28, where 14-tile rows left 6 of every 14 tiles to scalar
-// code), and finally blocks that cross rows and images (ResNet-50 3x3 9.2 -> 8.1 ms, VGG-16
-// 224x224 21.4 -> 17.4 ms, 14x14x512 42 -> 30 ms, 4x4x512 36 -> 14 ms: whole-row blocks left
-// strips 1/8 to 3/4 empty). Now (2 threads): ResNet-50 3x3 228, VGG-16 56x56x256 307, 14x14x512
-// 248, the 3-D layers 227-243 GFLOP/s counted as direct (1.1-1.5x the FMA peak); the products
-// themselves, 16/36 of that, run at 49-68% of peak and take 51-60% of the samples, the transforms
-// and slab fills most of the rest.
+// Why the steps look as they do: output pixel pairs are interleaved in registers and stored as
+// vectors (one scalar store per pixel, located with 64-bit divisions, would cost a large share
+// of the time); the slab is linear and the transform reads the even/odd columns itself, which
+// keeps the fill cheaper than a phase-split slab's; transforms run on whole vectors (with
+// scalar remainders, 14-tile rows would leave 6 of every 14 tiles to scalar code); and blocks
+// cross tile rows and images, since whole-row blocks would leave strips 1/8 to 3/4 empty. The
+// products, 16/36 of a direct convolution's multiply-adds, run at 49-68% of the FMA peak and take
+// 51-60% of the time; the transforms and slab fills are most of the rest.
+// ResNet-50 3x3 forward: 110% of the FMA peak counted as direct (benchmarks/results/conv_cpu.md).
 //
 // Accuracy: the data transforms only add and subtract and the filter transform (in double) only
 // halves, so F(2x2, 3x3) keeps the rounding error of a direct sum: 1e-7 to 9e-7 relative (norm
 // of the difference over the norm of a float64 reference) in float32 on the tests' shapes, up to
 // 300 channels; the tests hold it to the direct algorithms' 1e-5 bound (1e-12 in float64).
-// Larger tiles (F(4x4, 3x3): 4x less arithmetic) were not built: their transforms multiply by
+// Larger tiles (F(4x4, 3x3): 4x less arithmetic) are not used: their transforms multiply by
 // 2, 4 and 5, and published error analyses put their float32 error one to two orders of
 // magnitude above F(2x2, 3x3)'s. F(2x2, 5x5) has those same points (0, +-1, +-2, infinity) and
 // shows it: 6e-7 to 3.2e-6 relative on the tests' shapes (270-300 channels the highest), 3 to 7
-// times a direct sum's, still within the 1e-5 bound. Its first version ran MNIST conv2 slower
-// than the slab kernel: the 6x6 input transform, one pass through a table of 36 output pointers,
-// stayed scalar (29% of the samples); one vector pass per transform column, on rows split into
-// even and odd columns once per chunk of tiles, made it 1.27x faster than the slab kernel
-// (7.7 -> 6.0 ms; the transform 21% of the samples, the products 37%).
+// times a direct sum's, still within the 1e-5 bound. Its 6x6 input transform runs one vector
+// pass per transform column, on rows split into even and odd columns once per chunk of tiles: a
+// scalar pass through a table of 36 output pointers would make it slower than the slab kernel
+// on MNIST conv2.
 #define CNNOPS_ISA portable
 #include "ops/cpu/conv_winograd_tiles.h"
 
@@ -183,11 +177,11 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
   // pairs. When the transforms of all distinct planes fit in 24 MB (L3), they are computed once
   // into `pre` and read from there instead of once per use. Layout [xi][strip][plane][NR]: the
   // rows one strip reads (one per lowered channel, from different planes) lie within a few pages
-  // (a [plane][xi][tile] layout put each on its own page and missed the L1 TLB on every
+  // (a [plane][xi][tile] layout would put each on its own page and miss the L1 TLB on every
   // micro-kernel step). Planes are numbered in order of first use (lowered image by lowered
   // image), so a lowered image's channels read a few runs of consecutive slots, one per
-  // kernel-depth tap, spread over the L1 sets (numbered by address, a 3-D layer's strip read its
-  // 192 rows from 24 of the 64 sets and was slower than transforming per use).
+  // kernel-depth tap, spread over the L1 sets (numbered by address, a 3-D layer's strip would
+  // read its 192 rows from 24 of the 64 sets, slower than transforming per use).
   std::vector<const T*> uniq;
   std::vector<int64_t> plane_id;
   const int64_t nsi = (NT + NR - 1) / NR;  // strips per image

@@ -29,7 +29,7 @@ namespace CNNOPS_ISA {
 // Input transform of n horizontally adjacent 4x4 tiles of one channel: tile j's columns 2j ..
 // 2j+3 of four linear padded rows (rows + i * Ws); element xi = 4a + b of tile j goes to
 // dst[xi][j]. The stride-2 loads compile to loads and permutes; splitting the rows into even and
-// odd columns first (as the 6x6 transform does) measured no faster here.
+// odd columns first (as the 6x6 transform does) is no faster here.
 template <typename T>
 void wino_input_row(const T* rows, int64_t Ws, int64_t n, T* const* dst) {
   const T *r0 = rows, *r1 = rows + Ws, *r2 = r1 + Ws, *r3 = r2 + Ws;
@@ -131,7 +131,8 @@ static void wino6_input_col(const T* eo, int64_t S, int64_t n, T* const* dst, in
 // rows, rows + i * Ws); element xi = 6a + b of tile j goes to dst[xi][j]. In chunks of tiles:
 // the six rows are split into even and odd columns once (the column passes then load unit
 // stride), then one vector pass per column b (a single pass over 36 outputs through the pointer
-// table stayed scalar; stride-2 loads in every pass cost a quarter of MNIST conv2's time).
+// table would stay scalar; stride-2 loads in every pass would cost a quarter of MNIST conv2's
+// time).
 template <typename T>
 void wino6_input_row(const T* rows, int64_t Ws, int64_t n, T* const* dst) {
   constexpr int64_t S = kWino6Chunk + 3;

@@ -12,11 +12,10 @@
 // The AVX2/FMA micro-kernels live in gemm_avx2.cpp (compiled with -mavx2 -mfma); gemm.cpp holds a
 // portable version with the same panel layout, chosen at run time by cnnops::simd_level().
 //
-// Measured (AMD EPYC, 2 cores, fp32 FMA peak 191 GFLOP/s measured by
-// cnnops._C.measure_fma_peak_gflops): a perf profile of resnet50_3x3 through the packed path put
-// 68% of the time in ukernel_f32_avx2, i.e. ~160 GFLOP/s (~83% of peak) while it runs; the rest
-// is im2col packing. An earlier array-of-accumulators version of the offset/f64 kernels was spilled
-// to the stack by GCC on every iteration (10 stores per 12 FMAs): accumulators are named variables.
+// A perf profile of resnet50_3x3 through the packed path (AMD EPYC, 2 cores, fp32 FMA peak 191
+// GFLOP/s by cnnops._C.measure_fma_peak_gflops) puts 68% of the time in ukernel_f32_avx2, i.e.
+// ~160 GFLOP/s (~83% of peak) while it runs; the rest is im2col packing. The accumulators are named variables rather than an array: GCC spills an
+// array of accumulators to the stack on every iteration (10 stores per 12 FMAs).
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -19,15 +19,7 @@
 //  - outputs of 8 MB or more (max forward values/indices, max and average grad_input) are made
 //    in a cache-resident scratch plane and copied out with non-temporal stores, which saves the
 //    read that write-allocation would add.
-// Measured (benchmarks/results/pool_cpu.md; busy shared 2-core VM, so fractions are loose):
-// (32, 64, 112, 112) float32, 2 threads, two runs: max 3x3/2 forward 14-16x PyTorch, with
-// indices 11-12x, backward 4.2-5.2x; 2x2/2 forward 11x, with indices 7.5-8.7x, backward
-// 5.0-6.6x; 28-49% of the streaming copy bandwidth measured in the same run. Single-threaded on
-// the same machine (quieter for one thread): max 3x3/2 forward 2.7 ms for (8, 64, 112, 112) =
-// 12 GB/s, about the single-core copy rate; backward 1.65x PyTorch (PyTorch's single-thread
-// backward is already memory-bound, its 2-thread time suffers most from the load). Commit e056ea5
-// (two runs): max 3x3/2 backward 5.5-5.8x, 2x2/2 6.2x; global average (32, 2048, 7, 7) 1.6-1.8x
-// (0.25 ms; its 12.8 MB input stays in L3 between repeats), was 1.0-1.15x with one plane at a time.
+// (32, 64, 112, 112) float32, max 3x3/2: forward 64%, backward 87% of copy bandwidth (benchmarks/results/pool_cpu.md).
 #define CNNOPS_ISA portable
 #include "ops/cpu/pool_rows.h"
 #include "ops/cpu/pool.h"

@@ -12,9 +12,8 @@
 // Backward: a gather per plane (NC...) or per image (N...C): the owning task zero-fills its
 // gradient plane, then adds the output gradients at their indices in output order. Only the task
 // owning a plane touches it, so the sums are bitwise identical for any thread count.
-// Measured (benchmarks/results/unpool_cpu.md; 2 threads, shared 2-core VM under load, copy
-// bandwidth 8.4 GB/s in the same run): (32, 64, 112, 112) -> 79x79 forward 0.8 GB/s = 9% of
-// streaming copy (bound by the per-output selects, not by bytes), backward 38%.
+// The forward is bound by the per-output selects, not by bytes.
+// (32, 64, 112, 112) to 79x79: forward 16%, backward 74% of copy bandwidth (benchmarks/results/unpool_cpu.md).
 #include "ops/cpu/pool_fractional.h"
 
 #include <algorithm>

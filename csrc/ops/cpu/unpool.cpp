@@ -16,12 +16,10 @@
 //  - max_unpool backward: a pure gather; tasks own whole planes (NC...) or images (N...C); float
 //    planes go through the AVX2 gather (range checks eight at a time, streaming stores).
 //  - bed-of-nails backward: a pure gather, blocks of input rows per task.
-// Measured (benchmarks/results/unpool_cpu.md, commit 9e6d4b6; 2 threads on the shared 2-core VM,
-// copy bandwidth 21.5 GB/s measured in the same run): float32 (32, 64, 56, 56) x2 upsampling
-// forward 27.6 GB/s (128% of the copy rate: streaming stores skip the write-allocate reads the copy
-// measurement pays), backward 93%; N...C forward 71%, backward 129%; max_unpool x2 forward 54%,
-// backward 78% (a gather: all of grad_output is read, the same traffic as torch's gather, which it
-// beats by 1.08-1.81x over four runs; a plain read of those 180 MB takes 7.2 ms here).
+// The x2 upsampling forward writes with streaming stores, which skip the write-allocate reads a
+// plain copy pays, so it can exceed the measured copy bandwidth. max_unpool backward is a gather
+// that reads all of grad_output, the same traffic as torch's gather.
+// float32 (32, 64, 56, 56) x2 upsampling forward: 95% of copy bandwidth (benchmarks/results/unpool_cpu.md).
 #include "ops/cpu/unpool.h"
 
 #include <algorithm>

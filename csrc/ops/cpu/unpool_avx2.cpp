@@ -6,16 +6,13 @@
 //    read-for-ownership of its cache lines cuts the memory traffic by up to 40%.
 //  - sum2x2 (upsampling backward): dx[w] = (g0[2w] + g0[2w+1]) + (g1[2w] + g1[2w+1]), and the
 //    channels-last form over C contiguous channels per pixel, the same order as the portable loops,
-//    so both give identical bits. Results above the cache size are streamed too: on (32, 64, 56,
-//    56) NHWC the AVX2 rows went 6.4-6.7 -> 5.8-5.9 ms, with streaming stores 5.1-5.4 ms (PyTorch
-//    8.9-9.6 ms; same process, interleaved, 40 rounds).
+//    so both give identical bits. Results above the cache size are streamed too.
 //  - gather (max_unpool backward, one plane per call): eight indices are range-checked with two
 //    vector compares (a group with a bad index goes through the scalar path, which records it and
 //    writes 0), the eight values are loaded as scalars and stored as one vector, streamed when the
-//    result is larger than the cache. Against the plain scalar loop, same process, interleaved
-//    (40 rounds, (32, 64, 56, 56) from 112x112, 2 threads): 10.7-11.1 -> 9.2-9.5 ms, PyTorch's
-//    gather 10.3-10.9 ms; without the streaming stores 9.7-10.1 ms, with a software prefetch
-//    through the index 40 ahead no better, with vgatherqps (two per eight) 12-15 ms.
+//    result is larger than the cache. Scalar loads rather than vgatherqps: two vgatherqps per
+//    eight values are slower than the eight loads on this CPU, and a software prefetch through the
+//    index does not pay either.
 #include <immintrin.h>
 
 #include <cstdint>

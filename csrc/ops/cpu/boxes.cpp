@@ -40,6 +40,23 @@ void loss_backward_chunk(geom::IouKind, const T*, bool, const T*, const T*, int6
 using geom::Box;
 using geom::IouKind;
 
+// The ISA selector of the family: the row and chunk loops of boxes_rows.h at the highest level
+// this process may run.
+template <typename T>
+struct BoxLoops {
+  void (*pairwise_row)(IouKind, const Box<T>&, T, const BoxColumns<T>&, int64_t, T*, T, T);
+  void (*loss_chunk)(IouKind, const T*, const T*, int64_t, T, T, T*);
+  void (*loss_backward_chunk)(IouKind, const T*, bool, const T*, const T*, int64_t, T, T, T*, T*);
+};
+
+template <typename T>
+static BoxLoops<T> box_loops() {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (use_avx2()) return {avx2::pairwise_row<T>, avx2::loss_chunk<T>, avx2::loss_backward_chunk<T>};
+#endif
+  return {portable::pairwise_row<T>, portable::loss_chunk<T>, portable::loss_backward_chunk<T>};
+}
+
 template <typename T>
 inline Box<T> canonical(const T* p) {
   return geom::load_sorted(p);
@@ -116,21 +133,14 @@ void box_pairwise(IouKind kind, const T* b1, int64_t n, const T* b2, int64_t m, 
     c.angle[j] = angles ? geom::aspect_angle(q, off) : T(0);
   }
   const int64_t rows = std::max<int64_t>(1, 16384 / m);
-  const bool avx2 = use_avx2();
+  const BoxLoops<T> isa = box_loops<T>();
   parallel_for((n + rows - 1) / rows, [&](int64_t t) {
     const int64_t r0 = t * rows, r1 = std::min(n, r0 + rows);
     for (int64_t i = r0; i < r1; ++i) {
       const Box<T> a = canonical(b1 + 4 * i);
-#ifdef CNNOPS_HAVE_AVX2_TU
-      if (avx2) {
-        avx2::pairwise_row(kind, a, geom::box_area(a, off), c, m, out + i * m, off, eps);
-        continue;
-      }
-#endif
-      portable::pairwise_row(kind, a, geom::box_area(a, off), c, m, out + i * m, off, eps);
+      isa.pairwise_row(kind, a, geom::box_area(a, off), c, m, out + i * m, off, eps);
     }
   });
-  (void)avx2;
 }
 
 // ---- element-wise losses: fixed chunks of pairs, the chunk loops of boxes_rows.h ----
@@ -141,22 +151,16 @@ template <typename T>
 void box_loss(IouKind kind, const T* b1, const T* b2, int64_t n, T off, T eps, T* out, double* total) {
   const int64_t chunks = (n + kLossChunk - 1) / kLossChunk;
   std::vector<double> part(static_cast<size_t>(chunks), 0.0);
-  const bool avx2 = use_avx2();
+  const BoxLoops<T> isa = box_loops<T>();
   parallel_for(chunks, [&](int64_t c) {
     const int64_t i0 = c * kLossChunk, cnt = std::min(n, i0 + kLossChunk) - i0;
     T local[kLossChunk];
     T* o = out ? out + i0 : local;
-#ifdef CNNOPS_HAVE_AVX2_TU
-    if (avx2)
-      avx2::loss_chunk(kind, b1 + 4 * i0, b2 + 4 * i0, cnt, off, eps, o);
-    else
-#endif
-      portable::loss_chunk(kind, b1 + 4 * i0, b2 + 4 * i0, cnt, off, eps, o);
+    isa.loss_chunk(kind, b1 + 4 * i0, b2 + 4 * i0, cnt, off, eps, o);
     double sum = 0.0;  // in pair order: the total does not depend on the thread count
     for (int64_t i = 0; i < cnt; ++i) sum += static_cast<double>(o[i]);
     part[static_cast<size_t>(c)] = sum;
   });
-  (void)avx2;
   double t = 0.0;
   for (double v : part) t += v;
   *total = t;
@@ -165,21 +169,12 @@ void box_loss(IouKind kind, const T* b1, const T* b2, int64_t n, T off, T eps, T
 template <typename T>
 void box_loss_backward(IouKind kind, const T* gout, int64_t gstride, const T* b1, const T* b2, int64_t n, T off,
                        T eps, T* g1, T* g2) {
-  const bool avx2 = use_avx2();
+  const BoxLoops<T> isa = box_loops<T>();
   parallel_for((n + kLossChunk - 1) / kLossChunk, [&](int64_t c) {
     const int64_t i0 = c * kLossChunk, cnt = std::min(n, i0 + kLossChunk) - i0;
-    const T* g = gout + (gstride ? i0 : 0);
-#ifdef CNNOPS_HAVE_AVX2_TU
-    if (avx2) {
-      avx2::loss_backward_chunk(kind, g, gstride != 0, b1 + 4 * i0, b2 + 4 * i0, cnt, off, eps, g1 + 4 * i0,
-                                g2 + 4 * i0);
-      return;
-    }
-#endif
-    portable::loss_backward_chunk(kind, g, gstride != 0, b1 + 4 * i0, b2 + 4 * i0, cnt, off, eps, g1 + 4 * i0,
-                                  g2 + 4 * i0);
+    isa.loss_backward_chunk(kind, gout + (gstride ? i0 : 0), gstride != 0, b1 + 4 * i0, b2 + 4 * i0, cnt, off, eps,
+                            g1 + 4 * i0, g2 + 4 * i0);
   });
-  (void)avx2;
 }
 
 #define CNNOPS_BOXES_INSTANTIATE(T)                                                                                 \

@@ -25,32 +25,47 @@ template <typename T> void dw_forward_plane(const T*, const T*, T, T*, const Con
 template <typename T> void dw_backward_input_plane(const T*, const T*, T*, const Conv2dGeom&);
 template <typename T> void dw_backward_weight_plane(const T*, const T*, T*, const Conv2dGeom&);
 }  // namespace avx2
-#define CNNOPS_DW_CALL(fn, ...) (use_avx2() ? avx2::fn(__VA_ARGS__) : portable::fn(__VA_ARGS__))
-#else
-#define CNNOPS_DW_CALL(fn, ...) portable::fn(__VA_ARGS__)
 #endif
+
+// The ISA selector of the family: the plane kernels of the highest level this process may run.
+template <typename T>
+struct DwPlanes {
+  void (*forward)(const T*, const T*, T, T*, const Conv2dGeom&, bool);
+  void (*backward_input)(const T*, const T*, T*, const Conv2dGeom&);
+  void (*backward_weight)(const T*, const T*, T*, const Conv2dGeom&);
+};
+
+template <typename T>
+static DwPlanes<T> dw_planes() {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (use_avx2())
+    return {avx2::dw_forward_plane<T>, avx2::dw_backward_input_plane<T>, avx2::dw_backward_weight_plane<T>};
+#endif
+  return {portable::dw_forward_plane<T>, portable::dw_backward_input_plane<T>, portable::dw_backward_weight_plane<T>};
+}
 
 template <typename T>
 void conv2d_forward_depthwise(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g) {
   const int64_t RS = g.R * g.S;
   const bool stream = static_cast<size_t>(g.N * g.K * g.P * g.Q) * sizeof(T) >= kStreamMinBytes;
+  const DwPlanes<T> k = dw_planes<T>();
   parallel_for(g.N * g.K, [&](int64_t t) {
-    const int64_t n = t / g.K, k = t % g.K, c = k / g.Kg;
-    CNNOPS_DW_CALL(dw_forward_plane<T>, x + (n * g.C + c) * g.H * g.W, w + k * RS, b ? b[k] : T(0),
-                   y + t * g.P * g.Q, g, stream);
+    const int64_t n = t / g.K, kc = t % g.K, c = kc / g.Kg;
+    k.forward(x + (n * g.C + c) * g.H * g.W, w + kc * RS, b ? b[kc] : T(0), y + t * g.P * g.Q, g, stream);
   });
 }
 
 template <typename T>
 void conv2d_backward_input_depthwise(const T* dy, const T* w, T* dx, const Conv2dGeom& g) {
   const int64_t RS = g.R * g.S;
+  const DwPlanes<T> dk = dw_planes<T>();
   parallel_for(g.N * g.C, [&](int64_t t) {
     const int64_t n = t / g.C, c = t % g.C;
     T* dxc = dx + t * g.H * g.W;
     std::fill(dxc, dxc + g.H * g.W, T(0));
     for (int64_t m = 0; m < g.Kg; ++m) {
       const int64_t k = c * g.Kg + m;
-      CNNOPS_DW_CALL(dw_backward_input_plane<T>, dy + (n * g.K + k) * g.P * g.Q, w + k * RS, dxc, g);
+      dk.backward_input(dy + (n * g.K + k) * g.P * g.Q, w + k * RS, dxc, g);
     }
   });
 }
@@ -58,17 +73,15 @@ void conv2d_backward_input_depthwise(const T* dy, const T* w, T* dx, const Conv2
 template <typename T>
 void conv2d_backward_weight_depthwise(const T* dy, const T* x, T* dw, const Conv2dGeom& g) {
   const int64_t RS = g.R * g.S;
+  const DwPlanes<T> dk = dw_planes<T>();
   parallel_for(g.K, [&](int64_t k) {
     const int64_t c = k / g.Kg;
     T* dwk = dw + k * RS;
     std::fill(dwk, dwk + RS, T(0));
     for (int64_t n = 0; n < g.N; ++n)
-      CNNOPS_DW_CALL(dw_backward_weight_plane<T>, dy + (n * g.K + k) * g.P * g.Q, x + (n * g.C + c) * g.H * g.W,
-                     dwk, g);
+      dk.backward_weight(dy + (n * g.K + k) * g.P * g.Q, x + (n * g.C + c) * g.H * g.W, dwk, g);
   });
 }
-
-#undef CNNOPS_DW_CALL
 
 template void conv2d_forward_depthwise<float>(const float*, const float*, const float*, float*, const Conv2dGeom&);
 template void conv2d_forward_depthwise<double>(const double*, const double*, const double*, double*,

@@ -75,6 +75,26 @@ template <typename T> void wino_store_pairs(const T*, const T*, int64_t, T*);
 }  // namespace avx2
 #endif
 
+// The ISA selector of the family: the tile transform rows of F(2x2, 3x3) (A = 4) or F(2x2, 5x5)
+// (A = 6) and the output pair store, at the highest level this process may run.
+template <typename T>
+struct WinoRows {
+  void (*input_row)(const T*, int64_t, int64_t, T* const*);
+  void (*output_row)(const T* const*, int64_t, T, T* const*);
+  void (*store_pairs)(const T*, const T*, int64_t, T*);
+};
+
+template <typename T>
+static WinoRows<T> wino_rows(int A) {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (use_avx2())
+    return {A == 4 ? avx2::wino_input_row<T> : avx2::wino6_input_row<T>,
+            A == 4 ? avx2::wino_output_row<T> : avx2::wino6_output_row<T>, avx2::wino_store_pairs<T>};
+#endif
+  return {A == 4 ? portable::wino_input_row<T> : portable::wino6_input_row<T>,
+          A == 4 ? portable::wino_output_row<T> : portable::wino6_output_row<T>, portable::wino_store_pairs<T>};
+}
+
 // G f G^T for one filter f (A - 1 square, row-major) into out[xi * stride], in double: the only
 // rounding is the final one. A = 4: F(2x2, 3x3); A = 6: F(2x2, 5x5) (matrices in
 // conv_winograd_tiles.h).
@@ -153,24 +173,11 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
   const int64_t TH = (g.P + 1) / 2, TW = (g.Q + 1) / 2, NT = TH * TW;
   const int64_t Ws = std::max(2 * (TW + NR + 8) + A, g.pl + g.W + g.pr);
 
-#ifdef CNNOPS_HAVE_AVX2_TU
-  const bool avx2 = use_avx2();
-#endif
+  const WinoRows<T> isa = wino_rows<T>(A);
   auto input_row = [&](const T* rows, int64_t len, T* const* dst) {  // whole vectors of 8 tiles
-    const int64_t n = (len + 7) / 8 * 8;
-#ifdef CNNOPS_HAVE_AVX2_TU
-    if (avx2) return A == 4 ? avx2::wino_input_row<T>(rows, Ws, n, dst) : avx2::wino6_input_row<T>(rows, Ws, n, dst);
-#endif
-    if (A == 4) portable::wino_input_row<T>(rows, Ws, n, dst);
-    else portable::wino6_input_row<T>(rows, Ws, n, dst);
+    isa.input_row(rows, Ws, (len + 7) / 8 * 8, dst);
   };
-  auto output_row = [&](const T* const* m, int64_t n, T bias, T* const* out) {
-#ifdef CNNOPS_HAVE_AVX2_TU
-    if (avx2) return A == 4 ? avx2::wino_output_row<T>(m, n, bias, out) : avx2::wino6_output_row<T>(m, n, bias, out);
-#endif
-    if (A == 4) portable::wino_output_row<T>(m, n, bias, out);
-    else portable::wino6_output_row<T>(m, n, bias, out);
-  };
+  auto output_row = [&](const T* const* m, int64_t n, T bias, T* const* out) { isa.output_row(m, n, bias, out); };
   const int64_t threads = num_threads(), tiles = g.N * NT;
 
   // The 3-D lowering reads each input plane through up to kernel-depth lowered (image, channel)
@@ -339,11 +346,7 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
             for (int64_t dr = 0; dr < 2 && 2 * run.th + dr < g.P; ++dr) {
               const T *a = outv[2 * dr] + s, *bb = outv[2 * dr + 1] + s;
               T* o = yk + dr * g.Q;
-#ifdef CNNOPS_HAVE_AVX2_TU
-              if (avx2) avx2::wino_store_pairs<T>(a, bb, pairs, o);
-              else
-#endif
-                portable::wino_store_pairs<T>(a, bb, pairs, o);
+              isa.store_pairs(a, bb, pairs, o);
               if (last_col) o[2 * pairs] = a[pairs];
             }
           }

@@ -50,28 +50,42 @@ template <typename T> void plane_means(const T*, T*, int64_t, int64_t, T);
 }  // namespace avx2
 #endif
 
+// The ISA selector of the family: the row kernels of pool_rows.h at the highest level this
+// process may run, and the AVX2 stride-2 max rows (float only; null without AVX2).
+template <typename T>
+struct PoolRows {
+  void (*sum_rows)(const T*, T*, const PoolGeom&, const T*, T*);
+  void (*lp_rows)(const T*, T*, const PoolGeom&, const T*, T*);
+  void (*avg_rows_backward)(const T*, T*, const PoolGeom&, const T*, T*);
+  void (*plane_means)(const T*, T*, int64_t, int64_t, T);
+  void (*max_rows_s2)(const float*, float*, int64_t*, const PoolGeom&, float*, int32_t*);
+};
+
+template <typename T>
+static PoolRows<T> pool_rows() {
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (use_avx2())
+    return {avx2::sum_rows_plane<T, false>, avx2::sum_rows_plane<T, true>, avx2::avg_rows_backward_plane<T>,
+            avx2::plane_means<T>, avx2::max_rows_s2_plane};
+#endif
+  return {portable::sum_rows_plane<T, false>, portable::sum_rows_plane<T, true>, portable::avg_rows_backward_plane<T>,
+          portable::plane_means<T>, nullptr};
+}
+
 template <typename T, bool LP>
 static void sum_rows(const T* x, T* y, const PoolGeom& g, const T* dtab, T* buf) {
-#ifdef CNNOPS_HAVE_AVX2_TU
-  if (use_avx2()) return avx2::sum_rows_plane<T, LP>(x, y, g, dtab, buf);
-#endif
-  portable::sum_rows_plane<T, LP>(x, y, g, dtab, buf);
+  const PoolRows<T> k = pool_rows<T>();
+  (LP ? k.lp_rows : k.sum_rows)(x, y, g, dtab, buf);
 }
 
 template <typename T>
 static void plane_means(const T* x, T* y, int64_t planes, int64_t P, T d) {
-#ifdef CNNOPS_HAVE_AVX2_TU
-  if (use_avx2()) return avx2::plane_means<T>(x, y, planes, P, d);
-#endif
-  portable::plane_means<T>(x, y, planes, P, d);
+  pool_rows<T>().plane_means(x, y, planes, P, d);
 }
 
 template <typename T>
 static void avg_rows_backward(const T* dy, T* dx, const PoolGeom& g, const T* dtab, T* buf) {
-#ifdef CNNOPS_HAVE_AVX2_TU
-  if (use_avx2()) return avx2::avg_rows_backward_plane<T>(dy, dx, g, dtab, buf);
-#endif
-  portable::avg_rows_backward_plane<T>(dy, dx, g, dtab, buf);
+  pool_rows<T>().avg_rows_backward(dy, dx, g, dtab, buf);
 }
 
 namespace {
@@ -277,14 +291,84 @@ bool rows_path(const PoolGeom& g) {
 }
 
 // The AVX2 row kernel: float, stride 2 along the width, kernel width 2 or 3, plane < 2^31.
-bool avx2_rows(const PoolGeom& g) {
-  return rows_path(g) && use_avx2() && g.sw == 2 && (g.kw == 2 || g.kw == 3) &&
-         g.in_plane() < (int64_t(1) << 31);
+// Windows the stride-2 max rows kernel handles.
+bool s2_rows(const PoolGeom& g) {
+  return rows_path(g) && g.sw == 2 && (g.kw == 2 || g.kw == 3) && g.in_plane() < (int64_t(1) << 31);
 }
 
 }  // namespace
 
+// Channels-first float max pooling with stride-2 windows of width 2 or 3: the AVX2 row kernel
+// plane by plane; large results go through a per-task scratch plane and streaming stores.
+static void max_forward_s2_rows(decltype(PoolRows<float>::max_rows_s2) s2, const float* x, float* y, int64_t* idx,
+                                const PoolGeom& g) {
+  const int64_t P = g.in_plane(), Q = g.out_plane(), OW = g.out[2];
+  const bool st = g.N * g.C * Q * (idx ? 12 : 4) >= kStreamBytes;
+  for_planes(g, [&](int64_t p0, int64_t p1) {
+    const int64_t BW = (OW - 1) * 2 + g.kw + 24;
+    std::vector<float> buf(BW);
+    std::vector<int32_t> pbuf(idx ? BW : 0);
+    const auto ys = scratch<float>(st ? Q : 0);
+    const auto is = scratch<int64_t>(st && idx ? Q : 0);
+    for (int64_t pl = p0; pl < p1; ++pl) {
+      float* yp = st ? ys.get() : y + pl * Q;
+      int64_t* ip = idx ? (st ? is.get() : idx + pl * Q) : nullptr;
+      s2(x + pl * P, yp, ip, g, buf.data(), pbuf.data());
+      if (st) {
+        stream_copy(y + pl * Q, yp, sizeof(float) * Q);
+        if (idx) stream_copy(idx + pl * Q, ip, sizeof(int64_t) * Q);
+      }
+    }
+    if (st) stream_fence();
+  });
+}
+
 // ---- max forward --------------------------------------------------------------------------------
+
+// Channels-last max pooling: one task per output row of one image; channels innermost, the
+// argmax kept for blocks of kChanBlock channels in local arrays.
+template <typename T>
+static void max_forward_channels_last(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
+  const int64_t P = g.in_plane(), Q = g.out_plane(), C = g.C;
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2];
+  const T ninf = -std::numeric_limits<T>::infinity();
+  parallel_for(g.N * OD * OH, [&](int64_t t) {
+    const int64_t n = t / (OD * OH), od = (t / OH) % OD, oh = t % OH;
+    const T* xn = x + n * P * C;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const int64_t o = (n * Q + (od * OH + oh) * OW + ow) * C;
+      T* yo = y + o;
+      int64_t* io = idx ? idx + o : nullptr;
+      const int64_t f = first_tap(g, od, oh, ow);
+      if (!io) {
+        for (int64_t c = 0; c < C; ++c) yo[c] = ninf;
+        for_taps(g, od, oh, ow, [&](int64_t i) {
+          const T* xi = xn + i * C;
+          for (int64_t c = 0; c < C; ++c) yo[c] = beats(xi[c], yo[c]) ? xi[c] : yo[c];
+        });
+        continue;
+      }
+      // with the argmax: blocks of channels kept in local arrays (no aliasing with the outputs,
+      // so the compare/select loop stays in registers and vectorises)
+      for (int64_t c0 = 0; c0 < C; c0 += kChanBlock) {
+        const int64_t cn = std::min<int64_t>(kChanBlock, C - c0);
+        T bv[kChanBlock];
+        int64_t bi[kChanBlock];
+        for (int64_t c = 0; c < cn; ++c) { bv[c] = ninf; bi[c] = f; }
+        for_taps(g, od, oh, ow, [&](int64_t i) {
+          const T* xi = xn + i * C + c0;
+          for (int64_t c = 0; c < cn; ++c) {
+            const T v = xi[c];
+            const int64_t m = -static_cast<int64_t>((v > bv[c]) | (v != v));  // all ones: take
+            bv[c] = m ? v : bv[c];
+            bi[c] = (i & m) | (bi[c] & ~m);
+          }
+        });
+        for (int64_t c = 0; c < cn; ++c) { yo[c0 + c] = bv[c]; io[c0 + c] = bi[c]; }
+      }
+    }
+  });
+}
 
 template <typename T>
 void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
@@ -292,29 +376,10 @@ void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2];
   const T ninf = -std::numeric_limits<T>::infinity();
   if (!g.channels_last) {
-#ifdef CNNOPS_HAVE_AVX2_TU
-    if (std::is_same<T, float>::value && avx2_rows(g)) {
-      const bool st = g.N * g.C * Q * (idx ? 12 : 4) >= kStreamBytes;
-      for_planes(g, [&](int64_t p0, int64_t p1) {
-        const int64_t BW = (OW - 1) * 2 + g.kw + 24;
-        std::vector<float> buf(BW);
-        std::vector<int32_t> pbuf(idx ? BW : 0);
-        const auto ys = scratch<float>(st ? Q : 0);
-        const auto is = scratch<int64_t>(st && idx ? Q : 0);
-        for (int64_t pl = p0; pl < p1; ++pl) {
-          float* yp = st ? ys.get() : reinterpret_cast<float*>(y) + pl * Q;
-          int64_t* ip = idx ? (st ? is.get() : idx + pl * Q) : nullptr;
-          avx2::max_rows_s2_plane(reinterpret_cast<const float*>(x) + pl * P, yp, ip, g, buf.data(), pbuf.data());
-          if (st) {
-            stream_copy(y + pl * Q, yp, sizeof(float) * Q);
-            if (idx) stream_copy(idx + pl * Q, ip, sizeof(int64_t) * Q);
-          }
-        }
-        if (st) stream_fence();
-      });
-      return;
+    if constexpr (std::is_same<T, float>::value) {
+      const auto s2 = pool_rows<float>().max_rows_s2;
+      if (s2 && s2_rows(g)) return max_forward_s2_rows(s2, x, y, idx, g);
     }
-#endif
     if (!idx && rows_path(g)) {
       for_planes(g, [&](int64_t p0, int64_t p1) {
         std::vector<T> buf((OW - 1) * g.sw + g.kw);
@@ -358,42 +423,7 @@ void pool_max_forward(const T* x, T* y, int64_t* idx, const PoolGeom& g) {
     });
     return;
   }
-  parallel_for(g.N * OD * OH, [&](int64_t t) {
-    const int64_t n = t / (OD * OH), od = (t / OH) % OD, oh = t % OH;
-    const T* xn = x + n * P * C;
-    for (int64_t ow = 0; ow < OW; ++ow) {
-      const int64_t o = (n * Q + (od * OH + oh) * OW + ow) * C;
-      T* yo = y + o;
-      int64_t* io = idx ? idx + o : nullptr;
-      const int64_t f = first_tap(g, od, oh, ow);
-      if (!io) {
-        for (int64_t c = 0; c < C; ++c) yo[c] = ninf;
-        for_taps(g, od, oh, ow, [&](int64_t i) {
-          const T* xi = xn + i * C;
-          for (int64_t c = 0; c < C; ++c) yo[c] = beats(xi[c], yo[c]) ? xi[c] : yo[c];
-        });
-        continue;
-      }
-      // with the argmax: blocks of channels kept in local arrays (no aliasing with the outputs,
-      // so the compare/select loop stays in registers and vectorises)
-      for (int64_t c0 = 0; c0 < C; c0 += kChanBlock) {
-        const int64_t cn = std::min<int64_t>(kChanBlock, C - c0);
-        T bv[kChanBlock];
-        int64_t bi[kChanBlock];
-        for (int64_t c = 0; c < cn; ++c) { bv[c] = ninf; bi[c] = f; }
-        for_taps(g, od, oh, ow, [&](int64_t i) {
-          const T* xi = xn + i * C + c0;
-          for (int64_t c = 0; c < cn; ++c) {
-            const T v = xi[c];
-            const int64_t m = -static_cast<int64_t>((v > bv[c]) | (v != v));  // all ones: take
-            bv[c] = m ? v : bv[c];
-            bi[c] = (i & m) | (bi[c] & ~m);
-          }
-        });
-        for (int64_t c = 0; c < cn; ++c) { yo[c0 + c] = bv[c]; io[c0 + c] = bi[c]; }
-      }
-    }
-  });
+  max_forward_channels_last(x, y, idx, g);
 }
 
 // ---- average / LP forward -----------------------------------------------------------------------

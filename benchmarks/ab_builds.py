@@ -6,7 +6,8 @@ builds see the same machine state; each child times every case of the chosen set
 warm-up and reports the median. The table gives, per case, the median over rounds of those
 medians, and the ratio to the first build. Sets: `weight_grad` (conv2d_backward's weight
 gradient on six layers), `kernels` (one call of each kernel family: Winograd and depthwise
-convolution, stride-2 max pooling, average pooling, pairwise IoU, GIoU loss and its backward).
+convolution, stride-2 max pooling, average pooling, nearest upsampling x2 and max_unpool
+gradients, pairwise IoU, GIoU loss and its backward).
 
     python benchmarks/ab_builds.py /tmp/pkg_before /tmp/pkg_after --set weight_grad --rounds 5 --threads 2
 """
@@ -36,6 +37,9 @@ KERNELS = {
     "depthwise_bwd": "cnnops.conv2d_backward(gd, xd, wd, padding=1, groups=256)",
     "max_pool_3x3s2": "cnnops.max_pool2d(xp, 3, 2)",
     "avg_pool_2x2": "cnnops.avg_pool2d(xp, 2)",
+    "upsample_x2_fwd": "cnnops.upsample_nearest2d(xu, scale_factor=2)",
+    "upsample_x2_bwd": "cnnops.upsample_nearest2d_backward(gu, xu.shape, scale_factor=2)",
+    "max_unpool_bwd": "cnnops.max_unpool2d_backward(gu, iu, 2)",
     "box_iou_2k": "cnnops.box_iou(b1, b2)",
     "giou_loss_fwd_bwd": "cnnops.giou_loss_backward(np.float32(1), b1, b2, reduction='sum')",
 }
@@ -44,6 +48,8 @@ xw = rng.standard_normal((8, 64, 56, 56)).astype("f4"); ww = rng.standard_normal
 xd = rng.standard_normal((8, 256, 56, 56)).astype("f4"); wd = rng.standard_normal((256, 1, 3, 3)).astype("f4")
 gd = rng.standard_normal((8, 256, 56, 56)).astype("f4")
 xp = rng.standard_normal((32, 64, 112, 112)).astype("f4")
+xu = rng.standard_normal((32, 64, 56, 56)).astype("f4"); gu = rng.standard_normal((32, 64, 112, 112)).astype("f4")
+iu = cnnops.max_pool2d(gu, 2, return_indices=True)[1]
 lo = rng.random((2000, 2)).astype("f4") * 100
 b1 = np.concatenate([lo, lo + 1 + rng.random((2000, 2)).astype("f4") * 50], 1)
 b2 = b1[::-1].copy() + 3
@@ -103,7 +109,7 @@ def main() -> None:
             for name, t in rep["times"].items():
                 times[b][name].append(t)
     first = args.builds[0]
-    print("| layer | " + " | ".join(f"{b} (ms)" for b in args.builds) + " | " +
+    print(f"| {'layer' if args.set == 'weight_grad' else 'call'} | " + " | ".join(f"{b} (ms)" for b in args.builds) + " | " +
           " | ".join(f"{b} / {first}" for b in args.builds[1:]) + " |")
     print("|---" * (2 * len(args.builds)) + "|")
     for name in spec:

@@ -49,16 +49,48 @@ static void for_blocks(int64_t n, int64_t min_block, F&& f) {
 }
 
 
+// The ISA selector of the family: the AVX2 float32 row kernels of unpool_rows.h, or nulls where
+// the portable loops below run.
+struct UnpoolRows {
+  void (*dup2_row)(const float*, float*, float*, int64_t, bool) = nullptr;
+  void (*sum2x2_row)(const float*, const float*, float*, int64_t, bool) = nullptr;
+  void (*sum2x2_cl_row)(const float*, const float*, float*, int64_t, int64_t, bool) = nullptr;
+  int64_t (*gather)(const float*, const int64_t*, float*, int64_t, int64_t, bool) = nullptr;
+  void (*stream_copy)(void*, const void*, size_t) = nullptr;
+  void (*stream_fence)() = nullptr;
+};
+
+static UnpoolRows unpool_rows() {
+  UnpoolRows k;
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (use_avx2()) {
+    k.dup2_row = avx2::dup2_row_f32;
+    k.sum2x2_row = avx2::sum2x2_row_f32;
+    k.sum2x2_cl_row = avx2::sum2x2_cl_row_f32;
+    k.gather = avx2::gather_f32;
+    k.stream_copy = avx2::stream_copy;
+    k.stream_fence = avx2::stream_fence;
+  }
+#endif
+  return k;
+}
+
+// After a task's streaming stores (only the AVX2 kernels issue them).
+static void fence_streams(const UnpoolRows& k, bool stream) {
+  if (stream && k.stream_fence) k.stream_fence();
+}
+
 void copy_out(void* dst, const void* src, size_t bytes, bool stream) {
-  if (stream && use_avx2()) return avx2::stream_copy(dst, src, bytes);
+  const UnpoolRows k = unpool_rows();
+  if (stream && k.stream_copy) return k.stream_copy(dst, src, bytes);
   std::memcpy(dst, src, bytes);
 }
 
 // y0 (and y1 unless null) = each of x's W values twice.
 template <typename T>
-static void dup2_row(const T* x, T* y0, T* y1, int64_t W, bool stream) {
+static void dup2_row(const UnpoolRows& isa, const T* x, T* y0, T* y1, int64_t W, bool stream) {
   if constexpr (std::is_same<T, float>::value) {
-    if (use_avx2()) return avx2::dup2_row_f32(x, y0, y1, W, stream);
+    if (isa.dup2_row) return isa.dup2_row(x, y0, y1, W, stream);
   }
   for (int64_t w = 0; w < W; ++w) y0[2 * w] = y0[2 * w + 1] = x[w];
   if (y1) std::memcpy(y1, y0, sizeof(T) * 2 * W);
@@ -66,9 +98,9 @@ static void dup2_row(const T* x, T* y0, T* y1, int64_t W, bool stream) {
 
 // dx[w] = (g0[2w] + g0[2w+1]) + (g1[2w] + g1[2w+1]).
 template <typename T>
-static void sum2x2_row(const T* g0, const T* g1, T* dx, int64_t W, bool stream) {
+static void sum2x2_row(const UnpoolRows& isa, const T* g0, const T* g1, T* dx, int64_t W, bool stream) {
   if constexpr (std::is_same<T, float>::value) {
-    if (use_avx2()) return avx2::sum2x2_row_f32(g0, g1, dx, W, stream);
+    if (isa.sum2x2_row) return isa.sum2x2_row(g0, g1, dx, W, stream);
   }
   for (int64_t w = 0; w < W; ++w) dx[w] = (g0[2 * w] + g0[2 * w + 1]) + (g1[2 * w] + g1[2 * w + 1]);
 }
@@ -76,6 +108,7 @@ static void sum2x2_row(const T* g0, const T* g1, T* dx, int64_t W, bool stream) 
 template <typename T>
 void upsample_nearest_forward(const T* x, T* y, const Geom5& in, const Geom5& out, const int64_t* sd,
                               const int64_t* sh, const int64_t* sw) {
+  const UnpoolRows isa = unpool_rows();
   const int64_t Wo = out.W, Ho = out.H, Do = out.D, C = in.C;
   if (!in.cl) {
     bool twice = Wo == 2 * in.W, same = Wo == in.W;
@@ -102,15 +135,13 @@ void upsample_nearest_forward(const T* x, T* y, const Geom5& in, const Geom5& ou
         } else if (twice) {
           // the next output row usually reads the same input row: write both from one read
           const bool pair = r + 1 < r1 && (r + 1) % Ho != 0 && sh[oh + 1] == sh[oh];
-          dup2_row(xr, yr, pair ? yr + Wo : static_cast<T*>(nullptr), in.W, stream);
+          dup2_row(isa, xr, yr, pair ? yr + Wo : static_cast<T*>(nullptr), in.W, stream);
           if (pair) ++r;
         } else {
           for (int64_t w = 0; w < Wo; ++w) yr[w] = xr[sw[w]];
         }
       }
-      if constexpr (std::is_same<T, float>::value) {
-        if (twice && stream && use_avx2()) avx2::stream_fence();
-      }
+      if constexpr (std::is_same<T, float>::value) fence_streams(isa, twice && stream);
     });
   } else {
     const int64_t rows = in.N * Do * Ho;
@@ -135,6 +166,7 @@ void upsample_nearest_forward(const T* x, T* y, const Geom5& in, const Geom5& ou
 template <typename T>
 void upsample_nearest_backward(const T* dy, T* dx, const Geom5& in, const Geom5& out, const int64_t* rd,
                                const int64_t* rh, const int64_t* rw) {
+  const UnpoolRows isa = unpool_rows();
   const int64_t W = in.W, H = in.H, D = in.D, C = in.C, Wo = out.W, Ho = out.H, Do = out.D;
   // x2 in width (every input column read by exactly the output columns 2w, 2w+1): rows whose
   // cells are 2x2 are summed as (g00 + g01) + (g10 + g11) in both layouts.
@@ -149,7 +181,7 @@ void upsample_nearest_backward(const T* dy, T* dx, const Geom5& in, const Geom5&
         const int64_t h = r % H, d = (r / H) % D, nc = r / (H * D);
         if (wpairs && rd[2 * d + 1] - rd[2 * d] == 1 && rh[2 * h + 1] - rh[2 * h] == 2) {
           const T* g0 = dy + ((nc * Do + rd[2 * d]) * Ho + rh[2 * h]) * Wo;
-          sum2x2_row(g0, g0 + Wo, dx + r * W, W, stream);
+          sum2x2_row(isa, g0, g0 + Wo, dx + r * W, W, stream);
           continue;
         }
         std::fill(acc.begin(), acc.end(), T(0));
@@ -164,9 +196,7 @@ void upsample_nearest_backward(const T* dy, T* dx, const Geom5& in, const Geom5&
           }
         std::memcpy(dx + r * W, acc.data(), sizeof(T) * W);
       }
-      if constexpr (std::is_same<T, float>::value) {
-        if (stream && use_avx2()) avx2::stream_fence();
-      }
+      if constexpr (std::is_same<T, float>::value) fence_streams(isa, stream);
     });
   } else {
     const int64_t rows = in.N * D * H;
@@ -175,9 +205,10 @@ void upsample_nearest_backward(const T* dy, T* dx, const Geom5& in, const Geom5&
         const int64_t h = r % H, d = (r / H) % D, n = r / (H * D);
         const bool pair_rows = wpairs && rd[2 * d + 1] - rd[2 * d] == 1 && rh[2 * h + 1] - rh[2 * h] == 2;
         if constexpr (std::is_same<T, float>::value) {
-          if (pair_rows && use_avx2()) {
+          const auto k = isa.sum2x2_cl_row;
+          if (pair_rows && k) {
             const T* g0 = dy + ((n * Do + rd[2 * d]) * Ho + rh[2 * h]) * Wo * C;
-            avx2::sum2x2_cl_row_f32(g0, g0 + Wo * C, dx + r * W * C, W, C, stream);
+            k(g0, g0 + Wo * C, dx + r * W * C, W, C, stream);
             continue;
           }
         }
@@ -198,9 +229,7 @@ void upsample_nearest_backward(const T* dy, T* dx, const Geom5& in, const Geom5&
               }
         }
       }
-      if constexpr (std::is_same<T, float>::value) {
-        if (stream && use_avx2()) avx2::stream_fence();
-      }
+      if constexpr (std::is_same<T, float>::value) fence_streams(isa, stream);
     });
   }
 }
@@ -248,6 +277,7 @@ bool max_unpool_forward(const T* x, const int64_t* idx, T* y, const Geom5& in, c
 
 template <typename T>
 bool max_unpool_backward(const T* dy, const int64_t* idx, T* dx, const Geom5& in, const Geom5& out, int64_t* bad) {
+  const UnpoolRows isa = unpool_rows();
   const int64_t IS = in.spatial(), OS = out.spatial(), C = in.C;
   const uint64_t limit = static_cast<uint64_t>(OS);
   const int64_t tasks = in.cl ? in.N : in.N * C;
@@ -259,10 +289,10 @@ bool max_unpool_backward(const T* dy, const int64_t* idx, T* dx, const Geom5& in
       const int64_t* ip = idx + t * IS;
       T* dp = dx + t * IS;
       if constexpr (std::is_same<T, float>::value) {
-        if (use_avx2()) {
-          const int64_t f = avx2::gather_f32(gp, ip, dp, IS, OS, stream);
+        if (const auto k = isa.gather) {
+          const int64_t f = k(gp, ip, dp, IS, OS, stream);
           if (f >= 0) { first[t] = f; value[t] = ip[f]; }
-          if (stream) avx2::stream_fence();
+          fence_streams(isa, stream);
           return;
         }
       }

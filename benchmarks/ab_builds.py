@@ -109,7 +109,8 @@ def main() -> None:
             for name, t in rep["times"].items():
                 times[b][name].append(t)
     first = args.builds[0]
-    print(f"| {'layer' if args.set == 'weight_grad' else 'call'} | " + " | ".join(f"{b} (ms)" for b in args.builds) + " | " +
+    label = "layer" if args.set == "weight_grad" else "call"
+    print(f"| {label} | " + " | ".join(f"{b} (ms)" for b in args.builds) + " | " +
           " | ".join(f"{b} / {first}" for b in args.builds[1:]) + " |")
     print("|---" * (2 * len(args.builds)) + "|")
     for name in spec:

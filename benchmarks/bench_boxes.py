@@ -1,22 +1,22 @@
 #!/usr/bin/env python
-"""Boxes on the CPU: the IoU family (cnnops.bench.boxes) and, when this checkout has it, the NMS
-family (cnnops.bench.nms), each against torchvision.ops.
+"""Boxes on the CPU: the IoU family (cnnops.bench.boxes) and the NMS family (cnnops.bench.nms),
+each against torchvision.ops.
 
-The same suites as ``python -m cnnops bench boxes`` (and ``bench nms``), loaded from this checkout;
-results go to benchmarks/results/ next to this script unless --out says otherwise.
+The same suites as ``python -m cnnops bench boxes`` and ``bench nms``, loaded from this checkout;
+results go to benchmarks/results/ next to this script unless --out says otherwise, and the targets
+of benchmarks/targets.py are printed after the run.
 
     python benchmarks/bench_boxes.py [--layers a,b] [--quick] [--repeats N] [--out DIR] [--no-nms]
 
---layers names cases of the IoU suite (box_iou_1k_x_1k, giou_loss_100k, ...); the NMS suite, when
-present, runs all its cases (or its quick set with --quick).
+--layers names cases of the IoU suite (box_iou_1k_x_1k, giou_loss_100k, ...); the NMS suite then
+is skipped (``bench_nms.py --layers`` picks its cases).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from _checkout import HERE, import_bench  # benchmarks/ is on sys.path when run as a script
+from _checkout import HERE, run_families  # benchmarks/ is on sys.path when run as a script
 
 
 def main(argv=None) -> int:
@@ -29,19 +29,8 @@ def main(argv=None) -> int:
     parser.add_argument("--layers", default=None, help="comma-separated IoU-suite case names (default: all)")
     parser.add_argument("--no-nms", action="store_true", help="skip the NMS suite")
     args = parser.parse_args(argv)
-    import_bench()
-    from cnnops.bench import boxes
-
-    rc = boxes.run(repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers)
-    if not args.no_nms:
-        try:
-            nms = importlib.import_module("cnnops.bench.nms")
-        except ImportError:
-            nms = None
-            print("(cnnops.bench.nms not in this checkout: NMS suite skipped)")
-        if nms is not None:
-            rc = max(rc, nms.run(repeats=args.repeats, quick=args.quick, out=args.out, layers=None))
-    return rc
+    families = ["boxes"] if args.no_nms or args.layers else ["boxes", "nms"]
+    return run_families(families, args.out, repeats=args.repeats, quick=args.quick, layers=args.layers)
 
 
 if __name__ == "__main__":

@@ -6,17 +6,17 @@ checkout); this script writes to benchmarks/results/ next to it unless --out say
 
     python benchmarks/bench_conv.py [--family F[,F...]] [--layers a,b] [--quick] [--repeats N] [--out DIR]
 
-Families: conv2d (the original suite), conv1d, conv3d, conv_transpose2d, or all (the default).
+Families: conv2d, conv1d, conv3d, conv_transpose2d, or all (the default).
 --layers takes layer names and family names (a family name stands for all its layers), e.g.
-``--quick --layers conv1d_k3,fcn_up`` or ``--family conv3d``. ``python -m cnnops bench conv`` has no
---family option; ``--layers conv3d`` selects a family there.
+``--quick --layers conv1d_k3,fcn_up`` or ``--family conv3d``. The targets of benchmarks/targets.py
+are printed after the run.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from _checkout import HERE, import_bench  # benchmarks/ is on sys.path when run as a script
+from _checkout import HERE, run_families  # benchmarks/ is on sys.path when run as a script
 
 
 def main(argv=None) -> int:
@@ -34,9 +34,8 @@ def main(argv=None) -> int:
                         help="comma-separated layer names and/or family names (default: all layers of the "
                              "selected families)")
     args = parser.parse_args(argv)
-    bench = import_bench()
-    return bench.run("conv", repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers,
-                     families=args.family)
+    return run_families(["conv"], args.out, repeats=args.repeats, quick=args.quick, layers=args.layers,
+                        families=args.family)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _checkout import HERE, import_bench  # benchmarks/ is on sys.path when run as a script
+from _checkout import HERE, run_families  # benchmarks/ is on sys.path when run as a script
 
 
 def main(argv=None) -> int:
@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(HERE / "results"), help="directory for train_cpu.json and train_cpu.md")
     parser.add_argument("--layers", default=None, help="comma-separated case names (default: all)")
     args = parser.parse_args(argv)
-    return import_bench().run("train", repeats=args.repeats, quick=args.quick, out=args.out, layers=args.layers)
+    return run_families(["train"], args.out, repeats=args.repeats, quick=args.quick, layers=args.layers)
 
 
 if __name__ == "__main__":

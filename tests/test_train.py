@@ -106,7 +106,7 @@ def test_fit_and_builders_bad_arguments(small_digits):
         train.fit(model, small_digits, epochs=1, optimizer="rmsprop")
     with pytest.raises(ValueError, match="make_schedule: expected a schedule among none, step, cosine, got 'linear'"):
         train.fit(model, small_digits, epochs=1, schedule="linear")
-    with pytest.raises(ValueError, match="build_model: expected a model among lenet5, mnist_cnn, got 'vgg'"):
+    with pytest.raises(ValueError, match=r"build_model: expected a model among lenet5, mnist_cnn, .*, got 'vgg'"):
         train.build_model("vgg", small_digits)
     odd = data.Dataset("odd", np.zeros((2, 1, 20, 20), np.float32), np.zeros(2, np.int64),
                        np.zeros((2, 1, 20, 20), np.float32), np.zeros(2, np.int64), ["a"])

@@ -3,9 +3,8 @@
 Arrays go in and out through DLPack (NumPy, PyTorch, CuPy, JAX), zero-copy."""
 from __future__ import annotations
 
-import numbers
-
 from . import _C, cuda
+from ._args import integer as _integer
 from ._C import __version__
 from .conv import (conv1d, conv1d_backward, conv2d, conv2d_algo, conv2d_backward, conv3d,
                    conv3d_backward)
@@ -42,8 +41,7 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Set the number of threads the kernels use (>= 1)."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"set_num_threads: expected n as an int, got {n!r}")
+    n = _integer(n, "n", "set_num_threads")
     if not 1 <= n <= 2**31 - 1:  # the core keeps the count in a C int
         raise ValueError(f"set_num_threads: expected a thread count >= 1 and below 2**31, got {n}")
     _C.set_num_threads(int(n))

@@ -5,26 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-
-def check_int64(values, name: str, op: str):
-    """Return `values` (ints) after checking each fits the core's 64-bit signed sizes; a larger one
-    is a ValueError naming the op and the argument, not a failed conversion inside the binding."""
-    for v in values:
-        if not INT64_MIN <= v <= INT64_MAX:
-            raise ValueError(f"{op}: expected {name} to fit a 64-bit integer (magnitude below 2**63), got {v}")
-    return values
-
-
-def to_float(v, name: str, op: str) -> float:
-    """A real number as a Python float; an int too large for a float is a ValueError naming the op."""
-    try:
-        return float(v)
-    except OverflowError:
-        raise ValueError(f"{op}: expected {name} as a finite number, got an int too large for a float") from None
-
-
 def prepare(x, op: str, name: str, optional: bool = False):
     """Return something the core can read through ``__dlpack__`` (the array itself when possible).
     None is returned as None for an `optional` argument and refused otherwise."""

@@ -40,12 +40,13 @@ The contract (every op here, and the NMS family, which imports the checks below)
 """
 from __future__ import annotations
 
-import numbers
+import math
 
 import numpy as np
 
 from . import _C
-from ._arrays import prepare, to_float, wrap
+from ._args import choice, is_int, is_real, to_float
+from ._arrays import prepare, wrap
 
 FORMATS = ("xyxy", "xywh", "cxcywh")
 REDUCTIONS = ("none", "mean", "sum")
@@ -55,18 +56,12 @@ REDUCTIONS = ("none", "mean", "sum")
 
 def check_format(fmt, op: str, name: str = "format") -> str:
     """``fmt`` must be one of 'xyxy', 'xywh', 'cxcywh'; returns it."""
-    if not isinstance(fmt, str) or fmt not in FORMATS:
-        raise ValueError(f"{op}: expected {name} one of 'xyxy', 'xywh', 'cxcywh', got {fmt!r}")
-    return fmt
+    return choice(fmt, FORMATS, name, op)
 
 
 def check_boxes_shape(boxes, op: str, name: str = "boxes"):
-    """Shape (N, 4) (cheap, Python-side); returns the array prepared for the core."""
-    b = prepare(boxes, op, name)
-    shape = tuple(int(s) for s in b.shape)
-    if len(shape) != 2 or shape[1] != 4:
-        raise ValueError(f"{op}: expected {name} with shape (N, 4), got {shape}")
-    return b
+    """The array prepared for the core, which checks its shape (N, 4), dtype and device."""
+    return prepare(boxes, op, name)
 
 
 def check_boxes(boxes, op: str, name: str = "boxes", fmt: str = "xyxy", canonicalize: bool = False):
@@ -81,20 +76,20 @@ def check_boxes(boxes, op: str, name: str = "boxes", fmt: str = "xyxy", canonica
 
 def check_offset(offset, op: str) -> int:
     """offset must be 0 or 1 (an int)."""
-    if isinstance(offset, bool) or not isinstance(offset, numbers.Integral) or offset not in (0, 1):
+    if not is_int(offset) or offset not in (0, 1):
         raise ValueError(f"{op}: expected offset 0 or 1, got {offset!r}")
     return int(offset)
 
 
 def check_eps(eps, op: str) -> float:
     """eps must be a real number, finite and >= 0."""
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+    if not is_real(eps):
         raise ValueError(f"{op}: expected eps a finite number >= 0, got {eps!r}")
     try:
         e = float(eps)
     except OverflowError:
         raise ValueError(f"{op}: expected eps a finite number >= 0, got an int too large for a float") from None
-    if not (np.isfinite(e) and e >= 0):
+    if not (math.isfinite(e) and e >= 0):
         raise ValueError(f"{op}: expected eps a finite number >= 0, got {eps!r}")
     return e
 
@@ -137,7 +132,7 @@ def clip_boxes_to_image(boxes, size, *, canonicalize: bool = False):
     [0, height] (torchvision's rule) -> (N, 4)."""
     op = "clip_boxes_to_image"
     if not (isinstance(size, (tuple, list)) and len(size) == 2
-            and all(isinstance(s, numbers.Real) and not isinstance(s, bool) for s in size)):
+            and all(is_real(s) for s in size)):
         raise TypeError(f"{op}: expected size as (height, width), got {size!r}")
     b = check_boxes_shape(boxes, op)
     h, w = to_float(size[0], "size", op), to_float(size[1], "size", op)
@@ -149,7 +144,7 @@ def remove_small_boxes(boxes, min_size: float, *, offset: int = 0, canonicalize:
     >= min_size (width = x2 - x1 + offset)."""
     op = "remove_small_boxes"
     off = check_offset(offset, op)
-    if isinstance(min_size, bool) or not isinstance(min_size, numbers.Real):
+    if not is_real(min_size):
         raise TypeError(f"{op}: expected min_size as a number, got {min_size!r}")
     b = check_boxes_shape(boxes, op)
     return wrap(_C.remove_small_boxes(op, b, to_float(min_size, "min_size", op), off, bool(canonicalize)), boxes)
@@ -225,7 +220,7 @@ def _loss_backward(kind, op, grad_output, boxes1, boxes2, reduction, eps, offset
     off = check_offset(offset, op)
     e = check_eps(eps, op)
     b1, b2, batch = _flat_pairs(boxes1, boxes2, op)
-    if isinstance(grad_output, numbers.Real) and not isinstance(grad_output, bool):
+    if is_real(grad_output):
         if reduction == "none":
             raise ValueError(f"{op}: expected grad_output with shape {batch} for reduction 'none', got a scalar")
         grad_output = np.asarray(to_float(grad_output, "grad_output", op),

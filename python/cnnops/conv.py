@@ -1,107 +1,27 @@
-"""Convolution entry points (1-D, 2-D, 3-D): argument parsing (padding forms, tuples) and
-docstrings. The C++ core receives explicit per-side pads; every padding spelling is resolved here."""
+"""Convolution entry points (1-D, 2-D, 3-D) and their docstrings. Padding spellings become
+explicit per-side pads in cnnops._args; the C++ core checks the arrays."""
 from __future__ import annotations
 
-import numbers
-
 from . import _C
-from ._arrays import check_int64, prepare, wrap
+from ._args import choice, integer, needs3, ntuple, resolve_padding, spatial_sizes
+from ._arrays import prepare, wrap
 
-_MODES = ("zeros", "reflect", "replicate", "circular")
-_ALGOS = ("auto", "direct", "gemm", "depthwise", "smallc", "winograd")
-_LAYOUT = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
-_WLAYOUT = {1: "(K, C/groups, kL)", 2: "(K, C/groups, R, S)", 3: "(K, C/groups, T, R, S)"}
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def ntuple(v, n: int, name: str, op: str):
-    """An int, or a tuple/list of n ints -> tuple of n ints (each within 64 bits)."""
-    if _is_int(v):
-        return check_int64((int(v),) * n, name, op)
-    if isinstance(v, (tuple, list)) and len(v) == n and all(_is_int(e) for e in v):
-        return check_int64(tuple(int(e) for e in v), name, op)
-    what = {1: "a 1-tuple", 2: "a pair of ints", 3: "a triple of ints"}.get(n, f"{n} ints")
-    raise TypeError(f"{op}: expected {name} as an int or {what}, got {v!r}")
-
-
-def shape_of(x):
-    return tuple(int(s) for s in x.shape)
-
-
-def same_pads(size: int, k: int, stride: int, dil: int):
-    """TensorFlow's SAME rule: output = ceil(size / stride); the odd pixel goes at the end."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + (k - 1) * dil + 1 - size, 0)
-    return total // 2, total - total // 2
-
-
-def explicit_pads(padding, nd: int):
-    """Per-side pads for the numeric spellings (an int, nd ints symmetric per dimension, or 2*nd
-    ints before/after per dimension); None for anything else (strings, wrong lengths)."""
-    if _is_int(padding):
-        return [int(padding)] * (2 * nd)
-    if isinstance(padding, (tuple, list)) and all(_is_int(e) for e in padding):
-        if len(padding) == nd:
-            return [int(e) for e in padding for _ in range(2)]
-        if len(padding) == 2 * nd:
-            return [int(e) for e in padding]
-    return None
-
-
-def resolve_padding(padding, in_sizes, k_sizes, strides, dilations, op: str):
-    """Per-side pads [before_0, after_0, before_1, after_1, ...] for any accepted spelling.
-
-    int; nd ints (symmetric per dimension); 2*nd ints (before, after per dimension, e.g.
-    (top, bottom, left, right) in 2-D); "valid"; "same" (TensorFlow's rule, any stride: the extra
-    pixel at the end); "full" (dilation * (k - 1) on every side)."""
-    nd = len(in_sizes)
-    if isinstance(padding, str):
-        p = padding.lower()
-        if p == "valid":
-            return [0] * (2 * nd)
-        if p == "same":
-            pads = []
-            for i in range(nd):
-                pads += same_pads(in_sizes[i], k_sizes[i], strides[i], dilations[i])
-            return pads
-        if p == "full":
-            pads = []
-            for i in range(nd):
-                pads += [dilations[i] * (k_sizes[i] - 1)] * 2
-            return pads
-        raise ValueError(f"{op}: expected padding 'valid', 'same' or 'full' as a string, got {padding!r}")
-    pads = explicit_pads(padding, nd)
-    if pads is not None:
-        return check_int64(pads, "padding", op)
-    forms = {1: "(p,) or (left, right)", 2: "(ph, pw) or (top, bottom, left, right)",
-             3: "(pd, ph, pw) or (front, back, top, bottom, left, right)"}[nd]
-    raise TypeError(f"{op}: expected padding as an int, {forms}, or one of 'valid', 'same', 'full', got {padding!r}")
-
-
-def _check_options(groups, padding_mode, algo, op):
-    if not _is_int(groups):
-        raise TypeError(f"{op}: expected groups as an int, got {groups!r}")
-    check_int64((groups,), "groups", op)
-    if padding_mode not in _MODES:
-        raise ValueError(f"{op}: expected padding_mode one of {_MODES}, got {padding_mode!r}")
-    if algo not in _ALGOS:
-        raise ValueError(f"{op}: expected algo one of {_ALGOS}, got {algo!r}")
+# The C++ core parses padding_mode and algo as well; listing them here puts the valid spellings in
+# one error raised before any array is read.
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+ALGOS = ("auto", "direct", "gemm", "depthwise", "smallc", "winograd")
 
 
 def _conv_args(x, w, nd, stride, padding, dilation, groups, padding_mode, algo, op):
-    stride = ntuple(stride, nd, "stride", op)
-    dilation = ntuple(dilation, nd, "dilation", op)
-    _check_options(groups, padding_mode, algo, op)
-    xs, ws = shape_of(x), shape_of(w)
-    if len(xs) != nd + 2:
-        raise ValueError(f"{op}: expected input with {nd + 2} dimensions {_LAYOUT[nd]}, got {len(xs)} with shape {xs}")
-    if len(ws) != nd + 2:
-        raise ValueError(f"{op}: expected weight with {nd + 2} dimensions {_WLAYOUT[nd]}, got {len(ws)} with shape {ws}")
-    pads = resolve_padding(padding, xs[2:], ws[2:], stride, dilation, op)
-    return list(stride), pads, list(dilation), int(groups)
+    """Explicit (stride, pads, dilation, groups) for the core. Arrays of the wrong rank get zero
+    pads for "same"/"full"; the core then refuses them with the expected layout."""
+    stride = ntuple(stride, nd, "stride", op, minimum=1)  # "same" divides by the stride
+    dilation = ntuple(dilation, nd, "dilation", op, minimum=1)
+    groups = integer(groups, "groups", op)
+    choice(padding_mode, PADDING_MODES, "padding_mode", op)
+    choice(algo, ALGOS, "algo", op)
+    pads = resolve_padding(padding, spatial_sizes(x, nd), spatial_sizes(w, nd), stride, dilation, op)
+    return list(stride), pads, list(dilation), groups
 
 
 def _conv(nd, op, input, weight, bias, stride, padding, dilation, groups, padding_mode, algo):
@@ -111,12 +31,10 @@ def _conv(nd, op, input, weight, bias, stride, padding, dilation, groups, paddin
 
 
 def _conv_backward(nd, op, grad_output, input, weight, stride, padding, dilation, groups, padding_mode, needs, algo):
-    if not (isinstance(needs, (tuple, list)) and len(needs) == 3):
-        raise TypeError(f"{op}: expected needs as three booleans (input, weight, bias), got {needs!r}")
+    needs = needs3(needs, op)
     dy, x, w = prepare(grad_output, op, "grad_output"), prepare(input, op, "input"), prepare(weight, op, "weight")
     stride, pads, dilation, groups = _conv_args(x, w, nd, stride, padding, dilation, groups, padding_mode, algo, op)
-    gi, gw, gb = _C.conv_backward(op, dy, x, w, nd, stride, pads, dilation, groups, padding_mode, algo,
-                                  tuple(bool(n) for n in needs))
+    gi, gw, gb = _C.conv_backward(op, dy, x, w, nd, stride, pads, dilation, groups, padding_mode, algo, needs)
     return wrap(gi, input), wrap(gw, input), wrap(gb, input)
 
 

@@ -9,140 +9,136 @@ scatter loop. Output size per dimension:
 from __future__ import annotations
 
 from . import _C
-from ._arrays import check_int64, prepare, wrap
-from .conv import _is_int, ntuple, resolve_padding, same_pads, shape_of
-
-_LAYOUT = {1: "(N, C_in, L)", 2: "(N, C_in, H, W)", 3: "(N, C_in, D, H, W)"}
-_WLAYOUT = {1: "(C_in, C_out/groups, kL)", 2: "(C_in, C_out/groups, R, S)", 3: "(C_in, C_out/groups, T, R, S)"}
-_ALGOS = ("auto", "direct", "gemm", "depthwise", "smallc")
+from ._args import (check_int64, choice, integer, is_int, needs3, ntuple, padding_string, resolve_padding,
+                    same_pads, shape_of, sizes, spatial_sizes)
+from ._arrays import prepare, wrap
+from .conv import ALGOS
 
 
 def _fmt(sizes):
     return "x".join(str(s) for s in sizes)
 
 
-def _out_spatial(op, nd, in_sp, k_sp, stride, dilation, padding, output_padding, output_size):
-    """Resolve (pads, output sizes) from PyTorch's or TensorFlow's conventions."""
-    if isinstance(padding, str):
-        p = padding.lower()
-        if p not in ("same", "valid"):
-            raise ValueError(f"{op}: expected padding 'SAME' or 'VALID' as a string, got {padding!r}")
+def _tf_spatial(op, nd, in_sp, k_sp, stride, dilation, p, padding, out):
+    """TensorFlow's convention: pads for output sizes `out` with "same"/"valid" padding, after
+    checking the input is what a convolution of that output would give."""
+    pads = []
+    for i in range(nd):
+        if p == "same":
+            pads += same_pads(out[i], k_sp[i], stride[i], dilation[i])
+            got = -(-out[i] // stride[i])
+        else:
+            pads += [0, 0]
+            reach = dilation[i] * (k_sp[i] - 1) + 1
+            got = (out[i] - reach) // stride[i] + 1 if out[i] >= reach else 0
+        if got != in_sp[i]:
+            if p == "same":
+                lo, hi = (in_sp[i] - 1) * stride[i] + 1, in_sp[i] * stride[i]
+            else:
+                lo = (in_sp[i] - 1) * stride[i] + dilation[i] * (k_sp[i] - 1) + 1
+                hi = lo + stride[i] - 1
+            raise ValueError(f"{op}: output_shape {_fmt(out)} does not fit the input {_fmt(in_sp)} with "
+                             f"padding {padding!r}: dimension {i} must be in [{lo}, {hi}], got {out[i]}")
+    return pads
+
+
+def _out_spatial(op, nd, in_sp, k_sp, stride, dilation, padding, output_padding, output_size, backward):
+    """(pads, output sizes) from PyTorch's or TensorFlow's conventions. in_sp/k_sp are None for
+    arrays of the wrong rank: the sizes returned then only have to reach the core, which refuses
+    the arrays. A forward given output_size ignores output_padding, as PyTorch does; a backward
+    (output size from grad_output) still requires a valid one."""
+    p = padding_string(padding, ("SAME", "VALID"), op)
+    if p is not None:
         if output_size is None:
             raise ValueError(f"{op}: padding={padding!r} (TensorFlow's convention) needs output_size/output_shape")
         out = list(output_size)
-        pads = []
-        for i in range(nd):
-            if p == "same":
-                pads += same_pads(out[i], k_sp[i], stride[i], dilation[i])
-                got = -(-out[i] // stride[i])
-            else:
-                pads += [0, 0]
-                got = (out[i] - dilation[i] * (k_sp[i] - 1) - 1) // stride[i] + 1 if out[i] >= dilation[i] * (
-                    k_sp[i] - 1) + 1 else 0
-            if got != in_sp[i]:
-                if p == "same":
-                    lo, hi = (in_sp[i] - 1) * stride[i] + 1, in_sp[i] * stride[i]
-                else:
-                    lo = (in_sp[i] - 1) * stride[i] + dilation[i] * (k_sp[i] - 1) + 1
-                    hi = lo + stride[i] - 1
-                raise ValueError(f"{op}: output_shape {_fmt(out)} does not fit the input {_fmt(in_sp)} with "
-                                 f"padding {padding!r}: dimension {i} must be in [{lo}, {hi}], got {out[i]}")
-        return pads, out
-    pads = resolve_padding(padding, in_sp, k_sp, stride, dilation, op)
-    base = [(in_sp[i] - 1) * stride[i] - pads[2 * i] - pads[2 * i + 1] + dilation[i] * (k_sp[i] - 1) + 1
-            for i in range(nd)]
+        if in_sp is None or k_sp is None:
+            return [0] * (2 * nd), out
+        return _tf_spatial(op, nd, in_sp, k_sp, stride, dilation, p, padding, out), out
+    pads = resolve_padding(padding, in_sp, k_sp, stride, dilation, op, allowed=("SAME", "VALID"))
     reach = [max(stride[i], dilation[i]) for i in range(nd)]  # output_padding < max(stride, dilation)
-    if output_size is not None:
-        out = list(output_size)
-        lo = [max(base[i], 1) for i in range(nd)]  # padding may remove more than base: sizes start at 1
-        bad = [i for i in range(nd) if not (lo[i] <= out[i] < base[i] + reach[i])]
-        if bad:
-            ranges = " x ".join(f"[{lo[i]}, {base[i] + reach[i] - 1}]" for i in range(nd))
-            raise ValueError(f"{op}: output_size {_fmt(out)} is not reachable from input {_fmt(in_sp)}; "
-                             f"reachable sizes are {ranges}")
-        return pads, out
+    if output_size is not None and in_sp is not None and k_sp is not None:
+        _check_reachable(op, nd, in_sp, k_sp, stride, dilation, pads, reach, output_size)
+    if output_size is not None and not backward:
+        return pads, list(output_size)
     op_pad = ntuple(output_padding, nd, "output_padding", op)
-    for i in range(nd):
-        if op_pad[i] < 0 or op_pad[i] >= reach[i]:
-            raise ValueError(f"{op}: expected output_padding smaller than stride or dilation (and >= 0), got "
-                             f"output_padding={op_pad} for stride={tuple(stride)}, dilation={tuple(dilation)}")
-    out = [base[i] + op_pad[i] for i in range(nd)]
+    if any(not 0 <= op_pad[i] < reach[i] for i in range(nd)):
+        raise ValueError(f"{op}: expected output_padding smaller than stride or dilation (and >= 0), got "
+                         f"output_padding={op_pad} for stride={tuple(stride)}, dilation={tuple(dilation)}")
+    if output_size is not None:
+        return pads, list(output_size)
+    if in_sp is None or k_sp is None:
+        return pads, [1] * nd
+    out = [(in_sp[i] - 1) * stride[i] - pads[2 * i] - pads[2 * i + 1] + dilation[i] * (k_sp[i] - 1) + 1 + op_pad[i]
+           for i in range(nd)]
+    check_int64(out, "the output size (input - 1) * stride - padding + dilation * (kernel - 1) + 1", op)
     if any(o < 1 for o in out):
         raise ValueError(f"{op}: the output would be empty ({_fmt(out)}): padding {tuple(pads)} is too large "
                          f"for input {_fmt(in_sp)} and kernel {_fmt(k_sp)}")
     return pads, out
 
 
-def _sizes_arg(output_size, output_shape, nd, op):
-    """PyTorch's output_size (spatial sizes, or a full shape) or TensorFlow's output_shape."""
-    if output_size is not None and output_shape is not None:
-        raise ValueError(f"{op}: give output_size or output_shape, not both")
-    s = output_size if output_size is not None else output_shape
-    if s is None:
-        return None
-    s = tuple(s) if isinstance(s, (tuple, list)) else s
-    if _is_int(s):
-        s = (s,) * nd
-    if not (isinstance(s, tuple) and all(_is_int(e) for e in s) and len(s) in (nd, nd + 2)):
-        raise TypeError(f"{op}: expected output size as {nd} ints (or the full {nd + 2}-dimensional shape), got {s!r}")
-    return check_int64(tuple(int(e) for e in s[-nd:]), "the output size", op)
+def _check_reachable(op, nd, in_sp, k_sp, stride, dilation, pads, reach, out):
+    """An explicit output size must lie in [base, base + max(stride, dilation)) per dimension, base
+    the size without output_padding (and at least 1). The core checks this too; the message here
+    lists the reachable range of every dimension."""
+    base = [(in_sp[i] - 1) * stride[i] - pads[2 * i] - pads[2 * i + 1] + dilation[i] * (k_sp[i] - 1) + 1
+            for i in range(nd)]
+    lo = [max(base[i], 1) for i in range(nd)]
+    if any(not lo[i] <= out[i] < base[i] + reach[i] for i in range(nd)):
+        ranges = " x ".join(f"[{lo[i]}, {base[i] + reach[i] - 1}]" for i in range(nd))
+        raise ValueError(f"{op}: output_size {_fmt(out)} is not reachable from input {_fmt(in_sp)}; "
+                         f"reachable sizes are {ranges}")
 
 
-def _args(op, nd, x, w, stride, padding, output_padding, groups, dilation, output_size, algo):
+def _parse(op, nd, x, w, stride, padding, output_padding, groups, dilation, output_size, algo, backward=False):
     stride = ntuple(stride, nd, "stride", op)
     dilation = ntuple(dilation, nd, "dilation", op)
-    if not _is_int(groups):
-        raise TypeError(f"{op}: expected groups as an int, got {groups!r}")
-    check_int64((groups,), "groups", op)
-    if algo not in _ALGOS:
-        raise ValueError(f"{op}: expected algo one of {_ALGOS}, got {algo!r}")
+    if min(stride) < 1 or min(dilation) < 1:  # the output size divides by the stride
+        raise ValueError(f"{op}: expected stride and dilation >= 1, got stride={stride}, dilation={dilation}")
+    groups = integer(groups, "groups", op)
+    choice(algo, ALGOS, "algo", op)
+    pads, out = _out_spatial(op, nd, spatial_sizes(x, nd), spatial_sizes(w, nd), stride, dilation, padding,
+                             output_padding, output_size, backward)
+    return list(stride), pads, list(dilation), groups, out
+
+
+def _output_shape_batch(op, nd, x, w, groups, output_shape):
+    """TensorFlow checks the batch and channel entries of a full output_shape too."""
+    if output_shape is None or is_int(output_shape) or len(tuple(output_shape)) != nd + 2 or not is_int(groups):
+        return
     xs, ws = shape_of(x), shape_of(w)
-    if len(xs) != nd + 2:
-        raise ValueError(f"{op}: expected input with {nd + 2} dimensions {_LAYOUT[nd]}, got {len(xs)} with shape {xs}")
-    if len(ws) != nd + 2:
-        raise ValueError(f"{op}: expected weight with {nd + 2} dimensions {_WLAYOUT[nd]}, got {len(ws)} with shape {ws}")
-    for i in range(nd):
-        if stride[i] < 1 or dilation[i] < 1:
-            raise ValueError(f"{op}: expected stride and dilation >= 1, got stride={stride}, dilation={dilation}")
-    pads, out = _out_spatial(op, nd, xs[2:], ws[2:], stride, dilation, padding, output_padding, output_size)
-    check_int64(out, "the output size (input - 1) * stride - padding + dilation * (kernel - 1) + 1", op)
-    return list(stride), pads, list(dilation), int(groups), out
+    if len(xs) != nd + 2 or len(ws) != nd + 2:
+        return
+    want = (xs[0], ws[1] * groups)
+    got = tuple(int(e) for e in tuple(output_shape)[:2])
+    if got != want:
+        raise ValueError(f"{op}: output_shape {tuple(output_shape)} has batch/channels {got}, expected {want} "
+                         f"(N from the input, C_out = weight.shape[1] * groups)")
 
 
 def _conv_transpose(nd, op, input, weight, bias, stride, padding, output_padding, groups, dilation, output_size,
                     output_shape, algo):
     x, w, b = prepare(input, op, "input"), prepare(weight, op, "weight"), prepare(bias, op, "bias", optional=True)
-    size = _sizes_arg(output_size, output_shape, nd, op)
-    if output_shape is not None and not _is_int(output_shape) and len(tuple(output_shape)) == nd + 2:
-        # TensorFlow checks the batch and channel entries of output_shape too
-        xs, ws = shape_of(x), shape_of(w)
-        want = (xs[0], ws[1] * groups) if len(xs) == nd + 2 and len(ws) == nd + 2 and _is_int(groups) else None
-        got = tuple(int(e) for e in tuple(output_shape)[:2])
-        if want is not None and got != want:
-            raise ValueError(f"{op}: output_shape {tuple(output_shape)} has batch/channels {got}, expected {want} "
-                             f"(N from the input, C_out = weight.shape[1] * groups)")
-    stride, pads, dilation, groups, out = _args(op, nd, x, w, stride, padding, output_padding, groups, dilation,
+    if output_size is not None and output_shape is not None:
+        raise ValueError(f"{op}: give output_size or output_shape, not both")
+    given = output_size if output_size is not None else output_shape
+    size = None if given is None else list(sizes(given, nd, "the output size", op))
+    _output_shape_batch(op, nd, x, w, groups, output_shape)
+    stride, pads, dilation, groups, out = _parse(op, nd, x, w, stride, padding, output_padding, groups, dilation,
                                                 size, algo)
     return wrap(_C.conv_transpose(op, x, w, b, nd, stride, pads, dilation, groups, out, algo), input)
 
 
 def _conv_transpose_backward(nd, op, grad_output, input, weight, stride, padding, output_padding, groups, dilation,
                              needs, algo):
-    if not (isinstance(needs, (tuple, list)) and len(needs) == 3):
-        raise TypeError(f"{op}: expected needs as three booleans (input, weight, bias), got {needs!r}")
+    needs = needs3(needs, op)
     dy, x, w = prepare(grad_output, op, "grad_output"), prepare(input, op, "input"), prepare(weight, op, "weight")
-    dys = shape_of(dy)
-    if len(dys) != nd + 2:
-        raise ValueError(f"{op}: expected grad_output with {nd + 2} dimensions, got shape {dys}")
-    # The output size is grad_output's; output_padding only has to be consistent with it.
-    stride, pads, dilation, groups, _ = _args(op, nd, x, w, stride, padding, output_padding, groups, dilation,
-                                              dys[2:], algo)
-    op_pad = ntuple(output_padding, nd, "output_padding", op)  # unused, yet it must be a valid one
-    if any(not 0 <= p < max(s, d) for p, s, d in zip(op_pad, stride, dilation)):
-        raise ValueError(f"{op}: expected output_padding smaller than stride or dilation (and >= 0), got "
-                         f"output_padding={op_pad} for stride={tuple(stride)}, dilation={tuple(dilation)}")
-    gi, gw, gb = _C.conv_transpose_backward(op, dy, x, w, nd, stride, pads, dilation, groups, algo,
-                                            tuple(bool(n) for n in needs))
+    # The output size is grad_output's; output_padding only has to be a valid one. For a grad_output
+    # of the wrong rank the default output size goes to the core, which then refuses grad_output.
+    stride, pads, dilation, groups, _ = _parse(op, nd, x, w, stride, padding, output_padding, groups, dilation,
+                                              spatial_sizes(dy, nd), algo, backward=True)
+    gi, gw, gb = _C.conv_transpose_backward(op, dy, x, w, nd, stride, pads, dilation, groups, algo, needs)
     return wrap(gi, input), wrap(gw, input), wrap(gb, input)
 
 

@@ -36,19 +36,10 @@ The contract every function keeps (kernels in csrc/ops/cpu/nms*.cpp):
 """
 from __future__ import annotations
 
-import numbers
-
 from . import _C
+from ._args import optional_count as _opt_count
+from ._args import real as _real
 from ._arrays import prepare, wrap
-
-
-def _real(v, name, op):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{op}: expected {name} as a real number, got {v!r}")
-    try:
-        return float(v)
-    except OverflowError:
-        raise ValueError(f"{op}: expected {name} as a finite real number, got an int too large for a float") from None
 
 
 def _opt_real(v, name, op):
@@ -56,25 +47,6 @@ def _opt_real(v, name, op):
     if v is None:
         return False, 0.0
     return True, _real(v, name, op)
-
-
-_INT64_MAX = 2**63 - 1
-
-
-def _opt_count(v, name, op):
-    """-1 for None, else an int in [0, 2**63 - 1] (the kernels count in int64). A count larger
-    than the number of boxes means "no limit" (the result has at most N entries anyway), except
-    for batched_nms_padded's row length, which the core checks against the output size."""
-    if v is None:
-        return -1
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{op}: expected {name} as a non-negative int or None, got {v!r}")
-    v = int(v)
-    if v < 0:
-        raise ValueError(f"{op}: expected {name} >= 0, got {v}")
-    if v > _INT64_MAX:
-        raise ValueError(f"{op}: expected {name} <= 2**63 - 1 (a 64-bit count), got {v}")
-    return v
 
 
 def _greedy(op, boxes, scores, idxs, iou_threshold, score_threshold, max_output_size, criterion="iou", beta=1.0,

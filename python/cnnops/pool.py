@@ -1,76 +1,26 @@
 """Pooling entry points: max, average, LP, adaptive and global pooling in 1-D, 2-D and 3-D, each
-with its own backward. Argument parsing lives here (tuples, "SAME"/"VALID" padding, data_format);
-the C++ core receives explicit per-side pads and checks everything against the tensors.
+with its own backward. Spellings (tuples, "SAME"/"VALID" padding, data_format) become explicit
+values in cnnops._args; the C++ core receives per-side pads and checks everything against the
+tensors.
 
 Layouts: ``data_format`` "NCW"/"NWC" (1-D), "NCHW"/"NHWC" (2-D), "NCDHW"/"NDHWC" (3-D), or the
-aliases "channels_first"/"channels_last". Default channels first, as PyTorch. Outputs (and
-gradients) come back in the input's layout and array type (NumPy in -> NumPy out, torch in ->
-torch out). float32 and float64; indices are int64.
-
-Shared helpers for the pooling and unpooling families (import them from here): :func:`ntuple`,
-:func:`parse_data_format`, :func:`spatial_sizes`, :func:`resolve_pool_padding`,
-:func:`pool_output_size`."""
+aliases "channels_first"/"channels_last", in any case. Default channels first, as PyTorch. Outputs
+(and gradients) come back in the input's layout and array type (NumPy in -> NumPy out, torch in ->
+torch out). float32 and float64; indices are int64."""
 from __future__ import annotations
 
 import math
-import numbers
 
 from . import _C
-from ._arrays import check_int64, prepare, to_float, wrap
-from .conv import _is_int, explicit_pads, ntuple, same_pads, shape_of
+from ._args import (DATA_FORMATS, channels_last, check_int64, flag, is_int, is_real, layout, ntuple,
+                    resolve_padding, shape_of, spatial_sizes, to_float)
+from ._arrays import prepare, wrap
 
-_FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
-_LAYOUT = {(1, False): "(N, C, L)", (2, False): "(N, C, H, W)", (3, False): "(N, C, D, H, W)",
-           (1, True): "(N, L, C)", (2, True): "(N, H, W, C)", (3, True): "(N, D, H, W, C)"}
+_FORMATS = DATA_FORMATS
+_LAYOUT = {(nd, cl): layout(nd, cl) for nd in (1, 2, 3) for cl in (False, True)}
 
-__all__ = ["ntuple", "parse_data_format", "spatial_sizes", "resolve_pool_padding", "pool_output_size"]
-
-
-def parse_data_format(data_format, nd: int, op: str) -> bool:
-    """True for a channels-last layout ("NWC", "NHWC", "NDHWC", "channels_last"), False for
-    channels first ("NCW", "NCHW", "NCDHW", "channels_first"); anything else -> ValueError."""
-    first, last = _FORMATS[nd]
-    if isinstance(data_format, str):
-        f = data_format.upper()
-        if f in (first, "CHANNELS_FIRST"):
-            return False
-        if f in (last, "CHANNELS_LAST"):
-            return True
-    raise ValueError(f"{op}: expected data_format {first!r} or {last!r} (or 'channels_first'/'channels_last'), "
-                     f"got {data_format!r}")
-
-
-def spatial_sizes(x, nd: int, channels_last: bool, op: str) -> tuple:
-    """The nd spatial sizes of `x` in its layout, after checking its rank."""
-    xs = shape_of(x)
-    if len(xs) != nd + 2:
-        raise ValueError(f"{op}: expected input with {nd + 2} dimensions {_LAYOUT[(nd, channels_last)]}, "
-                         f"got {len(xs)} with shape {xs}")
-    return xs[1:-1] if channels_last else xs[2:]
-
-
-def resolve_pool_padding(padding, in_sizes, kernel, stride, dilation, op: str) -> list:
-    """Per-side pads [before_0, after_0, before_1, after_1, ...].
-
-    padding: int; nd ints (symmetric per dimension, as PyTorch); 2*nd ints (before, after per
-    dimension); "VALID" (no padding) or "SAME" (TensorFlow's rule: output = ceil(size / stride),
-    total padding split with the odd pixel at the end), case-insensitive."""
-    nd = len(in_sizes)
-    if isinstance(padding, str):
-        p = padding.upper()
-        if p == "VALID":
-            return [0] * (2 * nd)
-        if p == "SAME":
-            pads = []
-            for i in range(nd):
-                pads += same_pads(in_sizes[i], kernel[i], stride[i], dilation[i])
-            return pads
-        raise ValueError(f"{op}: expected padding 'SAME' or 'VALID' as a string, got {padding!r}")
-    pads = explicit_pads(padding, nd)
-    if pads is not None:
-        return check_int64(pads, "padding", op)
-    raise TypeError(f"{op}: expected padding as an int, {nd} ints, {2 * nd} ints (before, after per dimension), "
-                    f"'SAME' or 'VALID', got {padding!r}")
+# data_format -> channels-last flag
+parse_data_format = channels_last
 
 
 def pool_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int, dilation: int = 1,
@@ -84,12 +34,6 @@ def pool_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_a
     return out
 
 
-def _bool(v, name, op):
-    if not isinstance(v, (bool, numbers.Integral)):
-        raise TypeError(f"{op}: expected {name} as a bool, got {v!r}")
-    return bool(v)
-
-
 def _window_args(x, nd, kernel_size, stride, padding, dilation, channels_last, op):
     k = ntuple(kernel_size, nd, "kernel_size", op)
     if min(k) < 1:  # before the padding rule below, which is stated in terms of the kernel
@@ -97,7 +41,7 @@ def _window_args(x, nd, kernel_size, stride, padding, dilation, channels_last, o
     s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else \
         ntuple(stride, nd, "stride", op)
     d = ntuple(dilation, nd, "dilation", op)
-    pads = resolve_pool_padding(padding, spatial_sizes(x, nd, channels_last, op), k, s, d, op)
+    pads = resolve_padding(padding, spatial_sizes(x, nd, channels_last), k, s, d, op, allowed=("SAME", "VALID"))
     if not isinstance(padding, str):
         # PyTorch's rule for explicit padding: at most half the kernel (dilation not counted);
         # "SAME" pads may reach half the dilated kernel, which the core allows.
@@ -109,11 +53,13 @@ def _window_args(x, nd, kernel_size, stride, padding, dilation, channels_last, o
 
 
 def _output_size_arg(x, nd, output_size, channels_last, op):
-    sp = spatial_sizes(x, nd, channels_last, op)
-    if output_size is None or _is_int(output_size):
+    """Adaptive output sizes; None entries keep the input's size (1 for an input of the wrong rank,
+    which the core refuses)."""
+    sp = spatial_sizes(x, nd, channels_last) or (1,) * nd
+    if output_size is None or is_int(output_size):
         output_size = (output_size,) * nd
     if not (isinstance(output_size, (tuple, list)) and len(output_size) == nd and
-            all(v is None or _is_int(v) for v in output_size)):
+            all(v is None or is_int(v) for v in output_size)):
         raise TypeError(f"{op}: expected output_size as an int or {nd} ints (None keeps that input size), "
                         f"got {output_size!r}")
     return check_int64([sp[i] if v is None else int(v) for i, v in enumerate(output_size)], "output_size", op)
@@ -122,13 +68,13 @@ def _output_size_arg(x, nd, output_size, channels_last, op):
 def _divisor(divisor_override, op):
     if divisor_override is None:
         return 0
-    if not _is_int(divisor_override) or divisor_override <= 0:
+    if not is_int(divisor_override) or divisor_override <= 0:
         raise ValueError(f"{op}: expected divisor_override as a positive int or None, got {divisor_override!r}")
     return check_int64((int(divisor_override),), "divisor_override", op)[0]
 
 
 def _norm(norm_type, op):
-    if not isinstance(norm_type, numbers.Real) or isinstance(norm_type, bool):
+    if not is_real(norm_type):
         raise TypeError(f"{op}: expected norm_type as a number, got {norm_type!r}")
     p = to_float(norm_type, "norm_type", op)
     if not (math.isfinite(p) and p > 0):
@@ -156,9 +102,9 @@ def _run(op, nd, kind, input, data_format, *, kernel_size=None, stride=None, pad
         osz = []
         k, s, pads, d = _window_args(x, nd, kernel_size, stride, padding, dilation, cl, op)
     tf = _indices_format(indices_format, op)
-    out, idx = _C.pool(op, x, kind, nd, cl, k, s, pads, d, _bool(ceil_mode, "ceil_mode", op),
-                       _bool(count_include_pad, "count_include_pad", op), _divisor(divisor_override, op),
-                       _norm(norm_type, op) if kind == "lp" else 2.0, osz, _bool(return_indices, "return_indices", op),
+    out, idx = _C.pool(op, x, kind, nd, cl, k, s, pads, d, flag(ceil_mode, "ceil_mode", op),
+                       flag(count_include_pad, "count_include_pad", op), _divisor(divisor_override, op),
+                       _norm(norm_type, op) if kind == "lp" else 2.0, osz, flag(return_indices, "return_indices", op),
                        tf)
     if return_indices:
         return wrap(out, input), wrap(idx, input)
@@ -178,16 +124,18 @@ def _run_backward(op, nd, kind, grad_output, input, indices, data_format, *, ker
     else:
         osz = []
         k, s, pads, d = _window_args(x, nd, kernel_size, stride, padding, dilation, cl, op)
-    gi = _C.pool_backward(op, dy, x, ix, kind, nd, cl, k, s, pads, d, _bool(ceil_mode, "ceil_mode", op),
-                          _bool(count_include_pad, "count_include_pad", op), _divisor(divisor_override, op),
+    gi = _C.pool_backward(op, dy, x, ix, kind, nd, cl, k, s, pads, d, flag(ceil_mode, "ceil_mode", op),
+                          flag(count_include_pad, "count_include_pad", op), _divisor(divisor_override, op),
                           _norm(norm_type, op) if kind == "lp" else 2.0, osz)
     return wrap(gi, input)
 
 
-def _grad_output_shape(x, nd, channels_last, op):
-    """(N, C, 1, ..., 1) for the global pools in the input's layout."""
+def _grad_output_shape(x, nd, channels_last):
+    """(N, C, 1, ..., 1) for the global pools in the input's layout; None for an input of the wrong
+    rank (the core refuses it)."""
     xs = shape_of(x)
-    spatial_sizes(x, nd, channels_last, op)
+    if len(xs) != nd + 2:
+        return None
     return (xs[0],) + (1,) * nd + (xs[-1],) if channels_last else (xs[0], xs[1]) + (1,) * nd
 
 
@@ -442,16 +390,15 @@ def adaptive_max_pool3d_backward(grad_output, input, indices, *, data_format="NC
 
 
 def _out_of(grad_output, nd, data_format, op):
-    """The adaptive output size, read from grad_output's shape."""
-    g = prepare(grad_output, op, "grad_output")
-    return list(spatial_sizes(g, nd, parse_data_format(data_format, nd, op), op).__iter__()) \
-        if len(shape_of(g)) == nd + 2 else _bad_grad(g, nd, data_format, op)
-
-
-def _bad_grad(g, nd, data_format, op):
+    """The adaptive output size, read from grad_output's shape (the one array whose rank Python
+    checks: the sizes passed to the core come from it)."""
     cl = parse_data_format(data_format, nd, op)
-    raise ValueError(f"{op}: expected grad_output with {nd + 2} dimensions {_LAYOUT[(nd, cl)]}, got "
-                     f"{len(shape_of(g))} with shape {shape_of(g)}")
+    g = prepare(grad_output, op, "grad_output")
+    sp = spatial_sizes(g, nd, cl)
+    if sp is None:
+        raise ValueError(f"{op}: expected grad_output with {nd + 2} dimensions {_LAYOUT[(nd, cl)]}, got "
+                         f"{len(shape_of(g))} with shape {shape_of(g)}")
+    return list(sp)
 
 
 # ---- global pooling -------------------------------------------------------------------------------
@@ -461,7 +408,7 @@ def global_avg_pool2d(input, keepdims=True, *, data_format="NCHW"):
 
     keepdims=True (default) -> (N, C, 1, 1) (or (N, 1, 1, C)), as adaptive_avg_pool2d(x, 1);
     keepdims=False -> (N, C)."""
-    keepdims = _bool(keepdims, "keepdims", "global_avg_pool2d")
+    keepdims = flag(keepdims, "keepdims", "global_avg_pool2d")
     y = _run("global_avg_pool2d", 2, "avg", input, data_format, output_size=1, count_include_pad=False)
     return y if keepdims else _drop_spatial(y, data_format)
 
@@ -471,7 +418,7 @@ def global_max_pool2d(input, keepdims=True, return_indices=False, *, data_format
 
     keepdims=True (default) -> (N, C, 1, 1) (or (N, 1, 1, C)); keepdims=False -> (N, C).
     NaN propagates; return_indices adds the PyTorch-format argmax (h * W + w), same shape."""
-    keepdims = _bool(keepdims, "keepdims", "global_max_pool2d")
+    keepdims = flag(keepdims, "keepdims", "global_max_pool2d")
     r = _run("global_max_pool2d", 2, "max", input, data_format, output_size=1, return_indices=return_indices)
     if keepdims:
         return r
@@ -489,8 +436,11 @@ def _drop_spatial(y, data_format):
 def _global_backward(op, kind, grad_output, input, indices, data_format):
     x = prepare(input, op, "input")
     cl = parse_data_format(data_format, 2, op)
-    want = _grad_output_shape(x, 2, cl, op)
+    want = _grad_output_shape(x, 2, cl)
     gs = shape_of(prepare(grad_output, op, "grad_output"))
+    if want is None:
+        return _run_backward(op, 2, kind, grad_output, input, indices, data_format, output_size=1,
+                             count_include_pad=False)
     flat = (want[0], want[-1] if cl else want[1])
     if gs == flat:
         grad_output = grad_output.reshape(want)

@@ -30,13 +30,12 @@ last NaN in window order), as in torch's kernel."""
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from . import _C
-from ._arrays import prepare, to_float, wrap
-from .unpool import channels_last, check_ndim, ntuple, shape_of, spatial
+from ._args import channels_last, is_int, is_real, ntuple, shape_of, spatial, spatial_sizes, to_float
+from ._arrays import prepare, wrap
 
 _NAMES = {2: ("height", "width"), 3: ("depth", "height", "width")}
 
@@ -46,9 +45,9 @@ def _dtype_name(x) -> str:
 
 
 def _ratios(v, nd, name, op, cl):
-    if isinstance(v, numbers.Real) and not isinstance(v, bool):
+    if is_real(v):
         return (to_float(v, name, op),) * nd
-    if isinstance(v, (tuple, list)) and all(isinstance(e, numbers.Real) and not isinstance(e, bool) for e in v):
+    if isinstance(v, (tuple, list)) and all(is_real(e) for e in v):
         if len(v) == nd:
             return tuple(to_float(e, name, op) for e in v)
         if len(v) == nd + 2:  # TensorFlow's form [1, r..., 1] (or [1, 1, r...] channels first)
@@ -86,19 +85,27 @@ def pooling_sequence(in_size: int, out_size: int, pseudo_random: bool, rng) -> n
 
 def _rng(seed, op):
     """numpy.random.default_rng(seed) for seed None or a non-negative int."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+    if seed is not None and (not is_int(seed) or seed < 0):
         raise TypeError(f"{op}: expected seed as None or a non-negative int, got {seed!r}")
     return np.random.default_rng(seed)
+
+
+def _core_refuses(op, x, nd, cl):
+    """Let the core report what is wrong with an input of the wrong rank or dtype (its checks name
+    the op and the expected layout); the output sizes are computed from the input, so Python
+    cannot go on with it."""
+    _C.fractional_max_pool(op, x, None, nd, cl, [], [], [[0, 1]] * nd, False)
+    raise ValueError(f"{op}: expected input with {nd + 2} dimensions in float32 or float64, got shape "
+                     f"{tuple(x.shape)} and dtype {_dtype_name(x)}")
 
 
 def _fractional(nd, op, input, kernel_size, output_size, output_ratio, return_indices, _random_samples,
                 pooling_ratio, pseudo_random, overlapping, seed, pooling_sequences, data_format):
     cl = channels_last(data_format, nd, op)
     x = prepare(input, op, "input")
-    s = check_ndim(x, nd, cl, op)
-    in_sp = spatial(s, nd, cl)
-    if _dtype_name(x) not in ("float32", "float64"):
-        raise TypeError(f"{op}: expected input with dtype float32 or float64, got {_dtype_name(x)}")
+    in_sp = spatial_sizes(x, nd, cl)
+    if in_sp is None or _dtype_name(x) not in ("float32", "float64"):
+        _core_refuses(op, x, nd, cl)
     if not isinstance(return_indices, (bool, np.bool_)):
         raise TypeError(f"{op}: expected return_indices as a bool, got {return_indices!r}")
     tf_mode = pooling_ratio is not None or pooling_sequences is not None
@@ -151,6 +158,7 @@ def _fractional(nd, op, input, kernel_size, output_size, output_ratio, return_in
             raise ValueError(f"{op}: expected output_size + kernel_size - 1 <= input size, got {_NAMES[nd][i]} "
                              f"output {out[i]} + kernel {k[i]} - 1 > input {in_sp[i]}")
     if _random_samples is None:
+        s = shape_of(x)
         samples = np.random.default_rng().random((s[0], s[nd + 1] if cl else s[1], nd)).astype(_dtype_name(x))
     else:
         samples = prepare(_random_samples, op, "_random_samples")
@@ -193,10 +201,6 @@ def _backward(nd, op, grad_output, input, indices, data_format):
     cl = channels_last(data_format, nd, op)
     dy, x, ix = (prepare(grad_output, op, "grad_output"), prepare(input, op, "input"),
                  prepare(indices, op, "indices"))
-    check_ndim(x, nd, cl, op)
-    check_ndim(dy, nd, cl, op, "grad_output")
-    if shape_of(ix) != shape_of(dy):
-        raise ValueError(f"{op}: expected indices with the shape of grad_output {shape_of(dy)}, got {shape_of(ix)}")
     return wrap(_C.fractional_max_pool_backward(op, dy, x, ix, nd, cl), grad_output)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,8 +21,30 @@ import numpy as np
 
 from . import data
 
-# --model names: builder in cnnops.nn.models and how it takes the dataset's geometry
-MODELS = ("lenet5", "mnist_cnn")
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A classifier builder of cnnops.nn.models as --model offers it: the square image sides it
+    takes (`fits`, described by `sizes`) and the extra keyword arguments that size it for an image
+    side (num_classes, in_channels, dtype and rng are passed to every builder)."""
+
+    sizes: str
+    fits: object
+    kwargs: object = lambda side: {}
+
+
+# --model names = builder names in cnnops.nn.models (the classifiers; fcn and yolo_tiny are not)
+MODELS = {
+    "lenet5": ModelSpec("28x28 or 32x32", lambda side: side in (28, 32), lambda side: {"input_size": side}),
+    "mnist_cnn": ModelSpec("a side divisible by 4", lambda side: side % 4 == 0, lambda side: {"input_size": side}),
+    "inception_net": ModelSpec("at least 4x4", lambda side: side >= 4),
+    "resnet18": ModelSpec("any size", lambda side: True, lambda side: {"small_input": side < 64}),
+    "resnet34": ModelSpec("any size", lambda side: True, lambda side: {"small_input": side < 64}),
+    "resnet50": ModelSpec("any size", lambda side: True, lambda side: {"small_input": side < 64}),
+    "vgg11": ModelSpec("at least 32x32", lambda side: side >= 32),
+    "vgg16": ModelSpec("at least 32x32", lambda side: side >= 32),
+    "alexnet": ModelSpec("at least 63x63", lambda side: side >= 63),
+}
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine")
 
@@ -56,23 +79,27 @@ class History:
         return {"epochs": [asdict(e) for e in self.epochs]}
 
 
+def models_for(side: int) -> list:
+    """The --model names whose networks take square images of this side."""
+    return [name for name, spec in MODELS.items() if spec.fits(side)]
+
+
 def build_model(name: str, dataset: data.Dataset, dtype="float32", seed: int = 0):
     """The cnnops.nn model `name` (one of MODELS) sized for `dataset` (its channels, image side and
     number of classes), initial weights drawn from a generator seeded with `seed`."""
     from .nn import models
 
+    if name not in MODELS:
+        raise ValueError(f"build_model: expected a model among {', '.join(MODELS)}, got {name!r}")
     c, h, w = dataset.input_shape
     if h != w:
         raise ValueError(f"build_model: expected square images, got {h}x{w}")
-    rng = np.random.default_rng(seed)
-    if name == "lenet5":
-        if h not in (28, 32):
-            raise ValueError(f"build_model: lenet5 expects 28x28 or 32x32 images, got {h}x{w}")
-        model = models.lenet5(num_classes=dataset.num_classes, in_channels=c, input_size=h, dtype=dtype, rng=rng)
-    elif name == "mnist_cnn":
-        model = models.mnist_cnn(num_classes=dataset.num_classes, in_channels=c, input_size=h, dtype=dtype, rng=rng)
-    else:
-        raise ValueError(f"build_model: expected a model among {', '.join(MODELS)}, got {name!r}")
+    spec = MODELS[name]
+    if not spec.fits(h):
+        raise ValueError(f"build_model: {name} expects {spec.sizes} images, got {h}x{w}")
+    builder = getattr(models, name)
+    model = builder(num_classes=dataset.num_classes, in_channels=c, dtype=dtype, rng=np.random.default_rng(seed),
+                    **spec.kwargs(h))
     model.needs_input_grad = False  # nobody uses the gradient with respect to the images
     return model
 
@@ -281,61 +308,144 @@ def _fit(model, dataset, epochs, batch_size, optimizer, lr, schedule, seed, mome
 # command line
 
 
+# The image geometry of each --dataset, known before its files are read: (channels, side).
+DATASET_GEOMETRY = {"digits": (1, None), "mnist": (1, 28), "fashion-mnist": (1, 28), "cifar10": (3, 32),
+                    "cifar100": (3, 32)}
+
+# Optional packages of the demo extra, and what needs them.
+DEMO_EXTRA = 'pip install "cnnops[demo]"'
+
+
+def _model_help() -> str:
+    lines = [f"{name} ({spec.sizes})" for name, spec in MODELS.items()]
+    return ("classifier of cnnops.nn.models and the image sides it takes: " + ", ".join(lines) +
+            "; digits is 28x28 or 32x32 (--size), (fashion-)mnist 28x28, cifar 32x32")
+
+
 def add_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) -> None:
     """The options of ``python -m cnnops train`` (and ``demo``, with its own defaults)."""
     d = {"model": "lenet5", "dataset": "digits", "epochs": 10, "batch_size": 32, "lr": None, "optimizer": "adam",
          "schedule": "none", "seed": 0, "shift": 0}
     d.update(defaults or {})
-    p.add_argument("--model", choices=MODELS, default=d["model"], help=f"network (default {d['model']})")
+    p.add_argument("--model", choices=list(MODELS), default=d["model"], metavar="MODEL",
+                   help=_model_help() + f" (default {d['model']})")
     p.add_argument("--dataset", choices=list(data.DATASETS), default=d["dataset"],
                    help=f"digits ships with scikit-learn; the others are read from --data-dir (default {d['dataset']})")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX or CIFAR binary files")
     p.add_argument("--size", type=int, choices=(28, 32), default=None,
-                   help="digits image side (default: 32 for lenet5, 28 for mnist_cnn)")
+                   help="digits image side (default: 28 for mnist_cnn, 32 for the others)")
     p.add_argument("--epochs", type=int, default=d["epochs"], help=f"default {d['epochs']}")
     p.add_argument("--batch-size", type=int, default=d["batch_size"], help=f"default {d['batch_size']}")
     p.add_argument("--lr", type=float, default=d["lr"],
-                   help="learning rate (default: 1e-3 for adam/adamw, 0.05 for sgd)" if d["lr"] is None
-                   else f"learning rate (default {d['lr']})")
+                   help="learning rate > 0 (default: 1e-3 for adam/adamw, 0.05 for sgd)" if d["lr"] is None
+                   else f"learning rate > 0 (default {d['lr']})")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d["optimizer"], help=f"default {d['optimizer']}")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="default 0")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum, >= 0 (default 0.9)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help=">= 0 (default 0)")
     p.add_argument("--schedule", choices=SCHEDULES, default=d["schedule"],
                    help=f"learning-rate schedule per epoch (default {d['schedule']})")
     p.add_argument("--shift", type=int, default=d["shift"], metavar="PIXELS",
                    help=f"augment training batches by random translations of up to PIXELS (default {d['shift']})")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--seed", type=int, default=d["seed"], help="weights, shuffling, dropout, digits split")
-    p.add_argument("--threads", type=int, default=None, help="cnnops threads (default: as configured)")
-    p.add_argument("--save", default=None, metavar="PATH", help="write the trained weights to PATH (.npz)")
-    p.add_argument("--plot", default=None, metavar="PATH", help="write loss/accuracy curves to PATH (e.g. curves.png)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None, help="cnnops threads, >= 1 (default: as configured)")
+    p.add_argument("--save", default=None, metavar="PATH",
+                   help="write the trained weights to PATH (.npz); its folder must exist")
+    p.add_argument("--plot", default=None, metavar="PATH",
+                   help="write loss/accuracy curves to PATH (e.g. curves.png; needs matplotlib)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (the bar needs tqdm)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="use only the first N training and N test samples (for a quick try)")
+                   help="use only the first N >= 1 training and N test samples (for a quick try)")
 
 
-def run(args) -> int:
-    """Run the command line `args` (from add_arguments); returns the exit status."""
+def _missing(module: str) -> bool:
+    """True when `module` cannot be imported (looked up without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec(module) is None
+
+
+def _finite(v) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def check_arguments(args) -> str | None:
+    """What is wrong with the parsed options of ``train``/``demo``, as one message, or None. Every
+    check that can be made before any data is read or any model is built is made here."""
+    if args.epochs < 1 or args.batch_size < 1 or args.shift < 0:
+        return (f"expected --epochs >= 1, --batch-size >= 1 and --shift >= 0, got {args.epochs}, "
+                f"{args.batch_size} and {args.shift}")
+    if args.lr is not None and not (_finite(args.lr) and args.lr > 0):
+        return f"argument --lr: expected a finite learning rate > 0, got {args.lr}"
+    if not (_finite(args.momentum) and args.momentum >= 0):
+        return f"argument --momentum: expected a finite value >= 0, got {args.momentum}"
+    if not (_finite(args.weight_decay) and args.weight_decay >= 0):
+        return f"argument --weight-decay: expected a finite value >= 0, got {args.weight_decay}"
+    if args.threads is not None and not 1 <= args.threads < 2**31:
+        return f"argument --threads: expected a thread count >= 1, got {args.threads}"
+    if args.limit is not None and args.limit < 1:
+        return f"argument --limit: expected N >= 1 samples, got {args.limit}"
+    if args.size is not None and args.dataset != "digits":
+        return f"argument --size: applies to the digits only, got --size {args.size} with --dataset {args.dataset}"
+    if data.DATASETS[args.dataset] and args.data_dir is None:
+        return f"argument --data-dir: {args.dataset} is read from files; expected a data_dir, got None"
+    if args.data_dir is not None and not os.path.isdir(args.data_dir):
+        return f"argument --data-dir: no such folder: {args.data_dir}"
+    for opt, path in (("--save", args.save), ("--plot", args.plot)):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder is not None and not os.path.isdir(folder):
+            return f"argument {opt}: the folder {folder} does not exist"
+    channels, side = DATASET_GEOMETRY[args.dataset]
+    side = side or image_side(args)
+    if not MODELS[args.model].fits(side):
+        return (f"argument --model: {args.model} takes images of {MODELS[args.model].sizes}; {args.dataset} has "
+                f"{channels}x{side}x{side} images; models that fit: {', '.join(models_for(side))}")
+    needs = []
+    if args.dataset == "digits" and _missing("sklearn"):
+        needs.append("scikit-learn (the digits dataset)")
+    if args.plot and _missing("matplotlib"):
+        needs.append("matplotlib (--plot)")
+    if _progress_bar(args) and _missing("tqdm"):
+        needs.append("tqdm (the progress bar; --no-progress goes without)")
+    if needs:
+        return f"missing optional dependencies: {'; '.join(needs)}. Install them with: {DEMO_EXTRA}"
+    return None
+
+
+def image_side(args) -> int:
+    """The digits image side: --size, else 28 for mnist_cnn and 32 for the other models."""
+    if args.size is not None:
+        return args.size
+    return 28 if args.model == "mnist_cnn" else 32
+
+
+def _progress_bar(args) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def run(args, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run the command line `args` (from add_arguments); returns the exit status (2 for bad
+    arguments, with argparse's usage line when `parser` is given)."""
+    problem = check_arguments(args)
+    if problem is not None:
+        if parser is not None:
+            parser.print_usage(sys.stderr)
+        print(f"{parser.prog if parser is not None else 'cnnops train'}: error: {problem}", file=sys.stderr)
+        return 2
+
     import cnnops
     from . import nn
 
-    if args.epochs < 1 or args.batch_size < 1 or args.shift < 0:
-        print(f"cnnops train: expected --epochs >= 1, --batch-size >= 1 and --shift >= 0, got {args.epochs}, "
-              f"{args.batch_size} and {args.shift}", file=sys.stderr)
-        return 2
     if args.threads is not None:
         cnnops.set_num_threads(args.threads)
     nn.init.manual_seed(args.seed)
-    size = args.size
-    if args.dataset == "digits" and size is None:
-        size = 32 if args.model == "lenet5" else 28
     try:
-        ds = data.load(args.dataset, args.data_dir, size=size if args.dataset == "digits" else None,
+        ds = data.load(args.dataset, args.data_dir, size=image_side(args) if args.dataset == "digits" else None,
                        dtype=args.dtype, seed=args.seed)
     except (OSError, ValueError, TypeError) as e:
         print(f"cnnops train: {e}", file=sys.stderr)
         return 2
-    if args.limit:
+    if args.limit is not None:
         ds = ds.subset(args.limit, args.limit)
     lr = args.lr if args.lr is not None else (0.05 if args.optimizer == "sgd" else 1e-3)
     model = build_model(args.model, ds, dtype=args.dtype, seed=args.seed)
@@ -346,7 +456,7 @@ def run(args) -> int:
           f"{cnnops.get_num_threads()} threads, seed {args.seed}")
     t0 = time.perf_counter()
     hist = fit(model, ds, args.epochs, args.batch_size, args.optimizer, lr, args.schedule, args.seed,
-               args.momentum, args.weight_decay, shift=args.shift, progress=not args.no_progress and sys.stderr.isatty())
+               args.momentum, args.weight_decay, shift=args.shift, progress=_progress_bar(args))
     total = time.perf_counter() - t0
     last = hist.epochs[-1]
     print(f"\nconfusion matrix of the test set ({len(ds.y_test)} images):")

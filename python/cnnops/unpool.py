@@ -6,84 +6,20 @@
 - ``upsample_nearest1d/2d/3d``: PyTorch's ``interpolate(mode="nearest")`` and
   ``mode="nearest-exact"``, including non-integer scale factors (see :func:`upsample_nearest2d`).
 
-Every op accepts ``data_format`` ("NCW"/"NWC", "NCHW"/"NHWC", "NCDHW"/"NDHWC"; channels first by
-default), float32/float64 values and int64 indices, any DLPack array (the result has the caller's
-array type). Backward passes are gathers over outputs: bitwise identical for any thread count."""
+Every op accepts ``data_format`` ("NCW"/"NWC", "NCHW"/"NHWC", "NCDHW"/"NDHWC", or
+"channels_first"/"channels_last", any case; channels first by default), float32/float64 values
+and int64 indices, any DLPack array (the result has the caller's array type). Backward passes are
+gathers over outputs: bitwise identical for any thread count."""
 from __future__ import annotations
 
 import math
-import numbers
 
 from . import _C
-from ._arrays import check_int64, prepare, to_float, wrap
+from ._args import (channels_last, check_int64, is_int, is_real, layout, ntuple, shape_of, sizes, spatial,
+                    spatial_sizes, to_float)
+from ._arrays import prepare, wrap
 
-_FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
 _MODES = ("nearest", "nearest-exact")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def channels_last(data_format, nd: int, op: str) -> bool:
-    """True for the channels-last spelling of `nd` spatial dimensions ("NWC", "NHWC", "NDHWC")."""
-    forms = _FORMATS[nd]
-    if data_format not in forms:
-        raise ValueError(f"{op}: expected data_format {forms[0]!r} or {forms[1]!r}, got {data_format!r}")
-    return data_format == forms[1]
-
-
-def layout(nd: int, cl: bool) -> str:
-    f = _FORMATS[nd][1 if cl else 0]
-    return "(" + ", ".join(f) + ")"
-
-
-def shape_of(x):
-    return tuple(int(s) for s in x.shape)
-
-
-def check_ndim(x, nd: int, cl: bool, op: str, name: str = "input"):
-    s = shape_of(x)
-    if len(s) != nd + 2:
-        raise ValueError(f"{op}: expected {name} with {nd + 2} dimensions {layout(nd, cl)}, got {len(s)} "
-                         f"with shape {s}")
-    return s
-
-
-def spatial(s, nd: int, cl: bool):
-    return tuple(s[1:1 + nd]) if cl else tuple(s[2:2 + nd])
-
-
-def ntuple(v, n: int, name: str, op: str, positive: bool = True):
-    """An int or n ints -> tuple of n ints (checked >= 1, or >= 0 when not `positive`)."""
-    if _is_int(v):
-        t = (int(v),) * n
-    elif isinstance(v, (tuple, list)) and len(v) == n and all(_is_int(e) for e in v):
-        t = tuple(int(e) for e in v)
-    else:
-        raise TypeError(f"{op}: expected {name} as an int or {n} ints, got {v!r}")
-    check_int64(t, name, op)
-    lo = 1 if positive else 0
-    if any(e < lo for e in t):
-        raise ValueError(f"{op}: expected {name} >= {lo}, got {t if n > 1 else t[0]}")
-    return t
-
-
-def _sizes_arg(v, nd: int, name: str, op: str):
-    """`size`/`output_size`: an int, nd ints, or nd + 2 ints (a full shape, the spatial part is used)."""
-    if _is_int(v):
-        return check_int64((int(v),) * nd, name, op)
-    if isinstance(v, (tuple, list)) and all(_is_int(e) for e in v):
-        check_int64(v, name, op)
-        if len(v) == nd:
-            return tuple(int(e) for e in v)
-        if len(v) == nd + 2:
-            return None  # caller takes the spatial part for its layout
-    raise TypeError(f"{op}: expected {name} as an int or {nd} ints, got {v!r}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -98,15 +34,13 @@ def _upsample_plan(in_sp, nd, scale_factor, size, mode, recompute_scale_factor, 
         raise ValueError(f"{op}: expected exactly one of size and scale_factor, got "
                          f"{'both' if size is not None else 'neither'}")
     if size is not None:
-        out = _sizes_arg(size, nd, "size", op)
-        if out is None:
-            out = spatial(tuple(int(e) for e in size), nd, cl)
+        out = sizes(size, nd, "size", op, cl)
         if any(o < 1 for o in out):
             raise ValueError(f"{op}: expected positive output sizes, got size={tuple(out)}")
         return list(out), [-1.0] * nd
-    if _is_num(scale_factor):
+    if is_real(scale_factor):
         sf = (to_float(scale_factor, "scale_factor", op),) * nd
-    elif isinstance(scale_factor, (tuple, list)) and len(scale_factor) == nd and all(_is_num(e) for e in scale_factor):
+    elif isinstance(scale_factor, (tuple, list)) and len(scale_factor) == nd and all(is_real(e) for e in scale_factor):
         sf = tuple(to_float(e, "scale_factor", op) for e in scale_factor)
     else:
         raise TypeError(f"{op}: expected scale_factor as a number or {nd} numbers, got {scale_factor!r}")
@@ -127,8 +61,8 @@ def _upsample_plan(in_sp, nd, scale_factor, size, mode, recompute_scale_factor, 
 def _upsample(nd, op, input, scale_factor, size, mode, recompute_scale_factor, data_format):
     cl = channels_last(data_format, nd, op)
     x = prepare(input, op, "input")
-    s = check_ndim(x, nd, cl, op)
-    out, scales = _upsample_plan(spatial(s, nd, cl), nd, scale_factor, size, mode, recompute_scale_factor, op, cl)
+    in_sp = spatial_sizes(x, nd, cl) or (1,) * nd  # the core refuses an input of the wrong rank
+    out, scales = _upsample_plan(in_sp, nd, scale_factor, size, mode, recompute_scale_factor, op, cl)
     return wrap(_C.upsample_nearest(op, x, nd, cl, out, scales, mode == "nearest-exact"), input)
 
 
@@ -136,7 +70,6 @@ def _upsample_backward(nd, op, grad_output, input_size_or_input, scale_factor, s
                        data_format):
     cl = channels_last(data_format, nd, op)
     dy = prepare(grad_output, op, "grad_output")
-    gs = check_ndim(dy, nd, cl, op, "grad_output")
     src = input_size_or_input
     if hasattr(src, "shape") and not isinstance(src, (tuple, list)):
         in_shape = shape_of(src)
@@ -144,7 +77,7 @@ def _upsample_backward(nd, op, grad_output, input_size_or_input, scale_factor, s
             raise ValueError(f"{op}: expected input with {nd + 2} dimensions {layout(nd, cl)}, got {len(in_shape)} "
                              f"with shape {in_shape}")
         in_sp = spatial(in_shape, nd, cl)
-    elif isinstance(src, (tuple, list)) and all(_is_int(e) for e in src) and len(src) in (nd, nd + 2):
+    elif isinstance(src, (tuple, list)) and all(is_int(e) for e in src) and len(src) in (nd, nd + 2):
         in_sp = tuple(int(e) for e in src) if len(src) == nd else spatial(tuple(int(e) for e in src), nd, cl)
     else:
         raise TypeError(f"{op}: expected input_size_or_input as the input array, its shape or its {nd} spatial "
@@ -152,9 +85,10 @@ def _upsample_backward(nd, op, grad_output, input_size_or_input, scale_factor, s
     if any(i < 1 for i in in_sp):
         raise ValueError(f"{op}: expected positive input sizes, got {in_sp}")
     out, scales = _upsample_plan(in_sp, nd, scale_factor, size, mode, recompute_scale_factor, op, cl)
-    if tuple(out) != spatial(gs, nd, cl):
+    got = spatial_sizes(dy, nd, cl)  # None: the core refuses grad_output's rank
+    if got is not None and tuple(out) != got:
         raise ValueError(f"{op}: expected grad_output with spatial size {tuple(out)} (the forward's output for input "
-                         f"size {in_sp}), got {spatial(gs, nd, cl)}")
+                         f"size {in_sp}), got {got}")
     return wrap(_C.upsample_nearest_backward(op, dy, nd, cl, list(in_sp), scales, mode == "nearest-exact"),
                 grad_output)
 
@@ -235,9 +169,9 @@ for _f in (upsample_nearest1d_backward, upsample_nearest2d_backward, upsample_ne
 def unpool_output_size(in_sp, nd, kernel_size, stride, padding, output_size, op, cl=False):
     """PyTorch's rule: default (in - 1) * stride - 2 * padding + kernel; a given output_size must lie
     strictly between default - stride and default + stride."""
-    k = ntuple(kernel_size, nd, "kernel_size", op)
-    s = k if stride is None else ntuple(stride, nd, "stride", op)
-    p = ntuple(padding, nd, "padding", op, positive=False)
+    k = ntuple(kernel_size, nd, "kernel_size", op, minimum=1)
+    s = k if stride is None else ntuple(stride, nd, "stride", op, minimum=1)
+    p = ntuple(padding, nd, "padding", op, minimum=0)
     for i in range(nd):
         if 2 * p[i] > k[i]:
             raise ValueError(f"{op}: expected padding at most half the kernel size, got padding {p} for kernel {k}")
@@ -246,9 +180,7 @@ def unpool_output_size(in_sp, nd, kernel_size, stride, padding, output_size, op,
     if output_size is None:
         out = default
     else:
-        got = _sizes_arg(output_size, nd, "output_size", op)
-        if got is None:
-            got = spatial(tuple(int(e) for e in output_size), nd, cl)
+        got = sizes(output_size, nd, "output_size", op, cl)
         for i in range(nd):
             if not default[i] - s[i] < got[i] < default[i] + s[i]:
                 raise ValueError(f"{op}: expected output_size between {tuple(d - st + 1 for d, st in zip(default, s))} "
@@ -263,22 +195,20 @@ def unpool_output_size(in_sp, nd, kernel_size, stride, padding, output_size, op,
 def _max_unpool(nd, op, input, indices, kernel_size, stride, padding, output_size, data_format):
     cl = channels_last(data_format, nd, op)
     x, ix = prepare(input, op, "input"), prepare(indices, op, "indices")
-    s = check_ndim(x, nd, cl, op)
-    si = shape_of(ix)
-    if si != s:
-        raise ValueError(f"{op}: expected indices with the shape of input {s}, got {si}")
-    out = unpool_output_size(spatial(s, nd, cl), nd, kernel_size, stride, padding, output_size, op, cl)
+    in_sp = spatial_sizes(x, nd, cl) or (1,) * nd  # the core refuses an input of the wrong rank
+    out = unpool_output_size(in_sp, nd, kernel_size, stride, padding, output_size, op, cl)
     return wrap(_C.max_unpool(op, x, ix, nd, cl, out), input)
 
 
 def _max_unpool_backward(nd, op, grad_output, indices, kernel_size, stride, padding, output_size, data_format):
     cl = channels_last(data_format, nd, op)
     dy, ix = prepare(grad_output, op, "grad_output"), prepare(indices, op, "indices")
-    gs = check_ndim(dy, nd, cl, op, "grad_output")
-    si = check_ndim(ix, nd, cl, op, "indices")
-    out = unpool_output_size(spatial(si, nd, cl), nd, kernel_size, stride, padding, output_size, op, cl)
-    if tuple(out) != spatial(gs, nd, cl):
-        raise ValueError(f"{op}: expected grad_output with spatial size {tuple(out)}, got {spatial(gs, nd, cl)}")
+    # The output size the forward arguments describe must be grad_output's; the core checks the
+    # ranks, so the comparison only runs on arrays of the right rank.
+    in_sp, got = spatial_sizes(ix, nd, cl), spatial_sizes(dy, nd, cl)
+    out = unpool_output_size(in_sp or (1,) * nd, nd, kernel_size, stride, padding, output_size, op, cl)
+    if in_sp is not None and got is not None and tuple(out) != got:
+        raise ValueError(f"{op}: expected grad_output with spatial size {tuple(out)}, got {got}")
     return wrap(_C.max_unpool_backward(op, dy, ix, nd, cl), grad_output)
 
 
@@ -346,8 +276,7 @@ def bed_of_nails_unpool2d(input, scale, data_format="NCHW"):
     op = "bed_of_nails_unpool2d"
     cl = channels_last(data_format, 2, op)
     x = prepare(input, op, "input")
-    check_ndim(x, 2, cl, op)
-    sc = ntuple(scale, 2, "scale", op)
+    sc = ntuple(scale, 2, "scale", op, minimum=1)
     return wrap(_C.bed_of_nails(op, x, 2, cl, list(sc)), input)
 
 
@@ -357,6 +286,5 @@ def bed_of_nails_unpool2d_backward(grad_output, scale, data_format="NCHW"):
     op = "bed_of_nails_unpool2d_backward"
     cl = channels_last(data_format, 2, op)
     dy = prepare(grad_output, op, "grad_output")
-    check_ndim(dy, 2, cl, op, "grad_output")
-    sc = ntuple(scale, 2, "scale", op)
+    sc = ntuple(scale, 2, "scale", op, minimum=1)
     return wrap(_C.bed_of_nails_backward(op, dy, 2, cl, list(sc)), grad_output)

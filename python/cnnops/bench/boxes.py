@@ -1,6 +1,6 @@
 """Box utilities and the IoU family on the CPU: cnnops against torchvision.ops.
 
-Cases: the pairwise matrices (box_iou at 1k x 1k and 10k x 1k, the issue's targets, plus GIoU,
+Cases: the pairwise matrices (box_iou at 1k x 1k and 10k x 1k, plus GIoU,
 DIoU and CIoU at 1k x 1k) and the losses as a training step uses them, forward + backward on 100k
 pairs with reduction "mean": cnnops.<kind>_loss then cnnops.<kind>_loss_backward against
 torchvision's <kind>_box_iou_loss followed by autograd's ``backward()``.
@@ -133,17 +133,6 @@ def bench_case(torch, tv, case, repeats=None, quick=False) -> dict:
     return row
 
 
-def targets(rows: list) -> list:
-    by = {r["name"]: r for r in rows}
-    out = []
-    for name in ("box_iou_1k_x_1k", "box_iou_10k_x_1k"):
-        r = by.get(name)
-        s = r.get("speedup") if r else None
-        out.append(common.target_line(f"{name} >= 1.5x torchvision", None if s is None else s >= 1.5,
-                                      "not run" if s is None else f"{s:.2f}x"))
-    return out
-
-
 def report_markdown(data: dict) -> str:
     rows = data["cases"]
     bw = data["ceilings"]["copy_bandwidth_gbs"]
@@ -166,24 +155,19 @@ def report_markdown(data: dict) -> str:
         "",
         common.markdown_table(["case", "shape", "cnnops ms", "torchvision ms", "speed-up", "GB/s (of copy bw)",
                                "rel err", ""], table),
-        "",
-        "## Targets",
-        "",
-        common.markdown_table(["target", "status", "measured"],
-                              [[t["target"], t["status"], t["detail"]] for t in data["targets"]]),
     ]
     for w in data["warnings"]:
         lines += ["", f"warning: {w}"]
     return "\n".join(lines)
 
 
-def run(repeats=None, quick=False, out=None, layers=None) -> int:
+def run(repeats=None, quick=False, out=None, layers=None, commit=None) -> int:
     """Run the boxes suite, print the table, write <out>/boxes_cpu.json and <out>/boxes_cpu.md.
 
     repeats: timed repeats per case (default: sized by a time budget); quick: QUICK_REPEATS
     repeats and, unless `layers` is given, only the small cases; layers: case names as 'a,b' or a
-    list (default: all). Returns 0 when every case ran and matched torchvision, 1 otherwise, 2 on
-    bad arguments or missing torchvision. Missed speed targets are reported, not failures."""
+    list (default: all); commit: the source revision recorded in the results. Returns 0 when every
+    case ran and matched torchvision, 1 otherwise, 2 on bad arguments or missing torchvision."""
     try:
         import torch
         import torchvision
@@ -204,10 +188,10 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
     threads = cnnops.get_num_threads()
     torch.set_num_threads(threads)
     machine = common.machine_info({"torch": torch.__version__, "torchvision": torchvision.__version__,
-                                   "torch_parallel": f"{torch.get_num_threads()} threads"})
+                                   "torch_parallel": f"{torch.get_num_threads()} threads"}, commit)
     print(f"boxes CPU benchmark: {len(names)} cases, {threads} threads, cnnops {cnnops.__version__} "
           f"({cnnops.simd_level()}), torchvision {torchvision.__version__}", flush=True)
-    ceilings = common.measure_ceilings(threads)
+    ceilings = common.measure_ceilings(threads, quick=quick)
     rows = []
     for name in names:
         r = bench_case(torch, tv, BY_NAME[name], repeats, quick)
@@ -218,8 +202,7 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
         else:
             print(f"  {name:18s} error: {'; '.join(r['errors'])}", flush=True)
     machine["load_average_end"] = common.load_average()
-    warning = common.busy_warning(machine["load_average_start"], machine["load_average_end"],
-                                  machine["cores"]["usable"])
+    warning = common.busy_warning(machine["load_average_start"], machine["cores"]["usable"])
     data = {
         "suite": "boxes",
         "device": "cpu",
@@ -229,7 +212,6 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
                      "threads": threads, "rel_error_tolerance": REL_ERR_TOL,
                      "order": "interleaved cnnops, torchvision per repeat; median per side"},
         "cases": rows,
-        "targets": targets(rows),
         "speedup_geomean": common.geomean(r.get("speedup") for r in rows),
         "warnings": [warning] if warning else [],
     }

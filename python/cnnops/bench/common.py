@@ -1,5 +1,5 @@
 """Shared pieces of the benchmark suite: machine description, ceilings, interleaved timing,
-statistics, tables and result files. Every op family (conv, pool, boxes) reuses them.
+statistics, tables and result files. Every op family reuses them.
 
 Method (DESIGN.md, "Performance method"): measure the machine's ceilings (FMA peak, copy
 bandwidth) in the same process, run cnnops and its peer interleaved (A B A B ...) after a warm-up,
@@ -13,7 +13,6 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -84,8 +83,8 @@ def load_average() -> list | None:
         return None
 
 
-def busy_warning(load_start, load_end, usable_cores) -> str | None:
-    """A warning when the machine was visibly busy with other work during the run."""
+def busy_warning(load_start, usable_cores) -> str | None:
+    """A warning when the machine was visibly busy with other work when the run started."""
     if not load_start:
         return None
     if load_start[0] >= 0.5 * max(1, usable_cores or 1):
@@ -94,23 +93,14 @@ def busy_warning(load_start, load_end, usable_cores) -> str | None:
     return None
 
 
-def _git(args, cwd) -> str | None:
-    try:
-        r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return r.stdout.strip() if r.returncode == 0 else None
+# The source revision a run measured, when the caller knows it (the scripts in benchmarks/ set it
+# from their checkout); the installed package never asks a version-control tool.
+COMMIT_ENV = "CNNOPS_BENCH_COMMIT"
 
 
-def git_state() -> dict:
-    """Short commit and dirty flag of the git checkout at the cwd, else of the one holding this
-    file; None values where neither is a git checkout (e.g. an installed wheel run elsewhere)."""
-    for where in (Path.cwd(), Path(__file__).resolve().parent):
-        commit = _git(["rev-parse", "--short", "HEAD"], where)
-        if commit:
-            status = _git(["status", "--porcelain", "--untracked-files=no"], where)
-            return {"commit": commit, "dirty": bool(status), "repo": _git(["rev-parse", "--show-toplevel"], where)}
-    return {"commit": None, "dirty": None, "repo": None}
+def source_commit(commit: str | None = None) -> str | None:
+    """`commit` if given, else the CNNOPS_BENCH_COMMIT environment variable, else None."""
+    return commit or os.environ.get(COMMIT_ENV) or None
 
 
 def command_line() -> str:
@@ -123,16 +113,22 @@ def command_line() -> str:
     return shlex.join(["python", *argv[1:]]) if len(argv) > 1 else "(interactive)"
 
 
-def measure_ceilings(threads: int, seconds: float = 0.5) -> dict:
-    """The machine's fp32 FMA peak (GFLOP/s) and streaming copy bandwidth (GB/s) for `threads`."""
+QUICK_CEILING_SECONDS = 0.1
+
+
+def measure_ceilings(threads: int, seconds: float = 0.5, quick: bool = False) -> dict:
+    """The machine's fp32 FMA peak (GFLOP/s) and streaming copy bandwidth (GB/s) for `threads`,
+    each measured for `seconds` (QUICK_CEILING_SECONDS for a quick run)."""
+    if quick:
+        seconds = QUICK_CEILING_SECONDS
     peak = float(cnnops._C.measure_fma_peak_gflops(threads, seconds))
     bw = float(cnnops._C.measure_copy_bandwidth_gbs(threads, seconds))
     return {"fma_peak_gflops": peak, "copy_bandwidth_gbs": bw, "threads": threads, "seconds": seconds}
 
 
-def machine_info(peer: dict | None = None) -> dict:
+def machine_info(peer: dict | None = None, commit: str | None = None) -> dict:
     """Everything needed to tell two result files apart: CPU, cores, cnnops build, peer library
-    versions, git commit, command line, date."""
+    versions, source commit (see source_commit), command line, date."""
     import numpy as np
 
     d = {
@@ -143,7 +139,7 @@ def machine_info(peer: dict | None = None) -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "cnnops": cnnops.info(),
-        "git": git_state(),
+        "commit": source_commit(commit),
         "command": command_line(),
         "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
         "load_average_start": load_average(),
@@ -242,11 +238,6 @@ def _to_numpy(a):
     return a
 
 
-def target_line(name: str, passed, detail: str) -> dict:
-    """One target of the issue: passed is True, False or None (not measured in this run)."""
-    return {"target": name, "status": {True: "pass", False: "FAIL", None: "n/a"}[passed], "detail": detail}
-
-
 # ----------------------------------------------------------------------------------------------
 # formatting and files
 
@@ -270,21 +261,18 @@ def markdown_table(headers: list, rows: list, align: str | None = None) -> str:
             out.append(str(c).ljust(w) if a == "l" else str(c).rjust(w))
         return "| " + " | ".join(out) + " |"
 
-    sep = "|" + "|".join((":" + "-" * (w + 1)) if a == "l" else ("-" * (w + 1) + ":") for w, a in zip(widths, align)) + "|"
+    cells = ((":" + "-" * (w + 1)) if a == "l" else ("-" * (w + 1) + ":") for w, a in zip(widths, align))
+    sep = "|" + "|".join(cells) + "|"
     return "\n".join([line(headers), sep, *(line(r) for r in rows)])
 
 
 def machine_markdown(m: dict, ceilings: dict) -> str:
     """The header block of a result page: machine, build, commit, command, ceilings."""
     info = m.get("cnnops", {})
-    git = m.get("git", {})
-    commit = git.get("commit") or "unknown"
-    if git.get("dirty"):
-        commit += " (with uncommitted changes)"
     lines = [
         f"- **Date**: {m.get('date')}",
         f"- **Command**: `{m.get('command')}`",
-        f"- **Commit**: {commit}",
+        *([f"- **Commit**: {m['commit']}"] if m.get("commit") else []),
         f"- **CPU**: {m.get('cpu')}, {m['cores']['usable']} usable of {m['cores']['logical']} logical CPUs"
         + (f", flags {' '.join(m['cpu_flags'])}" if m.get("cpu_flags") else ""),
         f"- **cnnops**: {info.get('version')}, SIMD {info.get('simd')}, {info.get('threads')} threads, "
@@ -302,14 +290,26 @@ def machine_markdown(m: dict, ceilings: dict) -> str:
     return "\n".join(lines)
 
 
+DEFAULT_OUT = "cnnops-bench-results"
+
+
 def default_out_dir() -> Path:
-    """benchmarks/results under the cwd when that exists (a repository checkout), else the cwd."""
-    p = Path.cwd() / "benchmarks" / "results"
-    return p if p.is_dir() else Path.cwd()
+    """The folder results go to when no --out is given: cnnops-bench-results in the cwd."""
+    return Path.cwd() / DEFAULT_OUT
+
+
+def finish_ceilings(start: dict, end: dict) -> dict:
+    """The ceilings a run is measured against: the larger of the measurements before and after the
+    cases for each (noise from other work only lowers them)."""
+    c = dict(start)
+    c["fma_peak_gflops"] = max(start["fma_peak_gflops"], end["fma_peak_gflops"])
+    c["copy_bandwidth_gbs"] = max(start["copy_bandwidth_gbs"], end["copy_bandwidth_gbs"])
+    return c
 
 
 def write_results(out, stem: str, data: dict, markdown: str) -> tuple:
-    """Write <out>/<stem>.json and <out>/<stem>.md (creating <out>); return both paths."""
+    """Write <out>/<stem>.json and <out>/<stem>.md (creating <out>; default_out_dir() when `out`
+    is None); return both paths."""
     out = Path(out) if out is not None else default_out_dir()
     out.mkdir(parents=True, exist_ok=True)
     jpath, mpath = out / f"{stem}.json", out / f"{stem}.md"

@@ -18,9 +18,9 @@ adjoint of; no multiplications by inserted zeros); backward twice that (input gr
 gradient; the bias gradient is a reduction and not counted). Bytes: the smallest possible memory
 traffic, each tensor read or written once in float32.
 
-Results: one file pair with a section per family. The JSON keeps conv2d's rows and summary at the
-top level ("layers", "summary", as before the other families existed); the other families are
-under "families", and "summary_by_family" has every family's geomeans and targets."""
+Results: one file pair, conv_cpu.json and conv_cpu.md, with a section per family. The JSON holds
+conv2d's rows and summary at the top level ("layers", "summary"), the other families under
+"families", and every family's geomeans in "summary_by_family"."""
 from __future__ import annotations
 
 import math
@@ -136,7 +136,7 @@ class Layer:
         }
 
 
-# The layers of the issue: (N, C, H, W, K, R, stride, pad, groups).
+# Layers of classic networks: (N, C, H, W, K, R, stride, pad, groups); `small` ones make up --quick.
 LAYERS = [
     Layer("lenet5_c1", 64, 1, 32, 32, 6, 5, 1, 0, 1, small=True),
     Layer("lenet5_c3", 64, 6, 14, 14, 16, 5, 1, 0, 1, small=True),
@@ -152,18 +152,6 @@ LAYERS = [
     Layer("mobilenet_dw", 8, 256, 56, 56, 256, 3, 1, 1, 256, small=True),
 ]
 BY_NAME = {layer.name: layer for layer in LAYERS}
-
-# The issue's targets.
-FWD_GEOMEAN_MIN = 1.2
-FWD_LAYER_MIN = 0.9
-BWD_GEOMEAN_MIN = 1.0
-DEPTHWISE_LAYERS, DEPTHWISE_MIN = ("mobilenet_dw",), 5.0
-C1_LAYERS, C1_MIN = ("lenet5_c1", "mnist_c1"), 2.0
-LARGE3X3_LAYERS, LARGE3X3_PEAK_MIN = ("vgg16_c1_2", "vgg16_c3", "vgg16_c5", "resnet50_3x3"), 0.70
-# The issue's targets for each of conv1d, conv3d and conv_transpose2d (geomeans over the family).
-ND_FWD_GEOMEAN_MIN = 1.2
-ND_BWD_GEOMEAN_MIN = 1.0
-
 
 @dataclass(frozen=True)
 class Family:
@@ -267,11 +255,11 @@ def bench_layer(torch, layer, repeats=None, quick=False, log=print) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# summary and targets
+# summary
 
 
 def summarize(rows: list, family: str = "conv2d") -> dict:
-    """Speed-up statistics, correctness and the issue's targets for one family's rows."""
+    """Speed-up statistics and correctness of one family's rows."""
     def speedups(pass_name):
         return {r["name"]: (r[pass_name]["speedup"] if r[pass_name] else None) for r in rows}
 
@@ -293,7 +281,6 @@ def summarize(rows: list, family: str = "conv2d") -> dict:
                              if not all(e < REL_ERR_TOL for e in r["rel_error"].values())],
         "failed_layers": [r["name"] for r in rows if r["errors"]],
     }
-    summ["targets"] = targets(rows) if family == "conv2d" else nd_targets(rows, family)
     return summ
 
 
@@ -301,88 +288,10 @@ def _x(v) -> str:
     return "–" if v is None else f"{v:.2f}x"
 
 
-def _partial(rows: list, total: int) -> str:
-    return "" if len(rows) == total else f" (only {len(rows)} of {total} layers run)"
-
-
-def _geomean_target(rows: list, pass_name: str, minimum: float, total: int) -> dict:
-    """'<pass> geomean speed-up >= <minimum>x' over the rows; a layer without that pass (it
-    errored) fails the target."""
-    vals = {r["name"]: (r[pass_name]["speedup"] if r[pass_name] else None) for r in rows}
-    missing = [k for k, v in vals.items() if v is None]
-    gm = common.geomean(v for v in vals.values() if v is not None)
-    ok = False if missing else (None if gm is None else gm >= minimum)
-    return common.target_line(f"{pass_name} geomean speed-up >= {minimum}x", ok,
-                              f"{_x(gm)}{_partial(rows, total)}"
-                              + (f"; no {pass_name} for {', '.join(missing)}" if missing else ""))
-
-
-def nd_targets(rows: list, family: str) -> list:
-    """The issue's targets for conv1d, conv3d or conv_transpose2d: forward and backward geomean
-    speed-ups over the family's layers."""
-    total = len(FAMILIES[family].layers)
-    return [_geomean_target(rows, "forward", ND_FWD_GEOMEAN_MIN, total),
-            _geomean_target(rows, "backward", ND_BWD_GEOMEAN_MIN, total)]
-
-
-def targets(rows: list) -> list:
-    """conv2d's targets from the issue as pass / FAIL / n/a lines. A layer that errored counts as
-    failing every target it belongs to; targets over the whole suite say when only part of it ran."""
-    by = {r["name"]: r for r in rows}
-    partial = _partial(rows, len(LAYERS))
-    out = []
-
-    def fwd(name):
-        r = by.get(name)
-        return r["forward"]["speedup"] if r and r["forward"] else None
-
-    fwd_all = {r["name"]: fwd(r["name"]) for r in rows}
-    missing = [k for k, v in fwd_all.items() if v is None]
-    out.append(_geomean_target(rows, "forward", FWD_GEOMEAN_MIN, len(LAYERS)))
-
-    low = [f"{k} {v:.2f}x" for k, v in fwd_all.items() if v is not None and v < FWD_LAYER_MIN]
-    ok = None if not fwd_all else (not low and not missing)
-    mn = min((v for v in fwd_all.values() if v is not None), default=None)
-    detail = (f"below: {', '.join(low)}" if low else f"min {_x(mn)}") + partial
-    out.append(common.target_line(f"no forward layer below {FWD_LAYER_MIN}x", ok, detail))
-
-    out.append(_geomean_target(rows, "backward", BWD_GEOMEAN_MIN, len(LAYERS)))
-
-    def per_layer(title, names, value, minimum, unit_fmt):
-        present = [n for n in names if n in by]
-        if not present:
-            out.append(common.target_line(title, None, "not run"))
-            return
-        vals = {n: value(by[n]) for n in present}
-        ok = all(v is not None and v >= minimum for v in vals.values())
-        detail = ", ".join(f"{n} {unit_fmt(v)}" for n, v in vals.items())
-        if len(present) < len(names):
-            # a miss among the layers run already fails; otherwise the verdict waits for the rest
-            detail += f" (not run: {', '.join(n for n in names if n not in by)})"
-            ok = None if ok else False
-        out.append(common.target_line(title, ok, detail))
-
-    sp = lambda r: r["forward"]["speedup"] if r["forward"] else None  # noqa: E731
-    pk = lambda r: r["forward"]["cnnops"]["peak_fraction"] if r["forward"] else None  # noqa: E731
-    x_fmt = lambda v: "error" if v is None else f"{v:.2f}x"  # noqa: E731
-    pct_fmt = lambda v: "error" if v is None else f"{100 * v:.0f}%"  # noqa: E731
-    per_layer(f"depthwise ({', '.join(DEPTHWISE_LAYERS)}) forward >= {DEPTHWISE_MIN:g}x", DEPTHWISE_LAYERS, sp,
-              DEPTHWISE_MIN, x_fmt)
-    per_layer(f"C=1 layers ({', '.join(C1_LAYERS)}) forward >= {C1_MIN:g}x", C1_LAYERS, sp, C1_MIN, x_fmt)
-    per_layer(f"large 3x3 layers ({', '.join(LARGE3X3_LAYERS)}) forward >= {LARGE3X3_PEAK_MIN:.0%} of FMA peak",
-              LARGE3X3_LAYERS, pk, LARGE3X3_PEAK_MIN, pct_fmt)
-    wino = [n for n in LARGE3X3_LAYERS if n in by and by[n]["algo"] == "winograd" and by[n]["forward"]]
-    if wino:
-        # the rate counts a direct convolution's multiply-adds; Winograd F(2x2, 3x3) executes 16/36
-        out[-1]["detail"] += ("; counted as direct convolutions (winograd executes 16/36 of those "
-                              "multiply-adds: " + ", ".join(f"{n} {pct_fmt(pk(by[n]) * 16 / 36)}" for n in wino) + ")")
-    return out
-
-
 def family_overview(summ: dict) -> dict:
     """The part of a family's summary that "summary_by_family" repeats."""
     keys = ("layers_run", "layers_total", "forward_geomean_speedup", "backward_geomean_speedup", "all_correct",
-            "failed_layers", "targets")
+            "failed_layers")
     return {k: summ[k] for k in keys}
 
 
@@ -447,24 +356,18 @@ def summary_markdown(summ: dict) -> str:
     ]
     if summ["failed_layers"]:
         lines.append(f"- Errors on: {', '.join(summ['failed_layers'])}")
-    tl = common.markdown_table(["target (from the issue)", "result", "measured"],
-                               [[t["target"], t["status"], t["detail"]] for t in summ["targets"]], "lll")
-    return "\n".join(lines) + "\n\n" + tl
+    return "\n".join(lines)
 
 
 def overview_markdown(summaries: dict) -> str:
-    """One line per family (geomeans, correctness, targets), then every target of every family."""
-    rows, tl = [], []
+    """One line per family: layers run, geomean speed-ups, correctness."""
+    rows = []
     for fam, summ in summaries.items():
-        status = [t["status"] for t in summ["targets"]]
-        counts = ", ".join(f"{status.count(k)} {k}" for k in ("pass", "FAIL", "n/a") if status.count(k))
         rows.append([fam, f"{summ['layers_run']} of {summ['layers_total']}", _x(summ["forward_geomean_speedup"]),
                      _x(summ["backward_geomean_speedup"]),
-                     "yes" if summ["all_correct"] and not summ["failed_layers"] else "NO", counts or "–"])
-        tl += [[fam, t["target"], t["status"], t["detail"]] for t in summ["targets"]]
-    return (common.markdown_table(["family", "layers run", "forward geomean speed-up", "backward geomean speed-up",
-                                   "correct", "targets"], rows, "lrrrll")
-            + "\n\n" + common.markdown_table(["family", "target (from the issue)", "result", "measured"], tl, "llll"))
+                     "yes" if summ["all_correct"] and not summ["failed_layers"] else "NO"])
+    return common.markdown_table(["family", "layers run", "forward geomean speed-up", "backward geomean speed-up",
+                                  "correct"], rows, "lrrrl")
 
 
 METHOD_MD = (
@@ -501,7 +404,8 @@ def report_markdown(data: dict) -> str:
         common.machine_markdown(data["machine"], c),
         f"  (measured before the layers: {data['ceilings_start']['fma_peak_gflops']:.1f} GFLOP/s, "
         f"{data['ceilings_start']['copy_bandwidth_gbs']:.1f} GB/s; after: "
-        f"{data['ceilings_end']['fma_peak_gflops']:.1f} GFLOP/s, {data['ceilings_end']['copy_bandwidth_gbs']:.1f} GB/s; "
+        f"{data['ceilings_end']['fma_peak_gflops']:.1f} GFLOP/s, "
+        f"{data['ceilings_end']['copy_bandwidth_gbs']:.1f} GB/s; "
         "the larger of each is used)",
         *(f"\n> **Warning**: {w}" for w in data.get("warnings", [])),
         "",
@@ -581,82 +485,99 @@ def select_layers(layers, families: list, quick: bool = False) -> dict:
 # entry point
 
 
-def run(repeats=None, quick=False, out=None, layers=None, families=None) -> int:
+def run(repeats=None, quick=False, out=None, layers=None, families=None, commit=None) -> int:
     """Run the convolution suite, print the tables, write <out>/conv_cpu.json and <out>/conv_cpu.md.
 
     repeats: timed repeats per layer and pass (default: about TARGET_SECONDS of timing per side,
     between MIN_REPEATS and MAX_REPEATS); quick: QUICK_REPEATS repeats and, unless `layers` is
     given, only the small layers; layers: layer names and/or family names as 'a,b' or a list
     (default: all layers of `families`); families: 'conv2d', 'conv1d', 'conv3d',
-    'conv_transpose2d' or 'all', several as 'a,b' or a list (default: all).
+    'conv_transpose2d' or 'all', several as 'a,b' or a list (default: all); commit: the source
+    revision recorded in the results (common.source_commit).
     Returns 0 when every layer ran and matched torch, 1 otherwise, 2 on bad arguments or
-    missing PyTorch. Missed performance targets are reported, not turned into a failure."""
+    missing PyTorch."""
     try:
         import torch
     except ImportError:
         print("cnnops bench conv: needs PyTorch as the reference (pip install 'cnnops[bench]')", file=sys.stderr)
         return 2
     try:
-        fams = parse_families(families)
-        selected = select_layers(layers, fams, quick)
+        selected = check_arguments(repeats, quick, layers, families)
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2
-    if repeats is not None and int(repeats) < 1:
-        print(f"cnnops bench conv: expected --repeats >= 1, got {repeats}", file=sys.stderr)
-        return 2
-    names = [n for f in selected for n in selected[f]]
-
     threads = cnnops.get_num_threads()
     torch.set_num_threads(threads)
-    peer = {
-        "torch": torch.__version__,
-        "torch_parallel": f"{torch.get_num_threads()} threads, oneDNN (mkldnn) "
-                          f"{'enabled' if torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled else 'off'}"
-                          + _onednn_version(torch),
-    }
-    machine = common.machine_info(peer)
+    machine = common.machine_info(_peer(torch), commit)
+    names = [n for f in selected for n in selected[f]]
     per_family = ", ".join(f"{f} {len(v)}" for f, v in selected.items())
     print(f"convolution CPU benchmark: {len(names)} layers ({per_family}), {threads} threads, "
           f"cnnops {cnnops.__version__} ({cnnops.simd_level()}), torch {torch.__version__}", flush=True)
-    ceil_start = common.measure_ceilings(threads)
+    ceil_start = common.measure_ceilings(threads, quick=quick)
     print(f"measured ceilings: {ceil_start['fma_peak_gflops']:.1f} GFLOP/s FMA peak, "
           f"{ceil_start['copy_bandwidth_gbs']:.1f} GB/s copy", flush=True)
-
-    rows_by_family = {}
-    for fam, fam_names in selected.items():
-        print(f"{fam}:", flush=True)
-        rows = rows_by_family[fam] = []
-        for name in fam_names:
-            row = bench_layer(torch, ALL_BY_NAME[name], repeats, quick)
-            rows.append(row)
-            msg = [f"{name:16s}"]
-            for pn in ("forward", "backward"):
-                p = row[pn]
-                msg.append({"forward": "fwd ", "backward": "bwd "}[pn]
-                           + (f"{p['cnnops']['median_ms']:9.3f} vs {p['torch']['median_ms']:9.3f} ms "
-                              f"({p['speedup']:.2f}x)" if p else "error"))
-            flag = " ERROR" if row["errors"] else ("" if row["correct"] else " WRONG")
-            msg.append(f"err {common.fmt(row['max_rel_error'], '.1e')}{flag}")
-            print("  " + "  ".join(msg), flush=True)
-
-    ceil_end = common.measure_ceilings(threads)
+    rows_by_family = {fam: _run_family(torch, fam, fam_names, repeats, quick) for fam, fam_names in selected.items()}
+    ceil_end = common.measure_ceilings(threads, quick=quick)
     machine["load_average_end"] = common.load_average()
-    warning = common.busy_warning(machine["load_average_start"], machine["load_average_end"],
-                                  machine["cores"]["usable"])
-    ceilings = dict(ceil_start)
-    ceilings["fma_peak_gflops"] = max(ceil_start["fma_peak_gflops"], ceil_end["fma_peak_gflops"])
-    ceilings["copy_bandwidth_gbs"] = max(ceil_start["copy_bandwidth_gbs"], ceil_end["copy_bandwidth_gbs"])
-    # fractions of the ceilings, the larger of the start and end measurements (noise only lowers them)
+    ceilings = common.finish_ceilings(ceil_start, ceil_end)
     for rows in rows_by_family.values():
-        for row in rows:
-            layer = ALL_BY_NAME[row["name"]]
-            for pn, flops, nbytes in (("forward", layer.flops_forward, layer.bytes_forward),
-                                      ("backward", layer.flops_backward, layer.bytes_backward)):
-                _rate_vs_ceilings(row[pn], flops, nbytes, ceilings)
+        _add_ceiling_fractions(rows, ceilings)
+    data = _results(machine, ceilings, ceil_start, ceil_end, rows_by_family, repeats, quick, threads)
+    jpath, mpath = common.write_results(out, "conv_cpu", data, report_markdown(data))
+    _print_report(data)
+    print(f"\nwrote {jpath} and {mpath}")
+    ok = all(s["all_correct"] and not s["failed_layers"] for s in data["summary_by_family"].values())
+    return 0 if ok else 1
 
+
+def check_arguments(repeats=None, quick=False, layers=None, families=None) -> dict:
+    """{family: [layer names]} the arguments select; ValueError naming what is wrong."""
+    if repeats is not None and int(repeats) < 1:
+        raise ValueError(f"cnnops bench conv: expected --repeats >= 1, got {repeats}")
+    return select_layers(layers, parse_families(families), quick)
+
+
+def _peer(torch) -> dict:
+    """PyTorch's version and threading, for the machine description."""
+    mkldnn = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    return {"torch": torch.__version__,
+            "torch_parallel": f"{torch.get_num_threads()} threads, oneDNN (mkldnn) "
+                              f"{'enabled' if mkldnn else 'off'}{_onednn_version(torch)}"}
+
+
+def _run_family(torch, family: str, names: list, repeats, quick) -> list:
+    """Check and time the named layers of one family, printing a line per layer."""
+    print(f"{family}:", flush=True)
+    rows = []
+    for name in names:
+        row = bench_layer(torch, ALL_BY_NAME[name], repeats, quick)
+        rows.append(row)
+        msg = [f"{name:16s}"]
+        for pn, label in (("forward", "fwd "), ("backward", "bwd ")):
+            p = row[pn]
+            msg.append(label + (f"{p['cnnops']['median_ms']:9.3f} vs {p['torch']['median_ms']:9.3f} ms "
+                                f"({p['speedup']:.2f}x)" if p else "error"))
+        flag = " ERROR" if row["errors"] else ("" if row["correct"] else " WRONG")
+        msg.append(f"err {common.fmt(row['max_rel_error'], '.1e')}{flag}")
+        print("  " + "  ".join(msg), flush=True)
+    return rows
+
+
+def _add_ceiling_fractions(rows: list, ceilings: dict) -> None:
+    """Fractions of the FMA peak and of the roofline floor for every timed pass of `rows`."""
+    for row in rows:
+        layer = ALL_BY_NAME[row["name"]]
+        for pn, flops, nbytes in (("forward", layer.flops_forward, layer.bytes_forward),
+                                  ("backward", layer.flops_backward, layer.bytes_backward)):
+            _rate_vs_ceilings(row[pn], flops, nbytes, ceilings)
+
+
+def _results(machine, ceilings, ceil_start, ceil_end, rows_by_family, repeats, quick, threads) -> dict:
+    """The result dict written to conv_cpu.json."""
     summaries = {fam: summarize(rows, fam) for fam, rows in rows_by_family.items()}
-    data = {
+    warning = common.busy_warning(machine["load_average_start"], machine["cores"]["usable"])
+    fams = list(rows_by_family)
+    return {
         "suite": "conv",
         "device": "cpu",
         "machine": machine,
@@ -664,8 +585,8 @@ def run(repeats=None, quick=False, out=None, layers=None, families=None) -> int:
         "ceilings_start": ceil_start,
         "ceilings_end": ceil_end,
         "settings": {
-            "families": list(selected),
-            "layers": names,
+            "families": fams,
+            "layers": [row["name"] for rows in rows_by_family.values() for row in rows],
             "quick": bool(quick),
             "repeats": repeats,
             "target_seconds_per_side": common.TARGET_SECONDS,
@@ -677,29 +598,28 @@ def run(repeats=None, quick=False, out=None, layers=None, families=None) -> int:
             "dtype": "float32",
             "threads": threads,
         },
-        "families_run": list(selected),
-        # conv2d at the top level, where files from before the other families have it
+        "families_run": fams,
         "layers": rows_by_family.get("conv2d", []),
         "warnings": [warning] if warning else [],
         "summary": summaries.get("conv2d"),
         "families": {fam: {"layers": rows_by_family[fam], "summary": summaries[fam]}
-                     for fam in selected if fam != "conv2d"},
+                     for fam in fams if fam != "conv2d"},
         "summary_by_family": {fam: family_overview(summ) for fam, summ in summaries.items()},
     }
-    jpath, mpath = common.write_results(out, "conv_cpu", data, report_markdown(data))
-    for fam in selected:
+
+
+def _print_report(data: dict) -> None:
+    """The tables and summaries of every family run, as the markdown file has them."""
+    for fam in data["families_run"]:
         rows, summ = _family_results(data, fam)
         print(f"\n## {fam}\n")
         print(tables_markdown(rows, fam))
         print(summary_markdown(summ))
-    if len(selected) > 1:
+    if len(data["families_run"]) > 1:
         print("\n## Summary by family\n")
         print(overview_markdown(data["summary_by_family"]))
     for w in data["warnings"]:
         print(f"\nwarning: {w}")
-    print(f"\nwrote {jpath} and {mpath}")
-    ok = all(s["all_correct"] and not s["failed_layers"] for s in summaries.values())
-    return 0 if ok else 1
 
 
 def _rate_vs_ceilings(p, flops: int, nbytes: int, ceilings: dict) -> None:

@@ -201,14 +201,15 @@ class NdLayer:
 
 FAMILY_NAMES = ("conv1d", "conv3d", "conv_transpose2d")
 
-# The layers, and a smaller second conv1d and conv3d layer; `small` ones make up --quick.
+# A large and a small layer each for conv1d and conv3d, three decoder layers for
+# conv_transpose2d; `small` ones make up --quick.
 CONV1D_LAYERS = [
-    # (N, C, L) = (32, 64, 4096), K = 64, k = 9, padding 4 (the issue's); then a 3-tap layer
+    # (N, C, L) = (32, 64, 4096), K = 64, k = 9, padding 4; then a 3-tap layer
     NdLayer("conv1d", "conv1d_k9", 32, 64, (4096,), 64, 9, pad=4),
     NdLayer("conv1d", "conv1d_k3", 16, 128, (1024,), 128, 3, pad=1, small=True),
 ]
 CONV3D_LAYERS = [
-    # (N, C, D, H, W) = (4, 32, 16, 56, 56), K = 64, 3x3x3, padding 1 (the issue's); then a
+    # (N, C, D, H, W) = (4, 32, 16, 56, 56), K = 64, 3x3x3, padding 1; then a
     # smaller C3D-like layer
     NdLayer("conv3d", "conv3d_56", 4, 32, (16, 56, 56), 64, 3, pad=1),
     NdLayer("conv3d", "c3d_28", 2, 64, (8, 28, 28), 64, 3, pad=1, small=True),
@@ -221,8 +222,3 @@ CONV_TRANSPOSE2D_LAYERS = [
     # U-Net decoder up-convolution: 4x512x32x32 -> 256 channels, 2x2, stride 2 (64x64 out)
     NdLayer("conv_transpose2d", "unet_up", 4, 512, (32, 32), 256, 2, stride=2),
 ]
-LAYERS_BY_FAMILY = {
-    "conv1d": CONV1D_LAYERS,
-    "conv3d": CONV3D_LAYERS,
-    "conv_transpose2d": CONV_TRANSPOSE2D_LAYERS,
-}

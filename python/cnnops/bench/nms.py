@@ -21,10 +21,7 @@ its loop is O(N * kept) and takes tens of seconds) is timed once, by the checked
 
 Bytes: the smallest possible memory traffic, boxes and scores read once (20 bytes per box); the
 achieved rate is far below the copy bandwidth because greedy NMS is a sequential walk with
-data-dependent work (see the kernel header in csrc/ops/cpu/nms.cpp).
-
-Targets (issue 5): nms >= 5x torchvision at 5k boxes and >= 20x at 20k (every case of that size),
-batched_nms >= 2x (every case)."""
+data-dependent work (see the kernel header in csrc/ops/cpu/nms.cpp)."""
 from __future__ import annotations
 
 import math
@@ -142,22 +139,6 @@ def bench_case(torch, tv, case: Case, repeats, quick) -> dict:
     return row
 
 
-def targets(rows: list) -> list:
-    def check(label, sel, minimum):
-        vals = [r["speedup"] for r in rows if sel(r)]
-        if not vals:
-            return common.target_line(label, None, "no case of this kind run")
-        ok = all(v is not None and v >= minimum for v in vals)
-        worst = min((v for v in vals if v is not None), default=None)
-        return common.target_line(label, ok, f"min {common.fmt(worst)}x over {len(vals)} cases")
-
-    return [
-        check("nms >= 5x torchvision at 5k boxes", lambda r: r["op"] == "nms" and r["n"] == 5000, 5.0),
-        check("nms >= 20x torchvision at 20k boxes", lambda r: r["op"] == "nms" and r["n"] == 20000, 20.0),
-        check("batched_nms >= 2x torchvision", lambda r: r["op"] == "batched_nms", 2.0),
-    ]
-
-
 def report_markdown(data: dict) -> str:
     rows = data["cases"]
     table = common.markdown_table(
@@ -168,22 +149,21 @@ def report_markdown(data: dict) -> str:
           common.fmt(r["speedup"]) + ("x" if r["speedup"] else ""),
           common.fmt(r.get("cnnops", {}).get("gbs"), ".3f"),
           "yes" if r["correct"] else "NO"] for r in rows])
-    tg = common.markdown_table(["target", "status", "detail"],
-                               [[t["target"], t["status"], t["detail"]] for t in data["summary"]["targets"]])
     lines = ["# NMS on the CPU: cnnops vs torchvision", "", common.machine_markdown(data["machine"], data["ceilings"]),
-             "", table, "", f"Geomean speed-up: {common.fmt(data['summary']['geomean_speedup'])}x", "", tg]
+             "", table, "", f"Geomean speed-up: {common.fmt(data['summary']['geomean_speedup'])}x"]
     for w in data["warnings"]:
         lines += ["", f"warning: {w}"]
     return "\n".join(lines)
 
 
-def run(repeats=None, quick=False, out=None, layers=None) -> int:
+def run(repeats=None, quick=False, out=None, layers=None, commit=None) -> int:
     """Run the NMS suite, print the table, write <out>/nms_cpu.json and <out>/nms_cpu.md.
 
     repeats: timed repeats per case (default: about TARGET_SECONDS per side, at least
     MIN_REPEATS); quick: QUICK_REPEATS repeats and only N <= 5k unless `layers` names cases;
-    layers: case names as 'a,b' or a list (default: all). Returns 0 when every case ran and gave
-    torchvision's keep list, 1 otherwise, 2 on bad arguments or missing torchvision."""
+    layers: case names as 'a,b' or a list (default: all); commit: the source revision recorded in
+    the results. Returns 0 when every case ran and gave torchvision's keep list, 1 otherwise, 2 on
+    bad arguments or missing torchvision."""
     try:
         import torch
         import torchvision as tv
@@ -201,11 +181,12 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
         return 2
     threads = cnnops.get_num_threads()
     torch.set_num_threads(threads)
-    machine = common.machine_info({"torch": torch.__version__,
-                                   "torch_parallel": f"{torch.get_num_threads()} threads, torchvision {tv.__version__}"})
+    peer = {"torch": torch.__version__,
+            "torch_parallel": f"{torch.get_num_threads()} threads, torchvision {tv.__version__}"}
+    machine = common.machine_info(peer, commit)
     print(f"nms CPU benchmark: {len(names)} cases, {threads} threads, cnnops {cnnops.__version__}, "
           f"torchvision {tv.__version__}", flush=True)
-    ceil_start = common.measure_ceilings(threads)
+    ceil_start = common.measure_ceilings(threads, quick=quick)
     rows = []
     for name in names:
         r = bench_case(torch, tv, BY_NAME[name], repeats, quick)
@@ -215,18 +196,14 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
         else:
             print(f"  {name:28s} {r['cnnops']['median_ms']:10.3f} vs {r['torchvision']['median_ms']:10.3f} ms "
                   f"({r['speedup']:6.1f}x) kept {r['kept']}{'' if r['correct'] else ' WRONG'}", flush=True)
-    ceil_end = common.measure_ceilings(threads)
+    ceil_end = common.measure_ceilings(threads, quick=quick)
     machine["load_average_end"] = common.load_average()
-    warning = common.busy_warning(machine["load_average_start"], machine["load_average_end"],
-                                  machine["cores"]["usable"])
-    ceilings = dict(ceil_start)
-    ceilings["copy_bandwidth_gbs"] = max(ceil_start["copy_bandwidth_gbs"], ceil_end["copy_bandwidth_gbs"])
-    ceilings["fma_peak_gflops"] = max(ceil_start["fma_peak_gflops"], ceil_end["fma_peak_gflops"])
+    warning = common.busy_warning(machine["load_average_start"], machine["cores"]["usable"])
+    ceilings = common.finish_ceilings(ceil_start, ceil_end)
     summary = {
         "geomean_speedup": common.geomean(r["speedup"] for r in rows),
         "all_correct": all(r["correct"] for r in rows),
         "failed_cases": [r["name"] for r in rows if r["errors"]],
-        "targets": targets(rows),
     }
     data = {"suite": "nms", "device": "cpu", "machine": machine, "ceilings": ceilings,
             "settings": {"cases": names, "quick": bool(quick), "repeats": repeats, "dtype": "float32",

@@ -1,7 +1,7 @@
 """Pooling on the CPU: cnnops against PyTorch, forward and backward (``python -m cnnops bench pool``).
 
-Cases are the speed section of issue 4: max 3x3/2 pad 1 and 2x2/2 on (32, 64, 112, 112) with and
-without indices, forward and backward; average 2x2/2; global average (32, 2048, 7, 7); adaptive
+Cases: max 3x3/2 pad 1 and 2x2/2 on (32, 64, 112, 112) with and without indices, forward and
+backward; average 2x2/2; global average (32, 2048, 7, 7); adaptive
 average (32, 512, 14, 14) -> 7x7; plus LP 2x2 and a channels-last max pooling. float32, the
 thread count cnnops uses (torch set to the same). Each case is timed interleaved with its PyTorch
 peer (median of repeats); GB/s counts the bytes each pass must move (inputs read once, outputs
@@ -18,7 +18,8 @@ F32 = 4
 
 
 class Case:
-    """One timed comparison: name, what it computes, bytes it must move, kind for the targets."""
+    """One timed comparison: name, what it computes, bytes it must move, and its kind ("max_nchw"
+    for the NCHW max pooling passes, "other" for the rest)."""
 
     def __init__(self, name, op, shape, nbytes, kind, make):
         self.name, self.op, self.shape, self.nbytes, self.kind, self.make = name, op, shape, nbytes, kind, make
@@ -102,7 +103,7 @@ def make_cases(torch) -> list:
         return fwd, bwd
 
     g_shape, a_shape = (32, 2048, 7, 7), (32, 512, 14, 14)
-    gf, gb = adaptive(g_shape, 1)
+    _, gb = adaptive(g_shape, 1)
     af, ab = adaptive(a_shape, 7)
     ng, na = _numel(g_shape), _numel(a_shape)
 
@@ -151,31 +152,6 @@ def bench_case(torch, case, repeats=None, quick=False) -> dict:
     return row
 
 
-def targets(rows, bw) -> list:
-    ok_rows = [r for r in rows if "speedup" in r]
-    mx = [r for r in ok_rows if r["kind"] == "max_nchw"]
-    other = [r for r in ok_rows if r["kind"] != "max_nchw"]
-    out = []
-    if mx:
-        worst = min(mx, key=lambda r: r["speedup"])
-        out.append(common.target_line("NCHW max pooling >= 5x PyTorch", worst["speedup"] >= 5.0,
-                                      f"lowest {worst['speedup']:.2f}x ({worst['name']})"))
-        wf = min(mx, key=lambda r: r["cnnops"]["gbs"])
-        out.append(common.target_line("NCHW max pooling >= 50% of streaming bandwidth",
-                                      wf["cnnops"]["gbs"] / bw >= 0.5,
-                                      f"lowest {wf['cnnops']['gbs'] / bw:.0%} ({wf['name']}, "
-                                      f"{wf['cnnops']['gbs']:.1f} of {bw:.1f} GB/s)"))
-    if other:
-        worst = min(other, key=lambda r: r["speedup"])
-        out.append(common.target_line("every other pooling op >= 1.5x PyTorch", worst["speedup"] >= 1.5,
-                                      f"lowest {worst['speedup']:.2f}x ({worst['name']})"))
-    if ok_rows:
-        worst = min(ok_rows, key=lambda r: r["speedup"])
-        out.append(common.target_line("no op slower than PyTorch", worst["speedup"] >= 1.0,
-                                      f"lowest {worst['speedup']:.2f}x ({worst['name']})"))
-    return out
-
-
 def report_markdown(data) -> str:
     bw = data["ceilings"]["copy_bandwidth_gbs"]
     rows = []
@@ -189,26 +165,26 @@ def report_markdown(data) -> str:
                      common.fmt(r["rel_error"], ".1e")])
     table = common.markdown_table(["case", "op", "shape", "cnnops ms", "torch ms", "speed-up", "cnnops GB/s",
                                    "of copy bw", "torch GB/s", "rel err"], rows, "lllrrrrrrr")
-    tl = common.markdown_table(["target", "status", "detail"],
-                               [[t["target"], t["status"], t["detail"]] for t in data["targets"]], "lll")
     parts = ["# Pooling on the CPU: cnnops vs PyTorch", "", common.machine_markdown(data["machine"], data["ceilings"]),
              "", "Median of interleaved repeats, float32, NCHW unless noted. GB/s counts the bytes a pass "
              "must move (inputs once, outputs once; indices as int64). The copy bandwidth is measured on "
              "arrays larger than the last-level cache; the global-pooling input (12.8 MB) stays in a 32 MB L3 "
-             "between repeats, so its fractions can exceed 100%.", "", table, "", "## Targets (issue 4)", "",
-             tl]
+             "between repeats, so its fractions can exceed 100%.", "", table]
     for w in data["warnings"]:
         parts += ["", f"**Warning**: {w}"]
     return "\n".join(parts)
 
 
-def run(repeats=None, quick=False, out=None, layers=None, families=None) -> int:
+def case_names(torch) -> list:
+    return [c.name for c in make_cases(torch)]
+
+
+def run(repeats=None, quick=False, out=None, layers=None, commit=None) -> int:
     """Run the pooling suite, print the table, write <out>/pool_cpu.json and <out>/pool_cpu.md.
 
-    layers: case names as 'a,b' or a list (default: all). Returns 0 when every case ran and
-    matched PyTorch, 1 otherwise, 2 on bad arguments or missing PyTorch; missed performance
-    targets are reported, not turned into a failure. `families` is accepted for the CLI's sake
-    and ignored."""
+    layers: case names as 'a,b' or a list (default: all; --quick runs them all with fewer
+    repeats); commit: the source revision recorded in the results. Returns 0 when every case ran
+    and matched PyTorch, 1 otherwise, 2 on bad arguments or missing PyTorch."""
     try:
         import torch
     except ImportError:
@@ -223,10 +199,11 @@ def run(repeats=None, quick=False, out=None, layers=None, families=None) -> int:
     cases = [c for n in names for c in cases if c.name == n]
     threads = cnnops.get_num_threads()
     torch.set_num_threads(threads)
-    machine = common.machine_info({"torch": torch.__version__, "torch_parallel": f"{torch.get_num_threads()} threads"})
+    machine = common.machine_info({"torch": torch.__version__, "torch_parallel": f"{torch.get_num_threads()} threads"},
+                                  commit)
     print(f"pooling CPU benchmark: {len(cases)} cases, {threads} threads, cnnops {cnnops.__version__} "
           f"({cnnops.simd_level()}), torch {torch.__version__}", flush=True)
-    c0 = common.measure_ceilings(threads)
+    c0 = common.measure_ceilings(threads, quick=quick)
     print(f"measured streaming copy: {c0['copy_bandwidth_gbs']:.1f} GB/s", flush=True)
     rows = []
     for case in cases:
@@ -237,18 +214,14 @@ def run(repeats=None, quick=False, out=None, layers=None, families=None) -> int:
         else:
             print(f"  {case.name:20s} {r['cnnops']['median_ms']:8.2f} vs {r['torch']['median_ms']:8.2f} ms "
                   f"({r['speedup']:.2f}x)  {r['cnnops']['gbs']:6.1f} GB/s  err {r['rel_error']:.1e}", flush=True)
-    c1 = common.measure_ceilings(threads)
+    c1 = common.measure_ceilings(threads, quick=quick)
     machine["load_average_end"] = common.load_average()
-    warning = common.busy_warning(machine["load_average_start"], machine["load_average_end"],
-                                  machine["cores"]["usable"])
-    ceilings = dict(c0)
-    ceilings["copy_bandwidth_gbs"] = max(c0["copy_bandwidth_gbs"], c1["copy_bandwidth_gbs"])
-    ceilings["fma_peak_gflops"] = max(c0["fma_peak_gflops"], c1["fma_peak_gflops"])
-    data = {"suite": "pool", "device": "cpu", "machine": machine, "ceilings": ceilings, "ceilings_start": c0,
-            "ceilings_end": c1, "settings": {"quick": bool(quick), "repeats": repeats, "threads": threads,
-                                            "dtype": "float32", "cases": names},
-            "cases": rows, "targets": targets(rows, ceilings["copy_bandwidth_gbs"]),
-            "warnings": [warning] if warning else []}
+    warning = common.busy_warning(machine["load_average_start"], machine["cores"]["usable"])
+    data = {"suite": "pool", "device": "cpu", "machine": machine, "ceilings": common.finish_ceilings(c0, c1),
+            "ceilings_start": c0, "ceilings_end": c1,
+            "settings": {"quick": bool(quick), "repeats": repeats, "threads": threads, "dtype": "float32",
+                         "cases": names},
+            "cases": rows, "warnings": [warning] if warning else []}
     jpath, mpath = common.write_results(out, "pool_cpu", data, report_markdown(data))
     print()
     print(report_markdown(data).split("\n\n", 2)[2])

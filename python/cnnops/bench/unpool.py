@@ -1,7 +1,7 @@
 """Unpooling, nearest upsampling and fractional max pooling on the CPU: cnnops against PyTorch,
 forward and backward, float32.
 
-Cases (the issue's "Speed" list for this family):
+Cases:
 - ``frac_max_sqrt2``: fractional max pooling, kernel 2, output ratio 1/sqrt(2), on (32, 64, 112, 112)
   -> (32, 64, 79, 79) with indices; both sides get the same ``_random_samples``. Backward:
   ``cnnops.fractional_max_pool2d_backward`` against ``torch.ops.aten.fractional_max_pool2d_backward``.
@@ -25,13 +25,11 @@ import sys
 import traceback
 from dataclasses import dataclass
 
-
 import cnnops
 
 from . import common
 
 REL_ERR_TOL = 1e-6
-MIN_SPEEDUP = 1.5
 
 
 @dataclass(frozen=True)
@@ -161,36 +159,6 @@ def bench_case(torch, case: Case, repeats=None, quick=False, log=print) -> dict:
     return row
 
 
-# Issue 4's targets for this file: "every other pooling op >= 1.5x PyTorch" (here the fractional
-# max pooling, a pooling op; NCHW max pooling is bench/pool.py's) and "no op slower than PyTorch"
-# (every pass). The third line holds the unpooling and upsampling passes to 1.5x as well, which
-# the issue does not ask: max_unpool's backward is a gather bound by the memory reads it shares
-# with PyTorch's (see the module docstring).
-POOLING_CASES = ("frac_max_sqrt2",)
-
-
-def targets(rows: list) -> list:
-    sp = [(r["name"], pn, r[pn]["speedup"]) for r in rows for pn in ("forward", "backward") if r.get(pn)]
-    total = 2 * len(rows)
-    part = "" if len(sp) == total else f" ({len(sp)} of {total} passes measured)"
-    pool = [x for x in sp if x[0] in POOLING_CASES]
-
-    def below(items, limit):
-        return [f"{n} {p} {s:.2f}x" for n, p, s in items if s < limit]
-
-    def line(name, items, limit, ok_text, bad_text):
-        bad = below(items, limit)
-        return common.target_line(name, (not bad) if items else None,
-                                  (ok_text if not bad else bad_text + ", ".join(bad)) + part)
-
-    return [
-        line(f"pooling ops (fractional max) >= {MIN_SPEEDUP}x PyTorch", pool, MIN_SPEEDUP, "all pass", "below: "),
-        line("no pass slower than PyTorch", sp, 1.0, "none slower", "slower: "),
-        line(f"beyond the issue: every pass (unpooling, upsampling too) >= {MIN_SPEEDUP}x", sp, MIN_SPEEDUP,
-             "all pass", "below: "),
-    ]
-
-
 def report_markdown(data: dict) -> str:
     headers = ["case", "shape", "pass", "cnnops ms", "torch ms", "speed-up", "cnnops GB/s", "of copy BW",
                "torch GB/s", "rel err"]
@@ -206,20 +174,19 @@ def report_markdown(data: dict) -> str:
                          common.fmt(p["torch"]["median_ms"], ".3f"), common.fmt(p["speedup"]) + "x",
                          common.fmt(p["cnnops"]["gbs"], ".1f"), common.fmt(p["cnnops"]["gbs"] / bw * 100, ".0f") + "%",
                          common.fmt(p["torch"]["gbs"], ".1f"), common.fmt(r["rel_error"].get(pn), ".1e")])
-    tgt = common.markdown_table(["target", "status", "detail"],
-                                [[t["target"], t["status"], t["detail"]] for t in data["targets"]], "lll")
     parts = ["# Unpooling, upsampling and fractional max pooling: cnnops vs PyTorch (CPU, float32)", "",
              common.machine_markdown(data["machine"], data["ceilings"]), "",
              common.markdown_table(headers, rows, "lll" + "r" * 7), "",
-             f"Speed-up geomean: {common.fmt(data['geomean_speedup'])}x", "", "## Targets", "", tgt]
+             f"Speed-up geomean: {common.fmt(data['geomean_speedup'])}x"]
     parts += [f"\nwarning: {w}" for w in data["warnings"]]
     return "\n".join(parts)
 
 
-def run(repeats=None, quick=False, out=None, layers=None) -> int:
+def run(repeats=None, quick=False, out=None, layers=None, commit=None) -> int:
     """Run the suite, print a table, write <out>/unpool_cpu.json and .md. layers: case names as
-    'a,b' or a list (default: all); quick: batch 4 and QUICK_REPEATS repeats. Returns 0 when every
-    case ran and matched torch, 1 otherwise, 2 on bad arguments or missing PyTorch."""
+    'a,b' or a list (default: all); quick: batch 4 and QUICK_REPEATS repeats; commit: the source
+    revision recorded in the results. Returns 0 when every case ran and matched torch, 1
+    otherwise, 2 on bad arguments or missing PyTorch."""
     try:
         import torch
     except ImportError:
@@ -235,10 +202,11 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
         return 2
     threads = cnnops.get_num_threads()
     torch.set_num_threads(threads)
-    machine = common.machine_info({"torch": torch.__version__, "torch_parallel": f"{torch.get_num_threads()} threads"})
+    machine = common.machine_info({"torch": torch.__version__, "torch_parallel": f"{torch.get_num_threads()} threads"},
+                                  commit)
     print(f"unpool CPU benchmark: {len(names)} cases, {threads} threads, cnnops {cnnops.__version__}, "
           f"torch {torch.__version__}", flush=True)
-    c0 = common.measure_ceilings(threads)
+    c0 = common.measure_ceilings(threads, quick=quick)
     rows = []
     for n in names:
         row = bench_case(torch, BY_NAME[n].scaled(quick), repeats, quick)
@@ -249,13 +217,10 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
             msg.append(pn[:3] + (f" {p['cnnops']['median_ms']:8.3f} vs {p['torch']['median_ms']:8.3f} ms "
                                  f"({p['speedup']:.2f}x)" if p else " error"))
         print("  " + "  ".join(msg) + ("" if row["correct"] else "  WRONG"), flush=True)
-    c1 = common.measure_ceilings(threads)
+    c1 = common.measure_ceilings(threads, quick=quick)
     machine["load_average_end"] = common.load_average()
-    warning = common.busy_warning(machine["load_average_start"], machine["load_average_end"],
-                                  machine["cores"]["usable"])
-    ceilings = dict(c0)
-    ceilings["copy_bandwidth_gbs"] = max(c0["copy_bandwidth_gbs"], c1["copy_bandwidth_gbs"])
-    ceilings["fma_peak_gflops"] = max(c0["fma_peak_gflops"], c1["fma_peak_gflops"])
+    warning = common.busy_warning(machine["load_average_start"], machine["cores"]["usable"])
+    ceilings = common.finish_ceilings(c0, c1)
     for r in rows:
         for pn in ("forward", "backward"):
             if r.get(pn):
@@ -270,7 +235,6 @@ def run(repeats=None, quick=False, out=None, layers=None) -> int:
         "cases": rows,
         "geomean_speedup": common.geomean([r[pn]["speedup"] for r in rows for pn in ("forward", "backward")
                                            if r.get(pn)]),
-        "targets": targets(rows),
         "warnings": [warning] if warning else [],
     }
     md = report_markdown(data)

@@ -12,10 +12,9 @@ import pytest
 import cnnops
 from reference import (box_area_ref, box_convert_ref, box_loss_grad_ref, box_loss_ref, box_pairwise_ref, rel_err,
                        sort_corners_ref, tv_box_loss_ref, tv_box_pairwise_ref)
+from testing import BOX_TOL, DTYPE_IDS, DTYPES, BoxTester, rand_boxes
 
-DTYPES = [np.float32, np.float64]
-DTYPE_IDS = ["f32", "f64"]
-TOL = {np.float32: 1e-6, np.float64: 1e-12}
+TOL = BOX_TOL
 FORMATS = ["xyxy", "xywh", "cxcywh"]
 KINDS = ["iou", "giou", "diou", "ciou"]
 PAIRWISE = {"iou": cnnops.box_iou, "giou": cnnops.generalized_box_iou, "diou": cnnops.distance_box_iou,
@@ -24,16 +23,6 @@ LOSS = {"iou": cnnops.iou_loss, "giou": cnnops.giou_loss, "diou": cnnops.diou_lo
 LOSS_BACKWARD = {"iou": cnnops.iou_loss_backward, "giou": cnnops.giou_loss_backward,
                  "diou": cnnops.diou_loss_backward, "ciou": cnnops.ciou_loss_backward}
 REDUCTIONS = ["none", "mean", "sum"]
-
-
-def rand_boxes(rng, n, dtype=np.float64, degenerate=0):
-    """n xyxy boxes, corners in [0, 40], sizes in [0.5, 15]; the first `degenerate` have zero width
-    or height (or both)."""
-    xy = rng.uniform(0, 25, (n, 2))
-    wh = rng.uniform(0.5, 15, (n, 2))
-    for i in range(min(degenerate, n)):
-        wh[i, i % 3 if i % 3 < 2 else slice(None)] = 0.0
-    return np.concatenate([xy, xy + wh], axis=1).astype(dtype)
 
 
 def tol(dtype):
@@ -101,15 +90,8 @@ def test_remove_small_boxes(rng, offset):
 @pytest.mark.parametrize("offset", [0, 1])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("kind", KINDS)
-def test_pairwise_matches_reference(rng, kind, dtype, offset):
-    b1 = rand_boxes(rng, 13, dtype, degenerate=3)
-    b2 = np.concatenate([rand_boxes(rng, 16, dtype, degenerate=2), b1[5:6]])  # one identical box
-    out = PAIRWISE[kind](b1, b2, offset=offset)
-    assert out.shape == (13, 17) and out.dtype == dtype
-    assert np.isfinite(out).all()
-    ref = box_pairwise_ref(b1.astype(np.float64), b2.astype(np.float64), kind, offset)
-    assert rel_err(out, ref) < tol(dtype) * 10
-    assert abs(out[5, 16] - 1.0) < tol(dtype) * 10
+def test_pairwise_matches_reference(kind, dtype, offset, device):
+    BoxTester(kind).pairwise(13, 17).degenerate(3, 2).offset(offset).dtype(dtype).test(device)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -167,13 +149,15 @@ def test_empty_inputs(kind):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("kind", KINDS)
-def test_loss_matches_reference(rng, kind, dtype, reduction, offset):
-    b1 = rand_boxes(rng, 19, dtype, degenerate=2)
-    b2 = rand_boxes(rng, 19, dtype, degenerate=1)
-    out = LOSS[kind](b1, b2, reduction=reduction, offset=offset)
-    assert out.dtype == dtype and out.shape == ((19,) if reduction == "none" else ())
-    ref = box_loss_ref(b1.astype(np.float64), b2.astype(np.float64), kind, reduction, 1e-7, offset)
-    assert rel_err(out, ref) < tol(dtype) * 10
+def test_loss_matches_reference(kind, dtype, reduction, offset, device):
+    BoxTester(kind).loss(19, reduction).degenerate(2, 1).offset(offset).dtype(dtype).test(device)
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_loss_backward_matches_reference(kind, reduction, offset, device):
+    BoxTester(kind).loss(7, reduction).offset(offset).dtype(np.float64).test(device)
 
 
 @pytest.mark.parametrize("offset", [0, 1])
@@ -410,9 +394,11 @@ def test_bad_arguments():
         cnnops.box_iou(b.astype(np.float32), b)
     with pytest.raises(TypeError, match="box_iou: expected `boxes1` to be an array supporting DLPack"):
         cnnops.box_iou([[0, 0, 1, 1]], b)
-    with pytest.raises(ValueError, match=r"diou_loss: expected boxes1 and boxes2 with the same shape, got \(1, 4\) and \(2, 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"diou_loss: expected boxes1 and boxes2 with the same shape, got \(1, 4\) and \(2, 4\)"):
         cnnops.diou_loss(b, np.concatenate([b, b]))
-    with pytest.raises(ValueError, match=r"diou_loss_backward: expected grad_output with shape \(2, 3\) for reduction 'none', got \(6,\)"):
+    with pytest.raises(ValueError, match=r"diou_loss_backward: expected grad_output with shape \(2, 3\) for "
+                                         r"reduction 'none', got \(6,\)"):
         cnnops.diou_loss_backward(np.ones(6), np.zeros((2, 3, 4)), np.zeros((2, 3, 4)))
     with pytest.raises(ValueError, match="box_convert: expected in_fmt one of 'xyxy', 'xywh', 'cxcywh', got 'yxyx'"):
         cnnops.box_convert(b, "yxyx", "xyxy")
@@ -446,7 +432,8 @@ def test_bad_arguments():
         cnnops.giou_loss_backward(np.ones(2), b, b)
     with pytest.raises(ValueError, match="giou_loss_backward: expected grad_output with one element for reduction"):
         cnnops.giou_loss_backward(np.ones(2), b, b, reduction="sum")
-    with pytest.raises(ValueError, match=r"giou_loss_backward: expected grad_output with shape \(1,\) for reduction 'none', got a scalar"):
+    with pytest.raises(ValueError, match=r"giou_loss_backward: expected grad_output with shape \(1,\) for "
+                                         r"reduction 'none', got a scalar"):
         cnnops.giou_loss_backward(1.0, b, b)
     with pytest.raises(TypeError, match="giou_loss_backward: expected grad_output with the boxes' dtype float64"):
         cnnops.giou_loss_backward(np.ones(1, np.float32), b, b)

@@ -6,81 +6,32 @@ every algorithm (all of them are exact-arithmetic methods: direct loops, implici
 planes, the small-channel slab kernel)."""
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
 import cnnops
 from cache_poison import poison_cache
 from reference import (
-    TORCH_PAD_MODE,
     conv2d_backward_ref,
     conv2d_ref,
     conv3d_ref,
     numerical_grad,
     pair,
     rel_err,
-    resolve_pads,
     same_pads,
 )
-
-TOL = {np.float32: 1e-5, np.float64: 1e-12}
-DTYPES = [np.float32, np.float64]
-DTYPE_IDS = ["f32", "f64"]
-MODES = ["zeros", "reflect", "replicate", "circular"]
+from testing import DTYPE_IDS, DTYPES, MODES, TOL, ConvTester, case_algo_params, check_close, to_device, to_host
+from testing import zeros as _z
 
 
 # ----------------------------------------------------------------------------- test cases
 
 
-def _ones(v):
-    """True when a stride/dilation argument (int or tuple) is 1 in every dimension."""
-    return all(t == 1 for t in (v if isinstance(v, (tuple, list)) else (v,)))
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    x: tuple  # (N, C, H, W)
-    K: int
-    R: int
-    S: int
-    stride: object = 1
-    padding: object = 0  # any spelling the API accepts
-    dilation: object = 1
-    groups: int = 1
-    mode: str = "zeros"
-    bias: bool = False
-
-    @property
-    def w(self):
-        return (self.K, self.x[1] // self.groups, self.R, self.S)
-
-    @property
-    def pads4(self):
-        return resolve_pads(self.padding, self.x[2:], (self.R, self.S), self.stride, self.dilation)
-
-    def kwargs(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
-                    padding_mode=self.mode)
-
-    def ref_kwargs(self):
-        return dict(stride=self.stride, pads4=self.pads4, dilation=self.dilation, groups=self.groups, mode=self.mode)
-
-    def algos(self):
-        """Every algorithm valid for this case."""
-        a = ["direct", "gemm", "auto", "smallc"]
-        if self.groups == self.x[1]:
-            a.append("depthwise")
-        if (self.R, self.S) in ((3, 3), (5, 5)) and _ones(self.stride) and _ones(self.dilation):
-            a.append("winograd")
-        return a
-
-    def with_mode(self, mode):
-        return Case(f"{self.id}-{mode}", self.x, self.K, self.R, self.S, self.stride, self.padding, self.dilation,
-                    self.groups, mode, self.bias)
+def Case(id, x, K, R, S, stride=1, padding=0, dilation=1, groups=1, mode="zeros", bias=False):
+    """A conv2d problem: input x = (N, C, H, W), K output channels, an R x S kernel; padding in any
+    spelling the API accepts."""
+    return (ConvTester(id).shape(x, K, (R, S)).stride(stride).padding(padding).dilation(dilation).groups(groups)
+            .padding_mode(mode).bias(bias))
 
 
 # Zero padding: every padding spelling, stride, dilation, groups, kernel shape; odd and prime sizes.
@@ -207,96 +158,46 @@ LAYER_CASES = [
 ]
 
 
-def _case_algo_params(cases):
-    return [pytest.param(c, a, id=f"{c.id}-{a}") for c in cases for a in c.algos()]
-
-
-# ----------------------------------------------------------------------------- data and references
-
-_DATA = {}
-
-
-def case_data(case, dtype):
-    """(x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref)), built once per case and dtype. The references
-    are computed in float64 from the very values the kernel sees (float32 inputs upcast)."""
-    key = (case.id, repr(case), dtype)
-    if key not in _DATA:
-        rng = np.random.default_rng(zlib.crc32(f"{case}".encode()))
-        x = rng.standard_normal(case.x).astype(dtype)
-        w = rng.standard_normal(case.w).astype(dtype)
-        b = rng.standard_normal(case.K).astype(dtype) if case.bias else None
-        y_ref = conv2d_ref(x, w, b, **case.ref_kwargs())
-        gy = rng.standard_normal(y_ref.shape).astype(dtype)
-        grads = conv2d_backward_ref(gy, x, w, **case.ref_kwargs())
-        _DATA[key] = (x, w, b, gy, y_ref, grads)
-    return _DATA[key]
-
-
-def check_close(out, ref, dtype, what):
-    assert isinstance(out, np.ndarray), f"{what}: expected a numpy array, got {type(out)}"
-    assert out.dtype == dtype, f"{what}: dtype {out.dtype}, expected {np.dtype(dtype)}"
-    assert out.shape == ref.shape, f"{what}: shape {out.shape}, expected {ref.shape}"
-    assert np.isfinite(out).all(), f"{what}: non-finite values"
-    err = rel_err(out, ref)
-    assert err < TOL[dtype], f"{what}: relative error {err:.3g} >= {TOL[dtype]:.0e}"
-
-
-def run_forward_check(case, dtype, algo):
-    x, w, b, gy, y_ref, _ = case_data(case, dtype)
-    y = cnnops.conv2d(x, w, b, algo=algo, **case.kwargs())
-    check_close(y, y_ref, dtype, f"conv2d[{algo}]")
-
-
-def run_backward_check(case, dtype, algo):
-    x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref) = case_data(case, dtype)
-    gx, gw, gb = cnnops.conv2d_backward(gy, x, w, algo=algo, **case.kwargs())
-    check_close(gx, gx_ref, dtype, f"grad_input[{algo}]")
-    check_close(gw, gw_ref, dtype, f"grad_weight[{algo}]")
-    check_close(gb, gb_ref, dtype, f"grad_bias[{algo}]")
-
-
 # ----------------------------------------------------------------------------- vs the reference
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case,algo", _case_algo_params(ALL_CASES))
-def test_forward_matches_reference(case, algo, dtype):
-    run_forward_check(case, dtype, algo)
+@pytest.mark.parametrize("case,algo", case_algo_params(ALL_CASES))
+def test_forward_matches_reference(case, algo, dtype, device):
+    case.dtype(dtype).algo(algo).test_forward(device)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case,algo", _case_algo_params(ALL_CASES))
-def test_backward_matches_reference(case, algo, dtype):
-    run_backward_check(case, dtype, algo)
+@pytest.mark.parametrize("case,algo", case_algo_params(ALL_CASES))
+def test_backward_matches_reference(case, algo, dtype, device):
+    case.dtype(dtype).algo(algo).test_backward(device)
 
 
 def _layer_params():
     out = []
     for p in LAYER_CASES:
         case = p.values[0]
-        algos = ["auto", "depthwise" if case.groups == case.x[1] else "gemm"]
+        algos = ["auto", "depthwise" if case.p["groups"] == case.p["c_in"] else "gemm"]
         out += [pytest.param(case, a, id=f"{p.id}-{a}", marks=p.marks) for a in algos]
     return out
 
 
 @pytest.mark.parametrize("case,algo", _layer_params())
-def test_benchmark_layers(case, algo):
-    run_forward_check(case, np.float32, algo)
-    run_backward_check(case, np.float32, algo)
+def test_benchmark_layers(case, algo, device):
+    case.dtype(np.float32).algo(algo).test(device)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize(
     "case,algo",
-    _case_algo_params([c for c in ALL_CASES if c.id in (
+    case_algo_params([c for c in ALL_CASES if c.id in (
         "basic_3x3_p1", "same_s2", "groups4_s2", "depthwise_m1", "depthwise_m2_s2", "gemm_multi_kc",
         "gemm_many_pixels", "pad_beyond_reach", "p1-reflect", "s2_d2-circular", "depthwise_wide-replicate",
         "depthwise_m2_s2-reflect")]),
 )
 def test_portable_kernels_match_reference(case, algo, dtype, portable_simd):
     assert cnnops.simd_level() == "portable"
-    run_forward_check(case, dtype, algo)
-    run_backward_check(case, dtype, algo)
+    case.dtype(dtype).algo(algo).test()
 
 
 def test_portable_and_avx2_agree_closely(rng, portable_simd):
@@ -387,17 +288,18 @@ FD_PARAMS = [pytest.param(c.with_mode(m), id=f"{c.id}-{m}") for c in FD_CASES fo
 
 @pytest.mark.parametrize("algo", ["auto", "direct"])
 @pytest.mark.parametrize("case", FD_PARAMS)
-def test_backward_matches_finite_differences(case, algo, rng):
-    x = rng.standard_normal(case.x)
-    w = rng.standard_normal(case.w)
-    b = rng.standard_normal(case.K) if case.bias else None
-    y = cnnops.conv2d(x, w, b, algo=algo, **case.kwargs())
+def test_backward_matches_finite_differences(case, algo, rng, device):
+    x = rng.standard_normal(case.x_shape)
+    w = rng.standard_normal(case.w_shape)
+    b = rng.standard_normal(case.p["c_out"]) if case.p["bias"] else None
+    case = case.algo(algo)
+    y = to_host(case.run_forward(*(to_device(a, device) for a in (x, w, b))), device)
     gy = rng.standard_normal(y.shape)
 
     def loss():
-        return float(np.sum(cnnops.conv2d(x, w, b, algo=algo, **case.kwargs()) * gy))
+        return float(np.sum(to_host(case.run_forward(*(to_device(a, device) for a in (x, w, b))), device) * gy))
 
-    gx, gw, gb = cnnops.conv2d_backward(gy, x, w, algo=algo, **case.kwargs())
+    gx, gw, gb = (to_host(g, device) for g in case.run_backward(*(to_device(a, device) for a in (gy, x, w))))
     assert rel_err(gx, numerical_grad(loss, x)) < 1e-8
     assert rel_err(gw, numerical_grad(loss, w)) < 1e-8
     if b is not None:
@@ -407,9 +309,9 @@ def test_backward_matches_finite_differences(case, algo, rng):
 @pytest.mark.parametrize("case", FD_PARAMS[::3])
 def test_reference_backward_matches_finite_differences(case, rng):
     """The oracle itself: conv2d_backward_ref is the derivative of conv2d_ref."""
-    x = rng.standard_normal(case.x)
-    w = rng.standard_normal(case.w)
-    b = rng.standard_normal(case.K)
+    x = rng.standard_normal(case.x_shape)
+    w = rng.standard_normal(case.w_shape)
+    b = rng.standard_normal(case.p["c_out"])
     kw = case.ref_kwargs()
     gy = rng.standard_normal(conv2d_ref(x, w, b, **kw).shape)
 
@@ -431,40 +333,10 @@ TORCH_CASES = [c for c in ALL_CASES if c.id in (
     c for c in MODE_CASES if c.id in ("circular_pad_eq_size", "replicate_huge_pad")]
 
 
-def _torch_conv(torch, case, x, w, b):
-    """F.conv2d on the F.pad-ed input (explicit pads for every mode)."""
-    F = torch.nn.functional
-    t, bt, l, r = case.pads4
-    xp = F.pad(x, (l, r, t, bt), mode=TORCH_PAD_MODE[case.mode]) if any(case.pads4) else x
-    return F.conv2d(xp, w, b, stride=case.stride, dilation=case.dilation, groups=case.groups)
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in TORCH_CASES])
-def test_against_torch(case, dtype):
-    torch = pytest.importorskip("torch")
-    x, w, b, gy, _, _ = case_data(case, dtype)
-    # torch in float64 on the same values: the second oracle
-    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
-    bt = torch.tensor(b, dtype=torch.float64, requires_grad=True) if b is not None else None
-    yt = _torch_conv(torch, case, xt, wt, bt)
-    yt.backward(torch.tensor(gy, dtype=torch.float64))
-
-    # cnnops fed torch tensors of the test dtype: torch tensors come back
-    tx, tw, tgy = (torch.from_numpy(a) for a in (x, w, gy))
-    tb = torch.from_numpy(b) if b is not None else None
-    y = cnnops.conv2d(tx, tw, tb, **case.kwargs())
-    gx, gw, gb = cnnops.conv2d_backward(tgy, tx, tw, **case.kwargs())
-    for out, ref, what in ((y, yt, "output"), (gx, xt.grad, "grad_input"), (gw, wt.grad, "grad_weight")):
-        assert isinstance(out, torch.Tensor), what
-        assert out.dtype == tx.dtype, what
-        assert tuple(out.shape) == tuple(ref.shape), what
-        err = rel_err(out.numpy(), ref.detach().numpy())
-        assert err < TOL[dtype], f"{what}: relative error {err:.3g} vs torch"
-    assert rel_err(gb.numpy(), gy.astype(np.float64).sum(axis=(0, 2, 3))) < TOL[dtype]
-    if bt is not None:
-        assert rel_err(gb.numpy(), bt.grad.numpy()) < TOL[dtype]
+def test_against_torch(case, dtype, device):
+    case.dtype(dtype).test_torch(device)
 
 
 # ----------------------------------------------------------------------------- outputs and inputs
@@ -505,11 +377,11 @@ def test_outputs_are_fresh_arrays(rng, dtype, algo):
     assert not np.shares_memory(g1[0], g1[1]) and not np.shares_memory(g1[1], g1[2])
 
 
-@pytest.mark.parametrize("case,algo", _case_algo_params([c for c in ALL_CASES if c.id in (
+@pytest.mark.parametrize("case,algo", case_algo_params([c for c in ALL_CASES if c.id in (
     "basic_3x3_p1", "asym_4tuple_s2", "depthwise_m2_s2", "p1-reflect", "s2_d2-circular",
     "depthwise_m1-replicate")]))
 def test_inputs_not_modified(case, algo):
-    x, w, b, gy, _, _ = case_data(case, np.float32)
+    x, w, b, gy, _, _ = case.dtype(np.float32).data()
     copies = [None if a is None else a.copy() for a in (x, w, b, gy)]
     cnnops.conv2d(x, w, b, algo=algo, **case.kwargs())
     cnnops.conv2d_backward(gy, x, w, algo=algo, **case.kwargs())
@@ -523,7 +395,7 @@ def test_inputs_not_modified(case, algo):
 @pytest.mark.parametrize("algo", ["direct", "gemm", "depthwise"])
 def test_backward_needs_subset(needs, algo):
     case = next(c for c in ALL_CASES if c.id == "depthwise_m2_s2")
-    x, w, b, gy, _, refs = case_data(case, np.float64)
+    x, w, b, gy, _, refs = case.dtype(np.float64).data()
     out = cnnops.conv2d_backward(gy, x, w, needs=needs, algo=algo, **case.kwargs())
     assert len(out) == 3
     for need, got, ref in zip(needs, out, refs):
@@ -542,9 +414,9 @@ DET_CASES = [c for c in ALL_CASES if c.id in (
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case,algo", _case_algo_params(DET_CASES))
+@pytest.mark.parametrize("case,algo", case_algo_params(DET_CASES))
 def test_backward_repeatable(case, algo, dtype):
-    x, w, b, gy, _, _ = case_data(case, dtype)
+    x, w, b, gy, _, _ = case.dtype(dtype).data()
     first = cnnops.conv2d_backward(gy, x, w, algo=algo, **case.kwargs())
     second = cnnops.conv2d_backward(gy, x, w, algo=algo, **case.kwargs())
     for a, c in zip(first, second):
@@ -552,9 +424,9 @@ def test_backward_repeatable(case, algo, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case,algo", _case_algo_params(DET_CASES))
+@pytest.mark.parametrize("case,algo", case_algo_params(DET_CASES))
 def test_grad_input_and_bias_independent_of_thread_count(case, algo, dtype, threads):
-    x, w, b, gy, _, _ = case_data(case, dtype)
+    x, w, b, gy, _, _ = case.dtype(dtype).data()
     results = []
     for n in (1, 2, 4):
         threads(n)
@@ -568,12 +440,11 @@ def test_grad_input_and_bias_independent_of_thread_count(case, algo, dtype, thre
 
 
 @pytest.mark.parametrize("n_threads", [1, 3])
-@pytest.mark.parametrize("case,algo", _case_algo_params([c for c in ALL_CASES if c.id in (
+@pytest.mark.parametrize("case,algo", case_algo_params([c for c in ALL_CASES if c.id in (
     "gemm_multi_kc", "groups4_s2", "depthwise_m2_s2-reflect")]))
 def test_other_thread_counts_match_reference(case, algo, n_threads, threads):
     threads(n_threads)
-    run_forward_check(case, np.float32, algo)
-    run_backward_check(case, np.float32, algo)
+    case.dtype(np.float32).algo(algo).test()
 
 
 # ----------------------------------------------------------------------------- array layouts and types
@@ -595,10 +466,10 @@ def _noncontig_sliced(a, rng):
 
 @pytest.mark.parametrize("layout", ["transposed", "sliced", "reversed_copy", "fortran"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case,algo", _case_algo_params([c for c in ALL_CASES if c.id in (
+@pytest.mark.parametrize("case,algo", case_algo_params([c for c in ALL_CASES if c.id in (
     "asym_4tuple_s2", "depthwise_m2_s2", "groups2", "same_s2-reflect")]))
 def test_noncontiguous_inputs(case, algo, dtype, layout, rng):
-    x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref) = case_data(case, dtype)
+    x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref) = case.dtype(dtype).data()
 
     def view(a):
         if a is None:
@@ -705,10 +576,6 @@ def test_empty_batch_torch():
 
 X = (2, 4, 6, 6)
 W = (6, 4, 3, 3)
-
-
-def _z(shape, dtype=np.float64):
-    return np.zeros(shape, dtype)
 
 
 BAD_CALLS = [

@@ -6,92 +6,35 @@ Tolerances as in tests/test_conv.py: relative error ||out - ref|| / ||ref|| belo
 and 1e-12 in float64 for every algorithm (all exact-arithmetic methods)."""
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
 import cnnops
 from reference import (
-    TORCH_PAD_MODE,
-    conv1d_backward_ref,
     conv1d_ref,
     conv2d_backward_ref,
     conv2d_ref,
-    conv3d_backward_ref,
-    conv3d_ref,
     convnd_backward_ref,
     convnd_ref,
     numerical_grad,
     rel_err,
     resolve_pads_nd,
 )
-
-TOL = {np.float32: 1e-5, np.float64: 1e-12}  # the bounds of tests/test_conv.py
-DTYPES = [np.float32, np.float64]
-DTYPE_IDS = ["f32", "f64"]
-MODES = ["zeros", "reflect", "replicate", "circular"]
+from testing import DTYPE_IDS, DTYPES, MODES, TOL, ConvTester, case_algo_params, check_close, to_device, to_host
+from testing import zeros as _z
 
 FORWARD = {1: cnnops.conv1d, 3: cnnops.conv3d}
 BACKWARD = {1: cnnops.conv1d_backward, 3: cnnops.conv3d_backward}
-REF = {1: (conv1d_ref, conv1d_backward_ref), 3: (conv3d_ref, conv3d_backward_ref)}
 
 
 # ----------------------------------------------------------------------------- test cases
 
 
-def _last2_ones(v):
-    """True when a 3-D stride/dilation argument (int or triple) is 1 in height and width."""
-    return all(t == 1 for t in (v[-2:] if isinstance(v, (tuple, list)) else (v,)))
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    x: tuple  # (N, C, L) or (N, C, D, H, W)
-    K: int
-    k: tuple  # kernel sizes, one per spatial dimension
-    stride: object = 1
-    padding: object = 0  # any spelling the API accepts
-    dilation: object = 1
-    groups: int = 1
-    mode: str = "zeros"
-    bias: bool = False
-
-    @property
-    def nd(self):
-        return len(self.x) - 2
-
-    @property
-    def w(self):
-        return (self.K, self.x[1] // self.groups) + tuple(self.k)
-
-    @property
-    def pads(self):
-        return resolve_pads_nd(self.padding, self.x[2:], self.k, self.stride, self.dilation)
-
-    def kwargs(self):
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
-                    padding_mode=self.mode)
-
-    def ref_kwargs(self):
-        return dict(stride=self.stride, pads=self.pads, dilation=self.dilation, groups=self.groups, mode=self.mode)
-
-    def algos(self):
-        """Every algorithm valid for this case. conv3d runs the 2-D kernels with the kernel-depth
-        slices gathered into channels, so its depthwise path exists only for a depth-1 kernel."""
-        a = ["direct", "gemm", "auto", "smallc"]
-        if self.groups == self.x[1] and (self.nd == 1 or self.k[0] == 1):
-            a.append("depthwise")
-        if self.nd == 3 and tuple(self.k[1:]) in ((3, 3), (5, 5)) and _last2_ones(self.stride) \
-                and _last2_ones(self.dilation):
-            a.append("winograd")  # F(2x2, 3x3) or F(2x2, 5x5) over height and width, any kernel depth
-        return a
-
-    def with_mode(self, mode):
-        return Case(f"{self.id}-{mode}", self.x, self.K, self.k, self.stride, self.padding, self.dilation,
-                    self.groups, mode, self.bias)
+def Case(id, x, K, k, stride=1, padding=0, dilation=1, groups=1, mode="zeros", bias=False):
+    """A conv1d or conv3d problem: input x = (N, C, L) or (N, C, D, H, W), K output channels,
+    kernel sizes k; padding in any spelling the API accepts."""
+    return (ConvTester(id).shape(x, K, k).stride(stride).padding(padding).dilation(dilation).groups(groups)
+            .padding_mode(mode).bias(bias))
 
 
 # conv1d, zero padding: every padding spelling (int, (p,), (left, right), list, valid, same, full),
@@ -203,72 +146,25 @@ _BY_ID = {c.id: c for c in ALL_CASES}
 assert len(_BY_ID) == len(ALL_CASES), "case ids must be unique"
 
 
-def _case_algo_params(cases):
-    return [pytest.param(c, a, id=f"{c.id}-{a}") for c in cases for a in c.algos()]
-
-
 def cases(*ids):
     return [_BY_ID[i] for i in ids]
 
 
 # ----------------------------------------------------------------------------- data and references
 
-_DATA = {}
-
-
-def case_data(case, dtype):
-    """(x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref)), built once per case and dtype; the references
-    are computed in float64 from the very values the kernel sees."""
-    key = (repr(case), dtype)
-    if key not in _DATA:
-        rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
-        fwd_ref, bwd_ref = REF[case.nd]
-        x = rng.standard_normal(case.x).astype(dtype)
-        w = rng.standard_normal(case.w).astype(dtype)
-        b = rng.standard_normal(case.K).astype(dtype) if case.bias else None
-        y_ref = fwd_ref(x, w, b, **case.ref_kwargs())
-        gy = rng.standard_normal(y_ref.shape).astype(dtype)
-        grads = bwd_ref(gy, x, w, **case.ref_kwargs())
-        _DATA[key] = (x, w, b, gy, y_ref, grads)
-    return _DATA[key]
-
-
-def check_close(out, ref, dtype, what):
-    assert isinstance(out, np.ndarray), f"{what}: expected a numpy array, got {type(out)}"
-    assert out.dtype == dtype, f"{what}: dtype {out.dtype}, expected {np.dtype(dtype)}"
-    assert out.shape == ref.shape, f"{what}: shape {out.shape}, expected {ref.shape}"
-    assert np.isfinite(out).all(), f"{what}: non-finite values"
-    err = rel_err(out, ref)
-    assert err < TOL[dtype], f"{what}: relative error {err:.3g} >= {TOL[dtype]:.0e}"
-
-
-def run_forward_check(case, dtype, algo):
-    x, w, b, gy, y_ref, _ = case_data(case, dtype)
-    y = FORWARD[case.nd](x, w, b, algo=algo, **case.kwargs())
-    check_close(y, y_ref, dtype, f"conv{case.nd}d[{algo}]")
-
-
-def run_backward_check(case, dtype, algo):
-    x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref) = case_data(case, dtype)
-    gx, gw, gb = BACKWARD[case.nd](gy, x, w, algo=algo, **case.kwargs())
-    check_close(gx, gx_ref, dtype, f"grad_input[{algo}]")
-    check_close(gw, gw_ref, dtype, f"grad_weight[{algo}]")
-    check_close(gb, gb_ref, dtype, f"grad_bias[{algo}]")
-
-
 # ----------------------------------------------------------------------------- vs the reference
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case,algo", _case_algo_params(ALL_CASES))
-def test_forward_matches_reference(case, algo, dtype):
-    run_forward_check(case, dtype, algo)
+@pytest.mark.parametrize("case,algo", case_algo_params(ALL_CASES))
+def test_forward_matches_reference(case, algo, dtype, device):
+    case.dtype(dtype).algo(algo).test_forward(device)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case,algo", _case_algo_params(ALL_CASES))
-def test_backward_matches_reference(case, algo, dtype):
-    run_backward_check(case, dtype, algo)
+@pytest.mark.parametrize("case,algo", case_algo_params(ALL_CASES))
+def test_backward_matches_reference(case, algo, dtype, device):
+    case.dtype(dtype).algo(algo).test_backward(device)
 
 
 # The benchmark's 1-D and 3-D layers, batch scaled down.
@@ -280,19 +176,17 @@ BENCH_CASES = [
 
 @pytest.mark.parametrize("case,algo", [pytest.param(c, a, id=f"{c.id}-{a}") for c in BENCH_CASES
                                        for a in ("auto", "gemm", "smallc")])
-def test_benchmark_layers(case, algo):
-    run_forward_check(case, np.float32, algo)
-    run_backward_check(case, np.float32, algo)
+def test_benchmark_layers(case, algo, device):
+    case.dtype(np.float32).algo(algo).test(device)
 
 
-@pytest.mark.parametrize("case,algo", _case_algo_params(cases(
+@pytest.mark.parametrize("case,algo", case_algo_params(cases(
     "1d_basic_k3_p1", "1d_depthwise_m2_s2", "1d_s2_d2-reflect", "3d_asym_s2", "3d_groups2", "3d_p1-circular",
     "3d_depthwise_t1")))
 def test_portable_kernels_match_reference(case, algo, portable_simd):
     assert cnnops.simd_level() == "portable"
     for dtype in DTYPES:
-        run_forward_check(case, dtype, algo)
-        run_backward_check(case, dtype, algo)
+        case.dtype(dtype).algo(algo).test()
 
 
 # ----------------------------------------------------------------------------- the oracle itself
@@ -346,17 +240,20 @@ FD_CASES = [
 
 
 @pytest.mark.parametrize("case", [pytest.param(c.with_mode(m), id=f"{c.id}-{m}") for c in FD_CASES for m in MODES])
-def test_backward_matches_finite_differences(case, rng):
-    fwd, bwd = FORWARD[case.nd], BACKWARD[case.nd]
-    x = rng.standard_normal(case.x)
-    w = rng.standard_normal(case.w)
-    b = rng.standard_normal(case.K) if case.bias else None
-    gy = rng.standard_normal(fwd(x, w, b, **case.kwargs()).shape)
+def test_backward_matches_finite_differences(case, rng, device):
+    x = rng.standard_normal(case.x_shape)
+    w = rng.standard_normal(case.w_shape)
+    b = rng.standard_normal(case.p["c_out"]) if case.p["bias"] else None
+
+    def forward():
+        return to_host(case.run_forward(*(to_device(a, device) for a in (x, w, b))), device)
+
+    gy = rng.standard_normal(forward().shape)
 
     def loss():
-        return float(np.sum(fwd(x, w, b, **case.kwargs()) * gy))
+        return float(np.sum(forward() * gy))
 
-    gx, gw, gb = bwd(gy, x, w, **case.kwargs())
+    gx, gw, gb = (to_host(g, device) for g in case.run_backward(*(to_device(a, device) for a in (gy, x, w))))
     assert rel_err(gx, numerical_grad(loss, x)) < 1e-8
     assert rel_err(gw, numerical_grad(loss, w)) < 1e-8
     if b is not None:
@@ -375,45 +272,10 @@ TORCH_CASES = cases(
     "3d_replicate_huge_pad")
 
 
-def _torch_conv(torch, case, x, w, b):
-    """F.conv1d / F.conv3d on the explicitly F.pad-ed input (F.pad lists the last dimension first)."""
-    F = torch.nn.functional
-    pads = case.pads
-    torch_pads = []
-    for i in reversed(range(case.nd)):
-        torch_pads += [pads[2 * i], pads[2 * i + 1]]
-    xp = F.pad(x, torch_pads, mode=TORCH_PAD_MODE[case.mode]) if any(pads) else x
-    conv = F.conv1d if case.nd == 1 else F.conv3d
-    return conv(xp, w, b, stride=case.stride, dilation=case.dilation, groups=case.groups)
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in TORCH_CASES])
-def test_against_torch(case, dtype):
-    torch = pytest.importorskip("torch")
-    x, w, b, gy, _, _ = case_data(case, dtype)
-    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
-    bt = torch.tensor(b, dtype=torch.float64, requires_grad=True) if b is not None else None
-    yt = _torch_conv(torch, case, xt, wt, bt)
-    yt.backward(torch.tensor(gy, dtype=torch.float64))
-
-    # cnnops fed torch tensors of the test dtype: torch tensors of that dtype come back
-    tx, tw, tgy = (torch.from_numpy(a) for a in (x, w, gy))
-    tb = torch.from_numpy(b) if b is not None else None
-    y = FORWARD[case.nd](tx, tw, tb, **case.kwargs())
-    gx, gw, gb = BACKWARD[case.nd](tgy, tx, tw, **case.kwargs())
-    for out, ref, what in ((y, yt, "output"), (gx, xt.grad, "grad_input"), (gw, wt.grad, "grad_weight")):
-        assert isinstance(out, torch.Tensor), what
-        assert out.dtype == tx.dtype, what
-        assert tuple(out.shape) == tuple(ref.shape), what
-        err = rel_err(out.numpy(), ref.detach().numpy())
-        assert err < TOL[dtype], f"{what}: relative error {err:.3g} vs torch"
-    assert isinstance(gb, torch.Tensor) and tuple(gb.shape) == (case.K,)
-    if bt is not None:
-        assert rel_err(gb.numpy(), bt.grad.numpy()) < TOL[dtype]
-    else:
-        assert rel_err(gb.numpy(), gy.astype(np.float64).sum(axis=(0,) + tuple(range(2, 2 + case.nd)))) < TOL[dtype]
+def test_against_torch(case, dtype, device):
+    case.dtype(dtype).test_torch(device)
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
@@ -489,8 +351,8 @@ def test_same_padding_rule_3d(rng):
 @pytest.mark.parametrize("case_id", ["1d_depthwise_m2_s2-reflect", "3d_groups2-circular"])
 def test_backward_needs_subset(needs, case_id):
     case = _BY_ID[case_id]
-    x, w, b, gy, _, refs = case_data(case, np.float64)
-    out = BACKWARD[case.nd](gy, x, w, needs=needs, **case.kwargs())
+    x, w, b, gy, _, refs = case.dtype(np.float64).data()
+    out = case.run_backward(gy, x, w, needs=needs, algo="auto")
     assert len(out) == 3
     for need, got, ref in zip(needs, out, refs):
         if need:
@@ -499,10 +361,10 @@ def test_backward_needs_subset(needs, case_id):
             assert got is None
 
 
-@pytest.mark.parametrize("case,algo", _case_algo_params(cases("1d_asym_s2", "1d_depthwise_m1-reflect",
+@pytest.mark.parametrize("case,algo", case_algo_params(cases("1d_asym_s2", "1d_depthwise_m1-reflect",
                                                               "3d_asym_s2", "3d_groups2-replicate")))
 def test_inputs_not_modified_and_outputs_fresh(case, algo):
-    x, w, b, gy, y_ref, _ = case_data(case, np.float32)
+    x, w, b, gy, y_ref, _ = case.dtype(np.float32).data()
     copies = [None if a is None else a.copy() for a in (x, w, b, gy)]
     y = FORWARD[case.nd](x, w, b, algo=algo, **case.kwargs())
     grads = BACKWARD[case.nd](gy, x, w, algo=algo, **case.kwargs())
@@ -519,7 +381,7 @@ def test_inputs_not_modified_and_outputs_fresh(case, algo):
 def test_noncontiguous_inputs(case_id):
     """Every-other-element views (positive strides) and reversed copies (negative strides)."""
     case = _BY_ID[case_id]
-    x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref) = case_data(case, np.float64)
+    x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref) = case.dtype(np.float64).data()
 
     def strided(a):
         big = np.zeros(tuple(2 * s for s in a.shape), a.dtype)
@@ -555,10 +417,6 @@ def test_empty_batch(nd, algo):
 
 
 # ----------------------------------------------------------------------------- bad arguments
-
-
-def _z(shape, dtype=np.float64):
-    return np.zeros(shape, dtype)
 
 
 X1, W1 = (2, 4, 6), (6, 4, 3)

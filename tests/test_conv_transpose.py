@@ -10,7 +10,6 @@ Tolerances as in tests/test_conv.py: 1e-5 relative in float32, 1e-12 in float64.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -23,13 +22,10 @@ from reference import (
     convnd_ref,
     numerical_grad,
     rel_err,
-    resolve_pads_nd,
     tf_transpose_pads,
 )
-
-TOL = {np.float32: 1e-5, np.float64: 1e-12}  # the bounds of tests/test_conv.py
-DTYPES = [np.float32, np.float64]
-DTYPE_IDS = ["f32", "f64"]
+from testing import DTYPE_IDS, DTYPES, TOL, ConvTester, case_algo_params, check_close, to_device, to_host
+from testing import zeros as _z
 
 TRANSPOSE = {1: cnnops.conv_transpose1d, 2: cnnops.conv_transpose2d, 3: cnnops.conv_transpose3d}
 TRANSPOSE_BWD = {1: cnnops.conv_transpose1d_backward, 2: cnnops.conv_transpose2d_backward,
@@ -41,72 +37,14 @@ CONV_BWD = {1: cnnops.conv1d_backward, 2: cnnops.conv2d_backward, 3: cnnops.conv
 # ----------------------------------------------------------------------------- test cases
 
 
-@dataclass(frozen=True)
-class TCase:
-    id: str
-    x: tuple  # (N, C_in, *spatial)
-    C_out: int
-    k: tuple
-    stride: object = 1
-    padding: object = 0  # int, nd ints, or 2*nd ints (before, after per dim)
-    output_padding: object = 0
-    groups: int = 1
-    dilation: object = 1
-    bias: bool = False
-    output_size: tuple = None  # when given, passed instead of output_padding
-
-    @property
-    def nd(self):
-        return len(self.x) - 2
-
-    @property
-    def w(self):
-        return (self.x[1], self.C_out // self.groups) + tuple(self.k)
-
-    @property
-    def pads(self):
-        return resolve_pads_nd(self.padding, self.x[2:], self.k, self.stride, self.dilation)
-
-    @property
-    def outs(self):
-        if self.output_size is not None:
-            return tuple(self.output_size[-self.nd:])
-        return conv_transpose_out_sizes(self.x[2:], self.k, self.stride, self.pads, self.dilation,
-                                        self.output_padding)
-
-    @property
-    def op_pad(self):
-        """The output_padding that gives self.outs."""
-        base = conv_transpose_out_sizes(self.x[2:], self.k, self.stride, self.pads, self.dilation, 0)
-        return tuple(o - b for o, b in zip(self.outs, base))
-
-    @property
-    def symmetric(self):
-        """PyTorch takes symmetric padding only."""
-        return all(self.pads[2 * i] == self.pads[2 * i + 1] for i in range(self.nd))
-
-    def kwargs(self):
-        kw = dict(stride=self.stride, padding=self.padding, groups=self.groups, dilation=self.dilation)
-        if self.output_size is not None:
-            kw["output_size"] = self.output_size
-        else:
-            kw["output_padding"] = self.output_padding
-        return kw
-
-    def bwd_kwargs(self):
-        return dict(stride=self.stride, padding=self.padding, output_padding=self.op_pad, groups=self.groups,
-                    dilation=self.dilation)
-
-    def ref_kwargs(self):
-        return dict(stride=self.stride, pads=self.pads, dilation=self.dilation, groups=self.groups)
-
-    def algos(self):
-        """Every algorithm valid for this case: depthwise runs the adjoint convolution, whose input is
-        this op's output, so it needs groups == C_out (and, in 3-D, a depth-1 kernel)."""
-        a = ["direct", "gemm", "auto", "smallc"]
-        if self.groups == self.C_out and (self.nd < 3 or self.k[0] == 1):
-            a.append("depthwise")
-        return a
+def TCase(id, x, C_out, k, stride=1, padding=0, output_padding=0, groups=1, dilation=1, bias=False,
+          output_size=None):
+    """A transposed-convolution problem: input x = (N, C_in, *spatial), C_out output channels,
+    kernel sizes k; padding as an int, nd ints, or 2*nd ints (before, after per dimension);
+    output_size, when given, is passed instead of output_padding."""
+    t = (ConvTester(id).transposed().shape(x, C_out, k).stride(stride).padding(padding)
+         .output_padding(output_padding).groups(groups).dilation(dilation).bias(bias))
+    return t if output_size is None else t.output_size(output_size)
 
 
 CASES = [
@@ -165,75 +103,27 @@ _BY_ID = {c.id: c for c in CASES}
 assert len(_BY_ID) == len(CASES), "case ids must be unique"
 
 
-def _case_algo_params(cases):
-    return [pytest.param(c, a, id=f"{c.id}-{a}") for c in cases for a in c.algos()]
-
-
-# ----------------------------------------------------------------------------- data and references
-
-_DATA = {}
-
-
-def case_data(case, dtype):
-    """(x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref)) in dtype, references in float64, cached."""
-    key = (repr(case), dtype)
-    if key not in _DATA:
-        rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
-        x = rng.standard_normal(case.x).astype(dtype)
-        w = rng.standard_normal(case.w).astype(dtype)
-        b = rng.standard_normal(case.C_out).astype(dtype) if case.bias else None
-        y_ref = conv_transpose_ref(x, w, b, outs=case.outs, **case.ref_kwargs())
-        gy = rng.standard_normal(y_ref.shape).astype(dtype)
-        grads = conv_transpose_backward_ref(gy, x, w, **case.ref_kwargs())
-        _DATA[key] = (x, w, b, gy, y_ref, grads)
-    return _DATA[key]
-
-
-def check_close(out, ref, dtype, what):
-    assert isinstance(out, np.ndarray), f"{what}: expected a numpy array, got {type(out)}"
-    assert out.dtype == dtype, f"{what}: dtype {out.dtype}, expected {np.dtype(dtype)}"
-    assert out.shape == ref.shape, f"{what}: shape {out.shape}, expected {ref.shape}"
-    assert np.isfinite(out).all(), f"{what}: non-finite values"
-    err = rel_err(out, ref)
-    assert err < TOL[dtype], f"{what}: relative error {err:.3g} >= {TOL[dtype]:.0e}"
-
-
-def run_forward_check(case, dtype, algo):
-    x, w, b, gy, y_ref, _ = case_data(case, dtype)
-    y = TRANSPOSE[case.nd](x, w, b, algo=algo, **case.kwargs())
-    check_close(y, y_ref, dtype, f"conv_transpose{case.nd}d[{algo}]")
-
-
-def run_backward_check(case, dtype, algo):
-    x, w, b, gy, _, (gx_ref, gw_ref, gb_ref) = case_data(case, dtype)
-    gx, gw, gb = TRANSPOSE_BWD[case.nd](gy, x, w, algo=algo, **case.bwd_kwargs())
-    check_close(gx, gx_ref, dtype, f"grad_input[{algo}]")
-    check_close(gw, gw_ref, dtype, f"grad_weight[{algo}]")
-    check_close(gb, gb_ref, dtype, f"grad_bias[{algo}]")
-
-
 # ----------------------------------------------------------------------------- vs the reference
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case,algo", _case_algo_params(CASES))
-def test_forward_matches_reference(case, algo, dtype):
-    run_forward_check(case, dtype, algo)
+@pytest.mark.parametrize("case,algo", case_algo_params(CASES))
+def test_forward_matches_reference(case, algo, dtype, device):
+    case.dtype(dtype).algo(algo).test_forward(device)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case,algo", _case_algo_params(CASES))
-def test_backward_matches_reference(case, algo, dtype):
-    run_backward_check(case, dtype, algo)
+@pytest.mark.parametrize("case,algo", case_algo_params(CASES))
+def test_backward_matches_reference(case, algo, dtype, device):
+    case.dtype(dtype).algo(algo).test_backward(device)
 
 
-@pytest.mark.parametrize("case,algo", _case_algo_params([_BY_ID[i] for i in (
+@pytest.mark.parametrize("case,algo", case_algo_params([_BY_ID[i] for i in (
     "1d_s3_d2_op2", "2d_groups2", "2d_depthwise", "2d_asym_big", "3d_mixed")]))
 def test_portable_kernels_match_reference(case, algo, portable_simd):
     assert cnnops.simd_level() == "portable"
     for dtype in DTYPES:
-        run_forward_check(case, dtype, algo)
-        run_backward_check(case, dtype, algo)
+        case.dtype(dtype).algo(algo).test()
 
 
 def test_output_sizes_of_cases():
@@ -249,9 +139,9 @@ def test_output_sizes_of_cases():
 def test_reference_backward_matches_finite_differences(case_id):
     """The oracle itself: conv_transpose_backward_ref is the derivative of conv_transpose_ref."""
     case = _BY_ID[case_id]
-    x, w, b, gy, _, (gx, gw, gb) = case_data(case, np.float64)
+    x, w, b, gy, _, (gx, gw, gb) = case.dtype(np.float64).data()
     x, w = x.copy(), w.copy()
-    b = b.copy() if b is not None else np.zeros(case.C_out)
+    b = b.copy() if b is not None else np.zeros(case.p["c_out"])
 
     def loss():
         return float(np.sum(conv_transpose_ref(x, w, b, outs=case.outs, **case.ref_kwargs()) * gy))
@@ -262,17 +152,16 @@ def test_reference_backward_matches_finite_differences(case_id):
 
 
 @pytest.mark.parametrize("case_id", ["1d_asym_op2", "2d_groups2", "3d_mixed"])
-def test_backward_matches_finite_differences(case_id):
-    case = _BY_ID[case_id]
-    x, w, b, gy, _, _ = case_data(case, np.float64)
+def test_backward_matches_finite_differences(case_id, device):
+    case = _BY_ID[case_id].dtype(np.float64)
+    x, w, b, gy, _, _ = case.data()
     x, w = x.copy(), w.copy()
     b = b.copy() if b is not None else None
-    fwd = TRANSPOSE[case.nd]
 
     def loss():
-        return float(np.sum(fwd(x, w, b, **case.kwargs()) * gy))
+        return float(np.sum(to_host(case.run_forward(*(to_device(a, device) for a in (x, w, b))), device) * gy))
 
-    gx, gw, gb = TRANSPOSE_BWD[case.nd](gy, x, w, **case.bwd_kwargs())
+    gx, gw, gb = (to_host(g, device) for g in case.run_backward(*(to_device(a, device) for a in (gy, x, w))))
     assert rel_err(gx, numerical_grad(loss, x)) < 1e-8
     assert rel_err(gw, numerical_grad(loss, w)) < 1e-8
     if b is not None:
@@ -286,32 +175,8 @@ TORCH_CASES = [c for c in CASES if c.symmetric]
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in TORCH_CASES])
-def test_against_torch(case, dtype):
-    torch = pytest.importorskip("torch")
-    F = torch.nn.functional
-    x, w, b, gy, _, _ = case_data(case, dtype)
-    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
-    bt = torch.tensor(b, dtype=torch.float64, requires_grad=True) if b is not None else None
-    fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[case.nd]
-    sym = tuple(case.pads[0::2])
-    yt = fn(xt, wt, bt, stride=case.stride, padding=sym, output_padding=case.op_pad, groups=case.groups,
-            dilation=case.dilation)
-    yt.backward(torch.tensor(gy, dtype=torch.float64))
-
-    tx, tw, tgy = (torch.from_numpy(a) for a in (x, w, gy))
-    tb = torch.from_numpy(b) if b is not None else None
-    y = TRANSPOSE[case.nd](tx, tw, tb, **case.kwargs())
-    gx, gw, gb = TRANSPOSE_BWD[case.nd](tgy, tx, tw, **case.bwd_kwargs())
-    for out, ref, what in ((y, yt, "output"), (gx, xt.grad, "grad_input"), (gw, wt.grad, "grad_weight")):
-        assert isinstance(out, torch.Tensor), what
-        assert out.dtype == tx.dtype, what
-        assert tuple(out.shape) == tuple(ref.shape), what
-        err = rel_err(out.numpy(), ref.detach().numpy())
-        assert err < TOL[dtype], f"{what}: relative error {err:.3g} vs torch"
-    assert isinstance(gb, torch.Tensor) and tuple(gb.shape) == (case.C_out,)
-    if bt is not None:
-        assert rel_err(gb.numpy(), bt.grad.numpy()) < TOL[dtype]
+def test_against_torch(case, dtype, device):
+    case.dtype(dtype).test_torch(device)
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
@@ -531,14 +396,13 @@ BENCH_CASES = [
 
 @pytest.mark.parametrize("case,algo", [pytest.param(c, a, id=f"{c.id}-{a}") for c in BENCH_CASES
                                        for a in ("auto", "gemm", "smallc")])
-def test_benchmark_layers(case, algo):
-    run_forward_check(case, np.float32, algo)
-    run_backward_check(case, np.float32, algo)
+def test_benchmark_layers(case, algo, device):
+    case.dtype(np.float32).algo(algo).test(device)
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in BENCH_CASES])
-def test_benchmark_layers_against_torch(case):
-    test_against_torch(case, np.float32)
+def test_benchmark_layers_against_torch(case, device):
+    case.dtype(np.float32).test_torch(device)
 
 
 # ----------------------------------------------------------------------------- outputs, inputs, odd sizes
@@ -620,7 +484,7 @@ def test_torch_in_torch_out(dtype_name):
 @pytest.mark.parametrize("case_id", ["1d_depthwise_m2", "2d_asym_big", "3d_groups2"])
 def test_backward_needs_subset(needs, case_id):
     case = _BY_ID[case_id]
-    x, w, b, gy, _, refs = case_data(case, np.float64)
+    x, w, b, gy, _, refs = case.dtype(np.float64).data()
     out = TRANSPOSE_BWD[case.nd](gy, x, w, needs=needs, **case.bwd_kwargs())
     assert len(out) == 3
     for need, got, ref in zip(needs, out, refs):
@@ -630,9 +494,9 @@ def test_backward_needs_subset(needs, case_id):
             assert got is None
 
 
-@pytest.mark.parametrize("case,algo", _case_algo_params([_BY_ID["2d_asym"], _BY_ID["2d_depthwise"]]))
+@pytest.mark.parametrize("case,algo", case_algo_params([_BY_ID["2d_asym"], _BY_ID["2d_depthwise"]]))
 def test_inputs_not_modified_and_outputs_fresh(case, algo):
-    x, w, b, gy, _, _ = case_data(case, np.float32)
+    x, w, b, gy, _, _ = case.dtype(np.float32).data()
     copies = [None if a is None else a.copy() for a in (x, w, b, gy)]
     y = TRANSPOSE[case.nd](x, w, b, algo=algo, **case.kwargs())
     grads = TRANSPOSE_BWD[case.nd](gy, x, w, algo=algo, **case.bwd_kwargs())
@@ -647,7 +511,7 @@ def test_inputs_not_modified_and_outputs_fresh(case, algo):
 
 def test_noncontiguous_inputs():
     case = _BY_ID["2d_groups2"]
-    x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref) = case_data(case, np.float64)
+    x, w, b, gy, y_ref, (gx_ref, gw_ref, gb_ref) = case.dtype(np.float64).data()
     xv = np.asfortranarray(x)
     wv = w[:, :, ::-1, ::-1].copy()[:, :, ::-1, ::-1]
     gyv = np.zeros((gy.shape[0], gy.shape[1] * 2) + gy.shape[2:])[:, ::2]
@@ -661,10 +525,6 @@ def test_noncontiguous_inputs():
 
 
 # ----------------------------------------------------------------------------- bad arguments
-
-
-def _z(shape, dtype=np.float64):
-    return np.zeros(shape, dtype)
 
 
 X2, W2 = (2, 4, 5, 5), (4, 3, 3, 3)

@@ -52,6 +52,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 import cnnops  # noqa: E402
 import reference as R  # noqa: E402
+from testing import check_close, randn  # noqa: E402
+from testing import from_cl as to_first  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # profiles
@@ -187,27 +189,6 @@ def arrange(a, how, rng):
     return np.ascontiguousarray(a)
 
 
-def randn(rng, shape, dtype, ties=False):
-    """Standard normal values, or small integers (many exact ties) when `ties`."""
-    if ties:
-        return rng.integers(-3, 4, size=shape).astype(dtype)
-    return rng.standard_normal(shape).astype(dtype)
-
-
-def check_close(out, ref, dtype, what, tol=None):
-    tol = TOL[dtype] if tol is None else tol[dtype]
-    assert isinstance(out, np.ndarray), f"{what}: expected a NumPy array, got {type(out).__name__}"
-    assert out.dtype == dtype, f"{what}: dtype {out.dtype}, expected {np.dtype(dtype)}"
-    assert out.shape == tuple(ref.shape), f"{what}: shape {out.shape}, expected {tuple(ref.shape)}"
-    both_nan = np.isnan(out) & np.isnan(ref)
-    assert not (np.isnan(out) != np.isnan(ref)).any(), f"{what}: NaN where the reference has none (or vice versa)"
-    o, r = np.where(both_nan, 0, out), np.where(both_nan, 0, ref)
-    inf = np.isinf(r)
-    assert np.array_equal(o[inf], r[inf]), f"{what}: infinities differ from the reference"
-    err = R.rel_err(np.where(inf, 0, o), np.where(inf, 0, r))
-    assert err < tol, f"{what}: relative error {err:.3g} >= {tol:.0e}"
-
-
 def spell(draw, values):
     """An int when every value is equal (sometimes), else a tuple or a list of them."""
     values = [int(v) for v in values]
@@ -223,10 +204,6 @@ def layout_names(nd):
 def to_last(a):
     """(N, C, *spatial) -> (N, *spatial, C)."""
     return np.moveaxis(np.asarray(a), 1, -1)
-
-
-def to_first(a):
-    return np.moveaxis(np.asarray(a), -1, 1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,35 +17,9 @@ import pytest
 import cnnops
 from reference import (fast_nms_ref, matrix_nms_ref, nms_diou_ref, nms_ref, nms_ref_vec, nms_tv_ref, soft_nms_ref,
                        tv_diou_ref, tv_iou_ref)
+from testing import DTYPE_IDS, DTYPES, NmsTester, make_boxes, make_scores
 
-DTYPES = [np.float32, np.float64]
-DTYPE_IDS = ["f32", "f64"]
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
-
-
-def make_boxes(rng, n, dtype=np.float32, kind="uniform", span=1000.0, size=(10, 80)):
-    """n boxes: "uniform" corners over [0, span]^2, "clustered" jittered copies of a few boxes
-    (many heavy overlaps), "mixed" sizes from points to half the image."""
-    if kind == "clustered":
-        k = max(1, n // 50)
-        centres = rng.uniform(0, span, (k, 2))
-        sizes = rng.uniform(*size, (k, 2))
-        pick = rng.integers(0, k, n)
-        c = centres[pick] + rng.normal(0, 0.1, (n, 2)) * sizes[pick]
-        wh = sizes[pick] * rng.uniform(0.8, 1.2, (n, 2))
-        xy = c - wh / 2
-    elif kind == "mixed":
-        xy = rng.uniform(0, span, (n, 2))
-        wh = np.exp(rng.uniform(np.log(0.5), np.log(span / 2), (n, 2)))
-        wh[rng.random(n) < 0.05] = 0.0  # some zero-area boxes
-    else:
-        xy = rng.uniform(0, span, (n, 2))
-        wh = rng.uniform(*size, (n, 2))
-    return np.concatenate([xy, xy + wh], axis=1).astype(dtype)
-
-
-def make_scores(rng, n, dtype=np.float32):
-    return rng.random(n).astype(dtype)
 
 
 def as_list(a):
@@ -62,13 +36,8 @@ def check_int64(k):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("n", [1, 2, 7, 61, 251, 257, 613])
 @pytest.mark.parametrize("kind", ["uniform", "clustered", "mixed"])
-def test_nms_matches_reference(rng, dtype, n, kind):
-    b = make_boxes(rng, n, dtype, kind, span=300.0)
-    s = make_scores(rng, n, dtype)
-    for t in (0.0, 0.3, 0.5, 0.7, 1.0):
-        k = cnnops.nms(b, s, t)
-        check_int64(k)
-        assert as_list(k) == as_list(nms_ref_vec(b, s, t)), t
+def test_nms_matches_reference(dtype, n, kind, device):
+    NmsTester().boxes(n, kind, span=300.0).dtype(dtype).test(device)
 
 
 @pytest.mark.parametrize("kind", ["uniform", "clustered", "mixed"])

@@ -10,11 +10,7 @@ from cnnops import nn
 from reference import numerical_grad, rel_err
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(threads):
-    """Finite differences run thousands of tiny kernels: one thread avoids OpenMP wake-up cost
-    (the multi-threaded kernels are covered by the op tests)."""
-    threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def close(a, ref, tol):

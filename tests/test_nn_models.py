@@ -4,7 +4,6 @@ differences through the ResNet blocks, Inception, FCN and the YOLO loss, torchvi
 ResNet-18/VGG-11/AlexNet (when torchvision is installed), decode with NMS."""
 from __future__ import annotations
 
-from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -15,9 +14,7 @@ from reference import numerical_grad, rel_err
 from test_nn_layers import fd_check, torch_check
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(threads):
-    threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- pooling over kernels

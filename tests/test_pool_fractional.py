@@ -5,6 +5,7 @@ sequences follow TF's documented rules and reproduce the output). Backward again
 reference, finite differences and torch; determinism across thread counts; bad input."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -19,24 +20,11 @@ from reference import (
     numerical_grad,
     rel_err,
 )
+from testing import DTYPE_IDS, DTYPES, from_cl, randn, to_cl, zeros
 
-DTYPES = [np.float32, np.float64]
-DTYPE_IDS = ["f32", "f64"]
 FMP = {2: cnnops.fractional_max_pool2d, 3: cnnops.fractional_max_pool3d}
 FMP_BWD = {2: cnnops.fractional_max_pool2d_backward, 3: cnnops.fractional_max_pool3d_backward}
 CL = {2: "NHWC", 3: "NDHWC"}
-
-
-def to_cl(a):
-    return np.ascontiguousarray(np.moveaxis(a, 1, -1))
-
-
-def from_cl(a):
-    return np.moveaxis(np.asarray(a), -1, 1)
-
-
-def rand(rng, shape, dtype):
-    return rng.standard_normal(shape).astype(dtype)
 
 
 TORCH_CASES = [
@@ -63,7 +51,7 @@ TORCH_IDS = ["x".join(map(str, c[0])) + "-k" + "x".join(map(str, c[1])) + "-o" +
 @pytest.mark.parametrize("sp,k,out", TORCH_CASES, ids=TORCH_IDS)
 def test_torch_convention_matches_reference(sp, k, out, dtype, rng):
     nd = len(sp)
-    x = rand(rng, (2, 3) + sp, dtype)
+    x = randn(rng, (2, 3) + sp, dtype)
     u = rng.random((2, 3, nd)).astype(dtype)
     y, idx = FMP[nd](x, k, output_size=out, return_indices=True, _random_samples=u)
     ry, ridx = fractional_max_pool_torch_ref(x, k, out, u)
@@ -73,7 +61,7 @@ def test_torch_convention_matches_reference(sp, k, out, dtype, rng):
     ycl, icl = FMP[nd](to_cl(x), k, output_size=out, return_indices=True, _random_samples=u, data_format=CL[nd])
     np.testing.assert_array_equal(from_cl(ycl), y)
     np.testing.assert_array_equal(from_cl(icl), idx)
-    gy = rand(rng, y.shape, dtype)
+    gy = randn(rng, y.shape, dtype)
     gx = FMP_BWD[nd](gy, x, idx)
     assert gx.shape == x.shape and gx.dtype == dtype
     assert rel_err(gx, index_scatter_add_ref(gy.astype(np.float64), idx, sp)) < (1e-6 if dtype == np.float32 else 1e-14)
@@ -87,7 +75,7 @@ def test_torch_convention_matches_torch(sp, k, out, dtype, rng):
     torch = pytest.importorskip("torch")
     nd = len(sp)
     tdt = getattr(torch, dtype)
-    x = torch.from_numpy(rand(rng, (2, 3) + sp, np.float64)).to(tdt).requires_grad_()
+    x = torch.from_numpy(randn(rng, (2, 3) + sp, np.float64)).to(tdt).requires_grad_()
     # samples near 0 and 1 as well as in between: the float rounding of alpha * (i + u) matters
     u = torch.from_numpy(np.concatenate([rng.random((2, 3, nd)).ravel()[:-4], [0.0, 0.999999, 0.5, 0.25]])
                          .reshape(2, 3, nd)).to(tdt)
@@ -103,7 +91,7 @@ def test_torch_convention_matches_torch(sp, k, out, dtype, rng):
 
 def test_output_ratio_matches_torch(rng):
     torch = pytest.importorskip("torch")
-    x = torch.from_numpy(rand(rng, (2, 4, 31, 29), np.float32))
+    x = torch.from_numpy(randn(rng, (2, 4, 31, 29), np.float32))
     u = torch.rand(2, 4, 2, generator=torch.Generator().manual_seed(5))
     for ratio in (0.5, 1 / math.sqrt(2), (0.6, 0.8)):
         tr = ratio if isinstance(ratio, tuple) else (ratio, ratio)  # torch takes a pair here
@@ -115,7 +103,7 @@ def test_output_ratio_matches_torch(rng):
 
 def test_nan_rule_matches_torch(rng):
     torch = pytest.importorskip("torch")
-    x = rand(rng, (1, 2, 9, 10), np.float64)
+    x = randn(rng, (1, 2, 9, 10), np.float64)
     x[0, 0, 2, 3] = np.nan
     x[0, 1, 4:6, 4:6] = np.nan
     x[0, 1, 0, 0] = np.inf
@@ -130,7 +118,7 @@ def test_nan_rule_matches_torch(rng):
 
 
 def test_random_samples_drawn_when_not_given(rng):
-    x = rand(rng, (2, 3, 15, 15), np.float32)
+    x = randn(rng, (2, 3, 15, 15), np.float32)
     y = cnnops.fractional_max_pool2d(x, 2, output_size=(10, 10))
     assert y.shape == (2, 3, 10, 10) and np.isfinite(y).all()
     # each output is the maximum of some 2x2 window of its plane
@@ -185,7 +173,7 @@ def test_pooling_sequence_rules(n_in, n_out, rng):
 @pytest.mark.parametrize("pseudo_random", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_tf_convention_2d(pseudo_random, overlapping, dtype, rng):
-    x = rand(rng, (2, 3, 17, 14), dtype)
+    x = randn(rng, (2, 3, 17, 14), dtype)
     y, idx, rows, cols = cnnops.fractional_max_pool2d(x, pooling_ratio=(1.44, 1.73), pseudo_random=pseudo_random,
                                                       overlapping=overlapping, seed=7, return_indices=True)
     assert y.shape == (2, 3, 11, 8) and rows.shape == (12,) and cols.shape == (9,)
@@ -205,13 +193,13 @@ def test_tf_convention_2d(pseudo_random, overlapping, dtype, rng):
     assert np.array_equal(rcl, rows) and np.array_equal(ccl, cols)
     np.testing.assert_array_equal(from_cl(ycl), y)
     np.testing.assert_array_equal(from_cl(icl), idx)
-    gy = rand(rng, y.shape, dtype)
+    gy = randn(rng, y.shape, dtype)
     gx = cnnops.fractional_max_pool2d_backward(gy, x, idx)
     assert rel_err(gx, index_scatter_add_ref(gy.astype(np.float64), idx, (17, 14))) < 1e-6
 
 
 def test_tf_convention_3d(rng):
-    x = rand(rng, (1, 2, 9, 10, 11), np.float64)
+    x = randn(rng, (1, 2, 9, 10, 11), np.float64)
     y, idx, ds, rs, cs = cnnops.fractional_max_pool3d(x, pooling_ratio=1.5, overlapping=True, seed=3,
                                                       return_indices=True)
     assert y.shape == (1, 2, 6, 6, 7)
@@ -230,7 +218,7 @@ def test_backward_finite_differences(convention, rng):
                   overlapping=True)
     out = cnnops.fractional_max_pool2d(x, return_indices=True, **kw)
     y, idx = out[0], out[1]
-    gy = rand(rng, y.shape, np.float64)
+    gy = randn(rng, y.shape, np.float64)
 
     def loss():
         r = cnnops.fractional_max_pool2d(x, **kw)  # the TF convention also returns the sequences
@@ -242,13 +230,13 @@ def test_backward_finite_differences(convention, rng):
 
 @pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
 def test_backward_deterministic_across_threads(fmt, rng, threads):
-    x = rand(rng, (3, 5, 40, 37), np.float32)
+    x = randn(rng, (3, 5, 40, 37), np.float32)
     u = rng.random((3, 5, 2)).astype(np.float32)
     if fmt == "NHWC":
         x = to_cl(x)
     y, idx = cnnops.fractional_max_pool2d(x, 4, output_size=(30, 25), return_indices=True, _random_samples=u,
                                           data_format=fmt)  # overlapping windows: sums of several
-    gy = rand(rng, y.shape, np.float32)
+    gy = randn(rng, y.shape, np.float32)
     outs = []
     for n in (1, 2, 4):
         threads(n)
@@ -257,7 +245,7 @@ def test_backward_deterministic_across_threads(fmt, rng, threads):
 
 
 def test_poisoned_outputs(rng):
-    x = rand(rng, (2, 16, 60, 60), np.float64)
+    x = randn(rng, (2, 16, 60, 60), np.float64)
     u = rng.random((2, 16, 2))
     nbytes = 2 * 16 * 42 * 42 * 8
     cnnops.empty_cache()
@@ -272,7 +260,7 @@ def test_poisoned_outputs(rng):
 
 def test_noncontiguous_and_torch_io(rng):
     torch = pytest.importorskip("torch")
-    base = rand(rng, (2, 3, 20, 22), np.float64)
+    base = randn(rng, (2, 3, 20, 22), np.float64)
     x = base[:, :, ::2, ::2]
     keep = base.copy()
     u = rng.random((2, 3, 2))
@@ -290,8 +278,8 @@ def test_noncontiguous_and_torch_io(rng):
 # ----------------------------------------------------------------------------- bad input
 
 
-def _z(shape, dtype=np.float32):
-    return np.zeros(shape, dtype)
+# bad-argument placeholders are float32 unless a case says otherwise
+_z = functools.partial(zeros, dtype=np.float32)
 
 
 def _u(shape, dtype=np.float32):
@@ -391,13 +379,13 @@ def test_ties_nan_and_inf_match_reference_and_torch(k, dtype, rng):
 def test_large_output_streaming_path_matches_torch(rng):
     """Outputs + indices above the streaming threshold (24 MB): the streamed planes equal torch's."""
     torch = pytest.importorskip("torch")
-    x = torch.from_numpy(rand(rng, (4, 64, 150, 150), np.float32))
+    x = torch.from_numpy(randn(rng, (4, 64, 150, 150), np.float32))
     u = torch.from_numpy(rng.random((4, 64, 2)).astype(np.float32))
     y, i = cnnops.fractional_max_pool2d(x, 2, output_size=(106, 106), return_indices=True, _random_samples=u)
     ry, ri = torch.nn.functional.fractional_max_pool2d(x, 2, output_size=(106, 106), return_indices=True,
                                                        _random_samples=u)
     assert torch.equal(y, ry) and torch.equal(i, ri)
-    gy = torch.from_numpy(rand(rng, (4, 64, 150, 150), np.float32))[:, :, :106, :106].contiguous()
+    gy = torch.from_numpy(randn(rng, (4, 64, 150, 150), np.float32))[:, :, :106, :106].contiguous()
     ry2 = torch.ops.aten.fractional_max_pool2d_backward(gy, x, [2, 2], [106, 106], i)
     assert torch.allclose(cnnops.fractional_max_pool2d_backward(gy, x, i), ry2)
 

@@ -19,12 +19,9 @@ import numpy as np
 import pytest
 
 import cnnops
+from testing import randn
 
 F32, F64 = np.float32, np.float64
-
-
-def randn(rng, shape, dtype=F32):
-    return rng.standard_normal(shape).astype(dtype)
 
 
 def rand_boxes(rng, n, dtype=F32, field=100.0):
@@ -265,8 +262,8 @@ def soak_calls(family, rng):
     kernel). RSS_BOUND over SOAK_CALLS calls is 2 KB per call: holding on to every result of
     these calls grows the process by 35-60 MB."""
     if family == "conv":
-        x, w = randn(rng, (1, 4, 16, 16)), randn(rng, (8, 4, 3, 3))
-        gy = randn(rng, (1, 8, 16, 16))
+        x, w = randn(rng, (1, 4, 16, 16), F32), randn(rng, (8, 4, 3, 3), F32)
+        gy = randn(rng, (1, 8, 16, 16), F32)
         return [
             lambda: cnnops.conv2d(x, w, padding=1, algo="gemm"),
             lambda: cnnops.conv2d(x, w, padding=1, algo="smallc"),
@@ -276,8 +273,8 @@ def soak_calls(family, rng):
             raising(lambda: cnnops.conv2d_backward(gy[:, :5], x, w, padding=1)),  # wrong grad_output
         ]
     if family == "conv_transpose":
-        x, w = randn(rng, (1, 8, 8, 8)), randn(rng, (8, 4, 4, 4))
-        gy = randn(rng, (1, 4, 16, 16))
+        x, w = randn(rng, (1, 8, 8, 8), F32), randn(rng, (8, 4, 4, 4), F32)
+        gy = randn(rng, (1, 4, 16, 16), F32)
         return [
             lambda: cnnops.conv_transpose2d(x, w, stride=2, padding=1),
             lambda: cnnops.conv_transpose2d_backward(gy, x, w, stride=2, padding=1),
@@ -285,7 +282,7 @@ def soak_calls(family, rng):
             raising(lambda: cnnops.conv_transpose2d_backward(gy[:, :3], x, w, stride=2, padding=1)),
         ]
     if family == "pool":
-        x = randn(rng, (1, 8, 16, 16))
+        x = randn(rng, (1, 8, 16, 16), F32)
         y, idx = cnnops.max_pool2d(x, 2, return_indices=True)
         bad = idx.copy()
         bad[0, 0, 0, 0] = 10**6
@@ -300,7 +297,7 @@ def soak_calls(family, rng):
             raising(lambda: cnnops.max_pool2d_backward(y, x, bad, 2)),  # index outside the plane
         ]
     if family == "unpool":
-        x = randn(rng, (1, 8, 16, 16))
+        x = randn(rng, (1, 8, 16, 16), F32)
         y, idx = cnnops.max_pool2d(x, 2, return_indices=True)
         bad = idx.copy()
         bad[0, 3, 2, 1] = -5

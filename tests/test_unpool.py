@@ -5,6 +5,7 @@ differences and PyTorch. These ops only copy values (the backward passes add), s
 compared exactly or to 1e-12/1e-6 relative error."""
 from __future__ import annotations
 
+import functools
 import numpy as np
 import pytest
 
@@ -19,28 +20,14 @@ from reference import (
     upsample_nearest_backward_ref,
     upsample_nearest_ref,
 )
+from testing import DTYPE_IDS, DTYPES, UnpoolTester, from_cl, pool_indices, randn, to_cl, zeros
 
-DTYPES = [np.float32, np.float64]
-DTYPE_IDS = ["f32", "f64"]
 FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
 UP = {1: cnnops.upsample_nearest1d, 2: cnnops.upsample_nearest2d, 3: cnnops.upsample_nearest3d}
 UP_BWD = {1: cnnops.upsample_nearest1d_backward, 2: cnnops.upsample_nearest2d_backward,
           3: cnnops.upsample_nearest3d_backward}
 UNPOOL = {1: cnnops.max_unpool1d, 2: cnnops.max_unpool2d, 3: cnnops.max_unpool3d}
 UNPOOL_BWD = {1: cnnops.max_unpool1d_backward, 2: cnnops.max_unpool2d_backward, 3: cnnops.max_unpool3d_backward}
-
-
-def to_cl(a):
-    """(N, C, *sp) -> (N, *sp, C) as a contiguous array."""
-    return np.ascontiguousarray(np.moveaxis(a, 1, -1))
-
-
-def from_cl(a):
-    return np.moveaxis(np.asarray(a), -1, 1)
-
-
-def rand(rng, shape, dtype):
-    return rng.standard_normal(shape).astype(dtype)
 
 
 # ----------------------------------------------------------------------------- nearest upsampling
@@ -68,45 +55,26 @@ UP_CASES = [
 UP_IDS = [f"{nd}d-{'x'.join(map(str, sp))}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for nd, sp, kw in UP_CASES]
 
 
-def _up_shapes(nd, sp, kw):
+def up_tester(nd, sp, kw, mode):
+    t = UnpoolTester("upsample").input_size(*sp).mode(mode)
     if "size" in kw:
-        s = kw["size"]
-        return (s,) * nd if isinstance(s, int) else tuple(s), None
-    sf = kw["scale_factor"]
-    sf = (sf,) * nd if not isinstance(sf, tuple) else sf
-    out = tuple(int(np.floor(i * f)) for i, f in zip(sp, sf))
-    return out, (None if kw.get("recompute_scale_factor") else sf)
+        return t.size(kw["size"])
+    return t.scale_factor(kw["scale_factor"], kw.get("recompute_scale_factor"))
 
 
 @pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("nd,sp,kw", UP_CASES, ids=UP_IDS)
-def test_upsample_forward_matches_reference(nd, sp, kw, dtype, mode, rng):
-    x = rand(rng, (2, 3) + sp, dtype)
-    out, scales = _up_shapes(nd, sp, kw)
-    ref = upsample_nearest_ref(x, out, scales, mode == "nearest-exact")
-    y = UP[nd](x, mode=mode, **kw)
-    assert y.dtype == dtype and y.shape == ref.shape
-    np.testing.assert_array_equal(y, ref.astype(dtype))
-    ycl = UP[nd](to_cl(x), mode=mode, data_format=FORMATS[nd][1], **kw)
-    np.testing.assert_array_equal(from_cl(ycl), y)
+def test_upsample_forward_matches_reference(nd, sp, kw, dtype, mode, device):
+    up_tester(nd, sp, kw, mode).dtype(dtype).test_forward(device)
 
 
 @pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
 @pytest.mark.parametrize("nd,sp,kw", UP_CASES, ids=UP_IDS)
-def test_upsample_backward_matches_reference(nd, sp, kw, mode, rng):
-    x = rand(rng, (2, 3) + sp, np.float64)
-    out, scales = _up_shapes(nd, sp, kw)
-    gy = rand(rng, (2, 3) + out, np.float64)
-    ref = upsample_nearest_backward_ref(gy, sp, scales, mode == "nearest-exact")
-    gx = UP_BWD[nd](gy, x, mode=mode, **kw)
-    assert gx.shape == x.shape
-    assert rel_err(gx, ref) < 1e-13
-    gcl = UP_BWD[nd](to_cl(gy), to_cl(x), mode=mode, data_format=FORMATS[nd][1], **kw)
-    np.testing.assert_array_equal(from_cl(gcl), gx)
-    # float32 accumulates the same terms in the same order
-    g32 = UP_BWD[nd](gy.astype(np.float32), sp, mode=mode, **kw)
-    assert g32.dtype == np.float32 and rel_err(g32, ref) < 1e-6
+def test_upsample_backward_matches_reference(nd, sp, kw, mode, device):
+    # float32 accumulates the same terms in the same order as float64
+    for dtype in DTYPES:
+        up_tester(nd, sp, kw, mode).dtype(dtype).test_backward(device)
 
 
 @pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
@@ -115,7 +83,7 @@ def test_upsample_matches_torch(scale, mode, rng):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     for nd, sp in ((1, (23,)), (2, (9, 17)), (3, (5, 6, 7))):
-        x = torch.from_numpy(rand(rng, (2, 3) + sp, np.float32)).requires_grad_()
+        x = torch.from_numpy(randn(rng, (2, 3) + sp, np.float32)).requires_grad_()
         ref = F.interpolate(x, scale_factor=scale, mode=mode)
         y = UP[nd](x, scale_factor=scale, mode=mode)
         assert isinstance(y, torch.Tensor)
@@ -130,7 +98,7 @@ def test_upsample_matches_torch(scale, mode, rng):
 @pytest.mark.parametrize("size", [(1, 1), (9, 17), (18, 34), (10, 30), (31, 7), (4, 5), (27, 51)])
 def test_upsample_size_matches_torch(size, mode, rng):
     torch = pytest.importorskip("torch")
-    x = torch.from_numpy(rand(rng, (2, 3, 9, 17), np.float64)).requires_grad_()
+    x = torch.from_numpy(randn(rng, (2, 3, 9, 17), np.float64)).requires_grad_()
     ref = torch.nn.functional.interpolate(x, size=size, mode=mode)
     assert torch.equal(cnnops.upsample_nearest2d(x, size=size, mode=mode), ref.detach())
     gy = torch.randn(ref.shape, dtype=torch.float64)
@@ -168,8 +136,8 @@ def test_upsample_shortcut_rule_matches_torch(nd):
 
 @pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
 def test_upsample_backward_finite_differences(mode, rng):
-    x = rand(rng, (1, 2, 3, 4), np.float64)
-    gy = rand(rng, (1, 2, 5, 7), np.float64)
+    x = randn(rng, (1, 2, 3, 4), np.float64)
+    gy = randn(rng, (1, 2, 5, 7), np.float64)
     kw = dict(size=(5, 7), mode=mode)
 
     def loss():
@@ -181,7 +149,7 @@ def test_upsample_backward_finite_differences(mode, rng):
 
 @pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
 def test_upsample_backward_deterministic_across_threads(fmt, rng, threads):
-    gy = rand(rng, (3, 5, 31, 45), np.float32)
+    gy = randn(rng, (3, 5, 31, 45), np.float32)
     if fmt == "NHWC":
         gy = to_cl(gy)
     results = []
@@ -194,7 +162,7 @@ def test_upsample_backward_deterministic_across_threads(fmt, rng, threads):
 
 
 def test_upsample_poisoned_outputs(rng):
-    x = rand(rng, (2, 8, 50, 60), np.float64)
+    x = randn(rng, (2, 8, 50, 60), np.float64)
     poison_cache(2 * 8 * 100 * 120 * 8)
     y = cnnops.upsample_nearest2d(x, scale_factor=2)
     np.testing.assert_array_equal(y, upsample_nearest_ref(x, (100, 120)))
@@ -205,18 +173,6 @@ def test_upsample_poisoned_outputs(rng):
 
 
 # ----------------------------------------------------------------------------- max_unpool
-
-
-def _pool_indices(rng, N, C, out_sp, in_sp, unique=True):
-    """Random valid indices (N, C, *in_sp) into planes of size prod(out_sp), distinct per plane
-    when `unique`."""
-    plane = int(np.prod(out_sp))
-    m = int(np.prod(in_sp))
-    idx = np.empty((N, C, m), dtype=np.int64)
-    for n in range(N):
-        for c in range(C):
-            idx[n, c] = rng.choice(plane, size=m, replace=not unique)
-    return idx.reshape((N, C) + tuple(in_sp))
 
 
 UNPOOL_CASES = [
@@ -234,35 +190,16 @@ UNPOOL_CASES = [
 UNPOOL_IDS = [f"{c[0]}d-{'x'.join(map(str, c[1]))}-k{c[2]}-s{c[3]}-p{c[4]}-o{c[5]}" for c in UNPOOL_CASES]
 
 
-def _unpool_out(nd, sp, k, s, p, o):
-    k = (k,) * nd if isinstance(k, int) else k
-    s = k if s is None else ((s,) * nd if isinstance(s, int) else s)
-    p = (p,) * nd if isinstance(p, int) else p
-    return tuple(o) if o is not None else tuple((i - 1) * st - 2 * pp + kk for i, st, pp, kk in zip(sp, s, p, k))
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("nd,sp,k,s,p,o", UNPOOL_CASES, ids=UNPOOL_IDS)
-def test_max_unpool_matches_reference(nd, sp, k, s, p, o, dtype, rng):
-    out = _unpool_out(nd, sp, k, s, p, o)
-    x = rand(rng, (2, 3) + sp, dtype)
-    idx = _pool_indices(rng, 2, 3, out, sp)
-    y = UNPOOL[nd](x, idx, k, stride=s, padding=p, output_size=o)
-    assert y.dtype == dtype and y.shape == (2, 3) + out
-    np.testing.assert_array_equal(y, max_unpool_ref(x, idx, out).astype(dtype))
-    ycl = UNPOOL[nd](to_cl(x), to_cl(idx), k, stride=s, padding=p, output_size=o, data_format=FORMATS[nd][1])
-    np.testing.assert_array_equal(from_cl(ycl), y)
-    gy = rand(rng, (2, 3) + out, dtype)
-    gx = UNPOOL_BWD[nd](gy, idx, k, stride=s, padding=p, output_size=o)
-    np.testing.assert_array_equal(gx, max_unpool_backward_ref(gy, idx).astype(dtype))
-    gcl = UNPOOL_BWD[nd](to_cl(gy), to_cl(idx), k, stride=s, padding=p, output_size=o, data_format=FORMATS[nd][1])
-    np.testing.assert_array_equal(from_cl(gcl), gx)
+def test_max_unpool_matches_reference(nd, sp, k, s, p, o, dtype, device):
+    UnpoolTester("max_unpool").input_size(*sp).kernel(k).stride(s).padding(p).output_size(o).dtype(dtype).test(device)
 
 
 def test_max_unpool_duplicates_last_wins(rng):
     """Several inputs naming one output position: the last in memory order wins (both layouts)."""
-    x = rand(rng, (2, 3, 6, 7), np.float64)
-    idx2 = _pool_indices(rng, 2, 3, (6, 7), (6, 7), unique=False)
+    x = randn(rng, (2, 3, 6, 7), np.float64)
+    idx2 = pool_indices(rng, 2, 3, (6, 7), (6, 7), unique=False)
     assert any(len(np.unique(idx2[n, c])) < 42 for n in range(2) for c in range(3))
     y = cnnops.max_unpool2d(x, idx2, 1)
     np.testing.assert_array_equal(y, max_unpool_ref(x, idx2, (6, 7)))
@@ -277,7 +214,7 @@ def test_max_unpool_matches_torch(nd, rng):
     pool = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[nd]
     unpool = {1: F.max_unpool1d, 2: F.max_unpool2d, 3: F.max_unpool3d}[nd]
     sp = {1: (17,), 2: (11, 13), 3: (5, 7, 6)}[nd]
-    x = torch.from_numpy(rand(rng, (2, 3) + sp, np.float64))
+    x = torch.from_numpy(randn(rng, (2, 3) + sp, np.float64))
     for k, s, p in ((2, 2, 0), (3, 2, 1), (3, 1, 1)):
         v, i = pool(x, k, s, p, return_indices=True)
         v.requires_grad_()
@@ -292,9 +229,9 @@ def test_max_unpool_matches_torch(nd, rng):
 
 
 def test_max_unpool_backward_finite_differences(rng):
-    x = rand(rng, (1, 2, 3, 4), np.float64)
-    idx = _pool_indices(rng, 1, 2, (6, 8), (3, 4))
-    gy = rand(rng, (1, 2, 6, 8), np.float64)
+    x = randn(rng, (1, 2, 3, 4), np.float64)
+    idx = pool_indices(rng, 1, 2, (6, 8), (3, 4))
+    gy = randn(rng, (1, 2, 6, 8), np.float64)
 
     def loss():
         return float(np.sum(cnnops.max_unpool2d(x, idx, 2) * gy))
@@ -305,8 +242,8 @@ def test_max_unpool_backward_finite_differences(rng):
 @pytest.mark.parametrize("bad", [-1, 20, 2**40, -(2**62)])
 @pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
 def test_max_unpool_out_of_range_indices(bad, fmt, rng):
-    x = rand(rng, (2, 3, 2, 2), np.float32)
-    idx = _pool_indices(rng, 2, 3, (4, 5), (2, 2))
+    x = randn(rng, (2, 3, 2, 2), np.float32)
+    idx = pool_indices(rng, 2, 3, (4, 5), (2, 2))
     idx[1, 2, 1, 0] = bad
     if fmt == "NHWC":
         x, idx = to_cl(x), to_cl(idx)
@@ -323,11 +260,11 @@ def test_max_unpool_backward_bad_index_in_long_planes(where, dtype, rng):
     # planes of 117 indices: the float kernel checks them eight at a time after an unaligned head;
     # bad ones at the start, inside and at the edges of groups and in the tail; the error names the
     # first bad index in memory order, and nothing else changes the other planes' results
-    idx = _pool_indices(rng, 2, 3, (18, 26), (9, 13))
+    idx = pool_indices(rng, 2, 3, (18, 26), (9, 13))
     values = [-3, 18 * 26, 2**40, -(2**62)]
     for j, pos in enumerate(where):
         idx[1, 2].flat[pos] = values[j]
-    gy = rand(rng, (2, 3, 18, 26), dtype)
+    gy = randn(rng, (2, 3, 18, 26), dtype)
     first = values[int(np.argmin(where))]
     with pytest.raises(ValueError, match=rf"expected indices in \[0, 468\).*got {first}"):
         cnnops.max_unpool2d_backward(gy, idx, 2)
@@ -340,7 +277,7 @@ def test_max_unpool_backward_streamed_result(rng):
     # from a reused (NaN-poisoned) block
     N, C, H, W = 4, 64, 160, 160
     idx = rng.integers(0, 4 * H * W, size=(N, C, H, W), dtype=np.int64)
-    gy = rand(rng, (N, C, 2 * H, 2 * W), np.float32)
+    gy = randn(rng, (N, C, 2 * H, 2 * W), np.float32)
     poison_cache(N * C * H * W * 4)
     gx = cnnops.max_unpool2d_backward(gy, idx, 2)
     np.testing.assert_array_equal(gx, np.take_along_axis(gy.reshape(N, C, -1), idx.reshape(N, C, -1), 2)
@@ -348,8 +285,8 @@ def test_max_unpool_backward_streamed_result(rng):
 
 
 def test_max_unpool_poisoned_outputs(rng):
-    x = rand(rng, (2, 16, 40, 40), np.float64)
-    idx = _pool_indices(rng, 2, 16, (80, 80), (40, 40))
+    x = randn(rng, (2, 16, 40, 40), np.float64)
+    idx = pool_indices(rng, 2, 16, (80, 80), (40, 40))
     poison_cache(2 * 16 * 80 * 80 * 8)
     y = cnnops.max_unpool2d(x, idx, 2)
     np.testing.assert_array_equal(y, max_unpool_ref(x, idx, (80, 80)))
@@ -360,9 +297,9 @@ def test_max_unpool_poisoned_outputs(rng):
 
 @pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
 def test_max_unpool_deterministic_across_threads(fmt, rng, threads):
-    x = rand(rng, (3, 7, 10, 12), np.float32)
-    idx = _pool_indices(rng, 3, 7, (20, 24), (10, 12), unique=False)
-    gy = rand(rng, (3, 7, 20, 24), np.float32)
+    x = randn(rng, (3, 7, 10, 12), np.float32)
+    idx = pool_indices(rng, 3, 7, (20, 24), (10, 12), unique=False)
+    gy = randn(rng, (3, 7, 20, 24), np.float32)
     if fmt == "NHWC":
         x, idx, gy = to_cl(x), to_cl(idx), to_cl(gy)
     outs = []
@@ -378,29 +315,19 @@ def test_max_unpool_deterministic_across_threads(fmt, rng, threads):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("scale", [1, 2, 3, (2, 3), (1, 4)])
-def test_bed_of_nails(scale, dtype, rng):
-    x = rand(rng, (2, 3, 5, 7), dtype)
-    sc = (scale, scale) if isinstance(scale, int) else scale
-    y = cnnops.bed_of_nails_unpool2d(x, scale)
-    assert y.dtype == dtype
-    np.testing.assert_array_equal(y, bed_of_nails_ref(x, sc).astype(dtype))
-    np.testing.assert_array_equal(from_cl(cnnops.bed_of_nails_unpool2d(to_cl(x), scale, data_format="NHWC")), y)
-    gy = rand(rng, y.shape, dtype)
-    gx = cnnops.bed_of_nails_unpool2d_backward(gy, scale)
-    np.testing.assert_array_equal(gx, gy[:, :, ::sc[0], ::sc[1]])
-    gcl = cnnops.bed_of_nails_unpool2d_backward(to_cl(gy), scale, data_format="NHWC")
-    np.testing.assert_array_equal(from_cl(gcl), gx)
+def test_bed_of_nails(scale, dtype, device):
+    UnpoolTester("bed_of_nails").input_size(5, 7).scale(scale).dtype(dtype).test(device)
 
 
 def test_bed_of_nails_finite_differences_and_poison(rng):
-    x = rand(rng, (1, 2, 3, 4), np.float64)
-    gy = rand(rng, (1, 2, 6, 12), np.float64)
+    x = randn(rng, (1, 2, 3, 4), np.float64)
+    gy = randn(rng, (1, 2, 6, 12), np.float64)
 
     def loss():
         return float(np.sum(cnnops.bed_of_nails_unpool2d(x, (2, 3)) * gy))
 
     assert rel_err(cnnops.bed_of_nails_unpool2d_backward(gy, (2, 3)), numerical_grad(loss, x)) < 1e-8
-    big = rand(rng, (2, 8, 40, 50), np.float64)
+    big = randn(rng, (2, 8, 40, 50), np.float64)
     poison_cache(big.nbytes * 4)
     np.testing.assert_array_equal(cnnops.bed_of_nails_unpool2d(big, 2), bed_of_nails_ref(big, (2, 2)))
 
@@ -409,14 +336,14 @@ def test_bed_of_nails_finite_differences_and_poison(rng):
 
 
 def test_noncontiguous_inputs_and_no_modification(rng):
-    base = rand(rng, (2, 3, 10, 14), np.float64)
+    base = randn(rng, (2, 3, 10, 14), np.float64)
     x = base[:, :, ::2, ::2]  # (2, 3, 5, 7), strided
     keep = base.copy()
     np.testing.assert_array_equal(cnnops.upsample_nearest2d(x, scale_factor=1.5, mode="nearest-exact"),
                                   upsample_nearest_ref(np.ascontiguousarray(x), (7, 10), (1.5, 1.5), True))
     xt = np.ascontiguousarray(base.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # Fortran-ish strides
     np.testing.assert_array_equal(cnnops.upsample_nearest2d(xt, scale_factor=2), upsample_nearest_ref(base, (20, 28)))
-    idx = _pool_indices(rng, 2, 3, (10, 14), (5, 7))
+    idx = pool_indices(rng, 2, 3, (10, 14), (5, 7))
     idx_nc = np.asfortranarray(idx)
     np.testing.assert_array_equal(cnnops.max_unpool2d(x, idx_nc, 2), max_unpool_ref(np.ascontiguousarray(x), idx,
                                                                                       (10, 14)))
@@ -427,7 +354,7 @@ def test_noncontiguous_inputs_and_no_modification(rng):
 
 def test_torch_in_torch_out(rng):
     torch = pytest.importorskip("torch")
-    x = torch.from_numpy(rand(rng, (2, 3, 4, 5), np.float32)).requires_grad_()
+    x = torch.from_numpy(randn(rng, (2, 3, 4, 5), np.float32)).requires_grad_()
     y = cnnops.upsample_nearest2d(x, scale_factor=2)
     assert isinstance(y, torch.Tensor) and y.dtype == torch.float32 and y.shape == (2, 3, 8, 10)
     g = cnnops.upsample_nearest2d_backward(torch.ones_like(y), x, scale_factor=2)
@@ -442,8 +369,8 @@ def test_torch_in_torch_out(rng):
 # ----------------------------------------------------------------------------- bad input
 
 
-def _z(shape, dtype=np.float32):
-    return np.zeros(shape, dtype)
+# bad-argument placeholders are float32 unless a case says otherwise
+_z = functools.partial(zeros, dtype=np.float32)
 
 
 def _i(shape):
@@ -517,8 +444,8 @@ def test_upsample_x2_simd_and_portable_agree(fmt, rng, portable_simd):
     """The x2 rows (AVX2 duplicate with streaming stores, paired sums) against the portable loops:
     identical bits, and the reference; widths with and without a tail of the 8-wide loop."""
     for shape in ((2, 3, 9, 19), (1, 2, 4, 16), (3, 1, 5, 3), (2, 16, 3, 5), (1, 11, 2, 9)):
-        x = rand(rng, shape, np.float32)
-        gy = rand(rng, shape[:2] + (2 * shape[2], 2 * shape[3]), np.float32)
+        x = randn(rng, shape, np.float32)
+        gy = randn(rng, shape[:2] + (2 * shape[2], 2 * shape[3]), np.float32)
         xa, ga = (to_cl(x), to_cl(gy)) if fmt == "NHWC" else (x, gy)
         port = (cnnops.upsample_nearest2d(xa, scale_factor=2, data_format=fmt),
                 cnnops.upsample_nearest2d_backward(ga, xa, scale_factor=2, data_format=fmt))
@@ -535,7 +462,7 @@ def test_upsample_x2_simd_and_portable_agree(fmt, rng, portable_simd):
 
 def test_upsample_x2_large_output_streaming_path(rng, portable_simd):
     """An output above the streaming threshold (24 MB): streaming-store rows equal the portable ones."""
-    x = rand(rng, (1, 4, 512, 801), np.float32)  # odd width: a tail after the 8-wide loop
+    x = randn(rng, (1, 4, 512, 801), np.float32)  # odd width: a tail after the 8-wide loop
     port = cnnops.upsample_nearest2d(x, scale_factor=2)
     np.testing.assert_array_equal(port, np.repeat(np.repeat(x, 2, axis=2), 2, axis=3))
     if cnnops._C.cpu_has_avx2_fma():
@@ -550,7 +477,7 @@ def test_upsample_x2_backward_large_result_streaming_path(fmt, rng, portable_sim
     """A grad_input above the streaming threshold (24 MB), into a NaN-poisoned block: the AVX2
     paired sums with streaming stores give the portable bits (channels last: 8 channels, the
     vector width, so every pixel streams)."""
-    gy = rand(rng, (1, 8, 1024, 1602), np.float32)
+    gy = randn(rng, (1, 8, 1024, 1602), np.float32)
     ga = to_cl(gy) if fmt == "NHWC" else gy
     port = cnnops.upsample_nearest2d_backward(ga, (1, 512, 801, 8) if fmt == "NHWC" else (1, 8, 512, 801),
                                               scale_factor=2, data_format=fmt)

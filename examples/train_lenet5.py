@@ -55,7 +55,8 @@ def main(argv=None) -> int:
 
     if args.save:
         model.save(args.save)
-        again = nn.models.lenet5(num_classes=ds.num_classes, in_channels=ds.input_shape[0], input_size=side).load(args.save)
+        again = nn.models.lenet5(num_classes=ds.num_classes, in_channels=ds.input_shape[0], input_size=side)
+        again.load(args.save)
         _, acc, _ = train.evaluate(again, ds.x_test, ds.y_test)
         print(f"weights saved to {args.save}; re-loaded model: test accuracy {100 * acc:.2f}%")
     if args.plot:

@@ -72,7 +72,8 @@ def targets(boxes_list) -> tuple:
             inter = np.minimum(ANCHORS[:, 0], w) * np.minimum(ANCHORS[:, 1], h)
             a = int(np.argmax(inter / (ANCHORS[:, 0] * ANCHORS[:, 1] + w * h - inter)))
             obj[i, a, k, j] = 1.0
-            box[i, a, :, k, j] = (cx / STRIDE - j, cy / STRIDE - k, np.log(w / ANCHORS[a, 0]), np.log(h / ANCHORS[a, 1]))
+            box[i, a, :, k, j] = (cx / STRIDE - j, cy / STRIDE - k,
+                                  np.log(w / ANCHORS[a, 0]), np.log(h / ANCHORS[a, 1]))
     return obj, box
 
 

@@ -487,8 +487,8 @@ def tf_transpose_pads(out_sizes, k_sizes, stride=1, dilation=1, padding="SAME"):
 # input are skipped (max) or count as zeros (sum). Loops over outputs and taps; vectorised over
 # (N, C) only. Keep shapes small.
 # ================================================================================================
-import itertools as _it
-import math as _math
+import itertools as _it  # noqa: E402
+import math as _math  # noqa: E402
 
 
 def pool_out_size(size, k, stride, pad_before, pad_after, dilation=1, ceil_mode=False):

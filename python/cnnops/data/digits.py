@@ -54,12 +54,13 @@ def load_digits(size: int = 32, dtype="float32", test_fraction: float = 0.2, see
                 upsample: bool = True) -> Dataset:
     """The scikit-learn digits as a Dataset: images (N, 1, size, size) in [0, 1] (the 0..16 grey
     levels divided by 16), labels 0..9, split stratified into train and test parts
-    (`test_fraction` of every class to test; 1,437 / 360 images with the defaults) in a fixed
+    (`test_fraction` of every class to test; 1,438 / 359 images with the defaults) in a fixed
     order given by `seed`. size 32 suits LeNet-5, 28 the MNIST CNN; `upsample=False` only pads."""
     try:
         from sklearn.datasets import load_digits as _sk_digits
-    except ImportError as e:  # pragma: no cover - scikit-learn is a dependency
-        raise ImportError("cnnops.data.load_digits needs scikit-learn (pip install scikit-learn)") from e
+    except ImportError as e:  # scikit-learn comes with the demo extra
+        raise ImportError('cnnops.data.load_digits needs scikit-learn, which the demo extra installs: '
+                          'pip install "cnnops[demo]"') from e
     dt = np.dtype(dtype)
     if dt not in (np.float32, np.float64):
         raise TypeError(f"load_digits: expected dtype float32 or float64, got {dt}")

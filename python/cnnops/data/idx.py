@@ -103,11 +103,13 @@ def load_mnist_split(data_dir, part: str = "test", dtype="float32") -> tuple:
     d = Path(os.fspath(data_dir))
     paths = [_find(d, stem) for stem in MNIST_FILES[part]]
     if None in paths:
+        found = sorted(p.name for p in d.iterdir()) if d.is_dir() else "no directory"
         raise FileNotFoundError(f"load_mnist: expected {MNIST_FILES[part][0]}[.gz] and {MNIST_FILES[part][1]}[.gz] "
-                                f"in {d}, found {sorted(p.name for p in d.iterdir()) if d.is_dir() else 'no directory'}")
+                                f"in {d}, found {found}")
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"load_mnist: expected images (N, H, W) and labels (N,), got {images.shape} and {labels.shape}")
+        raise ValueError(f"load_mnist: expected images (N, H, W) and labels (N,), got {images.shape} and "
+                         f"{labels.shape}")
     dt = np.dtype(dtype)
     x = (images.astype(dt) / dt.type(255.0))[:, None]
     return np.ascontiguousarray(x), labels.astype(np.int64)

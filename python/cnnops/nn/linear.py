@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import init
+from .module import Module, Parameter, check_dtype, saved
+
 BLAS_THREADED_MIN_FLOPS = 64e6
 _blas_libs = None
 
@@ -42,9 +45,6 @@ def matmul(a, b):
     finally:
         for lib, n in zip(libs, before):
             lib.set_num_threads(n)
-
-from . import init
-from .module import Module, Parameter, check_dtype, saved
 
 
 class Linear(Module):

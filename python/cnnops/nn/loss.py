@@ -72,7 +72,8 @@ class CrossEntropyLoss(_Loss):
         valid = target != self.ignore_index
         t = np.where(valid, target, 0)
         if ((t < 0) | (t >= c)).any():
-            raise ValueError(f"CrossEntropyLoss: labels must lie in [0, {c}), got min {target.min()} max {target.max()}")
+            raise ValueError(f"CrossEntropyLoss: labels must lie in [0, {c}), got min {target.min()} "
+                             f"max {target.max()}")
         lsm = log_softmax(logits, 1)
         picked = np.take_along_axis(lsm, np.expand_dims(t, 1), axis=1)[:, 0]
         per = -picked

@@ -48,7 +48,8 @@ class _BatchNorm(Module):
         if use_batch:
             m = x.size // x.shape[1]
             if m < 2 and self.training:
-                raise ValueError(f"{name}: expected more than 1 value per channel when training, got input shape {x.shape}")
+                raise ValueError(f"{name}: expected more than 1 value per channel when training, got input shape "
+                                 f"{x.shape}")
             mean = x.mean(axis=axes)
             xc = x - mean.reshape(bshape)
             var = np.mean(np.square(xc), axis=axes)
@@ -130,7 +131,8 @@ class LocalResponseNorm(Module):
     def forward(self, x):
         check_dtype(x, "LocalResponseNorm")
         if x.ndim < 3:
-            raise ValueError(f"LocalResponseNorm: expected input with at least 3 dimensions (N, C, *), got shape {x.shape}")
+            raise ValueError(f"LocalResponseNorm: expected input with at least 3 dimensions (N, C, *), got shape "
+                             f"{x.shape}")
         n = self.size
         s = self._window_sum(x * x, n // 2, (n - 1) // 2)
         d = self.k + (self.alpha / n) * s

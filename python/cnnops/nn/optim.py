@@ -107,8 +107,10 @@ class Adam(Optimizer):
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             raise ValueError(f"{type(self).__name__}: expected betas in [0, 1), got {betas}")
         if eps < 0 or weight_decay < 0:
-            raise ValueError(f"{type(self).__name__}: expected eps >= 0 and weight_decay >= 0, got {eps}, {weight_decay}")
-        self.betas, self.eps, self.weight_decay, self.amsgrad = (float(b1), float(b2)), float(eps), float(weight_decay), bool(amsgrad)
+            raise ValueError(f"{type(self).__name__}: expected eps >= 0 and weight_decay >= 0, got {eps}, "
+                             f"{weight_decay}")
+        self.betas, self.eps = (float(b1), float(b2)), float(eps)
+        self.weight_decay, self.amsgrad = float(weight_decay), bool(amsgrad)
 
     def step(self):
         lr, (b1, b2), eps, wd = self.lr, self.betas, self.eps, self.weight_decay

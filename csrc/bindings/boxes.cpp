@@ -1,6 +1,6 @@
 // Boxes: utilities and the IoU family; `op` names the Python function in messages.
-#include "bindings/common.h"
 #include "ops/boxes.h"
+#include "bindings/common.h"
 
 namespace cnnops {
 

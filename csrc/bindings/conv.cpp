@@ -1,7 +1,7 @@
 // Convolution and transposed convolution (1-D, 2-D, 3-D); `op` names the Python function in
 // messages, and every argument arrives parsed by python/cnnops/conv.py and conv_transpose.py.
-#include "bindings/common.h"
 #include "ops/conv.h"
+#include "bindings/common.h"
 #include "ops/conv_transpose.h"
 
 namespace cnnops {
@@ -56,7 +56,8 @@ void bind_conv(py::module_& m) {
         const char* o = op.c_str();
         Tensor x = from_python(input, o, "input");
         Tensor w = from_python(weight, o, "weight");
-        return conv_algo_name(conv_algo(o, x, w, conv_params(nd, stride, pad, dilation, groups, padding_mode, algo, o)));
+        return conv_algo_name(
+            conv_algo(o, x, w, conv_params(nd, stride, pad, dilation, groups, padding_mode, algo, o)));
       },
       py::arg("op"), py::arg("input"), py::arg("weight"), py::arg("nd"), py::arg("stride"), py::arg("pad"),
       py::arg("dilation"), py::arg("groups"), py::arg("padding_mode"), py::arg("algo"));
@@ -115,7 +116,6 @@ void bind_conv(py::module_& m) {
       },
       py::arg("op"), py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("nd"), py::arg("stride"),
       py::arg("pad"), py::arg("dilation"), py::arg("groups"), py::arg("algo"), py::arg("needs"));
-
 }
 
 }  // namespace cnnops

@@ -35,8 +35,8 @@ PYBIND11_MODULE(_C, m) {
     } catch (const std::bad_alloc&) {
       PyErr_SetString(PyExc_MemoryError, str(current_op(), ": out of memory").c_str());
     } catch (const std::length_error& e) {
-      PyErr_SetString(PyExc_MemoryError, str(current_op(), ": a buffer would exceed the addressable size (",
-                                             e.what(), ")").c_str());
+      PyErr_SetString(PyExc_MemoryError,
+                      str(current_op(), ": a buffer would exceed the addressable size (", e.what(), ")").c_str());
     }
   });
 

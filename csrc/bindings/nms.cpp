@@ -1,6 +1,6 @@
 // Non-max suppression: python/cnnops/nms.py parses the options; `op` names the function.
-#include "bindings/common.h"
 #include "ops/nms.h"
+#include "bindings/common.h"
 
 namespace cnnops {
 
@@ -25,10 +25,8 @@ void bind_nms(py::module_& m) {
         std::pair<Tensor, Tensor> r;
         {
           py::gil_scoped_release nogil;
-          if (padded)
-            r = nms_padded(o, b, s, c.get(), opt);
-          else
-            r.first = nms(o, b, s, c.get(), opt);
+          if (padded) r = nms_padded(o, b, s, c.get(), opt);
+          else r.first = nms(o, b, s, c.get(), opt);
         }
         if (padded) return py::object(py::make_tuple(to_python(std::move(r.first)), to_python(std::move(r.second))));
         return to_python(std::move(r.first));
@@ -65,8 +63,7 @@ void bind_nms(py::module_& m) {
         std::pair<Tensor, Tensor> r;
         {
           py::gil_scoped_release nogil;
-          r = matrix_nms(o, b, s, c.get(), method, sigma, has_score_threshold, score_threshold, top_k,
-                         max_output);
+          r = matrix_nms(o, b, s, c.get(), method, sigma, has_score_threshold, score_threshold, top_k, max_output);
         }
         return py::make_tuple(to_python(std::move(r.first)), to_python(std::move(r.second)));
       },
@@ -82,8 +79,8 @@ void bind_nms(py::module_& m) {
         Tensor s = from_python(scores, o, "scores");
         const OptionalTensor c = optional_tensor(idxs, o, "idxs");
         return run_released([&] {
-          return fast_cluster_nms(o, b, s, c.get(), iou_threshold, has_score_threshold, score_threshold,
-                                  top_k, max_output, cluster);
+          return fast_cluster_nms(o, b, s, c.get(), iou_threshold, has_score_threshold, score_threshold, top_k,
+                                  max_output, cluster);
         });
       },
       py::arg("op"), py::arg("boxes"), py::arg("scores"), py::arg("idxs"), py::arg("iou_threshold"),

@@ -1,6 +1,6 @@
 // Pooling (max / avg / lp, plain or adaptive; 1-D, 2-D, 3-D) and fractional max pooling.
-#include "bindings/common.h"
 #include "ops/pool.h"
+#include "bindings/common.h"
 #include "ops/pool_fractional.h"
 
 namespace cnnops {
@@ -47,9 +47,9 @@ static PoolParams pool_params(const char* op, const std::string& kind, int nd, b
 void bind_pool(py::module_& m) {
   m.def(
       "pool",
-      [](const std::string& op, py::object input, const std::string& kind, int nd, bool channels_last,
-         VecI kernel, VecI stride, VecI pad, VecI dilation, bool ceil_mode, bool count_include_pad,
-         int64_t divisor_override, double norm_type, VecI output_size, bool return_indices, bool tf_indices) {
+      [](const std::string& op, py::object input, const std::string& kind, int nd, bool channels_last, VecI kernel,
+         VecI stride, VecI pad, VecI dilation, bool ceil_mode, bool count_include_pad, int64_t divisor_override,
+         double norm_type, VecI output_size, bool return_indices, bool tf_indices) {
         const char* o = op.c_str();
         Tensor x = from_python(input, o, "input");
         PoolParams p = pool_params(o, kind, nd, channels_last, kernel, stride, pad, dilation, ceil_mode,
@@ -104,8 +104,8 @@ void bind_pool(py::module_& m) {
         }
         return py::make_tuple(to_python(std::move(r.output)), to_python(std::move(r.indices)));
       },
-      py::arg("op"), py::arg("input"), py::arg("samples"), py::arg("nd"), py::arg("channels_last"),
-      py::arg("kernel"), py::arg("out_size"), py::arg("sequences"), py::arg("overlapping"));
+      py::arg("op"), py::arg("input"), py::arg("samples"), py::arg("nd"), py::arg("channels_last"), py::arg("kernel"),
+      py::arg("out_size"), py::arg("sequences"), py::arg("overlapping"));
   m.def(
       "fractional_max_pool_backward",
       [](const std::string& op, py::object grad_output, py::object input, py::object indices, int nd,

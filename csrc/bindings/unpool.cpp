@@ -1,20 +1,19 @@
 // Unpooling and nearest upsampling (1-D, 2-D, 3-D; `channels_last` for N...C layouts).
-#include "bindings/common.h"
 #include "ops/unpool.h"
+#include "bindings/common.h"
 
 namespace cnnops {
 
 void bind_unpool(py::module_& m) {
   m.def(
       "upsample_nearest",
-      [](const std::string& op, py::object input, int nd, bool channels_last, VecI out_size, VecD scales,
-         bool exact) {
+      [](const std::string& op, py::object input, int nd, bool channels_last, VecI out_size, VecD scales, bool exact) {
         const char* o = op.c_str();
         Tensor x = from_python(input, o, "input");
         return run_released([&] { return upsample_nearest(o, x, nd, channels_last, out_size, scales, exact); });
       },
-      py::arg("op"), py::arg("input"), py::arg("nd"), py::arg("channels_last"), py::arg("out_size"),
-      py::arg("scales"), py::arg("exact"));
+      py::arg("op"), py::arg("input"), py::arg("nd"), py::arg("channels_last"), py::arg("out_size"), py::arg("scales"),
+      py::arg("exact"));
   m.def(
       "upsample_nearest_backward",
       [](const std::string& op, py::object grad_output, int nd, bool channels_last, VecI in_size, VecD scales,

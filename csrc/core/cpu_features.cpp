@@ -37,8 +37,6 @@ void set_simd_level(SimdLevel level) {
   g_level.store(static_cast<int>(level), std::memory_order_relaxed);
 }
 
-std::string simd_level_name(SimdLevel level) {
-  return level == SimdLevel::AVX2_FMA ? "avx2+fma" : "portable";
-}
+std::string simd_level_name(SimdLevel level) { return level == SimdLevel::AVX2_FMA ? "avx2+fma" : "portable"; }
 
 }  // namespace cnnops

@@ -25,15 +25,12 @@ int device_count() {
 
 bool is_available() { return device_count() > 0; }
 
-std::string runtime_version() {
-  return str(CUDART_VERSION / 1000, ".", (CUDART_VERSION % 1000) / 10);
-}
+std::string runtime_version() { return str(CUDART_VERSION / 1000, ".", (CUDART_VERSION % 1000) / 10); }
 
 std::string device_name(int index) {
   int n = device_count();
   CNNOPS_CHECK_VALUE(n > 0, "cuda.device_name: no CUDA device is available");
-  CNNOPS_CHECK_VALUE(index >= 0 && index < n, "cuda.device_name: expected a device index in [0, ", n,
-                     "), got ", index);
+  CNNOPS_CHECK_VALUE(index >= 0 && index < n, "cuda.device_name: expected a device index in [0, ", n, "), got ", index);
   cudaDeviceProp prop;
   check(cudaGetDeviceProperties(&prop, index), "cudaGetDeviceProperties");
   return str(prop.name, " (sm_", prop.major, prop.minor, ", ", prop.multiProcessorCount, " SMs, ",

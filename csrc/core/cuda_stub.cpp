@@ -10,9 +10,7 @@ bool compiled() { return false; }
 int device_count() { return 0; }
 bool is_available() { return false; }
 std::string runtime_version() { return ""; }
-std::string device_name(int) {
-  throw NotImplemented("cnnops was built without CUDA support (no nvcc at build time)");
-}
+std::string device_name(int) { throw NotImplemented("cnnops was built without CUDA support (no nvcc at build time)"); }
 void* device_alloc(size_t, int) {
   throw NotImplemented("cnnops was built without CUDA support (no nvcc at build time)");
 }

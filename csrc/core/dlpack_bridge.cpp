@@ -22,9 +22,14 @@ static DType dtype_from_dl(DLDataType t, const char* op, const char* argname) {
     if (t.code == kDLUInt && t.bits == 8) return DType::UInt8;
     if (t.code == kDLBool && t.bits == 8) return DType::Bool;
   }
-  const char* kind = t.code == kDLInt ? "int" : t.code == kDLUInt ? "uint" : t.code == kDLBool ? "bool"
-                   : t.code == kDLComplex ? "complex" : t.code == kDLFloat ? "float" : "dtype code ";
-  throw TypeError(str(op, ": expected `", argname, "` with a supported dtype (float32, float64, int64, int32, uint8 or bool), got ", kind,
+  const char* kind = t.code == kDLInt       ? "int"
+                     : t.code == kDLUInt    ? "uint"
+                     : t.code == kDLBool    ? "bool"
+                     : t.code == kDLComplex ? "complex"
+                     : t.code == kDLFloat   ? "float"
+                                            : "dtype code ";
+  throw TypeError(str(op, ": expected `", argname,
+                      "` with a supported dtype (float32, float64, int64, int32, uint8 or bool), got ", kind,
                       (t.code == kDLBool ? "" : std::to_string(t.bits)), (t.lanes != 1 ? " (vector lanes)" : "")));
 }
 
@@ -183,29 +188,38 @@ static py::object export_capsule(const Array& a, py::object max_version) {
     fill(m, ctx);
     m->deleter = delete_versioned;
     PyObject* c = PyCapsule_New(m, "dltensor_versioned", capsule_versioned_dtor);
-    if (!c) { delete_versioned(m); throw py::error_already_set(); }
+    if (!c) {
+      delete_versioned(m);
+      throw py::error_already_set();
+    }
     return py::reinterpret_steal<py::object>(c);
   }
   auto* m = new DLManagedTensor{};
   fill(m, ctx);
   m->deleter = delete_legacy;
   PyObject* c = PyCapsule_New(m, "dltensor", capsule_legacy_dtor);
-  if (!c) { delete_legacy(m); throw py::error_already_set(); }
+  if (!c) {
+    delete_legacy(m);
+    throw py::error_already_set();
+  }
   return py::reinterpret_steal<py::object>(c);
 }
 
 void register_array(py::module_& m) {
-  py::class_<Array>(m, "Array", "A tensor produced by cnnops; turn it into your array type with "
-                                "numpy/torch/cupy .from_dlpack (cnnops does this for you).")
-      .def("__dlpack__",
-           [](const Array& a, py::object stream, py::object max_version, py::object dl_device, py::object copy) {
-             (void)stream; (void)dl_device;
-             if (!copy.is_none() && copy.cast<bool>())
-               throw py::buffer_error("cnnops.Array.__dlpack__: copy=True is not supported");
-             return export_capsule(a, max_version);
-           },
-           py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
-           py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
+  py::class_<Array>(m, "Array",
+                    "A tensor produced by cnnops; turn it into your array type with "
+                    "numpy/torch/cupy .from_dlpack (cnnops does this for you).")
+      .def(
+          "__dlpack__",
+          [](const Array& a, py::object stream, py::object max_version, py::object dl_device, py::object copy) {
+            (void)stream;
+            (void)dl_device;
+            if (!copy.is_none() && copy.cast<bool>())
+              throw py::buffer_error("cnnops.Array.__dlpack__: copy=True is not supported");
+            return export_capsule(a, max_version);
+          },
+          py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
+          py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
       .def("__dlpack_device__",
            [](const Array& a) {
              return py::make_tuple(a.t.device.type == DeviceType::CPU ? int(kDLCPU) : int(kDLCUDA),

@@ -7,12 +7,20 @@
 
 namespace cnnops {
 
-struct ValueError : std::runtime_error { using std::runtime_error::runtime_error; };
-struct TypeError : std::runtime_error { using std::runtime_error::runtime_error; };
-struct NotImplemented : std::runtime_error { using std::runtime_error::runtime_error; };
+struct ValueError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct TypeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct NotImplemented : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 // A failed allocation; the message says how much was asked for. The bindings turn it (and
 // std::bad_alloc) into Python's MemoryError, prefixed with the name of the op being run.
-struct MemoryError : std::runtime_error { using std::runtime_error::runtime_error; };
+struct MemoryError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 // The public name of the op the calling thread is running ("conv2d"), recorded when the bindings
 // convert its first array argument, so that errors raised deep in a kernel (an allocation that
@@ -82,18 +90,20 @@ inline std::string shape_str(const std::vector<int64_t>& shape) {
 }
 
 // "(1, 2, 3)" of n values ("(1,)" for one), and "1x2x3" of nd sizes.
-inline std::string tuple_str(const int64_t* v, int n) {
-  return shape_str(std::vector<int64_t>(v, v + n));
-}
+inline std::string tuple_str(const int64_t* v, int n) { return shape_str(std::vector<int64_t>(v, v + n)); }
 inline std::string dims_str(const int64_t* v, int nd) {
   std::string s;
   for (int i = 0; i < nd; ++i) s += (i ? "x" : "") + std::to_string(v[i]);
   return s;
 }
 
-#define CNNOPS_CHECK_VALUE(cond, ...) \
-  do { if (!(cond)) throw ::cnnops::ValueError(::cnnops::str(__VA_ARGS__)); } while (0)
-#define CNNOPS_CHECK_TYPE(cond, ...) \
-  do { if (!(cond)) throw ::cnnops::TypeError(::cnnops::str(__VA_ARGS__)); } while (0)
+#define CNNOPS_CHECK_VALUE(cond, ...)                                    \
+  do {                                                                   \
+    if (!(cond)) throw ::cnnops::ValueError(::cnnops::str(__VA_ARGS__)); \
+  } while (0)
+#define CNNOPS_CHECK_TYPE(cond, ...)                                    \
+  do {                                                                  \
+    if (!(cond)) throw ::cnnops::TypeError(::cnnops::str(__VA_ARGS__)); \
+  } while (0)
 
 }  // namespace cnnops

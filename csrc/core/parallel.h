@@ -2,10 +2,10 @@
 // from cnnops::num_threads() (OMP_NUM_THREADS at import, then set_num_threads), passed as an
 // explicit num_threads clause so the setting holds whichever Python thread calls the kernel.
 #pragma once
+#include <omp.h>
 #include <atomic>
 #include <cstdint>
 #include <exception>
-#include <omp.h>
 
 namespace cnnops {
 

@@ -13,7 +13,9 @@ namespace cnnops {
 // Floating types are what the kernels compute in; the integer types carry indices (pooling
 // argmax, NMS keep lists, class ids) and Bool/UInt8 carry masks.
 enum class DType { Float32, Float64, Float16, BFloat16, Int64, Int32, UInt8, Bool };
-inline bool is_floating(DType t) { return t == DType::Float32 || t == DType::Float64 || t == DType::Float16 || t == DType::BFloat16; }
+inline bool is_floating(DType t) {
+  return t == DType::Float32 || t == DType::Float64 || t == DType::Float16 || t == DType::BFloat16;
+}
 enum class DeviceType { CPU, CUDA };
 
 struct Device {

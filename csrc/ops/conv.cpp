@@ -48,13 +48,11 @@ static void check_float(const char* op, const char* name, const Tensor& t) {
 void check_same_kind(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
   CNNOPS_CHECK_TYPE(t.dtype == ref.dtype, op, ": expected ", name, " with the input's dtype ", dtype_name(ref.dtype),
                     ", got ", dtype_name(t.dtype));
-  CNNOPS_CHECK_TYPE(t.device == ref.device, op, ": expected ", name, " on the input's device ",
-                    device_name(ref.device), ", got ", device_name(t.device));
+  CNNOPS_CHECK_TYPE(t.device == ref.device, op, ": expected ", name, " on the input's device ", device_name(ref.device),
+                    ", got ", device_name(t.device));
 }
 
-static const char* input_layout(int nd) {
-  return nd == 1 ? "(N, C, L)" : nd == 2 ? "(N, C, H, W)" : "(N, C, D, H, W)";
-}
+static const char* input_layout(int nd) { return nd == 1 ? "(N, C, L)" : nd == 2 ? "(N, C, H, W)" : "(N, C, D, H, W)"; }
 static const char* weight_layout(int nd) {
   return nd == 1 ? "(K, C/groups, kL)" : nd == 2 ? "(K, C/groups, R, S)" : "(K, C/groups, T, R, S)";
 }
@@ -77,7 +75,9 @@ ConvPlan make_conv_plan(const char* op, const std::vector<int64_t>& xs, const Te
   pl.nd = nd;
   pl.mode = p.mode;
   const int64_t N = xs[0], C = xs[1], K = w.shape[0], G = p.groups;
-  pl.N = N; pl.C = C; pl.K = K;
+  pl.N = N;
+  pl.C = C;
+  pl.K = K;
   CNNOPS_CHECK_VALUE(G >= 1, op, ": expected groups >= 1, got ", G);
   const char* in_dims = nd == 1 ? "C, L" : nd == 2 ? "C, H, W" : "C, D, H, W";
   const char* w_dims = nd == 1 ? "K, kL" : nd == 2 ? "K, R, S" : "K, T, R, S";
@@ -90,8 +90,8 @@ ConvPlan make_conv_plan(const char* op, const std::vector<int64_t>& xs, const Te
   CNNOPS_CHECK_VALUE(C % G == 0, op, ": expected input channels divisible by groups, got C=", C, " and groups=", G);
   CNNOPS_CHECK_VALUE(K % G == 0, op, ": expected output channels (weight.shape[0]) divisible by groups, got K=", K,
                      " and groups=", G);
-  CNNOPS_CHECK_VALUE(w.shape[1] == C / G, op, ": expected weight.shape[1] == C/groups = ", C / G,
-                     ", got weight shape ", shape_str(w.shape), " for input channels ", C, " and groups ", G);
+  CNNOPS_CHECK_VALUE(w.shape[1] == C / G, op, ": expected weight.shape[1] == C/groups = ", C / G, ", got weight shape ",
+                     shape_str(w.shape), " for input channels ", C, " and groups ", G);
   if (b) {
     check_same_kind(op, "bias", *b, x);
     CNNOPS_CHECK_VALUE(b->ndim() == 1 && b->shape[0] == K, op, ": expected bias of shape (", K, ",), got ",
@@ -141,17 +141,38 @@ ConvPlan make_conv_plan(const char* op, const std::vector<int64_t>& xs, const Te
   g.K = K;
   g.Kg = K / G;
   g.mode = p.mode;
-  g.W = in[wd]; g.S = ker[wd]; g.Q = out[wd];
-  g.sw = st[wd]; g.dw = p.dilation[wd]; g.pl = p.pad[2 * wd]; g.pr = p.pad[2 * wd + 1];
+  g.W = in[wd];
+  g.S = ker[wd];
+  g.Q = out[wd];
+  g.sw = st[wd];
+  g.dw = p.dilation[wd];
+  g.pl = p.pad[2 * wd];
+  g.pr = p.pad[2 * wd + 1];
   if (h >= 0) {
-    g.H = in[h]; g.R = ker[h]; g.P = out[h];
-    g.sh = st[h]; g.dh = p.dilation[h]; g.pt = p.pad[2 * h]; g.pb = p.pad[2 * h + 1];
+    g.H = in[h];
+    g.R = ker[h];
+    g.P = out[h];
+    g.sh = st[h];
+    g.dh = p.dilation[h];
+    g.pt = p.pad[2 * h];
+    g.pb = p.pad[2 * h + 1];
   } else {
-    g.H = 1; g.R = 1; g.P = 1; g.sh = 1; g.dh = 1; g.pt = 0; g.pb = 0;
+    g.H = 1;
+    g.R = 1;
+    g.P = 1;
+    g.sh = 1;
+    g.dh = 1;
+    g.pt = 0;
+    g.pb = 0;
   }
   if (nd == 3) {
-    pl.D = in[0]; pl.T = ker[0]; pl.Do = out[0];
-    pl.sd = st[0]; pl.dd = p.dilation[0]; pl.pf = p.pad[0]; pl.pk = p.pad[1];
+    pl.D = in[0];
+    pl.T = ker[0];
+    pl.Do = out[0];
+    pl.sd = st[0];
+    pl.dd = p.dilation[0];
+    pl.pf = p.pad[0];
+    pl.pk = p.pad[1];
   }
   g.N = checked_mul(N, pl.Do, op, "the number of lowered images N * output depth");
   g.C = checked_mul(C, pl.T, op, "the number of lowered channels C * kernel depth");
@@ -190,8 +211,10 @@ void check_conv_grad_output(const char* op, const Tensor& dy, const Tensor& ref,
   check_same_kind(op, "grad_output", dy, ref);
   const int nd = static_cast<int>(expect.size()) - 2;
   CNNOPS_CHECK_VALUE(dy.ndim() == nd + 2, op, ": expected grad_output with ", nd + 2, " dimensions ",
-                     nd == 1 ? "(N, K, L_out)" : nd == 2 ? "(N, K, P, Q)" : "(N, K, D_out, P, Q)", ", got ", dy.ndim(),
-                     " with shape ", shape_str(dy.shape));
+                     nd == 1   ? "(N, K, L_out)"
+                     : nd == 2 ? "(N, K, P, Q)"
+                               : "(N, K, D_out, P, Q)",
+                     ", got ", dy.ndim(), " with shape ", shape_str(dy.shape));
   CNNOPS_CHECK_VALUE(dy.shape == expect, op, ": expected grad_output of shape ", shape_str(expect), " (", what,
                      "), got ", shape_str(dy.shape));
 }

@@ -15,22 +15,26 @@ namespace cnnops {
 // bias (C_out,), output sizes), then plans the convolution it is the adjoint of: that
 // convolution's input is the transposed output (N, C_out, *out_spatial), its output must be the
 // transposed input.
-static ConvPlan make_transpose_plan(const char* op, const Tensor& x, const Tensor& w, const Tensor* b, const ConvParams& p,
-                                const std::vector<int64_t>& out_spatial, std::vector<int64_t>& eff) {
+static ConvPlan make_transpose_plan(const char* op, const Tensor& x, const Tensor& w, const Tensor* b,
+                                    const ConvParams& p, const std::vector<int64_t>& out_spatial,
+                                    std::vector<int64_t>& eff) {
   const int nd = p.nd;
   CNNOPS_CHECK_VALUE(nd >= 1 && nd <= 3, op, ": expected 1, 2 or 3 spatial dimensions, got ", nd);
   CNNOPS_CHECK_VALUE(x.ndim() == nd + 2, op, ": expected input with ", nd + 2, " dimensions ",
-                     nd == 1 ? "(N, C_in, L)" : nd == 2 ? "(N, C_in, H, W)" : "(N, C_in, D, H, W)", ", got ",
-                     x.ndim(), " with shape ", shape_str(x.shape));
+                     nd == 1   ? "(N, C_in, L)"
+                     : nd == 2 ? "(N, C_in, H, W)"
+                               : "(N, C_in, D, H, W)",
+                     ", got ", x.ndim(), " with shape ", shape_str(x.shape));
   CNNOPS_CHECK_VALUE(w.ndim() == nd + 2, op, ": expected weight with ", nd + 2, " dimensions ",
-                     nd == 1 ? "(C_in, C_out/groups, kL)" : nd == 2 ? "(C_in, C_out/groups, R, S)"
-                                                                   : "(C_in, C_out/groups, T, R, S)",
+                     nd == 1   ? "(C_in, C_out/groups, kL)"
+                     : nd == 2 ? "(C_in, C_out/groups, R, S)"
+                               : "(C_in, C_out/groups, T, R, S)",
                      ", got ", w.ndim(), " with shape ", shape_str(w.shape));
   CNNOPS_CHECK_VALUE(p.groups >= 1, op, ": expected groups >= 1, got ", p.groups);
   CNNOPS_CHECK_VALUE(w.shape[0] == x.shape[1], op, ": expected weight.shape[0] == input channels ", x.shape[1],
                      ", got weight shape ", shape_str(w.shape));
-  CNNOPS_CHECK_VALUE(x.shape[1] % p.groups == 0, op, ": expected input channels divisible by groups, got C_in=",
-                     x.shape[1], " and groups=", p.groups);
+  CNNOPS_CHECK_VALUE(x.shape[1] % p.groups == 0, op,
+                     ": expected input channels divisible by groups, got C_in=", x.shape[1], " and groups=", p.groups);
   CNNOPS_CHECK_VALUE(static_cast<int>(out_spatial.size()) == nd, op, ": expected ", nd, " output sizes, got ",
                      out_spatial.size());
   for (int64_t s : out_spatial)
@@ -60,10 +64,10 @@ static ConvPlan make_transpose_plan(const char* op, const Tensor& x, const Tenso
     const int64_t base = checked_add(span - pads, checked_mul(p.dilation[i], k - 1, op, what), op, what) + 1;
     const int64_t reach = std::max(p.stride[i], p.dilation[i]);
     const int64_t lo = std::max<int64_t>(base, 1), hi = base - 1 + reach;
-    CNNOPS_CHECK_VALUE(hi >= 1, op, ": input ", dims_str(x.shape.data() + 2, nd),
-                       " gives no output: padding ", tuple_str(p.pad.data(), 2 * nd),
-                       " removes more than the transposed convolution produces in dimension ", i,
-                       " (at most ", hi, " elements)");
+    CNNOPS_CHECK_VALUE(hi >= 1, op, ": input ", dims_str(x.shape.data() + 2, nd), " gives no output: padding ",
+                       tuple_str(p.pad.data(), 2 * nd),
+                       " removes more than the transposed convolution produces in dimension ", i, " (at most ", hi,
+                       " elements)");
     CNNOPS_CHECK_VALUE(out_spatial[i] >= lo && out_spatial[i] <= hi, op, ": output size ",
                        dims_str(out_spatial.data(), nd), " is not reachable from input ",
                        dims_str(x.shape.data() + 2, nd), ": dimension ", i, " must be in [", lo, ", ", hi, "]");
@@ -93,9 +97,8 @@ Tensor conv_transpose(const char* op, const Tensor& input, const Tensor& weight,
   return y;
 }
 
-ConvGrads conv_transpose_backward(const char* op, const Tensor& grad_output, const Tensor& input,
-                                  const Tensor& weight, const ConvParams& p, bool need_input, bool need_weight,
-                                  bool need_bias) {
+ConvGrads conv_transpose_backward(const char* op, const Tensor& grad_output, const Tensor& input, const Tensor& weight,
+                                  const ConvParams& p, bool need_input, bool need_weight, bool need_bias) {
   CNNOPS_CHECK_VALUE(grad_output.ndim() == p.nd + 2, op, ": expected grad_output with ", p.nd + 2,
                      " dimensions, got shape ", shape_str(grad_output.shape));
   const std::vector<int64_t> out_spatial(grad_output.shape.begin() + 2, grad_output.shape.end());

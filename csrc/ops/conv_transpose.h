@@ -11,8 +11,7 @@ namespace cnnops {
 
 Tensor conv_transpose(const char* op, const Tensor& input, const Tensor& weight, const Tensor* bias,
                       const ConvParams& p, const std::vector<int64_t>& out_spatial);
-ConvGrads conv_transpose_backward(const char* op, const Tensor& grad_output, const Tensor& input,
-                                  const Tensor& weight, const ConvParams& p, bool need_input, bool need_weight,
-                                  bool need_bias);
+ConvGrads conv_transpose_backward(const char* op, const Tensor& grad_output, const Tensor& input, const Tensor& weight,
+                                  const ConvParams& p, bool need_input, bool need_weight, bool need_bias);
 
 }  // namespace cnnops

@@ -9,16 +9,15 @@
 
 #include "core/dispatch.h"
 #include "core/error.h"
-#include "ops/cpu/nms.h"
 #include "core/parallel.h"
+#include "ops/cpu/nms.h"
 
 namespace cnnops {
 
 namespace {
 
 // Checks boxes (lead..., 4) and scores (lead...) and returns contiguous versions.
-void check_boxes_scores(const char* op, const Tensor& boxes, const Tensor& scores, bool batched, Tensor& b,
-                        Tensor& s) {
+void check_boxes_scores(const char* op, const Tensor& boxes, const Tensor& scores, bool batched, Tensor& b, Tensor& s) {
   require_cpu_kernel(op, boxes);
   require_cpu_kernel(op, scores);
   CNNOPS_CHECK_TYPE(boxes.dtype == DType::Float32 || boxes.dtype == DType::Float64, op,
@@ -29,8 +28,8 @@ void check_boxes_scores(const char* op, const Tensor& boxes, const Tensor& score
   CNNOPS_CHECK_VALUE(boxes.ndim() == nd && boxes.shape[nd - 1] == 4, op, ": expected boxes of shape ",
                      batched ? "(B, N, 4)" : "(N, 4)", ", got ", shape_str(boxes.shape));
   std::vector<int64_t> want(boxes.shape.begin(), boxes.shape.end() - 1);
-  CNNOPS_CHECK_VALUE(scores.shape == want, op, ": expected scores of shape ", shape_str(want),
-                     " (one per box), got ", shape_str(scores.shape));
+  CNNOPS_CHECK_VALUE(scores.shape == want, op, ": expected scores of shape ", shape_str(want), " (one per box), got ",
+                     shape_str(scores.shape));
   b = contiguous(boxes);
   s = contiguous(scores);
 }

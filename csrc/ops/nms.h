@@ -33,8 +33,7 @@ std::pair<Tensor, Tensor> nms_padded(const char* op, const Tensor& boxes, const 
 
 // Soft-NMS -> (kept indices (K,) int64, their decayed scores (K,) in the input dtype).
 std::pair<Tensor, Tensor> soft_nms(const char* op, const Tensor& boxes, const Tensor& scores, double iou_threshold,
-                                   double sigma, double score_threshold, const std::string& method,
-                                   int64_t max_output);
+                                   double sigma, double score_threshold, const std::string& method, int64_t max_output);
 
 // Matrix NMS -> (kept indices (K,) int64, decayed scores (K,)), sorted by decayed score.
 std::pair<Tensor, Tensor> matrix_nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs,

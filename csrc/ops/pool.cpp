@@ -49,8 +49,7 @@ static void check_windows(const char* op, const Tensor& x, const PoolParams& p, 
     for (int i = 0; i < nd; ++i) {
       CNNOPS_CHECK_VALUE(k[i] >= 1, op, ": expected kernel_size >= 1, got ", tuple_str(k, nd));
       CNNOPS_CHECK_VALUE(p.stride[i] >= 1, op, ": expected stride >= 1, got ", tuple_str(p.stride.data(), nd));
-      CNNOPS_CHECK_VALUE(p.dilation[i] >= 1, op, ": expected dilation >= 1, got ",
-                         tuple_str(p.dilation.data(), nd));
+      CNNOPS_CHECK_VALUE(p.dilation[i] >= 1, op, ": expected dilation >= 1, got ", tuple_str(p.dilation.data(), nd));
       CNNOPS_CHECK_VALUE(p.pad[2 * i] >= 0 && p.pad[2 * i + 1] >= 0, op, ": expected non-negative padding, got ",
                          tuple_str(p.pad.data(), 2 * nd), " (before, after per dimension)");
     }
@@ -95,8 +94,7 @@ static void adaptive_windows(int64_t in, int64_t O, std::vector<int64_t>& b, std
 // valid tap, number of valid taps, and the divisor (the window clipped to the padded input when
 // padding counts, else the valid taps).
 static void strided_windows(int64_t in, int64_t O, int64_t K, int64_t st, int64_t d, int64_t plo, int64_t phi,
-                            bool count_pad, std::vector<int64_t>& b, std::vector<int64_t>& c,
-                            std::vector<int64_t>& z) {
+                            bool count_pad, std::vector<int64_t>& b, std::vector<int64_t>& c, std::vector<int64_t>& z) {
   for (int64_t o = 0; o < O; ++o) {
     const int64_t start = o * st - plo;
     const int64_t j0 = start < 0 ? (-start + d - 1) / d : 0;
@@ -127,10 +125,9 @@ static PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams& p) 
   g.divisor_override = p.divisor_override;
   g.norm_type = p.norm_type;
   if (p.kind == PoolKind::Lp)
-    CNNOPS_CHECK_VALUE(std::isfinite(p.norm_type) && p.norm_type > 0, op,
-                       ": expected a finite norm_type > 0, got ", p.norm_type);
-  CNNOPS_CHECK_VALUE(p.divisor_override >= 0, op, ": expected divisor_override > 0 or None, got ",
-                     p.divisor_override);
+    CNNOPS_CHECK_VALUE(std::isfinite(p.norm_type) && p.norm_type > 0, op, ": expected a finite norm_type > 0, got ",
+                       p.norm_type);
+  CNNOPS_CHECK_VALUE(p.divisor_override >= 0, op, ": expected divisor_override > 0 or None, got ", p.divisor_override);
   check_windows(op, x, p, sp);
   const int64_t* k = p.kernel.data();
   g.kprod = 1;
@@ -172,9 +169,13 @@ static PoolGeom make_geom(const char* op, const Tensor& x, const PoolParams& p) 
   }
   if (!p.adaptive && (nd <= 2 || (g.in[0] == 1 && g.out[0] == 1 && k[0] == 1))) {
     g.regular = true;
-    g.kw = k[nd - 1]; g.sw = p.stride[nd - 1]; g.pw = p.pad[2 * (nd - 1)];
+    g.kw = k[nd - 1];
+    g.sw = p.stride[nd - 1];
+    g.pw = p.pad[2 * (nd - 1)];
     if (nd >= 2) {
-      g.kh = k[nd - 2]; g.sh = p.stride[nd - 2]; g.ph = p.pad[2 * (nd - 2)];
+      g.kh = k[nd - 2];
+      g.sh = p.stride[nd - 2];
+      g.ph = p.pad[2 * (nd - 2)];
     }  // 1-D: a single row (kh = sh = 1, ph = 0)
   }
   return g;

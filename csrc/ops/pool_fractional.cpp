@@ -53,7 +53,8 @@ static Geom5 checked_input(const char* op, const Tensor& input, int nd, bool cl)
   CNNOPS_CHECK_VALUE(nd == 2 || nd == 3, op, ": expected 2 or 3 spatial dimensions, got ", nd);
   Geom5 in = geom5_of(op, "input", input.shape, nd, cl);
   // an empty batch (N = 0) gives an empty result, as in PyTorch; other sizes must be positive
-  CNNOPS_CHECK_VALUE(in.C > 0 && in.spatial() > 0, op, ": expected an input with non-zero channels and spatial sizes, got shape ",
+  CNNOPS_CHECK_VALUE(in.C > 0 && in.spatial() > 0, op,
+                     ": expected an input with non-zero channels and spatial sizes, got shape ",
                      shape_str(input.shape));
   return in;
 }
@@ -75,9 +76,10 @@ FractionalResult fractional_max_pool_samples(const char* op, const Tensor& input
   for (int i = 0; i < nd; ++i) {
     CNNOPS_CHECK_VALUE(kernel[i] >= 1, op, ": expected kernel_size >= 1, got ", shape_str(kernel));
     CNNOPS_CHECK_VALUE(out_size[i] >= 1, op, ": expected output_size >= 1, got ", shape_str(out_size));
-    CNNOPS_CHECK_VALUE(out_size[i] + kernel[i] - 1 <= ins[off + i], op, ": expected output_size + kernel_size - 1 <= ",
-                       "input size in every dimension, got ", dim_name(nd, i), " output ", out_size[i], " + kernel ",
-                       kernel[i], " - 1 > input ", ins[off + i]);
+    CNNOPS_CHECK_VALUE(out_size[i] + kernel[i] - 1 <= ins[off + i], op,
+                       ": expected output_size + kernel_size - 1 <= ", "input size in every dimension, got ",
+                       dim_name(nd, i), " output ", out_size[i], " + kernel ", kernel[i], " - 1 > input ",
+                       ins[off + i]);
   }
   Geom5 out = in;
   set_spatial(out, nd, out_size);
@@ -107,8 +109,8 @@ FractionalResult fractional_max_pool_samples(const char* op, const Tensor& input
         torch_intervals<T>(u, ins[k], outs[k], ks[k], st);
       });
       for (int64_t i = 0; i < outs[k]; ++i) {
-        CNNOPS_CHECK_VALUE(st[i] >= 0 && st[i] + ks[k] <= ins[k], op, ": window ", i, " of the ",
-                           dim_name(nd, dim), " starts at ", st[i], ", outside the input of ", ins[k]);
+        CNNOPS_CHECK_VALUE(st[i] >= 0 && st[i] + ks[k] <= ins[k], op, ": window ", i, " of the ", dim_name(nd, dim),
+                           " starts at ", st[i], ", outside the input of ", ins[k]);
         en[i] = st[i] + ks[k];
       }
     }
@@ -172,8 +174,9 @@ Tensor fractional_max_pool_backward(const char* op, const Tensor& grad_output, c
   Geom5 out = geom5_of(op, "grad_output", grad_output.shape, nd, cl);
   CNNOPS_CHECK_VALUE(indices.shape == grad_output.shape, op, ": expected indices with the shape of grad_output ",
                      shape_str(grad_output.shape), ", got ", shape_str(indices.shape));
-  CNNOPS_CHECK_VALUE(in.N == out.N && in.C == out.C, op, ": expected grad_output with the batch and channels of the input ",
-                     shape_str(input.shape), ", got ", shape_str(grad_output.shape));
+  CNNOPS_CHECK_VALUE(in.N == out.N && in.C == out.C, op,
+                     ": expected grad_output with the batch and channels of the input ", shape_str(input.shape),
+                     ", got ", shape_str(grad_output.shape));
   Tensor dy = contiguous(grad_output), ix = contiguous(indices);
   Tensor dx = empty(input.shape, dy.dtype, dy.device);
   int64_t bad = 0;

@@ -31,10 +31,8 @@ int64_t nearest_source_index(int64_t o, int64_t in, int64_t out, double scale, b
   }
   const float s = scale > 0 ? static_cast<float>(1.0 / scale) : static_cast<float>(in) / static_cast<float>(out);
   int64_t i;
-  if (exact)
-    i = static_cast<int64_t>(std::floor(static_cast<float>((static_cast<double>(o) + 0.5) * s)));
-  else
-    i = static_cast<int64_t>(std::floor(static_cast<float>(o) * s));
+  if (exact) i = static_cast<int64_t>(std::floor(static_cast<float>((static_cast<double>(o) + 0.5) * s)));
+  else i = static_cast<int64_t>(std::floor(static_cast<float>(o) * s));
   return i < in - 1 ? i : in - 1;
 }
 
@@ -53,7 +51,8 @@ static Tables nearest_tables(const Geom5& in, const Geom5& out, int nd, const st
     const int dim = k - (3 - nd);  // index into scales, < 0 for a padded dimension
     const double sc = dim >= 0 ? scales[dim] : -1.0;
     t.src[k].resize(outs[k]);
-    for (int64_t o = 0; o < outs[k]; ++o) t.src[k][o] = nearest_source_index(o, ins[k], outs[k], sc, exact, !exact && nd == 2);
+    for (int64_t o = 0; o < outs[k]; ++o)
+      t.src[k][o] = nearest_source_index(o, ins[k], outs[k], sc, exact, !exact && nd == 2);
     if (ranges) {
       // the map o -> src is non-decreasing, so the outputs reading input i form one run
       t.range[k].assign(2 * ins[k], 0);
@@ -77,8 +76,7 @@ static void check_output_geom(const char* op, const Geom5& g) {
 static void check_sizes(const char* op, const char* what, const std::vector<int64_t>& sizes, int nd) {
   CNNOPS_CHECK_VALUE(static_cast<int>(sizes.size()) == nd, op, ": expected ", nd, " ", what, ", got ",
                      sizes_str(sizes));
-  for (int64_t s : sizes)
-    CNNOPS_CHECK_VALUE(s >= 1, op, ": expected positive ", what, ", got ", sizes_str(sizes));
+  for (int64_t s : sizes) CNNOPS_CHECK_VALUE(s >= 1, op, ": expected positive ", what, ", got ", sizes_str(sizes));
 }
 
 static void check_scales(const char* op, const std::vector<double>& scales, int nd) {
@@ -93,7 +91,8 @@ Tensor upsample_nearest(const char* op, const Tensor& input, int nd, bool cl, co
   check_sizes(op, "output sizes", out_size, nd);
   check_scales(op, scales, nd);
   // an empty batch (N = 0) gives an empty result, as in PyTorch; other sizes must be positive
-  CNNOPS_CHECK_VALUE(in.C > 0 && in.spatial() > 0, op, ": expected an input with non-zero channels and spatial sizes, got shape ",
+  CNNOPS_CHECK_VALUE(in.C > 0 && in.spatial() > 0, op,
+                     ": expected an input with non-zero channels and spatial sizes, got shape ",
                      shape_str(input.shape));
   Geom5 out = in;
   set_spatial(out, nd, out_size);
@@ -142,8 +141,8 @@ static void bad_index(const char* op, int64_t bad, const Geom5& out, int nd) {
   if (nd == 3) sp.push_back(out.D);
   if (nd >= 2) sp.push_back(out.H);
   sp.push_back(out.W);
-  throw ValueError(str(op, ": expected indices in [0, ", out.spatial(), ") for output spatial size ", shape_str(sp),
-                       ", got ", bad));
+  throw ValueError(
+      str(op, ": expected indices in [0, ", out.spatial(), ") for output spatial size ", shape_str(sp), ", got ", bad));
 }
 
 Tensor max_unpool(const char* op, const Tensor& input, const Tensor& indices, int nd, bool cl,

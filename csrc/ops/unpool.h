@@ -12,7 +12,6 @@
 
 namespace cnnops {
 
-
 // PyTorch's source index of output position o for nearest upsampling of `in` to `out` elements;
 // scale > 0 is the user's scale factor (torch then uses 1/scale), else the ratio in/out is used;
 // `shortcuts`: torch's legacy exact maps for out == in and out == 2*in (its 2-D "nearest" only).

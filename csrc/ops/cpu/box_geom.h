@@ -149,8 +149,7 @@ inline T iou(const T* a, T area_a, const T* b, T area_b, T off) {
 // GIoU = IoU - (C - U) / C, C the area of the smallest enclosing box (penalty 0 when C is 0).
 template <typename T>
 inline T giou(const T* a, T area_a, const T* b, T area_b, T off) {
-  return metric<T, IouKind::GIoU>(load_box(a), area_a, load_box(b), area_b, off,
-                                  pairwise_eps<T, IouKind::GIoU>(T(0)));
+  return metric<T, IouKind::GIoU>(load_box(a), area_a, load_box(b), area_b, off, pairwise_eps<T, IouKind::GIoU>(T(0)));
 }
 
 // DIoU = IoU - rho^2 / (c^2 + eps), rho the distance of the centres, c the enclosing diagonal.

@@ -167,8 +167,8 @@ void box_loss(IouKind kind, const T* b1, const T* b2, int64_t n, T off, T eps, T
 }
 
 template <typename T>
-void box_loss_backward(IouKind kind, const T* gout, int64_t gstride, const T* b1, const T* b2, int64_t n, T off,
-                       T eps, T* g1, T* g2) {
+void box_loss_backward(IouKind kind, const T* gout, int64_t gstride, const T* b1, const T* b2, int64_t n, T off, T eps,
+                       T* g1, T* g2) {
   const BoxLoops<T> isa = box_loops<T>();
   parallel_for((n + kLossChunk - 1) / kLossChunk, [&](int64_t c) {
     const int64_t i0 = c * kLossChunk, cnt = std::min(n, i0 + kLossChunk) - i0;
@@ -177,13 +177,13 @@ void box_loss_backward(IouKind kind, const T* gout, int64_t gstride, const T* b1
   });
 }
 
-#define CNNOPS_BOXES_INSTANTIATE(T)                                                                                 \
-  template void box_convert<T>(const T*, T*, int64_t, BoxFormat, BoxFormat);                                      \
-  template void box_area<T>(const T*, T*, int64_t, T);                                                             \
-  template void clip_boxes<T>(const T*, T*, int64_t, T, T);                                                        \
-  template int64_t small_box_keep<T>(const T*, int64_t*, int64_t, T, T);                                           \
-  template void box_pairwise<T>(IouKind, const T*, int64_t, const T*, int64_t, T*, T, T);                          \
-  template void box_loss<T>(IouKind, const T*, const T*, int64_t, T, T, T*, double*);                              \
+#define CNNOPS_BOXES_INSTANTIATE(T)                                                       \
+  template void box_convert<T>(const T*, T*, int64_t, BoxFormat, BoxFormat);              \
+  template void box_area<T>(const T*, T*, int64_t, T);                                    \
+  template void clip_boxes<T>(const T*, T*, int64_t, T, T);                               \
+  template int64_t small_box_keep<T>(const T*, int64_t*, int64_t, T, T);                  \
+  template void box_pairwise<T>(IouKind, const T*, int64_t, const T*, int64_t, T*, T, T); \
+  template void box_loss<T>(IouKind, const T*, const T*, int64_t, T, T, T*, double*);     \
   template void box_loss_backward<T>(IouKind, const T*, int64_t, const T*, const T*, int64_t, T, T, T*, T*);
 CNNOPS_BOXES_INSTANTIATE(float)
 CNNOPS_BOXES_INSTANTIATE(double)

@@ -34,8 +34,8 @@ namespace CNNOPS_ISA {
 // One row of a pairwise matrix; eps is the caller's, placed as torchvision's pairwise functions
 // place it (geom::pairwise_eps).
 template <typename T, geom::IouKind K>
-CNNOPS_FLATTEN static void row_loop(const geom::Box<T> a, T area_a, const BoxColumns<T>& c, int64_t m, T* out,
-                                    T off, T eps) {
+CNNOPS_FLATTEN static void row_loop(const geom::Box<T> a, T area_a, const BoxColumns<T>& c, int64_t m, T* out, T off,
+                                    T eps) {
   const T *x1 = c.x1, *y1 = c.y1, *x2 = c.x2, *y2 = c.y2, *ar = c.area, *ang = c.angle;
   const T ang_a = K == geom::IouKind::CIoU ? geom::aspect_angle(a, off) : T(0);
   const geom::MetricEps<T> e = geom::pairwise_eps<T, K>(eps);
@@ -46,8 +46,8 @@ CNNOPS_FLATTEN static void row_loop(const geom::Box<T> a, T area_a, const BoxCol
 }
 
 template <typename T>
-void pairwise_row(geom::IouKind kind, const geom::Box<T>& a, T area_a, const BoxColumns<T>& c, int64_t m, T* out,
-                  T off, T eps) {
+void pairwise_row(geom::IouKind kind, const geom::Box<T>& a, T area_a, const BoxColumns<T>& c, int64_t m, T* out, T off,
+                  T eps) {
   switch (kind) {
     case geom::IouKind::IoU: return row_loop<T, geom::IouKind::IoU>(a, area_a, c, m, out, off, eps);
     case geom::IouKind::GIoU: return row_loop<T, geom::IouKind::GIoU>(a, area_a, c, m, out, off, eps);
@@ -173,14 +173,14 @@ template <typename T, geom::IouKind K>
 CNNOPS_FLATTEN static void loss_loop(const T* b1, const T* b2, int64_t n, T off, T eps, T* out) {
   for (int64_t i = 0; i < n; ++i) {
     const geom::Box<T> a = geom::load_sorted(b1 + 4 * i), b = geom::load_sorted(b2 + 4 * i);
-    out[i] = T(1) - geom::metric<T, K>(a, geom::box_area(a, off), b, geom::box_area(b, off), off,
-                                       geom::loss_eps<T, K>(eps));
+    out[i] =
+        T(1) - geom::metric<T, K>(a, geom::box_area(a, off), b, geom::box_area(b, off), off, geom::loss_eps<T, K>(eps));
   }
 }
 
 template <typename T, geom::IouKind K>
-CNNOPS_FLATTEN static void loss_backward_loop(const T* gout, bool per_pair, const T* b1, const T* b2, int64_t n,
-                                              T off, T eps, T* g1, T* g2) {
+CNNOPS_FLATTEN static void loss_backward_loop(const T* gout, bool per_pair, const T* b1, const T* b2, int64_t n, T off,
+                                              T eps, T* g1, T* g2) {
   if (per_pair) {
     for (int64_t i = 0; i < n; ++i) pair_grad<T, K>(b1 + 4 * i, b2 + 4 * i, off, eps, gout[i], g1 + 4 * i, g2 + 4 * i);
   } else {
@@ -218,7 +218,7 @@ void loss_backward_chunk(geom::IouKind kind, const T* gout, bool per_pair, const
 
 #define CNNOPS_BOXES_ROWS_INSTANTIATE(T)                                                                         \
   template void pairwise_row<T>(geom::IouKind, const geom::Box<T>&, T, const BoxColumns<T>&, int64_t, T*, T, T); \
-  template void loss_chunk<T>(geom::IouKind, const T*, const T*, int64_t, T, T, T*);                           \
+  template void loss_chunk<T>(geom::IouKind, const T*, const T*, int64_t, T, T, T*);                             \
   template void loss_backward_chunk<T>(geom::IouKind, const T*, bool, const T*, const T*, int64_t, T, T, T*, T*);
 CNNOPS_BOXES_ROWS_INSTANTIATE(float)
 CNNOPS_BOXES_ROWS_INSTANTIATE(double)

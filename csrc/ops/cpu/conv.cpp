@@ -238,7 +238,8 @@ void im2col_row(const T* xg, const Conv2dGeom& g, int64_t c, int64_t r, int64_t 
       }
       if (m0 < m1) {
         if (g.sw == 1) std::memcpy(o + m0, xr + m0 + iwoff, sizeof(T) * (m1 - m0));
-        else for (int64_t a = m0; a < m1; ++a) o[a] = xr[a * g.sw + iwoff];
+        else
+          for (int64_t a = m0; a < m1; ++a) o[a] = xr[a * g.sw + iwoff];
       }
       for (int64_t a = std::max(ow, std::max(m0, m1)); a < e; ++a) {
         const int64_t iw = pad_index(a * g.sw + iwoff, g.W, g.mode);
@@ -407,7 +408,8 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
     // layer (8x256x56x56, 64 output channels) 10-20% faster (2 or 8 taps ahead do no better);
     // 3x3 layers, whose rows stay in cache, are unaffected.
     const int64_t pf_ch = ceil_div(4, RS);
-    const int64_t ih_lo = std::max<int64_t>(0, oh_a * g.sh - g.pt), ih_hi = std::min<int64_t>(g.H, oh_a * g.sh - g.pt + rows);
+    const int64_t ih_lo = std::max<int64_t>(0, oh_a * g.sh - g.pt),
+                  ih_hi = std::min<int64_t>(g.H, oh_a * g.sh - g.pt + rows);
     const int64_t pf_lo = ih_lo * g.W, pf_bytes = std::max<int64_t>(0, ih_hi - ih_lo) * g.W * int64_t(sizeof(T));
     for (int64_t k0 = 0; k0 < CRS; k0 += KC) {
       const int64_t kc = std::min(KC, CRS - k0), ps = kc * NR;
@@ -603,8 +605,8 @@ bool all_finite(const T* p, int64_t n) {
   template void conv2d_backward_weight_direct<T>(const T*, const T*, T*, const Conv2dGeom&);                  \
   template void conv2d_backward_weight_gemm<T>(const T*, const T*, T*, const Conv2dGeom&);                    \
   template void conv2d_backward_bias<T>(const T*, T*, const Conv2dGeom&);                                     \
-  template void im2col_row<T>(const T*, const Conv2dGeom&, int64_t, int64_t, int64_t, int64_t, int64_t, T*); \
-  template void fill_padded_rows<T>(const T*, const Conv2dGeom&, int64_t, int64_t, T*, int64_t);            \
+  template void im2col_row<T>(const T*, const Conv2dGeom&, int64_t, int64_t, int64_t, int64_t, int64_t, T*);  \
+  template void fill_padded_rows<T>(const T*, const Conv2dGeom&, int64_t, int64_t, T*, int64_t);              \
   template void sum_partials<T>(const T*, int64_t, T*, int64_t);
 CNNOPS_INSTANTIATE(float)
 CNNOPS_INSTANTIATE(double)

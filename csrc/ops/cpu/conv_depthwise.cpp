@@ -84,8 +84,7 @@ void conv2d_backward_weight_depthwise(const T* dy, const T* x, T* dw, const Conv
 }
 
 template void conv2d_forward_depthwise<float>(const float*, const float*, const float*, float*, const Conv2dGeom&);
-template void conv2d_forward_depthwise<double>(const double*, const double*, const double*, double*,
-                                               const Conv2dGeom&);
+template void conv2d_forward_depthwise<double>(const double*, const double*, const double*, double*, const Conv2dGeom&);
 template void conv2d_backward_input_depthwise<float>(const float*, const float*, float*, const Conv2dGeom&);
 template void conv2d_backward_input_depthwise<double>(const double*, const double*, double*, const Conv2dGeom&);
 template void conv2d_backward_weight_depthwise<float>(const float*, const float*, float*, const Conv2dGeom&);

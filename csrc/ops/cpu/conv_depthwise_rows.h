@@ -158,8 +158,8 @@ static void dw_weight_taps(const T* dyk, const T* plane, int64_t row_step, const
 // every 8 values of dy are loaded once for all of them; the row tail of dy through a masked load
 // (the padded plane's slack past Q is zero). Each tap's lanes are summed in a fixed order.
 template <int NT>
-static void dw_weight_taps_avx2(const float* dyk, const float* plane, int64_t row_step, const int64_t* off,
-                                int64_t P, int64_t Q, float* out) {
+static void dw_weight_taps_avx2(const float* dyk, const float* plane, int64_t row_step, const int64_t* off, int64_t P,
+                                int64_t Q, float* out) {
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   const int64_t qf = Q / 8 * 8;

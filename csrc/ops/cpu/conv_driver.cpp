@@ -57,11 +57,10 @@ static ConvAlgo choose_algo_2d(const Conv2dGeom& g, ConvAlgo requested, const ch
     CNNOPS_CHECK_VALUE(g.Cg == 1, op, ": algo='depthwise' needs groups == input channels, got C=", g.C,
                        " and groups=", g.G);
   if (requested == ConvAlgo::Winograd)
-    CNNOPS_CHECK_VALUE(g.R == g.S && (g.R == 3 || g.R == 5) && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1,
-                       op,
+    CNNOPS_CHECK_VALUE(g.R == g.S && (g.R == 3 || g.R == 5) && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1, op,
                        ": algo='winograd' needs a 3x3 or 5x5 kernel (the last two kernel dimensions) with stride 1 "
-                       "and dilation 1, got kernel (", g.R, ", ", g.S, "), stride (", g.sh, ", ", g.sw,
-                       "), dilation (", g.dh, ", ", g.dw, ")");
+                       "and dilation 1, got kernel (",
+                       g.R, ", ", g.S, "), stride (", g.sh, ", ", g.sw, "), dilation (", g.dh, ", ", g.dw, ")");
   if (requested != ConvAlgo::Auto) return requested;
   if (g.Cg == 1 && g.G > 1) return ConvAlgo::Depthwise;
   if (g.Cg <= 4) return ConvAlgo::SmallC;  // before winograd: few channels cannot repay the transforms
@@ -118,10 +117,18 @@ template <typename T>
 static bool grad_input_as_forward(const T* dy, const T* w, T* dx, const Conv2dGeom& g, const T* bias) {
   if (g.sh != 1 || g.sw != 1 || g.mode != PadMode::Zeros) return false;
   Conv2dGeom t = g;
-  t.C = g.K; t.K = g.C; t.Cg = g.Kg; t.Kg = g.Cg;
-  t.H = g.P; t.W = g.Q; t.P = g.H; t.Q = g.W;
-  t.pt = g.dh * (g.R - 1) - g.pt; t.pb = g.H - g.P + g.pt;
-  t.pl = g.dw * (g.S - 1) - g.pl; t.pr = g.W - g.Q + g.pl;
+  t.C = g.K;
+  t.K = g.C;
+  t.Cg = g.Kg;
+  t.Kg = g.Cg;
+  t.H = g.P;
+  t.W = g.Q;
+  t.P = g.H;
+  t.Q = g.W;
+  t.pt = g.dh * (g.R - 1) - g.pt;
+  t.pb = g.H - g.P + g.pt;
+  t.pl = g.dw * (g.S - 1) - g.pl;
+  t.pr = g.W - g.Q + g.pl;
   if (t.pt < 0 || t.pb < 0 || t.pl < 0 || t.pr < 0) return false;
   const int64_t RS = g.R * g.S;
   std::vector<T> wt(static_cast<size_t>(g.K * g.Cg * RS));
@@ -140,8 +147,7 @@ static bool grad_input_as_forward(const T* dy, const T* w, T* dx, const Conv2dGe
 // forward with the flipped kernel: 32 outputs in registers over all taps, instead of a
 // read-modify-write pass over the dx row per tap (MobileNet 8x256x56x56: see conv_depthwise.cpp).
 template <typename T>
-static void grad_input_2d(const T* dy, const T* w, T* dx, const Conv2dGeom& g, ConvAlgo algo,
-                          const T* bias = nullptr) {
+static void grad_input_2d(const T* dy, const T* w, T* dx, const Conv2dGeom& g, ConvAlgo algo, const T* bias = nullptr) {
   // A non-finite weight would meet the zero padding of dy in the forward-convolution form: the
   // GEMM with col2im (or the direct loops) form only the products that reach dx.
   if (algo != ConvAlgo::Direct && !all_finite(w, g.K * g.Cg * g.R * g.S)) {
@@ -178,7 +184,6 @@ ConvAlgo conv_choose_algo(const ConvPlan& pl, ConvAlgo requested, const char* op
                        ", groups=", pl.g.G, ", kernel depth ", pl.T);
   return choose_algo_2d(pl.g, requested, op);
 }
-
 
 // ---- the depth dimension of 3-D convolutions (see conv.h) ----
 
@@ -317,10 +322,12 @@ void lowered_grad_weight(const ConvPlan& pl, const T* dy, const T* x, T* dw, Con
 template <typename T>
 void grad_bias_sum(const T* dy, T* db, int64_t N, int64_t K, int64_t spatial) {
   Conv2dGeom g{};
-  g.N = N; g.K = K; g.P = spatial; g.Q = 1;
+  g.N = N;
+  g.K = K;
+  g.P = spatial;
+  g.Q = 1;
   conv2d_backward_bias<T>(dy, db, g);
 }
-
 
 template <typename T>
 static void zero_fill(Tensor& t) {
@@ -354,10 +361,10 @@ void conv_backward(const ConvPlan& pl, const Tensor& dy, const Tensor& x, const 
   });
 }
 
-#define CNNOPS_INSTANTIATE(T)                                                                                 \
-  template void lowered_forward<T>(const ConvPlan&, const T*, const T*, const T*, T*, ConvAlgo);             \
-  template void lowered_grad_input<T>(const ConvPlan&, const T*, const T*, T*, ConvAlgo, const T*);          \
-  template void lowered_grad_weight<T>(const ConvPlan&, const T*, const T*, T*, ConvAlgo);                    \
+#define CNNOPS_INSTANTIATE(T)                                                                       \
+  template void lowered_forward<T>(const ConvPlan&, const T*, const T*, const T*, T*, ConvAlgo);    \
+  template void lowered_grad_input<T>(const ConvPlan&, const T*, const T*, T*, ConvAlgo, const T*); \
+  template void lowered_grad_weight<T>(const ConvPlan&, const T*, const T*, T*, ConvAlgo);          \
   template void grad_bias_sum<T>(const T*, T*, int64_t, int64_t, int64_t);
 CNNOPS_INSTANTIATE(float)
 CNNOPS_INSTANTIATE(double)

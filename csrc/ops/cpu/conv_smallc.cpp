@@ -178,8 +178,7 @@ static bool forward_flat(const float* x, const float* w, const float* b, float* 
 }
 
 template <typename T>
-void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
-                           const T* const* xplanes) {
+void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g, const T* const* xplanes) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   const int64_t RS = g.R * g.S, CRS = g.Cg * RS;
   const int64_t Mp = (g.Kg + MR - 1) / MR * MR;
@@ -316,8 +315,10 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
               for (int a = 0; a < mr; ++a) {
                 T* dst = c + a * ycs;
                 const T* src = tmp + a * NR;
-                if (k0 == 0) for (int j = 0; j < nr; ++j) dst[j] = src[j];
-                else for (int j = 0; j < nr; ++j) dst[j] += src[j];
+                if (k0 == 0)
+                  for (int j = 0; j < nr; ++j) dst[j] = src[j];
+                else
+                  for (int j = 0; j < nr; ++j) dst[j] += src[j];
               }
             }
           }

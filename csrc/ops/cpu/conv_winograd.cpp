@@ -157,8 +157,7 @@ static void transform_filters(const T* w, const Conv2dGeom& g, int64_t Mp, T* u)
 
 // The forward for tile size A (A x A input tiles, 2x2 output tiles, A*A products).
 template <int A, typename T>
-static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
-                             const T* const* xplanes) {
+static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g, const T* const* xplanes) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   constexpr int XI = A * A;
   const int64_t Cg = g.Cg, Kg = g.Kg;
@@ -328,8 +327,8 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
             const int64_t kc = std::min(kGemmKC, Cg - c0);
             const T* bp = vb + xi * xs + (pre ? j0 / NR * nplanes * NR : j0);
             for (int64_t k0 = kb0; k0 < kb1; k0 += MR)
-              uk(kc, ug + xi * Mp * Cg + c0 * Mp + (k0 / MR) * kc * MR, bp, of + c0,
-                 mbuf + (xi * KB + k0 - kb0) * NR, NR, c0 > 0, nullptr);
+              uk(kc, ug + xi * Mp * Cg + c0 * Mp + (k0 / MR) * kc * MR, bp, of + c0, mbuf + (xi * KB + k0 - kb0) * NR,
+                 NR, c0 > 0, nullptr);
           }
         const int64_t nt = std::min<int64_t>(NR, nb - j0);
         int64_t r1 = r0;
@@ -358,16 +357,15 @@ static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Con
 }
 
 template <typename T>
-void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
-                             const T* const* xplanes) {
+void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g, const T* const* xplanes) {
   if (g.R == 5) winograd_forward<6>(x, w, b, y, g, xplanes);
   else winograd_forward<4>(x, w, b, y, g, xplanes);
 }
 
 template void conv2d_forward_winograd<float>(const float*, const float*, const float*, float*, const Conv2dGeom&,
                                              const float* const*);
-template void conv2d_forward_winograd<double>(const double*, const double*, const double*, double*,
-                                              const Conv2dGeom&, const double* const*);
+template void conv2d_forward_winograd<double>(const double*, const double*, const double*, double*, const Conv2dGeom&,
+                                              const double* const*);
 
 }  // namespace cpu
 }  // namespace cnnops

@@ -13,6 +13,8 @@
 // binary), which is why F(2x2, 3x3) keeps the rounding error of a direct sum (see the bound in
 // conv_winograd.cpp). Each loop runs over a row of tiles, so the compiler vectorises it across
 // tiles (8 floats per AVX2 register).
+// clang-format off: the statements are laid out by hand as the register tiles and transform
+// matrices they compute, several to a line.
 #include <algorithm>
 #include <cstdint>
 
@@ -222,3 +224,4 @@ template void wino_output_row<double>(const double* const*, int64_t, double, dou
 }  // namespace CNNOPS_ISA
 }  // namespace cpu
 }  // namespace cnnops
+// clang-format on

@@ -125,8 +125,8 @@ UKernel<double> ukernel<double>() {
 }
 
 template <typename T>
-void ukernel_partial(UKernel<T> k, int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate,
-                     int m, int n) {
+void ukernel_partial(UKernel<T> k, int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate, int m,
+                     int n) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   alignas(64) T tmp[MR * NR];
   k(kc, A, B, tmp, NR, false);
@@ -170,7 +170,9 @@ void* thread_scratch(int slot, size_t bytes) {
   struct Pool {
     void* p[4] = {nullptr, nullptr, nullptr, nullptr};
     size_t n[4] = {0, 0, 0, 0};
-    ~Pool() { for (void* q : p) std::free(q); }
+    ~Pool() {
+      for (void* q : p) std::free(q);
+    }
   };
   static thread_local Pool pool;
 #ifdef CNNOPS_SANITIZE
@@ -241,8 +243,8 @@ void gemm_packed_a(int64_t M, int64_t N, int64_t K, const T* apack, const T* B, 
 }
 
 template <typename T>
-void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-          int64_t csb, T* C, int64_t ldc, bool accumulate) {
+void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb, int64_t csb,
+          T* C, int64_t ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
   constexpr int MR = Tile<T>::MR;
   const int64_t Mp = (M + MR - 1) / MR * MR;
@@ -251,13 +253,13 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa,
   gemm_packed_a(M, N, K, apack, B, rsb, csb, C, ldc, accumulate);
 }
 
-#define CNNOPS_INSTANTIATE(T)                                                                          \
-  template void ukernel_partial<T>(UKernel<T>, int64_t, const T*, const T*, T*, int64_t, bool, int, int); \
-  template void pack_a<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                         \
-  template void pack_b<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                         \
+#define CNNOPS_INSTANTIATE(T)                                                                                  \
+  template void ukernel_partial<T>(UKernel<T>, int64_t, const T*, const T*, T*, int64_t, bool, int, int);      \
+  template void pack_a<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                                   \
+  template void pack_b<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                                   \
   template void gemm<T>(int64_t, int64_t, int64_t, const T*, int64_t, int64_t, const T*, int64_t, int64_t, T*, \
-                        int64_t, bool);                                                               \
-  template void pack_a_full<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                    \
+                        int64_t, bool);                                                                        \
+  template void pack_a_full<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                              \
   template void gemm_packed_a<T>(int64_t, int64_t, int64_t, const T*, const T*, int64_t, int64_t, T*, int64_t, bool);
 CNNOPS_INSTANTIATE(float)
 CNNOPS_INSTANTIATE(double)

@@ -14,8 +14,8 @@
 //
 // A perf profile of resnet50_3x3 through the packed path (AMD EPYC, 2 cores, fp32 FMA peak 191
 // GFLOP/s by cnnops._C.measure_fma_peak_gflops) puts 68% of the time in ukernel_f32_avx2, i.e.
-// ~160 GFLOP/s (~83% of peak) while it runs; the rest is im2col packing. The accumulators are named variables rather than an array: GCC spills an
-// array of accumulators to the stack on every iteration (10 stores per 12 FMAs).
+// ~160 GFLOP/s (~83% of peak) while it runs; the rest is im2col packing. The accumulators are named variables rather
+// than an array: GCC spills an array of accumulators to the stack on every iteration (10 stores per 12 FMAs).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -24,8 +24,12 @@ namespace cnnops {
 namespace cpu {
 
 template <typename T> struct Tile;
-template <> struct Tile<float> { static constexpr int MR = 6, NR = 16; };
-template <> struct Tile<double> { static constexpr int MR = 6, NR = 8; };
+template <> struct Tile<float> {
+  static constexpr int MR = 6, NR = 16;
+};
+template <> struct Tile<double> {
+  static constexpr int MR = 6, NR = 8;
+};
 
 // C[i*ldc + j] (i < MR, j < NR) = (accumulate ? C : 0) + sum_kk A[kk*MR + i] * B[kk*NR + j]
 template <typename T>
@@ -83,8 +87,8 @@ UKernelFlat ukernel_flat_f32(int mrf);
 // Same product for a partial tile (m <= MR rows, n <= NR columns valid): computes the full tile
 // into a scratch block, then adds/stores only the valid part.
 template <typename T>
-void ukernel_partial(UKernel<T> k, int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate,
-                     int m, int n);
+void ukernel_partial(UKernel<T> k, int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate, int m,
+                     int n);
 
 // Pack rows [i0, i0+m) x cols [k0, k0+kc) of A (element (i,k) at A[i*rs + k*cs]) into MR-row
 // panels: out[p*kc*MR + kk*MR + i]; rows past m are zero.
@@ -98,8 +102,8 @@ void pack_b(const T* B, int64_t rs, int64_t cs, int64_t kc, int64_t n, T* out);
 // Serial strided GEMM: C (M x N, row stride ldc) (+)= A * B with A, B described by strides.
 // Packs internally (scratch from the thread-local pool). Used by the backward passes.
 template <typename T>
-void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb,
-          int64_t csb, T* C, int64_t ldc, bool accumulate);
+void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb, int64_t csb,
+          T* C, int64_t ldc, bool accumulate);
 
 // Reduction chunk of the packed GEMMs: A panels hold KC columns at a time.
 constexpr int64_t kGemmKC = 256;
@@ -122,8 +126,8 @@ void ukernel_f32_avx2(int64_t kc, const float* A, const float* B, float* C, int6
 void ukernel_f64_avx2(int64_t kc, const double* A, const double* B, double* C, int64_t ldc, bool accumulate);
 void ukernel_offs_f32_avx2(int64_t kc, const float* A, const float* base, const int64_t* offs, float* C, int64_t ldc,
                            bool accumulate, const float* bias);
-void ukernel_offs_f64_avx2(int64_t kc, const double* A, const double* base, const int64_t* offs, double* C,
-                           int64_t ldc, bool accumulate, const double* bias);
+void ukernel_offs_f64_avx2(int64_t kc, const double* A, const double* base, const int64_t* offs, double* C, int64_t ldc,
+                           bool accumulate, const double* bias);
 void ukernel_flat_f32_avx2_4x3(int64_t ns, int64_t kc, const float* A, const float* base, const int64_t* offs,
                                const float* bias, float* y, int64_t ycs, int mr, const FlatStore* st);
 void ukernel_flat_f32_avx2_6x2(int64_t ns, int64_t kc, const float* A, const float* base, const int64_t* offs,

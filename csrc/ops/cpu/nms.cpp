@@ -66,14 +66,25 @@ template <typename T>
 struct Soa {
   std::vector<T> x1, y1, x2, y2, a;
   void resize(size_t n) {
-    x1.resize(n); y1.resize(n); x2.resize(n); y2.resize(n); a.resize(n);
+    x1.resize(n);
+    y1.resize(n);
+    x2.resize(n);
+    y2.resize(n);
+    a.resize(n);
   }
   void set(size_t i, const T* b) {
-    x1[i] = b[0]; y1[i] = b[1]; x2[i] = b[2]; y2[i] = b[3];
+    x1[i] = b[0];
+    y1[i] = b[1];
+    x2[i] = b[2];
+    y2[i] = b[3];
     a[i] = (b[2] - b[0]) * (b[3] - b[1]);
   }
   void copy(size_t i, const Soa& s, size_t j) {
-    x1[i] = s.x1[j]; y1[i] = s.y1[j]; x2[i] = s.x2[j]; y2[i] = s.y2[j]; a[i] = s.a[j];
+    x1[i] = s.x1[j];
+    y1[i] = s.y1[j];
+    x2[i] = s.x2[j];
+    y2[i] = s.y2[j];
+    a[i] = s.a[j];
   }
 };
 
@@ -280,8 +291,7 @@ void greedy_dispatch(const Soa<T>& c, int64_t n, const NmsOptions& o, int64_t ma
   const IouCut cut = make_iou_cut<T>(o.iou_threshold);
   if (o.criterion == NmsCriterion::DIoU)
     greedy_sorted(c, n, max_keep, o.iou_threshold, DiouAbove<T>{cut, o.beta}, kept);
-  else
-    greedy_sorted(c, n, max_keep, o.iou_threshold, IouAbove<T>{cut}, kept);
+  else greedy_sorted(c, n, max_keep, o.iou_threshold, IouAbove<T>{cut}, kept);
 }
 
 inline uint32_t ordered_bits(float v) {
@@ -342,10 +352,8 @@ std::vector<int64_t> sort_candidates(const T* scores, int64_t n, bool has_thr, d
       const uint64_t hi = ~ordered_bits(static_cast<float>(scores[i]));
       keys.push_back((hi << 32) | static_cast<uint64_t>(i));
     }
-    if (keys.size() >= 1024)
-      radix_sort_hi32(keys);
-    else
-      std::sort(keys.begin(), keys.end());
+    if (keys.size() >= 1024) radix_sort_hi32(keys);
+    else std::sort(keys.begin(), keys.end());
     order.resize(keys.size());
     for (size_t i = 0; i < keys.size(); ++i) order[i] = static_cast<int64_t>(keys[i] & 0xffffffffu);
     return order;
@@ -485,8 +493,8 @@ void soft_nms(const T* boxes, const T* scores, int64_t n, double iou_threshold, 
 
 template std::vector<int64_t> sort_candidates<float>(const float*, int64_t, bool, double);
 template std::vector<int64_t> sort_candidates<double>(const double*, int64_t, bool, double);
-template std::vector<int64_t> greedy_nms<float>(const float*, const float*, const int64_t*, int64_t,
-                                                const NmsOptions&, bool);
+template std::vector<int64_t> greedy_nms<float>(const float*, const float*, const int64_t*, int64_t, const NmsOptions&,
+                                                bool);
 template std::vector<int64_t> greedy_nms<double>(const double*, const double*, const int64_t*, int64_t,
                                                  const NmsOptions&, bool);
 template void soft_nms<float>(const float*, const float*, int64_t, double, double, double, int, int64_t,

@@ -50,8 +50,8 @@ struct Cands {
   }
   // X[i][j] > t in torchvision's arithmetic (iou_above in nms.h); false across classes.
   bool above(int64_t i, int64_t j, const IouCut& t) const {
-    return cls[i] == cls[j] && iou_above(b[i].x1, b[i].y1, b[i].x2, b[i].y2, a[i], b[j].x1, b[j].y1, b[j].x2,
-                                         b[j].y2, a[j], t);
+    return cls[i] == cls[j] &&
+           iou_above(b[i].x1, b[i].y1, b[i].x2, b[i].y2, a[i], b[j].x1, b[j].y1, b[j].x2, b[j].y2, a[j], t);
   }
   // X[i][j] in double (0 across classes).
   double iou(int64_t i, int64_t j) const {
@@ -181,12 +181,12 @@ std::vector<int64_t> fast_cluster_nms(const T* boxes, const T* scores, const int
   return out;
 }
 
-template void matrix_nms<float>(const float*, const float*, const int64_t*, int64_t, int, double, bool, double,
-                                int64_t, int64_t, std::vector<int64_t>&, std::vector<float>&);
+template void matrix_nms<float>(const float*, const float*, const int64_t*, int64_t, int, double, bool, double, int64_t,
+                                int64_t, std::vector<int64_t>&, std::vector<float>&);
 template void matrix_nms<double>(const double*, const double*, const int64_t*, int64_t, int, double, bool, double,
                                  int64_t, int64_t, std::vector<int64_t>&, std::vector<double>&);
-template std::vector<int64_t> fast_cluster_nms<float>(const float*, const float*, const int64_t*, int64_t, double,
-                                                      bool, double, int64_t, int64_t, bool);
+template std::vector<int64_t> fast_cluster_nms<float>(const float*, const float*, const int64_t*, int64_t, double, bool,
+                                                      double, int64_t, int64_t, bool);
 template std::vector<int64_t> fast_cluster_nms<double>(const double*, const double*, const int64_t*, int64_t, double,
                                                        bool, double, int64_t, int64_t, bool);
 

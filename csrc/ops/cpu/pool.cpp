@@ -21,8 +21,8 @@
 //    read that write-allocation would add.
 // (32, 64, 112, 112) float32, max 3x3/2: forward 64%, backward 87% of copy bandwidth (benchmarks/results/pool_cpu.md).
 #define CNNOPS_ISA portable
-#include "ops/cpu/pool_rows.h"
 #include "ops/cpu/pool.h"
+#include "ops/cpu/pool_rows.h"
 
 #include <algorithm>
 #include <atomic>
@@ -105,7 +105,9 @@ void stream_copy(void* dst, const void* src, size_t bytes) {
   size_t head = (16 - (reinterpret_cast<uintptr_t>(d) & 15)) & 15;
   if (head > bytes) head = bytes;
   std::memcpy(d, s, head);
-  d += head; s += head; bytes -= head;
+  d += head;
+  s += head;
+  bytes -= head;
   for (; bytes >= 16; bytes -= 16, d += 16, s += 16)
     _mm_stream_si128(reinterpret_cast<__m128i*>(d), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
   std::memcpy(d, s, bytes);
@@ -139,7 +141,9 @@ void for_planes(const PoolGeom& g, F&& f) {
 }
 
 template <typename T>
-inline bool beats(T v, T best) { return v > best || v != v; }  // PyTorch: larger, or NaN
+inline bool beats(T v, T best) {
+  return v > best || v != v;
+}  // PyTorch: larger, or NaN
 
 template <typename T>
 inline T pow_p(T v, double p) {
@@ -273,8 +277,7 @@ bool whole_plane(const PoolGeom& g) {
 // Sum pooling rows (pool_rows.h): channels first, unit depth whose one window holds the plane
 // (a window of only depth padding is not a row problem), dilation 1; any windows in the plane.
 bool sum_rows_path(const PoolGeom& g) {
-  return !g.channels_last && g.in[0] == 1 && g.out[0] == 1 && g.count[0][0] == 1 && g.dil[1] == 1 &&
-         g.dil[2] == 1;
+  return !g.channels_last && g.in[0] == 1 && g.out[0] == 1 && g.count[0][0] == 1 && g.dil[1] == 1 && g.dil[2] == 1;
 }
 
 // Divisor of every output of a unit-depth problem, row-major (OH x OW).
@@ -354,7 +357,10 @@ static void max_forward_channels_last(const T* x, T* y, int64_t* idx, const Pool
         const int64_t cn = std::min<int64_t>(kChanBlock, C - c0);
         T bv[kChanBlock];
         int64_t bi[kChanBlock];
-        for (int64_t c = 0; c < cn; ++c) { bv[c] = ninf; bi[c] = f; }
+        for (int64_t c = 0; c < cn; ++c) {
+          bv[c] = ninf;
+          bi[c] = f;
+        }
         for_taps(g, od, oh, ow, [&](int64_t i) {
           const T* xi = xn + i * C + c0;
           for (int64_t c = 0; c < cn; ++c) {
@@ -364,7 +370,10 @@ static void max_forward_channels_last(const T* x, T* y, int64_t* idx, const Pool
             bi[c] = (i & m) | (bi[c] & ~m);
           }
         });
-        for (int64_t c = 0; c < cn; ++c) { yo[c0 + c] = bv[c]; io[c0 + c] = bi[c]; }
+        for (int64_t c = 0; c < cn; ++c) {
+          yo[c0 + c] = bv[c];
+          io[c0 + c] = bi[c];
+        }
       }
     }
   });
@@ -478,12 +487,16 @@ void pool_sum_forward(const T* x, T* y, const PoolGeom& g) {
       for (int64_t c = 0; c < C; ++c) yo[c] = 0;
       for_taps(g, od, oh, ow, [&](int64_t i) {
         const T* xi = xn + i * C;
-        if (lp) for (int64_t c = 0; c < C; ++c) yo[c] += pow_p(xi[c], p);
-        else for (int64_t c = 0; c < C; ++c) yo[c] += xi[c];
+        if (lp)
+          for (int64_t c = 0; c < C; ++c) yo[c] += pow_p(xi[c], p);
+        else
+          for (int64_t c = 0; c < C; ++c) yo[c] += xi[c];
       });
       const T d = static_cast<T>(divisor(g, od, oh, ow));
-      if (lp) for (int64_t c = 0; c < C; ++c) yo[c] = root_p(yo[c] / d * kprod, p);
-      else for (int64_t c = 0; c < C; ++c) yo[c] = yo[c] / d;
+      if (lp)
+        for (int64_t c = 0; c < C; ++c) yo[c] = root_p(yo[c] / d * kprod, p);
+      else
+        for (int64_t c = 0; c < C; ++c) yo[c] = yo[c] / d;
     }
   });
 }

@@ -49,7 +49,8 @@ inline __m256 takes_pos(__m256 v, __m256i q, __m256 best, __m256i bp) {
   const __m256 vn = _mm256_cmp_ps(v, v, _CMP_UNORD_Q), bn = _mm256_cmp_ps(best, best, _CMP_UNORD_Q);
   const __m256 later = _mm256_castsi256_ps(_mm256_cmpgt_epi32(q, bp));
   const __m256 earlier = _mm256_castsi256_ps(_mm256_cmpgt_epi32(bp, q));
-  const __m256 nan_take = _mm256_and_ps(vn, _mm256_or_ps(_mm256_xor_ps(bn, _mm256_castsi256_ps(_mm256_set1_epi32(-1))), later));
+  const __m256 nan_take =
+      _mm256_and_ps(vn, _mm256_or_ps(_mm256_xor_ps(bn, _mm256_castsi256_ps(_mm256_set1_epi32(-1))), later));
   const __m256 num_take = _mm256_andnot_ps(
       vn, _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_and_ps(_mm256_cmp_ps(v, best, _CMP_EQ_OQ), earlier)));
   return _mm256_or_ps(nan_take, num_take);
@@ -102,7 +103,10 @@ void max_rows_s2_plane(const float* x, float* y, int64_t* idx, const PoolGeom& g
         int32_t bp = p0 + static_cast<int32_t>(w);
         for (int64_t j = 1; j < ch; ++j) {
           const float v = r0[j * W + w];
-          if (v > best || v != v) { best = v; bp = static_cast<int32_t>((bh + j) * W + w); }
+          if (v > best || v != v) {
+            best = v;
+            bp = static_cast<int32_t>((bh + j) * W + w);
+          }
         }
         b[w] = best;
         if (want) pb[w] = bp;
@@ -138,7 +142,8 @@ void max_rows_s2_plane(const float* x, float* y, int64_t* idx, const PoolGeom& g
       }
       _mm256_storeu_ps(yr + ow, m);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(ir + ow), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(mp)));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(ir + ow + 4), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(mp, 1)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(ir + ow + 4),
+                          _mm256_cvtepi32_epi64(_mm256_extracti128_si256(mp, 1)));
     }
     for (; ow < OW; ++ow) {
       const float* q = buf + 2 * ow;
@@ -146,7 +151,10 @@ void max_rows_s2_plane(const float* x, float* y, int64_t* idx, const PoolGeom& g
       int32_t mp = want ? pbuf[2 * ow] : 0;
       for (int64_t j = 1; j < kw; ++j) {
         if (want) {
-          if (takes_pos1(q[j], pbuf[2 * ow + j], m, mp)) { m = q[j]; mp = pbuf[2 * ow + j]; }
+          if (takes_pos1(q[j], pbuf[2 * ow + j], m, mp)) {
+            m = q[j];
+            mp = pbuf[2 * ow + j];
+          }
         } else if (q[j] > m || q[j] != q[j]) {
           m = q[j];
         }

@@ -26,8 +26,7 @@ template <typename T>
 static void run_forward(const Tensor& x, PoolResult& r, const PoolGeom& g) {
   if (g.kind == PoolKind::Max)
     pool_max_forward<T>(x.ptr<T>(), r.output.ptr<T>(), r.has_indices ? r.indices.ptr<int64_t>() : nullptr, g);
-  else
-    pool_sum_forward<T>(x.ptr<T>(), r.output.ptr<T>(), g);
+  else pool_sum_forward<T>(x.ptr<T>(), r.output.ptr<T>(), g);
 }
 
 template <typename T>
@@ -51,8 +50,7 @@ void pool_forward(const PoolGeom& g, const Tensor& x, PoolResult& r, bool tf_ind
 
 bool pool_backward(const PoolGeom& g, const Tensor& dy, const Tensor& x, const Tensor* indices, Tensor& dx) {
   const int64_t* ip = indices ? indices->ptr<int64_t>() : nullptr;
-  return dispatch_float(x.dtype, current_op(),
-                        [&](auto tag) { return run_backward<decltype(tag)>(dy, x, ip, dx, g); });
+  return dispatch_float(x.dtype, current_op(), [&](auto tag) { return run_backward<decltype(tag)>(dy, x, ip, dx, g); });
 }
 
 }  // namespace cpu

@@ -94,8 +94,8 @@ static void window2x2_row(const T* xp, int64_t W, int64_t h0, const int64_t* ws,
 }
 
 template <typename T>
-void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in, const Geom5& out,
-                                 const int64_t* win, bool per_plane) {
+void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in, const Geom5& out, const int64_t* win,
+                                 bool per_plane) {
   const int64_t Do = out.D, Ho = out.H, Wo = out.W, H = in.H, W = in.W, C = in.C;
   const int64_t IS = in.spatial(), OS = out.spatial();
   const int64_t wstride = 2 * (Do + Ho + Wo);
@@ -125,7 +125,12 @@ void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in
       T* yp = buffered ? ybuf.data() : y + p * OS;
       int64_t* ip = buffered ? ibuf.data() : idx + p * OS;
       struct Flush {  // runs when the task returns, from either path below
-        T* ydst; int64_t* idst; const T* ysrc; const int64_t* isrc; int64_t n; bool on, stream;
+        T* ydst;
+        int64_t* idst;
+        const T* ysrc;
+        const int64_t* isrc;
+        int64_t n;
+        bool on, stream;
         ~Flush() {
           if (!on) return;
           copy_out(ydst, ysrc, sizeof(T) * n, stream);
@@ -135,10 +140,8 @@ void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in
       // one input plane (2-D pooling, or 3-D with input depth 1): the row kernels read that plane
       if (in.D == 1 && fixed_h > 0 && fixed_w > 0 && fixed_h == fixed_w && (fixed_h == 2 || fixed_h == 3)) {
         for (int64_t oh = 0; oh < Ho; ++oh) {
-          if (fixed_h == 2)
-            window2x2_row<T>(xp, W, hs[oh], ws, Wo, yp + oh * Wo, ip + oh * Wo);
-          else
-            fixed_window_row<T, 3, 3>(xp, W, hs[oh], ws, Wo, yp + oh * Wo, ip + oh * Wo);
+          if (fixed_h == 2) window2x2_row<T>(xp, W, hs[oh], ws, Wo, yp + oh * Wo, ip + oh * Wo);
+          else fixed_window_row<T, 3, 3>(xp, W, hs[oh], ws, Wo, yp + oh * Wo, ip + oh * Wo);
         }
         return;
       }
@@ -219,7 +222,10 @@ bool fractional_max_pool_backward(const T* dy, const int64_t* idx, T* dx, const 
       for (int64_t o = 0; o < OS; ++o) {
         const int64_t k = ip[o];
         if (static_cast<uint64_t>(k) >= limit) {
-          if (!hit[t]) { hit[t] = 1; first[t] = k; }
+          if (!hit[t]) {
+            hit[t] = 1;
+            first[t] = k;
+          }
           continue;
         }
         dp[k] += gp[o];
@@ -234,7 +240,10 @@ bool fractional_max_pool_backward(const T* dy, const int64_t* idx, T* dx, const 
         for (int64_t c = 0; c < C; ++c) {
           const int64_t k = ip[o * C + c];
           if (static_cast<uint64_t>(k) >= limit) {
-            if (!hit[t]) { hit[t] = 1; first[t] = k; }
+            if (!hit[t]) {
+              hit[t] = 1;
+              first[t] = k;
+            }
             continue;
           }
           dp[k * C + c] += gp[o * C + c];
@@ -255,8 +264,8 @@ template void fractional_max_pool_forward<double>(const double*, double*, int64_
                                                   const int64_t*, bool);
 template bool fractional_max_pool_backward<float>(const float*, const int64_t*, float*, const Geom5&, const Geom5&,
                                                   int64_t*);
-template bool fractional_max_pool_backward<double>(const double*, const int64_t*, double*, const Geom5&,
-                                                   const Geom5&, int64_t*);
+template bool fractional_max_pool_backward<double>(const double*, const int64_t*, double*, const Geom5&, const Geom5&,
+                                                   int64_t*);
 
 }  // namespace cpu
 }  // namespace cnnops

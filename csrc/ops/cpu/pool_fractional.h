@@ -11,8 +11,8 @@ namespace cnnops {
 namespace cpu {
 
 template <typename T>
-void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in, const Geom5& out,
-                                 const int64_t* win, bool per_plane);
+void fractional_max_pool_forward(const T* x, T* y, int64_t* idx, const Geom5& in, const Geom5& out, const int64_t* win,
+                                 bool per_plane);
 // Returns false (offending index in *bad) for an index outside the input plane.
 template <typename T>
 bool fractional_max_pool_backward(const T* dy, const int64_t* idx, T* dx, const Geom5& in, const Geom5& out,

@@ -74,9 +74,12 @@ void sum_rows_plane(const T* x, T* y, const PoolGeom& g, const T* dtab, T* buf) 
       }
     }
     if (LP) {
-      if (p == 2.0) for (int64_t ow = 0; ow < OW; ++ow) yr[ow] = std::sqrt(yr[ow] * kprod);
-      else if (p == 1.0) for (int64_t ow = 0; ow < OW; ++ow) yr[ow] = yr[ow] * kprod;
-      else for (int64_t ow = 0; ow < OW; ++ow) yr[ow] = static_cast<T>(std::pow(yr[ow] * kprod, static_cast<T>(1.0 / p)));
+      if (p == 2.0)
+        for (int64_t ow = 0; ow < OW; ++ow) yr[ow] = std::sqrt(yr[ow] * kprod);
+      else if (p == 1.0)
+        for (int64_t ow = 0; ow < OW; ++ow) yr[ow] = yr[ow] * kprod;
+      else
+        for (int64_t ow = 0; ow < OW; ++ow) yr[ow] = static_cast<T>(std::pow(yr[ow] * kprod, static_cast<T>(1.0 / p)));
     }
   }
 }
@@ -131,8 +134,8 @@ void plane_means(const T* x, T* y, int64_t planes, int64_t P, T d) {
 template <>
 void plane_means<float>(const float* x, float* y, int64_t planes, int64_t P, float d) {
   const int64_t full = P / 8 * 8;
-  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(P - full)),
-                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i tail =
+      _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(P - full)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   const __m256 dv = _mm256_set1_ps(d);
   for (int64_t pl = 0; pl < planes; pl += 8) {
     const int n = static_cast<int>(std::min<int64_t>(8, planes - pl));

@@ -48,7 +48,6 @@ static void for_blocks(int64_t n, int64_t min_block, F&& f) {
   });
 }
 
-
 // The ISA selector of the family: the AVX2 float32 row kernels of unpool_rows.h, or nulls where
 // the portable loops below run.
 struct UnpoolRows {
@@ -106,8 +105,8 @@ static void sum2x2_row(const UnpoolRows& isa, const T* g0, const T* g1, T* dx, i
 }
 
 template <typename T>
-void upsample_nearest_forward(const T* x, T* y, const Geom5& in, const Geom5& out, const int64_t* sd,
-                              const int64_t* sh, const int64_t* sw) {
+void upsample_nearest_forward(const T* x, T* y, const Geom5& in, const Geom5& out, const int64_t* sd, const int64_t* sh,
+                              const int64_t* sw) {
   const UnpoolRows isa = unpool_rows();
   const int64_t Wo = out.W, Ho = out.H, Do = out.D, C = in.C;
   if (!in.cl) {
@@ -249,7 +248,10 @@ bool max_unpool_forward(const T* x, const int64_t* idx, T* y, const Geom5& in, c
       for (int64_t i = 0; i < IS; ++i) {
         const int64_t k = ip[i];
         if (static_cast<uint64_t>(k) >= limit) {
-          if (first[t] < 0) { first[t] = i; value[t] = k; }
+          if (first[t] < 0) {
+            first[t] = i;
+            value[t] = k;
+          }
           continue;
         }
         yp[k] = xp[i];
@@ -263,7 +265,10 @@ bool max_unpool_forward(const T* x, const int64_t* idx, T* y, const Geom5& in, c
         for (int64_t c = 0; c < C; ++c) {
           const int64_t k = ip[i * C + c];
           if (static_cast<uint64_t>(k) >= limit) {
-            if (first[t] < 0) { first[t] = i; value[t] = k; }
+            if (first[t] < 0) {
+              first[t] = i;
+              value[t] = k;
+            }
             continue;
           }
           yp[k * C + c] = xp[i * C + c];
@@ -271,7 +276,10 @@ bool max_unpool_forward(const T* x, const int64_t* idx, T* y, const Geom5& in, c
     }
   });
   for (int64_t t = 0; t < tasks; ++t)
-    if (first[t] >= 0) { *bad = value[t]; return false; }
+    if (first[t] >= 0) {
+      *bad = value[t];
+      return false;
+    }
   return true;
 }
 
@@ -291,7 +299,10 @@ bool max_unpool_backward(const T* dy, const int64_t* idx, T* dx, const Geom5& in
       if constexpr (std::is_same<T, float>::value) {
         if (const auto k = isa.gather) {
           const int64_t f = k(gp, ip, dp, IS, OS, stream);
-          if (f >= 0) { first[t] = f; value[t] = ip[f]; }
+          if (f >= 0) {
+            first[t] = f;
+            value[t] = ip[f];
+          }
           fence_streams(isa, stream);
           return;
         }
@@ -299,7 +310,10 @@ bool max_unpool_backward(const T* dy, const int64_t* idx, T* dx, const Geom5& in
       for (int64_t i = 0; i < IS; ++i) {
         const int64_t k = ip[i];
         if (static_cast<uint64_t>(k) >= limit) {
-          if (first[t] < 0) { first[t] = i; value[t] = k; }
+          if (first[t] < 0) {
+            first[t] = i;
+            value[t] = k;
+          }
           dp[i] = T(0);
           continue;
         }
@@ -312,7 +326,10 @@ bool max_unpool_backward(const T* dy, const int64_t* idx, T* dx, const Geom5& in
       for (int64_t i = 0; i < IS * C; ++i) {
         const int64_t k = ip[i];
         if (static_cast<uint64_t>(k) >= limit) {
-          if (first[t] < 0) { first[t] = i; value[t] = k; }
+          if (first[t] < 0) {
+            first[t] = i;
+            value[t] = k;
+          }
           dp[i] = T(0);
           continue;
         }
@@ -321,7 +338,10 @@ bool max_unpool_backward(const T* dy, const int64_t* idx, T* dx, const Geom5& in
     }
   });
   for (int64_t t = 0; t < tasks; ++t)
-    if (first[t] >= 0) { *bad = value[t]; return false; }
+    if (first[t] >= 0) {
+      *bad = value[t];
+      return false;
+    }
   return true;
 }
 
@@ -349,8 +369,7 @@ void bed_of_nails_forward(const T* x, T* y, const Geom5& in, const Geom5& out, i
 }
 
 template <typename T>
-void bed_of_nails_backward(const T* dy, T* dx, const Geom5& in, const Geom5& out, int64_t sd, int64_t sh,
-                           int64_t sw) {
+void bed_of_nails_backward(const T* dy, T* dx, const Geom5& in, const Geom5& out, int64_t sd, int64_t sh, int64_t sw) {
   const int64_t W = in.W, H = in.H, D = in.D, C = in.C;
   const int64_t rows = in.cl ? in.N * D * H : in.N * C * D * H;
   const int64_t per_row = in.cl ? W * C : W;
@@ -370,14 +389,14 @@ void bed_of_nails_backward(const T* dy, T* dx, const Geom5& in, const Geom5& out
   });
 }
 
-#define CNNOPS_UNPOOL_INSTANTIATE(T)                                                                           \
-  template void upsample_nearest_forward<T>(const T*, T*, const Geom5&, const Geom5&, const int64_t*,        \
-                                            const int64_t*, const int64_t*);                                   \
-  template void upsample_nearest_backward<T>(const T*, T*, const Geom5&, const Geom5&, const int64_t*,       \
-                                             const int64_t*, const int64_t*);                                  \
-  template bool max_unpool_forward<T>(const T*, const int64_t*, T*, const Geom5&, const Geom5&, int64_t*);    \
-  template bool max_unpool_backward<T>(const T*, const int64_t*, T*, const Geom5&, const Geom5&, int64_t*);   \
-  template void bed_of_nails_forward<T>(const T*, T*, const Geom5&, const Geom5&, int64_t, int64_t, int64_t); \
+#define CNNOPS_UNPOOL_INSTANTIATE(T)                                                                                   \
+  template void upsample_nearest_forward<T>(const T*, T*, const Geom5&, const Geom5&, const int64_t*, const int64_t*,  \
+                                            const int64_t*);                                                           \
+  template void upsample_nearest_backward<T>(const T*, T*, const Geom5&, const Geom5&, const int64_t*, const int64_t*, \
+                                             const int64_t*);                                                          \
+  template bool max_unpool_forward<T>(const T*, const int64_t*, T*, const Geom5&, const Geom5&, int64_t*);             \
+  template bool max_unpool_backward<T>(const T*, const int64_t*, T*, const Geom5&, const Geom5&, int64_t*);            \
+  template void bed_of_nails_forward<T>(const T*, T*, const Geom5&, const Geom5&, int64_t, int64_t, int64_t);          \
   template void bed_of_nails_backward<T>(const T*, T*, const Geom5&, const Geom5&, int64_t, int64_t, int64_t);
 CNNOPS_UNPOOL_INSTANTIATE(float)
 CNNOPS_UNPOOL_INSTANTIATE(double)

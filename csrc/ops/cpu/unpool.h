@@ -10,8 +10,8 @@ namespace cpu {
 
 // y (out) from x (in): y[n, c, od, oh, ow] = x[n, c, sd[od], sh[oh], sw[ow]].
 template <typename T>
-void upsample_nearest_forward(const T* x, T* y, const Geom5& in, const Geom5& out, const int64_t* sd,
-                              const int64_t* sh, const int64_t* sw);
+void upsample_nearest_forward(const T* x, T* y, const Geom5& in, const Geom5& out, const int64_t* sd, const int64_t* sh,
+                              const int64_t* sw);
 // dx (in) from dy (out): dx[n, c, d, h, w] = sum of dy over od in [rd[2d], rd[2d+1]), likewise h, w.
 template <typename T>
 void upsample_nearest_backward(const T* dy, T* dx, const Geom5& in, const Geom5& out, const int64_t* rd,
@@ -25,8 +25,7 @@ bool max_unpool_backward(const T* dy, const int64_t* idx, T* dx, const Geom5& in
 template <typename T>
 void bed_of_nails_forward(const T* x, T* y, const Geom5& in, const Geom5& out, int64_t sd, int64_t sh, int64_t sw);
 template <typename T>
-void bed_of_nails_backward(const T* dy, T* dx, const Geom5& in, const Geom5& out, int64_t sd, int64_t sh,
-                           int64_t sw);
+void bed_of_nails_backward(const T* dy, T* dx, const Geom5& in, const Geom5& out, int64_t sd, int64_t sh, int64_t sw);
 
 }  // namespace cpu
 }  // namespace cnnops

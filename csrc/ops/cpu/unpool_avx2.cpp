@@ -108,15 +108,14 @@ int64_t gather_f32(const float* g, const int64_t* ip, float* dp, int64_t n, int6
       for (int j = 0; j < 8; ++j) one(i + j);
       continue;
     }
-    const __m256 v = _mm256_setr_ps(g[ip[i]], g[ip[i + 1]], g[ip[i + 2]], g[ip[i + 3]], g[ip[i + 4]],
-                                    g[ip[i + 5]], g[ip[i + 6]], g[ip[i + 7]]);
+    const __m256 v = _mm256_setr_ps(g[ip[i]], g[ip[i + 1]], g[ip[i + 2]], g[ip[i + 3]], g[ip[i + 4]], g[ip[i + 5]],
+                                    g[ip[i + 6]], g[ip[i + 7]]);
     if (stream) _mm256_stream_ps(dp + i, v);
     else _mm256_storeu_ps(dp + i, v);
   }
   for (; i < n; ++i) one(i);
   return first;
 }
-
 
 void sum2x2_cl_row_f32(const float* g0, const float* g1, float* dx, int64_t W, int64_t C, bool stream) {
   const bool nt = stream && C % 8 == 0 && reinterpret_cast<uintptr_t>(dx) % 32 == 0;

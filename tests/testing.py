@@ -156,6 +156,27 @@ def check_close(out, ref, dtype, what, tol=None):
 # ----------------------------------------------------------------------------- builders
 
 
+def _set(field, convert=None):
+    """A chained setter of parameter `field` (its value passed through `convert` when given)."""
+    def setter(self, value):
+        return self._with(**{field: convert(value) if convert else value})
+    return setter
+
+
+def _flag(field):
+    """A chained setter of the boolean parameter `field`, True when called without a value."""
+    def setter(self, on=True):
+        return self._with(**{field: on})
+    return setter
+
+
+def _sizes(field):
+    """A chained setter of the tuple parameter `field` from its entries: .input_size(5, 7)."""
+    def setter(self, *sizes):
+        return self._with(**{field: tuple(sizes)})
+    return setter
+
+
 class _Builder:
     """Immutable parameter set with chained setters: every setter returns a changed copy."""
 
@@ -171,8 +192,8 @@ class _Builder:
         out._p = {**self._p, **changes}
         return out
 
-    def named(self, id):
-        return self._with(id=id)
+    named = _set("id")
+    dtype = _set("dtype", lambda d: as_dtype(d))
 
     @property
     def id(self):
@@ -213,50 +234,26 @@ class ConvTester(_Builder):
                      output_size=None, dtype=np.float32, algo="auto")
 
     # setters
-    def batch(self, n):
-        return self._with(batch=n)
+    batch = _set("batch")
 
     def channels(self, c_in, c_out):
         return self._with(c_in=c_in, c_out=c_out)
 
-    def input_size(self, *sizes):
-        return self._with(input_size=tuple(sizes))
-
-    def kernel(self, *sizes):
-        return self._with(kernel=tuple(sizes))
-
-    def stride(self, s):
-        return self._with(stride=s)
-
-    def padding(self, p):
-        return self._with(padding=p)
-
-    def dilation(self, d):
-        return self._with(dilation=d)
-
-    def groups(self, g):
-        return self._with(groups=g)
-
-    def padding_mode(self, mode):
-        return self._with(mode=mode)
-
-    def bias(self, on=True):
-        return self._with(bias=on)
-
-    def transposed(self, on=True):
-        return self._with(transposed=on)
-
-    def output_padding(self, op):
-        return self._with(output_padding=op)
+    input_size = _sizes("input_size")
+    kernel = _sizes("kernel")
+    stride = _set("stride")
+    padding = _set("padding")
+    dilation = _set("dilation")
+    groups = _set("groups")
+    padding_mode = _set("mode")
+    bias = _flag("bias")
+    transposed = _flag("transposed")
+    output_padding = _set("output_padding")
 
     def output_size(self, sizes):
         return self._with(output_size=tuple(sizes))
 
-    def dtype(self, dtype):
-        return self._with(dtype=as_dtype(dtype))
-
-    def algo(self, algo):
-        return self._with(algo=algo)
+    algo = _set("algo")
 
     def shape(self, x_shape, c_out, kernel):
         """Batch, input channels and sizes from an input shape (N, C, *spatial) in one call."""
@@ -534,35 +531,16 @@ class PoolTester(_Builder):
     def __init__(self, kind="max", id=None, **params):
         super().__init__(id=id, kind=kind, **params)
 
-    def batch(self, n):
-        return self._with(batch=n)
-
-    def channels(self, c):
-        return self._with(channels=c)
-
-    def input_size(self, *sizes):
-        return self._with(input_size=tuple(sizes))
-
-    def kernel(self, k):
-        return self._with(kernel=k)
-
-    def stride(self, s):
-        return self._with(stride=s)
-
-    def padding(self, p):
-        return self._with(padding=p)
-
-    def dilation(self, d):
-        return self._with(dilation=d)
-
-    def ceil_mode(self, on=True):
-        return self._with(ceil_mode=on)
-
-    def count_include_pad(self, on=True):
-        return self._with(count_include_pad=on)
-
-    def divisor_override(self, d):
-        return self._with(divisor_override=d)
+    batch = _set("batch")
+    channels = _set("channels")
+    input_size = _sizes("input_size")
+    kernel = _set("kernel")
+    stride = _set("stride")
+    padding = _set("padding")
+    dilation = _set("dilation")
+    ceil_mode = _flag("ceil_mode")
+    count_include_pad = _flag("count_include_pad")
+    divisor_override = _set("divisor_override")
 
     def norm(self, p):
         """The LP norm's p."""
@@ -572,11 +550,7 @@ class PoolTester(_Builder):
         """Adaptive pooling's output size (an int, or one entry per dimension, None keeps the input's)."""
         return self._with(output_size=sizes)
 
-    def channels_last(self, on=True):
-        return self._with(channels_last=on)
-
-    def dtype(self, dtype):
-        return self._with(dtype=as_dtype(dtype))
+    channels_last = _flag("channels_last")
 
     # derived values
     @property
@@ -801,36 +775,21 @@ class UnpoolTester(_Builder):
     def __init__(self, kind="upsample", id=None, **params):
         super().__init__(id=id, kind=kind, **params)
 
-    def input_size(self, *sizes):
-        return self._with(input_size=tuple(sizes))
-
-    def mode(self, mode):
-        return self._with(mode=mode)
+    input_size = _sizes("input_size")
+    mode = _set("mode")
 
     def scale_factor(self, f, recompute=None):
         return self._with(scale_factor=f, recompute_scale_factor=recompute)
 
-    def size(self, s):
-        return self._with(size=s)
-
-    def kernel(self, k):
-        return self._with(kernel=k)
-
-    def stride(self, s):
-        return self._with(stride=s)
-
-    def padding(self, p):
-        return self._with(padding=p)
-
-    def output_size(self, sizes):
-        return self._with(output_size=sizes)
+    size = _set("size")
+    kernel = _set("kernel")
+    stride = _set("stride")
+    padding = _set("padding")
+    output_size = _set("output_size")
 
     def scale(self, s):
         """Bed-of-nails scale: an int or (sh, sw)."""
         return self._with(scale=s)
-
-    def dtype(self, dtype):
-        return self._with(dtype=as_dtype(dtype))
 
     @property
     def nd(self):
@@ -1033,11 +992,7 @@ class BoxTester(_Builder):
         """How many boxes of each set have zero width or height."""
         return self._with(degenerate=(d1, d2))
 
-    def offset(self, o):
-        return self._with(offset=o)
-
-    def dtype(self, dtype):
-        return self._with(dtype=as_dtype(dtype))
+    offset = _set("offset")
 
     def data(self):
         """(boxes1, boxes2, grad_output or None, forward reference, gradient references or None)."""
@@ -1121,9 +1076,6 @@ class NmsTester(_Builder):
 
     def thresholds(self, *ts):
         return self._with(thresholds=tuple(ts))
-
-    def dtype(self, dtype):
-        return self._with(dtype=as_dtype(dtype))
 
     def data(self):
         p = self._p

@@ -243,3 +243,14 @@ def needs3(needs, op: str) -> tuple:
     if not (isinstance(needs, (tuple, list)) and len(needs) == 3):
         raise TypeError(f"{op}: expected needs as three booleans (input, weight, bias), got {needs!r}")
     return tuple(bool(n) for n in needs)
+
+
+def usage_error(parser, prog: str, problem: str) -> int:
+    """Print a command-line `problem` as argparse does (the usage line of `parser` when given, then
+    "<prog>: error: ..."); returns the exit status 2."""
+    import sys
+
+    if parser is not None:
+        parser.print_usage(sys.stderr)
+    print(f"{parser.prog if parser is not None else prog}: error: {problem}", file=sys.stderr)
+    return 2

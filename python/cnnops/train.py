@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import data
+from ._args import usage_error
 
 
 @dataclass(frozen=True)
@@ -428,10 +429,7 @@ def run(args, parser: argparse.ArgumentParser | None = None) -> int:
     arguments, with argparse's usage line when `parser` is given)."""
     problem = check_arguments(args)
     if problem is not None:
-        if parser is not None:
-            parser.print_usage(sys.stderr)
-        print(f"{parser.prog if parser is not None else 'cnnops train'}: error: {problem}", file=sys.stderr)
-        return 2
+        return usage_error(parser, "cnnops train", problem)
 
     import cnnops
     from . import nn

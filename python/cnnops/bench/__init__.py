@@ -23,6 +23,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from .._args import usage_error
+
 FAMILIES = ("conv", "pool", "unpool", "boxes", "nms", "train")
 DEVICES = ("cpu", "cuda")
 # peer libraries each family imports (PyTorch for all, torchvision for the box families)
@@ -139,10 +141,7 @@ def main(args, parser: argparse.ArgumentParser | None = None) -> int:
     arguments, printed with argparse's usage line when `parser` is given)."""
     problem = check_arguments(args)
     if problem is not None:
-        if parser is not None:
-            parser.print_usage(sys.stderr)
-        print(f"{parser.prog if parser is not None else 'cnnops bench'}: error: {problem}", file=sys.stderr)
-        return 2
+        return usage_error(parser, "cnnops bench", problem)
     from . import common
 
     out = Path(args.out) if args.out is not None else common.default_out_dir()

@@ -44,8 +44,8 @@ def checkout_commit() -> str | None:
     return commit
 
 
-def run_families(families, out, **kwargs) -> int:
-    """Run each family of the suite into `out`, then print the targets of what was written. The
+def run_families(names, out, **kwargs) -> int:
+    """Run each family `names` of the suite into `out`, then print the targets of what was written. The
     exit status is the suite's (0 = every case ran and was correct); missed targets are printed,
     not turned into a failure."""
     import targets  # benchmarks/ is on sys.path when a script here runs
@@ -53,8 +53,8 @@ def run_families(families, out, **kwargs) -> int:
     bench = import_bench()
     commit = os.environ.get(COMMIT_ENV) or checkout_commit()
     rc = 0
-    for family in families:
+    for family in names:
         rc = max(rc, bench.run(family, out=out, commit=commit, **kwargs))
     print("\ntargets (benchmarks/targets.py):")
-    targets.report(out, families)
+    targets.report(out, names)
     return rc

@@ -113,3 +113,21 @@ def test_plot_cases_read_every_result_layout():
                                        {"name": "broken", "error": "x"}]}
     got = plot.cases(conv) + plot.cases(pool)
     assert [(c["label"], c["speedup"], c["flops"]) for c in got] == [("a fwd", 2.0, 8), ("p", 3.0, None)]
+
+
+def test_checkout_script_runs_a_case_and_checks_its_targets(tmp_path):
+    """benchmarks/bench_conv.py (the script a checkout's results come from) runs one quick case into
+    --out and prints the targets it checks."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("torch")
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_conv.py"
+    if not script.is_file():
+        pytest.skip("no benchmarks/ folder next to the tests")
+    r = subprocess.run([sys.executable, str(script), "--quick", "--layers", "lenet5_c1", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "conv_cpu.json").is_file() and (tmp_path / "conv_cpu.md").is_file()
+    assert "targets (benchmarks/targets.py):" in r.stdout

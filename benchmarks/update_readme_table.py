@@ -33,9 +33,12 @@ def table(d: dict, results_name: str) -> str:
     m, c = d["machine"], d["ceilings"]
     commit = m.get("commit") or (m.get("git") or {}).get("commit") or "unknown"
     info = m.get("cnnops", {})
+    flags = m.get("cpu_flags") or []
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     lines = [
         f"Latest run: `{m.get('command', 'python -m cnnops bench conv')}`, commit {commit}, {m['cpu']} "
-        f"({m['cores']['usable']} cores, SIMD {info.get('simd', '?')}), PyTorch {m.get('torch')} with oneDNN, "
+        f"({m['cores']['usable']} cores with {isa}; cnnops kernels {info.get('simd', '?')}), "
+        f"PyTorch {m.get('torch')} with oneDNN, "
         f"{info.get('threads', '?')} threads each, measured FMA peak {c['fma_peak_gflops']:.0f} GFLOP/s and copy "
         f"bandwidth {c['copy_bandwidth_gbs']:.1f} GB/s. Full tables (backward GFLOP/s, repeats, errors): "
         f"[{results_name}]({results_name}).",

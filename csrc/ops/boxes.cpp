@@ -6,6 +6,7 @@
 
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "ops/cpu/boxes.h"
 
 namespace cnnops {
 
@@ -119,10 +120,10 @@ Tensor box_convert(const char* op, const Tensor& boxes, BoxFormat in_fmt, BoxFor
   const Tensor b = contiguous(boxes);
   check_boxes(op, b, "boxes", in_fmt, canonicalize);
   Tensor out = empty(b.shape, b.dtype, b.device);
-  dispatch_float(b.dtype, op, [&](auto t) {
-    using T = decltype(t);
-    cpu::box_convert(b.ptr<T>(), out.ptr<T>(), b.size(0), in_fmt, out_fmt);
-  });
+  switch (b.device.type) {
+    case DeviceType::CPU: cpu::box_convert(b, out, in_fmt, out_fmt); break;
+    default: no_kernel_for_device(op, b.device);
+  }
   return out;
 }
 
@@ -131,10 +132,10 @@ Tensor box_area(const char* op, const Tensor& boxes, double offset, bool canonic
   const Tensor b = contiguous(boxes);
   check_boxes(op, b, "boxes", BoxFormat::XYXY, canonicalize);
   Tensor out = empty({b.size(0)}, b.dtype, b.device);
-  dispatch_float(b.dtype, op, [&](auto t) {
-    using T = decltype(t);
-    cpu::box_area(b.ptr<T>(), out.ptr<T>(), b.size(0), static_cast<T>(offset));
-  });
+  switch (b.device.type) {
+    case DeviceType::CPU: cpu::box_area(b, out, offset); break;
+    default: no_kernel_for_device(op, b.device);
+  }
   return out;
 }
 
@@ -144,10 +145,10 @@ Tensor clip_boxes_to_image(const char* op, const Tensor& boxes, double height, d
   const Tensor b = contiguous(boxes);
   check_boxes(op, b, "boxes", BoxFormat::XYXY, canonicalize);
   Tensor out = empty(b.shape, b.dtype, b.device);
-  dispatch_float(b.dtype, op, [&](auto t) {
-    using T = decltype(t);
-    cpu::clip_boxes(b.ptr<T>(), out.ptr<T>(), b.size(0), static_cast<T>(height), static_cast<T>(width));
-  });
+  switch (b.device.type) {
+    case DeviceType::CPU: cpu::clip_boxes(b, out, height, width); break;
+    default: no_kernel_for_device(op, b.device);
+  }
   return out;
 }
 
@@ -158,10 +159,11 @@ Tensor remove_small_boxes(const char* op, const Tensor& boxes, double min_size, 
   check_boxes(op, b, "boxes", BoxFormat::XYXY, canonicalize);
   const int64_t n = b.size(0);
   Tensor keep = empty({n}, DType::Int64, b.device);
-  const int64_t k = dispatch_float(b.dtype, op, [&](auto t) {
-    using T = decltype(t);
-    return cpu::small_box_keep(b.ptr<T>(), keep.ptr<int64_t>(), n, static_cast<T>(min_size), static_cast<T>(offset));
-  });
+  int64_t k = 0;
+  switch (b.device.type) {
+    case DeviceType::CPU: k = cpu::small_box_keep(b, keep, min_size, offset); break;
+    default: no_kernel_for_device(op, b.device);
+  }
   keep.shape[0] = k;  // a prefix view of the same block
   return keep;
 }
@@ -175,10 +177,10 @@ Tensor box_pairwise(const char* op, geom::IouKind kind, const Tensor& boxes1, co
   check_pair(op, b1, b2);
   const int64_t n = b1.size(0), m = b2.size(0);
   Tensor out = empty({n, m}, b1.dtype, b1.device);
-  dispatch_float(b1.dtype, op, [&](auto t) {
-    using T = decltype(t);
-    cpu::box_pairwise(kind, b1.ptr<T>(), n, b2.ptr<T>(), m, out.ptr<T>(), static_cast<T>(offset), static_cast<T>(eps));
-  });
+  switch (b1.device.type) {
+    case DeviceType::CPU: cpu::box_pairwise(kind, b1, b2, out, offset, eps); break;
+    default: no_kernel_for_device(op, b1.device);
+  }
   return out;
 }
 
@@ -199,15 +201,10 @@ Tensor box_loss(const char* op, geom::IouKind kind, const Tensor& boxes1, const 
   check_loss_pair(op, b1, b2, canonicalize);
   const int64_t n = b1.size(0);
   Tensor out = empty(red == Reduction::None ? std::vector<int64_t>{n} : std::vector<int64_t>{}, b1.dtype, b1.device);
-  double total = 0.0;
-  const bool per_pair = red == Reduction::None;
-  dispatch_float(b1.dtype, op, [&](auto t) {
-    using T = decltype(t);
-    cpu::box_loss(kind, b1.ptr<T>(), b2.ptr<T>(), n, static_cast<T>(offset), static_cast<T>(eps),
-                  per_pair ? out.ptr<T>() : nullptr, &total);
-    if (!per_pair)
-      *out.ptr<T>() = static_cast<T>(red == Reduction::Mean ? (n > 0 ? total / static_cast<double>(n) : 0.0) : total);
-  });
+  switch (b1.device.type) {
+    case DeviceType::CPU: cpu::box_loss(kind, b1, b2, red, offset, eps, out); break;
+    default: no_kernel_for_device(op, b1.device);
+  }
   return out;
 }
 
@@ -229,15 +226,10 @@ std::pair<Tensor, Tensor> box_loss_backward(const char* op, geom::IouKind kind, 
     CNNOPS_CHECK_VALUE(go.numel() == 1, op, ": expected grad_output with one element for reduction '",
                        red == Reduction::Mean ? "mean" : "sum", "', got shape ", shape_str(go.shape));
   Tensor g1 = empty({n, 4}, b1.dtype, b1.device), g2 = empty({n, 4}, b1.dtype, b1.device);
-  const int64_t gstride = red == Reduction::None ? 1 : 0;
-  const double scale = red == Reduction::Mean && n > 0 ? 1.0 / static_cast<double>(n) : 1.0;
-  dispatch_float(b1.dtype, op, [&](auto t) {
-    using T = decltype(t);
-    const T s = gstride ? T(0) : go.ptr<T>()[0] * static_cast<T>(scale);  // the reduced gradient, scaled once
-    const T* gp = gstride ? go.ptr<T>() : &s;
-    cpu::box_loss_backward(kind, gp, gstride, b1.ptr<T>(), b2.ptr<T>(), n, static_cast<T>(offset), static_cast<T>(eps),
-                           g1.ptr<T>(), g2.ptr<T>());
-  });
+  switch (b1.device.type) {
+    case DeviceType::CPU: cpu::box_loss_backward(kind, go, b1, b2, red, offset, eps, g1, g2); break;
+    default: no_kernel_for_device(op, b1.device);
+  }
   return {g1, g2};
 }
 

@@ -1,4 +1,5 @@
-// Box utilities and the IoU family: argument checks, CPU dispatch. The per-pair formulas are in
+// Box utilities and the IoU family, device-neutral: argument checks and the device branch of each
+// entry point (cpu::<driver>, ops/cpu/boxes.h). The per-pair formulas are in
 // ops/cpu/box_geom.h (shared with NMS), the loops and the backward in ops/cpu/boxes.cpp.
 // Every op takes boxes as (N, 4) float32/float64 on the CPU; coordinates must be finite, and
 // corners must be ordered (x1 <= x2, y1 <= y2; w, h >= 0 for xywh / cxcywh) unless `canonicalize`
@@ -47,32 +48,5 @@ Tensor box_loss(const char* op, geom::IouKind kind, const Tensor& boxes1, const 
 std::pair<Tensor, Tensor> box_loss_backward(const char* op, geom::IouKind kind, const Tensor& grad_output,
                                             const Tensor& boxes1, const Tensor& boxes2, Reduction red, double eps,
                                             double offset, bool canonicalize);
-
-namespace cpu {
-// boxes2 of a pairwise op unpacked into columns (corners sorted) with their areas and (CIoU only)
-// aspect angles.
-template <typename T>
-struct BoxColumns {
-  T *x1, *y1, *x2, *y2, *area, *angle;
-};
-
-template <typename T>
-void box_convert(const T* in, T* out, int64_t n, BoxFormat in_fmt, BoxFormat out_fmt);
-template <typename T>
-void box_area(const T* b, T* out, int64_t n, T off);
-template <typename T>
-void clip_boxes(const T* b, T* out, int64_t n, T height, T width);
-template <typename T>
-int64_t small_box_keep(const T* b, int64_t* keep, int64_t n, T min_size, T off);
-template <typename T>
-void box_pairwise(geom::IouKind kind, const T* b1, int64_t n, const T* b2, int64_t m, T* out, T off, T eps);
-// Per-pair losses into `out` (reduction none), or their sum into *total (else).
-template <typename T>
-void box_loss(geom::IouKind kind, const T* b1, const T* b2, int64_t n, T off, T eps, T* out, double* total);
-// grad_output: per pair (stride 1) or one value broadcast (stride 0), already scaled for "mean".
-template <typename T>
-void box_loss_backward(geom::IouKind kind, const T* gout, int64_t gstride, const T* b1, const T* b2, int64_t n, T off,
-                       T eps, T* g1, T* g2);
-}  // namespace cpu
 
 }  // namespace cnnops

@@ -15,7 +15,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "ops/boxes.h"
+#include "ops/cpu/boxes.h"
 
 namespace cnnops {
 namespace cpu {

@@ -9,7 +9,6 @@
 
 #include "core/dispatch.h"
 #include "core/error.h"
-#include "core/parallel.h"
 #include "ops/cpu/nms.h"
 
 namespace cnnops {
@@ -82,19 +81,6 @@ void check_options(const char* op, const NmsOptions& o) {
   CNNOPS_CHECK_VALUE(std::isfinite(o.beta) && o.beta > 0, op, ": expected beta > 0, got ", o.beta);
 }
 
-Tensor int64_tensor(const std::vector<int64_t>& v, Device dev) {
-  Tensor t = empty({static_cast<int64_t>(v.size())}, DType::Int64, dev);
-  if (!v.empty()) std::memcpy(t.data, v.data(), v.size() * 8);
-  return t;
-}
-
-template <typename T>
-Tensor values_tensor(const std::vector<T>& v, DType dt, Device dev) {
-  Tensor t = empty({static_cast<int64_t>(v.size())}, dt, dev);
-  if (!v.empty()) std::memcpy(t.data, v.data(), v.size() * sizeof(T));
-  return t;
-}
-
 int parse_method(const char* op, const std::string& m) {
   if (m == "linear") return 0;
   if (m == "gaussian") return 1;
@@ -114,13 +100,11 @@ Tensor nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tens
   std::vector<int64_t> cls;
   if (idxs) cls = class_ids(op, *idxs, s.shape);
   check_all_values(op, b, s);
-  const int64_t n = s.numel();
   const int64_t* c = idxs ? cls.data() : nullptr;
-  const std::vector<int64_t> keep = dispatch_float(b.dtype, op, [&](auto t) {
-    using T = decltype(t);
-    return cpu::greedy_nms(b.ptr<T>(), s.ptr<T>(), c, n, o, true);
-  });
-  return int64_tensor(keep, b.device);
+  switch (b.device.type) {
+    case DeviceType::CPU: return cpu::nms(b, s, c, o);
+    default: no_kernel_for_device(op, b.device);
+  }
 }
 
 std::pair<Tensor, Tensor> nms_padded(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs,
@@ -142,24 +126,9 @@ std::pair<Tensor, Tensor> nms_padded(const char* op, const Tensor& boxes, const 
                      "its size in bytes does not fit in a signed 64-bit integer");
   Tensor out = empty({B, M}, DType::Int64, b.device);
   Tensor cnt = empty({B}, DType::Int64, b.device);
-  int64_t* po = out.ptr<int64_t>();
-  int64_t* pc = cnt.ptr<int64_t>();
-  auto run = [&](int64_t i) {
-    const int64_t* c = idxs ? cls.data() + i * N : nullptr;
-    // one image per task; inside it the classes run serially
-    const bool par = B == 1;
-    const std::vector<int64_t> keep = dispatch_float(b.dtype, op, [&](auto t) {
-      using T = decltype(t);
-      return cpu::greedy_nms(b.ptr<T>() + i * N * 4, s.ptr<T>() + i * N, c, N, o, par);
-    });
-    const int64_t k = static_cast<int64_t>(keep.size());
-    for (int64_t j = 0; j < M; ++j) po[i * M + j] = j < k ? keep[j] : -1;
-    pc[i] = k;
-  };
-  if (B * N >= cpu::kNmsParallelMin) {
-    parallel_for(B, run);
-  } else {
-    for (int64_t i = 0; i < B; ++i) run(i);
+  switch (b.device.type) {
+    case DeviceType::CPU: cpu::nms_padded(b, s, idxs ? cls.data() : nullptr, o, out, cnt); break;
+    default: no_kernel_for_device(op, b.device);
   }
   return {out, cnt};
 }
@@ -174,14 +143,10 @@ std::pair<Tensor, Tensor> soft_nms(const char* op, const Tensor& boxes, const Te
   CNNOPS_CHECK_VALUE(!std::isnan(score_threshold), op, ": expected score_threshold as a number, got NaN");
   const int m = parse_method(op, method);
   check_all_values(op, b, s);
-  const int64_t n = s.numel();
-  return dispatch_float(b.dtype, op, [&](auto t) {
-    using T = decltype(t);
-    std::vector<int64_t> keep;
-    std::vector<T> ks;
-    cpu::soft_nms(b.ptr<T>(), s.ptr<T>(), n, iou_threshold, sigma, score_threshold, m, max_output, keep, ks);
-    return std::make_pair(int64_tensor(keep, b.device), values_tensor(ks, b.dtype, b.device));
-  });
+  switch (b.device.type) {
+    case DeviceType::CPU: return cpu::soft_nms(b, s, iou_threshold, sigma, score_threshold, m, max_output);
+    default: no_kernel_for_device(op, b.device);
+  }
 }
 
 std::pair<Tensor, Tensor> matrix_nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs,
@@ -196,16 +161,12 @@ std::pair<Tensor, Tensor> matrix_nms(const char* op, const Tensor& boxes, const 
   std::vector<int64_t> cls;
   if (idxs) cls = class_ids(op, *idxs, s.shape);
   check_all_values(op, b, s);
-  const int64_t n = s.numel();
   const int64_t* c = idxs ? cls.data() : nullptr;
-  return dispatch_float(b.dtype, op, [&](auto t) {
-    using T = decltype(t);
-    std::vector<int64_t> keep;
-    std::vector<T> d;
-    cpu::matrix_nms(b.ptr<T>(), s.ptr<T>(), c, n, m, sigma, has_score_threshold, score_threshold, top_k, max_output,
-                    keep, d);
-    return std::make_pair(int64_tensor(keep, b.device), values_tensor(d, b.dtype, b.device));
-  });
+  switch (b.device.type) {
+    case DeviceType::CPU:
+      return cpu::matrix_nms(b, s, c, m, sigma, has_score_threshold, score_threshold, top_k, max_output);
+    default: no_kernel_for_device(op, b.device);
+  }
 }
 
 Tensor fast_cluster_nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tensor* idxs,
@@ -219,14 +180,13 @@ Tensor fast_cluster_nms(const char* op, const Tensor& boxes, const Tensor& score
   std::vector<int64_t> cls;
   if (idxs) cls = class_ids(op, *idxs, s.shape);
   check_all_values(op, b, s);
-  const int64_t n = s.numel();
   const int64_t* c = idxs ? cls.data() : nullptr;
-  const std::vector<int64_t> keep = dispatch_float(b.dtype, op, [&](auto t) {
-    using T = decltype(t);
-    return cpu::fast_cluster_nms(b.ptr<T>(), s.ptr<T>(), c, n, iou_threshold, has_score_threshold, score_threshold,
-                                 top_k, max_output, cluster);
-  });
-  return int64_tensor(keep, b.device);
+  switch (b.device.type) {
+    case DeviceType::CPU:
+      return cpu::fast_cluster_nms(b, s, c, iou_threshold, has_score_threshold, score_threshold, top_k, max_output,
+                                   cluster);
+    default: no_kernel_for_device(op, b.device);
+  }
 }
 
 }  // namespace cnnops

@@ -97,5 +97,18 @@ std::vector<int64_t> fast_cluster_nms(const T* boxes, const T* scores, const int
 template <typename T>
 std::vector<int64_t> sort_candidates(const T* scores, int64_t n, bool has_thr, double thr);
 
+// ---- drivers (nms_driver.cpp): contiguous, checked CPU tensors; class ids as int64 or null ----
+Tensor nms(const Tensor& b, const Tensor& s, const int64_t* cls, const NmsOptions& o);
+// Rows of o.max_output kept indices padded with -1 into `out` (B, M), the counts into `count` (B,).
+void nms_padded(const Tensor& b, const Tensor& s, const int64_t* cls, const NmsOptions& o, Tensor& out, Tensor& count);
+std::pair<Tensor, Tensor> soft_nms(const Tensor& b, const Tensor& s, double iou_threshold, double sigma,
+                                   double score_threshold, int method, int64_t max_output);
+std::pair<Tensor, Tensor> matrix_nms(const Tensor& b, const Tensor& s, const int64_t* cls, int method, double sigma,
+                                     bool has_score_threshold, double score_threshold, int64_t top_k,
+                                     int64_t max_output);
+Tensor fast_cluster_nms(const Tensor& b, const Tensor& s, const int64_t* cls, double iou_threshold,
+                        bool has_score_threshold, double score_threshold, int64_t top_k, int64_t max_output,
+                        bool cluster);
+
 }  // namespace cpu
 }  // namespace cnnops

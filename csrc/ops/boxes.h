@@ -1,6 +1,6 @@
 // Box utilities and the IoU family, device-neutral: argument checks and the device branch of each
 // entry point (cpu::<driver>, ops/cpu/boxes.h). The per-pair formulas are in
-// ops/cpu/box_geom.h (shared with NMS), the loops and the backward in ops/cpu/boxes.cpp.
+// ops/box_geom.h (shared with NMS), the loops and the backward in ops/cpu/boxes.cpp.
 // Every op takes boxes as (N, 4) float32/float64 on the CPU; coordinates must be finite, and
 // corners must be ordered (x1 <= x2, y1 <= y2; w, h >= 0 for xywh / cxcywh) unless `canonicalize`
 // is set, in which case the kernels sort each box's corners themselves (the caller's array is never
@@ -11,7 +11,7 @@
 #include <utility>
 
 #include "core/tensor.h"
-#include "ops/cpu/box_geom.h"
+#include "ops/box_geom.h"
 
 namespace cnnops {
 

@@ -40,11 +40,12 @@ static FractionalResult run_forward(const char* op, const Tensor& input, int nd,
   r.output = empty(geom5_shape(out, nd), x.dtype, x.device);
   r.indices = empty(geom5_shape(out, nd), DType::Int64, x.device);
   if (in.N == 0) return r;  // an empty batch: no windows to read
-  dispatch_float(x.dtype, op, [&](auto tag) {
-    using T = decltype(tag);
-    cpu::fractional_max_pool_forward(x.ptr<T>(), r.output.ptr<T>(), r.indices.ptr<int64_t>(), in, out, win.data(),
-                                     per_plane);
-  });
+  switch (x.device.type) {
+    case DeviceType::CPU:
+      cpu::fractional_max_pool_forward(x, r.output, r.indices, in, out, win.data(), per_plane);
+      break;
+    default: no_kernel_for_device(op, x.device);
+  }
   return r;
 }
 
@@ -180,10 +181,11 @@ Tensor fractional_max_pool_backward(const char* op, const Tensor& grad_output, c
   Tensor dy = contiguous(grad_output), ix = contiguous(indices);
   Tensor dx = empty(input.shape, dy.dtype, dy.device);
   int64_t bad = 0;
-  const bool ok = dispatch_float(dy.dtype, op, [&](auto tag) {
-    using T = decltype(tag);
-    return cpu::fractional_max_pool_backward(dy.ptr<T>(), ix.ptr<int64_t>(), dx.ptr<T>(), in, out, &bad);
-  });
+  bool ok = false;
+  switch (dy.device.type) {
+    case DeviceType::CPU: ok = cpu::fractional_max_pool_backward(dy, ix, dx, in, out, &bad); break;
+    default: no_kernel_for_device(op, dy.device);
+  }
   CNNOPS_CHECK_VALUE(ok, op, ": expected indices in [0, ", in.spatial(), ") (the input's spatial size), got ", bad);
   return dx;
 }

@@ -100,10 +100,12 @@ Tensor upsample_nearest(const char* op, const Tensor& input, int nd, bool cl, co
   const Tables t = nearest_tables(in, out, nd, scales, exact, false);
   Tensor x = contiguous(input);
   Tensor y = empty(geom5_shape(out, nd), x.dtype, x.device);
-  dispatch_float(x.dtype, op, [&](auto tag) {
-    using T = decltype(tag);
-    cpu::upsample_nearest_forward(x.ptr<T>(), y.ptr<T>(), in, out, t.src[0].data(), t.src[1].data(), t.src[2].data());
-  });
+  switch (x.device.type) {
+    case DeviceType::CPU:
+      cpu::upsample_nearest_forward(x, y, in, out, t.src[0].data(), t.src[1].data(), t.src[2].data());
+      break;
+    default: no_kernel_for_device(op, x.device);
+  }
   return y;
 }
 
@@ -122,11 +124,12 @@ Tensor upsample_nearest_backward(const char* op, const Tensor& grad_output, int 
   const Tables t = nearest_tables(in, out, nd, scales, exact, true);
   Tensor dy = contiguous(grad_output);
   Tensor dx = empty(geom5_shape(in, nd), dy.dtype, dy.device);
-  dispatch_float(dy.dtype, op, [&](auto tag) {
-    using T = decltype(tag);
-    cpu::upsample_nearest_backward(dy.ptr<T>(), dx.ptr<T>(), in, out, t.range[0].data(), t.range[1].data(),
-                                   t.range[2].data());
-  });
+  switch (dy.device.type) {
+    case DeviceType::CPU:
+      cpu::upsample_nearest_backward(dy, dx, in, out, t.range[0].data(), t.range[1].data(), t.range[2].data());
+      break;
+    default: no_kernel_for_device(op, dy.device);
+  }
   return dx;
 }
 
@@ -158,10 +161,11 @@ Tensor max_unpool(const char* op, const Tensor& input, const Tensor& indices, in
   Tensor x = contiguous(input), ix = contiguous(indices);
   Tensor y = empty(geom5_shape(out, nd), x.dtype, x.device);
   int64_t bad = 0;
-  const bool ok = dispatch_float(x.dtype, op, [&](auto tag) {
-    using T = decltype(tag);
-    return cpu::max_unpool_forward(x.ptr<T>(), ix.ptr<int64_t>(), y.ptr<T>(), in, out, &bad);
-  });
+  bool ok = false;
+  switch (x.device.type) {
+    case DeviceType::CPU: ok = cpu::max_unpool_forward(x, ix, y, in, out, &bad); break;
+    default: no_kernel_for_device(op, x.device);
+  }
   if (!ok) bad_index(op, bad, out, nd);
   return y;
 }
@@ -177,10 +181,11 @@ Tensor max_unpool_backward(const char* op, const Tensor& grad_output, const Tens
   Tensor dy = contiguous(grad_output), ix = contiguous(indices);
   Tensor dx = empty(indices.shape, dy.dtype, dy.device);
   int64_t bad = 0;
-  const bool ok = dispatch_float(dy.dtype, op, [&](auto tag) {
-    using T = decltype(tag);
-    return cpu::max_unpool_backward(dy.ptr<T>(), ix.ptr<int64_t>(), dx.ptr<T>(), in, out, &bad);
-  });
+  bool ok = false;
+  switch (dy.device.type) {
+    case DeviceType::CPU: ok = cpu::max_unpool_backward(dy, ix, dx, in, out, &bad); break;
+    default: no_kernel_for_device(op, dy.device);
+  }
   if (!ok) bad_index(op, bad, out, nd);
   return dx;
 }
@@ -206,10 +211,10 @@ Tensor bed_of_nails(const char* op, const Tensor& input, int nd, bool cl, const 
   check_output_geom(op, out);
   Tensor x = contiguous(input);
   Tensor y = empty(geom5_shape(out, nd), x.dtype, x.device);
-  dispatch_float(x.dtype, op, [&](auto tag) {
-    using T = decltype(tag);
-    cpu::bed_of_nails_forward(x.ptr<T>(), y.ptr<T>(), in, out, s[0], s[1], s[2]);
-  });
+  switch (x.device.type) {
+    case DeviceType::CPU: cpu::bed_of_nails_forward(x, y, in, out, s); break;
+    default: no_kernel_for_device(op, x.device);
+  }
   return y;
 }
 
@@ -228,10 +233,10 @@ Tensor bed_of_nails_backward(const char* op, const Tensor& grad_output, int nd, 
   in.W /= s[2];
   Tensor dy = contiguous(grad_output);
   Tensor dx = empty(geom5_shape(in, nd), dy.dtype, dy.device);
-  dispatch_float(dy.dtype, op, [&](auto tag) {
-    using T = decltype(tag);
-    cpu::bed_of_nails_backward(dy.ptr<T>(), dx.ptr<T>(), in, out, s[0], s[1], s[2]);
-  });
+  switch (dy.device.type) {
+    case DeviceType::CPU: cpu::bed_of_nails_backward(dy, dx, in, out, s); break;
+    default: no_kernel_for_device(op, dy.device);
+  }
   return dx;
 }
 

@@ -48,7 +48,7 @@
 #include <numeric>
 
 #include "core/parallel.h"
-#include "ops/cpu/box_geom.h"
+#include "ops/box_geom.h"
 
 namespace cnnops {
 namespace cpu {

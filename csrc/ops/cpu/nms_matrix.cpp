@@ -18,7 +18,7 @@
 #include <numeric>
 
 #include "core/parallel.h"
-#include "ops/cpu/box_geom.h"
+#include "ops/box_geom.h"
 #include "ops/cpu/nms.h"
 
 namespace cnnops {

@@ -21,6 +21,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/dispatch.h"
 #include "core/parallel.h"
 #include "ops/cpu/unpool_rows.h"
 
@@ -266,6 +267,22 @@ template bool fractional_max_pool_backward<float>(const float*, const int64_t*, 
                                                   int64_t*);
 template bool fractional_max_pool_backward<double>(const double*, const int64_t*, double*, const Geom5&, const Geom5&,
                                                    int64_t*);
+
+void fractional_max_pool_forward(const Tensor& x, Tensor& y, Tensor& idx, const Geom5& in, const Geom5& out,
+                                 const int64_t* win, bool per_plane) {
+  dispatch_float(x.dtype, current_op(), [&](auto tag) {
+    using T = decltype(tag);
+    fractional_max_pool_forward(x.ptr<T>(), y.ptr<T>(), idx.ptr<int64_t>(), in, out, win, per_plane);
+  });
+}
+
+bool fractional_max_pool_backward(const Tensor& dy, const Tensor& idx, Tensor& dx, const Geom5& in, const Geom5& out,
+                                  int64_t* bad) {
+  return dispatch_float(dy.dtype, current_op(), [&](auto tag) {
+    using T = decltype(tag);
+    return fractional_max_pool_backward(dy.ptr<T>(), idx.ptr<int64_t>(), dx.ptr<T>(), in, out, bad);
+  });
+}
 
 }  // namespace cpu
 }  // namespace cnnops

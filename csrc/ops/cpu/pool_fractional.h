@@ -18,5 +18,11 @@ template <typename T>
 bool fractional_max_pool_backward(const T* dy, const int64_t* idx, T* dx, const Geom5& in, const Geom5& out,
                                   int64_t* bad);
 
+// Drivers: contiguous, checked CPU tensors (the dtype switch around the kernels above).
+void fractional_max_pool_forward(const Tensor& x, Tensor& y, Tensor& idx, const Geom5& in, const Geom5& out,
+                                 const int64_t* win, bool per_plane);
+bool fractional_max_pool_backward(const Tensor& dy, const Tensor& idx, Tensor& dx, const Geom5& in, const Geom5& out,
+                                  int64_t* bad);
+
 }  // namespace cpu
 }  // namespace cnnops

@@ -27,5 +27,17 @@ void bed_of_nails_forward(const T* x, T* y, const Geom5& in, const Geom5& out, i
 template <typename T>
 void bed_of_nails_backward(const T* dy, T* dx, const Geom5& in, const Geom5& out, int64_t sd, int64_t sh, int64_t sw);
 
+// ---- drivers (unpool_driver.cpp): contiguous, checked CPU tensors of the planned shapes ----
+void upsample_nearest_forward(const Tensor& x, Tensor& y, const Geom5& in, const Geom5& out, const int64_t* sd,
+                              const int64_t* sh, const int64_t* sw);
+void upsample_nearest_backward(const Tensor& dy, Tensor& dx, const Geom5& in, const Geom5& out, const int64_t* rd,
+                               const int64_t* rh, const int64_t* rw);
+bool max_unpool_forward(const Tensor& x, const Tensor& idx, Tensor& y, const Geom5& in, const Geom5& out, int64_t* bad);
+bool max_unpool_backward(const Tensor& dy, const Tensor& idx, Tensor& dx, const Geom5& in, const Geom5& out,
+                         int64_t* bad);
+// scale: (sd, sh, sw)
+void bed_of_nails_forward(const Tensor& x, Tensor& y, const Geom5& in, const Geom5& out, const int64_t* scale);
+void bed_of_nails_backward(const Tensor& dy, Tensor& dx, const Geom5& in, const Geom5& out, const int64_t* scale);
+
 }  // namespace cpu
 }  // namespace cnnops

@@ -1,6 +1,7 @@
-// Per-pair box geometry shared by the IoU family (ops/cpu/boxes.cpp) and the NMS family: IoU,
-// GIoU, DIoU and CIoU of two boxes, templated on float/double. Header-only and inline so that a
-// one-box-vs-many loop (NMS) or an N x M loop (box_iou) compiles to straight-line, vectorisable code.
+// Per-pair box geometry shared by the IoU family (ops/cpu/boxes.cpp) and the NMS family, for
+// any device: IoU, GIoU, DIoU and CIoU of two boxes, templated on float/double. Header-only and
+// inline so that a one-box-vs-many loop (NMS) or an N x M loop (box_iou) compiles to
+// straight-line, vectorisable code.
 //
 // Conventions (the contract written in python/cnnops/boxes.py and the README):
 //   * boxes are (x1, y1, x2, y2) with x1 <= x2, y1 <= y2 ("canonical"; callers check or sort them);

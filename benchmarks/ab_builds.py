@@ -7,7 +7,8 @@ warm-up and reports the median. The table gives, per case, the median over round
 medians, and the ratio to the first build. Sets: `weight_grad` (conv2d_backward's weight
 gradient on six layers), `kernels` (one call of each kernel family: Winograd and depthwise
 convolution, stride-2 max pooling, average pooling, nearest upsampling x2 and max_unpool
-gradients, pairwise IoU, GIoU loss and its backward).
+gradients, pairwise IoU, GIoU loss and its backward), `winograd` (the Winograd forward on 3x3, 5x5 and
+3-D layers).
 
     python benchmarks/ab_builds.py /tmp/pkg_before /tmp/pkg_after --set weight_grad --rounds 5 --threads 2
 """
@@ -43,6 +44,13 @@ KERNELS = {
     "box_iou_2k": "cnnops.box_iou(b1, b2)",
     "giou_loss_fwd_bwd": "cnnops.giou_loss_backward(np.float32(1), b1, b2, reduction='sum')",
 }
+# name: a statement, as KERNELS; the Winograd forward on 3x3 and 5x5 layers and a 3-D layer
+WINOGRAD = {
+    "winograd_3x3_r50": "cnnops.conv2d(xw, ww, padding=1, algo='winograd')",
+    "winograd_5x5_mnist_c2": "cnnops.conv2d(m2x, m2w, padding=2)",
+    "winograd_vgg16_c5": "cnnops.conv2d(v5x, v5w, padding=1)",
+    "winograd_conv3d_56": "cnnops.conv3d(x3, w3, padding=1)",
+}
 SETUP = """
 xw = rng.standard_normal((8, 64, 56, 56)).astype("f4"); ww = rng.standard_normal((64, 64, 3, 3)).astype("f4")
 xd = rng.standard_normal((8, 256, 56, 56)).astype("f4"); wd = rng.standard_normal((256, 1, 3, 3)).astype("f4")
@@ -53,6 +61,12 @@ iu = cnnops.max_pool2d(gu, 2, return_indices=True)[1]
 lo = rng.random((2000, 2)).astype("f4") * 100
 b1 = np.concatenate([lo, lo + 1 + rng.random((2000, 2)).astype("f4") * 50], 1)
 b2 = b1[::-1].copy() + 3
+"""
+SETUP_WINOGRAD = """
+xw = rng.standard_normal((8, 64, 56, 56)).astype("f4"); ww = rng.standard_normal((64, 64, 3, 3)).astype("f4")
+m2x = rng.standard_normal((64, 32, 14, 14)).astype("f4"); m2w = rng.standard_normal((64, 32, 5, 5)).astype("f4")
+v5x = rng.standard_normal((8, 512, 14, 14)).astype("f4"); v5w = rng.standard_normal((512, 512, 3, 3)).astype("f4")
+x3 = rng.standard_normal((4, 32, 16, 56, 56)).astype("f4"); w3 = rng.standard_normal((32, 32, 3, 3, 3)).astype("f4")
 """
 
 CHILD = r"""
@@ -90,18 +104,19 @@ print(json.dumps({"file": cnnops.__file__, "times": out}))
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("builds", nargs="+", help="directories holding a cnnops package")
-    ap.add_argument("--set", choices=("weight_grad", "kernels"), default="weight_grad")
+    ap.add_argument("--set", choices=("weight_grad", "kernels", "winograd"), default="weight_grad")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
     if args.rounds < 1 or args.threads < 1:
         ap.error("--rounds and --threads must be >= 1")
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    spec = WEIGHT_GRAD if args.set == "weight_grad" else KERNELS
+    spec = {"weight_grad": WEIGHT_GRAD, "kernels": KERNELS, "winograd": WINOGRAD}[args.set]
+    setup = SETUP_WINOGRAD if args.set == "winograd" else SETUP
     times = {b: {name: [] for name in spec} for b in args.builds}
     for _ in range(args.rounds):
         for b in args.builds:
-            res = subprocess.run([sys.executable, "-c", CHILD, args.set, json.dumps(spec), SETUP], check=True,
+            res = subprocess.run([sys.executable, "-c", CHILD, args.set, json.dumps(spec), setup], check=True,
                                  capture_output=True, text=True, env=dict(env, PYTHONPATH=b))
             rep = json.loads(res.stdout)
             if not rep["file"].startswith(os.path.abspath(b)):

@@ -155,205 +155,262 @@ static void transform_filters(const T* w, const Conv2dGeom& g, int64_t Mp, T* u)
   });
 }
 
-// The forward for tile size A (A x A input tiles, 2x2 output tiles, A*A products).
+// One Winograd forward for tile size A (A x A input tiles, 2x2 output tiles, A*A products): the
+// tile grid, the transformed filters, the (optional) transformed planes and the block split, shared
+// by the steps below.
 template <int A, typename T>
-static void winograd_forward(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g, const T* const* xplanes) {
-  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
-  constexpr int XI = A * A;
-  const int64_t Cg = g.Cg, Kg = g.Kg;
-  const int64_t Mp = (Kg + MR - 1) / MR * MR;
-  const DType dt = sizeof(T) == 4 ? DType::Float32 : DType::Float64;
-  Tensor u_buf = empty({g.G * XI * Mp * Cg}, dt, Device{});  // every element written below
-  const T* u = u_buf.ptr<T>();
-  transform_filters<A>(w, g, Mp, u_buf.ptr<T>());
+struct WinoProblem {
+  static constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR, XI = A * A;
+  const T *x, *b;
+  T* y;
+  const Conv2dGeom& g;
+  const T* const* xplanes;
+  WinoRows<T> isa;
+  int64_t Cg, Kg, Mp;        // channels per group, output channels per group (rounded up to MR: Mp)
+  int64_t TH, TW, NT, Ws;    // tile rows, tile columns, tiles per image, padded row length
+  int64_t nsi;               // NR-tile strips per image
+  const T* u = nullptr;      // transformed filters, (G, XI, Mp x Cg packed)
+  // The transformed input planes when each is computed once (3-D lowering), [xi][strip][plane][NR].
+  const T* pre = nullptr;
+  int64_t nplanes = 0;
+  std::vector<int64_t> plane_id;  // lowered (image, channel) -> transformed plane
+  int64_t NB = 0, nblk = 0, bpi = 0, NBs = 0, srows_max = 0, KB = 0;  // the block split (block_split)
+  std::vector<int64_t> offs;      // row of channel c in a V block
 
-  // Tile grid; padded input rows (linear, with a zero margin: whole-vector transforms read up to
-  // NR + 8 tiles past a row's last one).
-  const int64_t TH = (g.P + 1) / 2, TW = (g.Q + 1) / 2, NT = TH * TW;
-  const int64_t Ws = std::max(2 * (TW + NR + 8) + A, g.pl + g.W + g.pr);
+  WinoProblem(const T* x_, const T* b_, T* y_, const Conv2dGeom& g_, const T* const* xp)
+      : x(x_),
+        b(b_),
+        y(y_),
+        g(g_),
+        xplanes(xp),
+        isa(wino_rows<T>(A)),
+        Cg(g_.Cg),
+        Kg(g_.Kg),
+        Mp((g_.Kg + MR - 1) / MR * MR),
+        TH((g_.P + 1) / 2),
+        TW((g_.Q + 1) / 2),
+        NT(TH * TW),
+        // a zero margin: whole-vector transforms read up to NR + 8 tiles past a row's last one
+        Ws(std::max(2 * (TW + NR + 8) + A, g_.pl + g_.W + g_.pr)),
+        nsi((NT + NR - 1) / NR) {}
 
-  const WinoRows<T> isa = wino_rows<T>(A);
-  auto input_row = [&](const T* rows, int64_t len, T* const* dst) {  // whole vectors of 8 tiles
-    isa.input_row(rows, Ws, (len + 7) / 8 * 8, dst);
-  };
-  auto output_row = [&](const T* const* m, int64_t n, T bias, T* const* out) { isa.output_row(m, n, bias, out); };
-  const int64_t threads = num_threads(), tiles = g.N * NT;
+  // Input transform of `len` tiles of one padded tile row into dst[xi] (whole vectors of 8 tiles).
+  void input_row(const T* rows, int64_t len, T* const* dst) const { isa.input_row(rows, Ws, (len + 7) / 8 * 8, dst); }
+};
 
-  // The 3-D lowering reads each input plane through up to kernel-depth lowered (image, channel)
-  // pairs. When the transforms of all distinct planes fit in 24 MB (L3), they are computed once
-  // into `pre` and read from there instead of once per use. Layout [xi][strip][plane][NR]: the
-  // rows one strip reads (one per lowered channel, from different planes) lie within a few pages
-  // (a [plane][xi][tile] layout would put each on its own page and miss the L1 TLB on every
-  // micro-kernel step). Planes are numbered in order of first use (lowered image by lowered
-  // image), so a lowered image's channels read a few runs of consecutive slots, one per
-  // kernel-depth tap, spread over the L1 sets (numbered by address, a 3-D layer's strip would
-  // read its 192 rows from 24 of the 64 sets, slower than transforming per use).
+// The 3-D lowering reads each input plane through up to kernel-depth lowered (image, channel)
+// pairs. When the transforms of all distinct planes fit in 24 MB (L3), they are computed once
+// into `pre` and read from there instead of once per use. Layout [xi][strip][plane][NR]: the
+// rows one strip reads (one per lowered channel, from different planes) lie within a few pages
+// (a [plane][xi][tile] layout would put each on its own page and miss the L1 TLB on every
+// micro-kernel step). Planes are numbered in order of first use (lowered image by lowered
+// image), so a lowered image's channels read a few runs of consecutive slots, one per
+// kernel-depth tap, spread over the L1 sets (numbered by address, a 3-D layer's strip would
+// read its 192 rows from 24 of the 64 sets, slower than transforming per use). Returns the
+// buffer (empty when the planes are transformed per use).
+template <int A, typename T>
+static Tensor transform_planes_once(WinoProblem<A, T>& w) {
+  using W = WinoProblem<A, T>;
+  const Conv2dGeom& g = w.g;
+  if (!w.xplanes) return Tensor{};
+  const int64_t n_all = g.N * g.C;
+  std::vector<std::pair<const T*, int64_t>> byptr(static_cast<size_t>(n_all));
+  for (int64_t i = 0; i < n_all; ++i) byptr[i] = {w.xplanes[i], i};
+  std::sort(byptr.begin(), byptr.end());  // by pointer, then by first use
+  std::vector<int64_t> first;             // first use of each distinct plane
+  for (size_t i = 0; i < byptr.size(); ++i)
+    if (i == 0 || byptr[i].first != byptr[i - 1].first) first.push_back(byptr[i].second);
+  if (first.size() == static_cast<size_t>(n_all) ||
+      first.size() * W::XI * w.nsi * W::NR * sizeof(T) > size_t(24) * 1024 * 1024)
+    return Tensor{};
+  std::sort(first.begin(), first.end());
   std::vector<const T*> uniq;
-  std::vector<int64_t> plane_id;
-  const int64_t nsi = (NT + NR - 1) / NR;  // strips per image
-  if (xplanes) {
-    const int64_t n_all = g.N * g.C;
-    std::vector<std::pair<const T*, int64_t>> byptr(static_cast<size_t>(n_all));
-    for (int64_t i = 0; i < n_all; ++i) byptr[i] = {xplanes[i], i};
-    std::sort(byptr.begin(), byptr.end());  // by pointer, then by first use
-    std::vector<int64_t> first;             // first use of each distinct plane
-    for (size_t i = 0; i < byptr.size(); ++i)
-      if (i == 0 || byptr[i].first != byptr[i - 1].first) first.push_back(byptr[i].second);
-    if (first.size() < static_cast<size_t>(n_all) &&
-        first.size() * XI * nsi * NR * sizeof(T) <= size_t(24) * 1024 * 1024) {
-      std::sort(first.begin(), first.end());
-      plane_id.assign(static_cast<size_t>(n_all), -1);
-      for (size_t id = 0; id < first.size(); ++id) {
-        uniq.push_back(xplanes[first[id]]);
-        plane_id[first[id]] = static_cast<int64_t>(id);
-      }
-      for (size_t i = 0; i < byptr.size(); ++i)  // every use takes its plane's id
-        if (plane_id[byptr[i].second] < 0) plane_id[byptr[i].second] = plane_id[byptr[i - 1].second];
-    }
+  w.plane_id.assign(static_cast<size_t>(n_all), -1);
+  for (size_t id = 0; id < first.size(); ++id) {
+    uniq.push_back(w.xplanes[first[id]]);
+    w.plane_id[first[id]] = static_cast<int64_t>(id);
   }
-  const bool pre = !uniq.empty();
-  const int64_t nplanes = static_cast<int64_t>(uniq.size());
-  Tensor pre_buf;
-  if (pre) {
-    pre_buf = empty({XI * nsi * nplanes * NR}, dt, Device{});
-    T* vall = pre_buf.ptr<T>();
-    const int64_t NTv = nsi * NR + 8;  // a plane's transformed tiles, whole vectors, then strips
-    parallel_for(nplanes, [&](int64_t id) {
-      T* slab = static_cast<T*>(thread_scratch(1, sizeof(T) * (2 * TH + A - 2) * Ws));
-      T* tv = static_cast<T*>(thread_scratch(2, sizeof(T) * XI * NTv));
-      fill_padded_rows(uniq[id], g, 0, 2 * TH + A - 2, slab, Ws);
-      T* dst[XI];
-      for (int64_t th = 0; th < TH; ++th) {  // tile rows in sequence; the last fills the last strip
-        for (int xi = 0; xi < XI; ++xi) dst[xi] = tv + xi * NTv + th * TW;
-        input_row(slab + 2 * th * Ws, th + 1 < TH ? TW : nsi * NR - th * TW, dst);
+  for (size_t i = 0; i < byptr.size(); ++i)  // every use takes its plane's id
+    if (w.plane_id[byptr[i].second] < 0) w.plane_id[byptr[i].second] = w.plane_id[byptr[i - 1].second];
+  w.nplanes = static_cast<int64_t>(uniq.size());
+  const int64_t TH = w.TH, TW = w.TW, Ws = w.Ws, nsi = w.nsi, nplanes = w.nplanes;
+  Tensor buf = empty({W::XI * nsi * nplanes * W::NR}, sizeof(T) == 4 ? DType::Float32 : DType::Float64, Device{});
+  T* vall = buf.ptr<T>();
+  const int64_t NTv = nsi * W::NR + 8;  // a plane's transformed tiles, whole vectors, then strips
+  parallel_for(nplanes, [&](int64_t id) {
+    T* slab = static_cast<T*>(thread_scratch(1, sizeof(T) * (2 * TH + A - 2) * Ws));
+    T* tv = static_cast<T*>(thread_scratch(2, sizeof(T) * W::XI * NTv));
+    fill_padded_rows(uniq[id], g, 0, 2 * TH + A - 2, slab, Ws);
+    T* dst[W::XI];
+    for (int64_t th = 0; th < TH; ++th) {  // tile rows in sequence; the last fills the last strip
+      for (int xi = 0; xi < W::XI; ++xi) dst[xi] = tv + xi * NTv + th * TW;
+      w.input_row(slab + 2 * th * Ws, th + 1 < TH ? TW : nsi * W::NR - th * TW, dst);
+    }
+    for (int xi = 0; xi < W::XI; ++xi)
+      for (int64_t st = 0; st < nsi; ++st) {
+        const T* src = tv + xi * NTv + st * W::NR;
+        T* o = vall + ((xi * nsi + st) * nplanes + id) * W::NR;
+        for (int i = 0; i < W::NR; ++i) o[i] = src[i];
       }
-      for (int xi = 0; xi < XI; ++xi)
-        for (int64_t st = 0; st < nsi; ++st) {
-          const T* src = tv + xi * NTv + st * NR;
-          T* o = vall + ((xi * nsi + st) * nplanes + id) * NR;
-          for (int i = 0; i < NR; ++i) o[i] = src[i];
-        }
-    });
-  }
-
-  // Blocks: NB consecutive tiles of the group's sequence (image, tile row, tile column), crossing
-  // rows and images, so no strip is short but the very last. NB: V (XI x Cg x NB) within ~192 KB
-  // of L2, a multiple of NR, at most 4 strips, smaller when the threads would get few tasks. With
-  // `pre`, blocks stay inside one image (a strip reads one plane per channel) and NB is 4 strips.
-  const int64_t vbudget = 192 * 1024 / (XI * Cg * static_cast<int64_t>(sizeof(T)));
-  int64_t NB = pre ? 4 * NR : std::min<int64_t>(4 * NR, std::max<int64_t>(NR, vbudget / NR * NR));
-  auto count_blocks = [&] { return pre ? g.N * ((NT + NB - 1) / NB) : (tiles + NB - 1) / NB; };
-  while (NB > NR && g.G * count_blocks() < 4 * threads) NB -= NR;
-  const int64_t nblk = count_blocks(), bpi = (NT + NB - 1) / NB;  // blocks; per image with `pre`
-  const int64_t NBs = NB + 8;  // row stride of V: room for whole-vector writes past the last strip
-  // Padded rows one image's part of a block needs at most.
-  const int64_t srows_max = 2 * std::min(TH, (NB + TW - 1) / TW + 1) + A - 2;
-  std::vector<int64_t> offs(static_cast<size_t>(Cg));  // row of channel c in a V block
-  for (int64_t c = 0; c < Cg; ++c) offs[c] = c * NBs;
-  const UKernelOffs<T> uk = ukernel_offs<T>();
-  const int64_t KB = std::min<int64_t>(Mp, 96);  // output channels per pass over a strip
-
-  // A run: tiles [pos, pos + len) of a block, consecutive in one tile row (image n, row th, from
-  // column tw) and inside one NR-tile strip.
-  struct Run {
-    int64_t pos, len, n, th, tw;
-  };
-
-  parallel_for(g.G * nblk, [&](int64_t task) {
-    const int64_t gi = task / nblk, blk = task % nblk;
-    const int64_t p0 = pre ? blk / bpi * NT + blk % bpi * NB : blk * NB;
-    const int64_t p1 = pre ? std::min(p0 + NB, (blk / bpi + 1) * NT) : std::min(tiles, p0 + NB), nb = p1 - p0;
-    const int64_t nstr = (nb + NR - 1) / NR;
-    T* v = pre ? nullptr : static_cast<T*>(thread_scratch(0, sizeof(T) * XI * Cg * NBs));
-    T* slab = static_cast<T*>(thread_scratch(1, sizeof(T) * srows_max * Ws));
-    T* mbuf = static_cast<T*>(thread_scratch(2, sizeof(T) * (XI * KB + 4 * MR) * NR));
-    Run* runs = static_cast<Run*>(thread_scratch(3, sizeof(Run) * (nb + nstr)));
-    int64_t nruns = 0;
-    for (int64_t p = p0; p < p1;) {
-      const int64_t n = p / NT, th = p % NT / TW, tw = p % TW, pos = p - p0;
-      const int64_t len = std::min({p1 - p, TW - tw, NR - pos % NR});
-      runs[nruns++] = Run{pos, len, n, th, tw};
-      p += len;
-    }
-
-    // 1. input transform, channel by channel, one image's rows at a time. Whole vectors: a tile
-    //    row's surplus lanes are overwritten by the next row, the block's last row fills its last
-    //    strip from the slab's zero margin (the surplus lanes feed only unused outputs).
-    // V row of channel c for xi: vb + xi * xs + of[c] (+ tile position in the block).
-    const T* vb = v;
-    int64_t xs = Cg * NBs;
-    const int64_t* of = offs.data();
-    T* dst[XI];
-    if (pre) {
-      const int64_t q = p0 / NT;
-      int64_t* ofs = static_cast<int64_t*>(thread_scratch(0, sizeof(int64_t) * Cg));
-      for (int64_t c = 0; c < Cg; ++c) ofs[c] = plane_id[q * g.C + gi * Cg + c] * NR;
-      vb = pre_buf.ptr<T>() + (p0 - q * NT) / NR * nplanes * NR;
-      xs = nsi * nplanes * NR;
-      of = ofs;
-    }
-    for (int64_t c = 0; c < (pre ? 0 : Cg); ++c) {
-      for (int64_t r = 0; r < nruns;) {
-        const int64_t n = runs[r].n, th_a = runs[r].th;
-        int64_t e = r;
-        while (e < nruns && runs[e].n == n) ++e;
-        const int64_t th_b = runs[e - 1].th + 1;
-        fill_padded_rows(in_plane(x, xplanes, g, n, gi * Cg + c), g, 2 * th_a, 2 * (th_b - th_a) + A - 2, slab, Ws);
-        for (; r < e;) {
-          // a whole tile row's part of the block (its runs are consecutive)
-          const int64_t th = runs[r].th, pos = runs[r].pos, tw = runs[r].tw;
-          int64_t len = 0;
-          for (; r < e && runs[r].th == th; ++r) len += runs[r].len;
-          if (r == nruns) len = nstr * NR - pos;
-          for (int xi = 0; xi < XI; ++xi) dst[xi] = v + (xi * Cg + c) * NBs + pos;
-          input_row(slab + 2 * (th - th_a) * Ws + 2 * tw, len, dst);
-        }
-      }
-    }
-
-    // 2. + 3. per strip of NR tiles and up to KB output channels: the XI products (reduction
-    //    over Cg in chunks of kGemmKC), then back to output tiles, each run stored as two output
-    //    rows of adjacent pixel pairs; the last tile row (odd P) and column (odd Q) store only
-    //    their top / left outputs.
-    const T* ug = u + gi * XI * Mp * Cg;
-    const T* mrow[XI];
-    T* outv[4];
-    for (int q = 0; q < 4; ++q) outv[q] = mbuf + (XI * KB + q * MR) * NR;
-    for (int64_t kb0 = 0; kb0 < Kg; kb0 += KB) {
-      const int64_t kb1 = std::min(Kg, kb0 + KB);
-      for (int64_t j0 = 0, r0 = 0; j0 < nb; j0 += NR) {
-        for (int xi = 0; xi < XI; ++xi)
-          for (int64_t c0 = 0; c0 < Cg; c0 += kGemmKC) {
-            const int64_t kc = std::min(kGemmKC, Cg - c0);
-            const T* bp = vb + xi * xs + (pre ? j0 / NR * nplanes * NR : j0);
-            for (int64_t k0 = kb0; k0 < kb1; k0 += MR)
-              uk(kc, ug + xi * Mp * Cg + c0 * Mp + (k0 / MR) * kc * MR, bp, of + c0, mbuf + (xi * KB + k0 - kb0) * NR,
-                 NR, c0 > 0, nullptr);
-          }
-        const int64_t nt = std::min<int64_t>(NR, nb - j0);
-        int64_t r1 = r0;
-        while (r1 < nruns && runs[r1].pos < j0 + nt) ++r1;
-        for (int64_t k = kb0; k < kb1; ++k) {
-          for (int xi = 0; xi < XI; ++xi) mrow[xi] = mbuf + (xi * KB + k - kb0) * NR;
-          const T bias = b ? b[gi * Kg + k] : T(0);
-          output_row(mrow, nt, bias, outv);
-          for (int64_t r = r0; r < r1; ++r) {
-            const Run& run = runs[r];
-            const bool last_col = g.Q % 2 == 1 && run.tw + run.len == TW;  // its last tile has one column
-            const int64_t pairs = run.len - (last_col ? 1 : 0), s = run.pos - j0;
-            T* yk = y + out_plane(g, run.n, gi * Kg + k) + 2 * run.th * g.Q + 2 * run.tw;
-            for (int64_t dr = 0; dr < 2 && 2 * run.th + dr < g.P; ++dr) {
-              const T *a = outv[2 * dr] + s, *bb = outv[2 * dr + 1] + s;
-              T* o = yk + dr * g.Q;
-              isa.store_pairs(a, bb, pairs, o);
-              if (last_col) o[2 * pairs] = a[pairs];
-            }
-          }
-        }
-        r0 = r1;
-      }
-    }
   });
+  w.pre = vall;
+  return buf;
+}
+
+// Blocks: NB consecutive tiles of the group's sequence (image, tile row, tile column), crossing
+// rows and images, so no strip is short but the very last. NB: V (XI x Cg x NB) within ~192 KB
+// of L2, a multiple of NR, at most 4 strips, smaller when the threads would get few tasks. With
+// `pre`, blocks stay inside one image (a strip reads one plane per channel) and NB is 4 strips.
+template <int A, typename T>
+static void block_split(WinoProblem<A, T>& w) {
+  using W = WinoProblem<A, T>;
+  const Conv2dGeom& g = w.g;
+  const int64_t NR = W::NR, tiles = g.N * w.NT, threads = num_threads();
+  const int64_t vbudget = 192 * 1024 / (W::XI * w.Cg * static_cast<int64_t>(sizeof(T)));
+  int64_t NB = w.pre ? 4 * NR : std::min<int64_t>(4 * NR, std::max<int64_t>(NR, vbudget / NR * NR));
+  auto count_blocks = [&] { return w.pre ? g.N * ((w.NT + NB - 1) / NB) : (tiles + NB - 1) / NB; };
+  while (NB > NR && g.G * count_blocks() < 4 * threads) NB -= NR;
+  w.NB = NB;
+  w.nblk = count_blocks();
+  w.bpi = (w.NT + NB - 1) / NB;  // blocks per image with `pre`
+  w.NBs = NB + 8;                // row stride of V: room for whole-vector writes past the last strip
+  // Padded rows one image's part of a block needs at most.
+  w.srows_max = 2 * std::min(w.TH, (NB + w.TW - 1) / w.TW + 1) + A - 2;
+  w.offs.resize(static_cast<size_t>(w.Cg));
+  for (int64_t c = 0; c < w.Cg; ++c) w.offs[c] = c * w.NBs;
+  w.KB = std::min<int64_t>(w.Mp, 96);  // output channels per pass over a strip
+}
+
+// A run: tiles [pos, pos + len) of a block, consecutive in one tile row (image n, row th, from
+// column tw) and inside one NR-tile strip.
+struct WinoRun {
+  int64_t pos, len, n, th, tw;
+};
+
+// 1. Input transform of one block (tiles [p0, p1) of group gi), channel by channel, one image's
+//    rows at a time, into V (XI x Cg x NBs). Whole vectors: a tile row's surplus lanes are
+//    overwritten by the next row, the block's last row fills its last strip from the slab's zero
+//    margin (the surplus lanes feed only unused outputs).
+template <int A, typename T>
+static void transform_block(const WinoProblem<A, T>& w, int64_t gi, const WinoRun* runs, int64_t nruns, int64_t nstr,
+                            T* v) {
+  using W = WinoProblem<A, T>;
+  const Conv2dGeom& g = w.g;
+  T* slab = static_cast<T*>(thread_scratch(1, sizeof(T) * w.srows_max * w.Ws));
+  T* dst[W::XI];
+  for (int64_t c = 0; c < w.Cg; ++c) {
+    for (int64_t r = 0; r < nruns;) {
+      const int64_t n = runs[r].n, th_a = runs[r].th;
+      int64_t e = r;
+      while (e < nruns && runs[e].n == n) ++e;
+      const int64_t th_b = runs[e - 1].th + 1;
+      fill_padded_rows(in_plane(w.x, w.xplanes, g, n, gi * w.Cg + c), g, 2 * th_a, 2 * (th_b - th_a) + A - 2, slab,
+                       w.Ws);
+      for (; r < e;) {
+        // a whole tile row's part of the block (its runs are consecutive)
+        const int64_t th = runs[r].th, pos = runs[r].pos, tw = runs[r].tw;
+        int64_t len = 0;
+        for (; r < e && runs[r].th == th; ++r) len += runs[r].len;
+        if (r == nruns) len = nstr * W::NR - pos;
+        for (int xi = 0; xi < W::XI; ++xi) dst[xi] = v + (xi * w.Cg + c) * w.NBs + pos;
+        w.input_row(slab + 2 * (th - th_a) * w.Ws + 2 * tw, len, dst);
+      }
+    }
+  }
+}
+
+// 2. + 3. Per strip of NR tiles and up to KB output channels: the XI products (reduction over Cg
+//    in chunks of kGemmKC) from V rows vb + xi * xs + of[c], then back to output tiles, each run
+//    stored as two output rows of adjacent pixel pairs; the last tile row (odd P) and column (odd
+//    Q) store only their top / left outputs.
+template <int A, typename T>
+static void multiply_and_store(const WinoProblem<A, T>& w, int64_t gi, const WinoRun* runs, int64_t nruns, int64_t nb,
+                               const T* vb, int64_t xs, const int64_t* of) {
+  using W = WinoProblem<A, T>;
+  constexpr int MR = W::MR, NR = W::NR, XI = W::XI;
+  const Conv2dGeom& g = w.g;
+  const int64_t Cg = w.Cg, Kg = w.Kg, Mp = w.Mp, KB = w.KB;
+  const UKernelOffs<T> uk = ukernel_offs<T>();
+  T* mbuf = static_cast<T*>(thread_scratch(2, sizeof(T) * (XI * KB + 4 * MR) * NR));
+  const T* ug = w.u + gi * XI * Mp * Cg;
+  const T* mrow[XI];
+  T* outv[4];
+  for (int q = 0; q < 4; ++q) outv[q] = mbuf + (XI * KB + q * MR) * NR;
+  for (int64_t kb0 = 0; kb0 < Kg; kb0 += KB) {
+    const int64_t kb1 = std::min(Kg, kb0 + KB);
+    for (int64_t j0 = 0, r0 = 0; j0 < nb; j0 += NR) {
+      for (int xi = 0; xi < XI; ++xi)
+        for (int64_t c0 = 0; c0 < Cg; c0 += kGemmKC) {
+          const int64_t kc = std::min(kGemmKC, Cg - c0);
+          const T* bp = vb + xi * xs + (w.pre ? j0 / NR * w.nplanes * NR : j0);
+          for (int64_t k0 = kb0; k0 < kb1; k0 += MR)
+            uk(kc, ug + xi * Mp * Cg + c0 * Mp + (k0 / MR) * kc * MR, bp, of + c0, mbuf + (xi * KB + k0 - kb0) * NR, NR,
+               c0 > 0, nullptr);
+        }
+      const int64_t nt = std::min<int64_t>(NR, nb - j0);
+      int64_t r1 = r0;
+      while (r1 < nruns && runs[r1].pos < j0 + nt) ++r1;
+      for (int64_t k = kb0; k < kb1; ++k) {
+        for (int xi = 0; xi < XI; ++xi) mrow[xi] = mbuf + (xi * KB + k - kb0) * NR;
+        w.isa.output_row(mrow, nt, w.b ? w.b[gi * Kg + k] : T(0), outv);
+        for (int64_t r = r0; r < r1; ++r) {
+          const WinoRun& run = runs[r];
+          const bool last_col = g.Q % 2 == 1 && run.tw + run.len == w.TW;  // its last tile has one column
+          const int64_t pairs = run.len - (last_col ? 1 : 0), s = run.pos - j0;
+          T* yk = w.y + out_plane(g, run.n, gi * Kg + k) + 2 * run.th * g.Q + 2 * run.tw;
+          for (int64_t dr = 0; dr < 2 && 2 * run.th + dr < g.P; ++dr) {
+            const T *a = outv[2 * dr] + s, *bb = outv[2 * dr + 1] + s;
+            T* o = yk + dr * g.Q;
+            w.isa.store_pairs(a, bb, pairs, o);
+            if (last_col) o[2 * pairs] = a[pairs];
+          }
+        }
+      }
+      r0 = r1;
+    }
+  }
+}
+
+// One task: block `blk` of group gi. Its tiles as runs, the input transform (unless the planes
+// were transformed once), the products and the output.
+template <int A, typename T>
+static void winograd_block(const WinoProblem<A, T>& w, int64_t gi, int64_t blk) {
+  using W = WinoProblem<A, T>;
+  const int64_t NT = w.NT, NB = w.NB, TW = w.TW, tiles = w.g.N * NT;
+  const int64_t p0 = w.pre ? blk / w.bpi * NT + blk % w.bpi * NB : blk * NB;
+  const int64_t p1 = w.pre ? std::min(p0 + NB, (blk / w.bpi + 1) * NT) : std::min(tiles, p0 + NB), nb = p1 - p0;
+  const int64_t nstr = (nb + W::NR - 1) / W::NR;
+  WinoRun* runs = static_cast<WinoRun*>(thread_scratch(3, sizeof(WinoRun) * (nb + nstr)));
+  int64_t nruns = 0;
+  for (int64_t p = p0; p < p1;) {
+    const int64_t n = p / NT, th = p % NT / TW, tw = p % TW, pos = p - p0;
+    const int64_t len = std::min({p1 - p, TW - tw, W::NR - pos % W::NR});
+    runs[nruns++] = WinoRun{pos, len, n, th, tw};
+    p += len;
+  }
+  if (!w.pre) {
+    T* v = static_cast<T*>(thread_scratch(0, sizeof(T) * W::XI * w.Cg * w.NBs));
+    transform_block(w, gi, runs, nruns, nstr, v);
+    return multiply_and_store(w, gi, runs, nruns, nb, v, w.Cg * w.NBs, w.offs.data());
+  }
+  // V rows of the transformed planes: channel c of this block's image reads its plane's slot
+  const int64_t q = p0 / NT;
+  int64_t* ofs = static_cast<int64_t*>(thread_scratch(0, sizeof(int64_t) * w.Cg));
+  for (int64_t c = 0; c < w.Cg; ++c) ofs[c] = w.plane_id[q * w.g.C + gi * w.Cg + c] * W::NR;
+  const T* vb = w.pre + (p0 - q * NT) / W::NR * w.nplanes * W::NR;
+  multiply_and_store(w, gi, runs, nruns, nb, vb, w.nsi * w.nplanes * W::NR, ofs);
+}
+
+template <int A, typename T>
+static void winograd_forward(const T* x, const T* wt, const T* b, T* y, const Conv2dGeom& g, const T* const* xplanes) {
+  WinoProblem<A, T> w(x, b, y, g, xplanes);
+  const DType dt = sizeof(T) == 4 ? DType::Float32 : DType::Float64;
+  Tensor u_buf = empty({g.G * w.XI * w.Mp * w.Cg}, dt, Device{});  // every element written below
+  transform_filters<A>(wt, g, w.Mp, u_buf.ptr<T>());
+  w.u = u_buf.ptr<T>();
+  const Tensor pre_buf = transform_planes_once(w);
+  block_split(w);
+  parallel_for(g.G * w.nblk, [&](int64_t task) { winograd_block(w, task / w.nblk, task % w.nblk); });
 }
 
 template <typename T>

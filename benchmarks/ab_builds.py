@@ -8,7 +8,7 @@ medians, and the ratio to the first build. Sets: `weight_grad` (conv2d_backward'
 gradient on six layers), `kernels` (one call of each kernel family: Winograd and depthwise
 convolution, stride-2 max pooling, average pooling, nearest upsampling x2 and max_unpool
 gradients, pairwise IoU, GIoU loss and its backward), `winograd` (the Winograd forward on 3x3, 5x5 and
-3-D layers).
+3-D layers), `smallc` (the slab forward in both orientations, float32 and float64).
 
     python benchmarks/ab_builds.py /tmp/pkg_before /tmp/pkg_after --set weight_grad --rounds 5 --threads 2
 """
@@ -51,6 +51,20 @@ WINOGRAD = {
     "winograd_vgg16_c5": "cnnops.conv2d(v5x, v5w, padding=1)",
     "winograd_conv3d_56": "cnnops.conv3d(x3, w3, padding=1)",
 }
+# name: a statement, as KERNELS; the slab (smallc) forward in both orientations, float and double
+SMALLC = {
+    "smallc_lenet5_c3": "cnnops.conv2d(l3x, l3w, algo='smallc')",
+    "smallc_lenet5_c3_f64": "cnnops.conv2d(l3x.astype('f8'), l3w.astype('f8'), algo='smallc')",
+    "smallc_mnist_c1": "cnnops.conv2d(m1x, m1w, padding=2, algo='smallc')",
+    "smallc_alexnet_c1": "cnnops.conv2d(ax, aw, stride=4, padding=2, algo='smallc')",
+    "smallc_r50_3x3s2": "cnnops.conv2d(rsx, rsw, stride=2, padding=1, algo='smallc')",
+}
+SETUP_SMALLC = """
+l3x = rng.standard_normal((64, 6, 14, 14)).astype("f4"); l3w = rng.standard_normal((16, 6, 5, 5)).astype("f4")
+m1x = rng.standard_normal((64, 1, 28, 28)).astype("f4"); m1w = rng.standard_normal((32, 1, 5, 5)).astype("f4")
+ax = rng.standard_normal((8, 3, 227, 227)).astype("f4"); aw = rng.standard_normal((96, 3, 11, 11)).astype("f4")
+rsx = rng.standard_normal((8, 64, 56, 56)).astype("f4"); rsw = rng.standard_normal((64, 64, 3, 3)).astype("f4")
+"""
 SETUP = """
 xw = rng.standard_normal((8, 64, 56, 56)).astype("f4"); ww = rng.standard_normal((64, 64, 3, 3)).astype("f4")
 xd = rng.standard_normal((8, 256, 56, 56)).astype("f4"); wd = rng.standard_normal((256, 1, 3, 3)).astype("f4")
@@ -104,15 +118,15 @@ print(json.dumps({"file": cnnops.__file__, "times": out}))
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("builds", nargs="+", help="directories holding a cnnops package")
-    ap.add_argument("--set", choices=("weight_grad", "kernels", "winograd"), default="weight_grad")
+    ap.add_argument("--set", choices=("weight_grad", "kernels", "winograd", "smallc"), default="weight_grad")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
     if args.rounds < 1 or args.threads < 1:
         ap.error("--rounds and --threads must be >= 1")
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    spec = {"weight_grad": WEIGHT_GRAD, "kernels": KERNELS, "winograd": WINOGRAD}[args.set]
-    setup = SETUP_WINOGRAD if args.set == "winograd" else SETUP
+    spec = {"weight_grad": WEIGHT_GRAD, "kernels": KERNELS, "winograd": WINOGRAD, "smallc": SMALLC}[args.set]
+    setup = {"winograd": SETUP_WINOGRAD, "smallc": SETUP_SMALLC}.get(args.set, SETUP)
     times = {b: {name: [] for name in spec} for b in args.builds}
     for _ in range(args.rounds):
         for b in args.builds:

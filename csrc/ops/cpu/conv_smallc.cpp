@@ -177,46 +177,164 @@ static bool forward_flat(const float* x, const float* w, const float* b, float* 
   return true;
 }
 
+// One forward of the slab kernel: its orientation, packed weights, padded bias, tap offsets and
+// micro-kernels, shared by the tasks.
+template <typename T>
+struct SmallcForward {
+  const Conv2dGeom& g;
+  const T* b;
+  T* y;
+  int64_t CRS, Mp, Kp, Wph, Ws, ycs;
+  bool by_channel, single_chunk;
+  std::vector<T> wpack, bpad;
+  UKernelOffs<T> uk;
+  UKernelBcast<T> ukb;
+  UKernelBcastStore ukbs;
+};
+
+// Channel orientation on one block of output rows [oh0, oh1) of group gi: tiles of MR pixels x NR
+// output channels, the pixels broadcast from the slab.
+template <typename T>
+static void smallc_block_by_channel(const SmallcForward<T>& f, int64_t gi, int64_t oh0, int64_t oh1, const T* slab,
+                                    const int64_t* offs, T* yg) {
+  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  const Conv2dGeom& g = f.g;
+  alignas(64) T tmp[MR * NR];
+  const T* wp = f.wpack.data() + gi * f.Kp * f.CRS;
+  const int64_t npx = (oh1 - oh0) * g.Q;
+  const T* P[MR];
+  int64_t pidx[MR];
+  // Weight panel outermost: one NR-channel panel (NR x C*R*S values) stays in L2 while every
+  // tile of the block reads it. With the tile outermost, every tile would cycle through all
+  // Kg/NR panels, which spills L2 on the 3-D layer c3d_28 (192 lowered channels x 27 taps:
+  // 442 KB of weights beside a 235 KB slab); this order runs it 4-6% faster (2-D layers
+  // within +-2%).
+  const int64_t ntiles = (npx + MR - 1) / MR, npanels = f.Kp / NR;
+  for (int64_t it = 0; it < ntiles * npanels; ++it) {
+    const int64_t t0 = (it % ntiles) * MR, k0 = (it / ntiles) * NR;
+    const int valid = static_cast<int>(std::min<int64_t>(MR, npx - t0));
+    for (int j = 0; j < MR; ++j) {
+      const int64_t px = t0 + std::min(j, valid - 1);  // the tail repeats its last pixel
+      const int64_t oh = oh0 + px / g.Q, ow = px % g.Q;
+      P[j] = slab + (oh - oh0) * g.sh * f.Ws + ow;
+      pidx[j] = oh * g.Q + ow;
+    }
+    const int64_t kn = std::min<int64_t>(NR, g.Kg - k0);
+    if constexpr (std::is_same_v<T, float>) {
+      if (f.ukbs && valid == MR) {
+        f.ukbs(f.CRS, P, offs, wp + k0 * f.CRS, f.bpad.empty() ? nullptr : f.bpad.data() + gi * f.Kp + k0,
+               yg + k0 * f.ycs + pidx[0], f.ycs, static_cast<int>(kn));
+        continue;
+      }
+    }
+    f.ukb(f.CRS, P, offs, wp + k0 * f.CRS, tmp);
+    const T* bk = f.b ? f.b + gi * g.Kg + k0 : nullptr;
+    if (valid == MR) {
+      // a full tile: six consecutive pixels of the output plane (pidx[j] = pidx[0] + j,
+      // also across a row end), so fixed-length stores without the index table
+      for (int64_t i = 0; i < kn; ++i) {
+        T* yk = yg + (k0 + i) * f.ycs + pidx[0];
+        const T bv = bk ? bk[i] : T(0);
+        for (int j = 0; j < MR; ++j) yk[j] = tmp[j * NR + i] + bv;
+      }
+      continue;
+    }
+    for (int64_t i = 0; i < kn; ++i) {
+      T* yk = yg + (k0 + i) * f.ycs;
+      const T bv = bk ? bk[i] : T(0);
+      for (int j = 0; j < valid; ++j) yk[pidx[j]] = tmp[j * NR + i] + bv;
+    }
+  }
+}
+
+// Pixel orientation on one block of output rows [oh0, oh1) of group gi: strips of NR pixels of
+// one row x MR output channels, taps in chunks of KT.
+template <typename T>
+static void smallc_block_by_pixel(const SmallcForward<T>& f, int64_t gi, int64_t oh0, int64_t oh1, const T* slab,
+                                  const int64_t* offs, T* yg) {
+  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  constexpr int64_t KT = 128;
+  const Conv2dGeom& g = f.g;
+  alignas(64) T tmp[MR * NR];
+  const T* wp = f.wpack.data() + gi * f.Mp * f.CRS;
+  const T* bg = f.bpad.empty() ? nullptr : f.bpad.data() + gi * f.Mp;
+  for (int64_t oh = oh0; oh < oh1; ++oh) {
+    const T* base_row = slab + (oh - oh0) * g.sh * f.Ws;
+    for (int64_t s0 = 0; s0 < g.Q; s0 += NR) {
+      // With a single tap chunk the last strip of a row is shifted left to end at Q and
+      // overlaps its neighbour (recomputing a few identical values) so that every store is a
+      // full-width register store.
+      const int64_t ow0 = (f.single_chunk && s0 + NR > g.Q) ? g.Q - NR : s0;
+      const int nr = static_cast<int>(std::min<int64_t>(NR, g.Q - ow0));
+      // Taps in chunks of KT so the strip's slab window (KT x NR values) stays in L1 across
+      // all weight panels; partial sums accumulate in the output tile.
+      for (int64_t k0 = 0; k0 < f.CRS; k0 += KT) {
+        const int64_t kt = std::min(KT, f.CRS - k0);
+        for (int64_t i = 0; i < g.Kg; i += MR) {
+          const int mr = static_cast<int>(std::min<int64_t>(MR, g.Kg - i));
+          const T* ap = wp + i * f.CRS + k0 * MR;
+          T* c = yg + i * f.ycs + oh * g.Q + ow0;
+          const T* bi = (bg && k0 == 0) ? bg + i : nullptr;
+          if (mr == MR && nr == NR) {
+            f.uk(kt, ap, base_row + ow0, offs + k0, c, f.ycs, k0 > 0, bi);
+          } else {
+            f.uk(kt, ap, base_row + ow0, offs + k0, tmp, NR, false, bi);
+            for (int a = 0; a < mr; ++a) {
+              T* dst = c + a * f.ycs;
+              const T* src = tmp + a * NR;
+              if (k0 == 0)
+                for (int j = 0; j < nr; ++j) dst[j] = src[j];
+              else
+                for (int j = 0; j < nr; ++j) dst[j] += src[j];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 template <typename T>
 void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g, const T* const* xplanes) {
   constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  SmallcForward<T> f{g, b, y};
   const int64_t RS = g.R * g.S, CRS = g.Cg * RS;
-  const int64_t Mp = (g.Kg + MR - 1) / MR * MR;
-  const int64_t Wph = padded_phase_width(g, (g.Q + NR - 1) / NR * NR);
-  const int64_t Ws = g.sw * Wph;
+  f.CRS = CRS;
+  f.Mp = (g.Kg + MR - 1) / MR * MR;
+  f.Wph = padded_phase_width(g, (g.Q + NR - 1) / NR * NR);
+  f.Ws = g.sw * f.Wph;
+  f.ycs = out_cstride(g);
 
   // Orientation: with at least NR output channels and a long reduction, vectorise over output
   // channels (weights packed as NR-channel panels, 6 pixels broadcast from anywhere: no waste on
   // rows narrower than NR, no split loads) unless its channel padding wastes more than the pixel
   // orientation's channel and row padding; otherwise over NR pixels of one row (weights as
   // MR-channel panels).
-  const int64_t Kp = (g.Kg + NR - 1) / NR * NR;
+  f.Kp = (g.Kg + NR - 1) / NR * NR;
   const int64_t Qp = (g.Q + NR - 1) / NR * NR;
-  const bool by_channel = g.Kg >= NR && CRS >= 64 && Kp * g.Q <= Mp * Qp;
+  f.by_channel = g.Kg >= NR && CRS >= 64 && f.Kp * g.Q <= f.Mp * Qp;
   if constexpr (std::is_same_v<T, float>) {
-    if (!by_channel && forward_flat(x, w, b, y, g, xplanes)) return;
+    if (!f.by_channel && forward_flat(x, w, b, y, g, xplanes)) return;
   }
-  std::vector<T> wpack(static_cast<size_t>(g.G * (by_channel ? Kp : Mp) * CRS));
+  f.wpack.resize(static_cast<size_t>(g.G * (f.by_channel ? f.Kp : f.Mp) * CRS));
   for (int64_t gi = 0; gi < g.G; ++gi) {
-    if (by_channel) pack_b(w + gi * g.Kg * CRS, 1, CRS, CRS, g.Kg, wpack.data() + gi * Kp * CRS);
-    else pack_a(w + gi * g.Kg * CRS, CRS, 1, g.Kg, CRS, wpack.data() + gi * Mp * CRS);
+    if (f.by_channel) pack_b(w + gi * g.Kg * CRS, 1, CRS, CRS, g.Kg, f.wpack.data() + gi * f.Kp * CRS);
+    else pack_a(w + gi * g.Kg * CRS, CRS, 1, g.Kg, CRS, f.wpack.data() + gi * f.Mp * CRS);
   }
   // Pixel orientation: the bias, zero-padded to MR-row panels, seeds the accumulators of the
   // first tap chunk (no separate pass over the output).
   // Channel orientation: zero-padded to NR-channel panels for the kernel that stores full tiles.
-  const std::vector<T> bpad = padded_bias(b, g, by_channel ? Kp : Mp);
+  f.bpad = padded_bias(b, g, f.by_channel ? f.Kp : f.Mp);
   // Float with AVX2: full channel-orientation tiles are transposed and stored by the kernel itself.
-  UKernelBcastStore ukbs = nullptr;
-  if constexpr (std::is_same_v<T, float>) ukbs = ukernel_bcast_store_f32();
+  f.ukbs = nullptr;
+  if constexpr (std::is_same_v<T, float>) f.ukbs = ukernel_bcast_store_f32();
+  f.uk = ukernel_offs<T>();
+  f.ukb = ukernel_bcast<T>();
+  f.single_chunk = CRS <= 128 && g.Q >= NR;
 
   // Output rows per task: enough tasks for the threads, slab within 256 KB.
-  const int64_t rb = fit_slab(g, forward_block_rows(g), Ws, sizeof(T));
+  const int64_t rb = fit_slab(g, forward_block_rows(g), f.Ws, sizeof(T));
   const int64_t nrb = (g.P + rb - 1) / rb;
-  const UKernelOffs<T> uk = ukernel_offs<T>();
-  const UKernelBcast<T> ukb = ukernel_bcast<T>();
-  const int64_t ycs = out_cstride(g);
-  constexpr int64_t KT = 128;
-  const bool single_chunk = CRS <= KT && g.Q >= NR;
 
   // Slab offset of every tap, for the slab of a whole block of rb rows (offs_tab[0..CRS)) and of
   // the last, shorter block (offs_tab[CRS..2*CRS)): computed once, not per task (per task it
@@ -227,104 +345,21 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
     const int64_t rows = slab_rows(g, v == 0 ? rb : last_rows);
     for (int64_t c = 0, k = 0; c < g.Cg; ++c)
       for (int64_t r = 0; r < g.R; ++r)
-        for (int64_t s = 0; s < g.S; ++s) offs_tab[v * CRS + k++] = (c * rows + r * g.dh) * Ws + tap_offset(g, s, Wph);
+        for (int64_t s = 0; s < g.S; ++s)
+          offs_tab[v * CRS + k++] = (c * rows + r * g.dh) * f.Ws + tap_offset(g, s, f.Wph);
   }
 
   parallel_for(g.N * g.G * nrb, [&](int64_t t) {
     const int64_t q = t % nrb, gi = (t / nrb) % g.G, n = t / nrb / g.G;
     const int64_t oh0 = q * rb, oh1 = std::min(g.P, oh0 + rb);
     const int64_t rows = slab_rows(g, oh1 - oh0);
-    T* slab = static_cast<T*>(thread_scratch(0, sizeof(T) * g.Cg * rows * Ws));
+    T* slab = static_cast<T*>(thread_scratch(0, sizeof(T) * g.Cg * rows * f.Ws));
     const int64_t* offs = offs_tab.data() + (oh1 - oh0 == rb ? 0 : CRS);
     for (int64_t c = 0; c < g.Cg; ++c)
-      fill_padded_rows(in_plane(x, xplanes, g, n, gi * g.Cg + c), g, oh0 * g.sh, rows, slab + c * rows * Ws, Wph);
-
+      fill_padded_rows(in_plane(x, xplanes, g, n, gi * g.Cg + c), g, oh0 * g.sh, rows, slab + c * rows * f.Ws, f.Wph);
     T* yg = y + out_plane(g, n, gi * g.Kg);
-    alignas(64) T tmp[MR * NR];
-    if (by_channel) {
-      const T* wp = wpack.data() + gi * Kp * CRS;
-      const int64_t npx = (oh1 - oh0) * g.Q;
-      const T* P[MR];
-      int64_t pidx[MR];
-      // Weight panel outermost: one NR-channel panel (NR x C*R*S values) stays in L2 while every
-      // tile of the block reads it. With the tile outermost, every tile would cycle through all
-      // Kg/NR panels, which spills L2 on the 3-D layer c3d_28 (192 lowered channels x 27 taps:
-      // 442 KB of weights beside a 235 KB slab); this order runs it 4-6% faster (2-D layers
-      // within +-2%).
-      const int64_t ntiles = (npx + MR - 1) / MR, npanels = Kp / NR;
-      for (int64_t it = 0; it < ntiles * npanels; ++it) {
-        const int64_t t0 = (it % ntiles) * MR, k0 = (it / ntiles) * NR;
-        const int valid = static_cast<int>(std::min<int64_t>(MR, npx - t0));
-        for (int j = 0; j < MR; ++j) {
-          const int64_t px = t0 + std::min(j, valid - 1);  // the tail repeats its last pixel
-          const int64_t oh = oh0 + px / g.Q, ow = px % g.Q;
-          P[j] = slab + (oh - oh0) * g.sh * Ws + ow;
-          pidx[j] = oh * g.Q + ow;
-        }
-        const int64_t kn = std::min<int64_t>(NR, g.Kg - k0);
-        if constexpr (std::is_same_v<T, float>) {
-          if (ukbs && valid == MR) {
-            ukbs(CRS, P, offs, wp + k0 * CRS, bpad.empty() ? nullptr : bpad.data() + gi * Kp + k0,
-                 yg + k0 * ycs + pidx[0], ycs, static_cast<int>(kn));
-            continue;
-          }
-        }
-        ukb(CRS, P, offs, wp + k0 * CRS, tmp);
-        const T* bk = b ? b + gi * g.Kg + k0 : nullptr;
-        if (valid == MR) {
-          // a full tile: six consecutive pixels of the output plane (pidx[j] = pidx[0] + j,
-          // also across a row end), so fixed-length stores without the index table
-          for (int64_t i = 0; i < kn; ++i) {
-            T* yk = yg + (k0 + i) * ycs + pidx[0];
-            const T bv = bk ? bk[i] : T(0);
-            for (int j = 0; j < MR; ++j) yk[j] = tmp[j * NR + i] + bv;
-          }
-          continue;
-        }
-        for (int64_t i = 0; i < kn; ++i) {
-          T* yk = yg + (k0 + i) * ycs;
-          const T bv = bk ? bk[i] : T(0);
-          for (int j = 0; j < valid; ++j) yk[pidx[j]] = tmp[j * NR + i] + bv;
-        }
-      }
-      return;
-    }
-    const T* wp = wpack.data() + gi * Mp * CRS;
-    const T* bg = bpad.empty() ? nullptr : bpad.data() + gi * Mp;
-    for (int64_t oh = oh0; oh < oh1; ++oh) {
-      const T* base_row = slab + (oh - oh0) * g.sh * Ws;
-      for (int64_t s0 = 0; s0 < g.Q; s0 += NR) {
-        // With a single tap chunk the last strip of a row is shifted left to end at Q and
-        // overlaps its neighbour (recomputing a few identical values) so that every store is a
-        // full-width register store.
-        const int64_t ow0 = (single_chunk && s0 + NR > g.Q) ? g.Q - NR : s0;
-        const int nr = static_cast<int>(std::min<int64_t>(NR, g.Q - ow0));
-        // Taps in chunks of KT so the strip's slab window (KT x NR values) stays in L1 across
-        // all weight panels; partial sums accumulate in the output tile.
-        for (int64_t k0 = 0; k0 < CRS; k0 += KT) {
-          const int64_t kt = std::min(KT, CRS - k0);
-          for (int64_t i = 0; i < g.Kg; i += MR) {
-            const int mr = static_cast<int>(std::min<int64_t>(MR, g.Kg - i));
-            const T* ap = wp + i * CRS + k0 * MR;
-            T* c = yg + i * ycs + oh * g.Q + ow0;
-            const T* bi = (bg && k0 == 0) ? bg + i : nullptr;
-            if (mr == MR && nr == NR) {
-              uk(kt, ap, base_row + ow0, offs + k0, c, ycs, k0 > 0, bi);
-            } else {
-              uk(kt, ap, base_row + ow0, offs + k0, tmp, NR, false, bi);
-              for (int a = 0; a < mr; ++a) {
-                T* dst = c + a * ycs;
-                const T* src = tmp + a * NR;
-                if (k0 == 0)
-                  for (int j = 0; j < nr; ++j) dst[j] = src[j];
-                else
-                  for (int j = 0; j < nr; ++j) dst[j] += src[j];
-              }
-            }
-          }
-        }
-      }
-    }
+    if (f.by_channel) smallc_block_by_channel(f, gi, oh0, oh1, slab, offs, yg);
+    else smallc_block_by_pixel(f, gi, oh0, oh1, slab, offs, yg);
   });
 }
 

@@ -61,8 +61,9 @@ static const char* pad_names(int nd) {
   return nd == 1 ? "(left, right)" : nd == 2 ? "(top, bottom, left, right)" : "(front, back, top, bottom, left, right)";
 }
 
-ConvPlan make_conv_plan(const char* op, const std::vector<int64_t>& xs, const Tensor& x, const Tensor& w,
-                        const Tensor* b, const ConvParams& p) {
+// Rank, dtype, device, non-zero sizes, groups and bias of the operands; xs is the input's shape.
+static void check_conv_operands(const char* op, const std::vector<int64_t>& xs, const Tensor& x, const Tensor& w,
+                                const Tensor* b, const ConvParams& p) {
   const int nd = p.nd;
   CNNOPS_CHECK_VALUE(nd >= 1 && nd <= 3, op, ": expected 1, 2 or 3 spatial dimensions, got ", nd);
   CNNOPS_CHECK_VALUE(static_cast<int>(xs.size()) == nd + 2, op, ": expected input with ", nd + 2, " dimensions ",
@@ -71,13 +72,7 @@ ConvPlan make_conv_plan(const char* op, const std::vector<int64_t>& xs, const Te
                      ", got ", w.ndim(), " with shape ", shape_str(w.shape));
   check_float(op, "input", x);
   check_same_kind(op, "weight", w, x);
-  ConvPlan pl;
-  pl.nd = nd;
-  pl.mode = p.mode;
-  const int64_t N = xs[0], C = xs[1], K = w.shape[0], G = p.groups;
-  pl.N = N;
-  pl.C = C;
-  pl.K = K;
+  const int64_t C = xs[1], K = w.shape[0], G = p.groups;
   CNNOPS_CHECK_VALUE(G >= 1, op, ": expected groups >= 1, got ", G);
   const char* in_dims = nd == 1 ? "C, L" : nd == 2 ? "C, H, W" : "C, D, H, W";
   const char* w_dims = nd == 1 ? "K, kL" : nd == 2 ? "K, R, S" : "K, T, R, S";
@@ -97,14 +92,19 @@ ConvPlan make_conv_plan(const char* op, const std::vector<int64_t>& xs, const Te
     CNNOPS_CHECK_VALUE(b->ndim() == 1 && b->shape[0] == K, op, ": expected bias of shape (", K, ",), got ",
                        shape_str(b->shape));
   }
-  int64_t in[3], ker[3], out[3], padded[3], ext[3];
+}
+
+// Stride, dilation, padding and padding mode of every spatial dimension against the input `in` and
+// the kernel `ker`, and the output sizes they give (into `out`).
+static void conv_output_sizes(const char* op, const int64_t* in, const int64_t* ker, const ConvParams& p,
+                              int64_t* out) {
+  const int nd = p.nd;
+  int64_t padded[3], ext[3];
   for (int i = 0; i < nd; ++i) {
     CNNOPS_CHECK_VALUE(p.stride[i] >= 1, op, ": expected stride >= 1, got ", tuple_str(p.stride.data(), nd));
     CNNOPS_CHECK_VALUE(p.dilation[i] >= 1, op, ": expected dilation >= 1, got ", tuple_str(p.dilation.data(), nd));
     CNNOPS_CHECK_VALUE(p.pad[2 * i] >= 0 && p.pad[2 * i + 1] >= 0, op, ": expected non-negative padding, got ",
                        pad_names(nd), " = ", tuple_str(p.pad.data(), 2 * nd));
-    in[i] = xs[2 + i];
-    ker[i] = w.shape[2 + i];
     ext[i] = checked_mul(p.dilation[i], ker[i] - 1, op, "the dilated kernel size dilation * (kernel - 1) + 1") + 1;
     padded[i] = checked_add(checked_add(in[i], p.pad[2 * i], op, "the padded input size"), p.pad[2 * i + 1], op,
                             "the padded input size");
@@ -124,6 +124,25 @@ ConvPlan make_conv_plan(const char* op, const std::vector<int64_t>& xs, const Te
                          tuple_str(p.pad.data(), 2 * nd), " for input ", dims_str(in, nd));
     out[i] = conv_out_size(in[i], ker[i], p.stride[i], lo, hi, p.dilation[i]);
   }
+}
+
+ConvPlan make_conv_plan(const char* op, const std::vector<int64_t>& xs, const Tensor& x, const Tensor& w,
+                        const Tensor* b, const ConvParams& p) {
+  check_conv_operands(op, xs, x, w, b, p);
+  const int nd = p.nd;
+  const int64_t N = xs[0], C = xs[1], K = w.shape[0], G = p.groups;
+  int64_t in[3], ker[3], out[3];
+  for (int i = 0; i < nd; ++i) {
+    in[i] = xs[2 + i];
+    ker[i] = w.shape[2 + i];
+  }
+  conv_output_sizes(op, in, ker, p, out);
+  ConvPlan pl;
+  pl.nd = nd;
+  pl.mode = p.mode;
+  pl.N = N;
+  pl.C = C;
+  pl.K = K;
   pl.out_shape = {N, K};
   for (int i = 0; i < nd; ++i) pl.out_shape.push_back(out[i]);
   checked_numel(pl.out_shape, op, "the number of output elements");
@@ -141,38 +160,18 @@ ConvPlan make_conv_plan(const char* op, const std::vector<int64_t>& xs, const Te
   g.K = K;
   g.Kg = K / G;
   g.mode = p.mode;
-  g.W = in[wd];
-  g.S = ker[wd];
-  g.Q = out[wd];
-  g.sw = st[wd];
-  g.dw = p.dilation[wd];
-  g.pl = p.pad[2 * wd];
-  g.pr = p.pad[2 * wd + 1];
+  g.W = in[wd], g.S = ker[wd], g.Q = out[wd], g.sw = st[wd], g.dw = p.dilation[wd];
+  g.pl = p.pad[2 * wd], g.pr = p.pad[2 * wd + 1];
   if (h >= 0) {
-    g.H = in[h];
-    g.R = ker[h];
-    g.P = out[h];
-    g.sh = st[h];
-    g.dh = p.dilation[h];
-    g.pt = p.pad[2 * h];
-    g.pb = p.pad[2 * h + 1];
+    g.H = in[h], g.R = ker[h], g.P = out[h], g.sh = st[h], g.dh = p.dilation[h];
+    g.pt = p.pad[2 * h], g.pb = p.pad[2 * h + 1];
   } else {
-    g.H = 1;
-    g.R = 1;
-    g.P = 1;
-    g.sh = 1;
-    g.dh = 1;
-    g.pt = 0;
-    g.pb = 0;
+    g.H = g.R = g.P = g.sh = g.dh = 1;
+    g.pt = g.pb = 0;
   }
   if (nd == 3) {
-    pl.D = in[0];
-    pl.T = ker[0];
-    pl.Do = out[0];
-    pl.sd = st[0];
-    pl.dd = p.dilation[0];
-    pl.pf = p.pad[0];
-    pl.pk = p.pad[1];
+    pl.D = in[0], pl.T = ker[0], pl.Do = out[0], pl.sd = st[0], pl.dd = p.dilation[0];
+    pl.pf = p.pad[0], pl.pk = p.pad[1];
   }
   g.N = checked_mul(N, pl.Do, op, "the number of lowered images N * output depth");
   g.C = checked_mul(C, pl.T, op, "the number of lowered channels C * kernel depth");

@@ -8,6 +8,8 @@
 #include "core/cuda.h"
 #include "core/parallel.h"
 #include "core/peak.h"
+#include "core/simt/fiber.h"
+#include "core/simt/selftest.h"
 
 #ifndef CNNOPS_VERSION
 #define CNNOPS_VERSION "0.0.0"
@@ -60,6 +62,18 @@ PYBIND11_MODULE(_C, m) {
   m.def("_set_poison_outputs", &set_poison_outputs, py::arg("on"),
         "tests: fill every new host output with NaN before the kernel writes it");
   m.def("openmp_version", [] { return static_cast<int>(_OPENMP); });
+
+  // ---- the SIMT emulator's self-tests (tests/test_simt.py) ----
+  m.def(
+      "_simt_selftest",
+      [](const std::string& name, py::object x, double arg) {
+        Tensor t = from_python(x, "_simt_selftest", "x");
+        return run_released([&] { return simt::selftest(name, t, arg); });
+      },
+      py::arg("name"), py::arg("x"), py::arg("arg") = 0.0);
+  m.def(
+      "_simt_switch_ns", [](int rounds) { return simt::measure_switch_ns(rounds); }, py::arg("rounds") = 100000,
+      "nanoseconds per fiber switch of the SIMT emulator");
 
   m.def(
       "measure_fma_peak_gflops",

@@ -22,9 +22,9 @@ shapes like these F(2x2, 5x5) reaches about 1.4e-6 where the direct loops reach 
 5e-5 in float32 and 1e-11 in float64.
 
 Profiles: the default ("ci") runs a fixed, derandomised set of examples without a database (the
-same examples on every run, about 38,000 examples in 2 minutes on two cores). CNNOPS_FUZZ=slow selects the "slow"
-profile: 100x the examples of every test, freshly randomised each run (failures print the
-reproduction blob).
+same examples on every run, about 38,000 examples in 2.5 minutes on two cores). CNNOPS_FUZZ=slow
+selects the "slow" profile: 100x the examples of every test, freshly randomised each run
+(failures print the reproduction blob).
 
 Calls with int arguments of 2**62 or 2**31 + 1 (sizes, strides, paddings that overflow 64-bit
 shape arithmetic or wrap a 32-bit int) run in a child process with a 4 GB address-space limit, so

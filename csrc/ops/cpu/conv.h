@@ -144,6 +144,9 @@ void conv_forward(const ConvPlan& pl, const Tensor& x, const Tensor& w, const Te
 void conv_backward(const ConvPlan& pl, const Tensor& dy, const Tensor& x, const Tensor& w, ConvGrads& out,
                    ConvAlgo algo);
 
+// Zeros in the weight and bias gradients `out` asks for (an empty batch sums nothing).
+void zero_param_grads(ConvGrads& out);
+
 // The N-d data paths on raw pointers (3-D through the depth lowering), shared with the transposed
 // convolution's drivers. grad_input adds bias[c] to channel c of dx when `bias` is not null.
 template <typename T>

@@ -329,9 +329,9 @@ void grad_bias_sum(const T* dy, T* db, int64_t N, int64_t K, int64_t spatial) {
   conv2d_backward_bias<T>(dy, db, g);
 }
 
-template <typename T>
-static void zero_fill(Tensor& t) {
-  if (t.data) std::fill(t.ptr<T>(), t.ptr<T>() + t.numel(), T(0));
+void zero_param_grads(ConvGrads& out) {
+  for (Tensor* t : {&out.grad_weight, &out.grad_bias})
+    if (t->data) std::memset(t->data, 0, static_cast<size_t>(t->numel()) * dtype_size(t->dtype));
 }
 
 void conv_forward(const ConvPlan& pl, const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvAlgo algo) {
@@ -344,13 +344,9 @@ void conv_forward(const ConvPlan& pl, const Tensor& x, const Tensor& w, const Te
 
 void conv_backward(const ConvPlan& pl, const Tensor& dy, const Tensor& x, const Tensor& w, ConvGrads& out,
                    ConvAlgo algo) {
+  if (pl.N == 0) return zero_param_grads(out);
   dispatch_float(x.dtype, current_op(), [&](auto tag) {
     using T = decltype(tag);
-    if (pl.N == 0) {  // nothing to sum: zero weight and bias gradients, an empty input gradient
-      zero_fill<T>(out.grad_weight);
-      zero_fill<T>(out.grad_bias);
-      return;
-    }
     if (out.has_input) lowered_grad_input<T>(pl, dy.ptr<T>(), w.ptr<T>(), out.grad_input.ptr<T>(), algo, nullptr);
     if (out.has_weight) lowered_grad_weight<T>(pl, dy.ptr<T>(), x.ptr<T>(), out.grad_weight.ptr<T>(), algo);
     if (out.has_bias) {

@@ -73,13 +73,9 @@ void conv_transpose_forward(const ConvPlan& pl, const Tensor& x, const Tensor& w
 void conv_transpose_backward(const ConvPlan& pl, const Tensor& dy, const Tensor& x, const Tensor& w, ConvGrads& out,
                              const std::vector<int64_t>& eff, ConvAlgo algo) {
   const std::vector<int64_t> in_spatial(x.shape.begin() + 2, x.shape.end());
+  if (pl.N == 0) return zero_param_grads(out);
   dispatch_float(x.dtype, current_op(), [&](auto tag) {
     using T = decltype(tag);
-    if (pl.N == 0) {  // nothing to sum: zero weight and bias gradients, an empty input gradient
-      if (out.has_weight) std::fill(out.grad_weight.ptr<T>(), out.grad_weight.ptr<T>() + out.grad_weight.numel(), T(0));
-      if (out.has_bias) std::fill(out.grad_bias.ptr<T>(), out.grad_bias.ptr<T>() + out.grad_bias.numel(), T(0));
-      return;
-    }
     if (out.has_input) {
       if (eff == in_spatial) {
         lowered_forward<T>(pl, dy.ptr<T>(), w.ptr<T>(), nullptr, out.grad_input.ptr<T>(), algo);

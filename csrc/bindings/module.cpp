@@ -97,6 +97,22 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_is_available", &cuda::is_available);
   m.def("cuda_device_name", &cuda::device_name, py::arg("index") = 0);
   m.def("cuda_runtime_version", &cuda::runtime_version);
+  m.def("cuda_emulated", &cuda::emulated);
+  m.def("cuda_current_stream", [] { return static_cast<uint64_t>(cuda::current_stream()); });
+  m.def("cuda_set_stream", [](uint64_t s) { cuda::set_current_stream(static_cast<cuda::Stream>(s)); });
+  m.def("cuda_synchronize", [](int device) {
+    cuda::set_device(device, "cuda.synchronize");
+    py::gil_scoped_release nogil;
+    cuda::rt::device_synchronize(device, "cuda.synchronize");
+  });
+  m.def("cuda_stream_synchronize", [](uint64_t s) {
+    py::gil_scoped_release nogil;
+    cuda::rt::stream_synchronize(static_cast<cuda::Stream>(s), "cuda.Stream.synchronize");
+  });
+  m.def("cuda_empty_cache", &cuda::empty_cache);
+  m.def("cuda_memory_allocated", &cuda::memory_allocated);
+  m.def("cuda_memory_reserved", &cuda::memory_reserved);
+  m.def("cuda_allocation_count", &cuda::allocation_count);
 
   bind_conv(m);
   bind_pool(m);

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "core/cuda.h"
 #include "core/dlpack.h"
 #include "core/error.h"
 
@@ -54,7 +55,15 @@ static Tensor view_of(const DLTensor& dl, std::shared_ptr<void> owner, const cha
     case kDLCPU:
     case kDLCUDAHost: t.device = {DeviceType::CPU, 0}; break;
     case kDLCUDA:
-    case kDLCUDAManaged: t.device = {DeviceType::CUDA, dl.device.device_id}; break;
+    case kDLCUDAManaged: {
+      const int n = cuda::device_count();
+      if (!cuda::compiled())
+        throw NotImplemented(str(op, ": `", argname, "` is a CUDA array but cnnops was built without CUDA support"));
+      CNNOPS_CHECK_VALUE(dl.device.device_id >= 0 && dl.device.device_id < n, op, ": `", argname,
+                         "` is on CUDA device ", dl.device.device_id, " but ", n, " device(s) are available");
+      t.device = {DeviceType::CUDA, dl.device.device_id};
+      break;
+    }
     default:
       throw TypeError(str(op, ": expected `", argname, "` on the CPU or a CUDA device, got DLPack device type ",
                           dl.device.device_type));
@@ -74,6 +83,17 @@ Tensor from_python(py::handle obj, const char* op, const char* argname) {
     throw TypeError(str(op, ": expected `", argname,
                         "` to be an array supporting DLPack (NumPy, PyTorch, CuPy, JAX), got ", tname));
   }
+  // A CUDA producer makes its data ready on the stream our kernels will use (DLPack's stream
+  // argument: 1 is the legacy default stream, any other value a cudaStream_t).
+  py::object stream_arg = py::none();
+  static PyObject* ndarray_type = py::object(py::module_::import("numpy").attr("ndarray")).release().ptr();
+  if (Py_TYPE(obj.ptr()) != reinterpret_cast<PyTypeObject*>(ndarray_type) && py::hasattr(obj, "__dlpack_device__")) {
+    py::object dev = obj.attr("__dlpack_device__")();
+    if (py::isinstance<py::tuple>(dev) && py::len(dev) >= 1 && py::cast<int>(dev[py::int_(0)]) == kDLCUDA) {
+      const cuda::Stream s = cuda::current_stream();
+      stream_arg = py::int_(s == 0 ? std::uintptr_t(1) : s);
+    }
+  }
   py::object cap;
   // An exporter that cannot describe its array (NumPy's object, string or structured dtypes)
   // raises BufferError: that is a wrong argument of this op.
@@ -83,12 +103,14 @@ Tensor from_python(py::handle obj, const char* op, const char* argname) {
                          " that cannot be exported through DLPack (", e.what(), ")"));
   };
   try {
-    cap = obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 0));
+    if (stream_arg.is_none()) cap = obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 0));
+    else cap = obj.attr("__dlpack__")(py::arg("stream") = stream_arg, py::arg("max_version") = py::make_tuple(1, 0));
   } catch (py::error_already_set& e) {
     if (e.matches(PyExc_BufferError)) throw refused(e);
     if (!e.matches(PyExc_TypeError)) throw;
     try {
-      cap = obj.attr("__dlpack__")();
+      if (stream_arg.is_none()) cap = obj.attr("__dlpack__")();
+      else cap = obj.attr("__dlpack__")(py::arg("stream") = stream_arg);
     } catch (py::error_already_set& e2) {
       if (e2.matches(PyExc_BufferError)) throw refused(e2);
       throw;
@@ -205,17 +227,93 @@ static py::object export_capsule(const Array& a, py::object max_version) {
   return py::reinterpret_steal<py::object>(c);
 }
 
+// The stream a DLPack consumer named (None: the legacy default stream; 1 the legacy default,
+// 2 the per-thread default, -1 "no synchronisation", anything else a cudaStream_t).
+static bool consumer_stream(py::object stream, cuda::Stream* out) {
+  if (stream.is_none()) {
+    *out = 0;
+    return true;
+  }
+  const long long v = stream.cast<long long>();
+  if (v == -1) return false;
+  *out = v == 1 ? cuda::Stream(0) : static_cast<cuda::Stream>(v);
+  return true;
+}
+
+// A contiguous copy of `a` on the host (the array itself when it is already there).
+static Array to_host(const Array& a) {
+  if (a.t.device.type == DeviceType::CPU) return a;
+  set_current_op("Array.to");
+  Tensor src = a.t;
+  {
+    py::gil_scoped_release nogil;
+    const cuda::Stream prev = cuda::current_stream();
+    cuda::set_current_stream(a.stream);
+    try {
+      src = contiguous(a.t);
+      Tensor h = empty(src.shape, src.dtype, Device{});
+      cuda::copy_to_host(h.data, src.data, static_cast<size_t>(src.numel()) * dtype_size(src.dtype), a.stream,
+                         "Array.to");
+      src = std::move(h);
+    } catch (...) {
+      cuda::set_current_stream(prev);
+      throw;
+    }
+    cuda::set_current_stream(prev);
+  }
+  return Array{std::move(src), 0};
+}
+
+// `t` copied to CUDA device `index` on the current stream (a view when it is there already).
+Array to_cuda(const Tensor& t, int index, const char* op) {
+  cuda::set_device(index, op);
+  if (t.device.type == DeviceType::CUDA && t.device.index == index) return Array{t, cuda::current_stream()};
+  Tensor src = t;
+  if (src.device.type == DeviceType::CUDA) src = to_host(Array{t, cuda::current_stream()}).t;
+  py::gil_scoped_release nogil;
+  src = contiguous(src);
+  Tensor d = empty(src.shape, src.dtype, Device{DeviceType::CUDA, index});
+  cuda::copy_to_device(d.data, src.data, static_cast<size_t>(src.numel()) * dtype_size(src.dtype),
+                       cuda::current_stream(), op);
+  // the host source must outlive an asynchronous copy
+  cuda::rt::stream_synchronize(cuda::current_stream(), op);
+  return Array{std::move(d), cuda::current_stream()};
+}
+
+static py::object as_numpy(const Array& a) {
+  return py::module_::import("numpy").attr("from_dlpack")(py::cast(to_host(a)));
+}
+
+// "cpu", "cuda", "cuda:1" -> (is_cuda, index)
+static std::pair<bool, int> parse_device(py::object device, const char* op) {
+  if (py::isinstance<py::int_>(device)) return {true, device.cast<int>()};
+  const std::string d = py::str(device);
+  if (d == "cpu") return {false, 0};
+  if (d == "cuda") return {true, 0};
+  if (d.rfind("cuda:", 0) == 0) {
+    try {
+      size_t used = 0;
+      const int i = std::stoi(d.substr(5), &used);
+      if (used == d.size() - 5) return {true, i};
+    } catch (...) {}
+  }
+  throw ValueError(str(op, ": expected device \"cpu\", \"cuda\", \"cuda:N\" or an int, got \"", d, "\""));
+}
+
 void register_array(py::module_& m) {
   py::class_<Array>(m, "Array",
-                    "A tensor produced by cnnops; turn it into your array type with "
-                    "numpy/torch/cupy .from_dlpack (cnnops does this for you).")
+                    "An array produced by cnnops, on the CPU or a CUDA device; cnnops hands results back "
+                    "as the caller's array type, and any DLPack consumer (numpy/torch/cupy .from_dlpack) "
+                    "takes it zero-copy. .numpy() and .to(\"cpu\") copy a CUDA array to the host.")
       .def(
           "__dlpack__",
           [](const Array& a, py::object stream, py::object max_version, py::object dl_device, py::object copy) {
-            (void)stream;
             (void)dl_device;
             if (!copy.is_none() && copy.cast<bool>())
               throw py::buffer_error("cnnops.Array.__dlpack__: copy=True is not supported");
+            cuda::Stream consumer = 0;
+            if (a.t.device.type == DeviceType::CUDA && consumer_stream(stream, &consumer))
+              cuda::rt::stream_wait(consumer, a.stream, a.t.device.index, "Array.__dlpack__");
             return export_capsule(a, max_version);
           },
           py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
@@ -227,9 +325,43 @@ void register_array(py::module_& m) {
            })
       .def_property_readonly("shape", [](const Array& a) { return py::tuple(py::cast(a.t.shape)); })
       .def_property_readonly("dtype", [](const Array& a) { return dtype_name(a.t.dtype); })
-      .def_property_readonly("device", [](const Array& a) { return device_name(a.t.device); });
+      .def_property_readonly("device", [](const Array& a) { return device_name(a.t.device); })
+      .def_property_readonly("ndim", [](const Array& a) { return a.t.ndim(); })
+      .def_property_readonly("size", [](const Array& a) { return a.t.numel(); })
+      .def("numpy", &as_numpy, "A NumPy array with the values (a copy to the host for a CUDA array).")
+      .def(
+          "__array__",
+          [](const Array& a, py::object dtype, py::object copy) {
+            (void)copy;
+            py::object arr = as_numpy(a);
+            return dtype.is_none() ? arr : arr.attr("astype")(dtype);
+          },
+          py::arg("dtype") = py::none(), py::arg("copy") = py::none())
+      .def(
+          "to",
+          [](const Array& a, py::object device) -> py::object {
+            const auto d = parse_device(device, "Array.to");
+            if (!d.first) return py::cast(to_host(a));
+            return py::cast(to_cuda(a.t, d.second, "Array.to"));
+          },
+          py::arg("device"),
+          "The array on `device` (\"cpu\", \"cuda\", \"cuda:N\"): itself when already there, else a copy.")
+      .def("cpu", [](const Array& a) { return to_host(a); })
+      .def(
+          "cuda", [](const Array& a, int index) { return to_cuda(a.t, index, "Array.cuda"); }, py::arg("device") = 0)
+      .def("__repr__", [](const Array& a) {
+        return str("cnnops.Array(shape=", shape_str(a.t.shape), ", dtype=", dtype_name(a.t.dtype),
+                   ", device=", device_name(a.t.device), ")");
+      });
+  m.def(
+      "_cuda_array",
+      [](py::object obj, int index) { return to_cuda(from_python(obj, "cuda.array", "x"), index, "cuda.array"); },
+      py::arg("x"), py::arg("device") = 0);
 }
 
-py::object to_python(Tensor t) { return py::cast(Array{std::move(t)}); }
+py::object to_python(Tensor t) {
+  const std::uintptr_t s = t.device.type == DeviceType::CUDA ? cuda::current_stream() : 0;
+  return py::cast(Array{std::move(t), s});
+}
 
 }  // namespace cnnops

@@ -184,8 +184,11 @@ Tensor empty(const std::vector<int64_t>& shape, DType dtype, Device device) {
     if (g_poison.load(std::memory_order_relaxed)) std::memset(t.data, 0xFF, alloc);
     t.owner = std::shared_ptr<void>(t.data, [alloc](void* q) { host_free(q, alloc); });
   } else {
-    t.data = cuda::device_alloc(bytes, device.index);
-    t.owner = std::shared_ptr<void>(t.data, [idx = device.index](void* q) { cuda::device_free(q, idx); });
+    // stream-ordered: the block returns to the free list of the stream that produced it
+    const cuda::Stream s = cuda::current_stream();
+    t.data = cuda::device_alloc(bytes, device.index, s);
+    t.owner = std::shared_ptr<void>(t.data, [idx = device.index, s](void* q) { cuda::device_free(q, idx, s); });
+    if (g_poison.load(std::memory_order_relaxed)) cuda::rt::memset_async(t.data, 0xFF, bytes, s, "empty");
   }
   return t;
 }
@@ -219,9 +222,15 @@ static void strided_copy(const Tensor& src, Tensor& dst) {
 
 Tensor contiguous(const Tensor& t) {
   if (t.is_contiguous()) return t;
-  if (t.device.type != DeviceType::CPU)
-    throw NotImplemented("non-contiguous CUDA tensors are not supported yet; call .contiguous() first");
   Tensor out = empty(t.shape, t.dtype, t.device);
+  if (t.device.type == DeviceType::CUDA) {
+#ifdef CNNOPS_WITH_CUDA
+    cuda::strided_copy(t, out);
+    return out;
+#else
+    throw NotImplemented(str(current_op(), ": cnnops was built without CUDA support (no nvcc at build time)"));
+#endif
+  }
   switch (dtype_size(t.dtype)) {
     case 8: strided_copy<uint64_t>(t, out); break;
     case 4: strided_copy<uint32_t>(t, out); break;

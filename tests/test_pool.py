@@ -9,7 +9,8 @@ import pytest
 import cnnops
 import reference as ref
 from reference import rel_err
-from testing import POOL_TOL, PoolTester, data_format, from_cl, ntuple, pool_pads, randn, to_cl
+from testing import (_FORMATS, POOL_TOL, PoolTester, data_format, from_cl, ntuple, pool_pads, poisoned_outputs, randn,
+                     to_cl)
 
 F64 = np.float64
 DTYPES = [np.float32, np.float64]
@@ -494,3 +495,183 @@ def test_max_pool3d_window_of_only_depth_padding():
     y2 = cnnops.max_pool3d(np.full((1, 1, 1, 3, 3), 0.5), (2, 2, 2), stride=1, dilation=(2, 1, 1),
                            padding=(1, 1, 1))
     assert (y2 == -np.inf).all()
+
+
+# ---- CUDA against the CPU kernels --------------------------------------------------------------------
+# Random configurations reaching the corners (sizes 1, kernels as large as the padded input, windows
+# made only of padding, dilation, ceil_mode, adaptive outputs larger than the input, both layouts): the
+# CUDA kernels must give the CPU's max values and indices bit for bit, the CPU's max gradient bit for
+# bit (same summation order), and sums within rounding.
+
+def random_pool_case(rng):
+    nd = int(rng.integers(1, 4))
+    kind = str(rng.choice(["max", "avg", "lp", "adaptive_max", "adaptive_avg"]))
+    cl = bool(rng.integers(2))
+    n, c = int(rng.integers(1, 3)), int(rng.integers(1, 5))
+    sp = [int(v) for v in rng.integers(1, 8, nd)]
+    fmt = _FORMATS[nd][cl]
+    args, kw = [], {"data_format": fmt}
+    if kind.startswith("adaptive"):
+        args = [tuple(int(v) for v in rng.integers(1, 10, nd))]
+    else:
+        k = [int(v) for v in rng.integers(1, 5, nd)]
+        s = [int(v) for v in rng.integers(1, 4, nd)]
+        d = [int(v) for v in rng.integers(1, 3, nd)] if kind == "max" else [1] * nd
+        p = [int(rng.integers(0, kk // 2 + 1)) for kk in k] if kind != "lp" else [0] * nd
+        sp = [max(v, dd * (kk - 1) + 1 - 2 * pp) for v, kk, dd, pp in zip(sp, k, d, p)]
+        cm = bool(rng.integers(2))
+        if kind == "max":
+            args = [tuple(k), tuple(s), tuple(p), tuple(d), cm]
+        elif kind == "avg":
+            args = [tuple(k), tuple(s), tuple(p), cm, bool(rng.integers(2))]
+            if nd > 1:
+                args.append(int(rng.integers(1, 7)) if rng.integers(3) == 0 else None)
+        else:
+            args = [float(rng.choice([1.0, 2.0, 3.5])), tuple(k), tuple(s), cm]
+    shape = (n, *sp, c) if cl else (n, c, *sp)
+    return nd, kind, shape, args, kw
+
+
+def _pool_call(nd, kind, x, args, kw, backward=None, indices=None):
+    name = f"{kind}_pool{nd}d"
+    if backward is None:
+        if "max" in kind:
+            return getattr(cnnops, name)(x, *args, return_indices=True, **kw)
+        return getattr(cnnops, name)(x, *args, **kw)
+    f = getattr(cnnops, name + "_backward")
+    if kind.startswith("adaptive"):
+        args = []  # the sizes come from grad_output
+    if "max" in kind:
+        return f(backward, x, indices, *args, **kw)
+    return f(backward, x, *args, **kw)
+
+
+def _pool_case_data(rng, kind, shape, dtype):
+    x = rng.standard_normal(shape)
+    if kind == "lp":
+        x = np.abs(x) + 0.1
+    elif rng.integers(3) == 0:
+        x = np.round(x)  # ties: the first maximum must win on both devices
+    return x.astype(dtype)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("seed", range(40))
+def test_cuda_pool_matches_cpu_kernels(seed, dtype):
+    rng = np.random.default_rng(1000 + seed)
+    nd, kind, shape, args, kw = random_pool_case(rng)
+    x = _pool_case_data(rng, kind, shape, dtype)
+    xd = cnnops.cuda.array(x)
+    what = f"{kind}_pool{nd}d{shape} {args} {kw['data_format']}"
+    with poisoned_outputs():
+        cpu = _pool_call(nd, kind, x, args, kw)
+        gpu = _pool_call(nd, kind, xd, args, kw)
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    if "max" in kind:
+        (y, i), (yd, id_) = cpu, gpu
+        np.testing.assert_array_equal(yd.numpy(), y, err_msg=what)
+        np.testing.assert_array_equal(id_.numpy(), i, err_msg=what)
+    else:
+        y, yd = cpu, gpu
+        assert rel_err(yd.numpy(), y) <= tol, what
+    go = rng.standard_normal(y.shape).astype(dtype)
+    god = cnnops.cuda.array(go)
+    with poisoned_outputs():
+        if "max" in kind:
+            for ind, indd in ((i, id_), (None, None)):
+                g = _pool_call(nd, kind, x, args, kw, go, ind)
+                gd = _pool_call(nd, kind, xd, args, kw, god, indd)
+                np.testing.assert_array_equal(gd.numpy(), g, err_msg=f"{what} backward")
+            # deterministic: the same bits on every run
+            np.testing.assert_array_equal(_pool_call(nd, kind, xd, args, kw, god, id_).numpy(), g)
+        else:
+            g = _pool_call(nd, kind, x, args, kw, go)
+            gd = _pool_call(nd, kind, xd, args, kw, god)
+            assert rel_err(gd.numpy(), g) <= tol, f"{what} backward"
+
+
+@pytest.mark.cuda
+def test_cuda_max_pool_backward_with_indices_outside_their_window(rng):
+    # indices a caller made up: inside the plane but not inside their window (the gather cannot
+    # find them; the per-plane path must give the CPU's sums)
+    x = randn(rng, (2, 3, 6, 7), np.float32)
+    _, idx = cnnops.max_pool2d(x, 2, 2, return_indices=True)
+    idx = rng.integers(0, 42, idx.shape).astype(np.int64)
+    idx[0, 0, 0, 0] = idx[0, 0, 0, 1]  # duplicates add up
+    go = randn(rng, idx.shape, np.float32)
+    g = cnnops.max_pool2d_backward(go, x, idx, 2, 2)
+    gd = cnnops.max_pool2d_backward(cnnops.cuda.array(go), cnnops.cuda.array(x), cnnops.cuda.array(idx), 2, 2)
+    np.testing.assert_array_equal(gd.numpy(), g)
+    idx[1, 2, 0, 0] = 42
+    with pytest.raises(ValueError, match=r"indices in \[0, 42\)"):
+        cnnops.max_pool2d_backward(cnnops.cuda.array(go), cnnops.cuda.array(x), cnnops.cuda.array(idx), 2, 2)
+
+
+def _half_array(a, dtype):
+    """(device array of dtype "float16"/"bfloat16", the rounded values as float32 NumPy)."""
+    if dtype == "float16":
+        h = a.astype(np.float16)
+        return cnnops.cuda.array(h), h.astype(np.float32)
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16)
+    return cnnops.cuda.array(t), t.float().numpy()
+
+
+def _half_to_float(a):
+    if a.dtype == "float16":
+        return a.numpy().astype(np.float32)
+    torch = pytest.importorskip("torch")
+    return torch.from_dlpack(a.to("cpu")).float().numpy()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("seed", range(12))
+def test_cuda_pool_half_precision(seed, dtype):
+    # float16 / bfloat16 on CUDA, accumulated in float32: max pooling exact (a maximum of rounded
+    # values is one of them) with the float32 CPU indices; sums within the storage precision
+    rng = np.random.default_rng(2000 + seed)
+    nd, kind, shape, args, kw = random_pool_case(rng)
+    xd, x = _half_array(_pool_case_data(rng, kind, shape, np.float64), dtype)
+    eps = 2e-3 if dtype == "float16" else 1.6e-2
+    out, outd = _pool_call(nd, kind, x, args, kw), _pool_call(nd, kind, xd, args, kw)
+    if "max" in kind:
+        assert outd[0].dtype == dtype
+        np.testing.assert_array_equal(_half_to_float(outd[0]), out[0])
+        np.testing.assert_array_equal(outd[1].numpy(), out[1])
+        y = out[0]
+    else:
+        assert outd.dtype == dtype
+        assert rel_err(_half_to_float(outd), out) <= eps
+        y = out
+    god, go = _half_array(rng.standard_normal(y.shape), dtype)
+    ind = (out[1], outd[1]) if "max" in kind else (None, None)
+    g = _pool_call(nd, kind, x, args, kw, go, ind[0])
+    gd = _pool_call(nd, kind, xd, args, kw, god, ind[1])
+    assert gd.dtype == dtype
+    assert rel_err(_half_to_float(gd), g) <= eps
+
+
+@pytest.mark.cuda
+def test_cuda_pool_errors_and_streams(rng):
+    x = randn(rng, (1, 2, 5, 5), np.float32)
+    xd = cnnops.cuda.array(x)
+    y, idx = cnnops.max_pool2d(xd, 2, return_indices=True)
+    go = np.ones(y.shape, np.float32)
+    with pytest.raises(TypeError, match="grad_output on the input's device cuda:0, got cpu"):
+        cnnops.max_pool2d_backward(go, xd, idx, 2)
+    with pytest.raises(TypeError, match="indices on the input's device cuda:0, got cpu"):
+        cnnops.max_pool2d_backward(cnnops.cuda.array(go), xd, idx.numpy(), 2)
+    with pytest.raises(TypeError, match="float16"):
+        cnnops.max_pool2d(x.astype(np.float16), 2)  # half precision is CUDA-only
+    # stream= accepts ints and objects with .cuda_stream / .ptr; the result is the same
+    class S:
+        cuda_stream = 0
+    np.testing.assert_array_equal(cnnops.max_pool2d(xd, 2, stream=S()).numpy(), y.numpy())
+    np.testing.assert_array_equal(cnnops.max_pool2d(xd, 2, stream=0).numpy(), y.numpy())
+    with pytest.raises(TypeError, match="stream"):
+        cnnops.max_pool2d(xd, 2, stream="fast")
+    x_before = xd.numpy().copy()
+    cnnops.avg_pool2d_backward(cnnops.cuda.array(go), xd, 2)
+    np.testing.assert_array_equal(xd.numpy(), x_before)  # inputs untouched

@@ -83,7 +83,10 @@ def poisoned_outputs():
 
 
 def _cuda_module():
-    """The array library that holds CUDA arrays here: torch when it sees a GPU, else CuPy."""
+    """The array library that holds CUDA arrays here: torch when it sees a GPU, else CuPy, else the
+    package's own CUDA arrays (cnnops.cuda.array; the only kind in an emulation build)."""
+    if cnnops.cuda.is_emulated():
+        return "cnnops"
     try:
         import torch
 
@@ -96,22 +99,25 @@ def _cuda_module():
 
         return "cupy"
     except ImportError:
-        pytest.skip("no array library with CUDA arrays (torch with CUDA or CuPy) is installed")
+        return "cnnops"
 
 
 def to_device(a, device):
     """A NumPy array as an array on `device` ("cpu": the array itself; "cuda": a torch CUDA tensor,
-    or a CuPy array where torch has no GPU). None stays None."""
+    a CuPy array where torch has no GPU, or a cnnops CUDA array). None stays None."""
     if a is None or device == "cpu":
         return a
     assert device == "cuda", device
-    if _cuda_module() == "torch":
+    mod = _cuda_module()
+    if mod == "torch":
         import torch
 
         return torch.from_numpy(np.ascontiguousarray(a)).to("cuda")
-    import cupy
+    if mod == "cupy":
+        import cupy
 
-    return cupy.asarray(a)
+        return cupy.asarray(a)
+    return cnnops.cuda.array(a)
 
 
 def to_host(a, device, what="output"):
@@ -122,8 +128,12 @@ def to_host(a, device, what="output"):
     if device == "cpu":
         assert isinstance(a, np.ndarray), f"{what}: expected a NumPy array, got {type(a).__name__}"
         return a
-    mod = type(a).__module__.split(".")[0]
-    assert mod == _cuda_module(), f"{what}: expected a {_cuda_module()} array, got {type(a).__name__}"
+    mod = _cuda_module()
+    if mod == "cnnops":
+        assert isinstance(a, cnnops.Array), f"{what}: expected a cnnops.Array, got {type(a).__name__}"
+        assert a.device.startswith("cuda"), f"{what}: expected a CUDA array, got one on {a.device}"
+        return a.numpy()
+    assert type(a).__module__.split(".")[0] == mod, f"{what}: expected a {mod} array, got {type(a).__name__}"
     if mod == "torch":
         assert a.device.type == "cuda", f"{what}: expected a CUDA tensor, got one on {a.device}"
         return a.cpu().numpy()

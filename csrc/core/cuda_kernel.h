@@ -64,7 +64,9 @@ void launch(const char* op, void (*kernel)(Params...), dim3 grid, dim3 block, si
   simt::launch(simt::dim3(grid.x, grid.y, grid.z), simt::dim3(block.x, block.y, block.z), shared_bytes, kernel,
                static_cast<Params>(args)...);
 #else
-  kernel<<<grid, block, shared_bytes, reinterpret_cast<cudaStream_t>(stream)> > >(static_cast<Params>(args)...);
+  // clang-format off
+  kernel<<<grid, block, shared_bytes, reinterpret_cast<cudaStream_t>(stream)>>>(static_cast<Params>(args)...);
+  // clang-format on
   check_last_launch(op);
 #endif
 }

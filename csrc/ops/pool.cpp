@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/cpu/pool.h"
+#include "ops/cuda/pool.h"
 
 namespace cnnops {
 
@@ -25,9 +26,9 @@ static std::vector<int64_t> spatial_of(const char* op, const Tensor& x, const Po
   CNNOPS_CHECK_VALUE(nd >= 1 && nd <= 3, op, ": expected 1, 2 or 3 spatial dimensions, got ", nd);
   CNNOPS_CHECK_VALUE(x.ndim() == nd + 2, op, ": expected input with ", nd + 2, " dimensions ",
                      layout(nd, p.channels_last), ", got ", x.ndim(), " with shape ", shape_str(x.shape));
-  CNNOPS_CHECK_TYPE(x.dtype == DType::Float32 || x.dtype == DType::Float64, op,
-                    ": expected input with dtype float32 or float64, got ", dtype_name(x.dtype));
-  require_cpu_kernel(op, x);
+  CNNOPS_CHECK_TYPE(pool_dtype_ok(x), op, ": expected input with dtype ", pool_dtypes(x), ", got ",
+                    dtype_name(x.dtype));
+  require_kernel(op, x);
   std::vector<int64_t> sp;
   const int off = p.channels_last ? 1 : 2;
   for (int i = 0; i < nd; ++i) sp.push_back(x.shape[off + i]);
@@ -200,6 +201,9 @@ PoolResult pool(const char* op, const Tensor& input, const PoolParams& p) {
   if (r.has_indices) r.indices = empty(shape, DType::Int64, x.device);
   switch (x.device.type) {
     case DeviceType::CPU: cpu::pool_forward(g, x, r, p.tf_indices); break;
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: cuda::pool_forward(g, x, r, p.tf_indices); break;
+#endif
     default: no_kernel_for_device(op, x.device);
   }
   return r;
@@ -211,13 +215,14 @@ Tensor pool_backward(const char* op, const Tensor& grad_output, const Tensor& in
   const auto shape = out_shape(g, p.nd);
   CNNOPS_CHECK_TYPE(grad_output.dtype == input.dtype, op, ": expected grad_output with the input's dtype ",
                     dtype_name(input.dtype), ", got ", dtype_name(grad_output.dtype));
-  CNNOPS_CHECK_TYPE(grad_output.device == input.device, op, ": expected grad_output on the input's device");
+  check_same_device(op, input, "input", grad_output, "grad_output");
   CNNOPS_CHECK_VALUE(grad_output.shape == shape, op, ": expected grad_output of shape ", shape_str(shape),
                      " (the forward's output for input ", shape_str(input.shape), "), got ",
                      shape_str(grad_output.shape));
   Tensor ix;
   if (indices) {
     CNNOPS_CHECK_VALUE(p.kind == PoolKind::Max, op, ": indices are only used by max pooling");
+    check_same_device(op, input, "input", *indices, "indices");
     CNNOPS_CHECK_TYPE(indices->dtype == DType::Int64, op, ": expected indices with dtype int64, got ",
                       dtype_name(indices->dtype));
     CNNOPS_CHECK_VALUE(indices->shape == shape, op, ": expected indices of shape ", shape_str(shape),
@@ -229,6 +234,9 @@ Tensor pool_backward(const char* op, const Tensor& grad_output, const Tensor& in
   bool ok = false;
   switch (x.device.type) {
     case DeviceType::CPU: ok = cpu::pool_backward(g, dy, x, indices ? &ix : nullptr, dx); break;
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: ok = cuda::pool_backward(g, dy, x, indices ? &ix : nullptr, dx); break;
+#endif
     default: no_kernel_for_device(op, x.device);
   }
   CNNOPS_CHECK_VALUE(ok, op, ": expected indices in [0, ", g.in_plane(),
@@ -266,14 +274,14 @@ std::vector<int64_t> geom5_shape(const Geom5& g, int nd) {
 }
 
 void check_float_tensor(const char* op, const char* name, const Tensor& t) {
-  CNNOPS_CHECK_TYPE(t.dtype == DType::Float32 || t.dtype == DType::Float64, op, ": expected ", name,
-                    " with dtype float32 or float64, got ", dtype_name(t.dtype));
-  require_cpu_kernel(op, t);
+  CNNOPS_CHECK_TYPE(pool_dtype_ok(t), op, ": expected ", name, " with dtype ", pool_dtypes(t), ", got ",
+                    dtype_name(t.dtype));
+  require_kernel(op, t);
 }
 
 void check_index_tensor(const char* op, const char* name, const Tensor& t) {
   CNNOPS_CHECK_TYPE(t.dtype == DType::Int64, op, ": expected ", name, " with dtype int64, got ", dtype_name(t.dtype));
-  require_cpu_kernel(op, t);
+  require_kernel(op, t);
 }
 
 }  // namespace cnnops

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from . import _C, cuda
 from ._args import integer as _integer
-from ._C import __version__
+from ._C import Array, __version__
 from .conv import (conv1d, conv1d_backward, conv2d, conv2d_algo, conv2d_backward, conv3d,
                    conv3d_backward)
 from .conv_transpose import (conv_transpose1d, conv_transpose1d_backward, conv_transpose2d,
@@ -75,6 +75,7 @@ def info() -> dict:
         "threads": get_num_threads(),
         "cuda_compiled": cuda.is_compiled(),
         "cuda_available": cuda.is_available(),
+        "cuda_emulated": cuda.is_emulated(),
     }
     if cuda.is_compiled():
         d["cuda_runtime"] = cuda.runtime_version()
@@ -84,6 +85,7 @@ def info() -> dict:
 
 
 __all__ = [
+    "Array",
     "conv1d",
     "conv1d_backward",
     "conv2d",

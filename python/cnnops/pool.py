@@ -489,3 +489,15 @@ _fill_docs()
 POOL_FUNCTIONS = [f"{k}_pool{nd}d{b}" for k in ("max", "avg", "lp", "adaptive_avg", "adaptive_max")
                   for nd in (1, 2, 3) for b in ("", "_backward")] + [
     "global_avg_pool2d", "global_avg_pool2d_backward", "global_max_pool2d", "global_max_pool2d_backward"]
+
+
+def _with_stream_argument():
+    """Every entry point takes ``stream=`` for CUDA arrays (see cnnops.cuda.streamable)."""
+    from .cuda import streamable
+
+    g = globals()
+    for name in POOL_FUNCTIONS:
+        g[name] = streamable(g[name])
+
+
+_with_stream_argument()

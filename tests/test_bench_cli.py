@@ -49,10 +49,23 @@ def test_unknown_family_and_device_are_argparse_choices(capsys):
 
 def test_cuda_device_is_refused_with_the_reason(capsys):
     line = _error(capsys, ["conv", "--device", "cuda"])
-    if cnnops.cuda.is_available():
-        assert "argument --device: the suite has CPU cases only so far" in line
-    else:
+    if not cnnops.cuda.is_available():
         assert "argument --device: cuda is not available" in line
+    elif cnnops.cuda.is_emulated():
+        assert "CPU emulator, which cannot judge speed" in line
+    else:
+        assert "argument --device: cuda has the pool family only so far, not conv" in line
+    if cnnops.cuda.is_emulated():
+        assert "cannot judge speed" in _error(capsys, ["pool", "--device", "cuda"])
+
+
+def test_gpu_file_tags():
+    from cnnops.bench import pool_cuda
+
+    assert pool_cuda.gpu_stem("NVIDIA H100 80GB HBM3") == "h100"
+    assert pool_cuda.gpu_stem("NVIDIA H200") == "h200"
+    assert pool_cuda.gpu_stem("NVIDIA A100-SXM4-40GB") == "a100"
+    assert pool_cuda.gpu_stem("Tesla V100-PCIE-16GB") == "v100"
 
 
 def test_missing_peer_library_is_named(capsys, monkeypatch):

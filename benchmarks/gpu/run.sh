@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
-# One call on the lent GPU machine: build with nvcc, report the device, run the `cuda` tests,
-# and leave logs under $OUT. Usage (device tool): bash benchmarks/gpu/run.sh
+# The one prepared command for a lent GPU machine (device tool, from the repository root):
+#   bash benchmarks/gpu/run.sh
+# Builds cnnops with nvcc for the card present only (compute capability read from nvidia-smi, e.g.
+# CMAKE_CUDA_ARCHITECTURES=90 on an H100/H200), runs the `cuda` tests (every op-family test on CUDA
+# arrays, compared with the CPU kernels), then `python -m cnnops bench pool --device cuda` against
+# PyTorch CUDA on the same card. Prints progress; logs and results go to $OUT (the results also to
+# benchmarks/results/ when the tree is writable). Sized to finish inside 12 minutes of device time.
 set -uo pipefail
 OUT=${OUT:-/tmp/cnnops_gpu_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+repo=$(pwd)
+t0=$(date +%s)
+step() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 {
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  step "GPU"
+  nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total,clocks.max.sm --format=csv
   nvcc --version | tail -1
-  python3 -m pip install --no-build-isolation --no-deps -q . 2>&1 | tail -3
-  cd /tmp  # import the installed package, not the source tree
+  cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d ' .')
+  step "build for sm_${cap} only"
+  python3 -m pip install --no-build-isolation --no-deps -q \
+      -Ccmake.define.CMAKE_CUDA_ARCHITECTURES="${cap}" -Cbuild-dir=/tmp/cnnops-build . 2>&1 | tail -5
+  cd /tmp || exit 1  # import the installed package, not the source tree
   python3 -m cnnops info
-  python3 -m pytest -q -m cuda "$OLDPWD/tests" 2>&1 | tail -15
-  python3 -m pytest -q "$OLDPWD/tests" 2>&1 | tail -3   # the CPU suite too, here on 16 threads
+  step "cuda tests"
+  timeout 300 python3 -m pytest -q -m cuda -p no:cacheprovider "$repo/tests" 2>&1 | tail -25
+  step "pool benchmark vs PyTorch CUDA"
+  timeout 300 python3 -m cnnops bench pool --device cuda --out "$OUT" \
+      --commit "$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  cp "$OUT"/pool_*.json "$OUT"/pool_*.md "$repo/benchmarks/results/" 2>/dev/null
+  step "done"
 } 2>&1 | tee "$OUT/gpu_run.log"

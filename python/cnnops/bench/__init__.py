@@ -31,14 +31,23 @@ DEVICES = ("cpu", "cuda")
 PEERS = {"boxes": ("torch", "torchvision"), "nms": ("torch", "torchvision")}
 
 
-def run(family: str, repeats=None, quick: bool = False, out=None, layers=None, families=None, commit=None) -> int:
+def run(family: str, repeats=None, quick: bool = False, out=None, layers=None, families=None, commit=None,
+        device: str = "cpu") -> int:
     """Run one family's benchmark; returns the process exit status (0 = ran and results correct).
 
     repeats: timed repeats per case (default: sized by a time budget per case); quick: a short
     smoke run; out: folder for the result files (default ./cnnops-bench-results); layers: names
     to run, as 'a,b' or a list (default: all); families (conv only): 'conv2d', 'conv1d',
     'conv3d', 'conv_transpose2d' or 'all', several as 'a,b' or a list (default: all); commit: the
-    source revision to record (default: the CNNOPS_BENCH_COMMIT environment variable)."""
+    source revision to record (default: the CNNOPS_BENCH_COMMIT environment variable); device:
+    "cpu", or "cuda" (the pool family, against PyTorch CUDA on the same GPU)."""
+    if device == "cuda":
+        if family != "pool":
+            print(f"cnnops bench: --device cuda has the pool family only, not {family!r}", file=sys.stderr)
+            return 2
+        from . import pool_cuda
+
+        return pool_cuda.run(repeats=repeats, quick=quick, out=out, layers=layers, commit=commit)
     if family not in FAMILIES:
         print(f"cnnops bench: expected a family among {', '.join(FAMILIES)}, got {family!r}", file=sys.stderr)
         return 2
@@ -69,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", dest="families", default=None,
                    help="conv families: conv2d, conv1d, conv3d, conv_transpose2d or all (default), comma-separated")
     p.add_argument("--device", choices=DEVICES, default="cpu",
-                   help="where cnnops runs: cpu (default); cuda is reserved and needs a CUDA device")
+                   help="where cnnops runs: cpu (default), or cuda (pool family; PyTorch CUDA on the same GPU)")
     p.add_argument("--plot", action="store_true",
                    help="also write speed-up bar charts and a roofline chart (PNG, needs matplotlib) to --out")
     p.add_argument("--commit", default=None, metavar="ID",
@@ -88,7 +97,18 @@ def check_arguments(args) -> str | None:
         if not cuda.is_available():
             why = "it was built without CUDA" if not cuda.is_compiled() else "no CUDA device is usable here"
             return f"argument --device: cuda is not available ({why}); use --device cpu"
-        return "argument --device: the suite has CPU cases only so far; use --device cpu"
+        if cuda.is_emulated():
+            return ("argument --device: this build runs CUDA kernels on the CPU emulator, which cannot "
+                    "judge speed; benchmark on a GPU build")
+        if args.family != "pool":
+            return f"argument --device: cuda has the pool family only so far, not {args.family}"
+        try:
+            import torch
+        except ImportError:
+            return "argument --device: cuda needs PyTorch with CUDA as the reference (pip install torch)"
+        if not torch.cuda.is_available():
+            return "argument --device: cuda needs PyTorch with CUDA on the same GPU; this torch has no CUDA"
+        return None
     if args.families is not None and "conv" not in fams:
         return f"argument --family: applies to the conv benchmark only, not {args.family}"
     if args.layers is not None and len(fams) > 1:
@@ -153,7 +173,8 @@ def main(args, parser: argparse.ArgumentParser | None = None) -> int:
         if len(fams) > 1:
             print(f"\n===== {fam} =====", flush=True)
         rc = max(rc, run(fam, repeats=args.repeats, quick=args.quick, out=out, layers=args.layers,
-                         families=args.families if fam == "conv" else None, commit=args.commit))
+                         families=args.families if fam == "conv" else None, commit=args.commit,
+                         device=args.device))
     if args.plot:
         from . import plot
 

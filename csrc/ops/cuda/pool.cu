@@ -32,14 +32,40 @@ namespace {
 // What every kernel needs, by value. Tables point into one device buffer: begin/count/size per
 // dimension (length out[s]) and, for the backward, the inverse candidate ranges lo/hi per
 // dimension (length in[s]).
+// I: the index type of the kernels, int32_t when every tensor of the call has fewer than 2^30
+// elements (integer division is several times cheaper than in int64_t), else int64_t.
+template <typename I>
 struct Dims {
-  int64_t N, C, in[3], out[3], dil[3];
+  I N, C, in[3], out[3], dil[3];
   bool cl;
   int kind;  // PoolKind
-  int64_t divisor_override;
+  I divisor_override;
   double norm_type, kprod;
   const int64_t *begin[3], *count[3], *size[3], *lo[3], *hi[3];
 };
+
+template <typename I>
+Dims<I> narrow(const Dims<int64_t>& d) {
+  Dims<I> r;
+  r.N = static_cast<I>(d.N);
+  r.C = static_cast<I>(d.C);
+  for (int k = 0; k < 3; ++k) {
+    r.in[k] = static_cast<I>(d.in[k]);
+    r.out[k] = static_cast<I>(d.out[k]);
+    r.dil[k] = static_cast<I>(d.dil[k]);
+    r.begin[k] = d.begin[k];
+    r.count[k] = d.count[k];
+    r.size[k] = d.size[k];
+    r.lo[k] = d.lo[k];
+    r.hi[k] = d.hi[k];
+  }
+  r.cl = d.cl;
+  r.kind = d.kind;
+  r.divisor_override = static_cast<I>(d.divisor_override);
+  r.norm_type = d.norm_type;
+  r.kprod = d.kprod;
+  return r;
+}
 
 // Inverse of one dimension's windows: lo[i] / hi[i] are the first / last output whose tap range
 // [begin, begin + (count - 1) * dil] holds input i (lo > hi when none does). Each input is
@@ -76,7 +102,7 @@ void inverse_ranges(const std::vector<int64_t>& begin, const std::vector<int64_t
 // Tables on the device. `inverse`: also the candidate ranges for a backward gather.
 struct Tables {
   DeviceBuffer buf;
-  Dims d{};
+  Dims<int64_t> d{};
 };
 
 Tables make_tables(const PoolGeom& g, bool inverse, int device, Stream s, const char* op) {
@@ -98,7 +124,7 @@ Tables make_tables(const PoolGeom& g, bool inverse, int device, Stream s, const 
   }
   Tables t;
   t.buf = upload(h, device, s, op);
-  Dims& d = t.d;
+  Dims<int64_t>& d = t.d;
   d.N = g.N;
   d.C = g.C;
   for (int k = 0; k < 3; ++k) {
@@ -142,58 +168,63 @@ __device__ __forceinline__ A pow_pm1(A v, double p) {
 }
 
 // Element (n, c, spatial q) of a (N, C, Q) or (N, Q, C) tensor.
-__device__ __forceinline__ int64_t at(const Dims& d, int64_t n, int64_t c, int64_t q, int64_t Q) {
+template <typename I>
+__device__ __forceinline__ I at(const Dims<I>& d, I n, I c, I q, I Q) {
   return d.cl ? (n * Q + q) * d.C + c : (n * d.C + c) * Q + q;
 }
 
 // Memory-order index -> (n, c, q) for a tensor of Q spatial positions per plane.
-__device__ __forceinline__ void decode(const Dims& d, int64_t i, int64_t Q, int64_t& n, int64_t& c, int64_t& q) {
+template <typename I>
+__device__ __forceinline__ void decode(const Dims<I>& d, I i, I Q, I& n, I& c, I& q) {
   if (d.cl) {
     c = i % d.C;
-    const int64_t t = i / d.C;
+    const I t = i / d.C;
     q = t % Q;
     n = t / Q;
   } else {
     q = i % Q;
-    const int64_t t = i / Q;
+    const I t = i / Q;
     c = t % d.C;
     n = t / d.C;
   }
 }
 
-__device__ __forceinline__ int64_t divisor_of(const Dims& d, int64_t od, int64_t oh, int64_t ow) {
+template <typename I>
+__device__ __forceinline__ I divisor_of(const Dims<I>& d, I od, I oh, I ow) {
   return d.divisor_override > 0 ? d.divisor_override : d.size[0][od] * d.size[1][oh] * d.size[2][ow];
 }
 
 // Whether input coordinate i of dimension k is a tap of output o's window.
-__device__ __forceinline__ bool holds(const Dims& d, int k, int64_t o, int64_t i) {
-  const int64_t t = i - d.begin[k][o];
+template <typename I>
+__device__ __forceinline__ bool holds(const Dims<I>& d, int k, I o, I i) {
+  const I t = i - static_cast<I>(d.begin[k][o]);
+  if (d.dil[k] == 1) return t >= 0 && t < d.count[k][o];
   return t >= 0 && t % d.dil[k] == 0 && t / d.dil[k] < d.count[k][o];
 }
 
 // ---- forward ----
 
-template <typename T>
-__global__ void max_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t* __restrict__ idx, Dims d,
+template <typename T, typename I>
+__global__ void max_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t* __restrict__ idx, Dims<I> d,
                                    bool tf) {
   using A = typename Acc<T>::type;
-  const int64_t P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
-  const int64_t total = d.N * d.C * Q, H = d.in[1], W = d.in[2];
-  const int64_t es = d.cl ? d.C : 1;
-  for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
-    int64_t n, c, q;
+  const I P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
+  const I total = d.N * d.C * Q, H = d.in[1], W = d.in[2];
+  const I es = d.cl ? d.C : 1;
+  for (I o = blockIdx.x * I(blockDim.x) + threadIdx.x; o < total; o += I(gridDim.x) * blockDim.x) {
+    I n, c, q;
     decode(d, o, Q, n, c, q);
-    const int64_t ow = q % d.out[2], oh = (q / d.out[2]) % d.out[1], od = q / (d.out[2] * d.out[1]);
+    const I ow = q % d.out[2], oh = (q / d.out[2]) % d.out[1], od = q / (d.out[2] * d.out[1]);
     const T* xp = x + (d.cl ? n * P * d.C + c : (n * d.C + c) * P);
-    const int64_t bd = d.begin[0][od], cd = d.count[0][od], bh = d.begin[1][oh], ch = d.count[1][oh];
-    const int64_t bw = d.begin[2][ow], cw = d.count[2][ow];
+    const I bd = d.begin[0][od], cd = d.count[0][od], bh = d.begin[1][oh], ch = d.count[1][oh];
+    const I bw = d.begin[2][ow], cw = d.count[2][ow];
     A best = static_cast<A>(-INFINITY);
-    int64_t bi = (bd * H + bh) * W + bw;
-    for (int64_t jd = 0; jd < cd; ++jd)
-      for (int64_t jh = 0; jh < ch; ++jh) {
-        const int64_t row = ((bd + jd * d.dil[0]) * H + bh + jh * d.dil[1]) * W + bw;
-        for (int64_t jw = 0; jw < cw; ++jw) {
-          const int64_t i = row + jw * d.dil[2];
+    I bi = (bd * H + bh) * W + bw;
+    for (I jd = 0; jd < cd; ++jd)
+      for (I jh = 0; jh < ch; ++jh) {
+        const I row = ((bd + jd * d.dil[0]) * H + bh + jh * d.dil[1]) * W + bw;
+        for (I jw = 0; jw < cw; ++jw) {
+          const I i = row + jw * d.dil[2];
           const A v = to_acc(xp[i * es]);
           if (v > best || is_nan(v)) {
             best = v;
@@ -206,25 +237,25 @@ __global__ void max_forward_kernel(const T* __restrict__ x, T* __restrict__ y, i
   }
 }
 
-template <typename T>
-__global__ void sum_forward_kernel(const T* __restrict__ x, T* __restrict__ y, Dims d) {
+template <typename T, typename I>
+__global__ void sum_forward_kernel(const T* __restrict__ x, T* __restrict__ y, Dims<I> d) {
   using A = typename Acc<T>::type;
-  const int64_t P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
-  const int64_t total = d.N * d.C * Q, H = d.in[1], W = d.in[2];
-  const int64_t es = d.cl ? d.C : 1;
+  const I P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
+  const I total = d.N * d.C * Q, H = d.in[1], W = d.in[2];
+  const I es = d.cl ? d.C : 1;
   const bool lp = d.kind == static_cast<int>(PoolKind::Lp);
-  for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
-    int64_t n, c, q;
+  for (I o = blockIdx.x * I(blockDim.x) + threadIdx.x; o < total; o += I(gridDim.x) * blockDim.x) {
+    I n, c, q;
     decode(d, o, Q, n, c, q);
-    const int64_t ow = q % d.out[2], oh = (q / d.out[2]) % d.out[1], od = q / (d.out[2] * d.out[1]);
+    const I ow = q % d.out[2], oh = (q / d.out[2]) % d.out[1], od = q / (d.out[2] * d.out[1]);
     const T* xp = x + (d.cl ? n * P * d.C + c : (n * d.C + c) * P);
-    const int64_t bd = d.begin[0][od], cd = d.count[0][od], bh = d.begin[1][oh], ch = d.count[1][oh];
-    const int64_t bw = d.begin[2][ow], cw = d.count[2][ow];
+    const I bd = d.begin[0][od], cd = d.count[0][od], bh = d.begin[1][oh], ch = d.count[1][oh];
+    const I bw = d.begin[2][ow], cw = d.count[2][ow];
     A s = 0;
-    for (int64_t jd = 0; jd < cd; ++jd)
-      for (int64_t jh = 0; jh < ch; ++jh) {
-        const int64_t row = ((bd + jd * d.dil[0]) * H + bh + jh * d.dil[1]) * W + bw;
-        for (int64_t jw = 0; jw < cw; ++jw) {
+    for (I jd = 0; jd < cd; ++jd)
+      for (I jh = 0; jh < ch; ++jh) {
+        const I row = ((bd + jd * d.dil[0]) * H + bh + jh * d.dil[1]) * W + bw;
+        for (I jw = 0; jw < cw; ++jw) {
           const A v = to_acc(xp[(row + jw * d.dil[2]) * es]);
           s += lp ? pow_a(v, d.norm_type) : v;
         }
@@ -238,34 +269,34 @@ __global__ void sum_forward_kernel(const T* __restrict__ x, T* __restrict__ y, D
 
 // Calls f(o_flat, od, oh, ow) for every output whose window holds input (id, ih, iw), in
 // increasing output order.
-template <typename F>
-__device__ __forceinline__ void for_outputs_holding(const Dims& d, int64_t id, int64_t ih, int64_t iw, F&& f) {
-  const int64_t d0 = d.lo[0][id], d1 = d.hi[0][id], h0 = d.lo[1][ih], h1 = d.hi[1][ih];
-  const int64_t w0 = d.lo[2][iw], w1 = d.hi[2][iw];
-  for (int64_t od = d0; od <= d1; ++od) {
+template <typename I, typename F>
+__device__ __forceinline__ void for_outputs_holding(const Dims<I>& d, I id, I ih, I iw, F&& f) {
+  const I d0 = d.lo[0][id], d1 = d.hi[0][id], h0 = d.lo[1][ih], h1 = d.hi[1][ih];
+  const I w0 = d.lo[2][iw], w1 = d.hi[2][iw];
+  for (I od = d0; od <= d1; ++od) {
     if (!holds(d, 0, od, id)) continue;
-    for (int64_t oh = h0; oh <= h1; ++oh) {
+    for (I oh = h0; oh <= h1; ++oh) {
       if (!holds(d, 1, oh, ih)) continue;
-      for (int64_t ow = w0; ow <= w1; ++ow)
+      for (I ow = w0; ow <= w1; ++ow)
         if (holds(d, 2, ow, iw)) f((od * d.out[1] + oh) * d.out[2] + ow, od, oh, ow);
     }
   }
 }
 
 // Max backward by gather: input i collects dy[o] of every candidate output whose index is i.
-template <typename T>
+template <typename T, typename I>
 __global__ void max_backward_gather_kernel(const T* __restrict__ dy, const int64_t* __restrict__ idx,
-                                           T* __restrict__ dx, Dims d) {
+                                           T* __restrict__ dx, Dims<I> d) {
   using A = typename Acc<T>::type;
-  const int64_t P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
-  const int64_t total = d.N * d.C * P;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t n, c, p;
+  const I P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
+  const I total = d.N * d.C * P;
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < total; i += I(gridDim.x) * blockDim.x) {
+    I n, c, p;
     decode(d, i, P, n, c, p);
-    const int64_t iw = p % d.in[2], ih = (p / d.in[2]) % d.in[1], id = p / (d.in[2] * d.in[1]);
+    const I iw = p % d.in[2], ih = (p / d.in[2]) % d.in[1], id = p / (d.in[2] * d.in[1]);
     A s = 0;
-    for_outputs_holding(d, id, ih, iw, [&](int64_t q, int64_t, int64_t, int64_t) {
-      const int64_t o = at(d, n, c, q, Q);
+    for_outputs_holding(d, id, ih, iw, [&](I q, I, I, I) {
+      const I o = at(d, n, c, q, Q);
       if (idx[o] == p) s += to_acc(dy[o]);
     });
     dx[i] = from_acc<T>(s);
@@ -274,36 +305,37 @@ __global__ void max_backward_gather_kernel(const T* __restrict__ dy, const int64
 
 // flags[0]: an index outside its plane; flags[1]: an index inside the plane but outside its
 // window (the gather cannot find it). Every writer stores the same value.
-__global__ void check_indices_kernel(const int64_t* __restrict__ idx, Dims d, int* flags) {
-  const int64_t P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
-  const int64_t total = d.N * d.C * Q;
-  for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
-    int64_t n, c, q;
+template <typename I>
+__global__ void check_indices_kernel(const int64_t* __restrict__ idx, Dims<I> d, int* flags) {
+  const I P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
+  const I total = d.N * d.C * Q;
+  for (I o = blockIdx.x * I(blockDim.x) + threadIdx.x; o < total; o += I(gridDim.x) * blockDim.x) {
+    I n, c, q;
     decode(d, o, Q, n, c, q);
-    const int64_t i = idx[o];
-    if (i < 0 || i >= P) {
+    const int64_t raw = idx[o];
+    if (raw < 0 || raw >= P) {
       flags[0] = 1;
       continue;
     }
-    const int64_t ow = q % d.out[2], oh = (q / d.out[2]) % d.out[1], od = q / (d.out[2] * d.out[1]);
-    const int64_t iw = i % d.in[2], ih = (i / d.in[2]) % d.in[1], id = i / (d.in[2] * d.in[1]);
+    const I i = static_cast<I>(raw);
+    const I ow = q % d.out[2], oh = (q / d.out[2]) % d.out[1], od = q / (d.out[2] * d.out[1]);
+    const I iw = i % d.in[2], ih = (i / d.in[2]) % d.in[1], id = i / (d.in[2] * d.in[1]);
     if (!(holds(d, 0, od, id) && holds(d, 1, oh, ih) && holds(d, 2, ow, iw))) flags[1] = 1;
   }
 }
 
 // Max backward for arbitrary in-plane indices: one thread per (n, c) plane adds its outputs in
 // order, as the CPU does (slow for few planes; only calls with hand-made indices come here).
-template <typename T>
+template <typename T, typename I>
 __global__ void max_backward_planes_kernel(const T* __restrict__ dy, const int64_t* __restrict__ idx,
-                                           typename Acc<T>::type* __restrict__ acc, Dims d) {
-  const int64_t P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
-  for (int64_t pl = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; pl < d.N * d.C;
-       pl += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t n = pl / d.C, c = pl % d.C;
-    for (int64_t p = 0; p < P; ++p) acc[at(d, n, c, p, P)] = 0;
-    for (int64_t q = 0; q < Q; ++q) {
-      const int64_t o = at(d, n, c, q, Q);
-      acc[at(d, n, c, idx[o], P)] += to_acc(dy[o]);
+                                           typename Acc<T>::type* __restrict__ acc, Dims<I> d) {
+  const I P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
+  for (I pl = blockIdx.x * I(blockDim.x) + threadIdx.x; pl < d.N * d.C; pl += I(gridDim.x) * blockDim.x) {
+    const I n = pl / d.C, c = pl % d.C;
+    for (I p = 0; p < P; ++p) acc[at(d, n, c, p, P)] = 0;
+    for (I q = 0; q < Q; ++q) {
+      const I o = at(d, n, c, q, Q);
+      acc[at(d, n, c, static_cast<I>(idx[o]), P)] += to_acc(dy[o]);
     }
   }
 }
@@ -316,25 +348,25 @@ __global__ void convert_kernel(const typename Acc<T>::type* __restrict__ a, T* _
 
 // LP backward, first pass: per output, the factor its grad spreads with (dy * k * y / y^p, 0
 // where y^p is 0), from the window's sum of x^p.
-template <typename T>
+template <typename T, typename I>
 __global__ void lp_coef_kernel(const T* __restrict__ x, const T* __restrict__ dy,
-                               typename Acc<T>::type* __restrict__ coef, Dims d) {
+                               typename Acc<T>::type* __restrict__ coef, Dims<I> d) {
   using A = typename Acc<T>::type;
-  const int64_t P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
-  const int64_t total = d.N * d.C * Q, H = d.in[1], W = d.in[2];
-  const int64_t es = d.cl ? d.C : 1;
-  for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < total; o += int64_t(gridDim.x) * blockDim.x) {
-    int64_t n, c, q;
+  const I P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
+  const I total = d.N * d.C * Q, H = d.in[1], W = d.in[2];
+  const I es = d.cl ? d.C : 1;
+  for (I o = blockIdx.x * I(blockDim.x) + threadIdx.x; o < total; o += I(gridDim.x) * blockDim.x) {
+    I n, c, q;
     decode(d, o, Q, n, c, q);
-    const int64_t ow = q % d.out[2], oh = (q / d.out[2]) % d.out[1], od = q / (d.out[2] * d.out[1]);
+    const I ow = q % d.out[2], oh = (q / d.out[2]) % d.out[1], od = q / (d.out[2] * d.out[1]);
     const T* xp = x + (d.cl ? n * P * d.C + c : (n * d.C + c) * P);
-    const int64_t bd = d.begin[0][od], cd = d.count[0][od], bh = d.begin[1][oh], ch = d.count[1][oh];
-    const int64_t bw = d.begin[2][ow], cw = d.count[2][ow];
+    const I bd = d.begin[0][od], cd = d.count[0][od], bh = d.begin[1][oh], ch = d.count[1][oh];
+    const I bw = d.begin[2][ow], cw = d.count[2][ow];
     A s = 0;
-    for (int64_t jd = 0; jd < cd; ++jd)
-      for (int64_t jh = 0; jh < ch; ++jh) {
-        const int64_t row = ((bd + jd * d.dil[0]) * H + bh + jh * d.dil[1]) * W + bw;
-        for (int64_t jw = 0; jw < cw; ++jw) s += pow_a(to_acc(xp[(row + jw * d.dil[2]) * es]), d.norm_type);
+    for (I jd = 0; jd < cd; ++jd)
+      for (I jh = 0; jh < ch; ++jh) {
+        const I row = ((bd + jd * d.dil[0]) * H + bh + jh * d.dil[1]) * W + bw;
+        for (I jw = 0; jw < cw; ++jw) s += pow_a(to_acc(xp[(row + jw * d.dil[2]) * es]), d.norm_type);
       }
     const A div = static_cast<A>(divisor_of(d, od, oh, ow));
     const A k = static_cast<A>(d.kprod) / div;
@@ -345,22 +377,23 @@ __global__ void lp_coef_kernel(const T* __restrict__ x, const T* __restrict__ dy
 
 // Average / LP backward by gather: input i sums dy[o] / divisor (average) or coef[o] * x^(p-1)
 // (LP) over the outputs whose window holds it.
-template <typename T>
+template <typename T, typename I>
 __global__ void sum_backward_gather_kernel(const T* __restrict__ dy, const T* __restrict__ x,
-                                           const typename Acc<T>::type* __restrict__ coef, T* __restrict__ dx, Dims d) {
+                                           const typename Acc<T>::type* __restrict__ coef, T* __restrict__ dx,
+                                           Dims<I> d) {
   using A = typename Acc<T>::type;
-  const int64_t P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
-  const int64_t total = d.N * d.C * P;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t n, c, p;
+  const I P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
+  const I total = d.N * d.C * P;
+  for (I i = blockIdx.x * I(blockDim.x) + threadIdx.x; i < total; i += I(gridDim.x) * blockDim.x) {
+    I n, c, p;
     decode(d, i, P, n, c, p);
-    const int64_t iw = p % d.in[2], ih = (p / d.in[2]) % d.in[1], id = p / (d.in[2] * d.in[1]);
+    const I iw = p % d.in[2], ih = (p / d.in[2]) % d.in[1], id = p / (d.in[2] * d.in[1]);
     A s = 0;
     if (coef) {
-      for_outputs_holding(d, id, ih, iw, [&](int64_t q, int64_t, int64_t, int64_t) { s += coef[at(d, n, c, q, Q)]; });
+      for_outputs_holding(d, id, ih, iw, [&](I q, I, I, I) { s += coef[at(d, n, c, q, Q)]; });
       s *= pow_pm1(to_acc(x[i]), d.norm_type);
     } else {
-      for_outputs_holding(d, id, ih, iw, [&](int64_t q, int64_t od, int64_t oh, int64_t ow) {
+      for_outputs_holding(d, id, ih, iw, [&](I q, I od, I oh, I ow) {
         s += to_acc(dy[at(d, n, c, q, Q)]) / static_cast<A>(divisor_of(d, od, oh, ow));
       });
     }
@@ -368,39 +401,49 @@ __global__ void sum_backward_gather_kernel(const T* __restrict__ dy, const T* __
   }
 }
 
+// Launches run with int32_t indices when every tensor of the call is small enough.
+bool small_indices(const PoolGeom& g) {
+  constexpr int64_t kLimit = int64_t(1) << 30;
+  const int64_t planes = g.N * g.C;
+  return g.in_plane() < kLimit / planes && g.out_plane() < kLimit / planes;
+}
+
+template <typename T, typename I>
+void forward_with(const Tensor& x, PoolResult& r, const PoolGeom& g, const Dims<I>& d, bool tf, Stream s,
+                  const char* op) {
+  const int64_t total = r.output.numel();
+  if (g.kind == PoolKind::Max)
+    launch(op, max_forward_kernel<T, I>, dim3(grid_for(total)), dim3(kThreads), 0, s, x.ptr<T>(), r.output.ptr<T>(),
+           r.has_indices ? r.indices.ptr<int64_t>() : nullptr, d, tf);
+  else
+    launch(op, sum_forward_kernel<T, I>, dim3(grid_for(total)), dim3(kThreads), 0, s, x.ptr<T>(), r.output.ptr<T>(), d);
+}
+
 template <typename T>
 void run_forward(const PoolGeom& g, const Tensor& x, PoolResult& r, bool tf) {
   const char* op = current_op();
   const Stream s = current_stream();
-  const int dev = x.device.index;
-  const int64_t total = r.output.numel();
-  if (total == 0) return;
-  Tables t = make_tables(g, false, dev, s, op);
-  if (g.kind == PoolKind::Max)
-    launch(op, max_forward_kernel<T>, dim3(grid_for(total)), dim3(kThreads), 0, s, x.ptr<T>(), r.output.ptr<T>(),
-           r.has_indices ? r.indices.ptr<int64_t>() : nullptr, t.d, tf);
-  else
-    launch(op, sum_forward_kernel<T>, dim3(grid_for(total)), dim3(kThreads), 0, s, x.ptr<T>(), r.output.ptr<T>(), t.d);
+  if (r.output.numel() == 0) return;
+  Tables t = make_tables(g, false, x.device.index, s, op);
+  if (small_indices(g)) forward_with<T, int32_t>(x, r, g, narrow<int32_t>(t.d), tf, s, op);
+  else forward_with<T, int64_t>(x, r, g, t.d, tf, s, op);
 }
 
-template <typename T>
-bool run_backward(const PoolGeom& g, const Tensor& dy, const Tensor& x, const Tensor* indices, Tensor& dx) {
+template <typename T, typename I>
+bool backward_with(const PoolGeom& g, const Tensor& dy, const Tensor& x, const Tensor* indices, Tensor& dx,
+                   const Dims<I>& d, Stream s, const char* op) {
   using A = typename Acc<T>::type;
-  const char* op = current_op();
-  const Stream s = current_stream();
   const int dev = x.device.index;
   const int64_t total = dx.numel(), outs = dy.numel();
-  if (total == 0) return true;
-  Tables t = make_tables(g, true, dev, s, op);
   const dim3 block(kThreads);
   if (g.kind != PoolKind::Max) {
     DeviceBuffer coef;
     if (g.kind == PoolKind::Lp && outs > 0) {
       coef = DeviceBuffer(outs * sizeof(A), dev, s);
-      launch(op, lp_coef_kernel<T>, dim3(grid_for(outs)), block, 0, s, x.ptr<T>(), dy.ptr<T>(), coef.as<A>(), t.d);
+      launch(op, lp_coef_kernel<T, I>, dim3(grid_for(outs)), block, 0, s, x.ptr<T>(), dy.ptr<T>(), coef.as<A>(), d);
     }
-    launch(op, sum_backward_gather_kernel<T>, dim3(grid_for(total)), block, 0, s, dy.ptr<T>(), x.ptr<T>(),
-           g.kind == PoolKind::Lp ? coef.as<A>() : static_cast<A*>(nullptr), dx.ptr<T>(), t.d);
+    launch(op, sum_backward_gather_kernel<T, I>, dim3(grid_for(total)), block, 0, s, dy.ptr<T>(), x.ptr<T>(),
+           g.kind == PoolKind::Lp ? coef.as<A>() : static_cast<A*>(nullptr), dx.ptr<T>(), d);
     return true;
   }
   Tensor computed;
@@ -411,7 +454,7 @@ bool run_backward(const PoolGeom& g, const Tensor& dy, const Tensor& x, const Te
     int flags[2] = {0, 0};
     DeviceBuffer fb(sizeof(flags), dev, s);
     copy_to_device(fb.as<int>(), flags, sizeof(flags), s, op);
-    if (outs > 0) launch(op, check_indices_kernel, dim3(grid_for(outs)), block, 0, s, idx, t.d, fb.as<int>());
+    if (outs > 0) launch(op, check_indices_kernel<I>, dim3(grid_for(outs)), block, 0, s, idx, d, fb.as<int>());
     copy_to_host(flags, fb.as<int>(), sizeof(flags), s, op);
     if (flags[0]) return false;
     sequential = flags[1] != 0;
@@ -420,12 +463,12 @@ bool run_backward(const PoolGeom& g, const Tensor& dy, const Tensor& x, const Te
     computed = empty(dy.shape, DType::Int64, dy.device);
     Tensor y = empty(dy.shape, dy.dtype, dy.device);
     if (outs > 0)
-      launch(op, max_forward_kernel<T>, dim3(grid_for(outs)), block, 0, s, x.ptr<T>(), y.ptr<T>(),
-             computed.ptr<int64_t>(), t.d, false);
+      launch(op, max_forward_kernel<T, I>, dim3(grid_for(outs)), block, 0, s, x.ptr<T>(), y.ptr<T>(),
+             computed.ptr<int64_t>(), d, false);
     idx = computed.ptr<int64_t>();
   }
   if (!sequential) {
-    launch(op, max_backward_gather_kernel<T>, dim3(grid_for(total)), block, 0, s, dy.ptr<T>(), idx, dx.ptr<T>(), t.d);
+    launch(op, max_backward_gather_kernel<T, I>, dim3(grid_for(total)), block, 0, s, dy.ptr<T>(), idx, dx.ptr<T>(), d);
     return true;
   }
   DeviceBuffer acc;
@@ -434,10 +477,20 @@ bool run_backward(const PoolGeom& g, const Tensor& dy, const Tensor& x, const Te
     acc = DeviceBuffer(total * sizeof(A), dev, s);
     ap = acc.as<A>();
   }
-  launch(op, max_backward_planes_kernel<T>, dim3(grid_for(g.N * g.C)), block, 0, s, dy.ptr<T>(), idx, ap, t.d);
+  launch(op, max_backward_planes_kernel<T, I>, dim3(grid_for(g.N * g.C)), block, 0, s, dy.ptr<T>(), idx, ap, d);
   if (!std::is_same<A, T>::value)
     launch(op, convert_kernel<T>, dim3(grid_for(total)), block, 0, s, static_cast<const A*>(ap), dx.ptr<T>(), total);
   return true;
+}
+
+template <typename T>
+bool run_backward(const PoolGeom& g, const Tensor& dy, const Tensor& x, const Tensor* indices, Tensor& dx) {
+  const char* op = current_op();
+  const Stream s = current_stream();
+  if (dx.numel() == 0) return true;
+  Tables t = make_tables(g, true, x.device.index, s, op);
+  if (small_indices(g)) return backward_with<T, int32_t>(g, dy, x, indices, dx, narrow<int32_t>(t.d), s, op);
+  return backward_with<T, int64_t>(g, dy, x, indices, dx, t.d, s, op);
 }
 
 }  // namespace

@@ -44,7 +44,22 @@ void device_synchronize(int device, const char* op);
 void stream_wait(Stream consumer, Stream producer, int device, const char* op);
 // The error of the last launch on the calling thread, cleared (cudaGetLastError); "" if none.
 std::string last_launch_error();
+int get_device();
+void set_device(int device, const char* op);
 }  // namespace rt
+
+// Makes `device` the calling thread's current CUDA device for one scope (kernels launch on the
+// current device), and restores the previous one after. Every CUDA driver of an op starts with one.
+class DeviceGuard {
+ public:
+  DeviceGuard(int device, const char* op);
+  ~DeviceGuard();
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = -1, now_ = -1;
+};
 
 // ---- caching allocator: size classes, free lists per (device, stream) ----
 // Blocks freed go back to the free list of the stream they were allocated on, where work queued

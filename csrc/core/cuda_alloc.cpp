@@ -132,6 +132,20 @@ void copy_on_device(void* dst, const void* src, size_t bytes, Stream s, const ch
   if (bytes) rt::memcpy_async(dst, src, bytes, rt::Copy::DeviceToDevice, s, op);
 }
 
+DeviceGuard::DeviceGuard(int device, const char* op) : now_(device) {
+  prev_ = rt::get_device();
+  if (prev_ != device) rt::set_device(device, op);
+}
+
+DeviceGuard::~DeviceGuard() {
+  if (prev_ >= 0 && prev_ != now_) {
+    try {
+      rt::set_device(prev_, "DeviceGuard");
+    } catch (...) {  // a destructor must not throw; the device stays as it is
+    }
+  }
+}
+
 void set_device(int index, const char* op) {
   const int n = device_count();
   if (n == 0)

@@ -40,6 +40,7 @@ void strided_copy(const Tensor& src, Tensor& dst) {
   if (src.ndim() > kMaxDims)
     throw NotImplemented(str(current_op(), ": non-contiguous CUDA arrays of more than ", kMaxDims,
                              " dimensions are not supported; make it contiguous first"));
+  DeviceGuard guard(src.device.index, current_op());
   StridedView v{};
   v.nd = static_cast<int>(src.ndim());
   for (int d = 0; d < v.nd; ++d) {

@@ -105,6 +105,17 @@ void stream_wait(Stream consumer, Stream producer, int device, const char* op) {
   cudaEventDestroy(ev);  // released once the wait has been satisfied
 }
 
+int get_device() {
+  int d = -1;
+  if (cudaGetDevice(&d) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return d;
+}
+
+void set_device(int device, const char* op) { check(cudaSetDevice(device), op, "cudaSetDevice"); }
+
 std::string last_launch_error() {
   const cudaError_t e = cudaGetLastError();
   return e == cudaSuccess ? std::string() : std::string(cudaGetErrorString(e));

@@ -27,6 +27,8 @@ void stream_synchronize(Stream, const char*) {}
 void device_synchronize(int, const char*) {}
 void stream_wait(Stream, Stream, int, const char*) {}
 std::string last_launch_error() { return ""; }
+int get_device() { return -1; }
+void set_device(int, const char* op) { throw NotImplemented(str(op, ": ", kNoCuda)); }
 }  // namespace rt
 
 }  // namespace cuda

@@ -35,6 +35,8 @@ void stream_synchronize(Stream, const char*) {}
 void device_synchronize(int, const char*) {}
 void stream_wait(Stream, Stream, int, const char*) {}
 std::string last_launch_error() { return ""; }
+int get_device() { return 0; }
+void set_device(int, const char*) {}
 
 }  // namespace rt
 }  // namespace cuda

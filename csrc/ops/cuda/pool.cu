@@ -496,10 +496,12 @@ bool run_backward(const PoolGeom& g, const Tensor& dy, const Tensor& x, const Te
 }  // namespace
 
 void pool_forward(const PoolGeom& g, const Tensor& x, PoolResult& r, bool tf_indices) {
+  DeviceGuard guard(x.device.index, current_op());
   dispatch_floating(x.dtype, current_op(), [&](auto tag) { run_forward<decltype(tag)>(g, x, r, tf_indices); });
 }
 
 bool pool_backward(const PoolGeom& g, const Tensor& dy, const Tensor& x, const Tensor* indices, Tensor& dx) {
+  DeviceGuard guard(x.device.index, current_op());
   return dispatch_floating(x.dtype, current_op(),
                            [&](auto tag) { return run_backward<decltype(tag)>(g, dy, x, indices, dx); });
 }

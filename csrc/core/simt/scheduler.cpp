@@ -1,8 +1,12 @@
 // The block scheduler of the SIMT emulator (see simt.h): runs the threads of one block as fibers
 // until each reaches a barrier or returns, releases the barriers whose threads have all arrived,
 // and repeats; a round that can release nothing is a deadlock. Blocks are spread over the OpenMP
-// threads; each OS thread keeps its fibers (and their stacks) from block to block.
+// threads; each OS thread keeps its fibers (and their stacks) from block to block. Each thread
+// also keeps its cp.async copies (async.h) until it waits for them; one that returns with copies
+// outstanding is an error.
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <string>
@@ -20,11 +24,22 @@ namespace {
 
 enum class Wait { None, Block, Warp, Done };
 
+// One cp.async: `bytes` to dst, of which the first `src_bytes` come from src and the rest are zeros.
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  int bytes, src_bytes;
+};
+
 struct EmuThread {
   std::unique_ptr<Fiber> fiber;
   ThreadState state;
   Wait wait = Wait::None;
   unsigned mask = 0;  // the lanes a Warp wait is for
+  // cp.async copies not yet performed, in issue order; group_ends[g] is the end (in `copies`) of
+  // committed group g, oldest first; copies past the last end are in the open group.
+  std::vector<AsyncCopy> copies;
+  std::vector<size_t> group_ends;
 };
 
 // Everything one OS thread needs to run blocks; reused from block to block.
@@ -40,6 +55,8 @@ struct Runner {
 
 thread_local Runner* t_runner = nullptr;
 
+std::string dim_str(const dim3& d) { return str("(", d.x, ", ", d.y, ", ", d.z, ")"); }
+
 Runner& runner() {
   if (!t_runner) throw std::logic_error("SIMT emulator: a device function was called outside simt::launch");
   return *t_runner;
@@ -50,14 +67,20 @@ void thread_entry(void* arg) {
   Runner& r = *t_runner;
   try {
     (*r.body)();
+    if (!self->copies.empty()) {
+      const size_t committed = self->group_ends.empty() ? 0 : self->group_ends.back();
+      throw AsyncCopyError(str("SIMT emulator: thread ", dim_str(self->state.thread_idx), " of block ",
+                               dim_str(r.block.block_idx), " returned with ", self->copies.size(),
+                               " cp.async copies never waited for (", self->copies.size() - committed,
+                               " not committed): commit and wait for every copy (cnnops_cp_async_wait<0>) "
+                               "before the data is used or the thread returns"));
+    }
   } catch (...) {
     if (!r.error) r.error = std::current_exception();
   }
   self->wait = Wait::Done;
   self->fiber->switch_to(Fiber::thread_fiber());  // never resumed: reset() restarts from the entry
 }
-
-std::string dim_str(const dim3& d) { return str("(", d.x, ", ", d.y, ", ", d.z, ")"); }
 
 // Threads (by linear index) in state `w`, as a short list for messages.
 std::string list_of(const Runner& r, int n, Wait w) {
@@ -113,6 +136,8 @@ void run_block(Runner& r, const dim3& bidx, int n) {
     t.state.lane = i % 32;
     t.state.warp = i / 32;
     t.wait = Wait::None;
+    t.copies.clear();
+    t.group_ends.clear();
     t.fiber->reset();
   }
   for (;;) {
@@ -179,6 +204,53 @@ unsigned ballot(unsigned mask, int predicate) {
   }
   sync_warp(mask);
   return bits;
+}
+
+void require_full_warp(const char* what) {
+  Runner& r = runner();
+  const dim3 bd = r.block.block_dim;
+  const int n = static_cast<int>(bd.x * bd.y * bd.z), warp = r.current->state.warp;
+  if ((warp + 1) * 32 > n)
+    throw std::runtime_error(str("SIMT emulator: ", what, " needs a full warp of 32 threads, but warp ", warp,
+                                 " of a block of ", n, " threads has ", n - warp * 32));
+}
+
+void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
+  EmuThread& t = *runner().current;
+  if (bytes != 4 && bytes != 8 && bytes != 16)
+    throw AsyncCopyError(str("SIMT emulator: cp.async copies 4, 8 or 16 bytes, not ", bytes));
+  if (src_bytes < 0 || src_bytes > bytes)
+    throw AsyncCopyError(str("SIMT emulator: cp.async of ", bytes, " bytes with ", src_bytes,
+                             " source bytes (expected 0 to ", bytes, ")"));
+  const auto offset = [bytes](const void* p) { return reinterpret_cast<uintptr_t>(p) % static_cast<unsigned>(bytes); };
+  if (offset(dst) != 0 || (src_bytes > 0 && offset(src) != 0))
+    throw AsyncCopyError(str("SIMT emulator: cp.async of ", bytes, " bytes needs ", bytes,
+                             "-byte aligned addresses, got a destination ", offset(dst), " and a source ", offset(src),
+                             " bytes past such a boundary (thread ", dim_str(t.state.thread_idx), " of block ",
+                             dim_str(runner().block.block_idx), ")"));
+  std::memset(dst, 0xff, static_cast<size_t>(bytes));
+  t.copies.push_back(AsyncCopy{dst, src, bytes, src_bytes});
+}
+
+void cp_async_commit() {
+  EmuThread& t = *runner().current;
+  t.group_ends.push_back(t.copies.size());
+}
+
+void cp_async_wait(int pending) {
+  EmuThread& t = *runner().current;
+  const size_t groups = t.group_ends.size(), keep = static_cast<size_t>(pending < 0 ? 0 : pending);
+  if (groups <= keep) return;
+  const size_t done = groups - keep, end = t.group_ends[done - 1];
+  for (size_t i = 0; i < end; ++i) {
+    const AsyncCopy& c = t.copies[i];
+    auto* d = static_cast<unsigned char*>(c.dst);
+    if (c.src_bytes > 0) std::memcpy(d, c.src, static_cast<size_t>(c.src_bytes));
+    std::memset(d + c.src_bytes, 0, static_cast<size_t>(c.bytes - c.src_bytes));
+  }
+  t.copies.erase(t.copies.begin(), t.copies.begin() + static_cast<std::ptrdiff_t>(end));
+  t.group_ends.erase(t.group_ends.begin(), t.group_ends.begin() + static_cast<std::ptrdiff_t>(done));
+  for (size_t& e : t.group_ends) e -= end;
 }
 
 void launch_body(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::function<void()>& body,

@@ -8,8 +8,11 @@
 namespace cnnops {
 namespace simt {
 
-// Runs self-test kernel `name` on the contiguous float32 array `input` (arg: threads per block
-// for block_sum, the threshold for compact) and returns its output.
+// Runs self-test kernel `name` on the contiguous float32 array `input` and returns its output
+// (arg: threads per block for block_sum, the threshold for compact, the number of bins for
+// atomics, the bytes per copy for cp_async_pipeline, the misuse for cp_async_misuse, the operand
+// type for mma_fragments and mma_tile, the B layout for gemm_f16). tests/test_simt.py documents
+// each kernel's input and output.
 Tensor selftest(const std::string& name, const Tensor& input, double arg);
 
 }  // namespace simt

@@ -20,7 +20,19 @@ from reference import (
     upsample_nearest_backward_ref,
     upsample_nearest_ref,
 )
-from testing import DTYPE_IDS, DTYPES, UnpoolTester, from_cl, pool_indices, randn, to_cl, zeros
+from testing import (
+    DTYPE_IDS,
+    DTYPES,
+    UnpoolTester,
+    from_cl,
+    poisoned_outputs,
+    pool_indices,
+    randn,
+    to_cl,
+    to_device,
+    to_host,
+    zeros,
+)
 
 FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
 UP = {1: cnnops.upsample_nearest1d, 2: cnnops.upsample_nearest2d, 3: cnnops.upsample_nearest3d}
@@ -241,22 +253,23 @@ def test_max_unpool_backward_finite_differences(rng):
 
 @pytest.mark.parametrize("bad", [-1, 20, 2**40, -(2**62)])
 @pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
-def test_max_unpool_out_of_range_indices(bad, fmt, rng):
+def test_max_unpool_out_of_range_indices(bad, fmt, rng, device):
     x = randn(rng, (2, 3, 2, 2), np.float32)
     idx = pool_indices(rng, 2, 3, (4, 5), (2, 2))
     idx[1, 2, 1, 0] = bad
     if fmt == "NHWC":
         x, idx = to_cl(x), to_cl(idx)
+    x, idx = to_device(x, device), to_device(idx, device)
     with pytest.raises(ValueError, match=rf"max_unpool2d: expected indices in \[0, 20\).*got {bad}"):
         cnnops.max_unpool2d(x, idx, 2, output_size=(4, 5), data_format=fmt)
-    gy = np.zeros((2, 4, 5, 3) if fmt == "NHWC" else (2, 3, 4, 5), np.float32)
+    gy = to_device(np.zeros((2, 4, 5, 3) if fmt == "NHWC" else (2, 3, 4, 5), np.float32), device)
     with pytest.raises(ValueError, match=rf"max_unpool2d_backward: expected indices in \[0, 20\).*got {bad}"):
         cnnops.max_unpool2d_backward(gy, idx, 2, output_size=(4, 5), data_format=fmt)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("where", [(0,), (5,), (8, 30), (51, 50), (116,), (113, 115)])
-def test_max_unpool_backward_bad_index_in_long_planes(where, dtype, rng):
+def test_max_unpool_backward_bad_index_in_long_planes(where, dtype, rng, device):
     # planes of 117 indices: the float kernel checks them eight at a time after an unaligned head;
     # bad ones at the start, inside and at the edges of groups and in the tail; the error names the
     # first bad index in memory order, and nothing else changes the other planes' results
@@ -267,9 +280,10 @@ def test_max_unpool_backward_bad_index_in_long_planes(where, dtype, rng):
     gy = randn(rng, (2, 3, 18, 26), dtype)
     first = values[int(np.argmin(where))]
     with pytest.raises(ValueError, match=rf"expected indices in \[0, 468\).*got {first}"):
-        cnnops.max_unpool2d_backward(gy, idx, 2)
+        cnnops.max_unpool2d_backward(to_device(gy, device), to_device(idx, device), 2)
     idx[1, 2] = 0
-    np.testing.assert_array_equal(cnnops.max_unpool2d_backward(gy, idx, 2), max_unpool_backward_ref(gy, idx))
+    gx = to_host(cnnops.max_unpool2d_backward(to_device(gy, device), to_device(idx, device), 2), device)
+    np.testing.assert_array_equal(gx, max_unpool_backward_ref(gy, idx))
 
 
 def test_max_unpool_backward_streamed_result(rng):
@@ -366,6 +380,173 @@ def test_torch_in_torch_out(rng):
     assert torch.equal(ycl.permute(0, 3, 1, 2), y.detach())
 
 
+# ----------------------------------------------------------------------------- CUDA against the CPU kernels
+
+HALF = ["float16", "bfloat16"]
+# relative error of float32 sums stored in 16 bits (2^-11 and 2^-8 per element, with margin)
+HALF_EPS = {"float16": 2e-3, "bfloat16": 1.6e-2}
+
+
+def _half(a, dtype):
+    """`a` rounded to `dtype` ("float16" or "bfloat16") as a cnnops CUDA array, and the rounded
+    values as float32 NumPy (what the float32 CPU kernels are fed for the reference)."""
+    if dtype == "float16":
+        h = np.asarray(a, np.float32).astype(np.float16)
+        return cnnops.cuda.array(h), h.astype(np.float32)
+    torch = pytest.importorskip("torch")  # NumPy has no bfloat16: the values cross as a torch CPU tensor
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16)
+    return cnnops.cuda.array(t), t.float().numpy()
+
+
+def _float(a, dtype):
+    """A float16/bfloat16 cnnops CUDA array as float32 NumPy."""
+    assert str(a.dtype) == dtype and a.device.startswith("cuda"), (a.dtype, a.device)
+    if dtype == "float16":
+        return a.numpy().astype(np.float32)
+    torch = pytest.importorskip("torch")
+    return torch.from_dlpack(a.to("cpu")).float().numpy()
+
+
+def _same_bits(got, want, what):
+    got = to_host(got, "cuda", what)
+    assert got.dtype == want.dtype and got.shape == want.shape, (what, got.dtype, got.shape, want.shape)
+    assert got.tobytes() == want.tobytes(), what
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+@pytest.mark.parametrize("nd,sp,kw", UP_CASES, ids=UP_IDS)
+def test_cuda_upsample_equals_cpu_bitwise(nd, sp, kw, mode, rng):
+    """CUDA forward and backward give the CPU kernels' bits in both layouts: the forward copies, the
+    backward sums each input's outputs in the CPU's order (2x2 cells of a x2 width paired alike)."""
+    for dtype in DTYPES:
+        x = randn(rng, (2, 3) + sp, dtype)
+        gy = randn(rng, UP[nd](x, mode=mode, **kw).shape, dtype)
+        for last in (False, True):
+            fmt = FORMATS[nd][last]
+            xa, ga = (to_cl(x), to_cl(gy)) if last else (x, gy)
+            y = UP[nd](xa, mode=mode, data_format=fmt, **kw)
+            g = UP_BWD[nd](ga, xa.shape, mode=mode, data_format=fmt, **kw)
+            with poisoned_outputs():
+                yd = UP[nd](to_device(xa, "cuda"), mode=mode, data_format=fmt, **kw)
+                gd = UP_BWD[nd](to_device(ga, "cuda"), xa.shape, mode=mode, data_format=fmt, **kw)
+            _same_bits(yd, y, f"forward {np.dtype(dtype)} {fmt}")
+            _same_bits(gd, g, f"backward {np.dtype(dtype)} {fmt}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_cuda_max_unpool_equals_cpu_bitwise(nd, rng):
+    """Duplicate indices resolve as the CPU's in-order writes (the last input in memory order wins),
+    outputs no index names are zero, the backward gathers: the CPU's bits in both layouts."""
+    in_sp = {1: (9,), 2: (4, 5), 3: (2, 3, 4)}[nd]
+    out_sp = tuple(2 * i + 1 for i in in_sp)  # kernel 3, stride 2
+    for dtype in DTYPES:
+        x = randn(rng, (2, 3) + in_sp, dtype)
+        idx = pool_indices(rng, 2, 3, out_sp, in_sp, unique=False)
+        idx.reshape(6, -1)[:, -1] = idx.reshape(6, -1)[:, 0]  # at least one duplicate per plane
+        gy = randn(rng, (2, 3) + out_sp, dtype)
+        for last in (False, True):
+            fmt = FORMATS[nd][last]
+            xa, ia, ga = (to_cl(x), to_cl(idx), to_cl(gy)) if last else (x, idx, gy)
+            y = UNPOOL[nd](xa, ia, 3, 2, data_format=fmt)
+            g = UNPOOL_BWD[nd](ga, ia, 3, 2, data_format=fmt)
+            with poisoned_outputs():
+                yd = UNPOOL[nd](to_device(xa, "cuda"), to_device(ia, "cuda"), 3, 2, data_format=fmt)
+                gd = UNPOOL_BWD[nd](to_device(ga, "cuda"), to_device(ia, "cuda"), 3, 2, data_format=fmt)
+            _same_bits(yd, y, f"forward {np.dtype(dtype)} {fmt}")
+            _same_bits(gd, g, f"backward {np.dtype(dtype)} {fmt}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
+def test_cuda_unpool_half_precision(fmt, dtype, rng):
+    """float16/bfloat16 on CUDA against the float32 CPU kernels fed the same rounded values: every
+    copy exact, the upsampling backward's float32 sums within the 16-bit storage precision."""
+    lay = to_cl if fmt == "NHWC" else np.ascontiguousarray
+    xd, x = _half(lay(randn(rng, (2, 3, 5, 7), np.float32)), dtype)
+    for kw in (dict(scale_factor=1.5), dict(scale_factor=2), dict(size=(12, 9), mode="nearest-exact")):
+        yd = cnnops.upsample_nearest2d(xd, data_format=fmt, **kw)
+        y = cnnops.upsample_nearest2d(x, data_format=fmt, **kw)
+        np.testing.assert_array_equal(_float(yd, dtype), y, err_msg=f"upsample {kw}")
+        gyd, gy = _half(randn(rng, y.shape, np.float32), dtype)
+        gd = cnnops.upsample_nearest2d_backward(gyd, x.shape, data_format=fmt, **kw)
+        g = cnnops.upsample_nearest2d_backward(gy, x.shape, data_format=fmt, **kw)
+        assert rel_err(_float(gd, dtype), g) <= HALF_EPS[dtype], f"upsample backward {kw}"
+    idx = lay(pool_indices(rng, 2, 3, (11, 15), (5, 7), unique=False))  # kernel 3, stride 2
+    idxd = cnnops.cuda.array(idx)
+    yd = cnnops.max_unpool2d(xd, idxd, 3, 2, data_format=fmt)
+    y = cnnops.max_unpool2d(x, idx, 3, 2, data_format=fmt)
+    np.testing.assert_array_equal(_float(yd, dtype), y, err_msg="max_unpool")
+    gyd, gy = _half(randn(rng, y.shape, np.float32), dtype)
+    gd = cnnops.max_unpool2d_backward(gyd, idxd, 3, 2, data_format=fmt)
+    np.testing.assert_array_equal(_float(gd, dtype), cnnops.max_unpool2d_backward(gy, idx, 3, 2, data_format=fmt))
+    yd = cnnops.bed_of_nails_unpool2d(xd, (2, 3), data_format=fmt)
+    y = cnnops.bed_of_nails_unpool2d(x, (2, 3), data_format=fmt)
+    np.testing.assert_array_equal(_float(yd, dtype), y, err_msg="bed of nails")
+    gyd, gy = _half(randn(rng, y.shape, np.float32), dtype)
+    gd = cnnops.bed_of_nails_unpool2d_backward(gyd, (2, 3), data_format=fmt)
+    np.testing.assert_array_equal(_float(gd, dtype), cnnops.bed_of_nails_unpool2d_backward(gy, (2, 3),
+                                                                                           data_format=fmt))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
+def test_cuda_unpool_deterministic(fmt, rng):
+    """Two runs give the same bits, the CPU's: max_unpool with 42 inputs per plane naming 4 outputs
+    (integer-atomic winners), its backward, and the upsampling backward (gathers)."""
+    x = randn(rng, (2, 5, 6, 7), np.float32)
+    idx = rng.integers(0, 4, size=x.shape).astype(np.int64)
+    gy = randn(rng, (2, 5, 12, 14), np.float32)
+    if fmt == "NHWC":
+        x, idx, gy = to_cl(x), to_cl(idx), to_cl(gy)
+    xd, idd, gyd = (to_device(a, "cuda") for a in (x, idx, gy))
+
+    def run(a, i, g):
+        return (cnnops.max_unpool2d(a, i, 2, data_format=fmt), cnnops.max_unpool2d_backward(g, i, 2, data_format=fmt),
+                cnnops.upsample_nearest2d_backward(g, x.shape, scale_factor=2, data_format=fmt))
+
+    first = [to_host(r, "cuda").tobytes() for r in run(xd, idd, gyd)]
+    assert [to_host(r, "cuda").tobytes() for r in run(xd, idd, gyd)] == first
+    assert [r.tobytes() for r in run(x, idx, gy)] == first
+
+
+@pytest.mark.cuda
+def test_cuda_mixed_devices_are_type_errors(rng):
+    x = randn(rng, (1, 2, 3, 3), np.float32)
+    idx = pool_indices(rng, 1, 2, (6, 6), (3, 3))
+    gy = randn(rng, (1, 2, 6, 6), np.float32)
+    xd, idd, gyd = (to_device(a, "cuda") for a in (x, idx, gy))
+    with pytest.raises(TypeError, match=r"max_unpool2d: expected indices on the input's device cuda:0, got cpu"):
+        cnnops.max_unpool2d(xd, idx, 2)
+    with pytest.raises(TypeError, match=r"max_unpool2d: expected indices on the input's device cpu, got cuda:0"):
+        cnnops.max_unpool2d(x, idd, 2)
+    with pytest.raises(TypeError, match=r"max_unpool2d_backward: expected indices on the grad_output's device "
+                                        r"cuda:0, got cpu"):
+        cnnops.max_unpool2d_backward(gyd, idx, 2)
+    with pytest.raises(TypeError, match=r"max_unpool2d_backward: expected indices on the grad_output's device "
+                                        r"cpu, got cuda:0"):
+        cnnops.max_unpool2d_backward(gy, idd, 2)
+
+
+@pytest.mark.cuda
+def test_cuda_empty_batch():
+    y = cnnops.upsample_nearest2d(to_device(np.zeros((0, 2, 3, 4), np.float32), "cuda"), size=(5, 7))
+    assert to_host(y, "cuda").shape == (0, 2, 5, 7)
+    g = cnnops.upsample_nearest2d_backward(to_device(np.zeros((0, 2, 6, 8)), "cuda"), (0, 2, 3, 4), scale_factor=2)
+    assert to_host(g, "cuda").shape == (0, 2, 3, 4)
+    x, idx = np.zeros((0, 2, 3, 3), np.float32), np.zeros((0, 2, 3, 3), np.int64)
+    y = cnnops.max_unpool2d(to_device(x, "cuda"), to_device(idx, "cuda"), 2)
+    assert to_host(y, "cuda").shape == (0, 2, 6, 6)
+
+
+def test_half_precision_is_cuda_only():
+    with pytest.raises(TypeError, match=r"upsample_nearest2d: expected input with dtype float32 or float64 "
+                                        r"\(float16 and bfloat16 on CUDA arrays\), got float16"):
+        cnnops.upsample_nearest2d(np.zeros((1, 1, 2, 2), np.float16), scale_factor=2)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
@@ -396,7 +577,8 @@ BAD = [
     ("up_format", lambda: cnnops.upsample_nearest2d(_z((1, 1, 2, 2)), scale_factor=2, data_format="NCW"),
      ValueError, r"data_format 'NCHW' or 'NHWC', got 'NCW'"),
     ("up_dtype", lambda: cnnops.upsample_nearest2d(_i((1, 1, 2, 2)), scale_factor=2), TypeError,
-     r"upsample_nearest2d: expected input with dtype float32 or float64, got int64"),
+     r"upsample_nearest2d: expected input with dtype float32 or float64 \(float16 and bfloat16 on CUDA arrays\), "
+     r"got int64"),
     ("up_scale_type", lambda: cnnops.upsample_nearest2d(_z((1, 1, 2, 2)), scale_factor="2"), TypeError,
      r"scale_factor as a number or 2 numbers"),
     ("up_bwd_shape", lambda: cnnops.upsample_nearest2d_backward(_z((1, 1, 4, 5)), (1, 1, 2, 2), scale_factor=2),
@@ -408,7 +590,7 @@ BAD = [
     ("unpool_indices_dtype", lambda: cnnops.max_unpool2d(_z((1, 2, 3, 3)), np.zeros((1, 2, 3, 3), np.int32), 2),
      TypeError, r"max_unpool2d: expected indices with dtype int64, got int32"),
     ("unpool_dtype", lambda: cnnops.max_unpool1d(_i((1, 2, 3)), _i((1, 2, 3)), 2), TypeError,
-     r"max_unpool1d: expected input with dtype float32 or float64, got int64"),
+     r"max_unpool1d: expected input with dtype float32 or float64 \(float16 and bfloat16 on CUDA arrays\), got int64"),
     ("unpool_output_size", lambda: cnnops.max_unpool2d(_z((1, 2, 3, 3)), _i((1, 2, 3, 3)), 2, output_size=(8, 6)),
      ValueError, r"output_size between \(5, 5\) and \(7, 7\), got \(8, 6\)"),
     ("unpool_pad", lambda: cnnops.max_unpool2d(_z((1, 2, 3, 3)), _i((1, 2, 3, 3)), 2, padding=2), ValueError,

@@ -6,6 +6,7 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "ops/cpu/unpool.h"
+#include "ops/cuda/unpool.h"
 
 namespace cnnops {
 
@@ -104,6 +105,11 @@ Tensor upsample_nearest(const char* op, const Tensor& input, int nd, bool cl, co
     case DeviceType::CPU:
       cpu::upsample_nearest_forward(x, y, in, out, t.src[0].data(), t.src[1].data(), t.src[2].data());
       break;
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA:
+      cuda::upsample_nearest_forward(x, y, in, out, t.src[0].data(), t.src[1].data(), t.src[2].data());
+      break;
+#endif
     default: no_kernel_for_device(op, x.device);
   }
   return y;
@@ -128,6 +134,11 @@ Tensor upsample_nearest_backward(const char* op, const Tensor& grad_output, int 
     case DeviceType::CPU:
       cpu::upsample_nearest_backward(dy, dx, in, out, t.range[0].data(), t.range[1].data(), t.range[2].data());
       break;
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA:
+      cuda::upsample_nearest_backward(dy, dx, in, out, t.range[0].data(), t.range[1].data(), t.range[2].data());
+      break;
+#endif
     default: no_kernel_for_device(op, dy.device);
   }
   return dx;
@@ -152,6 +163,7 @@ Tensor max_unpool(const char* op, const Tensor& input, const Tensor& indices, in
                   const std::vector<int64_t>& out_size) {
   check_float_tensor(op, "input", input);
   check_index_tensor(op, "indices", indices);
+  check_same_device(op, input, "input", indices, "indices");
   Geom5 in = geom5_of(op, "input", input.shape, nd, cl);
   check_same_shape(op, "indices", indices, "input", input);
   check_sizes(op, "output sizes", out_size, nd);
@@ -164,6 +176,9 @@ Tensor max_unpool(const char* op, const Tensor& input, const Tensor& indices, in
   bool ok = false;
   switch (x.device.type) {
     case DeviceType::CPU: ok = cpu::max_unpool_forward(x, ix, y, in, out, &bad); break;
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: ok = cuda::max_unpool_forward(x, ix, y, in, out, &bad); break;
+#endif
     default: no_kernel_for_device(op, x.device);
   }
   if (!ok) bad_index(op, bad, out, nd);
@@ -173,6 +188,7 @@ Tensor max_unpool(const char* op, const Tensor& input, const Tensor& indices, in
 Tensor max_unpool_backward(const char* op, const Tensor& grad_output, const Tensor& indices, int nd, bool cl) {
   check_float_tensor(op, "grad_output", grad_output);
   check_index_tensor(op, "indices", indices);
+  check_same_device(op, grad_output, "grad_output", indices, "indices");
   Geom5 out = geom5_of(op, "grad_output", grad_output.shape, nd, cl);
   Geom5 in = geom5_of(op, "indices", indices.shape, nd, cl);
   CNNOPS_CHECK_VALUE(in.N == out.N && in.C == out.C, op,
@@ -184,6 +200,9 @@ Tensor max_unpool_backward(const char* op, const Tensor& grad_output, const Tens
   bool ok = false;
   switch (dy.device.type) {
     case DeviceType::CPU: ok = cpu::max_unpool_backward(dy, ix, dx, in, out, &bad); break;
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: ok = cuda::max_unpool_backward(dy, ix, dx, in, out, &bad); break;
+#endif
     default: no_kernel_for_device(op, dy.device);
   }
   if (!ok) bad_index(op, bad, out, nd);
@@ -213,6 +232,9 @@ Tensor bed_of_nails(const char* op, const Tensor& input, int nd, bool cl, const 
   Tensor y = empty(geom5_shape(out, nd), x.dtype, x.device);
   switch (x.device.type) {
     case DeviceType::CPU: cpu::bed_of_nails_forward(x, y, in, out, s); break;
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: cuda::bed_of_nails_forward(x, y, in, out, s); break;
+#endif
     default: no_kernel_for_device(op, x.device);
   }
   return y;
@@ -235,6 +257,9 @@ Tensor bed_of_nails_backward(const char* op, const Tensor& grad_output, int nd, 
   Tensor dx = empty(geom5_shape(in, nd), dy.dtype, dy.device);
   switch (dy.device.type) {
     case DeviceType::CPU: cpu::bed_of_nails_backward(dy, dx, in, out, s); break;
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: cuda::bed_of_nails_backward(dy, dx, in, out, s); break;
+#endif
     default: no_kernel_for_device(op, dy.device);
   }
   return dx;

@@ -2,7 +2,8 @@
 // positions a max pooling remembered), bed-of-nails unpooling (value at the top-left corner of
 // each scale cell) and nearest-neighbour upsampling in PyTorch's "nearest" and "nearest-exact"
 // conventions. Python (python/cnnops/unpool.py) resolves sizes and scale factors; this layer checks
-// the tensors, builds the index tables and dispatches to the kernels in ops/cpu/unpool.cpp.
+// the tensors, builds the index tables and dispatches to the kernels in ops/cpu/unpool.cpp or
+// ops/cuda/unpool.cu.
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -20,7 +20,7 @@ from reference import (
     numerical_grad,
     rel_err,
 )
-from testing import DTYPE_IDS, DTYPES, from_cl, randn, to_cl, zeros
+from testing import DTYPE_IDS, DTYPES, from_cl, poisoned_outputs, randn, to_cl, to_device, to_host, zeros
 
 FMP = {2: cnnops.fractional_max_pool2d, 3: cnnops.fractional_max_pool3d}
 FMP_BWD = {2: cnnops.fractional_max_pool2d_backward, 3: cnnops.fractional_max_pool3d_backward}
@@ -49,24 +49,31 @@ TORCH_IDS = ["x".join(map(str, c[0])) + "-k" + "x".join(map(str, c[1])) + "-o" +
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("sp,k,out", TORCH_CASES, ids=TORCH_IDS)
-def test_torch_convention_matches_reference(sp, k, out, dtype, rng):
+def test_torch_convention_matches_reference(sp, k, out, dtype, rng, device):
     nd = len(sp)
     x = randn(rng, (2, 3) + sp, dtype)
     u = rng.random((2, 3, nd)).astype(dtype)
-    y, idx = FMP[nd](x, k, output_size=out, return_indices=True, _random_samples=u)
+    dev = functools.partial(to_device, device=device)
+    with poisoned_outputs():  # samples on the input's device here, on the host channels-last
+        y, idx = FMP[nd](dev(x), k, output_size=out, return_indices=True, _random_samples=dev(u))
+        ycl, icl = FMP[nd](dev(to_cl(x)), k, output_size=out, return_indices=True, _random_samples=u,
+                           data_format=CL[nd])
+    y, idx = to_host(y, device), to_host(idx, device)
     ry, ridx = fractional_max_pool_torch_ref(x, k, out, u)
     assert y.shape == (2, 3) + out and y.dtype == dtype and idx.dtype == np.int64
     np.testing.assert_array_equal(y, ry.astype(dtype))
     np.testing.assert_array_equal(idx, ridx)
-    ycl, icl = FMP[nd](to_cl(x), k, output_size=out, return_indices=True, _random_samples=u, data_format=CL[nd])
-    np.testing.assert_array_equal(from_cl(ycl), y)
-    np.testing.assert_array_equal(from_cl(icl), idx)
+    np.testing.assert_array_equal(from_cl(to_host(ycl, device)), y)
+    np.testing.assert_array_equal(from_cl(to_host(icl, device)), idx)
     gy = randn(rng, y.shape, dtype)
-    gx = FMP_BWD[nd](gy, x, idx)
+    with poisoned_outputs():
+        gx = to_host(FMP_BWD[nd](dev(gy), dev(x), dev(idx)), device)
+        gcl = FMP_BWD[nd](dev(to_cl(gy)), dev(to_cl(x)), dev(to_cl(idx)), data_format=CL[nd])
     assert gx.shape == x.shape and gx.dtype == dtype
     assert rel_err(gx, index_scatter_add_ref(gy.astype(np.float64), idx, sp)) < (1e-6 if dtype == np.float32 else 1e-14)
-    gcl = FMP_BWD[nd](to_cl(gy), to_cl(x), to_cl(idx), data_format=CL[nd])
-    np.testing.assert_array_equal(from_cl(gcl), gx)
+    np.testing.assert_array_equal(from_cl(to_host(gcl, device)), gx)
+    if device == "cuda":  # sums in the CPU's order: its bits
+        assert gx.tobytes() == FMP_BWD[nd](gy, x, idx).tobytes()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -172,36 +179,42 @@ def test_pooling_sequence_rules(n_in, n_out, rng):
 @pytest.mark.parametrize("overlapping", [False, True])
 @pytest.mark.parametrize("pseudo_random", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_tf_convention_2d(pseudo_random, overlapping, dtype, rng):
+def test_tf_convention_2d(pseudo_random, overlapping, dtype, rng, device):
     x = randn(rng, (2, 3, 17, 14), dtype)
-    y, idx, rows, cols = cnnops.fractional_max_pool2d(x, pooling_ratio=(1.44, 1.73), pseudo_random=pseudo_random,
-                                                      overlapping=overlapping, seed=7, return_indices=True)
+    xd = to_device(x, device)
+    with poisoned_outputs():
+        y, idx, rows, cols = cnnops.fractional_max_pool2d(xd, pooling_ratio=(1.44, 1.73), pseudo_random=pseudo_random,
+                                                          overlapping=overlapping, seed=7, return_indices=True)
+    y, idx = to_host(y, device), to_host(idx, device)
     assert y.shape == (2, 3, 11, 8) and rows.shape == (12,) and cols.shape == (9,)
     ry, ridx = fractional_max_pool_tf_ref(x, (rows, cols), overlapping)
     np.testing.assert_array_equal(y, ry.astype(dtype))
     np.testing.assert_array_equal(idx, ridx)
     # same seed -> same sequences; the sequences reproduce the output
-    y2, rows2, cols2 = cnnops.fractional_max_pool2d(x, pooling_ratio=(1.44, 1.73), pseudo_random=pseudo_random,
+    y2, rows2, cols2 = cnnops.fractional_max_pool2d(xd, pooling_ratio=(1.44, 1.73), pseudo_random=pseudo_random,
                                                     overlapping=overlapping, seed=7)
     assert np.array_equal(rows2, rows) and np.array_equal(cols2, cols)
-    y3, _, _ = cnnops.fractional_max_pool2d(x, pooling_sequences=(rows, cols), overlapping=overlapping)
-    np.testing.assert_array_equal(y3, y)
+    y3, _, _ = cnnops.fractional_max_pool2d(xd, pooling_sequences=(rows, cols), overlapping=overlapping)
+    np.testing.assert_array_equal(to_host(y3, device), y)
     # TF's spelling of the ratio, channels last (TF's layout)
-    ycl, icl, rcl, ccl = cnnops.fractional_max_pool2d(to_cl(x), pooling_ratio=[1.0, 1.44, 1.73, 1.0],
+    ycl, icl, rcl, ccl = cnnops.fractional_max_pool2d(to_device(to_cl(x), device), pooling_ratio=[1.0, 1.44, 1.73, 1.0],
                                                       pseudo_random=pseudo_random, overlapping=overlapping, seed=7,
                                                       return_indices=True, data_format="NHWC")
     assert np.array_equal(rcl, rows) and np.array_equal(ccl, cols)
-    np.testing.assert_array_equal(from_cl(ycl), y)
-    np.testing.assert_array_equal(from_cl(icl), idx)
+    np.testing.assert_array_equal(from_cl(to_host(ycl, device)), y)
+    np.testing.assert_array_equal(from_cl(to_host(icl, device)), idx)
     gy = randn(rng, y.shape, dtype)
-    gx = cnnops.fractional_max_pool2d_backward(gy, x, idx)
+    gx = to_host(cnnops.fractional_max_pool2d_backward(to_device(gy, device), xd, to_device(idx, device)), device)
     assert rel_err(gx, index_scatter_add_ref(gy.astype(np.float64), idx, (17, 14))) < 1e-6
+    if device == "cuda":
+        assert gx.tobytes() == cnnops.fractional_max_pool2d_backward(gy, x, idx).tobytes()
 
 
-def test_tf_convention_3d(rng):
+def test_tf_convention_3d(rng, device):
     x = randn(rng, (1, 2, 9, 10, 11), np.float64)
-    y, idx, ds, rs, cs = cnnops.fractional_max_pool3d(x, pooling_ratio=1.5, overlapping=True, seed=3,
+    y, idx, ds, rs, cs = cnnops.fractional_max_pool3d(to_device(x, device), pooling_ratio=1.5, overlapping=True, seed=3,
                                                       return_indices=True)
+    y, idx = to_host(y, device), to_host(idx, device)
     assert y.shape == (1, 2, 6, 6, 7)
     ry, ridx = fractional_max_pool_tf_ref(x, (ds, rs, cs), True)
     np.testing.assert_array_equal(y, ry)
@@ -275,6 +288,174 @@ def test_noncontiguous_and_torch_io(rng):
     assert torch.equal(yt, ry) and torch.equal(it, ri)
 
 
+# ----------------------------------------------------------------------------- CUDA against the CPU kernels
+
+HALF = ["float16", "bfloat16"]
+# relative error of float32 sums stored in 16 bits (2^-11 and 2^-8 per element, with margin)
+HALF_EPS = {"float16": 2e-3, "bfloat16": 1.6e-2}
+
+
+def _half(a, dtype):
+    """`a` rounded to `dtype` ("float16" or "bfloat16") as a cnnops CUDA array, and the rounded
+    values as float32 NumPy (what the float32 CPU kernels are fed for the reference)."""
+    if dtype == "float16":
+        h = np.asarray(a, np.float32).astype(np.float16)
+        return cnnops.cuda.array(h), h.astype(np.float32)
+    torch = pytest.importorskip("torch")  # NumPy has no bfloat16: the values cross as a torch CPU tensor
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16)
+    return cnnops.cuda.array(t), t.float().numpy()
+
+
+def _float(a, dtype):
+    """A float16/bfloat16 cnnops CUDA array as float32 NumPy."""
+    assert str(a.dtype) == dtype and a.device.startswith("cuda"), (a.dtype, a.device)
+    if dtype == "float16":
+        return a.numpy().astype(np.float32)
+    torch = pytest.importorskip("torch")
+    return torch.from_dlpack(a.to("cpu")).float().numpy()
+
+
+def _made_up_indices(rng, idx, sp, how):
+    """Indices a caller made up from forward indices `idx` (N, C, *out) over planes of size `sp`:
+    "shifted" moves each one column right where it can (outside its window, duplicates appear, the
+    candidate boxes stay a few outputs wide), "random" draws them over the whole plane (wide boxes)."""
+    if how == "shifted":
+        return np.where(idx % sp[-1] < sp[-1] - 1, idx + 1, idx)
+    return rng.integers(0, int(np.prod(sp)), size=idx.shape).astype(np.int64)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("how", ["forward", "shifted", "random"])
+@pytest.mark.parametrize("nd", [2, 3])
+def test_cuda_backward_equals_cpu_bitwise(nd, how, rng):
+    """The backward with the forward's indices and with made-up ones (the gather over candidate
+    boxes, and the per-plane kernel for the wide boxes of random indices): the CPU's bits, both
+    layouts; duplicates add up in output order."""
+    sp, out = ((12, 13), (9, 10)) if nd == 2 else ((6, 7, 8), (4, 5, 6))
+    for dtype in DTYPES:
+        x = randn(rng, (2, 3) + sp, dtype)
+        u = rng.random((2, 3, nd)).astype(dtype)
+        _, idx = FMP[nd](x, 2, output_size=out, return_indices=True, _random_samples=u)
+        if how != "forward":
+            idx = _made_up_indices(rng, idx, sp, how)
+        gy = randn(rng, idx.shape, dtype)
+        for fmt in ("NC", CL[nd]):
+            a = (lambda v: to_cl(v)) if fmt != "NC" else (lambda v: v)
+            kw = {"data_format": fmt} if fmt != "NC" else {}
+            want = FMP_BWD[nd](a(gy), a(x), a(idx), **kw)
+            with poisoned_outputs():
+                got = FMP_BWD[nd](to_device(a(gy), "cuda"), to_device(a(x), "cuda"), to_device(a(idx), "cuda"), **kw)
+            got = to_host(got, "cuda")
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (np.dtype(dtype), fmt)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
+def test_cuda_half_precision(fmt, dtype, rng):
+    """float16/bfloat16 on CUDA against the float32 CPU kernels fed the same rounded values: maxima
+    and indices exact in both conventions (windows from float32 samples, from samples of the
+    input's dtype, from TF sequences), gradients within the 16-bit storage precision (the gather
+    and the per-plane kernel)."""
+    lay = to_cl if fmt == "NHWC" else np.ascontiguousarray
+    xd, x = _half(lay(randn(rng, (2, 3, 14, 15), np.float32)), dtype)
+    u = rng.random((2, 3, 2)).astype(np.float32)
+    ud, uh = _half(u, dtype)
+    calls = [dict(kernel_size=2, output_size=(10, 11), _random_samples=(u, u)),
+             dict(kernel_size=3, output_size=(7, 9), _random_samples=(ud, uh)),
+             dict(pooling_sequences=([0, 2, 3, 5, 7, 9, 11, 14], [0, 1, 3, 4, 6, 8, 10, 12, 15]), overlapping=True)]
+    for kw in calls:
+        sd, sh = kw.pop("_random_samples", (None, None))
+        more = {"_random_samples": sd} if sd is not None else {}
+        rd = cnnops.fractional_max_pool2d(xd, return_indices=True, data_format=fmt, **kw, **more)
+        more = {"_random_samples": sh} if sh is not None else {}
+        r = cnnops.fractional_max_pool2d(x, return_indices=True, data_format=fmt, **kw, **more)
+        np.testing.assert_array_equal(_float(rd[0], dtype), r[0], err_msg=str(kw))
+        np.testing.assert_array_equal(rd[1].numpy(), r[1], err_msg=str(kw))
+        gyd, gy = _half(randn(rng, r[0].shape, np.float32), dtype)
+        for idx in (r[1], rng.integers(0, 14 * 15, size=r[1].shape).astype(np.int64)):
+            gd = cnnops.fractional_max_pool2d_backward(gyd, xd, cnnops.cuda.array(idx), data_format=fmt)
+            g = cnnops.fractional_max_pool2d_backward(gy, x, idx, data_format=fmt)
+            assert rel_err(_float(gd, dtype), g) <= HALF_EPS[dtype], str(kw)
+    # samples drawn when not given: float32 ones for a 16-bit input
+    y = cnnops.fractional_max_pool2d(xd, 2, output_size=(10, 11), data_format=fmt)
+    assert str(y.dtype) == dtype and np.isfinite(_float(y, dtype)).all()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
+def test_cuda_deterministic(fmt, rng):
+    """Two runs give the same bits: the forward, the gather backward (overlapping windows: sums of
+    several outputs) and the per-plane backward (made-up indices)."""
+    x = randn(rng, (2, 3, 14, 15), np.float32)
+    u = rng.random((2, 3, 2)).astype(np.float32)
+    gy = randn(rng, (2, 3, 10, 11), np.float32)
+    wild = rng.integers(0, 14 * 15, size=gy.shape).astype(np.int64)
+    if fmt == "NHWC":
+        x, gy, wild = to_cl(x), to_cl(gy), to_cl(wild)
+    xd, gyd, wildd = (to_device(a, "cuda") for a in (x, gy, wild))
+
+    def run():
+        y, idx = cnnops.fractional_max_pool2d(xd, 4, output_size=(10, 11), return_indices=True, _random_samples=u,
+                                              data_format=fmt)
+        return [to_host(a, "cuda").tobytes() for a in (
+            y, idx, cnnops.fractional_max_pool2d_backward(gyd, xd, idx, data_format=fmt),
+            cnnops.fractional_max_pool2d_backward(gyd, xd, wildd, data_format=fmt))]
+
+    assert run() == run()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("fmt", ["NCHW", "NHWC"])
+def test_cuda_backward_bad_index_is_the_first_in_memory_order(fmt, rng):
+    x = randn(rng, (2, 3, 9, 10), np.float32)
+    _, idx = cnnops.fractional_max_pool2d(x, 2, output_size=(6, 7), return_indices=True,
+                                          _random_samples=rng.random((2, 3, 2)).astype(np.float32))
+    idx[1, 2, 3, 4] = 90
+    idx[1, 1, 5, 6] = -3
+    first = -3 if fmt == "NCHW" else 90  # (n, c, h, w) order, or (n, h, w, c)
+    gy = randn(rng, idx.shape, np.float32)
+    if fmt == "NHWC":
+        x, idx, gy = to_cl(x), to_cl(idx), to_cl(gy)
+    for dev in ("cpu", "cuda"):
+        with pytest.raises(ValueError, match=rf"^fractional_max_pool2d_backward: expected indices in \[0, 90\) "
+                                             rf"\(the input's spatial size\), got {first}$"):
+            cnnops.fractional_max_pool2d_backward(to_device(gy, dev), to_device(x, dev), to_device(idx, dev),
+                                                  data_format=fmt)
+
+
+@pytest.mark.cuda
+def test_cuda_mixed_devices_are_type_errors(rng):
+    x = randn(rng, (1, 2, 6, 6), np.float32)
+    u = rng.random((1, 2, 2)).astype(np.float32)
+    y, idx = cnnops.fractional_max_pool2d(x, 2, output_size=(4, 4), return_indices=True, _random_samples=u)
+    xd, yd, idd, ud = (to_device(a, "cuda") for a in (x, y, idx, u))
+    with pytest.raises(TypeError, match=r"fractional_max_pool2d_backward: expected grad_output on the input's device "
+                                        r"cuda:0, got cpu"):
+        cnnops.fractional_max_pool2d_backward(y, xd, idd)
+    with pytest.raises(TypeError, match=r"fractional_max_pool2d_backward: expected indices on the input's device "
+                                        r"cuda:0, got cpu"):
+        cnnops.fractional_max_pool2d_backward(yd, xd, idx)
+    with pytest.raises(TypeError, match=r"fractional_max_pool2d_backward: expected grad_output on the input's device "
+                                        r"cpu, got cuda:0"):
+        cnnops.fractional_max_pool2d_backward(yd, x, idx)
+    with pytest.raises(TypeError, match=r"fractional_max_pool2d: expected _random_samples on the CPU or on the "
+                                        r"input's device cpu, got cuda:0"):
+        cnnops.fractional_max_pool2d(x, 2, output_size=(4, 4), _random_samples=ud)
+    with pytest.raises(TypeError, match=r"_random_samples with the input's dtype float16 \(or float32\), got float64"):
+        cnnops.fractional_max_pool2d(cnnops.cuda.array(x.astype(np.float16)), 2, output_size=(4, 4),
+                                     _random_samples=u.astype(np.float64))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("nd", [2, 3])
+def test_cuda_empty_batch(nd):
+    x = to_device(np.zeros((0, 2) + (5,) * nd), "cuda")
+    y, idx = FMP[nd](x, 2, output_size=(3,) * nd, return_indices=True)
+    assert to_host(y, "cuda").shape == (0, 2) + (3,) * nd and to_host(idx, "cuda").shape == (0, 2) + (3,) * nd
+    assert to_host(FMP_BWD[nd](y, x, idx), "cuda").shape == (0, 2) + (5,) * nd
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
@@ -308,7 +489,9 @@ BAD = [
     ("samples_range", lambda: F2(_z((1, 1, 8, 8)), 2, output_size=4, _random_samples=_u((1, 1, 2)) * 2), ValueError,
      r"_random_samples in \[0, 1\), got 1"),
     ("dtype", lambda: F2(np.zeros((1, 1, 8, 8), np.int64), 2, output_size=4), TypeError,
-     r"input with dtype float32 or float64, got int64"),
+     r"input with dtype float32 or float64 \(float16 and bfloat16 on CUDA arrays\), got int64"),
+    ("dtype_half", lambda: F2(np.zeros((1, 1, 8, 8), np.float16), 2, output_size=4), TypeError,
+     r"input with dtype float32 or float64 \(float16 and bfloat16 on CUDA arrays\), got float16"),
     ("pooling_ratio_small", lambda: F2(_z((1, 1, 8, 8)), pooling_ratio=0.9), ValueError,
      r"pooling_ratio >= 1, got \(0.9, 0.9\)"),
     ("pooling_ratio_zero_out", lambda: F2(_z((1, 1, 8, 8)), pooling_ratio=9), ValueError,
@@ -351,7 +534,7 @@ def test_bad_arguments_raise(call, exc, pattern):
 
 @pytest.mark.parametrize("k", [2, 3, (2, 3)])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_ties_nan_and_inf_match_reference_and_torch(k, dtype, rng):
+def test_ties_nan_and_inf_match_reference_and_torch(k, dtype, rng, device):
     """Many ties (values 0..2), -inf, +inf and NaN: the first maximum in window order and the last
     NaN, in every kernel path (the two-pass 2x2 rows, fixed 3x3, generic windows)."""
     x = rng.integers(0, 3, size=(2, 3, 19, 23)).astype(dtype)
@@ -362,13 +545,17 @@ def test_ties_nan_and_inf_match_reference_and_torch(k, dtype, rng):
     u = rng.random((2, 3, 2)).astype(dtype)
     kk = (k, k) if isinstance(k, int) else k
     out = (19 - kk[0] - 2, 23 - kk[1] - 3)
-    y, idx = cnnops.fractional_max_pool2d(x, k, output_size=out, return_indices=True, _random_samples=u)
+    y, idx = cnnops.fractional_max_pool2d(to_device(x, device), k, output_size=out, return_indices=True,
+                                          _random_samples=u)
+    y, idx = to_host(y, device), to_host(idx, device)
     ry, ridx = fractional_max_pool_torch_ref(x, kk, out, u)
     np.testing.assert_array_equal(idx, ridx)
     np.testing.assert_array_equal(y, ry.astype(dtype))
-    ycl, icl = cnnops.fractional_max_pool2d(to_cl(x), k, output_size=out, return_indices=True, _random_samples=u,
-                                            data_format="NHWC")
-    np.testing.assert_array_equal(from_cl(icl), idx)
+    ycl, icl = cnnops.fractional_max_pool2d(to_device(to_cl(x), device), k, output_size=out, return_indices=True,
+                                            _random_samples=u, data_format="NHWC")
+    np.testing.assert_array_equal(from_cl(to_host(icl, device)), idx)
+    if device == "cuda":  # the maxima are the CPU's bits (NaN payloads included)
+        assert y.tobytes() == cnnops.fractional_max_pool2d(x, k, output_size=out, _random_samples=u).tobytes()
     torch = pytest.importorskip("torch")
     ty, ti = torch.nn.functional.fractional_max_pool2d(torch.from_numpy(x), k, output_size=out, return_indices=True,
                                                        _random_samples=torch.from_numpy(u))

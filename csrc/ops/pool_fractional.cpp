@@ -2,10 +2,14 @@
 #include "ops/pool_fractional.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 
+#include "core/cuda.h"
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "ops/cpu/pool_fractional.h"
+#include "ops/cuda/pool_fractional.h"
 #include "ops/pool.h"
 
 namespace cnnops {
@@ -33,6 +37,53 @@ static void torch_intervals(T u, int64_t in, int64_t out, int64_t k, int64_t* st
   start[out - 1] = in - k;
 }
 
+// The contents of t (on the CPU or a CUDA device) as host bytes in row-major order.
+static std::vector<unsigned char> host_bytes(const char* op, const Tensor& t) {
+  const Tensor c = contiguous(t);
+  std::vector<unsigned char> b(static_cast<size_t>(c.numel()) * dtype_size(c.dtype));
+  if (b.empty()) return b;
+  if (c.device.type == DeviceType::CPU) std::memcpy(b.data(), c.data, b.size());
+#ifdef CNNOPS_WITH_CUDA
+  else cuda::copy_to_host(b.data(), c.data, b.size(), cuda::current_stream(), op);
+#else
+  else no_kernel_for_device(op, c.device);
+#endif
+  return b;
+}
+
+// Element i of host bytes holding values of dtype dt (a floating one), widened exactly to double.
+static double float_value(const unsigned char* b, DType dt, int64_t i) {
+  switch (dt) {
+    case DType::Float64: {
+      double v;
+      std::memcpy(&v, b + 8 * i, 8);
+      return v;
+    }
+    case DType::Float32: {
+      float v;
+      std::memcpy(&v, b + 4 * i, 4);
+      return v;
+    }
+    case DType::Float16: {
+      uint16_t h;
+      std::memcpy(&h, b + 2 * i, 2);
+      const int e = (h >> 10) & 0x1F, m = h & 0x3FF;
+      const double v = e == 0    ? std::ldexp(m, -24)
+                       : e == 31 ? (m ? std::nan("") : HUGE_VAL)
+                                 : std::ldexp(m | 0x400, e - 25);
+      return (h & 0x8000) ? -v : v;
+    }
+    default: {  // bfloat16: the upper half of a float32
+      uint16_t h;
+      std::memcpy(&h, b + 2 * i, 2);
+      const uint32_t bits = static_cast<uint32_t>(h) << 16;
+      float v;
+      std::memcpy(&v, &bits, 4);
+      return v;
+    }
+  }
+}
+
 static FractionalResult run_forward(const char* op, const Tensor& input, int nd, const Geom5& in, const Geom5& out,
                                     const std::vector<int64_t>& win, bool per_plane) {
   Tensor x = contiguous(input);
@@ -44,6 +95,11 @@ static FractionalResult run_forward(const char* op, const Tensor& input, int nd,
     case DeviceType::CPU:
       cpu::fractional_max_pool_forward(x, r.output, r.indices, in, out, win.data(), per_plane);
       break;
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA:
+      cuda::fractional_max_pool_forward(x, r.output, r.indices, in, out, win.data(), per_plane);
+      break;
+#endif
     default: no_kernel_for_device(op, x.device);
   }
   return r;
@@ -67,8 +123,16 @@ FractionalResult fractional_max_pool_samples(const char* op, const Tensor& input
   CNNOPS_CHECK_VALUE(static_cast<int>(kernel.size()) == nd && static_cast<int>(out_size.size()) == nd, op,
                      ": expected ", nd, " kernel sizes and ", nd, " output sizes, got ", shape_str(kernel), " and ",
                      shape_str(out_size));
-  CNNOPS_CHECK_TYPE(samples.dtype == input.dtype, op, ": expected _random_samples with the input's dtype ",
-                    dtype_name(input.dtype), ", got ", dtype_name(samples.dtype));
+  // float16/bfloat16 inputs (CUDA) also take float32 samples: their windows are computed in float32
+  // (as torch's CUDA kernels do), and NumPy, which draws the samples Python makes, has no bfloat16
+  const bool half = input.dtype == DType::Float16 || input.dtype == DType::BFloat16;
+  CNNOPS_CHECK_TYPE(samples.dtype == input.dtype || (half && samples.dtype == DType::Float32), op,
+                    ": expected _random_samples with the input's dtype ", dtype_name(input.dtype),
+                    half ? " (or float32)" : "", ", got ", dtype_name(samples.dtype));
+  // the samples only feed the host's window table: host memory or the input's device
+  CNNOPS_CHECK_TYPE(samples.device.type == DeviceType::CPU || samples.device == input.device, op,
+                    ": expected _random_samples on the CPU or on the input's device ", device_name(input.device),
+                    ", got ", device_name(samples.device));
   const std::vector<int64_t> want{in.N, in.C, nd};
   CNNOPS_CHECK_VALUE(samples.shape == want, op, ": expected _random_samples of shape ", shape_str(want), ", got ",
                      shape_str(samples.shape));
@@ -87,8 +151,7 @@ FractionalResult fractional_max_pool_samples(const char* op, const Tensor& input
   const int64_t outs[3] = {out.D, out.H, out.W}, ks[3] = {nd == 3 ? kernel[0] : 1, kernel[nd - 2], kernel[nd - 1]};
   const int64_t planes = in.N * in.C, wstride = 2 * (out.D + out.H + out.W);
   std::vector<int64_t> win(planes * wstride);
-  Tensor s = contiguous(samples);
-  std::vector<int64_t> starts;
+  const std::vector<unsigned char> sv = host_bytes(op, samples);
   for (int64_t p = 0; p < planes; ++p) {
     int64_t* t = win.data() + p * wstride;
     for (int k = 0; k < 3; ++k) {
@@ -103,12 +166,16 @@ FractionalResult fractional_max_pool_samples(const char* op, const Tensor& input
       // torch's sample order: 2-D (w, h); 3-D (d, h, w)
       const int dim = k - off;
       const int sidx = nd == 2 ? 1 - dim : dim;
-      dispatch_float(s.dtype, op, [&](auto tag) {
-        using T = decltype(tag);
-        const T u = s.ptr<T>()[p * nd + sidx];
-        CNNOPS_CHECK_VALUE(u >= T(0) && u < T(1), op, ": expected _random_samples in [0, 1), got ", u);
-        torch_intervals<T>(u, ins[k], outs[k], ks[k], st);
-      });
+      // the starts are computed in the samples' type: float64, else float32
+      const double u = float_value(sv.data(), samples.dtype, p * nd + sidx);
+      if (samples.dtype == DType::Float64) {
+        CNNOPS_CHECK_VALUE(u >= 0.0 && u < 1.0, op, ": expected _random_samples in [0, 1), got ", u);
+        torch_intervals<double>(u, ins[k], outs[k], ks[k], st);
+      } else {
+        const float uf = static_cast<float>(u);
+        CNNOPS_CHECK_VALUE(uf >= 0.0f && uf < 1.0f, op, ": expected _random_samples in [0, 1), got ", uf);
+        torch_intervals<float>(uf, ins[k], outs[k], ks[k], st);
+      }
       for (int64_t i = 0; i < outs[k]; ++i) {
         CNNOPS_CHECK_VALUE(st[i] >= 0 && st[i] + ks[k] <= ins[k], op, ": window ", i, " of the ", dim_name(nd, dim),
                            " starts at ", st[i], ", outside the input of ", ins[k]);
@@ -170,6 +237,8 @@ Tensor fractional_max_pool_backward(const char* op, const Tensor& grad_output, c
   check_index_tensor(op, "indices", indices);
   CNNOPS_CHECK_TYPE(grad_output.dtype == input.dtype, op, ": expected grad_output with the input's dtype ",
                     dtype_name(input.dtype), ", got ", dtype_name(grad_output.dtype));
+  check_same_device(op, input, "input", grad_output, "grad_output");
+  check_same_device(op, input, "input", indices, "indices");
   CNNOPS_CHECK_VALUE(nd == 2 || nd == 3, op, ": expected 2 or 3 spatial dimensions, got ", nd);
   Geom5 in = geom5_of(op, "input", input.shape, nd, cl);
   Geom5 out = geom5_of(op, "grad_output", grad_output.shape, nd, cl);
@@ -184,6 +253,9 @@ Tensor fractional_max_pool_backward(const char* op, const Tensor& grad_output, c
   bool ok = false;
   switch (dy.device.type) {
     case DeviceType::CPU: ok = cpu::fractional_max_pool_backward(dy, ix, dx, in, out, &bad); break;
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: ok = cuda::fractional_max_pool_backward(dy, ix, dx, in, out, &bad); break;
+#endif
     default: no_kernel_for_device(op, dy.device);
   }
   CNNOPS_CHECK_VALUE(ok, op, ": expected indices in [0, ", in.spatial(), ") (the input's spatial size), got ", bad);

@@ -1,9 +1,10 @@
 // Fractional max pooling (Graham, "Fractional Max-Pooling", 2014), 2-D and 3-D, in two conventions:
 //  - PyTorch: per (n, c) plane and spatial dimension a sample u in [0, 1) places output i's window
 //    of `kernel` elements at start(i) = int((i + u) * alpha) - int(u * alpha), alpha =
-//    (in - kernel) / (out - 1), computed in the input's dtype, and the last window at in - kernel
-//    (aten FractionalMaxPool2d/3d). Samples are (N, C, 2) ordered (w, h) in 2-D and (N, C, 3)
-//    ordered (d, h, w) in 3-D, as torch's _random_samples.
+//    (in - kernel) / (out - 1), computed in the input's dtype (float32 for float16/bfloat16, as
+//    torch's CUDA kernels), and the last window at in - kernel (aten FractionalMaxPool2d/3d).
+//    Samples are (N, C, 2) ordered (w, h) in 2-D and (N, C, 3) ordered (d, h, w) in 3-D, as
+//    torch's _random_samples, on the CPU or the input's device.
 //  - TensorFlow: one cumulative pooling sequence per spatial dimension, shared by every plane,
 //    seq[0] = 0 < seq[1] < ... < seq[out] <= in; window i covers [seq[i], seq[i+1]) or, with
 //    `overlapping`, [seq[i], seq[i+1]] clipped to the input.

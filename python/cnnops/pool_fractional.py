@@ -4,9 +4,10 @@ PyTorch convention (``kernel_size`` with ``output_size`` or ``output_ratio``, ``
 with the same samples the output and indices equal ``torch.nn.functional.fractional_max_pool2d/3d``.
 For a dimension of input size ``in``, output size ``out``, kernel ``k`` and sample ``u`` in [0, 1),
 window ``i < out - 1`` starts at ``int((i + u) * alpha) - int(u * alpha)`` with
-``alpha = (in - k) / (out - 1)`` computed in the input's dtype, and the last window starts at
-``in - k``; every window is ``k`` long. Samples are (N, C, 2) ordered (w, h) in 2-D and (N, C, 3)
-ordered (d, h, w) in 3-D, one set per (n, c) plane, as in torch.
+``alpha = (in - k) / (out - 1)`` computed in the input's dtype (float32 for float16/bfloat16 CUDA
+inputs, as torch's CUDA kernels), and the last window starts at ``in - k``; every window is ``k``
+long. Samples are (N, C, 2) ordered (w, h) in 2-D and (N, C, 3) ordered (d, h, w) in 3-D, one set
+per (n, c) plane, as in torch; they may be host arrays for a CUDA input.
 
 TensorFlow convention (``pooling_ratio``, ``pseudo_random``, ``overlapping``, ``seed``), as
 ``tf.nn.fractional_max_pool``: output size floor(in / ratio) per dimension; one cumulative pooling
@@ -104,7 +105,7 @@ def _fractional(nd, op, input, kernel_size, output_size, output_ratio, return_in
     cl = channels_last(data_format, nd, op)
     x = prepare(input, op, "input")
     in_sp = spatial_sizes(x, nd, cl)
-    if in_sp is None or _dtype_name(x) not in ("float32", "float64"):
+    if in_sp is None or _dtype_name(x) not in ("float32", "float64", "float16", "bfloat16"):
         _core_refuses(op, x, nd, cl)
     if not isinstance(return_indices, (bool, np.bool_)):
         raise TypeError(f"{op}: expected return_indices as a bool, got {return_indices!r}")
@@ -159,7 +160,9 @@ def _fractional(nd, op, input, kernel_size, output_size, output_ratio, return_in
                              f"output {out[i]} + kernel {k[i]} - 1 > input {in_sp[i]}")
     if _random_samples is None:
         s = shape_of(x)
-        samples = np.random.default_rng().random((s[0], s[nd + 1] if cl else s[1], nd)).astype(_dtype_name(x))
+        # float16/bfloat16 inputs (CUDA) get float32 samples: their windows are computed in float32
+        sdt = "float64" if _dtype_name(x) == "float64" else "float32"
+        samples = np.random.default_rng().random((s[0], s[nd + 1] if cl else s[1], nd)).astype(sdt)
     else:
         samples = prepare(_random_samples, op, "_random_samples")
     y, idx = _C.fractional_max_pool(op, x, samples, nd, cl, list(k), list(out), [], False)
@@ -172,8 +175,8 @@ def fractional_max_pool2d(input, kernel_size=None, output_size=None, output_rati
     """Fractional max pooling of input (N, C, H, W) (or (N, H, W, C) with data_format="NHWC").
 
     PyTorch convention: kernel_size (int or pair), output_size (pair) or output_ratio (in (0, 1),
-    output = int(input * ratio)), _random_samples (N, C, 2) in [0, 1) in the input's dtype
-    (drawn when None). Returns output (N, C, H_out, W_out), plus indices (int64, same shape) when
+    output = int(input * ratio)), _random_samples (N, C, 2) in [0, 1) in the input's dtype (or
+    float32 for float16/bfloat16; drawn when None). Returns output (N, C, H_out, W_out), plus indices (int64, same shape) when
     return_indices. Needs output + kernel - 1 <= input in each dimension.
 
     TensorFlow convention: pooling_ratio (number, pair, or TF's [1, rh, rw, 1]; each >= 1),

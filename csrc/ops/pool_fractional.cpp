@@ -39,14 +39,17 @@ static void torch_intervals(T u, int64_t in, int64_t out, int64_t k, int64_t* st
 
 // The contents of t (on the CPU or a CUDA device) as host bytes in row-major order.
 static std::vector<unsigned char> host_bytes(const char* op, const Tensor& t) {
-  const Tensor c = contiguous(t);
-  std::vector<unsigned char> b(static_cast<size_t>(c.numel()) * dtype_size(c.dtype));
+  std::vector<unsigned char> b(static_cast<size_t>(t.numel()) * dtype_size(t.dtype));
   if (b.empty()) return b;
-  if (c.device.type == DeviceType::CPU) std::memcpy(b.data(), c.data, b.size());
+  if (t.device.type == DeviceType::CPU) {
+    std::memcpy(b.data(), contiguous(t).data, b.size());
+    return b;
+  }
 #ifdef CNNOPS_WITH_CUDA
-  else cuda::copy_to_host(b.data(), c.data, b.size(), cuda::current_stream(), op);
+  cuda::DeviceGuard guard(t.device.index, op);
+  cuda::copy_to_host(b.data(), contiguous(t).data, b.size(), cuda::current_stream(), op);
 #else
-  else no_kernel_for_device(op, c.device);
+  no_kernel_for_device(op, t.device);
 #endif
   return b;
 }

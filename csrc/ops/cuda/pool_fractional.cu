@@ -215,6 +215,7 @@ void plane_backward(const Tensor& dy, const Tensor& idx, Tensor& dx, const Shape
 
 void fractional_max_pool_forward(const Tensor& x, Tensor& y, Tensor& idx, const Geom5& in, const Geom5& out,
                                  const int64_t* win, bool per_plane) {
+  DeviceGuard guard(x.device.index, current_op());
   const int64_t n = y.numel();
   if (n == 0) return;
   const char* op = current_op();
@@ -231,6 +232,7 @@ void fractional_max_pool_forward(const Tensor& x, Tensor& y, Tensor& idx, const 
 
 bool fractional_max_pool_backward(const Tensor& dy, const Tensor& idx, Tensor& dx, const Geom5& in, const Geom5& out,
                                   int64_t* bad) {
+  DeviceGuard guard(dy.device.index, current_op());
   const int64_t n_in = dx.numel(), n_out = dy.numel();
   if (n_in == 0) return true;
   const char* op = current_op();

@@ -234,6 +234,7 @@ bool unpool_forward_with(const Tensor& x, const Tensor& idx, Tensor& y, const Sh
 
 void upsample_nearest_forward(const Tensor& x, Tensor& y, const Geom5& in, const Geom5& out, const int64_t* sd,
                               const int64_t* sh, const int64_t* sw) {
+  DeviceGuard guard(x.device.index, current_op());
   const int64_t n = y.numel();
   if (n == 0) return;
   const char* op = current_op();
@@ -251,6 +252,7 @@ void upsample_nearest_forward(const Tensor& x, Tensor& y, const Geom5& in, const
 
 void upsample_nearest_backward(const Tensor& dy, Tensor& dx, const Geom5& in, const Geom5& out, const int64_t* rd,
                                const int64_t* rh, const int64_t* rw) {
+  DeviceGuard guard(dy.device.index, current_op());
   const int64_t n = dx.numel();
   if (n == 0) return;
   const char* op = current_op();
@@ -271,6 +273,7 @@ void upsample_nearest_backward(const Tensor& dy, Tensor& dx, const Geom5& in, co
 
 bool max_unpool_forward(const Tensor& x, const Tensor& idx, Tensor& y, const Geom5& in, const Geom5& out,
                         int64_t* bad) {
+  DeviceGuard guard(x.device.index, current_op());
   if (x.numel() == 0) {
     if (y.numel() > 0) rt::memset_async(y.data, 0, y.numel() * dtype_size(y.dtype), current_stream(), current_op());
     return true;
@@ -290,6 +293,7 @@ bool max_unpool_forward(const Tensor& x, const Tensor& idx, Tensor& y, const Geo
 
 bool max_unpool_backward(const Tensor& dy, const Tensor& idx, Tensor& dx, const Geom5& in, const Geom5& out,
                          int64_t* bad) {
+  DeviceGuard guard(dy.device.index, current_op());
   const int64_t n = dx.numel();
   if (n == 0) return true;
   const char* op = current_op();
@@ -304,6 +308,7 @@ bool max_unpool_backward(const Tensor& dy, const Tensor& idx, Tensor& dx, const 
 }
 
 void bed_of_nails_forward(const Tensor& x, Tensor& y, const Geom5& in, const Geom5& out, const int64_t* scale) {
+  DeviceGuard guard(x.device.index, current_op());
   const int64_t n = y.numel();
   if (n == 0) return;
   const char* op = current_op();
@@ -315,6 +320,7 @@ void bed_of_nails_forward(const Tensor& x, Tensor& y, const Geom5& in, const Geo
 }
 
 void bed_of_nails_backward(const Tensor& dy, Tensor& dx, const Geom5& in, const Geom5& out, const int64_t* scale) {
+  DeviceGuard guard(dy.device.index, current_op());
   const int64_t n = dx.numel();
   if (n == 0) return;
   const char* op = current_op();

@@ -49,7 +49,14 @@ def test_stream_handles():
     # every pooling entry point takes stream= (ignored for CPU arrays)
     x = np.arange(8.0).reshape(1, 1, 8)
     np.testing.assert_array_equal(cnnops.max_pool1d(x, 2, stream=0), cnnops.max_pool1d(x, 2))
-    assert "stream" in str(__import__("inspect").signature(cnnops.avg_pool2d))
+    import inspect
+
+    from cnnops.pool import POOL_FUNCTIONS
+    from cnnops.pool_fractional import FRACTIONAL_FUNCTIONS
+    from cnnops.unpool import UNPOOL_FUNCTIONS
+
+    for name in POOL_FUNCTIONS + UNPOOL_FUNCTIONS + FRACTIONAL_FUNCTIONS:
+        assert "stream" in inspect.signature(getattr(cnnops, name)).parameters, name
 
 
 @pytest.mark.cuda

@@ -176,8 +176,8 @@ def fractional_max_pool2d(input, kernel_size=None, output_size=None, output_rati
 
     PyTorch convention: kernel_size (int or pair), output_size (pair) or output_ratio (in (0, 1),
     output = int(input * ratio)), _random_samples (N, C, 2) in [0, 1) in the input's dtype (or
-    float32 for float16/bfloat16; drawn when None). Returns output (N, C, H_out, W_out), plus indices (int64, same shape) when
-    return_indices. Needs output + kernel - 1 <= input in each dimension.
+    float32 for float16/bfloat16; drawn when None). Returns output (N, C, H_out, W_out), plus
+    indices (int64, same shape) when return_indices. Needs output + kernel - 1 <= input in each dimension.
 
     TensorFlow convention: pooling_ratio (number, pair, or TF's [1, rh, rw, 1]; each >= 1),
     pseudo_random, overlapping, seed; or pooling_sequences=(row_seq, col_seq) from an earlier
@@ -218,3 +218,19 @@ def fractional_max_pool2d_backward(grad_output, input, indices, data_format="NCH
 def fractional_max_pool3d_backward(grad_output, input, indices, data_format="NCDHW"):
     """Gradient of :func:`fractional_max_pool3d`: grad_input (N, C, D, H, W), as the 2-D version."""
     return _backward(3, "fractional_max_pool3d_backward", grad_output, input, indices, data_format)
+
+
+FRACTIONAL_FUNCTIONS = ["fractional_max_pool2d", "fractional_max_pool3d", "fractional_max_pool2d_backward",
+                        "fractional_max_pool3d_backward"]
+
+
+def _with_stream_argument():
+    """Every entry point takes ``stream=`` for CUDA arrays (see cnnops.cuda.streamable)."""
+    from .cuda import streamable
+
+    g = globals()
+    for name in FRACTIONAL_FUNCTIONS:
+        g[name] = streamable(g[name])
+
+
+_with_stream_argument()

@@ -288,3 +288,20 @@ def bed_of_nails_unpool2d_backward(grad_output, scale, data_format="NCHW"):
     dy = prepare(grad_output, op, "grad_output")
     sc = ntuple(scale, 2, "scale", op, minimum=1)
     return wrap(_C.bed_of_nails_backward(op, dy, 2, cl, list(sc)), grad_output)
+
+
+UNPOOL_FUNCTIONS = [f"upsample_nearest{nd}d{b}" for nd in (1, 2, 3) for b in ("", "_backward")] + [
+    f"max_unpool{nd}d{b}" for nd in (1, 2, 3) for b in ("", "_backward")] + [
+    "bed_of_nails_unpool2d", "bed_of_nails_unpool2d_backward"]
+
+
+def _with_stream_argument():
+    """Every entry point takes ``stream=`` for CUDA arrays (see cnnops.cuda.streamable)."""
+    from .cuda import streamable
+
+    g = globals()
+    for name in UNPOOL_FUNCTIONS:
+        g[name] = streamable(g[name])
+
+
+_with_stream_argument()

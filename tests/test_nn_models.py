@@ -198,8 +198,12 @@ def test_builder_errors():
         models.lenet5(activation="gelu")
     with pytest.raises(ValueError, match="vgg: expected config one of"):
         models.vgg("vgg12")
-    with pytest.raises(ValueError, match="mnist_cnn: expected input_size divisible by 4"):
-        models.mnist_cnn(input_size=30)
+    with pytest.raises(ValueError, match="mnist_cnn: expected input_size >= 1, got 0"):
+        models.mnist_cnn(input_size=0)
+    with pytest.raises(ValueError, match="mnist_cnn: expected init 'default' or 'tf', got 'he'"):
+        models.mnist_cnn(init="he")
+    with pytest.raises(ValueError, match="alexnet_paper: expected init 'default' or 'paper', got 'tf'"):
+        models.alexnet_paper(init="tf")
     with pytest.raises(ValueError, match="FCN: expected input"):
         models.fcn()(np.zeros((1, 3, 12, 12), np.float32))
 

@@ -1,5 +1,5 @@
-"""Command line: ``python -m cnnops info``, ``python -m cnnops bench conv``, ``python -m cnnops train``
-and ``python -m cnnops demo``.
+"""Command line: ``python -m cnnops info``, ``python -m cnnops bench conv``, ``python -m cnnops train``,
+``python -m cnnops demo`` and ``python -m cnnops summary``.
 
 Every option is checked before any work starts; a bad one prints argparse's usage line and an
 error and exits with status 2. Optional dependencies are imported only by the subcommand that
@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     _train.add_arguments(d, _train.DEMO)
     t.set_defaults(subparser=t)
     d.set_defaults(subparser=d)
+    from .nn import model_summary as _summary
+
+    s = sub.add_parser("summary", help="per-layer table of a cnnops.nn model: shapes, parameters, multiply-adds",
+                       description="Build a model of cnnops.nn.models and print cnnops.nn.summary of it.")
+    _summary.add_arguments(s)
+    s.set_defaults(subparser=s)
     return parser
 
 
@@ -51,6 +57,10 @@ def main(argv=None) -> int:
         from . import train
 
         return train.run(args, args.subparser)
+    if args.cmd == "summary":
+        from .nn import model_summary
+
+        return model_summary.run(args, args.subparser)
     return 1
 
 

@@ -37,7 +37,7 @@ class ModelSpec:
 # --model names = builder names in cnnops.nn.models (the classifiers; fcn and yolo_tiny are not)
 MODELS = {
     "lenet5": ModelSpec("28x28 or 32x32", lambda side: side in (28, 32), lambda side: {"input_size": side}),
-    "mnist_cnn": ModelSpec("a side divisible by 4", lambda side: side % 4 == 0, lambda side: {"input_size": side}),
+    "mnist_cnn": ModelSpec("any size", lambda side: True, lambda side: {"input_size": side}),
     "inception_net": ModelSpec("at least 4x4", lambda side: side >= 4),
     "resnet18": ModelSpec("any size", lambda side: True, lambda side: {"small_input": side < 64}),
     "resnet34": ModelSpec("any size", lambda side: True, lambda side: {"small_input": side < 64}),
@@ -45,6 +45,8 @@ MODELS = {
     "vgg11": ModelSpec("at least 32x32", lambda side: side >= 32),
     "vgg16": ModelSpec("at least 32x32", lambda side: side >= 32),
     "alexnet": ModelSpec("at least 63x63", lambda side: side >= 63),
+    "alexnet_paper": ModelSpec("at least 67x67", lambda side: side >= 67),
+    "googlenet": ModelSpec("at least 31x31", lambda side: side >= 31),
 }
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine")

@@ -95,14 +95,22 @@ class Residual(Module):
 
 class Concat(Module):
     """Applies each branch to the same input and concatenates the outputs along ``dim`` (default
-    1, channels). Backward splits the gradient and sums the branch input gradients."""
+    1, channels). Backward splits the gradient and sums the branch input gradients. Branches are
+    named "0", "1", ..., or given as one dict {name: module} (torchvision's Inception names them
+    branch1 ... branch4)."""
 
     def __init__(self, *branches, dim=1):
         super().__init__()
-        if len(branches) == 1 and isinstance(branches[0], (list, tuple)):
-            branches = tuple(branches[0])
-        for i, m in enumerate(branches):
-            setattr(self, str(i), m)
+        if len(branches) == 1 and isinstance(branches[0], dict):
+            named = list(branches[0].items())
+        else:
+            if len(branches) == 1 and isinstance(branches[0], (list, tuple)):
+                branches = tuple(branches[0])
+            named = [(str(i), m) for i, m in enumerate(branches)]
+        for i, (name, m) in enumerate(named):
+            if not isinstance(m, Module):
+                raise TypeError(f"Concat: expected Modules, got {type(m).__name__} at position {i}")
+            setattr(self, name, m)
         self.dim = dim
         self._sizes = None
 

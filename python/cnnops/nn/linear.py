@@ -52,18 +52,34 @@ class Linear(Module):
 
     input (N, in_features) (any leading dimensions are allowed: (..., in_features)) ->
     (..., out_features). One matmul each for forward, grad_input and grad_weight (BLAS reads W.T
-    through strides, nothing is copied); the bias is added in place."""
+    through strides, nothing is copied); the bias is added in place.
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
+    ``drop_connect=p`` (DropConnect, Wan et al. 2013): in training, each weight is zeroed with
+    probability p and the kept ones are scaled by 1/(1-p), so the expected weight is W; one mask
+    is drawn per forward call (shared by the mini-batch: the per-example masks of the paper
+    would need an (N, out, in) array) from cnnops.nn.init's generator. In eval mode the layer
+    uses W itself (the mean of the masked weights). Backward masks the weight gradient the same
+    way."""
+
+    def __init__(self, in_features, out_features, bias=True, drop_connect=0.0, dtype=np.float32, rng=None):
         super().__init__()
+        if not 0.0 <= drop_connect < 1.0:
+            raise ValueError(f"Linear: expected 0 <= drop_connect < 1, got {drop_connect}")
         self.in_features, self.out_features = int(in_features), int(out_features)
+        self.drop_connect = float(drop_connect)
         self.weight = Parameter(np.empty((out_features, in_features), dtype=dtype))
         self.bias = Parameter(np.empty((out_features,), dtype=dtype)) if bias else None
         init.default_init_(self.weight, self.bias, rng)
         self._x = None
+        self._mask = None
 
     def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        s = f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return s + (f", drop_connect={self.drop_connect}" if self.drop_connect else "")
+
+    def macs(self, input_shape, output_shape) -> int:
+        """in_features * out_features multiply-adds per input row (the bias is not counted)."""
+        return int(np.prod(input_shape[:-1], dtype=np.int64)) * self.in_features * self.out_features
 
     def forward(self, x):
         check_dtype(x, "Linear")
@@ -73,6 +89,12 @@ class Linear(Module):
         if x.dtype != w.dtype:
             raise TypeError(f"Linear: input dtype {x.dtype} differs from the weight dtype {w.dtype}")
         self._x = x
+        self._mask = None
+        if self.training and self.drop_connect > 0.0:
+            keep = init.get_rng().random(w.shape, dtype=w.dtype) >= self.drop_connect
+            self._mask = keep.astype(w.dtype)
+            self._mask *= w.dtype.type(1.0 / (1.0 - self.drop_connect))
+            w = w * self._mask
         y = matmul(x, w.T)
         if self.bias is not None:
             np.add(y, self.bias.data, out=y)
@@ -81,13 +103,18 @@ class Linear(Module):
     def backward(self, grad_out):
         x = saved(self._x, "Linear")
         g2 = grad_out.reshape(-1, self.out_features)
+        mask = self._mask
         if self.weight.requires_grad:
-            self.weight.accumulate(matmul(g2.T, x.reshape(-1, self.in_features)))
+            gw = matmul(g2.T, x.reshape(-1, self.in_features))
+            if mask is not None:
+                gw *= mask
+            self.weight.accumulate(gw)
         if self.bias is not None and self.bias.requires_grad:
             self.bias.accumulate(g2.sum(axis=0))
         if not self.needs_input_grad:
             return None
-        return matmul(grad_out, self.weight.data)
+        w = self.weight.data if mask is None else self.weight.data * mask
+        return matmul(grad_out, w)
 
 
 class Flatten(Module):

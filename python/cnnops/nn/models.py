@@ -51,20 +51,41 @@ def lenet5(num_classes=10, in_channels=1, input_size=32, activation="relu", pool
     )
 
 
-def mnist_cnn(num_classes=10, in_channels=1, input_size=28, dropout=0.5, dtype=np.float32, rng=None):
-    """The classic MNIST CNN (TensorFlow tutorial): conv5x5-32 "same", ReLU, maxpool2, conv5x5-64
-    "same", ReLU, maxpool2, flatten, fc1024, ReLU, dropout, fc(num_classes). Input
-    (N, in_channels, input_size, input_size), input_size divisible by 4."""
-    if input_size % 4:
-        raise ValueError(f"mnist_cnn: expected input_size divisible by 4, got {input_size}")
-    s = input_size // 4
-    return Sequential(
-        Conv2d(in_channels, 32, 5, padding=2, dtype=dtype, rng=rng), ReLU(), MaxPool2d(2),
-        Conv2d(32, 64, 5, padding=2, dtype=dtype, rng=rng), ReLU(), MaxPool2d(2),
+def mnist_cnn(num_classes=10, in_channels=1, input_size=28, dropout=0.5, init="default", dtype=np.float32,
+              rng=None):
+    """The MNIST CNN of TensorFlow's "Deep MNIST for experts" tutorial: conv5x5-32 SAME, ReLU,
+    maxpool 2x2/2 SAME, conv5x5-64 SAME, ReLU, maxpool 2x2/2 SAME, flatten, fc1024, ReLU, dropout,
+    fc(num_classes). Input (N, in_channels, input_size, input_size). SAME pooling gives
+    ceil(size / 2): 28 -> 14 -> 7 as in the tutorial; on an even size it is plain 2x2 pooling, so
+    only odd sizes get the padded "same" pool. ``init="tf"`` draws the tutorial's initial values
+    (weights from a normal of std 0.1 truncated at 2 std, biases 0.1); ``"default"`` PyTorch's.
+    The flatten order is (C, H, W) where TensorFlow's is (H, W, C): a TensorFlow checkpoint's fc1
+    weight needs its rows permuted to load."""
+    from . import init as _init
+
+    if not (isinstance(input_size, (int, np.integer)) and input_size >= 1):
+        raise ValueError(f"mnist_cnn: expected input_size >= 1, got {input_size}")
+    if init not in ("default", "tf"):
+        raise ValueError(f"mnist_cnn: expected init 'default' or 'tf', got {init!r}")
+
+    def pool(size):
+        return MaxPool2d(2) if size % 2 == 0 else MaxPool2d(2, padding="same")
+
+    s1 = (input_size + 1) // 2
+    s2 = (s1 + 1) // 2
+    model = Sequential(
+        Conv2d(in_channels, 32, 5, padding=2, dtype=dtype, rng=rng), ReLU(), pool(input_size),
+        Conv2d(32, 64, 5, padding=2, dtype=dtype, rng=rng), ReLU(), pool(s1),
         Flatten(),
-        Linear(64 * s * s, 1024, dtype=dtype, rng=rng), ReLU(), Dropout(dropout),
+        Linear(64 * s2 * s2, 1024, dtype=dtype, rng=rng), ReLU(), Dropout(dropout),
         Linear(1024, num_classes, dtype=dtype, rng=rng),
     )
+    if init == "tf":
+        for m in model:
+            if isinstance(m, (Conv2d, Linear)):
+                _init.trunc_normal_(m.weight, 0.0, 0.1, -0.2, 0.2, rng=rng)
+                m.bias.data[...] = 0.1
+    return model
 
 
 # ----------------------------------------------------------------------------- AlexNet, VGG
@@ -88,6 +109,45 @@ def alexnet(num_classes=1000, in_channels=3, dropout=0.5, hidden=4096, lrn=False
                             Dropout(dropout), Linear(hidden, hidden, **kw), ReLU(inplace=True),
                             Linear(hidden, num_classes, **kw))
     return Sequential(OrderedDict(features=Sequential(*f), avgpool=AdaptiveAvgPool2d((6, 6)), flatten=Flatten(),
+                                  classifier=classifier))
+
+
+def alexnet_paper(num_classes=1000, in_channels=3, dropout=0.5, init="default", dtype=np.float32, rng=None):
+    """AlexNet as in Krizhevsky, Sutskever & Hinton (2012), for (N, 3, 227, 227) inputs: the
+    two-GPU layout written as grouped convolutions.
+
+    conv11x11/4-96, ReLU, LRN, maxpool 3/2 (227 -> 55 -> 27); conv5x5-256 pad 2 in 2 groups (each
+    filter sees 48 channels), ReLU, LRN, maxpool 3/2 (-> 13); conv3x3-384 pad 1 (across both
+    groups); conv3x3-384 pad 1 in 2 groups; conv3x3-256 pad 1 in 2 groups; maxpool 3/2 (-> 6);
+    fc4096, ReLU, dropout, fc4096, ReLU, dropout, fc(num_classes): 60,965,224 parameters for
+    1000 classes. The response normalisation is the paper's b = a / (2 + 1e-4 * sum a^2)^0.75
+    over 5 neighbouring channels: LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2), since that
+    layer (as PyTorch's and Caffe's) divides alpha by the size. An AdaptiveAvgPool2d(6) before
+    the classifier (the identity at 227x227, as in torchvision's variant :func:`alexnet`) lets
+    other input sizes through. ``init="paper"`` draws the paper's initial values (weights
+    N(0, 0.01^2); biases 1 in conv2, conv4, conv5 and the hidden fully connected layers, 0
+    elsewhere); ``"default"`` PyTorch's."""
+    from . import init as _init
+
+    if init not in ("default", "paper"):
+        raise ValueError(f"alexnet_paper: expected init 'default' or 'paper', got {init!r}")
+    kw = dict(dtype=dtype, rng=rng)
+    convs = [Conv2d(in_channels, 96, 11, stride=4, **kw), Conv2d(96, 256, 5, padding=2, groups=2, **kw),
+             Conv2d(256, 384, 3, padding=1, **kw), Conv2d(384, 384, 3, padding=1, groups=2, **kw),
+             Conv2d(384, 256, 3, padding=1, groups=2, **kw)]
+    lrn = dict(size=5, alpha=5e-4, beta=0.75, k=2.0)
+    features = Sequential(convs[0], ReLU(inplace=True), LocalResponseNorm(**lrn), MaxPool2d(3, 2),
+                          convs[1], ReLU(inplace=True), LocalResponseNorm(**lrn), MaxPool2d(3, 2),
+                          convs[2], ReLU(inplace=True), convs[3], ReLU(inplace=True),
+                          convs[4], ReLU(inplace=True), MaxPool2d(3, 2))
+    fcs = [Linear(256 * 6 * 6, 4096, **kw), Linear(4096, 4096, **kw), Linear(4096, num_classes, **kw)]
+    classifier = Sequential(fcs[0], ReLU(inplace=True), Dropout(dropout), fcs[1], ReLU(inplace=True),
+                            Dropout(dropout), fcs[2])
+    if init == "paper":
+        for i, m in enumerate(convs + fcs):
+            _init.normal_(m.weight, 0.0, 0.01, rng=rng)
+            m.bias.data[...] = 1.0 if i in (1, 3, 4, 5, 6) else 0.0
+    return Sequential(OrderedDict(features=features, avgpool=AdaptiveAvgPool2d((6, 6)), flatten=Flatten(),
                                   classifier=classifier))
 
 
@@ -287,6 +347,157 @@ def inception_net(num_classes=10, in_channels=1, dtype=np.float32, rng=None):
         inception_block(32, 16, 24, 32, 4, 8, 8, **kw),
         inception_block(64, 32, 32, 48, 8, 24, 16, **kw),
         MaxPool2d(2), AdaptiveAvgPool2d(1), Flatten(), Linear(120, num_classes, **kw))
+
+
+def basic_conv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, dtype=np.float32, rng=None):
+    """torchvision's BasicConv2d of GoogLeNet: conv (no bias), BatchNorm2d(eps=0.001), ReLU, as a
+    Sequential with children conv, bn, relu (state_dict keys conv.weight, bn.running_mean, ...)."""
+    return Sequential(OrderedDict(
+        conv=Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=False, dtype=dtype,
+                    rng=rng),
+        bn=BatchNorm2d(out_channels, eps=0.001, dtype=dtype), relu=ReLU(inplace=True)))
+
+
+def googlenet_inception(in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj, five_by_five=False,
+                        dtype=np.float32, rng=None):
+    """GoogLeNet's Inception block as torchvision builds it: branch1 1x1; branch2 1x1 -> 3x3;
+    branch3 1x1 -> 3x3 (torchvision's choice, which its weights and its parameter count follow;
+    ``five_by_five=True`` gives the paper's 5x5); branch4 3x3/1 max pool (ceil mode) -> 1x1;
+    every convolution a :func:`basic_conv2d`. (N, in_channels, H, W) ->
+    (N, ch1x1 + ch3x3 + ch5x5 + pool_proj, H, W)."""
+    kw = dict(dtype=dtype, rng=rng)
+    k = 5 if five_by_five else 3
+    return Concat(OrderedDict(
+        branch1=basic_conv2d(in_channels, ch1x1, 1, **kw),
+        branch2=Sequential(basic_conv2d(in_channels, ch3x3red, 1, **kw),
+                           basic_conv2d(ch3x3red, ch3x3, 3, padding=1, **kw)),
+        branch3=Sequential(basic_conv2d(in_channels, ch5x5red, 1, **kw),
+                           basic_conv2d(ch5x5red, ch5x5, k, padding=k // 2, **kw)),
+        branch4=Sequential(MaxPool2d(3, 1, padding=1, ceil_mode=True), basic_conv2d(in_channels, pool_proj, 1, **kw)),
+    ))
+
+
+def googlenet_aux(in_channels, num_classes, dropout=0.7, dtype=np.float32, rng=None):
+    """GoogLeNet's auxiliary classifier (torchvision's InceptionAux): adaptive average pool to
+    4x4, 1x1 basic_conv2d to 128 channels, flatten, fc1024, ReLU, dropout, fc(num_classes)."""
+    kw = dict(dtype=dtype, rng=rng)
+    return Sequential(OrderedDict(
+        pool=AdaptiveAvgPool2d((4, 4)), conv=basic_conv2d(in_channels, 128, 1, **kw), flatten=Flatten(),
+        fc1=Linear(2048, 1024, **kw), relu=ReLU(inplace=True), dropout=Dropout(dropout), fc2=Linear(1024, num_classes,
+                                                                                                   **kw)))
+
+
+# Inception widths of GoogLeNet (Szegedy et al. 2015, table 1): in, #1x1, #3x3 reduce, #3x3,
+# #5x5 reduce, #5x5, pool proj
+GOOGLENET_BLOCKS = {
+    "inception3a": (192, 64, 96, 128, 16, 32, 32),
+    "inception3b": (256, 128, 128, 192, 32, 96, 64),
+    "inception4a": (480, 192, 96, 208, 16, 48, 64),
+    "inception4b": (512, 160, 112, 224, 24, 64, 64),
+    "inception4c": (512, 128, 128, 256, 24, 64, 64),
+    "inception4d": (512, 112, 144, 288, 32, 64, 64),
+    "inception4e": (528, 256, 160, 320, 32, 128, 128),
+    "inception5a": (832, 256, 160, 320, 32, 128, 128),
+    "inception5b": (832, 384, 192, 384, 48, 128, 128),
+}
+
+
+class GoogLeNet(Module):
+    """GoogLeNet (Inception v1, Szegedy et al. 2015) in torchvision's layout, so its state_dict
+    keys are torchvision's: conv1 7x7/2, maxpool1, conv2 1x1, conv3 3x3, maxpool2, inception3a/3b,
+    maxpool3, inception4a-4e, maxpool4 2x2, inception5a/5b, global average pool, dropout 0.2,
+    fc(num_classes). Convolutions carry BatchNorm (torchvision's :func:`basic_conv2d`); pools are
+    3x3/2 in ceil mode. 6,624,904 parameters for 1000 classes (torchvision's count).
+
+    ``aux_logits=True`` adds the two auxiliary classifiers (after inception4a and 4d; 13,004,888
+    parameters in all): in training mode forward then returns (logits, aux2, aux1) and backward
+    takes a tuple (grad_logits, grad_aux2, grad_aux1) (None for a head without a loss; the paper
+    weights the auxiliary losses by 0.3); in eval mode forward returns the logits only, as
+    torchvision's. Input (N, in_channels, H, W), H and W >= 31 (224 in the paper; smaller inputs
+    leave a pooling window larger than its input, which cnnops' pooling refuses)."""
+
+    def __init__(self, num_classes=1000, in_channels=3, aux_logits=False, dropout=0.2, dropout_aux=0.7,
+                 five_by_five=False, dtype=np.float32, rng=None):
+        super().__init__()
+        kw = dict(dtype=dtype, rng=rng)
+        self.aux_logits = bool(aux_logits)
+        self.conv1 = basic_conv2d(in_channels, 64, 7, stride=2, padding=3, **kw)
+        self.maxpool1 = MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2 = basic_conv2d(64, 64, 1, **kw)
+        self.conv3 = basic_conv2d(64, 192, 3, padding=1, **kw)
+        self.maxpool2 = MaxPool2d(3, 2, ceil_mode=True)
+        for name, widths in GOOGLENET_BLOCKS.items():
+            setattr(self, name, googlenet_inception(*widths, five_by_five=five_by_five, **kw))
+            if name == "inception3b":
+                self.maxpool3 = MaxPool2d(3, 2, ceil_mode=True)
+            elif name == "inception4e":
+                self.maxpool4 = MaxPool2d(2, 2, ceil_mode=True)
+        if self.aux_logits:
+            self.aux1 = googlenet_aux(512, num_classes, dropout_aux, **kw)
+            self.aux2 = googlenet_aux(528, num_classes, dropout_aux, **kw)
+        else:
+            self.aux1 = self.aux2 = None
+        self.avgpool = AdaptiveAvgPool2d((1, 1))
+        self.flatten = Flatten()
+        self.dropout = Dropout(dropout)
+        self.fc = Linear(1024, num_classes, **kw)
+
+    def _stages(self):
+        """The main path in three pieces: up to inception4a (aux1 reads its output), up to
+        inception4d (aux2), and the rest."""
+        a = [self.conv1, self.maxpool1, self.conv2, self.conv3, self.maxpool2, self.inception3a, self.inception3b,
+             self.maxpool3, self.inception4a]
+        b = [self.inception4b, self.inception4c, self.inception4d]
+        c = [self.inception4e, self.maxpool4, self.inception5a, self.inception5b, self.avgpool, self.flatten,
+             self.dropout, self.fc]
+        return a, b, c
+
+    def forward(self, x):
+        check_dtype(x, "GoogLeNet")
+        if x.ndim != 4 or min(x.shape[2:]) < 31:
+            raise ValueError(f"GoogLeNet: expected input (N, C, H, W) with H, W >= 31, got shape {x.shape}")
+        a, b, c = self._stages()
+        with_aux = self.aux_logits and self.training
+        for m in a:
+            x = m.forward(x)
+        aux1 = self.aux1.forward(x) if with_aux else None
+        for m in b:
+            x = m.forward(x)
+        aux2 = self.aux2.forward(x) if with_aux else None
+        for m in c:
+            x = m.forward(x)
+        self._with_aux = with_aux
+        return (x, aux2, aux1) if with_aux else x
+
+    def backward(self, grad_out):
+        with_aux = saved(getattr(self, "_with_aux", None), "GoogLeNet")
+        g_aux2 = g_aux1 = None
+        if with_aux:
+            if not (isinstance(grad_out, (tuple, list)) and len(grad_out) == 3):
+                raise TypeError("GoogLeNet.backward: expected (grad_logits, grad_aux2, grad_aux1) after a training "
+                                "forward with aux_logits, got a single gradient")
+            grad_out, g_aux2, g_aux1 = grad_out
+        a, b, c = self._stages()
+        object.__setattr__(self.conv1, "needs_input_grad", self.needs_input_grad)
+        g = grad_out
+        for m in reversed(c):
+            g = m.backward(g)
+        if g_aux2 is not None:
+            g = g + self.aux2.backward(g_aux2)
+        for m in reversed(b):
+            g = m.backward(g)
+        if g_aux1 is not None:
+            g = g + self.aux1.backward(g_aux1)
+        for m in reversed(a):
+            g = m.backward(g)
+            if g is None:
+                break
+        return g
+
+
+def googlenet(**kwargs):
+    """GoogLeNet (Inception v1); keyword arguments as :class:`GoogLeNet`."""
+    return GoogLeNet(**kwargs)
 
 
 # ----------------------------------------------------------------------------- FCN

@@ -88,6 +88,13 @@ class Module:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
+    def macs(self, input_shape, output_shape) -> int:
+        """Multiply-adds of one forward call that took an input of ``input_shape`` and gave an
+        output of ``output_shape``, counting this module's own weighted sums only (its children
+        count theirs). Layers without them (activations, pooling, normalisation, containers)
+        count 0, as torch.utils.flop_counter does; convolutions and Linear override this."""
+        return 0
+
     # --- traversal ---------------------------------------------------------------------------
     def children(self):
         return iter(self._modules.values())

@@ -239,38 +239,93 @@ class GlobalAvgPool2d(_Pool2d):
         return np.broadcast_to(g, shape).copy()
 
 
-class FractionalMaxPool2d(_Pool2d):
-    """Fractional max pooling (Graham 2014): pseudo-random window starts, fixed ``kernel_size``,
-    output size ``output_size`` or ``output_ratio`` * input size. A fresh random draw every
-    training forward (from cnnops.nn.init's generator) unless ``_random_samples`` (N, C, 2) is
-    given."""
+class _FractionalMaxPoolNd(Module):
+    _nd = 2
+    _layout = _NCHW
 
-    def __init__(self, kernel_size, output_size=None, output_ratio=None, return_indices=False,
-                 _random_samples=None):
+    def __init__(self, kernel_size=None, output_size=None, output_ratio=None, return_indices=False,
+                 _random_samples=None, *, pooling_ratio=None, pseudo_random=False, overlapping=False,
+                 _pooling_sequences=None):
         super().__init__()
-        if (output_size is None) == (output_ratio is None):
-            raise ValueError("FractionalMaxPool2d: give exactly one of output_size and output_ratio")
+        name = type(self).__name__
+        self.tf_mode = pooling_ratio is not None or _pooling_sequences is not None
+        if self.tf_mode:
+            if any(v is not None for v in (kernel_size, output_size, output_ratio, _random_samples)):
+                raise ValueError(f"{name}: expected either kernel_size with output_size or output_ratio (PyTorch's "
+                                 f"convention) or pooling_ratio (TensorFlow's), got both")
+        elif kernel_size is None:
+            raise ValueError(f"{name}: expected kernel_size (PyTorch's convention) or pooling_ratio (TensorFlow's), "
+                             f"got neither")
+        elif (output_size is None) == (output_ratio is None):
+            raise ValueError(f"{name}: give exactly one of output_size and output_ratio")
         self.kernel_size, self.output_size, self.output_ratio = kernel_size, output_size, output_ratio
+        self.pooling_ratio, self.pseudo_random, self.overlapping = pooling_ratio, bool(pseudo_random), bool(overlapping)
         self.return_indices = bool(return_indices)
         self._random_samples = _random_samples
+        self._pooling_sequences = _pooling_sequences
+        self.pooling_sequences = None
         self._cache = None
+
+    def extra_repr(self):
+        if self.tf_mode:
+            return (f"pooling_ratio={self.pooling_ratio}, pseudo_random={self.pseudo_random}, "
+                    f"overlapping={self.overlapping}")
+        if self.output_size is not None:
+            return f"kernel_size={self.kernel_size}, output_size={self.output_size}"
+        return f"kernel_size={self.kernel_size}, output_ratio={self.output_ratio}"
 
     def forward(self, x):
         from . import init
 
-        self._check(x)
-        samples = self._random_samples
-        if samples is None:
-            samples = init.get_rng().random((x.shape[0], x.shape[1], 2)).astype(x.dtype)
-        y, idx = _kernel("fractional_max_pool2d")(x, self.kernel_size, output_size=self.output_size,
-                                                  output_ratio=self.output_ratio, return_indices=True,
-                                                  _random_samples=samples)
+        nd, name = self._nd, type(self).__name__
+        check_dtype(x, name)
+        check_ndim(x, (nd + 2,), self._layout, name)
+        f = _kernel(f"fractional_max_pool{nd}d")
+        if self.tf_mode:
+            if self._pooling_sequences is not None:
+                res = f(x, pooling_sequences=self._pooling_sequences, return_indices=True)
+            else:
+                seed = int(init.get_rng().integers(2**63))
+                res = f(x, pooling_ratio=self.pooling_ratio, pseudo_random=self.pseudo_random,
+                        overlapping=self.overlapping, seed=seed, return_indices=True)
+            y, idx = res[0], res[1]
+            self.pooling_sequences = tuple(res[2:])
+        else:
+            samples = self._random_samples
+            if samples is None:
+                samples = init.get_rng().random((x.shape[0], x.shape[1], nd)).astype(x.dtype)
+            y, idx = f(x, self.kernel_size, output_size=self.output_size, output_ratio=self.output_ratio,
+                       return_indices=True, _random_samples=samples)
         self._cache = (x, idx)
         return (y, idx) if self.return_indices else y
 
     def backward(self, grad_out):
-        x, idx = saved(self._cache, "FractionalMaxPool2d")
-        return _kernel("fractional_max_pool2d_backward")(grad_out, x, idx)
+        x, idx = saved(self._cache, type(self).__name__)
+        return _kernel(f"fractional_max_pool{self._nd}d_backward")(grad_out, x, idx)
+
+
+class FractionalMaxPool2d(_FractionalMaxPoolNd):
+    """Fractional max pooling (Graham 2014) of (N, C, H, W) inputs, in either convention of
+    cnnops.fractional_max_pool2d:
+
+    - PyTorch's: ``kernel_size`` windows at pseudo-random starts, output size ``output_size`` or
+      ``output_ratio`` * input size; a fresh (N, C, 2) sample per forward from cnnops.nn.init's
+      generator unless ``_random_samples`` is given.
+    - TensorFlow's: ``pooling_ratio`` (>= 1; output = floor(input / ratio)), ``pseudo_random``
+      (Graham's pseudo-random sequences instead of random ones), ``overlapping`` (windows share
+      their boundary row and column); one pooling sequence per dimension, drawn per forward (seeded
+      from cnnops.nn.init's generator) and kept in ``pooling_sequences``; ``_pooling_sequences``
+      fixes them.
+
+    Backward routes each gradient to its window's maximum (the indices of the forward)."""
+    _nd = 2
+
+
+class FractionalMaxPool3d(_FractionalMaxPoolNd):
+    """Fractional max pooling of (N, C, D, H, W) inputs; options as :class:`FractionalMaxPool2d`
+    with triples ((N, C, 3) samples ordered (d, h, w); three pooling sequences)."""
+    _nd = 3
+    _layout = "(N, C, D, H, W)"
 
 
 class MaxUnpool2d(Module):

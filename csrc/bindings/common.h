@@ -51,5 +51,6 @@ void bind_pool(py::module_& m);
 void bind_unpool(py::module_& m);
 void bind_boxes(py::module_& m);
 void bind_nms(py::module_& m);
+void bind_roi(py::module_& m);
 
 }  // namespace cnnops

@@ -119,4 +119,5 @@ PYBIND11_MODULE(_C, m) {
   bind_unpool(m);
   bind_boxes(m);
   bind_nms(m);
+  bind_roi(m);
 }

@@ -1,0 +1,338 @@
+// CPU kernels of the region ops (RoI Pool, RoI Align, PS RoI Pool, PS RoI Align), forward and
+// backward, channels first or last, float32/float64.
+//
+// Work split. Forward: one task = (region, chunk of kFwdChunk output channels); the region's
+// windows or sample taps are computed once per task and reused by every channel of the chunk, and
+// a task writes only its own outputs. Backward: one task = (image, chunk of kBwdChunk output
+// channels); the task owns the gradient planes those channels read, zeroes them and adds the
+// contributions of the image's regions in region, bin, sample and tap order, which is
+// torchvision's sequential order, so the gradient is the same for any thread count (chunks have
+// fixed sizes) and equals torchvision's CPU backward bit for bit. Channels-last features put a
+// chunk's channels side by side, so RoI Align's inner loops run across them (vectorised).
+//
+// RoI Align visits only the samples that read the input: each bin's in-range samples are found by
+// bisection on each axis (roigeom::sample_range), so an adaptive grid over a huge region costs
+// what its samples inside the features cost. Skipping the others changes no bit (they add zero).
+#include <algorithm>
+#include <cfloat>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/dispatch.h"
+#include "core/parallel.h"
+#include "ops/cpu/roi.h"
+
+namespace cnnops {
+namespace cpu {
+
+namespace {
+
+using roigeom::Region;
+constexpr int64_t kFwdChunk = 64, kBwdChunk = 16;
+
+int64_t chunks_of(int64_t n, int64_t chunk) { return (n + chunk - 1) / chunk; }
+
+// One in-range sample of a bin: the four positions it reads (spatial index times the element
+// stride) and their weights, as torchvision's pre_calc_for_bilinear_interpolate.
+template <typename T>
+struct Sample {
+  int64_t p1, p2, p3, p4;
+  T w1, w2, w3, w4;
+};
+
+// The in-range samples of every bin along one axis of a region: bin p's taps are
+// taps[start[p] .. start[p + 1]).
+template <typename T>
+struct AxisTaps {
+  std::vector<int64_t> start;
+  std::vector<roigeom::AxisTap<T>> taps;
+  void build(T origin, T bin, int64_t grid, int64_t bins, int64_t size) {
+    start.resize(static_cast<size_t>(bins) + 1);
+    taps.clear();
+    for (int64_t p = 0; p < bins; ++p) {
+      start[p] = static_cast<int64_t>(taps.size());
+      int64_t a, b;
+      roigeom::sample_range(origin, p, bin, grid, size, &a, &b);
+      for (int64_t i = a; i < b; ++i) taps.push_back(roigeom::axis_tap(roigeom::sample_pos(origin, p, bin, i, grid), size));
+    }
+    start[bins] = static_cast<int64_t>(taps.size());
+  }
+};
+
+// The samples of bin (ph, pw), iy-major as torchvision's loops.
+template <typename T>
+void bin_samples(const AxisTaps<T>& Y, const AxisTaps<T>& X, int64_t ph, int64_t pw, int64_t W, int64_t stride,
+                 std::vector<Sample<T>>& s) {
+  s.clear();
+  for (int64_t a = Y.start[ph]; a < Y.start[ph + 1]; ++a) {
+    const roigeom::AxisTap<T>& ty = Y.taps[a];
+    for (int64_t b = X.start[pw]; b < X.start[pw + 1]; ++b) {
+      const roigeom::AxisTap<T>& tx = X.taps[b];
+      Sample<T> e;
+      e.p1 = (ty.lo * W + tx.lo) * stride;
+      e.p2 = (ty.lo * W + tx.hi) * stride;
+      e.p3 = (ty.hi * W + tx.lo) * stride;
+      e.p4 = (ty.hi * W + tx.hi) * stride;
+      e.w1 = ty.h * tx.h;
+      e.w2 = ty.h * tx.l;
+      e.w3 = ty.l * tx.h;
+      e.w4 = ty.l * tx.l;
+      s.push_back(e);
+    }
+  }
+}
+
+// Geometry shared by the kernels of one call.
+struct Dims {
+  int64_t N, C, H, W, HW, K, Co, PH, PW;
+  bool cl, ps;
+  int64_t stride;  // elements between neighbouring pixels of one channel
+  explicit Dims(const RoiPlan& P)
+      : N(P.N), C(P.C), H(P.H), W(P.W), HW(P.H * P.W), K(P.K), Co(P.C_out), PH(P.p.out_h), PW(P.p.out_w),
+        cl(P.p.channels_last), ps(P.p.kind == roigeom::PsPool || P.p.kind == roigeom::PsAlign),
+        stride(P.p.channels_last ? P.C : 1) {}
+  // input channel read by output channel c at bin (ph, pw)
+  int64_t cin(int64_t c, int64_t ph, int64_t pw) const { return ps ? (c * PH + ph) * PW + pw : c; }
+  // element offset of channel ci's pixel 0 in image n
+  int64_t plane(int64_t n, int64_t ci) const { return cl ? n * HW * C + ci : (n * C + ci) * HW; }
+  // output element (k, c, ph, pw)
+  int64_t out(int64_t k, int64_t c, int64_t ph, int64_t pw) const {
+    return cl ? ((k * PH + ph) * PW + pw) * Co + c : ((k * Co + c) * PH + ph) * PW + pw;
+  }
+  // zero the gradient of input channels [c0, c1) of image n
+  template <typename T>
+  void zero(T* dx, int64_t n, int64_t c0, int64_t c1) const {
+    if (!cl) {
+      std::fill(dx + plane(n, c0), dx + plane(n, c1), T(0));
+      return;
+    }
+    for (int64_t q = 0; q < HW; ++q) std::fill(dx + (n * HW + q) * C + c0, dx + (n * HW + q) * C + c1, T(0));
+  }
+};
+
+// ---- RoI Align and PS RoI Align ----
+
+template <typename T>
+void align_forward(const RoiPlan& P, const T* x, T* y) {
+  const Dims d(P);
+  const int64_t chunks = chunks_of(d.Co, kFwdChunk);
+  parallel_for(d.K * chunks, [&](int64_t t) {
+    const int64_t k = t / chunks, c0 = (t % chunks) * kFwdChunk, c1 = std::min(d.Co, c0 + kFwdChunk);
+    const Region& r = P.regions[k];
+    AxisTaps<T> Y, X;
+    Y.build(static_cast<T>(r.start_h), static_cast<T>(r.bin_h), r.grid_h, d.PH, d.H);
+    X.build(static_cast<T>(r.start_w), static_cast<T>(r.bin_w), r.grid_w, d.PW, d.W);
+    const T count = static_cast<T>(r.count);
+    std::vector<Sample<T>> s;
+    T acc[kFwdChunk];
+    for (int64_t ph = 0; ph < d.PH; ++ph)
+      for (int64_t pw = 0; pw < d.PW; ++pw) {
+        bin_samples(Y, X, ph, pw, d.W, d.stride, s);
+        if (d.cl && !d.ps) {
+          // channels side by side: the sample loop runs across the chunk
+          const int64_t nc = c1 - c0;
+          const T* base = x + d.plane(r.batch, c0);
+          for (int64_t cc = 0; cc < nc; ++cc) acc[cc] = T(0);
+          for (const Sample<T>& e : s) {
+            const T *r1 = base + e.p1, *r2 = base + e.p2, *r3 = base + e.p3, *r4 = base + e.p4;
+            for (int64_t cc = 0; cc < nc; ++cc) acc[cc] += e.w1 * r1[cc] + e.w2 * r2[cc] + e.w3 * r3[cc] + e.w4 * r4[cc];
+          }
+          T* o = y + d.out(k, c0, ph, pw);
+          for (int64_t cc = 0; cc < nc; ++cc) o[cc] = acc[cc] / count;
+          continue;
+        }
+        for (int64_t c = c0; c < c1; ++c) {
+          const T* base = x + d.plane(r.batch, d.cin(c, ph, pw));
+          T a = T(0);
+          for (const Sample<T>& e : s) a += e.w1 * base[e.p1] + e.w2 * base[e.p2] + e.w3 * base[e.p3] + e.w4 * base[e.p4];
+          y[d.out(k, c, ph, pw)] = a / count;
+        }
+      }
+  });
+}
+
+template <typename T>
+void align_backward(const RoiPlan& P, const T* dy, T* dx) {
+  const Dims d(P);
+  const int64_t chunks = chunks_of(d.Co, kBwdChunk), group = d.ps ? d.PH * d.PW : 1;
+  parallel_for(d.N * chunks, [&](int64_t t) {
+    const int64_t n = t / chunks, c0 = (t % chunks) * kBwdChunk, c1 = std::min(d.Co, c0 + kBwdChunk);
+    d.zero(dx, n, c0 * group, c1 * group);
+    AxisTaps<T> Y, X;
+    std::vector<Sample<T>> s;
+    for (int64_t j = P.image_start[n]; j < P.image_start[n + 1]; ++j) {
+      const int64_t k = P.order[j];
+      const Region& r = P.regions[k];
+      Y.build(static_cast<T>(r.start_h), static_cast<T>(r.bin_h), r.grid_h, d.PH, d.H);
+      X.build(static_cast<T>(r.start_w), static_cast<T>(r.bin_w), r.grid_w, d.PW, d.W);
+      const T count = static_cast<T>(r.count);
+      for (int64_t ph = 0; ph < d.PH; ++ph)
+        for (int64_t pw = 0; pw < d.PW; ++pw) {
+          bin_samples(Y, X, ph, pw, d.W, d.stride, s);
+          if (s.empty()) continue;
+          for (int64_t c = c0; c < c1; ++c) {
+            T* base = dx + d.plane(n, d.cin(c, ph, pw));
+            const T g = dy[d.out(k, c, ph, pw)];
+            for (const Sample<T>& e : s) {
+              const T g1 = g * e.w1 / count, g2 = g * e.w2 / count, g3 = g * e.w3 / count, g4 = g * e.w4 / count;
+              base[e.p1] += g1;
+              base[e.p2] += g2;
+              base[e.p3] += g3;
+              base[e.p4] += g4;
+            }
+          }
+        }
+    }
+  });
+}
+
+// ---- RoI Pool and PS RoI Pool ----
+
+// The windows of every bin of a region: rows [hs[ph], he[ph]) and columns [ws[pw], we[pw]).
+template <typename T>
+struct Windows {
+  std::vector<int64_t> hs, he, ws, we;
+  void build(const Region& r, const Dims& d) {
+    const int64_t ch = d.ps ? d.H - 1 : d.H, cw = d.ps ? d.W - 1 : d.W;
+    hs.resize(d.PH);
+    he.resize(d.PH);
+    ws.resize(d.PW);
+    we.resize(d.PW);
+    for (int64_t p = 0; p < d.PH; ++p) roigeom::pool_window(r.istart_h, static_cast<T>(r.bin_h), p, ch, &hs[p], &he[p]);
+    for (int64_t p = 0; p < d.PW; ++p) roigeom::pool_window(r.istart_w, static_cast<T>(r.bin_w), p, cw, &ws[p], &we[p]);
+  }
+};
+
+template <typename T>
+void pool_forward(const RoiPlan& P, const T* x, T* y, int64_t* idx) {
+  const Dims d(P);
+  const int64_t chunks = chunks_of(d.Co, kFwdChunk);
+  parallel_for(d.K * chunks, [&](int64_t t) {
+    const int64_t k = t / chunks, c0 = (t % chunks) * kFwdChunk, c1 = std::min(d.Co, c0 + kFwdChunk);
+    const Region& r = P.regions[k];
+    Windows<T> w;
+    w.build(r, d);
+    for (int64_t ph = 0; ph < d.PH; ++ph)
+      for (int64_t pw = 0; pw < d.PW; ++pw) {
+        const int64_t hs = w.hs[ph], he = w.he[ph], ws = w.ws[pw], we = w.we[pw];
+        const bool empty = he <= hs || we <= ws;
+        for (int64_t c = c0; c < c1; ++c) {
+          const T* base = x + d.plane(r.batch, d.cin(c, ph, pw));
+          const int64_t o = d.out(k, c, ph, pw);
+          if (!d.ps) {
+            // torchvision's rule: the first strictly greater value wins, starting below every
+            // float; NaN never wins
+            T best = empty ? T(0) : static_cast<T>(-FLT_MAX);
+            int64_t bi = -1;
+            for (int64_t h = hs; h < he; ++h)
+              for (int64_t q = h * d.W + ws; q < h * d.W + we; ++q) {
+                const T v = base[q * d.stride];
+                if (v > best) {
+                  best = v;
+                  bi = q;
+                }
+              }
+            y[o] = best;
+            idx[o] = bi;
+          } else {
+            T sum = T(0);
+            for (int64_t h = hs; h < he; ++h)
+              for (int64_t q = h * d.W + ws; q < h * d.W + we; ++q) sum += base[q * d.stride];
+            const T area = static_cast<T>((he - hs) * (we - ws));
+            y[o] = empty ? T(0) : sum / area;
+          }
+        }
+      }
+  });
+}
+
+// The first (in memory order) roi_pool index that is neither -1 nor inside its bin's window, or
+// -1 when all are valid.
+template <typename T>
+int64_t first_bad_index(const RoiPlan& P, const int64_t* idx) {
+  const Dims d(P);
+  const int64_t chunks = chunks_of(d.Co, kFwdChunk), tasks = d.K * chunks;
+  std::vector<int64_t> bad(static_cast<size_t>(tasks), std::numeric_limits<int64_t>::max());
+  parallel_for(tasks, [&](int64_t t) {
+    const int64_t k = t / chunks, c0 = (t % chunks) * kFwdChunk, c1 = std::min(d.Co, c0 + kFwdChunk);
+    Windows<T> w;
+    w.build(P.regions[k], d);
+    for (int64_t ph = 0; ph < d.PH; ++ph)
+      for (int64_t pw = 0; pw < d.PW; ++pw)
+        for (int64_t c = c0; c < c1; ++c) {
+          const int64_t o = d.out(k, c, ph, pw), a = idx[o];
+          if (a == -1) continue;
+          const bool inside = a >= 0 && a < d.HW && a / d.W >= w.hs[ph] && a / d.W < w.he[ph] &&
+                              a % d.W >= w.ws[pw] && a % d.W < w.we[pw];
+          if (!inside) bad[t] = std::min(bad[t], o);
+        }
+  });
+  const int64_t m = bad.empty() ? std::numeric_limits<int64_t>::max() : *std::min_element(bad.begin(), bad.end());
+  return m == std::numeric_limits<int64_t>::max() ? -1 : m;
+}
+
+template <typename T>
+void pool_backward(const RoiPlan& P, const T* dy, const int64_t* idx, T* dx) {
+  const Dims d(P);
+  const int64_t chunks = chunks_of(d.Co, kBwdChunk), group = d.ps ? d.PH * d.PW : 1;
+  parallel_for(d.N * chunks, [&](int64_t t) {
+    const int64_t n = t / chunks, c0 = (t % chunks) * kBwdChunk, c1 = std::min(d.Co, c0 + kBwdChunk);
+    d.zero(dx, n, c0 * group, c1 * group);
+    Windows<T> w;
+    for (int64_t j = P.image_start[n]; j < P.image_start[n + 1]; ++j) {
+      const int64_t k = P.order[j];
+      if (d.ps) w.build(P.regions[k], d);
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t ph = 0; ph < d.PH; ++ph)
+          for (int64_t pw = 0; pw < d.PW; ++pw) {
+            T* base = dx + d.plane(n, d.cin(c, ph, pw));
+            const int64_t o = d.out(k, c, ph, pw);
+            if (!d.ps) {
+              if (idx[o] >= 0) base[idx[o] * d.stride] += dy[o];
+              continue;
+            }
+            const int64_t hs = w.hs[ph], he = w.he[ph], ws = w.ws[pw], we = w.we[pw];
+            if (he <= hs || we <= ws) continue;
+            const T diff = dy[o] / static_cast<T>((he - hs) * (we - ws));
+            for (int64_t h = hs; h < he; ++h)
+              for (int64_t q = h * d.W + ws; q < h * d.W + we; ++q) base[q * d.stride] += diff;
+          }
+    }
+  });
+}
+
+}  // namespace
+
+void roi_forward(const RoiPlan& P, const Tensor& x, Tensor& y, Tensor* idx) {
+  if (y.numel() == 0) return;
+  dispatch_float(x.dtype, "roi", [&](auto tag) {
+    using T = decltype(tag);
+    if (P.p.kind == roigeom::Align || P.p.kind == roigeom::PsAlign) align_forward<T>(P, x.ptr<T>(), y.ptr<T>());
+    else pool_forward<T>(P, x.ptr<T>(), y.ptr<T>(), idx ? idx->ptr<int64_t>() : nullptr);
+  });
+}
+
+bool roi_backward(const RoiPlan& P, const Tensor& dy, const Tensor* idx, Tensor& dx, int64_t* bad) {
+  if (dx.numel() == 0) return true;
+  return dispatch_float(dy.dtype, "roi", [&](auto tag) {
+    using T = decltype(tag);
+    if (P.p.kind == roigeom::Align || P.p.kind == roigeom::PsAlign) {
+      align_backward<T>(P, dy.ptr<T>(), dx.ptr<T>());
+      return true;
+    }
+    const int64_t* ip = idx ? idx->ptr<int64_t>() : nullptr;
+    if (ip) {
+      const int64_t b = first_bad_index<T>(P, ip);
+      if (b >= 0) {
+        *bad = b;
+        return false;
+      }
+    }
+    pool_backward<T>(P, dy.ptr<T>(), ip, dx.ptr<T>());
+    return true;
+  });
+}
+
+}  // namespace cpu
+}  // namespace cnnops

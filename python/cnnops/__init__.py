@@ -32,6 +32,10 @@ from .boxes import (box_area, box_convert, box_iou, ciou_loss, ciou_loss_backwar
                     giou_loss_backward, iou_loss, iou_loss_backward, remove_small_boxes)
 from .nms import (batched_nms, batched_nms_padded, cluster_nms, diou_nms, fast_nms, matrix_nms, nms,
                   soft_nms)
+from .roi import HELPER_FUNCTIONS as _ROI_HELPERS
+from .roi import ROI_FUNCTIONS as _ROI_FUNCTIONS
+from .roi import (anchors, box_decode, box_encode, ps_roi_align, ps_roi_align_backward, ps_roi_pool,
+                  ps_roi_pool_backward, roi_align, roi_align_backward, roi_levels, roi_pool, roi_pool_backward)
 
 
 def get_num_threads() -> int:
@@ -155,3 +159,5 @@ __all__ = [
 ]
 # pooling (cnnops.pool)
 __all__ += list(_POOL_FUNCTIONS)
+# region ops and proposal helpers (cnnops.roi)
+__all__ += list(_ROI_FUNCTIONS) + list(_ROI_HELPERS)

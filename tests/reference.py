@@ -1209,3 +1209,184 @@ def nms_ref_vec(boxes, scores, t, score_threshold=None, max_output_size=None):
                 continue
         kept.append(i)
     return np.array(kept, dtype=np.int64)
+
+
+# ============================================================================= layer API (nn) extras
+def locally_connected2d_ref(x, w, b, stride, padding):
+    """Unshared convolution by plain loops: x (N, C, H, W), w (OH, OW, O, C, kH, kW), b (O, OH, OW)
+    or None; y[n, o, i, j] = b[o, i, j] + sum_{c,u,v} w[i, j, o, c, u, v] x_pad[n, c, i*sh+u, j*sw+v]."""
+    x = np.asarray(x, np.float64)
+    (sh, sw), (ph, pw) = stride, padding
+    oh, ow, o_ch, c_in, kh, kw = w.shape
+    xp = np.zeros((x.shape[0], c_in, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw))
+    xp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]] = x
+    y = np.zeros((x.shape[0], o_ch, oh, ow))
+    for n in range(x.shape[0]):
+        for o in range(o_ch):
+            for i in range(oh):
+                for j in range(ow):
+                    patch = xp[n, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+                    y[n, o, i, j] = np.sum(patch * w[i, j, o]) + (0.0 if b is None else b[o, i, j])
+    return y
+
+
+# ============================================================================= region ops (roi)
+#
+# torchvision's region ops written from their definition, one bin at a time. The geometry (box
+# times scale, bins, sample positions, rounding) is computed with NumPy scalars of `geom` (the
+# features' dtype, as the kernels do: the discrete choices -- adaptive grid, rounded corners,
+# floor/ceil windows -- then agree), the sums in float64.
+
+def roi_rows(boxes):
+    """(batch, x1, y1, x2, y2) rows from a (K, 5) array or a list of per-image (Ki, 4) arrays."""
+    if isinstance(boxes, (list, tuple)):
+        return [(i, *map(float, r)) for i, b in enumerate(boxes) for r in np.asarray(b)]
+    return [(int(r[0]), *map(float, r[1:])) for r in np.asarray(boxes)]
+
+
+def _align_axis(start, p, bin_, grid, size, geom):
+    """Sample coordinates of bin p on one axis and, per sample, (valid, lo, hi, l, h)."""
+    out = []
+    for i in range(max(grid, 0)):
+        v = geom(start) + geom(p) * geom(bin_) + geom(np.float32(i) + np.float32(0.5)) * geom(bin_) / geom(grid)
+        if not (v >= -1 and v <= size):
+            out.append((False, 0, 0, 0.0, 0.0))
+            continue
+        v = max(float(v), 0.0)
+        lo = int(v)
+        if lo >= size - 1:
+            lo = hi = size - 1
+            v = float(lo)
+        else:
+            hi = lo + 1
+        lv = float(geom(v) - geom(lo))
+        out.append((True, lo, hi, lv, float(geom(1) - geom(lv))))
+    return out
+
+
+def _align_region(row, out_size, scale, sr, aligned, ps, geom):
+    ph_n, pw_n = out_size
+    s = [geom(c) * geom(scale) for c in row[1:]]
+    off = geom(0.5) if (aligned or ps) else geom(0)
+    sw, sh, ew, eh = (v - off for v in s)
+    rw, rh = ew - sw, eh - sh
+    if not ps and not aligned:
+        rw, rh = max(rw, geom(1)), max(rh, geom(1))
+    bh, bw = rh / geom(ph_n), rw / geom(pw_n)
+    gh = sr if sr > 0 else int(np.ceil(bh))
+    gw = sr if sr > 0 else int(np.ceil(bw))
+    count = geom(gh * gw) if ps else geom(max(gh * gw, 1))
+    return sh, sw, bh, bw, gh, gw, count
+
+
+def roi_align_ref(x, boxes, out_size, scale, sr, aligned=False, ps=False, grad=None):
+    """RoI Align / PS RoI Align of x (N, C, H, W) -> (K, C', PH, PW) in float64; with grad
+    (K, C', PH, PW) returns the gradient (N, C, H, W) instead."""
+    geom = x.dtype.type
+    N, C, H, W = x.shape
+    ph_n, pw_n = out_size
+    rows = roi_rows(boxes)
+    co = C // (ph_n * pw_n) if ps else C
+    xf = np.asarray(x, np.float64)
+    y = np.zeros((len(rows), co, ph_n, pw_n))
+    dx = np.zeros(x.shape)
+    for k, row in enumerate(rows):
+        n = row[0]
+        sh, sw, bh, bw, gh, gw, count = _align_region(row, out_size, scale, sr, aligned, ps, geom)
+        for ph in range(ph_n):
+            ys = _align_axis(sh, ph, bh, gh, H, geom)
+            for pw in range(pw_n):
+                xs = _align_axis(sw, pw, bw, gw, W, geom)
+                ch = [(c * ph_n + ph) * pw_n + pw for c in range(co)] if ps else list(range(C))
+                acc = np.zeros(co)
+                for vy, ylo, yhi, ly, hy in ys:
+                    for vx, xlo, xhi, lx, hx in xs:
+                        if not (vy and vx):
+                            continue
+                        taps = ((ylo, xlo, hy * hx), (ylo, xhi, hy * lx), (yhi, xlo, ly * hx), (yhi, xhi, ly * lx))
+                        for yy, xx, wt in taps:
+                            if grad is None:
+                                acc += wt * xf[n, ch, yy, xx]
+                            else:
+                                dx[n, ch, yy, xx] += wt * grad[k, :, ph, pw] / float(count)
+                if grad is None:
+                    y[k, :, ph, pw] = acc / float(count)
+    return y if grad is None else dx
+
+
+def _round_half_away(v):
+    """C's round(): halves away from zero."""
+    a = abs(float(v))
+    f = np.floor(a)
+    return int(np.copysign(f + 1 if a - f >= 0.5 else f, v))
+
+
+def _pool_region(row, out_size, scale, ps, geom):
+    c = [_round_half_away(geom(v) * geom(scale)) for v in row[1:]]
+    plus = 0 if ps else 1
+    rw, rh = max(c[2] - c[0] + plus, 1), max(c[3] - c[1] + plus, 1)
+    return c[0], c[1], geom(rh) / geom(out_size[0]), geom(rw) / geom(out_size[1])
+
+
+def _pool_window(start, bin_, p, clip, geom):
+    b = int(np.floor(geom(p) * bin_)) + start
+    e = int(np.ceil(geom(p + 1) * bin_)) + start
+    return min(max(b, 0), clip), min(max(e, 0), clip)
+
+
+def roi_pool_ref(x, boxes, out_size, scale, ps=False):
+    """RoI max pool (values, argmax h * W + w or -1) or PS RoI average pool (values, None) of
+    x (N, C, H, W), torchvision's windows (ps: clipped to H - 1, W - 1)."""
+    geom = x.dtype.type
+    N, C, H, W = x.shape
+    ph_n, pw_n = out_size
+    rows = roi_rows(boxes)
+    co = C // (ph_n * pw_n) if ps else C
+    y = np.zeros((len(rows), co, ph_n, pw_n))
+    idx = np.full((len(rows), co, ph_n, pw_n), -1, np.int64)
+    for k, row in enumerate(rows):
+        n = row[0]
+        sw, sh, bh, bw = _pool_region(row, out_size, scale, ps, geom)
+        for ph in range(ph_n):
+            hs, he = _pool_window(sh, bh, ph, H - 1 if ps else H, geom)
+            for pw in range(pw_n):
+                ws, we = _pool_window(sw, bw, pw, W - 1 if ps else W, geom)
+                for c in range(co):
+                    if he <= hs or we <= ws:
+                        continue
+                    ci = (c * ph_n + ph) * pw_n + pw if ps else c
+                    win = np.asarray(x[n, ci, hs:he, ws:we], np.float64)
+                    if ps:
+                        y[k, c, ph, pw] = win.sum() / ((he - hs) * (we - ws))
+                        continue
+                    best, bi = -np.finfo(np.float32).max, -1
+                    for h in range(hs, he):
+                        for w in range(ws, we):
+                            if x[n, ci, h, w] > best:
+                                best, bi = float(x[n, ci, h, w]), h * W + w
+                    y[k, c, ph, pw], idx[k, c, ph, pw] = best, bi
+    return y, (None if ps else idx)
+
+
+def roi_pool_backward_ref(grad, x_shape, boxes, out_size, scale, idx=None, ps=False, geom=np.float64):
+    """Gradient of roi_pool_ref (at idx) or of its PS form (each bin's gradient spread over its
+    window), (N, C, H, W) float64."""
+    N, C, H, W = x_shape
+    ph_n, pw_n = out_size
+    dx = np.zeros(x_shape)
+    for k, row in enumerate(roi_rows(boxes)):
+        n = row[0]
+        sw, sh, bh, bw = _pool_region(row, out_size, scale, ps, geom)
+        for ph in range(ph_n):
+            hs, he = _pool_window(sh, bh, ph, H - 1 if ps else H, geom)
+            for pw in range(pw_n):
+                ws, we = _pool_window(sw, bw, pw, W - 1 if ps else W, geom)
+                for c in range(grad.shape[1]):
+                    if not ps:
+                        a = idx[k, c, ph, pw]
+                        if a >= 0:
+                            dx[n, c, a // W, a % W] += grad[k, c, ph, pw]
+                    elif he > hs and we > ws:
+                        ci = (c * ph_n + ph) * pw_n + pw
+                        dx[n, ci, hs:he, ws:we] += grad[k, c, ph, pw] / ((he - hs) * (we - ws))
+    return dx

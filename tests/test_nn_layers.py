@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cnnops import nn
-from reference import numerical_grad, rel_err
+from reference import locally_connected2d_ref, numerical_grad, rel_err
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -202,6 +202,12 @@ ACTS = [
     (lambda: nn.Softmax(1), "Softmax", {"dim": 1}),
     (lambda: nn.Softmax(-1), "Softmax", {"dim": -1}),
     (lambda: nn.LogSoftmax(1), "LogSoftmax", {"dim": 1}),
+    (lambda: nn.Softplus(), "Softplus", {}),
+    (lambda: nn.Softplus(beta=2.0, threshold=1.0), "Softplus", {"beta": 2.0, "threshold": 1.0}),
+    (lambda: nn.ELU(), "ELU", {}),
+    (lambda: nn.ELU(0.3), "ELU", {"alpha": 0.3}),
+    (lambda: nn.GELU(), "GELU", {}),
+    (lambda: nn.GELU("tanh"), "GELU", {"approximate": "tanh"}),
 ]
 
 
@@ -554,3 +560,187 @@ def test_transfer_learning_freeze_updates_only_the_head(rng):
     for k in ("0.0.weight", "0.0.bias"):
         np.testing.assert_array_equal(after[k], before[k])
     assert not np.array_equal(after["1.weight"], before["1.weight"])
+
+
+# ----------------------------------------------------------------------------- more activations
+def test_gelu_erf_without_scipy_and_float32(rng, monkeypatch):
+    import math
+    import sys
+
+    from cnnops.nn import activation
+
+    x = np.concatenate([x64(rng, 50) * 3, [0.0, -8.0, 8.0, 1e-8]])
+    exact = np.array([math.erf(v) for v in x])
+    np.testing.assert_allclose(activation._erf(x), exact, rtol=1e-15, atol=1e-16)
+    monkeypatch.setitem(sys.modules, "scipy.special", None)  # the import fails: math.erf per element
+    np.testing.assert_array_equal(activation._erf(x), exact)
+    g = nn.GELU()
+    y32 = g(x.astype(np.float32))
+    assert y32.dtype == np.float32 and g.backward(np.ones_like(y32)).dtype == np.float32
+    cdf = 0.5 * (1 + np.array([math.erf(v / math.sqrt(2)) for v in x]))
+    np.testing.assert_allclose(y32, x * cdf, rtol=2e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="GELU: expected approximate 'none' or 'tanh', got 'erf'"):
+        nn.GELU("erf")
+    with pytest.raises(ValueError, match="Softplus: expected beta > 0, got 0"):
+        nn.Softplus(beta=0)
+
+
+def test_softplus_and_elu_extremes():
+    x = np.array([-1000.0, -30.0, 0.0, 19.0, 21.0, 1000.0], np.float32)
+    with np.errstate(over="raise", invalid="raise"):
+        y = nn.Softplus()(x)
+        e = nn.ELU()(x)
+    np.testing.assert_allclose(y, [0, np.exp(-30.0), np.log(2), 19 + np.log1p(np.exp(-19.0)), 21, 1000],
+                               rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(e, [-1, np.expm1(-30.0), 0, 19, 21, 1000], rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape,k,dim", [((3, 6, 2, 3), 2, 1), ((4, 9), 3, -1), ((2, 3, 8), 4, 2)])
+def test_maxout_fd_and_torch(shape, k, dim, rng):
+    x = x64(rng, *shape)
+    m = nn.Maxout(k, dim=dim)
+    y, gx = fd_check(m, x, rng, params=False)
+    d = dim % x.ndim
+    want = x.reshape(x.shape[:d] + (x.shape[d] // k, k) + x.shape[d + 1:]).max(axis=d + 1)
+    np.testing.assert_array_equal(y, want)
+    torch = pytest.importorskip("torch")
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    yt = xt.unflatten(d, (x.shape[d] // k, k)).amax(d + 1)
+    G = rng.standard_normal(y.shape)
+    yt.backward(torch.from_numpy(G))
+    m(x)
+    np.testing.assert_array_equal(m.backward(G), xt.grad.numpy())
+
+
+def test_maxout_ties_and_errors():
+    m = nn.Maxout(2)
+    x = np.array([[1.0, 1.0, 3.0, 2.0]])
+    np.testing.assert_array_equal(m(x), [[1.0, 3.0]])
+    np.testing.assert_array_equal(m.backward(np.array([[5.0, 7.0]])), [[5.0, 0.0, 7.0, 0.0]])  # first maximum
+    with pytest.raises(ValueError, match=r"Maxout: expected the size of dim 1 divisible by pool_size 3, got shape "
+                                         r"\(1, 4\)"):
+        nn.Maxout(3)(x)
+    with pytest.raises(ValueError, match="Maxout: expected dim in"):
+        nn.Maxout(2, dim=2)(x)
+    with pytest.raises(ValueError, match="Maxout: expected pool_size as an integer >= 1, got 0"):
+        nn.Maxout(0)
+
+
+# ----------------------------------------------------------------------------- locally connected
+@pytest.mark.parametrize("kw,shape", [
+    (dict(in_channels=2, out_channels=3, kernel_size=3), (2, 2, 6, 5)),
+    (dict(in_channels=3, out_channels=2, kernel_size=(2, 3), stride=(2, 1), padding=(1, 2), bias=False), (1, 3, 5, 4)),
+])
+def test_locally_connected2d_fd_and_reference(kw, shape, rng):
+    m = nn.LocallyConnected2d(input_size=shape[2:], dtype=np.float64, rng=rng, **kw)
+    x = x64(rng, *shape)
+    y, _ = fd_check(m, x, rng)
+    b = None if m.bias is None else m.bias.data
+    assert rel_err(y, locally_connected2d_ref(x, m.weight.data, b, m.stride, m.padding)) < 1e-13
+    torch = pytest.importorskip("torch")  # second oracle: unfold + per-position einsum, through autograd
+    F = torch.nn.functional
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    wt = torch.from_numpy(m.weight.data.copy()).requires_grad_()
+    oh, ow = m.output_size
+    cols = F.unfold(xt, m.kernel_size, padding=m.padding, stride=m.stride)       # (N, C*kh*kw, L)
+    yt = torch.einsum("nkl,lok->nol", cols, wt.reshape(oh * ow, m.out_channels, -1)).reshape(y.shape)
+    if b is not None:
+        yt = yt + torch.from_numpy(b)
+    G = rng.standard_normal(y.shape)
+    yt.backward(torch.from_numpy(G))
+    m.zero_grad()
+    m(x)
+    assert rel_err(m.backward(G), xt.grad.numpy()) < 1e-12
+    assert rel_err(m.weight.grad, wt.grad.numpy()) < 1e-12
+
+
+def test_locally_connected2d_counts_and_errors(rng):
+    # the notes' example: 55x55x96 neurons, each with its own 11x11x3 weights and a bias
+    lc = nn.LocallyConnected2d(3, 96, 227, 11, stride=4, rng=rng)
+    assert lc.output_size == (55, 55) and lc.num_parameters() == 55 * 55 * 96 * (11 * 11 * 3 + 1) == 105_705_600
+    assert nn.Conv2d(3, 96, 11, stride=4).num_parameters() == 34_944  # with sharing
+    small = nn.LocallyConnected2d(2, 3, (5, 5), 3, rng=rng)
+    with pytest.raises(ValueError, match=r"LocallyConnected2d: expected input \(N, 2, 5, 5\), got shape "
+                                         r"\(1, 2, 5, 6\)"):
+        small(np.zeros((1, 2, 5, 6), np.float32))
+    with pytest.raises(TypeError, match="LocallyConnected2d: input dtype float64 differs from the weight dtype "
+                                        "float32"):
+        small(np.zeros((1, 2, 5, 5)))
+    with pytest.raises(ValueError, match="LocallyConnected2d: the kernel"):
+        nn.LocallyConnected2d(1, 1, (2, 2), 3)
+    frozen = nn.LocallyConnected2d(2, 3, (5, 5), 3, dtype=np.float64, rng=rng).freeze()
+    frozen.needs_input_grad = False
+    frozen(x64(rng, 1, 2, 5, 5))
+    assert frozen.backward(np.ones((1, 3, 3, 3))) is None and frozen.weight.grad is None
+
+
+# ----------------------------------------------------------------------------- DropConnect
+def test_linear_drop_connect_masks_weights(rng):
+    p = 0.3
+    m = nn.Linear(150, 120, drop_connect=p, dtype=np.float64, rng=rng)
+    eye = np.eye(150)
+    w_eff = (m(eye) - m.bias.data).T                   # row i of the identity picks column i of W_eff
+    dropped = w_eff == 0
+    assert abs(dropped.mean() - p) < 0.02
+    np.testing.assert_allclose(w_eff[~dropped], m.weight.data[~dropped] / (1 - p), rtol=1e-12)
+    assert not np.array_equal(m(eye), m(eye))            # a fresh mask per forward
+    m.eval()
+    np.testing.assert_allclose(m(eye), m.weight.data.T + m.bias.data, rtol=1e-12)  # eval: W itself
+    with pytest.raises(ValueError, match="Linear: expected 0 <= drop_connect < 1, got 1.0"):
+        nn.Linear(2, 2, drop_connect=1.0)
+
+
+def test_linear_drop_connect_gradients(rng):
+    m = nn.Linear(5, 4, drop_connect=0.5, dtype=np.float64, rng=rng)
+    x = x64(rng, 3, 5)
+    G = rng.standard_normal((3, 4))
+
+    def f():
+        nn.init.manual_seed(11)  # the same mask on every call
+        return float((m(x) * G).sum())
+
+    f()
+    m.zero_grad()
+    gx = m.backward(G)
+    assert 0 < np.count_nonzero(m.weight.grad) < m.weight.grad.size  # dropped weights get no gradient
+    assert rel_err(gx, numerical_grad(f, x)) < 1e-7
+    assert rel_err(m.weight.grad, numerical_grad(f, m.weight.data)) < 1e-7
+    assert rel_err(m.bias.grad, numerical_grad(f, m.bias.data)) < 1e-7
+
+
+# ----------------------------------------------------------------------------- gradient clipping
+@pytest.mark.parametrize("max_norm,norm_type", [(0.5, 2.0), (100.0, 2.0), (0.3, 1.0), (0.2, float("inf")),
+                                                (1.0, 3.0)])
+def test_clip_grad_norm_matches_torch(max_norm, norm_type, rng):
+    torch = pytest.importorskip("torch")
+    net = nn.Sequential(nn.Linear(4, 3, dtype=np.float64, rng=rng), nn.Linear(3, 2, dtype=np.float64, rng=rng))
+    net[0].bias.requires_grad = False  # frozen: no gradient, skipped
+    for p in net.parameters(trainable_only=True):
+        p.grad = rng.standard_normal(p.shape)
+    tparams = [torch.nn.Parameter(torch.zeros(p.shape, dtype=torch.float64)) for p in net.parameters(True)]
+    for tp, p in zip(tparams, net.parameters(True)):
+        tp.grad = torch.from_numpy(p.grad.copy())
+    total = nn.clip_grad_norm_(net, max_norm, norm_type)
+    ttotal = torch.nn.utils.clip_grad_norm_(tparams, max_norm, norm_type)
+    assert total == pytest.approx(float(ttotal), rel=1e-14)
+    for tp, p in zip(tparams, net.parameters(True)):
+        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-14)
+    after = nn.clip_grad_norm_(net.parameters(), max_norm, norm_type)
+    assert after <= max_norm * (1 + 1e-9) and net[0].bias.grad is None
+
+
+def test_clip_grad_value_and_errors(rng):
+    p = nn.Parameter(np.zeros(5))
+    p.grad = np.array([-3.0, -0.5, 0.0, 0.7, 9.0])
+    nn.clip_grad_value_([p], 1.0)
+    np.testing.assert_array_equal(p.grad, [-1.0, -0.5, 0.0, 0.7, 1.0])
+    p.grad = np.array([1.0, np.inf])
+    with pytest.raises(RuntimeError, match="clip_grad_norm_: the total norm of order 2.0 of the gradients is inf"):
+        nn.clip_grad_norm_(p, 1.0, error_if_nonfinite=True)
+    assert nn.clip_grad_norm_([nn.Parameter(np.zeros(2))], 1.0) == 0.0  # no gradients at all
+    with pytest.raises(ValueError, match="clip_grad_norm_: expected max_norm >= 0, got -1.0"):
+        nn.clip_grad_norm_(p, -1)
+    with pytest.raises(ValueError, match="clip_grad_norm_: expected norm_type > 0 or inf, got 0.0"):
+        nn.clip_grad_norm_(p, 1, 0)
+    with pytest.raises(TypeError, match="clip_grad_value_: expected Parameters \\(or a Module\\), got ndarray"):
+        nn.clip_grad_value_([np.zeros(2)], 1.0)

@@ -4,6 +4,7 @@ differences through the ResNet blocks, Inception, FCN and the YOLO loss, torchvi
 ResNet-18/VGG-11/AlexNet (when torchvision is installed), decode with NMS."""
 from __future__ import annotations
 
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -79,6 +80,51 @@ def test_fractional_max_pool_fixed_samples(rng):
     assert r(x).shape == (2, 3, 4, 4)
     with pytest.raises(ValueError, match="give exactly one of output_size and output_ratio"):
         nn.FractionalMaxPool2d(2)
+
+
+def test_fractional_max_pool3d_fd_and_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 2, 7, 6, 8))
+    samples = rng.random((2, 2, 3))
+    make = lambda: nn.FractionalMaxPool3d((2, 3, 2), output_size=(4, 3, 5), _random_samples=samples)
+    fd_check(make(), x, rng, params=False)
+    tm = torch.nn.FractionalMaxPool3d((2, 3, 2), output_size=(4, 3, 5), _random_samples=torch.from_numpy(samples))
+    torch_check(make(), tm, x, rng)
+    assert nn.FractionalMaxPool3d(2, output_ratio=0.5)(x).shape == (2, 2, 3, 3, 4)
+
+
+def test_fractional_max_pool_tensorflow_options(rng):
+    from reference import fractional_max_pool_tf_ref
+
+    x = rng.standard_normal((2, 3, 11, 9))
+    m = nn.FractionalMaxPool2d(pooling_ratio=1.44, pseudo_random=True, overlapping=True)
+    nn.init.manual_seed(3)
+    y = m(x)
+    seqs = m.pooling_sequences
+    assert y.shape == (2, 3, 7, 6) and [len(q) for q in seqs] == [8, 7]
+    np.testing.assert_array_equal(y, fractional_max_pool_tf_ref(x, seqs, overlapping=True)[0])
+    nn.init.manual_seed(3)
+    np.testing.assert_array_equal(m(x), y)  # the sequences are drawn from cnnops.nn.init's generator
+    draws = set()
+    for _ in range(8):
+        m(x)
+        draws.add(tuple(np.concatenate(m.pooling_sequences)))
+    assert len(draws) > 1  # and change from one forward to the next
+    fixed = nn.FractionalMaxPool2d(_pooling_sequences=seqs, overlapping=True)
+    fd_check(fixed, x, rng, params=False)
+    np.testing.assert_array_equal(fixed(x), y)
+    m3 = nn.FractionalMaxPool3d(pooling_ratio=(1.5, 1.2, 2.0))
+    x3 = rng.standard_normal((1, 2, 7, 6, 9))
+    y3 = m3(x3)
+    assert y3.shape == (1, 2, 4, 5, 4) and len(m3.pooling_sequences) == 3
+    np.testing.assert_array_equal(y3, fractional_max_pool_tf_ref(x3, m3.pooling_sequences, overlapping=False)[0])
+    with pytest.raises(ValueError, match=r"FractionalMaxPool2d: expected kernel_size \(PyTorch's convention\) or "
+                                         r"pooling_ratio \(TensorFlow's\), got neither"):
+        nn.FractionalMaxPool2d()
+    with pytest.raises(ValueError, match="FractionalMaxPool3d: expected either kernel_size .* got both"):
+        nn.FractionalMaxPool3d(2, pooling_ratio=2.0)
+    with pytest.raises(ValueError, match=r"FractionalMaxPool3d: expected input with 5 dimensions \(N, C, D, H, W\)"):
+        m3(x)
 
 
 def test_pool_layer_errors():
@@ -299,6 +345,174 @@ def test_yolo_training_reduces_loss(rng):
         m.backward(lf.backward())
         opt.step()
     assert losses[-1] < 0.5 * losses[0]
+
+
+# ----------------------------------------------------------------------------- GoogLeNet, the paper's AlexNet, TF MNIST
+def torch_googlenet(t, num_classes, aux, five=False):
+    """GoogLeNet written out in torch with torchvision's module names (BasicConv2d = conv without
+    bias + BatchNorm(eps 0.001) + ReLU; the "5x5" branch 3x3 unless five)."""
+    class BasicConv2d(t.nn.Module):
+        def __init__(self, cin, cout, **kw):
+            super().__init__()
+            self.conv = t.nn.Conv2d(cin, cout, bias=False, **kw)
+            self.bn = t.nn.BatchNorm2d(cout, eps=0.001)
+
+        def forward(self, x):
+            return t.relu(self.bn(self.conv(x)))
+
+    class Inception(t.nn.Module):
+        def __init__(self, cin, c1, c3r, c3, c5r, c5, pp):
+            super().__init__()
+            k = 5 if five else 3
+            self.branch1 = BasicConv2d(cin, c1, kernel_size=1)
+            self.branch2 = t.nn.Sequential(BasicConv2d(cin, c3r, kernel_size=1),
+                                           BasicConv2d(c3r, c3, kernel_size=3, padding=1))
+            self.branch3 = t.nn.Sequential(BasicConv2d(cin, c5r, kernel_size=1),
+                                           BasicConv2d(c5r, c5, kernel_size=k, padding=k // 2))
+            self.branch4 = t.nn.Sequential(t.nn.MaxPool2d(3, 1, 1, ceil_mode=True), BasicConv2d(cin, pp, kernel_size=1))
+
+        def forward(self, x):
+            return t.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+    class Aux(t.nn.Module):
+        def __init__(self, cin):
+            super().__init__()
+            self.conv = BasicConv2d(cin, 128, kernel_size=1)
+            self.fc1 = t.nn.Linear(2048, 1024)
+            self.fc2 = t.nn.Linear(1024, num_classes)
+
+        def forward(self, x):
+            x = self.conv(t.nn.functional.adaptive_avg_pool2d(x, (4, 4))).flatten(1)
+            return self.fc2(t.relu(self.fc1(x)))
+
+    class Net(t.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = BasicConv2d(3, 64, kernel_size=7, stride=2, padding=3)
+            self.maxpool1 = t.nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.conv2 = BasicConv2d(64, 64, kernel_size=1)
+            self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
+            self.maxpool2 = t.nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)
+            self.inception3b = Inception(256, 128, 128, 192, 32, 96, 64)
+            self.maxpool3 = t.nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.inception4a = Inception(480, 192, 96, 208, 16, 48, 64)
+            self.inception4b = Inception(512, 160, 112, 224, 24, 64, 64)
+            self.inception4c = Inception(512, 128, 128, 256, 24, 64, 64)
+            self.inception4d = Inception(512, 112, 144, 288, 32, 64, 64)
+            self.inception4e = Inception(528, 256, 160, 320, 32, 128, 128)
+            self.maxpool4 = t.nn.MaxPool2d(2, 2, ceil_mode=True)
+            self.inception5a = Inception(832, 256, 160, 320, 32, 128, 128)
+            self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128)
+            if aux:
+                self.aux1, self.aux2 = Aux(512), Aux(528)
+            self.fc = t.nn.Linear(1024, num_classes)
+
+        def forward(self, x):
+            for name in ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+                         "inception4a"):
+                x = getattr(self, name)(x)
+            a1 = self.aux1(x) if aux and self.training else None
+            x = self.inception4d(self.inception4c(self.inception4b(x)))
+            a2 = self.aux2(x) if aux and self.training else None
+            x = self.inception5b(self.inception5a(self.maxpool4(self.inception4e(x))))
+            x = self.fc(t.flatten(t.nn.functional.adaptive_avg_pool2d(x, 1), 1))
+            return (x, a2, a1) if aux and self.training else x
+
+    return Net()
+
+
+def test_googlenet_counts_and_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    assert models.googlenet().num_parameters() == 6_624_904  # torchvision's documented count
+    assert models.googlenet(aux_logits=True).num_parameters() == 13_004_888
+    m = models.googlenet(num_classes=7, aux_logits=True, dropout=0.0, dropout_aux=0.0, dtype=np.float64, rng=rng)
+    tm = torch_googlenet(torch, 7, aux=True).double()
+    tm.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()})  # strict: the same names
+    x = rng.standard_normal((2, 3, 35, 35))
+    for training in (True, False):
+        m.train(training)
+        tm.train(training)
+        xt = torch.from_numpy(x.copy()).requires_grad_()
+        yt = tm(xt)
+        y = m(x)
+        outs, touts = (y, yt) if training else ((y,), (yt,))
+        assert len(outs) == len(touts) == (3 if training else 1)
+        grads = tuple(rng.standard_normal(o.shape) for o in outs)
+        torch.autograd.backward(touts, [torch.from_numpy(g) for g in grads])
+        for o, to in zip(outs, touts):
+            assert rel_err(o, to.detach().numpy()) < 1e-10
+        m.zero_grad()
+        gx = m.backward(grads if training else grads[0])
+        assert rel_err(gx, xt.grad.numpy()) < 1e-9
+        tp = dict(tm.named_parameters())
+        for name in ("conv1.conv.weight", "inception4a.branch3.1.bn.weight", "aux1.fc1.weight", "aux2.conv.conv.weight",
+                     "fc.bias"):
+            p = dict(m.named_parameters())[name]
+            if training or not name.startswith("aux"):
+                assert rel_err(p.grad, tp[name].grad.numpy()) < 1e-9, name
+        tm.zero_grad()
+    with pytest.raises(TypeError, match="GoogLeNet.backward: expected \\(grad_logits, grad_aux2, grad_aux1\\)"):
+        m.train()
+        m(x)
+        m.backward(np.ones((2, 7)))
+    with pytest.raises(ValueError, match="GoogLeNet: expected input .* H, W >= 31"):
+        m(x[:, :, :30, :30])
+
+
+def test_googlenet_five_by_five_branch():
+    m = models.googlenet(five_by_five=True)
+    assert m.inception3a.branch3[1].conv.kernel_size == (5, 5)
+    # each "5x5" branch holds 16/9 times the 3x3 weights: 6,624,904 + 7/9 of the 3x3 ones
+    extra = sum(w[4] * w[5] * 16 for w in models.GOOGLENET_BLOCKS.values())
+    assert m.num_parameters() == 6_624_904 + extra
+
+
+def test_alexnet_paper(rng):
+    torch = pytest.importorskip("torch")
+    m = models.alexnet_paper(num_classes=5, dtype=np.float64, rng=rng).eval()
+    t = torch.nn
+    tm = t.Sequential(OrderedDict(features=t.Sequential(
+        t.Conv2d(3, 96, 11, 4), t.ReLU(), t.LocalResponseNorm(5, 5e-4, 0.75, 2.0), t.MaxPool2d(3, 2),
+        t.Conv2d(96, 256, 5, padding=2, groups=2), t.ReLU(), t.LocalResponseNorm(5, 5e-4, 0.75, 2.0),
+        t.MaxPool2d(3, 2), t.Conv2d(256, 384, 3, padding=1), t.ReLU(), t.Conv2d(384, 384, 3, padding=1, groups=2),
+        t.ReLU(), t.Conv2d(384, 256, 3, padding=1, groups=2), t.ReLU(), t.MaxPool2d(3, 2)),
+        avgpool=t.AdaptiveAvgPool2d(6), flatten=t.Flatten(), classifier=t.Sequential(
+        t.Linear(9216, 4096), t.ReLU(), t.Dropout(), t.Linear(4096, 4096), t.ReLU(), t.Dropout(),
+        t.Linear(4096, 5)))).double().eval()
+    torch_check(m, tm, rng.standard_normal((1, 3, 67, 67)), rng, tol=1e-9)
+    # the response normalisation is the paper's formula b = a / (2 + 1e-4 * sum of 5 squares)^0.75
+    a = rng.standard_normal((1, 7, 2, 2)) * 30
+    sq = np.pad(a * a, ((0, 0), (2, 2), (0, 0), (0, 0)))
+    want = a / (2 + 1e-4 * sum(sq[:, j:j + 7] for j in range(5))) ** 0.75
+    np.testing.assert_allclose(m.features[2](a), want, rtol=1e-12)
+    p = models.alexnet_paper(init="paper", rng=rng)
+    assert p.num_parameters() == 60_965_224  # the two-GPU network's count
+    shapes = {r.name: r.output_shape for r in nn.summary(p, (3, 227, 227)).layers}
+    assert [shapes[f"features.{i}"] for i in (0, 3, 7, 14)] == [(1, 96, 55, 55), (1, 96, 27, 27), (1, 256, 13, 13),
+                                                                (1, 256, 6, 6)]
+    assert shapes["classifier.6"] == (1, 1000)
+    convs = [l for l in p.modules() if isinstance(l, (nn.Conv2d, nn.Linear))]
+    assert [float(l.bias.data[0]) for l in convs] == [0, 1, 0, 1, 1, 1, 1, 0]
+    assert abs(float(convs[5].weight.data.std()) - 0.01) < 1e-4
+
+
+def test_mnist_cnn_is_the_tensorflow_tutorial_network(rng):
+    torch = pytest.importorskip("torch")
+    t = torch.nn
+    for size, pool in ((28, lambda: t.MaxPool2d(2)), (30, lambda: t.MaxPool2d(2, ceil_mode=True))):
+        # TF's SAME 2x2/2 pooling = ceil(n / 2) outputs, the odd last window cut by the border
+        m = models.mnist_cnn(input_size=size, dtype=np.float64, rng=rng).eval()
+        s = -(-(-(-size // 2)) // 2)
+        tm = t.Sequential(t.Conv2d(1, 32, 5, padding="same"), t.ReLU(), pool(), t.Conv2d(32, 64, 5, padding="same"),
+                          t.ReLU(), pool(), t.Flatten(), t.Linear(64 * s * s, 1024), t.ReLU(), t.Dropout(),
+                          t.Linear(1024, 10)).double().eval()
+        torch_check(m, tm, rng.standard_normal((2, 1, size, size)), rng, tol=1e-9)
+    assert models.mnist_cnn().num_parameters() == 3_274_634  # 7*7*64*1024 + ... as in the tutorial
+    tf = models.mnist_cnn(init="tf", rng=rng)
+    w = tf[7].weight.data
+    assert np.all(np.abs(w) <= 0.2) and abs(float(w.std()) - 0.0880) < 0.001  # N(0, 0.1) truncated at 2 std
+    assert all(np.all(l.bias.data == np.float32(0.1)) for l in tf if isinstance(l, (nn.Conv2d, nn.Linear)))
 
 
 # ----------------------------------------------------------------------------- big builders

@@ -283,7 +283,8 @@ class _FractionalMaxPoolNd(Module):
         f = _kernel(f"fractional_max_pool{nd}d")
         if self.tf_mode:
             if self._pooling_sequences is not None:
-                res = f(x, pooling_sequences=self._pooling_sequences, return_indices=True)
+                res = f(x, pooling_sequences=self._pooling_sequences, overlapping=self.overlapping,
+                        return_indices=True)
             else:
                 seed = int(init.get_rng().integers(2**63))
                 res = f(x, pooling_ratio=self.pooling_ratio, pseudo_random=self.pseudo_random,

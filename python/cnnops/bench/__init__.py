@@ -25,7 +25,9 @@ from pathlib import Path
 
 from .._args import usage_error
 
-FAMILIES = ("conv", "pool", "unpool", "boxes", "nms", "train")
+FAMILIES = ("conv", "pool", "unpool", "boxes", "nms", "train", "torch")
+# the module of a family whose name would shadow a library inside this package
+MODULES = {"torch": "torch_adapter"}
 DEVICES = ("cpu", "cuda")
 # peer libraries each family imports (PyTorch for all, torchvision for the box families)
 PEERS = {"boxes": ("torch", "torchvision"), "nms": ("torch", "torchvision")}
@@ -51,7 +53,7 @@ def run(family: str, repeats=None, quick: bool = False, out=None, layers=None, f
     if family not in FAMILIES:
         print(f"cnnops bench: expected a family among {', '.join(FAMILIES)}, got {family!r}", file=sys.stderr)
         return 2
-    mod = importlib.import_module(f"{__name__}.{family}")
+    mod = importlib.import_module(f"{__name__}.{MODULES.get(family, family)}")
     if family == "conv":
         return mod.run(repeats=repeats, quick=quick, out=out, layers=layers, families=families, commit=commit)
     if families is not None:
@@ -148,12 +150,12 @@ def _check_names(family: str, args) -> str | None:
 
 def case_names(family: str) -> list:
     """Every case name of a family other than conv (whose layers conv.ALL_BY_NAME lists)."""
-    mod = importlib.import_module(f"{__name__}.{family}")
+    mod = importlib.import_module(f"{__name__}.{MODULES.get(family, family)}")
     if family == "pool":
         import torch
 
         return mod.case_names(torch)
-    return [c.name for c in mod.CASES]
+    return [c if isinstance(c, str) else c.name for c in mod.CASES]
 
 
 def main(args, parser: argparse.ArgumentParser | None = None) -> int:

@@ -33,11 +33,15 @@ DATA_FORMATS = {1: ("NCW", "NWC"), 2: ("NCHW", "NHWC"), 3: ("NCDHW", "NDHWC")}
 
 def is_int(v) -> bool:
     """An integer that is not a bool (True/False are refused wherever a size or count is expected)."""
+    if type(v) is int:  # the common case, without the slower abstract-base-class check
+        return True
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def is_real(v) -> bool:
     """A real number that is not a bool."""
+    if type(v) is float or type(v) is int:
+        return True
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 

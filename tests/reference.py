@@ -1211,25 +1211,6 @@ def nms_ref_vec(boxes, scores, t, score_threshold=None, max_output_size=None):
     return np.array(kept, dtype=np.int64)
 
 
-# ============================================================================= layer API (nn) extras
-def locally_connected2d_ref(x, w, b, stride, padding):
-    """Unshared convolution by plain loops: x (N, C, H, W), w (OH, OW, O, C, kH, kW), b (O, OH, OW)
-    or None; y[n, o, i, j] = b[o, i, j] + sum_{c,u,v} w[i, j, o, c, u, v] x_pad[n, c, i*sh+u, j*sw+v]."""
-    x = np.asarray(x, np.float64)
-    (sh, sw), (ph, pw) = stride, padding
-    oh, ow, o_ch, c_in, kh, kw = w.shape
-    xp = np.zeros((x.shape[0], c_in, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw))
-    xp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]] = x
-    y = np.zeros((x.shape[0], o_ch, oh, ow))
-    for n in range(x.shape[0]):
-        for o in range(o_ch):
-            for i in range(oh):
-                for j in range(ow):
-                    patch = xp[n, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
-                    y[n, o, i, j] = np.sum(patch * w[i, j, o]) + (0.0 if b is None else b[o, i, j])
-    return y
-
-
 # ============================================================================= region ops (roi)
 #
 # torchvision's region ops written from their definition, one bin at a time. The geometry (box
@@ -1310,7 +1291,8 @@ def roi_align_ref(x, boxes, out_size, scale, sr, aligned=False, ps=False, grad=N
                             else:
                                 dx[n, ch, yy, xx] += wt * grad[k, :, ph, pw] / float(count)
                 if grad is None:
-                    y[k, :, ph, pw] = acc / float(count)
+                    with np.errstate(invalid="ignore"):  # ps_roi_align's 0 / 0 for an empty adaptive grid
+                        y[k, :, ph, pw] = acc / np.float64(count)
     return y if grad is None else dx
 
 

@@ -264,6 +264,8 @@ def _per_level(v, n, what, op):
         raise TypeError(f"{op}: expected {what} as a tuple per feature map (or one flat tuple), got {v!r}")
     if not isinstance(v[0], (tuple, list)):
         v = tuple((e,) for e in v) if what == "sizes" else (tuple(v),) * n
+    elif what == "aspect_ratios" and len(v) == 1:
+        v = tuple(v) * n  # one set of ratios for every level
     if len(v) != n:
         raise ValueError(f"{op}: expected {what} for each of the {n} feature maps, got {len(v)}")
     out = []

@@ -1211,6 +1211,25 @@ def nms_ref_vec(boxes, scores, t, score_threshold=None, max_output_size=None):
     return np.array(kept, dtype=np.int64)
 
 
+# ============================================================================= layer API (nn) extras
+def locally_connected2d_ref(x, w, b, stride, padding):
+    """Unshared convolution by plain loops: x (N, C, H, W), w (OH, OW, O, C, kH, kW), b (O, OH, OW)
+    or None; y[n, o, i, j] = b[o, i, j] + sum_{c,u,v} w[i, j, o, c, u, v] x_pad[n, c, i*sh+u, j*sw+v]."""
+    x = np.asarray(x, np.float64)
+    (sh, sw), (ph, pw) = stride, padding
+    oh, ow, o_ch, c_in, kh, kw = w.shape
+    xp = np.zeros((x.shape[0], c_in, x.shape[2] + 2 * ph, x.shape[3] + 2 * pw))
+    xp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]] = x
+    y = np.zeros((x.shape[0], o_ch, oh, ow))
+    for n in range(x.shape[0]):
+        for o in range(o_ch):
+            for i in range(oh):
+                for j in range(ow):
+                    patch = xp[n, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+                    y[n, o, i, j] = np.sum(patch * w[i, j, o]) + (0.0 if b is None else b[o, i, j])
+    return y
+
+
 # ============================================================================= region ops (roi)
 #
 # torchvision's region ops written from their definition, one bin at a time. The geometry (box
@@ -1372,3 +1391,25 @@ def roi_pool_backward_ref(grad, x_shape, boxes, out_size, scale, idx=None, ps=Fa
                         ci = (c * ph_n + ph) * pw_n + pw
                         dx[n, ci, hs:he, ws:we] += grad[k, c, ph, pw] / ((he - hs) * (we - ws))
     return dx
+
+
+def affine_warp_ref(x, matrix, translate, fill):
+    """Bilinear affine resampling by plain loops: output pixel (r, c) of image n reads the input at
+    (qx, qy) = A_n^-1 ((c, r) - centre - t_n) + centre, each of the four neighbours outside the
+    image counting as fill."""
+    x = np.asarray(x, np.float64)
+    n_img, ch, h, w = x.shape
+    out = np.zeros(x.shape)
+    centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    for n in range(n_img):
+        inv = np.linalg.inv(np.asarray(matrix[n], np.float64))
+        for r in range(h):
+            for c in range(w):
+                qx, qy = inv @ (np.array([c, r]) - centre - translate[n]) + centre
+                x0, y0 = int(np.floor(qx)), int(np.floor(qy))
+                fx, fy = qx - x0, qy - y0
+                for yy, xx, wgt in ((y0, x0, (1 - fy) * (1 - fx)), (y0, x0 + 1, (1 - fy) * fx),
+                                    (y0 + 1, x0, fy * (1 - fx)), (y0 + 1, x0 + 1, fy * fx)):
+                    v = x[n, :, yy, xx] if 0 <= yy < h and 0 <= xx < w else np.full(ch, fill)
+                    out[n, :, r, c] += wgt * v
+    return out

@@ -64,6 +64,23 @@ def test_fit_learns_and_is_deterministic(small_digits):
         np.testing.assert_array_equal(v, runs[1][1][k])
 
 
+def test_fit_applies_the_augmentation_to_every_training_batch(small_digits):
+    ds = small_digits.subset(40, 16)
+    seen = []
+
+    def augment(xb, rng):
+        seen.append(xb.shape[0])
+        return np.ascontiguousarray(xb[:, :, :, ::-1])
+
+    model = train.build_model("lenet5", ds, seed=0)
+    train.fit(model, ds, epochs=2, batch_size=16, augment=augment, log=None)
+    assert seen == [16, 16, 8] * 2  # training batches only, never the test set
+    # a spec string builds data.make_augment over the training images
+    runs = [train.fit(train.build_model("lenet5", ds, seed=0), ds, epochs=1, batch_size=16, augment=a, seed=2,
+                      log=None).column("train_loss")[0] for a in ("flip,affine", None, "flip,affine")]
+    assert runs[0] == runs[2] != runs[1]
+
+
 def _loaded(ds, state):
     m = train.build_model("lenet5", ds, seed=0)
     m.load_state_dict(state)
@@ -176,6 +193,15 @@ def test_cli_train_mnist_from_idx_files(tmp_path, rng, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "40 train / 20 test images of 1x28x28" in out and "sgd lr 0.05" in out
+
+
+def test_cli_train_augment(capsys):
+    rc = main(["train", "--epochs", "1", "--limit", "48", "--augment", "crop,color", "--no-progress"])
+    assert rc == 0
+    assert "augment crop, color," in capsys.readouterr().out
+    assert main(["train", "--augment", "flip,zoom"]) == 2
+    assert ("argument --augment: expected names among flip, crop, affine, color, pca, got 'flip,zoom'"
+            in capsys.readouterr().err)
 
 
 def test_cli_bad_arguments(tmp_path, capsys):

@@ -250,21 +250,25 @@ def _progress(iterable, total, desc, enabled):
 
 def fit(model, dataset: data.Dataset, epochs: int, batch_size: int = 32, optimizer="adam", lr: float = 1e-3,
         schedule: str = "none", seed: int = 0, momentum: float = 0.9, weight_decay: float = 0.0,
-        shift: int = 0, progress: bool = False, log=print) -> History:
+        shift: int = 0, augment=None, progress: bool = False, log=print) -> History:
     """Train `model` on dataset.x_train for `epochs` epochs and evaluate on dataset.x_test after each.
 
     optimizer: a name among OPTIMIZERS or an Optimizer instance (then lr, momentum and
     weight_decay are ignored); schedule: a name among SCHEDULES (stepped once per epoch).
     shift: augment each training batch by random translations of up to `shift` pixels
-    (data.random_shift). progress: a tqdm bar over the batches; log: called with one line per
-    epoch (None: silent). BLAS runs single-threaded during the fit (blas_single_thread)."""
+    (data.random_shift). augment: a callable (batch, rng) -> batch applied to each training batch
+    after the shift, e.g. data.make_augment("flip,crop"), or such a spec string. progress: a tqdm
+    bar over the batches; log: called with one line per epoch (None: silent). BLAS runs
+    single-threaded during the fit (blas_single_thread)."""
+    if isinstance(augment, str):
+        augment = data.make_augment(augment, dataset.x_train)
     with blas_single_thread():
         return _fit(model, dataset, epochs, batch_size, optimizer, lr, schedule, seed, momentum, weight_decay, shift,
-                    progress, log)
+                    augment, progress, log)
 
 
-def _fit(model, dataset, epochs, batch_size, optimizer, lr, schedule, seed, momentum, weight_decay, shift, progress,
-         log) -> History:
+def _fit(model, dataset, epochs, batch_size, optimizer, lr, schedule, seed, momentum, weight_decay, shift, augment,
+         progress, log) -> History:
     from . import nn
 
     if epochs < 1 or batch_size < 1:
@@ -285,6 +289,8 @@ def _fit(model, dataset, epochs, batch_size, optimizer, lr, schedule, seed, mome
         for xb, yb in bar:
             if shift:
                 xb = data.random_shift(xb, shift, rng)
+            if augment is not None:
+                xb = augment(xb, rng)
             loss, logits = train_step(model, loss_fn, opt, xb, yb)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"fit: the loss became {loss} in epoch {epoch}; try a smaller learning rate")
@@ -349,6 +355,9 @@ def add_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) -> N
                    help=f"learning-rate schedule per epoch (default {d['schedule']})")
     p.add_argument("--shift", type=int, default=d["shift"], metavar="PIXELS",
                    help=f"augment training batches by random translations of up to PIXELS (default {d['shift']})")
+    p.add_argument("--augment", default=None, metavar="NAMES",
+                   help="augment training batches with these, comma-separated: " +
+                   "; ".join(f"{k} ({v})" for k, v in data.AUGMENTATIONS.items()))
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--seed", type=int, default=d["seed"], help="weights, shuffling, dropout, digits split")
     p.add_argument("--threads", type=int, default=None, help="cnnops threads, >= 1 (default: as configured)")
@@ -388,6 +397,11 @@ def check_arguments(args) -> str | None:
         return f"argument --threads: expected a thread count >= 1, got {args.threads}"
     if args.limit is not None and args.limit < 1:
         return f"argument --limit: expected N >= 1 samples, got {args.limit}"
+    if args.augment is not None:
+        try:
+            data.augment.parse_augment(args.augment)
+        except ValueError:
+            return f"argument --augment: expected names among {', '.join(data.AUGMENTATIONS)}, got {args.augment!r}"
     if args.size is not None and args.dataset != "digits":
         return f"argument --size: applies to the digits only, got --size {args.size} with --dataset {args.dataset}"
     if data.DATASETS[args.dataset] and args.data_dir is None:
@@ -451,12 +465,13 @@ def run(args, parser: argparse.ArgumentParser | None = None) -> int:
     model = build_model(args.model, ds, dtype=args.dtype, seed=args.seed)
     print(f"{args.model} ({model.num_parameters():,} parameters) on {ds.name}: {len(ds.x_train)} train / "
           f"{len(ds.x_test)} test images of {'x'.join(map(str, ds.input_shape))}, {ds.num_classes} classes")
+    augment = data.make_augment(args.augment, ds.x_train) if args.augment else None
     print(f"{args.optimizer} lr {lr:g}, schedule {args.schedule}, batch {args.batch_size}, {args.epochs} epochs, "
-          f"shifts up to {args.shift} px, "
+          f"shifts up to {args.shift} px, augment {', '.join(augment.names) if augment else 'none'}, "
           f"{cnnops.get_num_threads()} threads, seed {args.seed}")
     t0 = time.perf_counter()
     hist = fit(model, ds, args.epochs, args.batch_size, args.optimizer, lr, args.schedule, args.seed,
-               args.momentum, args.weight_decay, shift=args.shift, progress=_progress_bar(args))
+               args.momentum, args.weight_decay, shift=args.shift, augment=augment, progress=_progress_bar(args))
     total = time.perf_counter() - t0
     last = hist.epochs[-1]
     print(f"\nconfusion matrix of the test set ({len(ds.y_test)} images):")

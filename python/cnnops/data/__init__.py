@@ -1,11 +1,13 @@
-"""Datasets for training: the scikit-learn digits (the embedded default) and readers for files
-users bring (MNIST / Fashion-MNIST IDX, CIFAR-10/100 binary).
+"""Datasets for training: the scikit-learn digits (the embedded default), readers for files users
+bring (MNIST / Fashion-MNIST IDX, CIFAR-10/100 binary) and augmentations of NCHW batches.
 
 Every loader returns a :class:`Dataset` whose images are (N, C, H, W) arrays of the requested
 float dtype scaled to [0, 1] and whose labels are (N,) int64 arrays. ``load(name, data_dir)``
 picks a loader by name, as the ``python -m cnnops train --dataset`` option does."""
 from __future__ import annotations
 
+from .augment import (AUGMENTATIONS, Augment, affine_matrix, affine_warp, make_augment, pca_basis, pca_color,
+                      random_affine, random_color_shift, random_crop, random_flip)
 from .cifar import load_cifar10, load_cifar100, read_cifar
 from .dataset import Dataset, batches, random_shift, split
 from .digits import load_digits, resize_digits
@@ -41,14 +43,25 @@ def load(name: str, data_dir=None, *, size=None, dtype="float32", seed: int = 0)
 
 
 __all__ = [
+    "AUGMENTATIONS",
+    "Augment",
     "DATASETS",
     "Dataset",
+    "affine_matrix",
+    "affine_warp",
     "batches",
     "load",
     "load_cifar10",
     "load_cifar100",
     "load_digits",
     "load_mnist",
+    "make_augment",
+    "pca_basis",
+    "pca_color",
+    "random_affine",
+    "random_color_shift",
+    "random_crop",
+    "random_flip",
     "read_cifar",
     "random_shift",
     "read_idx",

@@ -494,3 +494,26 @@ def test_cuda_mixed_devices_refused(rng):
 
 def test_rows_helper():
     assert roi_rows([np.zeros((1, 4)), np.ones((2, 4))])[2][0] == 1
+
+
+# ----------------------------------------------------------------------------- layers
+
+@pytest.mark.parametrize("layer", ["RoIAlign", "RoIPool"])
+def test_layers_forward_backward(layer, rng, one_thread):
+    import cnnops.nn
+
+    x = rng.standard_normal((2, 3, 7, 6))
+    boxes = [make_boxes(rng, 3, 1, 7, 6, 0.5, corners=False, dtype=np.float64)[:, 1:] for _ in range(2)]
+    m = cnnops.nn.RoIAlign((2, 3), 0.5, 2, True) if layer == "RoIAlign" else cnnops.nn.RoIPool((2, 3), 0.5)
+    y = m(x, boxes)
+    assert y.shape == (6, 3, 2, 3)
+    ref = (cnnops.roi_align(x, boxes, (2, 3), 0.5, 2, True) if layer == "RoIAlign"
+           else cnnops.roi_pool(x, boxes, (2, 3), 0.5))
+    assert np.array_equal(y, ref)
+    g = rng.standard_normal(y.shape)
+    num = numerical_grad(lambda: float(np.sum(m(x, boxes) * g)), x)
+    m(x, boxes)
+    assert rel_err(m.backward(g), num) < 1e-7
+    assert repr(m).startswith(layer)
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        type(m)(2).backward(g)

@@ -27,6 +27,7 @@ from .norm import BatchNorm1d, BatchNorm2d, LocalResponseNorm
 from .optim import SGD, Adam, AdamW, CosineAnnealingLR, LRScheduler, Optimizer, StepLR
 from .pool import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, FractionalMaxPool2d, FractionalMaxPool3d,
                    GlobalAvgPool2d, LPPool2d, MaxPool2d, MaxUnpool2d, Upsample)
+from .roi import RoIAlign, RoIPool
 from .model_summary import ModelSummary, flops, summary
 from .utils import clip_grad_norm_, clip_grad_value_
 
@@ -34,7 +35,7 @@ __all__ = [
     "Module", "Parameter", "init", "models", "utils",
     "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "LocallyConnected2d",
     "MaxPool2d", "AvgPool2d", "LPPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool2d",
-    "FractionalMaxPool2d", "FractionalMaxPool3d", "MaxUnpool2d", "Upsample",
+    "FractionalMaxPool2d", "FractionalMaxPool3d", "MaxUnpool2d", "Upsample", "RoIAlign", "RoIPool",
     "Linear", "Flatten", "Identity", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softplus", "ELU", "GELU", "Maxout",
     "Softmax", "LogSoftmax", "Dropout",
     "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm",

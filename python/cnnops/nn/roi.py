@@ -10,7 +10,7 @@ _NCHW = "(N, C, H, W)"
 
 
 class _RoI(Module):
-    def __init__(self, output_size, spatial_scale):
+    def __init__(self, output_size, spatial_scale=1.0):
         super().__init__()
         self.output_size, self.spatial_scale = output_size, spatial_scale
         self._cache = None

@@ -115,6 +115,44 @@ def test_load_mnist_missing_files(tmp_path, rng):
         data.load_mnist(tmp_path)
 
 
+def _t10k_only(tmp_path, rng, per_class=5):
+    imgs = rng.integers(0, 256, size=(10 * per_class, 28, 28)).astype(np.uint8)
+    labels = np.repeat(np.arange(10, dtype=np.uint8), per_class)
+    data.write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", imgs)
+    data.write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels)
+    return imgs, labels
+
+
+def test_load_mnist_with_only_the_test_files(tmp_path, rng):
+    imgs, labels = _t10k_only(tmp_path, rng)
+    with pytest.warns(UserWarning, match=r"load_mnist: only the test files \(t10k-images-idx3-ubyte, "
+                                         r"t10k-labels-idx1-ubyte\) are in .*: their 50 images are split into 40 "
+                                         r"for training and 10 for testing \(stratified, seed 0\)"):
+        ds = data.load_mnist(tmp_path)
+    assert ds.note.startswith("only the test files") and ds.subset(4, 4).note == ds.note
+    assert ds.x_train.shape == (40, 1, 28, 28) and ds.x_test.shape == (10, 1, 28, 28)
+    assert np.bincount(ds.y_test).tolist() == [1] * 10  # stratified: one test image per class
+    # a partition of the file: every image once, with its own label
+    both = np.concatenate([ds.x_train, ds.x_test])[:, 0]
+    lab = np.concatenate([ds.y_train, ds.y_test])
+    order = np.lexsort(both.reshape(50, -1).T)
+    want = np.lexsort((imgs / 255.0).astype(np.float32).reshape(50, -1).T)
+    np.testing.assert_array_equal(both[order], (imgs / 255.0).astype(np.float32)[want])
+    np.testing.assert_array_equal(lab[order], labels[want])
+    with pytest.warns(UserWarning):
+        other = data.load("mnist", tmp_path, seed=1)
+    assert not np.array_equal(other.y_train, ds.y_train) or not np.array_equal(other.x_train, ds.x_train)
+    with pytest.warns(UserWarning, match="split into 30 for training and 20 for testing"):
+        data.load_mnist(tmp_path, test_fraction=0.4)
+
+
+def test_load_mnist_half_a_training_set_is_an_error(tmp_path, rng):
+    _t10k_only(tmp_path, rng)
+    data.write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8))
+    with pytest.raises(FileNotFoundError, match="load_mnist: expected train-images-idx3-ubyte"):
+        data.load_mnist(tmp_path)
+
+
 def test_load_mnist_label_count_mismatch(tmp_path, rng):
     _mnist_dir(tmp_path, rng)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(_idx_bytes(np.zeros(4, np.uint8), 8, "B"))

@@ -204,6 +204,16 @@ def test_cli_train_augment(capsys):
             in capsys.readouterr().err)
 
 
+def test_cli_train_mnist_from_the_test_files_alone(tmp_path, rng, capsys):
+    data.write_idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 256, (30, 28, 28)).astype(np.uint8))
+    data.write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(30, dtype=np.uint8) % 10)
+    rc = main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1", "--no-progress"])
+    assert rc == 0
+    out, err = capsys.readouterr()
+    assert "note: only the test files" in out and "20 train / 10 test images of 1x28x28" in out
+    assert "Warning" not in err
+
+
 def test_cli_bad_arguments(tmp_path, capsys):
     assert main(["train", "--epochs", "0"]) == 2
     assert "expected --epochs >= 1, --batch-size >= 1 and --shift >= 0, got 0, 32 and 0" in capsys.readouterr().err

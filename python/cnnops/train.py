@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -454,11 +455,15 @@ def run(args, parser: argparse.ArgumentParser | None = None) -> int:
         cnnops.set_num_threads(args.threads)
     nn.init.manual_seed(args.seed)
     try:
-        ds = data.load(args.dataset, args.data_dir, size=image_side(args) if args.dataset == "digits" else None,
-                       dtype=args.dtype, seed=args.seed)
+        with warnings.catch_warnings():  # a dataset's note is printed below instead
+            warnings.simplefilter("ignore", UserWarning)
+            ds = data.load(args.dataset, args.data_dir, size=image_side(args) if args.dataset == "digits" else None,
+                           dtype=args.dtype, seed=args.seed)
     except (OSError, ValueError, TypeError) as e:
         print(f"cnnops train: {e}", file=sys.stderr)
         return 2
+    if ds.note:
+        print(f"note: {ds.note}")
     if args.limit is not None:
         ds = ds.subset(args.limit, args.limit)
     lr = args.lr if args.lr is not None else (0.05 if args.optimizer == "sgd" else 1e-3)

@@ -25,7 +25,8 @@ DATASETS = {
 
 def load(name: str, data_dir=None, *, size=None, dtype="float32", seed: int = 0) -> Dataset:
     """The dataset called `name` (one of DATASETS). `data_dir` is required for the file-based
-    ones; `size` applies to digits only (28 or 32, default 32); `seed` fixes the digits split."""
+    ones; `size` applies to digits only (28 or 32, default 32); `seed` fixes the digits split (and
+    the split of MNIST's test files when they come alone, see load_mnist)."""
     key = str(name).lower()
     if key not in DATASETS:
         raise ValueError(f"cnnops.data.load: expected a dataset among {', '.join(DATASETS)}, got {name!r}")
@@ -36,7 +37,7 @@ def load(name: str, data_dir=None, *, size=None, dtype="float32", seed: int = 0)
     if key == "digits":
         return load_digits(size=32 if size is None else size, dtype=dtype, seed=seed)
     if key in ("mnist", "fashion-mnist"):
-        return load_mnist(data_dir, name=key, dtype=dtype)
+        return load_mnist(data_dir, name=key, dtype=dtype, seed=seed)
     if key == "cifar10":
         return load_cifar10(data_dir, dtype=dtype)
     return load_cifar100(data_dir, dtype=dtype)

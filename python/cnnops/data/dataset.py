@@ -12,7 +12,8 @@ class Dataset:
 
     x_train (N_train, C, H, W) and x_test (N_test, C, H, W): floating point, values in [0, 1];
     y_train (N_train,) and y_test (N_test,): int64 class indices in [0, len(classes)).
-    mean/std: per-channel statistics of x_train (shape (C,)), for ``standardize``."""
+    mean/std: per-channel statistics of x_train (shape (C,)), for ``standardize``.
+    note: how the parts were made when that differs from the dataset's own split ("" otherwise)."""
 
     name: str
     x_train: np.ndarray
@@ -20,6 +21,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     classes: list = field(default_factory=list)
+    note: str = ""
 
     def __post_init__(self):
         for part in ("train", "test"):
@@ -59,12 +61,12 @@ class Dataset:
         mean = self.mean.astype(dt).reshape(1, -1, 1, 1)
         std = np.maximum(self.std, 1e-12).astype(dt).reshape(1, -1, 1, 1)
         return Dataset(self.name, (self.x_train - mean) / std, self.y_train.copy(),
-                       (self.x_test - mean) / std, self.y_test.copy(), list(self.classes))
+                       (self.x_test - mean) / std, self.y_test.copy(), list(self.classes), self.note)
 
     def subset(self, n_train=None, n_test=None) -> "Dataset":
         """The first n_train training and n_test test samples (None keeps a part whole)."""
         return Dataset(self.name, self.x_train[:n_train], self.y_train[:n_train], self.x_test[:n_test],
-                       self.y_test[:n_test], list(self.classes))
+                       self.y_test[:n_test], list(self.classes), self.note)
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={self.x_train.shape}, test={self.x_test.shape}, "

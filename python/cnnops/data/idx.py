@@ -9,11 +9,12 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .dataset import Dataset
+from .dataset import Dataset, split
 
 _CODES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
           0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -115,14 +116,34 @@ def load_mnist_split(data_dir, part: str = "test", dtype="float32") -> tuple:
     return np.ascontiguousarray(x), labels.astype(np.int64)
 
 
-def load_mnist(data_dir, name: str = "mnist", dtype="float32") -> Dataset:
-    """MNIST or Fashion-MNIST from the four standard IDX files in `data_dir` (raw or .gz):
-    images (N, 1, 28, 28) scaled to [0, 1], labels int64. name 'fashion-mnist' only changes the
-    class names."""
+def _files_of(d: Path, part: str) -> int:
+    """How many of the two files of `part` are in d."""
+    return sum(_find(d, stem) is not None for stem in MNIST_FILES[part])
+
+
+def load_mnist(data_dir, name: str = "mnist", dtype="float32", test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """MNIST or Fashion-MNIST from the standard IDX files in `data_dir` (raw or .gz): images
+    (N, 1, 28, 28) scaled to [0, 1], labels int64. name 'fashion-mnist' only changes the class
+    names.
+
+    With all four files, the 60,000 training and 10,000 test images. With only the test files
+    (t10k-images/labels, which many people have alone) and neither training file, the 10,000 test
+    images are split, stratified
+    by class with `seed`, into a training part and a test part of `test_fraction` (8,000 / 2,000 by
+    default); a UserWarning says so and the Dataset's `note` records it."""
     dt = np.dtype(dtype)
     if dt not in (np.float32, np.float64):
         raise TypeError(f"load_mnist: expected dtype float32 or float64, got {dt}")
+    classes = FASHION_CLASSES if name == "fashion-mnist" else [str(i) for i in range(10)]
+    d = Path(os.fspath(data_dir))
+    if d.is_dir() and _files_of(d, "train") == 0 and _files_of(d, "test") == 2:
+        x, y = load_mnist_split(d, "test", dt)
+        xtr, ytr, xte, yte = split(x, y, test_fraction=test_fraction, seed=seed)
+        note = (f"only the test files ({MNIST_FILES['test'][0]}, {MNIST_FILES['test'][1]}) are in {d}: their "
+                f"{len(y):,} images are split into {len(ytr):,} for training and {len(yte):,} for testing "
+                f"(stratified, seed {seed})")
+        warnings.warn(f"load_mnist: {note}", UserWarning, stacklevel=2)
+        return Dataset(name, xtr, ytr, xte, yte, list(classes), note=note)
     xtr, ytr = load_mnist_split(data_dir, "train", dt)
     xte, yte = load_mnist_split(data_dir, "test", dt)
-    classes = FASHION_CLASSES if name == "fashion-mnist" else [str(i) for i in range(10)]
     return Dataset(name, xtr, ytr, xte, yte, list(classes))

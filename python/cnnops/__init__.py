@@ -83,6 +83,11 @@ def info() -> dict:
     }
     if cuda.is_compiled():
         d["cuda_runtime"] = cuda.runtime_version()
+    import importlib.util
+
+    # the framework adapters, when their framework is installed (imported lazily)
+    d["torch_adapter"] = "custom operators" if importlib.util.find_spec("torch") else "not available (no torch)"
+    d["jax_bridge"] = "pure_callback" if importlib.util.find_spec("jax") else "not available (no jax)"
     if d["cuda_available"]:
         d["cuda_devices"] = [cuda.device_name(i) for i in range(cuda.device_count())]
     return d

@@ -9,6 +9,7 @@ Results go to <out>/<family>_cpu.json and .md (``--out``, default ./cnnops-bench
   unpool  fractional max pooling, max_unpool, nearest upsampling vs PyTorch
   boxes   box_iou family and IoU losses vs torchvision
   nms     nms and batched_nms vs torchvision
+  roi     roi_align, roi_pool, ps_roi_align, ps_roi_pool (forward and backward) vs torchvision
   train   one LeNet-5 training step through cnnops.nn vs PyTorch eager
   all     every family above, one after the other
 
@@ -25,12 +26,12 @@ from pathlib import Path
 
 from .._args import usage_error
 
-FAMILIES = ("conv", "pool", "unpool", "boxes", "nms", "train", "torch")
+FAMILIES = ("conv", "pool", "unpool", "boxes", "nms", "roi", "train", "torch")
 # the module of a family whose name would shadow a library inside this package
 MODULES = {"torch": "torch_adapter"}
 DEVICES = ("cpu", "cuda")
 # peer libraries each family imports (PyTorch for all, torchvision for the box families)
-PEERS = {"boxes": ("torch", "torchvision"), "nms": ("torch", "torchvision")}
+PEERS = {"boxes": ("torch", "torchvision"), "nms": ("torch", "torchvision"), "roi": ("torch", "torchvision")}
 
 
 def run(family: str, repeats=None, quick: bool = False, out=None, layers=None, families=None, commit=None,

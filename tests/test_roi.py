@@ -517,3 +517,36 @@ def test_layers_forward_backward(layer, rng, one_thread):
     assert repr(m).startswith(layer)
     with pytest.raises(RuntimeError, match="backward called before forward"):
         type(m)(2).backward(g)
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+def test_bench_refuses_cleanly_without_torchvision(monkeypatch, capsys):
+    import builtins
+
+    from cnnops import bench
+    from cnnops.__main__ import main
+    from cnnops.bench import roi as bench_roi
+
+    real_import = builtins.__import__
+
+    def no_torchvision(name, *args, **kwargs):
+        if name == "torchvision":
+            raise ImportError("No module named 'torchvision'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torchvision)
+    assert bench_roi.run(quick=True) == 2
+    assert "cnnops bench roi: needs PyTorch and torchvision" in capsys.readouterr().err
+    real_spec = bench.importlib.util.find_spec
+    monkeypatch.setattr(bench.importlib.util, "find_spec", lambda m: None if m == "torchvision" else real_spec(m))
+    assert main(["bench", "roi"]) == 2
+    assert "missing peer libraries: torchvision" in capsys.readouterr().err
+
+
+def test_bench_tiny_run(tmp_path, capsys):
+    _torchvision()
+    from cnnops.bench import roi as bench_roi
+
+    assert bench_roi.run(quick=True, repeats=1, layers="ps_roi_pool,roi_pool", out=tmp_path) == 0
+    assert (tmp_path / "roi_cpu.json").exists() and "speed-up" in (tmp_path / "roi_cpu.md").read_text()

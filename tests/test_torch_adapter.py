@@ -57,6 +57,7 @@ def _op_cases(rng):
         "max_unpool2d": (OPS.max_unpool, (y.requires_grad_(), i, [2, 2], [2, 2], [0, 0], [8, 8])),
         "upsample_nearest2d": (OPS.upsample_nearest, (r(rng, 2, 3, 4, 5), None, [2.0, 1.5], "nearest", False, False)),
         "upsample_nearest_exact": (OPS.upsample_nearest, (r(rng, 1, 2, 5), [7], None, "nearest-exact", False, False)),
+        "bed_of_nails": (OPS.bed_of_nails, (x4, [2, 3], False)),
         "giou_loss": (OPS.box_loss, ("giou", b1, b2, "mean", 1e-7)),
         "ciou_loss": (OPS.box_loss, ("ciou", b1, b2, "none", 1e-7)),
         "nms": (OPS.nms, (boxes(rng, 30), torch.rand(30, dtype=D64), 0.5)),
@@ -169,6 +170,12 @@ def test_pool_return_indices_and_modules(rng):
     samples = torch.rand(2, 3, 2, dtype=D64)
     _compare(lambda x: CF.fractional_max_pool2d(x, 2, (5, 5), _random_samples=samples, return_indices=True),
              lambda x: F.fractional_max_pool2d(x, 2, (5, 5), _random_samples=samples, return_indices=True), (x,))
+    nails = CF.bed_of_nails_unpool2d(x, (2, 3))
+    ref = torch.zeros(2, 3, 16, 24, dtype=D64)
+    ref[:, :, ::2, ::3] = x.detach()
+    assert torch.equal(nails.detach(), ref)
+    torch.autograd.gradcheck(lambda x: CF.bed_of_nails_unpool2d(x, 2), (x,), fast_mode=True)
+    torch.testing.assert_close(CF.global_avg_pool2d(x), x.mean((2, 3), keepdim=True))
     for mode, kw in (("nearest", dict(scale_factor=(2.0, 1.5))), ("nearest-exact", dict(size=(11, 5)))):
         _compare(lambda x: CF.interpolate(x, mode=mode, **kw), lambda x: F.interpolate(x, mode=mode, **kw), (x,))
 

@@ -513,6 +513,45 @@ upsample_nearest.register_autograd(_upsample_grad, setup_context=_upsample_setup
 upsample_nearest_backward.register_autograd(_no_double_backward("upsample_nearest"))
 
 
+@torch.library.custom_op(f"{_NS}::bed_of_nails", mutates_args=())
+@_on_torch_stream
+def bed_of_nails(x: Tensor, scale: List[int], channels_last: bool) -> Tensor:
+    xin = _to_cl(x) if channels_last else x.contiguous()
+    y = cnnops.bed_of_nails_unpool2d(xin, scale, data_format=_fmt(2, channels_last))
+    return _from_cl(y) if channels_last else y
+
+
+@bed_of_nails.register_fake
+def _(x, scale, channels_last):
+    return _new(x, [x.shape[0], x.shape[1], x.shape[2] * scale[0], x.shape[3] * scale[1]], channels_last)
+
+
+@torch.library.custom_op(f"{_NS}::bed_of_nails_backward", mutates_args=())
+@_on_torch_stream
+def bed_of_nails_backward(grad_output: Tensor, scale: List[int], channels_last: bool) -> Tensor:
+    g = cnnops.bed_of_nails_unpool2d_backward(_to_cl(grad_output) if channels_last else grad_output.contiguous(),
+                                              scale, data_format=_fmt(2, channels_last))
+    return _from_cl(g) if channels_last else g
+
+
+@bed_of_nails_backward.register_fake
+def _(grad_output, scale, channels_last):
+    s = grad_output.shape
+    return _new(grad_output, [s[0], s[1], s[2] // scale[0], s[3] // scale[1]], channels_last)
+
+
+def _nails_setup(ctx, inputs, output):
+    ctx.scale, ctx.cl = inputs[1], inputs[2]
+
+
+def _nails_grad(ctx, grad):
+    return bed_of_nails_backward(grad, ctx.scale, ctx.cl), None, None
+
+
+bed_of_nails.register_autograd(_nails_grad, setup_context=_nails_setup)
+bed_of_nails_backward.register_autograd(_no_double_backward("bed_of_nails_unpool2d"))
+
+
 # ---------------------------------------------------------------------------------------------------
 # IoU-family losses
 
@@ -601,5 +640,5 @@ def _(kind, boxes1, boxes2, eps):
     return boxes1.new_empty((boxes1.shape[0], boxes2.shape[0]))
 
 
-OPS = [conv, conv_transpose, pool, adaptive_pool, fractional_max_pool, max_unpool, upsample_nearest, box_loss, nms,
-       batched_nms, pairwise_iou]
+OPS = [conv, conv_transpose, pool, adaptive_pool, fractional_max_pool, max_unpool, upsample_nearest, bed_of_nails,
+       box_loss, nms, batched_nms, pairwise_iou]

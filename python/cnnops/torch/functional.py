@@ -289,6 +289,23 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     return upsample_nearest(input, size, scale_factor, mode, recompute_scale_factor)
 
 
+def bed_of_nails_unpool2d(input, scale):
+    """(N, C, H, W) -> (N, C, H * sh, W * sw): each value at the top-left corner of its cell, zeros
+    elsewhere (see :func:`cnnops.bed_of_nails_unpool2d`)."""
+    _check_tensor(input, 2, "bed_of_nails_unpool2d")
+    return _ops.bed_of_nails(input, _tuple(scale, 2, "scale", "bed_of_nails_unpool2d"), _channels_last(input))
+
+
+def global_avg_pool2d(input):
+    """(N, C, H, W) -> (N, C, 1, 1), the mean of each plane."""
+    return _adaptive(2, "global_avg_pool2d", "avg", input, 1)
+
+
+def global_max_pool2d(input, return_indices=False):
+    """(N, C, H, W) -> (N, C, 1, 1), the maximum of each plane."""
+    return _adaptive(2, "global_max_pool2d", "max", input, 1, return_indices)
+
+
 # ---- IoU-family losses -----------------------------------------------------------------------------
 
 def _loss(kind, boxes1, boxes2, reduction, eps):

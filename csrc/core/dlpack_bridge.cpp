@@ -146,9 +146,22 @@ Tensor from_python(py::handle obj, const char* op, const char* argname) {
 // ---- export ----
 
 namespace {
+// A consumer on another CUDA stream may still be reading the memory when it releases the tensor;
+// the block would return to the producer stream's free list and could be reused there at once.
+// So on release the producer stream is made to wait for everything queued on the consumer's
+// stream so far (what PyTorch calls record_stream).
 struct ExportCtx {
   Tensor t;
   std::vector<int64_t> shape, strides;
+  bool cross_stream = false;
+  cuda::Stream producer = 0, consumer = 0;
+  ~ExportCtx() {
+    if (!cross_stream) return;
+    try {
+      cuda::rt::stream_wait(producer, consumer, t.device.index, "Array release");
+    } catch (...) {  // a deleter must not throw; the driver may already be shut down at exit
+    }
+  }
 };
 
 template <typename Managed>
@@ -196,13 +209,13 @@ void capsule_versioned_dtor(PyObject* c) {
 }
 }  // namespace
 
-static py::object export_capsule(const Array& a, py::object max_version) {
+static py::object export_capsule(const Array& a, py::object max_version, bool cross_stream, cuda::Stream consumer) {
   bool versioned = false;
   if (!max_version.is_none()) {
     auto mv = max_version.cast<std::pair<int, int>>();
     versioned = mv.first >= 1;
   }
-  auto* ctx = new ExportCtx{a.t, {}, {}};
+  auto* ctx = new ExportCtx{a.t, {}, {}, cross_stream, a.stream, consumer};
   if (versioned) {
     auto* m = new DLManagedTensorVersioned{};
     m->version = {1, 0};
@@ -312,9 +325,12 @@ void register_array(py::module_& m) {
             if (!copy.is_none() && copy.cast<bool>())
               throw py::buffer_error("cnnops.Array.__dlpack__: copy=True is not supported");
             cuda::Stream consumer = 0;
-            if (a.t.device.type == DeviceType::CUDA && consumer_stream(stream, &consumer))
+            bool cross = false;
+            if (a.t.device.type == DeviceType::CUDA && consumer_stream(stream, &consumer) && consumer != a.stream) {
               cuda::rt::stream_wait(consumer, a.stream, a.t.device.index, "Array.__dlpack__");
-            return export_capsule(a, max_version);
+              cross = true;
+            }
+            return export_capsule(a, max_version, cross, consumer);
           },
           py::kw_only(), py::arg("stream") = py::none(), py::arg("max_version") = py::none(),
           py::arg("dl_device") = py::none(), py::arg("copy") = py::none())

@@ -24,6 +24,7 @@ def load(name: str):
     ("transfer_learning", "frozen convolutions were checked unchanged"),
     ("fcn_segmentation", "mIoU"),
     ("yolo_detector", "with NMS"),
+    ("two_stage_detector", "two-stage:"),
     ("fractional_pooling", "fractional pooling (maps 32x32 -> 22x22 -> 15x15)"),
 ])
 def test_example_quick_run(name, check, capsys):
@@ -33,7 +34,7 @@ def test_example_quick_run(name, check, capsys):
 
 def test_every_example_is_tested():
     tested = {"train_lenet5", "edge_detection", "transfer_learning", "fcn_segmentation", "yolo_detector",
-              "fractional_pooling"}
+              "fractional_pooling", "two_stage_detector"}
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 

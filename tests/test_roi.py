@@ -550,3 +550,32 @@ def test_bench_tiny_run(tmp_path, capsys):
 
     assert bench_roi.run(quick=True, repeats=1, layers="ps_roi_pool,roi_pool", out=tmp_path) == 0
     assert (tmp_path / "roi_cpu.json").exists() and "speed-up" in (tmp_path / "roi_cpu.md").read_text()
+
+
+# ----------------------------------------------------------------------------- the two-stage example
+
+def test_two_stage_example_losses_gradients(rng):
+    """The example's RPN and head losses: their hand-written gradients against central differences;
+    its target layout round-trips."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "two_stage_detector.py"
+    spec = importlib.util.spec_from_file_location("cnnops_example_two_stage", path)
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    _, gts = ex.load_yolo().make_scenes(2, seed=3)
+    labels, dt = ex.rpn_targets(gts)
+    assert (labels == 1).sum() >= sum(len(g) for g in gts)
+    out = rng.standard_normal((2, ex.A * 5, ex.FEAT, ex.FEAT))
+    obj, delta = ex.rpn_split(out)
+    assert np.array_equal(ex.rpn_merge(obj, delta), out)
+    _, g_obj, g_delta = ex.rpn_loss(obj, delta, labels, dt)
+    num = numerical_grad(lambda: ex.rpn_loss(*ex.rpn_split(out), labels, dt)[0], out)
+    assert rel_err(ex.rpn_merge(g_obj, g_delta), num) < 1e-6
+    props = ex.proposals(obj, delta, gts)
+    cls, ht = ex.head_targets(props, gts)
+    assert cls.sum() >= sum(len(g) for g in gts)  # the true boxes are among the proposals
+    h = rng.standard_normal((len(cls), 6))
+    _, g = ex.head_loss(h, cls, ht)
+    assert rel_err(g, numerical_grad(lambda: ex.head_loss(h, cls, ht)[0], h)) < 1e-6

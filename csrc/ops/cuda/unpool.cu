@@ -26,46 +26,13 @@
 #include <vector>
 
 #include "core/cuda_kernel.h"
+#include "ops/cuda/geom5.h"
 #include "ops/cuda/unpool.h"
 
 namespace cnnops {
 namespace cuda {
 
 namespace {
-
-// One side (input or output) of an op, by value.
-struct Shape {
-  int64_t N, C, D, H, W;
-  bool cl;
-};
-
-Shape shape_of(const Geom5& g) { return Shape{g.N, g.C, g.D, g.H, g.W, g.cl}; }
-
-struct Coord {
-  int64_t n, c, d, h, w;
-};
-
-// The coordinates of flat element i of a contiguous tensor laid out as s.
-__device__ __forceinline__ Coord coord_of(int64_t i, const Shape& s) {
-  Coord q;
-  if (s.cl) {
-    q.c = i % s.C;
-    i /= s.C;
-  }
-  q.w = i % s.W;
-  i /= s.W;
-  q.h = i % s.H;
-  i /= s.H;
-  q.d = i % s.D;
-  i /= s.D;
-  if (s.cl) {
-    q.n = i;
-  } else {
-    q.c = i % s.C;
-    q.n = i / s.C;
-  }
-  return q;
-}
 
 // The flat offset of (n, c, d, h, w) in a contiguous tensor laid out as s.
 __device__ __forceinline__ int64_t offset_of(const Shape& s, int64_t n, int64_t c, int64_t d, int64_t h, int64_t w) {

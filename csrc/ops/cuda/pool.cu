@@ -202,6 +202,25 @@ __device__ __forceinline__ bool holds(const Dims<I>& d, int k, I o, I i) {
   return t >= 0 && t % d.dil[k] == 0 && t / d.dil[k] < d.count[k][o];
 }
 
+// The window of output (od, oh, ow): its first tap (flat spatial index; where the argmax starts)
+// and f(i) for every valid tap i in row-major order.
+template <typename I>
+__device__ __forceinline__ I first_tap(const Dims<I>& d, I od, I oh, I ow) {
+  return (static_cast<I>(d.begin[0][od]) * d.in[1] + static_cast<I>(d.begin[1][oh])) * d.in[2] +
+         static_cast<I>(d.begin[2][ow]);
+}
+template <typename I, typename F>
+__device__ __forceinline__ void for_taps(const Dims<I>& d, I od, I oh, I ow, F&& f) {
+  const I H = d.in[1], W = d.in[2];
+  const I bd = d.begin[0][od], cd = d.count[0][od], bh = d.begin[1][oh], ch = d.count[1][oh];
+  const I bw = d.begin[2][ow], cw = d.count[2][ow];
+  for (I jd = 0; jd < cd; ++jd)
+    for (I jh = 0; jh < ch; ++jh) {
+      const I row = ((bd + jd * d.dil[0]) * H + bh + jh * d.dil[1]) * W + bw;
+      for (I jw = 0; jw < cw; ++jw) f(row + jw * d.dil[2]);
+    }
+}
+
 // ---- forward ----
 
 template <typename T, typename I>
@@ -209,29 +228,22 @@ __global__ void max_forward_kernel(const T* __restrict__ x, T* __restrict__ y, i
                                    bool tf) {
   using A = typename Acc<T>::type;
   const I P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
-  const I total = d.N * d.C * Q, H = d.in[1], W = d.in[2];
+  const I total = d.N * d.C * Q;
   const I es = d.cl ? d.C : 1;
   for (I o = blockIdx.x * I(blockDim.x) + threadIdx.x; o < total; o += I(gridDim.x) * blockDim.x) {
     I n, c, q;
     decode(d, o, Q, n, c, q);
     const I ow = q % d.out[2], oh = (q / d.out[2]) % d.out[1], od = q / (d.out[2] * d.out[1]);
     const T* xp = x + (d.cl ? n * P * d.C + c : (n * d.C + c) * P);
-    const I bd = d.begin[0][od], cd = d.count[0][od], bh = d.begin[1][oh], ch = d.count[1][oh];
-    const I bw = d.begin[2][ow], cw = d.count[2][ow];
     A best = static_cast<A>(-INFINITY);
-    I bi = (bd * H + bh) * W + bw;
-    for (I jd = 0; jd < cd; ++jd)
-      for (I jh = 0; jh < ch; ++jh) {
-        const I row = ((bd + jd * d.dil[0]) * H + bh + jh * d.dil[1]) * W + bw;
-        for (I jw = 0; jw < cw; ++jw) {
-          const I i = row + jw * d.dil[2];
-          const A v = to_acc(xp[i * es]);
-          if (v > best || is_nan(v)) {
-            best = v;
-            bi = i;
-          }
-        }
+    I bi = first_tap(d, od, oh, ow);
+    for_taps(d, od, oh, ow, [&](I i) {
+      const A v = to_acc(xp[i * es]);
+      if (v > best || is_nan(v)) {
+        best = v;
+        bi = i;
       }
+    });
     y[o] = from_acc<T>(best);
     if (idx) idx[o] = tf ? bi * d.C + c : bi;
   }
@@ -241,7 +253,7 @@ template <typename T, typename I>
 __global__ void sum_forward_kernel(const T* __restrict__ x, T* __restrict__ y, Dims<I> d) {
   using A = typename Acc<T>::type;
   const I P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
-  const I total = d.N * d.C * Q, H = d.in[1], W = d.in[2];
+  const I total = d.N * d.C * Q;
   const I es = d.cl ? d.C : 1;
   const bool lp = d.kind == static_cast<int>(PoolKind::Lp);
   for (I o = blockIdx.x * I(blockDim.x) + threadIdx.x; o < total; o += I(gridDim.x) * blockDim.x) {
@@ -249,17 +261,11 @@ __global__ void sum_forward_kernel(const T* __restrict__ x, T* __restrict__ y, D
     decode(d, o, Q, n, c, q);
     const I ow = q % d.out[2], oh = (q / d.out[2]) % d.out[1], od = q / (d.out[2] * d.out[1]);
     const T* xp = x + (d.cl ? n * P * d.C + c : (n * d.C + c) * P);
-    const I bd = d.begin[0][od], cd = d.count[0][od], bh = d.begin[1][oh], ch = d.count[1][oh];
-    const I bw = d.begin[2][ow], cw = d.count[2][ow];
     A s = 0;
-    for (I jd = 0; jd < cd; ++jd)
-      for (I jh = 0; jh < ch; ++jh) {
-        const I row = ((bd + jd * d.dil[0]) * H + bh + jh * d.dil[1]) * W + bw;
-        for (I jw = 0; jw < cw; ++jw) {
-          const A v = to_acc(xp[(row + jw * d.dil[2]) * es]);
-          s += lp ? pow_a(v, d.norm_type) : v;
-        }
-      }
+    for_taps(d, od, oh, ow, [&](I i) {
+      const A v = to_acc(xp[i * es]);
+      s += lp ? pow_a(v, d.norm_type) : v;
+    });
     const A a = s / static_cast<A>(divisor_of(d, od, oh, ow));
     y[o] = from_acc<T>(lp ? root_a(a * static_cast<A>(d.kprod), d.norm_type) : a);
   }
@@ -353,21 +359,15 @@ __global__ void lp_coef_kernel(const T* __restrict__ x, const T* __restrict__ dy
                                typename Acc<T>::type* __restrict__ coef, Dims<I> d) {
   using A = typename Acc<T>::type;
   const I P = d.in[0] * d.in[1] * d.in[2], Q = d.out[0] * d.out[1] * d.out[2];
-  const I total = d.N * d.C * Q, H = d.in[1], W = d.in[2];
+  const I total = d.N * d.C * Q;
   const I es = d.cl ? d.C : 1;
   for (I o = blockIdx.x * I(blockDim.x) + threadIdx.x; o < total; o += I(gridDim.x) * blockDim.x) {
     I n, c, q;
     decode(d, o, Q, n, c, q);
     const I ow = q % d.out[2], oh = (q / d.out[2]) % d.out[1], od = q / (d.out[2] * d.out[1]);
     const T* xp = x + (d.cl ? n * P * d.C + c : (n * d.C + c) * P);
-    const I bd = d.begin[0][od], cd = d.count[0][od], bh = d.begin[1][oh], ch = d.count[1][oh];
-    const I bw = d.begin[2][ow], cw = d.count[2][ow];
     A s = 0;
-    for (I jd = 0; jd < cd; ++jd)
-      for (I jh = 0; jh < ch; ++jh) {
-        const I row = ((bd + jd * d.dil[0]) * H + bh + jh * d.dil[1]) * W + bw;
-        for (I jw = 0; jw < cw; ++jw) s += pow_a(to_acc(xp[(row + jw * d.dil[2]) * es]), d.norm_type);
-      }
+    for_taps(d, od, oh, ow, [&](I i) { s += pow_a(to_acc(xp[i * es]), d.norm_type); });
     const A div = static_cast<A>(divisor_of(d, od, oh, ow));
     const A k = static_cast<A>(d.kprod) / div;
     const A a = s / div * static_cast<A>(d.kprod);

@@ -2,8 +2,8 @@
 """Train LeNet-5 with cnnops.nn: on the scikit-learn digits (default) or on MNIST IDX files.
 
     python examples/train_lenet5.py                       # digits, 25 epochs, ~98% test accuracy
-    python examples/train_lenet5.py --mnist DIR           # MNIST/Fashion-MNIST IDX files in DIR
-    python examples/train_lenet5.py --mnist DIR --test-only   # only the t10k files: 8,000 / 2,000 split
+    python examples/train_lenet5.py --mnist DIR           # MNIST/Fashion-MNIST IDX files in DIR (with only
+                                                          # the t10k files: split 8,000 / 2,000)
     python examples/train_lenet5.py --plot curves.png --save lenet5.npz
 
 The loop itself is cnnops.train.fit (forward, cross-entropy, model.backward, optimizer step);
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -23,26 +24,28 @@ from cnnops import data, nn, train
 def load(args) -> data.Dataset:
     if args.mnist is None:
         return data.load_digits(size=32, seed=args.seed)
-    if args.test_only:  # the 10,000 test images alone: first 8,000 to train, last 2,000 to test
-        x, y = data.idx.load_mnist_split(args.mnist, "test")
-        return data.Dataset("mnist-t10k", x[:8000], y[:8000], x[8000:], y[8000:])
-    return data.load_mnist(args.mnist)
+    with warnings.catch_warnings():  # the note is printed instead
+        warnings.simplefilter("ignore", UserWarning)
+        ds = data.load_mnist(args.mnist, seed=args.seed)
+    if ds.note:
+        print(f"note: {ds.note}")
+    return ds
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mnist", default=None, metavar="DIR", help="folder with MNIST-format IDX files")
-    p.add_argument("--test-only", action="store_true", help="use only the t10k files, split 8,000 / 2,000")
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", default=None, help="save loss/accuracy curves here")
     p.add_argument("--save", default=None, help="save the weights here (.npz)")
-    p.add_argument("--quick", action="store_true", help="a few hundred images, 2 epochs (a smoke run)")
+    p.add_argument("--quick", action="store_true",
+                   help="5 epochs instead of 25 (and 4,000 training images of MNIST): ~93%% on the digits")
     args = p.parse_args(argv)
 
     ds = load(args)
-    if args.quick:
-        ds, args.epochs = ds.subset(256, 128), 2
+    if args.quick:  # shorter, still learning: ~93% test accuracy on the digits in about a second
+        ds, args.epochs = ds.subset(4000, 2000), 5
     side = ds.input_shape[1]
     model = nn.models.lenet5(num_classes=ds.num_classes, in_channels=ds.input_shape[0], input_size=side,
                              rng=np.random.default_rng(args.seed))

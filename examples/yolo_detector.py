@@ -12,7 +12,7 @@ tw, th), its gradient written out below (no tape: the head's gradient goes into
 ``cnnops.nms``, which removes the duplicate predictions neighbouring cells and anchors make.
 Reported: precision and recall at IoU >= 0.5 on held-out images, with and without NMS.
 
-    python examples/yolo_detector.py [--epochs 15] [--quick]"""
+    python examples/yolo_detector.py [--epochs 15] [--quick]    # recall ~0.9, precision ~0.98 with NMS"""
 from __future__ import annotations
 
 import argparse
@@ -151,15 +151,18 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--train", type=int, default=1000, help="training images")
-    p.add_argument("--quick", action="store_true", help="64 images, 1 epoch")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--quick", action="store_true",
+                   help="500 images, 8 epochs of batch 8: a weaker detector (recall ~0.8) whose duplicates NMS still "
+                        "removes")
     args = p.parse_args(argv)
     if args.quick:
-        args.train, args.epochs = 64, 1
+        args.train, args.epochs, args.batch_size = 500, 8, 8
     xtr, btr = make_scenes(args.train, seed=1)
-    xte, bte = make_scenes(300 if not args.quick else 32, seed=2)
+    xte, bte = make_scenes(300, seed=2)
     obj_t, box_t = targets(btr)
     model = detector(np.random.default_rng(0))
-    opt = nn.Adam(model.parameters(), lr=2e-3)
+    opt = nn.Adam(model.parameters(), lr=5e-3)
     sched = nn.CosineAnnealingLR(opt, T_max=args.epochs)
     rng = np.random.default_rng(0)
     print(f"detector, {model.num_parameters():,} parameters; {args.train} training images, "
@@ -169,8 +172,8 @@ def main(argv=None) -> int:
         model.train()
         order = rng.permutation(len(xtr))
         losses = []
-        for s in range(0, len(order), 32):
-            b = order[s:s + 32]
+        for s in range(0, len(order), args.batch_size):
+            b = order[s:s + args.batch_size]
             out = model(xtr[b])
             loss, grad = loss_and_grad(out, obj_t[b], box_t[b])
             opt.zero_grad()

@@ -11,8 +11,8 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "ops/cpu/roi.h"
-#include "ops/pool.h"
 #include "ops/cuda/roi.h"
+#include "ops/pool.h"
 
 namespace cnnops {
 
@@ -160,7 +160,7 @@ Region make_region(const char* op, const std::string& where, int64_t batch, cons
       if (!(hi < T(-1) || lo > static_cast<T>(H))) {
         r.row0 = lo <= T(0) ? 0 : std::min<int64_t>(static_cast<int64_t>(lo), H - 1);
         r.row1 = hi <= T(0) ? std::min<int64_t>(2, H)
-                             : static_cast<int64_t>(std::min<double>(std::floor(hi) + 2, static_cast<double>(H)));
+                            : static_cast<int64_t>(std::min<double>(std::floor(hi) + 2, static_cast<double>(H)));
       }
     }
   } else {

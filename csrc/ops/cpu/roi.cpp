@@ -54,7 +54,8 @@ struct AxisTaps {
       start[p] = static_cast<int64_t>(taps.size());
       int64_t a, b;
       roigeom::sample_range(origin, p, bin, grid, size, &a, &b);
-      for (int64_t i = a; i < b; ++i) taps.push_back(roigeom::axis_tap(roigeom::sample_pos(origin, p, bin, i, grid), size));
+      for (int64_t i = a; i < b; ++i)
+        taps.push_back(roigeom::axis_tap(roigeom::sample_pos(origin, p, bin, i, grid), size));
     }
     start[bins] = static_cast<int64_t>(taps.size());
   }
@@ -89,8 +90,17 @@ struct Dims {
   bool cl, ps;
   int64_t stride;  // elements between neighbouring pixels of one channel
   explicit Dims(const RoiPlan& P)
-      : N(P.N), C(P.C), H(P.H), W(P.W), HW(P.H * P.W), K(P.K), Co(P.C_out), PH(P.p.out_h), PW(P.p.out_w),
-        cl(P.p.channels_last), ps(P.p.kind == roigeom::PsPool || P.p.kind == roigeom::PsAlign),
+      : N(P.N),
+        C(P.C),
+        H(P.H),
+        W(P.W),
+        HW(P.H * P.W),
+        K(P.K),
+        Co(P.C_out),
+        PH(P.p.out_h),
+        PW(P.p.out_w),
+        cl(P.p.channels_last),
+        ps(P.p.kind == roigeom::PsPool || P.p.kind == roigeom::PsAlign),
         stride(P.p.channels_last ? P.C : 1) {}
   // input channel read by output channel c at bin (ph, pw)
   int64_t cin(int64_t c, int64_t ph, int64_t pw) const { return ps ? (c * PH + ph) * PW + pw : c; }
@@ -113,9 +123,46 @@ struct Dims {
 
 // ---- RoI Align and PS RoI Align ----
 
+// RoI Align on channels-first features reads, per (region, channel), a few pixels from each of a
+// dozen rows of one plane: cache lines far apart with little reuse, so it waits on memory. When
+// the regions' samples outnumber the features' pixels (each pixel read at least once on average),
+// the features are first transposed to channels-last (one pass over them, tiled), where a tap of
+// a region is a run of consecutive channels, loaded once for a whole chunk of channels and
+// summed across them in vector registers; outputs are still written in the caller's layout. The
+// arithmetic of every output is unchanged, so the bits are the same either way.
+bool transpose_pays(const RoiPlan& P) {
+  double samples = 0;
+  for (const Region& r : P.regions)
+    samples += static_cast<double>(P.p.out_h * P.p.out_w) * static_cast<double>(std::max<int64_t>(r.grid_h, 0)) *
+               static_cast<double>(std::max<int64_t>(r.grid_w, 0));
+  return P.p.kind == roigeom::Align && !P.p.channels_last && P.C > 1 &&
+         samples >= static_cast<double>(P.N) * static_cast<double>(P.H * P.W);
+}
+
+// xt (N, H, W, C) = x (N, C, H, W), in 32 x 32 tiles of (channel, pixel) per task.
 template <typename T>
-void align_forward(const RoiPlan& P, const T* x, T* y) {
+void to_channels_last(const T* x, T* xt, int64_t N, int64_t C, int64_t HW) {
+  constexpr int64_t kTile = 32;
+  const int64_t ct = (C + kTile - 1) / kTile, qt = (HW + kTile - 1) / kTile;
+  parallel_for(N * ct * qt, [&](int64_t t) {
+    const int64_t n = t / (ct * qt), c0 = (t / qt % ct) * kTile, q0 = t % qt * kTile;
+    const int64_t c1 = std::min(C, c0 + kTile), q1 = std::min(HW, q0 + kTile);
+    for (int64_t c = c0; c < c1; ++c) {
+      const T* src = x + (n * C + c) * HW;
+      T* dst = xt + n * HW * C + c;
+      for (int64_t q = q0; q < q1; ++q) dst[q * C] = src[q];
+    }
+  });
+}
+
+// x: the features in the plan's layout; xt: the same as (N, H, W, C) when the plan is channels
+// first and the transposed copy was made (else null).
+template <typename T>
+void align_forward(const RoiPlan& P, const T* x, const T* xt, T* y) {
   const Dims d(P);
+  const bool across = !d.ps && (d.cl || xt);  // sum across a chunk's channels from a channels-last copy
+  const T* xl = d.cl ? x : xt;
+  const int64_t stride = across ? d.C : d.stride;
   const int64_t chunks = chunks_of(d.Co, kFwdChunk);
   parallel_for(d.K * chunks, [&](int64_t t) {
     const int64_t k = t / chunks, c0 = (t % chunks) * kFwdChunk, c1 = std::min(d.Co, c0 + kFwdChunk);
@@ -128,39 +175,63 @@ void align_forward(const RoiPlan& P, const T* x, T* y) {
     T acc[kFwdChunk];
     for (int64_t ph = 0; ph < d.PH; ++ph)
       for (int64_t pw = 0; pw < d.PW; ++pw) {
-        bin_samples(Y, X, ph, pw, d.W, d.stride, s);
-        if (d.cl && !d.ps) {
-          // channels side by side: the sample loop runs across the chunk
+        bin_samples(Y, X, ph, pw, d.W, stride, s);
+        if (across) {
           const int64_t nc = c1 - c0;
-          const T* base = x + d.plane(r.batch, c0);
+          const T* base = xl + r.batch * d.HW * d.C + c0;
           for (int64_t cc = 0; cc < nc; ++cc) acc[cc] = T(0);
           for (const Sample<T>& e : s) {
             const T *r1 = base + e.p1, *r2 = base + e.p2, *r3 = base + e.p3, *r4 = base + e.p4;
-            for (int64_t cc = 0; cc < nc; ++cc) acc[cc] += e.w1 * r1[cc] + e.w2 * r2[cc] + e.w3 * r3[cc] + e.w4 * r4[cc];
+            for (int64_t cc = 0; cc < nc; ++cc)
+              acc[cc] += e.w1 * r1[cc] + e.w2 * r2[cc] + e.w3 * r3[cc] + e.w4 * r4[cc];
           }
-          T* o = y + d.out(k, c0, ph, pw);
-          for (int64_t cc = 0; cc < nc; ++cc) o[cc] = acc[cc] / count;
+          if (d.cl) {
+            T* o = y + d.out(k, c0, ph, pw);
+            for (int64_t cc = 0; cc < nc; ++cc) o[cc] = acc[cc] / count;
+          } else {
+            for (int64_t cc = 0; cc < nc; ++cc) y[d.out(k, c0 + cc, ph, pw)] = acc[cc] / count;
+          }
           continue;
         }
         for (int64_t c = c0; c < c1; ++c) {
           const T* base = x + d.plane(r.batch, d.cin(c, ph, pw));
           T a = T(0);
-          for (const Sample<T>& e : s) a += e.w1 * base[e.p1] + e.w2 * base[e.p2] + e.w3 * base[e.p3] + e.w4 * base[e.p4];
+          for (const Sample<T>& e : s)
+            a += e.w1 * base[e.p1] + e.w2 * base[e.p2] + e.w3 * base[e.p3] + e.w4 * base[e.p4];
           y[d.out(k, c, ph, pw)] = a / count;
         }
       }
   });
 }
 
+// RoI Align's backward adds across a chunk's channels at once: into the gradient itself for
+// channels-last features, else into a task-local (H * W, chunk) block that is written to the
+// chunk's planes at the end (the block is the task's own, so it stays in cache). Each element
+// still receives its additions in region, bin, sample and tap order: the bits do not change.
 template <typename T>
 void align_backward(const RoiPlan& P, const T* dy, T* dx) {
   const Dims d(P);
   const int64_t chunks = chunks_of(d.Co, kBwdChunk), group = d.ps ? d.PH * d.PW : 1;
   parallel_for(d.N * chunks, [&](int64_t t) {
     const int64_t n = t / chunks, c0 = (t % chunks) * kBwdChunk, c1 = std::min(d.Co, c0 + kBwdChunk);
-    d.zero(dx, n, c0 * group, c1 * group);
+    const int64_t nc = c1 - c0;
+    std::vector<T> block;
+    T* acc = nullptr;        // where the chunk's channel vector of pixel 0 starts
+    int64_t pix = 0;         // elements between neighbouring pixels there
+    if (!d.ps && d.cl) {
+      d.zero(dx, n, c0, c1);
+      acc = dx + n * d.HW * d.C + c0;
+      pix = d.C;
+    } else if (!d.ps) {
+      block.assign(static_cast<size_t>(d.HW * nc), T(0));
+      acc = block.data();
+      pix = nc;
+    } else {
+      d.zero(dx, n, c0 * group, c1 * group);
+    }
     AxisTaps<T> Y, X;
     std::vector<Sample<T>> s;
+    T g[kBwdChunk];
     for (int64_t j = P.image_start[n]; j < P.image_start[n + 1]; ++j) {
       const int64_t k = P.order[j];
       const Region& r = P.regions[k];
@@ -169,13 +240,29 @@ void align_backward(const RoiPlan& P, const T* dy, T* dx) {
       const T count = static_cast<T>(r.count);
       for (int64_t ph = 0; ph < d.PH; ++ph)
         for (int64_t pw = 0; pw < d.PW; ++pw) {
-          bin_samples(Y, X, ph, pw, d.W, d.stride, s);
+          bin_samples(Y, X, ph, pw, d.W, acc ? pix : d.stride, s);
           if (s.empty()) continue;
+          if (acc) {
+            for (int64_t cc = 0; cc < nc; ++cc) g[cc] = dy[d.out(k, c0 + cc, ph, pw)];
+            for (const Sample<T>& e : s) {
+              // one loop per tap: taps may share a pixel at the border, and each element must get
+              // tap 1's addition before tap 2's
+              T* a1 = acc + e.p1;
+              for (int64_t cc = 0; cc < nc; ++cc) a1[cc] += g[cc] * e.w1 / count;
+              T* a2 = acc + e.p2;
+              for (int64_t cc = 0; cc < nc; ++cc) a2[cc] += g[cc] * e.w2 / count;
+              T* a3 = acc + e.p3;
+              for (int64_t cc = 0; cc < nc; ++cc) a3[cc] += g[cc] * e.w3 / count;
+              T* a4 = acc + e.p4;
+              for (int64_t cc = 0; cc < nc; ++cc) a4[cc] += g[cc] * e.w4 / count;
+            }
+            continue;
+          }
           for (int64_t c = c0; c < c1; ++c) {
             T* base = dx + d.plane(n, d.cin(c, ph, pw));
-            const T g = dy[d.out(k, c, ph, pw)];
+            const T gv = dy[d.out(k, c, ph, pw)];
             for (const Sample<T>& e : s) {
-              const T g1 = g * e.w1 / count, g2 = g * e.w2 / count, g3 = g * e.w3 / count, g4 = g * e.w4 / count;
+              const T g1 = gv * e.w1 / count, g2 = gv * e.w2 / count, g3 = gv * e.w3 / count, g4 = gv * e.w4 / count;
               base[e.p1] += g1;
               base[e.p2] += g2;
               base[e.p3] += g3;
@@ -184,6 +271,11 @@ void align_backward(const RoiPlan& P, const T* dy, T* dx) {
           }
         }
     }
+    if (!block.empty())
+      for (int64_t cc = 0; cc < nc; ++cc) {
+        T* plane = dx + d.plane(n, c0 + cc);
+        for (int64_t q = 0; q < d.HW; ++q) plane[q] = block[q * nc + cc];
+      }
   });
 }
 
@@ -263,8 +355,8 @@ int64_t first_bad_index(const RoiPlan& P, const int64_t* idx) {
         for (int64_t c = c0; c < c1; ++c) {
           const int64_t o = d.out(k, c, ph, pw), a = idx[o];
           if (a == -1) continue;
-          const bool inside = a >= 0 && a < d.HW && a / d.W >= w.hs[ph] && a / d.W < w.he[ph] &&
-                              a % d.W >= w.ws[pw] && a % d.W < w.we[pw];
+          const bool inside = a >= 0 && a < d.HW && a / d.W >= w.hs[ph] && a / d.W < w.he[ph] && a % d.W >= w.ws[pw] &&
+                              a % d.W < w.we[pw];
           if (!inside) bad[t] = std::min(bad[t], o);
         }
   });
@@ -308,8 +400,14 @@ void roi_forward(const RoiPlan& P, const Tensor& x, Tensor& y, Tensor* idx) {
   if (y.numel() == 0) return;
   dispatch_float(x.dtype, "roi", [&](auto tag) {
     using T = decltype(tag);
-    if (P.p.kind == roigeom::Align || P.p.kind == roigeom::PsAlign) align_forward<T>(P, x.ptr<T>(), y.ptr<T>());
-    else pool_forward<T>(P, x.ptr<T>(), y.ptr<T>(), idx ? idx->ptr<int64_t>() : nullptr);
+    if (P.p.kind == roigeom::Align || P.p.kind == roigeom::PsAlign) {
+      Tensor xt;
+      if (transpose_pays(P)) {
+        xt = empty({P.N, P.H, P.W, P.C}, x.dtype, x.device);
+        to_channels_last(x.ptr<T>(), xt.ptr<T>(), P.N, P.C, P.H * P.W);
+      }
+      align_forward<T>(P, x.ptr<T>(), xt.data ? xt.ptr<T>() : nullptr, y.ptr<T>());
+    } else pool_forward<T>(P, x.ptr<T>(), y.ptr<T>(), idx ? idx->ptr<int64_t>() : nullptr);
   });
 }
 

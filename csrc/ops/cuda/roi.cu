@@ -50,8 +50,7 @@ __device__ __forceinline__ int64_t out_at(const Dims& d, int64_t k, int64_t c, i
   return d.cl ? ((k * d.PH + ph) * d.PW + pw) * d.Co + c : ((k * d.Co + c) * d.PH + ph) * d.PW + pw;
 }
 // memory-order output index -> (k, c, ph, pw)
-__device__ __forceinline__ void out_decode(const Dims& d, int64_t o, int64_t& k, int64_t& c, int64_t& ph,
-                                           int64_t& pw) {
+__device__ __forceinline__ void out_decode(const Dims& d, int64_t o, int64_t& k, int64_t& c, int64_t& ph, int64_t& pw) {
   if (d.cl) {
     c = o % d.Co;
     int64_t t = o / d.Co;
@@ -267,8 +266,7 @@ __global__ void check_indices_kernel(const int64_t* __restrict__ idx, Dims d, un
     int64_t hs, he, ws, we;
     roigeom::pool_window(r.istart_h, static_cast<A>(r.bin_h), ph, d.H, &hs, &he);
     roigeom::pool_window(r.istart_w, static_cast<A>(r.bin_w), pw, d.W, &ws, &we);
-    const bool inside =
-        a >= 0 && a < d.H * d.W && a / d.W >= hs && a / d.W < he && a % d.W >= ws && a % d.W < we;
+    const bool inside = a >= 0 && a < d.H * d.W && a / d.W >= hs && a / d.W < he && a % d.W >= ws && a % d.W < we;
     if (!inside) atomicMin(bad, static_cast<unsigned long long>(o));
   }
 }

@@ -123,20 +123,36 @@ struct Dims {
 
 // ---- RoI Align and PS RoI Align ----
 
-// RoI Align on channels-first features reads, per (region, channel), a few pixels from each of a
-// dozen rows of one plane: cache lines far apart with little reuse, so it waits on memory. When
-// the regions' samples outnumber the features' pixels (each pixel read at least once on average),
-// the features are first transposed to channels-last (one pass over them, tiled), where a tap of
-// a region is a run of consecutive channels, loaded once for a whole chunk of channels and
-// summed across them in vector registers; outputs are still written in the caller's layout. The
-// arithmetic of every output is unchanged, so the bits are the same either way.
+// RoI Align and RoI Pool on channels-first features read, per (region, channel), a few pixels from
+// each of a dozen rows of one plane: cache lines far apart with little reuse, so they wait on
+// memory. When the regions read more pixels per channel than the features have (each pixel read
+// at least once on average), the features are first transposed to channels-last (one tiled pass
+// over them), where a tap or window pixel of a region is a run of consecutive channels, loaded
+// once for a whole chunk of channels and processed across them in vector registers; outputs are
+// still written in the caller's layout. Every output's arithmetic is unchanged (the same bits).
 bool transpose_pays(const RoiPlan& P) {
-  double samples = 0;
-  for (const Region& r : P.regions)
-    samples += static_cast<double>(P.p.out_h * P.p.out_w) * static_cast<double>(std::max<int64_t>(r.grid_h, 0)) *
+  if (P.p.channels_last || P.C <= 1 || !(P.p.kind == roigeom::Align || P.p.kind == roigeom::Pool)) return false;
+  double reads = 0;  // pixels read per channel: samples (RoI Align) or window pixels (RoI Pool)
+  for (const Region& r : P.regions) {
+    if (P.p.kind == roigeom::Align) {
+      reads += static_cast<double>(P.p.out_h * P.p.out_w) * static_cast<double>(std::max<int64_t>(r.grid_h, 0)) *
                static_cast<double>(std::max<int64_t>(r.grid_w, 0));
-  return P.p.kind == roigeom::Align && !P.p.channels_last && P.C > 1 &&
-         samples >= static_cast<double>(P.N) * static_cast<double>(P.H * P.W);
+      continue;
+    }
+    double rows = 0, cols = 0;
+    for (int64_t p = 0; p < P.p.out_h; ++p) {
+      int64_t b, e;
+      roigeom::pool_window(r.istart_h, r.bin_h, p, P.H, &b, &e);
+      rows += static_cast<double>(std::max<int64_t>(e - b, 0));
+    }
+    for (int64_t p = 0; p < P.p.out_w; ++p) {
+      int64_t b, e;
+      roigeom::pool_window(r.istart_w, r.bin_w, p, P.W, &b, &e);
+      cols += static_cast<double>(std::max<int64_t>(e - b, 0));
+    }
+    reads += rows * cols;
+  }
+  return reads >= static_cast<double>(P.N) * static_cast<double>(P.H * P.W);
 }
 
 // xt (N, H, W, C) = x (N, C, H, W), in 32 x 32 tiles of (channel, pixel) per task.
@@ -297,35 +313,62 @@ struct Windows {
 };
 
 template <typename T>
-void pool_forward(const RoiPlan& P, const T* x, T* y, int64_t* idx) {
+void pool_forward(const RoiPlan& P, const T* x, const T* xt, T* y, int64_t* idx) {
   const Dims d(P);
+  const bool across = !d.ps && (d.cl || xt);  // RoI Pool across a chunk's channels (channels-last data)
+  const T* xl = d.cl ? x : xt;
   const int64_t chunks = chunks_of(d.Co, kFwdChunk);
   parallel_for(d.K * chunks, [&](int64_t t) {
     const int64_t k = t / chunks, c0 = (t % chunks) * kFwdChunk, c1 = std::min(d.Co, c0 + kFwdChunk);
     const Region& r = P.regions[k];
     Windows<T> w;
     w.build(r, d);
+    T best[kFwdChunk];
+    int64_t bidx[kFwdChunk];
     for (int64_t ph = 0; ph < d.PH; ++ph)
       for (int64_t pw = 0; pw < d.PW; ++pw) {
         const int64_t hs = w.hs[ph], he = w.he[ph], ws = w.ws[pw], we = w.we[pw];
         const bool empty = he <= hs || we <= ws;
+        if (across) {
+          // torchvision's rule per channel, pixels in row-major order: the first strictly greater
+          // value wins, starting below every float; NaN never wins
+          const int64_t nc = c1 - c0;
+          const T* base = xl + r.batch * d.HW * d.C + c0;
+          for (int64_t cc = 0; cc < nc; ++cc) {
+            best[cc] = empty ? T(0) : static_cast<T>(-FLT_MAX);
+            bidx[cc] = -1;
+          }
+          for (int64_t h = hs; h < he; ++h)
+            for (int64_t q = h * d.W + ws; q < h * d.W + we; ++q) {
+              const T* v = base + q * d.C;
+              for (int64_t cc = 0; cc < nc; ++cc) {
+                const bool gt = v[cc] > best[cc];
+                best[cc] = gt ? v[cc] : best[cc];
+                bidx[cc] = gt ? q : bidx[cc];
+              }
+            }
+          for (int64_t cc = 0; cc < nc; ++cc) {
+            const int64_t o = d.out(k, c0 + cc, ph, pw);
+            y[o] = best[cc];
+            idx[o] = bidx[cc];
+          }
+          continue;
+        }
         for (int64_t c = c0; c < c1; ++c) {
           const T* base = x + d.plane(r.batch, d.cin(c, ph, pw));
           const int64_t o = d.out(k, c, ph, pw);
           if (!d.ps) {
-            // torchvision's rule: the first strictly greater value wins, starting below every
-            // float; NaN never wins
-            T best = empty ? T(0) : static_cast<T>(-FLT_MAX);
+            T bv = empty ? T(0) : static_cast<T>(-FLT_MAX);
             int64_t bi = -1;
             for (int64_t h = hs; h < he; ++h)
               for (int64_t q = h * d.W + ws; q < h * d.W + we; ++q) {
                 const T v = base[q * d.stride];
-                if (v > best) {
-                  best = v;
+                if (v > bv) {
+                  bv = v;
                   bi = q;
                 }
               }
-            y[o] = best;
+            y[o] = bv;
             idx[o] = bi;
           } else {
             T sum = T(0);
@@ -400,14 +443,14 @@ void roi_forward(const RoiPlan& P, const Tensor& x, Tensor& y, Tensor* idx) {
   if (y.numel() == 0) return;
   dispatch_float(x.dtype, "roi", [&](auto tag) {
     using T = decltype(tag);
-    if (P.p.kind == roigeom::Align || P.p.kind == roigeom::PsAlign) {
-      Tensor xt;
-      if (transpose_pays(P)) {
-        xt = empty({P.N, P.H, P.W, P.C}, x.dtype, x.device);
-        to_channels_last(x.ptr<T>(), xt.ptr<T>(), P.N, P.C, P.H * P.W);
-      }
-      align_forward<T>(P, x.ptr<T>(), xt.data ? xt.ptr<T>() : nullptr, y.ptr<T>());
-    } else pool_forward<T>(P, x.ptr<T>(), y.ptr<T>(), idx ? idx->ptr<int64_t>() : nullptr);
+    Tensor xt;
+    if (transpose_pays(P)) {
+      xt = empty({P.N, P.H, P.W, P.C}, x.dtype, x.device);
+      to_channels_last(x.ptr<T>(), xt.ptr<T>(), P.N, P.C, P.H * P.W);
+    }
+    const T* xtp = xt.data ? xt.ptr<T>() : nullptr;
+    if (P.p.kind == roigeom::Align || P.p.kind == roigeom::PsAlign) align_forward<T>(P, x.ptr<T>(), xtp, y.ptr<T>());
+    else pool_forward<T>(P, x.ptr<T>(), xtp, y.ptr<T>(), idx ? idx->ptr<int64_t>() : nullptr);
   });
 }
 

@@ -470,7 +470,7 @@ def test_googlenet_five_by_five_branch():
 
 def test_alexnet_paper(rng):
     torch = pytest.importorskip("torch")
-    m = models.alexnet_paper(num_classes=5, dtype=np.float64, rng=rng).eval()
+    m = models.alexnet_paper(num_classes=5, hidden=32, dtype=np.float64, rng=rng).eval()
     t = torch.nn
     tm = t.Sequential(OrderedDict(features=t.Sequential(
         t.Conv2d(3, 96, 11, 4), t.ReLU(), t.LocalResponseNorm(5, 5e-4, 0.75, 2.0), t.MaxPool2d(3, 2),
@@ -478,8 +478,8 @@ def test_alexnet_paper(rng):
         t.MaxPool2d(3, 2), t.Conv2d(256, 384, 3, padding=1), t.ReLU(), t.Conv2d(384, 384, 3, padding=1, groups=2),
         t.ReLU(), t.Conv2d(384, 256, 3, padding=1, groups=2), t.ReLU(), t.MaxPool2d(3, 2)),
         avgpool=t.AdaptiveAvgPool2d(6), flatten=t.Flatten(), classifier=t.Sequential(
-        t.Linear(9216, 4096), t.ReLU(), t.Dropout(), t.Linear(4096, 4096), t.ReLU(), t.Dropout(),
-        t.Linear(4096, 5)))).double().eval()
+        t.Linear(9216, 32), t.ReLU(), t.Dropout(), t.Linear(32, 32), t.ReLU(), t.Dropout(),
+        t.Linear(32, 5)))).double().eval()
     torch_check(m, tm, rng.standard_normal((1, 3, 67, 67)), rng, tol=1e-9)
     # the response normalisation is the paper's formula b = a / (2 + 1e-4 * sum of 5 squares)^0.75
     a = rng.standard_normal((1, 7, 2, 2)) * 30

@@ -112,7 +112,8 @@ def alexnet(num_classes=1000, in_channels=3, dropout=0.5, hidden=4096, lrn=False
                                   classifier=classifier))
 
 
-def alexnet_paper(num_classes=1000, in_channels=3, dropout=0.5, init="default", dtype=np.float32, rng=None):
+def alexnet_paper(num_classes=1000, in_channels=3, dropout=0.5, hidden=4096, init="default", dtype=np.float32,
+                  rng=None):
     """AlexNet as in Krizhevsky, Sutskever & Hinton (2012), for (N, 3, 227, 227) inputs: the
     two-GPU layout written as grouped convolutions.
 
@@ -124,7 +125,8 @@ def alexnet_paper(num_classes=1000, in_channels=3, dropout=0.5, init="default", 
     over 5 neighbouring channels: LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2), since that
     layer (as PyTorch's and Caffe's) divides alpha by the size. An AdaptiveAvgPool2d(6) before
     the classifier (the identity at 227x227, as in torchvision's variant :func:`alexnet`) lets
-    other input sizes through. ``init="paper"`` draws the paper's initial values (weights
+    other input sizes through. ``hidden`` is the width of fc6 and fc7 (4096 in the paper).
+    ``init="paper"`` draws the paper's initial values (weights
     N(0, 0.01^2); biases 1 in conv2, conv4, conv5 and the hidden fully connected layers, 0
     elsewhere); ``"default"`` PyTorch's."""
     from . import init as _init
@@ -140,7 +142,7 @@ def alexnet_paper(num_classes=1000, in_channels=3, dropout=0.5, init="default", 
                           convs[1], ReLU(inplace=True), LocalResponseNorm(**lrn), MaxPool2d(3, 2),
                           convs[2], ReLU(inplace=True), convs[3], ReLU(inplace=True),
                           convs[4], ReLU(inplace=True), MaxPool2d(3, 2))
-    fcs = [Linear(256 * 6 * 6, 4096, **kw), Linear(4096, 4096, **kw), Linear(4096, num_classes, **kw)]
+    fcs = [Linear(256 * 6 * 6, hidden, **kw), Linear(hidden, hidden, **kw), Linear(hidden, num_classes, **kw)]
     classifier = Sequential(fcs[0], ReLU(inplace=True), Dropout(dropout), fcs[1], ReLU(inplace=True),
                             Dropout(dropout), fcs[2])
     if init == "paper":

@@ -215,6 +215,18 @@ def _dtype_name(x) -> str:
     return str(getattr(x, "dtype", "")).rsplit(".", 1)[-1]
 
 
+def _on_device_of(a, ref):
+    """The host array `a` on the CUDA device of `ref` (a cnnops array there), else `a` itself."""
+    dev = getattr(ref, "__dlpack_device__", None)
+    if dev is not None:
+        kind, index = dev()
+        if int(kind) == 2:  # kDLCUDA
+            from .cuda import array
+
+            return array(a, device=int(index))
+    return a
+
+
 def _loss_backward(kind, op, grad_output, boxes1, boxes2, reduction, eps, offset, canonicalize):
     check_reduction(reduction, op)
     off = check_offset(offset, op)
@@ -223,8 +235,8 @@ def _loss_backward(kind, op, grad_output, boxes1, boxes2, reduction, eps, offset
     if is_real(grad_output):
         if reduction == "none":
             raise ValueError(f"{op}: expected grad_output with shape {batch} for reduction 'none', got a scalar")
-        grad_output = np.asarray(to_float(grad_output, "grad_output", op),
-                                 dtype=np.float32 if _dtype_name(b1) == "float32" else np.float64)
+        grad_output = _on_device_of(np.asarray(to_float(grad_output, "grad_output", op),
+                                               dtype=np.float32 if _dtype_name(b1) == "float32" else np.float64), b1)
     g = prepare(grad_output, op, "grad_output")
     if reduction == "none" and len(batch) != 1:
         gs = tuple(int(v) for v in g.shape)

@@ -66,29 +66,8 @@ template <typename T>
 void box_convert(const T* in, T* out, int64_t n, BoxFormat in_fmt, BoxFormat out_fmt) {
   parallel_for((n + 4095) / 4096, [&](int64_t c) {
     const int64_t e = std::min(n, (c + 1) * 4096);
-    for (int64_t i = c * 4096; i < e; ++i) {
-      const T* p = in + 4 * i;
-      T x1 = p[0], y1 = p[1], x2 = p[2], y2 = p[3];
-      if (in_fmt == BoxFormat::XYWH) {
-        x2 = p[0] + p[2];
-        y2 = p[1] + p[3];
-      } else if (in_fmt == BoxFormat::CXCYWH) {
-        x1 = p[0] - T(0.5) * p[2];
-        y1 = p[1] - T(0.5) * p[3];
-        x2 = p[0] + T(0.5) * p[2];
-        y2 = p[1] + T(0.5) * p[3];
-      }
-      const T xy[4] = {x1, y1, x2, y2};
-      const Box<T> b = canonical(xy);
-      T* q = out + 4 * i;
-      if (out_fmt == BoxFormat::XYXY) {
-        q[0] = b.x1, q[1] = b.y1, q[2] = b.x2, q[3] = b.y2;
-      } else if (out_fmt == BoxFormat::XYWH) {
-        q[0] = b.x1, q[1] = b.y1, q[2] = b.x2 - b.x1, q[3] = b.y2 - b.y1;
-      } else {
-        q[0] = (b.x1 + b.x2) / T(2), q[1] = (b.y1 + b.y2) / T(2), q[2] = b.x2 - b.x1, q[3] = b.y2 - b.y1;
-      }
-    }
+    for (int64_t i = c * 4096; i < e; ++i)
+      geom::convert_box(in + 4 * i, static_cast<int>(in_fmt), static_cast<int>(out_fmt), out + 4 * i);
   });
 }
 
@@ -99,23 +78,14 @@ void box_area(const T* b, T* out, int64_t n, T off) {
 
 template <typename T>
 void clip_boxes(const T* b, T* out, int64_t n, T height, T width) {
-  for (int64_t i = 0; i < n; ++i) {
-    const Box<T> c = canonical(b + 4 * i);
-    T* q = out + 4 * i;
-    q[0] = std::min(std::max(c.x1, T(0)), width);
-    q[1] = std::min(std::max(c.y1, T(0)), height);
-    q[2] = std::min(std::max(c.x2, T(0)), width);
-    q[3] = std::min(std::max(c.y2, T(0)), height);
-  }
+  for (int64_t i = 0; i < n; ++i) geom::clip_box(b + 4 * i, height, width, out + 4 * i);
 }
 
 template <typename T>
 int64_t small_box_keep(const T* b, int64_t* keep, int64_t n, T min_size, T off) {
   int64_t k = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const Box<T> c = canonical(b + 4 * i);
-    if (c.x2 - c.x1 + off >= min_size && c.y2 - c.y1 + off >= min_size) keep[k++] = i;
-  }
+  for (int64_t i = 0; i < n; ++i)
+    if (geom::large_enough(b + 4 * i, min_size, off)) keep[k++] = i;
   return k;
 }
 
@@ -144,8 +114,6 @@ void box_pairwise(IouKind kind, const T* b1, int64_t n, const T* b2, int64_t m, 
 }
 
 // ---- element-wise losses: fixed chunks of pairs, the chunk loops of boxes_rows.h ----
-
-constexpr int64_t kLossChunk = 2048;
 
 template <typename T>
 void box_loss(IouKind kind, const T* b1, const T* b2, int64_t n, T off, T eps, T* out, double* total) {

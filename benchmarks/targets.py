@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FAMILIES = ("conv", "pool", "unpool", "boxes", "nms", "train")
+FAMILIES = ("conv", "pool", "unpool", "boxes", "nms", "roi", "train")
 
 
 def line(target: str, values: dict, minimum: float, unit: str = "x") -> dict:
@@ -124,6 +124,16 @@ def nms_targets(data: dict) -> list:
             line("batched_nms >= 2x torchvision", sel("batched_nms"), 2.0)]
 
 
+def roi_targets(data: dict) -> list:
+    passes = {f"{r['name']} {pn}": (r[pn]["speedup"] if r.get(pn) else None)
+              for r in data["cases"] for pn in ("forward", "backward")}
+    return [
+        line("roi_align (ResNet-50-FPN box head) forward and backward >= 2x torchvision",
+             {k: v for k, v in passes.items() if k.split()[0] == "roi_align"}, 2.0),
+        line("no pass slower than torchvision", passes, 1.0),
+    ]
+
+
 def train_targets(data: dict) -> list:
     by = {r["name"]: r.get("speedup") for r in data["cases"]}
     return [line("LeNet-5 training step at batch 64 no slower than PyTorch eager",
@@ -131,7 +141,7 @@ def train_targets(data: dict) -> list:
 
 
 CHECKS = {"conv": conv_targets, "pool": pool_targets, "unpool": unpool_targets, "boxes": boxes_targets,
-          "nms": nms_targets, "train": train_targets}
+          "nms": nms_targets, "roi": roi_targets, "train": train_targets}
 
 
 def targets_for(family: str, data: dict) -> list:

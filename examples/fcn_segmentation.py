@@ -64,12 +64,13 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--train", type=int, default=1200, help="training images")
     p.add_argument("--out", default=None, help="save test images, labels and predictions here (png)")
-    p.add_argument("--quick", action="store_true", help="64 images, 1 epoch")
+    p.add_argument("--quick", action="store_true",
+                   help="400 images, 4 epochs: squares and discs begin to separate (mIoU ~0.45 instead of ~0.65)")
     args = p.parse_args(argv)
     if args.quick:
-        args.train, args.epochs = 64, 1
+        args.train, args.epochs = 400, 4
     xtr, ytr = make_shapes(args.train, seed=1)
-    xte, yte = make_shapes(200 if not args.quick else 32, seed=2)
+    xte, yte = make_shapes(200, seed=2)
     model = fcn(np.random.default_rng(0))
     loss_fn = nn.CrossEntropyLoss()
     opt = nn.Adam(model.parameters(), lr=3e-3)

@@ -38,11 +38,11 @@ def network(pool: str, rng) -> nn.Sequential:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--quick", action="store_true", help="a few hundred images, 1 epoch")
+    p.add_argument("--quick", action="store_true", help="800 training images, 3 epochs (~80%% and ~70%%)")
     args = p.parse_args(argv)
     ds = data.load_digits(size=32)
-    if args.quick:
-        ds, args.epochs = ds.subset(192, 96), 1
+    if args.quick:  # shorter, both networks still learning
+        ds, args.epochs = ds.subset(800, None), 3
     nn.init.manual_seed(0)
     for pool in ("max", "fractional"):
         model = network(pool, np.random.default_rng(0))

@@ -12,6 +12,10 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+# The runs below use one cnnops thread (the one_thread fixture): their batches are small, and on a
+# machine whose other core is busy, two OpenMP threads waiting on each other made them 10x slower.
+
+
 def load(name: str):
     spec = importlib.util.spec_from_file_location(f"cnnops_example_{name}", EXAMPLES / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
@@ -35,7 +39,7 @@ def test_every_example_is_tested():
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 
-def test_train_lenet5_saves_and_reloads(tmp_path, capsys):
+def test_train_lenet5_saves_and_reloads(tmp_path, capsys, one_thread):
     w = tmp_path / "w.npz"
     assert load("train_lenet5").main(["--quick", "--save", str(w), "--plot", str(tmp_path / "c.png")]) == 0
     out = capsys.readouterr().out
@@ -44,7 +48,7 @@ def test_train_lenet5_saves_and_reloads(tmp_path, capsys):
     assert float(final) >= 85.0  # shorter than the full run (~98%), still a trained network (~93%)
 
 
-def test_fcn_segmentation_quick_run_segments_shapes(capsys):
+def test_fcn_segmentation_quick_run_segments_shapes(capsys, one_thread):
     assert load("fcn_segmentation").main(["--quick"]) == 0
     last = capsys.readouterr().out.split("epoch  4 ")[1].split("\n")[0]
     square = float(last.split("square ")[1].split(",")[0])
@@ -52,7 +56,7 @@ def test_fcn_segmentation_quick_run_segments_shapes(capsys):
     assert square > 0.15 and miou > 0.35  # only background would give square 0 and mIoU ~0.27
 
 
-def test_fractional_pooling_quick_run_trains_both(capsys):
+def test_fractional_pooling_quick_run_trains_both(capsys, one_thread):
     assert load("fractional_pooling").main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "fractional pooling (maps 32x32 -> 22x22 -> 15x15)" in out
@@ -60,7 +64,7 @@ def test_fractional_pooling_quick_run_trains_both(capsys):
     assert len(accs) == 2 and min(accs) > 50.0  # 10 classes: chance is 10%
 
 
-def test_yolo_detector_quick_run_shows_what_nms_does(capsys):
+def test_yolo_detector_quick_run_shows_what_nms_does(capsys, one_thread):
     assert load("yolo_detector").main(["--quick"]) == 0
     out = capsys.readouterr().out
     rows = {}
@@ -73,7 +77,7 @@ def test_yolo_detector_quick_run_shows_what_nms_does(capsys):
     assert p1 > p0 and r1 == pytest.approx(r0, abs=0.02)  # more precise, (almost) as complete
 
 
-def test_saliency_maps_quick_run(tmp_path, capsys):
+def test_saliency_maps_quick_run(tmp_path, capsys, one_thread):
     png = tmp_path / "s.png"
     assert load("saliency_maps").main(["--quick", "--out", str(png)]) == 0
     out = capsys.readouterr().out
@@ -84,7 +88,7 @@ def test_saliency_maps_quick_run(tmp_path, capsys):
     assert classified >= 9 and png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_saliency_gradient_is_the_class_score_gradient(rng):
+def test_saliency_gradient_is_the_class_score_gradient(rng, one_thread):
     from cnnops import nn
 
     sal = load("saliency_maps")
@@ -104,7 +108,7 @@ def test_saliency_gradient_is_the_class_score_gradient(rng):
     np.testing.assert_allclose(sal.saliency(model, x, classes), np.abs(g)[:, 0])
 
 
-def test_style_transfer_quick_run(tmp_path, capsys):
+def test_style_transfer_quick_run(tmp_path, capsys, one_thread):
     png = tmp_path / "t.png"
     assert load("style_transfer").main(["--quick", "--out", str(png)]) == 0
     out = capsys.readouterr().out
@@ -115,7 +119,7 @@ def test_style_transfer_quick_run(tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_style_transfer_gradients(rng):
+def test_style_transfer_gradients(rng, one_thread):
     from reference import numerical_grad
 
     st = load("style_transfer")

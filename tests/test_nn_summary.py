@@ -138,8 +138,7 @@ NETWORKS = [
 
 
 @pytest.mark.parametrize("name,make_torch,gmacs,params", NETWORKS)
-def test_imagenet_networks_at_224(name, make_torch, gmacs, params, threads):
-    threads(2)
+def test_imagenet_networks_at_224(name, make_torch, gmacs, params):
     s = nn.summary(getattr(models, name)(rng=0), (3, 224, 224))
     assert s.total_params == params and s.output_shape == (1, 1000)
     assert round(s.total_macs / 1e9, len(str(gmacs).split(".")[1])) == gmacs

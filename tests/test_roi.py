@@ -579,3 +579,52 @@ def test_two_stage_example_losses_gradients(rng):
     h = rng.standard_normal((len(cls), 6))
     _, g = ex.head_loss(h, cls, ht)
     assert rel_err(g, numerical_grad(lambda: ex.head_loss(h, cls, ht)[0], h)) < 1e-6
+
+
+def test_concurrent_calls_equal_serial(rng):
+    """Calls from 8 Python threads at once (the kernels release the GIL) give the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = rng.standard_normal((2, 16, 20, 18)).astype(np.float32)
+    boxes = make_boxes(rng, 24, 2, 20, 18, 0.5)
+    g = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+
+    def work(i):
+        ys = [cnnops.roi_align(x, boxes, 3, 0.5, 2, bool(i % 2)), cnnops.roi_pool(x, boxes, 3, 0.5)]
+        return ys + [cnnops.roi_align_backward(g, x.shape, boxes, 3, 0.5, 2, bool(i % 2))]
+
+    serial = [work(i) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(work, range(8)))
+    for a, b in zip(serial, parallel):
+        assert all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+@pytest.mark.parametrize("cl", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("op", OPS)
+def test_avx2_and_portable_kernels_agree_bitwise(op, cl, rng):
+    """The AVX2 build of the kernels (channels-last loops 8 floats wide) and the portable build give
+    the same bits, on shapes that take the channels-last paths (many regions) and those that do not."""
+    if not cnnops._C.cpu_has_avx2_fma():
+        pytest.skip("this CPU has no AVX2/FMA")
+    c = 18 if op.startswith("ps_") else 40
+    x = rng.standard_normal((2, c, 12, 14)).astype(np.float32)
+    g = None
+    results = []
+    for level in ("avx2", "portable"):
+        before = cnnops.simd_level()
+        cnnops.set_simd_level(level)
+        try:
+            out = []
+            for k in (2, 40):
+                boxes = make_boxes(np.random.default_rng(k), k, 2, 12, 14, 0.5)
+                xin = _nhwc(x) if cl else x
+                r = _call(op, xin, boxes, (3, 3), 0.5, -1, True, cl)
+                y, idx = r if op == "roi_pool" else (r, None)
+                if g is None or g.shape != y.shape:
+                    g = np.random.default_rng(7).standard_normal(y.shape).astype(np.float32)
+                out += [y, _call_backward(op, g, xin, boxes, (3, 3), 0.5, -1, True, cl, idx=idx)]
+            results.append(out)
+        finally:
+            cnnops.set_simd_level("portable" if before == "portable" else "avx2")
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(*results))

@@ -15,5 +15,12 @@ void roi_forward(const RoiPlan& plan, const Tensor& x, Tensor& y, Tensor* idx);
 // order in *bad, when a roi_pool index is neither -1 nor inside its bin's window.
 bool roi_backward(const RoiPlan& plan, const Tensor& dy, const Tensor* idx, Tensor& dx, int64_t* bad);
 
+// The same kernels built for AVX2 (roi_avx2.cpp); roi_forward / roi_backward call them when
+// use_avx2() holds.
+namespace avx2 {
+void roi_forward(const RoiPlan& plan, const Tensor& x, Tensor& y, Tensor* idx);
+bool roi_backward(const RoiPlan& plan, const Tensor& dy, const Tensor* idx, Tensor& dx, int64_t* bad);
+}  // namespace avx2
+
 }  // namespace cpu
 }  // namespace cnnops

@@ -35,6 +35,7 @@ namespace {
 
 using roigeom::Region;
 constexpr int64_t kFwdChunk = 64, kBwdChunk = 16;
+constexpr int64_t kLanes = 16;  // channels a RoI Pool block keeps in registers
 
 int64_t chunks_of(int64_t n, int64_t chunk) { return (n + chunk - 1) / chunk; }
 
@@ -343,10 +344,27 @@ void pool_forward(const RoiPlan& P, const T* x, const T* xt, T* y, int64_t* idx)
             best[cc] = empty ? T(0) : static_cast<T>(-FLT_MAX);
             bidx[cc] = -1;
           }
+          // blocks of kLanes channels walk the window with their maxima in registers
+          int64_t cb = 0;
+          for (; cb + kLanes <= nc; cb += kLanes) {
+            T bb[kLanes];
+            int64_t bi[kLanes];
+            for (int64_t j = 0; j < kLanes; ++j) bb[j] = best[cb + j], bi[j] = -1;
+            for (int64_t h = hs; h < he; ++h)
+              for (int64_t q = h * d.W + ws; q < h * d.W + we; ++q) {
+                const T* v = base + q * d.C + cb;
+                for (int64_t j = 0; j < kLanes; ++j) {
+                  const bool gt = v[j] > bb[j];
+                  bb[j] = gt ? v[j] : bb[j];
+                  bi[j] = gt ? q : bi[j];
+                }
+              }
+            for (int64_t j = 0; j < kLanes; ++j) best[cb + j] = bb[j], bidx[cb + j] = bi[j];
+          }
           for (int64_t h = hs; h < he; ++h)
             for (int64_t q = h * d.W + ws; q < h * d.W + we; ++q) {
               const T* v = base + q * d.C;
-              for (int64_t cc = 0; cc < nc; ++cc) {
+              for (int64_t cc = cb; cc < nc; ++cc) {
                 const bool gt = v[cc] > best[cc];
                 best[cc] = gt ? v[cc] : best[cc];
                 bidx[cc] = gt ? q : bidx[cc];

@@ -422,10 +422,13 @@ def torch_googlenet(t, num_classes, aux, five=False):
     return Net()
 
 
-def test_googlenet_counts_and_matches_torch(rng):
-    torch = pytest.importorskip("torch")
+def test_googlenet_parameter_counts():
     assert models.googlenet().num_parameters() == 6_624_904  # torchvision's documented count
     assert models.googlenet(aux_logits=True).num_parameters() == 13_004_888
+
+
+def test_googlenet_matches_torch(rng):
+    torch = pytest.importorskip("torch")
     m = models.googlenet(num_classes=7, aux_logits=True, dropout=0.0, dropout_aux=0.0, dtype=np.float64, rng=rng)
     tm = torch_googlenet(torch, 7, aux=True).double()
     tm.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()})  # strict: the same names
@@ -468,7 +471,7 @@ def test_googlenet_five_by_five_branch():
     assert m.num_parameters() == 6_624_904 + extra
 
 
-def test_alexnet_paper(rng):
+def test_alexnet_paper_matches_torch(rng):
     torch = pytest.importorskip("torch")
     m = models.alexnet_paper(num_classes=5, hidden=32, dtype=np.float64, rng=rng).eval()
     t = torch.nn
@@ -481,6 +484,10 @@ def test_alexnet_paper(rng):
         t.Linear(9216, 32), t.ReLU(), t.Dropout(), t.Linear(32, 32), t.ReLU(), t.Dropout(),
         t.Linear(32, 5)))).double().eval()
     torch_check(m, tm, rng.standard_normal((1, 3, 67, 67)), rng, tol=1e-9)
+
+
+def test_alexnet_paper_layout_normalisation_and_init(rng):
+    m = models.alexnet_paper(num_classes=5, hidden=32, dtype=np.float64, rng=rng)
     # the response normalisation is the paper's formula b = a / (2 + 1e-4 * sum of 5 squares)^0.75
     a = rng.standard_normal((1, 7, 2, 2)) * 30
     sq = np.pad(a * a, ((0, 0), (2, 2), (0, 0), (0, 0)))
@@ -497,6 +504,14 @@ def test_alexnet_paper(rng):
     assert abs(float(convs[5].weight.data.std()) - 0.01) < 1e-4
 
 
+def test_mnist_cnn_count_and_tensorflow_init(rng):
+    assert models.mnist_cnn().num_parameters() == 3_274_634  # 7*7*64*1024 + ... as in the tutorial
+    tf = models.mnist_cnn(init="tf", rng=rng)
+    w = tf[7].weight.data
+    assert np.all(np.abs(w) <= 0.2) and abs(float(w.std()) - 0.0880) < 0.001  # N(0, 0.1) truncated at 2 std
+    assert all(np.all(l.bias.data == np.float32(0.1)) for l in tf if isinstance(l, (nn.Conv2d, nn.Linear)))
+
+
 def test_mnist_cnn_is_the_tensorflow_tutorial_network(rng):
     torch = pytest.importorskip("torch")
     t = torch.nn
@@ -508,11 +523,6 @@ def test_mnist_cnn_is_the_tensorflow_tutorial_network(rng):
                           t.ReLU(), pool(), t.Flatten(), t.Linear(64 * s * s, 1024), t.ReLU(), t.Dropout(),
                           t.Linear(1024, 10)).double().eval()
         torch_check(m, tm, rng.standard_normal((2, 1, size, size)), rng, tol=1e-9)
-    assert models.mnist_cnn().num_parameters() == 3_274_634  # 7*7*64*1024 + ... as in the tutorial
-    tf = models.mnist_cnn(init="tf", rng=rng)
-    w = tf[7].weight.data
-    assert np.all(np.abs(w) <= 0.2) and abs(float(w.std()) - 0.0880) < 0.001  # N(0, 0.1) truncated at 2 std
-    assert all(np.all(l.bias.data == np.float32(0.1)) for l in tf if isinstance(l, (nn.Conv2d, nn.Linear)))
 
 
 # ----------------------------------------------------------------------------- big builders

@@ -201,10 +201,20 @@ void align_forward(const RoiPlan& P, const T* x, const T* xt, T* y) {
         if (across) {
           const int64_t nc = c1 - c0;
           const T* base = xl + r.batch * d.HW * d.C + c0;
-          for (int64_t cc = 0; cc < nc; ++cc) acc[cc] = T(0);
+          // blocks of kLanes channels sum the bin's samples in registers
+          int64_t cb = 0;
+          for (; cb + kLanes <= nc; cb += kLanes) {
+            T a[kLanes] = {};
+            for (const Sample<T>& e : s) {
+              const T *r1 = base + e.p1 + cb, *r2 = base + e.p2 + cb, *r3 = base + e.p3 + cb, *r4 = base + e.p4 + cb;
+              for (int64_t j = 0; j < kLanes; ++j) a[j] += e.w1 * r1[j] + e.w2 * r2[j] + e.w3 * r3[j] + e.w4 * r4[j];
+            }
+            for (int64_t j = 0; j < kLanes; ++j) acc[cb + j] = a[j];
+          }
+          for (int64_t cc = cb; cc < nc; ++cc) acc[cc] = T(0);
           for (const Sample<T>& e : s) {
             const T *r1 = base + e.p1, *r2 = base + e.p2, *r3 = base + e.p3, *r4 = base + e.p4;
-            for (int64_t cc = 0; cc < nc; ++cc)
+            for (int64_t cc = cb; cc < nc; ++cc)
               acc[cc] += e.w1 * r1[cc] + e.w2 * r2[cc] + e.w3 * r3[cc] + e.w4 * r4[cc];
           }
           if (d.cl) {

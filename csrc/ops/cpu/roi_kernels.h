@@ -415,52 +415,39 @@ void pool_forward(const RoiPlan& P, const T* x, const T* xt, T* y, int64_t* idx)
   });
 }
 
-// The first (in memory order) roi_pool index that is neither -1 nor inside its bin's window, or
-// -1 when all are valid.
+// Backward of RoI Pool (each bin's gradient added at its argmax) and PS RoI Pool (spread over the
+// bin's window). RoI Pool's indices are checked as they are used: one that is neither -1 nor
+// inside its bin's window is not added, and the first such one in memory order (the minimum over
+// the tasks, which see disjoint indices) is returned, else -1; the caller then raises.
 template <typename T>
-int64_t first_bad_index(const RoiPlan& P, const int64_t* idx) {
+int64_t pool_backward(const RoiPlan& P, const T* dy, const int64_t* idx, T* dx) {
   const Dims d(P);
-  const int64_t chunks = chunks_of(d.Co, kFwdChunk), tasks = d.K * chunks;
+  const int64_t chunks = chunks_of(d.Co, kBwdChunk), group = d.ps ? d.PH * d.PW : 1, tasks = d.N * chunks;
   std::vector<int64_t> bad(static_cast<size_t>(tasks), std::numeric_limits<int64_t>::max());
   parallel_for(tasks, [&](int64_t t) {
-    const int64_t k = t / chunks, c0 = (t % chunks) * kFwdChunk, c1 = std::min(d.Co, c0 + kFwdChunk);
-    Windows<T> w;
-    w.build(P.regions[k], d);
-    for (int64_t ph = 0; ph < d.PH; ++ph)
-      for (int64_t pw = 0; pw < d.PW; ++pw)
-        for (int64_t c = c0; c < c1; ++c) {
-          const int64_t o = d.out(k, c, ph, pw), a = idx[o];
-          if (a == -1) continue;
-          const bool inside = a >= 0 && a < d.HW && a / d.W >= w.hs[ph] && a / d.W < w.he[ph] && a % d.W >= w.ws[pw] &&
-                              a % d.W < w.we[pw];
-          if (!inside) bad[t] = std::min(bad[t], o);
-        }
-  });
-  const int64_t m = bad.empty() ? std::numeric_limits<int64_t>::max() : *std::min_element(bad.begin(), bad.end());
-  return m == std::numeric_limits<int64_t>::max() ? -1 : m;
-}
-
-template <typename T>
-void pool_backward(const RoiPlan& P, const T* dy, const int64_t* idx, T* dx) {
-  const Dims d(P);
-  const int64_t chunks = chunks_of(d.Co, kBwdChunk), group = d.ps ? d.PH * d.PW : 1;
-  parallel_for(d.N * chunks, [&](int64_t t) {
     const int64_t n = t / chunks, c0 = (t % chunks) * kBwdChunk, c1 = std::min(d.Co, c0 + kBwdChunk);
     d.zero(dx, n, c0 * group, c1 * group);
     Windows<T> w;
     for (int64_t j = P.image_start[n]; j < P.image_start[n + 1]; ++j) {
       const int64_t k = P.order[j];
-      if (d.ps) w.build(P.regions[k], d);
+      w.build(P.regions[k], d);
       for (int64_t c = c0; c < c1; ++c)
         for (int64_t ph = 0; ph < d.PH; ++ph)
           for (int64_t pw = 0; pw < d.PW; ++pw) {
             T* base = dx + d.plane(n, d.cin(c, ph, pw));
             const int64_t o = d.out(k, c, ph, pw);
+            const int64_t hs = w.hs[ph], he = w.he[ph], ws = w.ws[pw], we = w.we[pw];
             if (!d.ps) {
-              if (idx[o] >= 0) base[idx[o] * d.stride] += dy[o];
+              const int64_t a = idx[o];
+              if (a == -1) continue;
+              const int64_t h = a >= 0 ? a / d.W : -1, q = a >= 0 ? a % d.W : -1;
+              if (a < 0 || a >= d.HW || h < hs || h >= he || q < ws || q >= we) {
+                bad[t] = std::min(bad[t], o);
+                continue;
+              }
+              base[a * d.stride] += dy[o];
               continue;
             }
-            const int64_t hs = w.hs[ph], he = w.he[ph], ws = w.ws[pw], we = w.we[pw];
             if (he <= hs || we <= ws) continue;
             const T diff = dy[o] / static_cast<T>((he - hs) * (we - ws));
             for (int64_t h = hs; h < he; ++h)
@@ -468,6 +455,8 @@ void pool_backward(const RoiPlan& P, const T* dy, const int64_t* idx, T* dx) {
           }
     }
   });
+  const int64_t m = *std::min_element(bad.begin(), bad.end());
+  return m == std::numeric_limits<int64_t>::max() ? -1 : m;
 }
 
 void forward_impl(const RoiPlan& P, const Tensor& x, Tensor& y, Tensor* idx) {
@@ -493,16 +482,9 @@ bool backward_impl(const RoiPlan& P, const Tensor& dy, const Tensor* idx, Tensor
       align_backward<T>(P, dy.ptr<T>(), dx.ptr<T>());
       return true;
     }
-    const int64_t* ip = idx ? idx->ptr<int64_t>() : nullptr;
-    if (ip) {
-      const int64_t b = first_bad_index<T>(P, ip);
-      if (b >= 0) {
-        *bad = b;
-        return false;
-      }
-    }
-    pool_backward<T>(P, dy.ptr<T>(), ip, dx.ptr<T>());
-    return true;
+    const int64_t b = pool_backward<T>(P, dy.ptr<T>(), idx ? idx->ptr<int64_t>() : nullptr, dx.ptr<T>());
+    if (b >= 0) *bad = b;
+    return b < 0;
   });
 }
 

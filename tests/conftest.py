@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Test modules of op families that have no CUDA kernels yet: their `cuda` copies are skipped (the
 # op raises NotImplementedError naming the device, checked in test_cuda.py).
-NO_CUDA_KERNELS = {"test_conv.py", "test_conv_nd.py", "test_conv_transpose.py", "test_nms.py"}
+NO_CUDA_KERNELS = {"test_conv.py", "test_conv_nd.py", "test_conv_transpose.py"}
 
 
 def pytest_collection_modifyitems(config, items):

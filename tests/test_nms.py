@@ -17,7 +17,7 @@ import pytest
 import cnnops
 from reference import (fast_nms_ref, matrix_nms_ref, nms_diou_ref, nms_ref, nms_ref_vec, nms_tv_ref, soft_nms_ref,
                        tv_diou_ref, tv_iou_ref)
-from testing import DTYPE_IDS, DTYPES, NmsTester, make_boxes, make_scores
+from testing import DTYPE_IDS, DTYPES, NmsTester, make_boxes, make_scores, poisoned_outputs
 
 TOL = {np.float32: 1e-5, np.float64: 1e-12}
 
@@ -656,3 +656,260 @@ def test_huge_real_options_are_value_errors():
                        "nms: expected score_threshold as a finite real number")):
         with pytest.raises(ValueError, match=msg):
             call()
+
+
+# ---- CUDA against the CPU kernels --------------------------------------------------------------------
+# Every entry point on CUDA arrays must give the CPU kernels' keep lists exactly, in the same order,
+# for float32 and float64: random layouts with zero-area boxes, tied and signed-zero scores, class ids
+# of both dtypes and any magnitude, thresholds at 0 and 1, score thresholds, counts and top_k. The
+# decayed scores of soft and matrix NMS are equal up to the device's exp (bit for bit with linear
+# decay, and everywhere in the emulation build, which calls the host's exp).
+
+def _cuda(a):
+    return None if a is None else cnnops.cuda.array(a)
+
+
+def _host(a):
+    return a.numpy() if isinstance(a, cnnops.Array) else a
+
+
+def _same_keep(got, want, what):
+    got = _host(got)
+    assert got.dtype == np.int64 and got.shape == np.shape(want), f"{what}: {got.dtype} {got.shape}"
+    assert as_list(got) == as_list(want), what
+
+
+def _same_scores(got, want, dtype, what):
+    got = _host(got)
+    assert got.dtype == dtype and got.shape == want.shape, what
+    np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=0, err_msg=what)
+
+
+def _random_nms_case(rng, dtype):
+    n = int(rng.choice([0, 1, 2, 7, 63, 64, 65, 130, 257, 400]))
+    b = make_boxes(rng, n, dtype, str(rng.choice(["uniform", "clustered", "mixed"])), span=200.0)
+    s = make_scores(rng, n, dtype)
+    if rng.integers(2):
+        s = (np.round(s * 6) / 6).astype(dtype)  # ties: the lower index goes first on both devices
+    s[rng.random(n) < 0.05] = -0.0
+    z = rng.random(n) < 0.05
+    b[z, 2] = b[z, 0]  # zero-area boxes: never suppress, never suppressed
+    cls = rng.integers(-2, 3, n) * 10 ** int(rng.integers(0, 16))
+    cls = cls.astype(np.int32 if abs(cls).max(initial=0) < 2**31 and rng.integers(2) else np.int64)
+    kw = {"t": float(rng.choice([0.0, 0.2, 0.5, 0.7, 1.0])),
+          "st": None if rng.integers(2) else float(rng.choice([0.1, 0.5])),
+          "mo": None if rng.integers(2) else int(rng.integers(0, 30)),
+          "tk": None if rng.integers(2) else int(rng.integers(0, 60))}
+    return b, s, cls, kw
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("seed", range(12))
+def test_cuda_nms_family_matches_cpu_kernels(seed, dtype):
+    rng = np.random.default_rng(3000 + seed)
+    b, s, cls, kw = _random_nms_case(rng, dtype)
+    t, st, mo, tk = kw["t"], kw["st"], kw["mo"], kw["tk"]
+    bd, sd, cd = _cuda(b), _cuda(s), _cuda(cls)
+    what = f"n={len(s)} {kw}"
+    _same_keep(cnnops.nms(bd, sd, t, st, mo), cnnops.nms(b, s, t, st, mo), f"nms {what}")
+    for beta in (1.0, 0.6):
+        _same_keep(cnnops.diou_nms(bd, sd, t, beta, st, mo), cnnops.diou_nms(b, s, t, beta, st, mo), f"diou {what}")
+    _same_keep(cnnops.batched_nms(bd, sd, cd, t, st, mo), cnnops.batched_nms(b, s, cls, t, st, mo), f"batched {what}")
+    for c, c_d in ((None, None), (cls, cd)):
+        _same_keep(cnnops.fast_nms(bd, sd, t, c_d, st, tk, mo), cnnops.fast_nms(b, s, t, c, st, tk, mo), f"fast {what}")
+        _same_keep(cnnops.cluster_nms(bd, sd, t, c_d, st, tk, mo), cnnops.cluster_nms(b, s, t, c, st, tk, mo),
+                   f"cluster {what}")
+    for method in ("linear", "gaussian"):
+        k, d = cnnops.soft_nms(b, s, t, 0.5, 0.001 if st is None else st, method, mo)
+        kd, dd = cnnops.soft_nms(bd, sd, t, 0.5, 0.001 if st is None else st, method, mo)
+        _same_keep(kd, k, f"soft {method} {what}")
+        _same_scores(dd, d, dtype, f"soft {method} {what}")
+        for c, c_d in ((None, None), (cls, cd)):
+            k, d = cnnops.matrix_nms(b, s, c, method, 0.5, st, tk, mo)
+            kd, dd = cnnops.matrix_nms(bd, sd, c_d, method, 0.5, st, tk, mo)
+            _same_keep(kd, k, f"matrix {method} {what}")
+            _same_scores(dd, d, dtype, f"matrix {method} {what}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("seed", range(3))
+def test_cuda_batched_nms_padded_matches_cpu_kernels(seed, dtype):
+    rng = np.random.default_rng(3100 + seed)
+    B, n = int(rng.integers(1, 5)), int(rng.choice([1, 40, 150]))
+    b = np.stack([make_boxes(rng, n, dtype, "clustered", span=120.0) for _ in range(B)])
+    s = np.stack([(np.round(make_scores(rng, n, dtype) * 8) / 8).astype(dtype) for _ in range(B)])
+    c = rng.integers(0, 4, (B, n)).astype(np.int32)
+    for m in (0, 7, n + 3):
+        for st in (None, 0.3):
+            for idxs in (None, c):
+                want = cnnops.batched_nms_padded(b, s, 0.5, m, st, idxs)
+                with poisoned_outputs():
+                    got = cnnops.batched_nms_padded(_cuda(b), _cuda(s), 0.5, m, st, _cuda(idxs))
+                _same_keep(got[0].numpy().ravel(), want[0].ravel(), f"indices B={B} n={n} m={m} st={st}")
+                _same_keep(got[1], want[1], f"valid B={B} n={n} m={m} st={st}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind", ["uniform", "clustered"])
+def test_cuda_nms_mask_in_row_blocks(rng, kind):
+    # a budget of one 64-row block per call: the scan's state and the removed bits carry across
+    # hundreds of blocks (the path 1M boxes take), with an early stop at max_output_size
+    n = 1500
+    b = make_boxes(rng, n, np.float32, kind, span=400.0)
+    s = make_scores(rng, n)
+    c = rng.integers(0, 5, n)
+    want = {"nms": cnnops.nms(b, s, 0.5), "diou": cnnops.diou_nms(b, s, 0.4, 0.6),
+            "mo": cnnops.nms(b, s, 0.5, None, 37), "batched": cnnops.batched_nms(b, s, c, 0.5),
+            "cluster": cnnops.cluster_nms(b, s, 0.5, c, 0.2, 1100)}
+    before = cnnops._C._cuda_nms_mask_budget(1)
+    try:
+        bd, sd, cd = _cuda(b), _cuda(s), _cuda(c)
+        got = {"nms": cnnops.nms(bd, sd, 0.5), "diou": cnnops.diou_nms(bd, sd, 0.4, 0.6),
+               "mo": cnnops.nms(bd, sd, 0.5, None, 37), "batched": cnnops.batched_nms(bd, sd, cd, 0.5),
+               "cluster": cnnops.cluster_nms(bd, sd, 0.5, cd, 0.2, 1100)}
+    finally:
+        cnnops._C._cuda_nms_mask_budget(before)
+    for k in want:
+        _same_keep(got[k], want[k], k)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_cuda_exact_ties_follow_the_dtype(rng, dtype):
+    # thresholds equal to IoUs computed in the boxes' dtype, and their neighbours: the device makes
+    # the CPU's decision at every one of them (no fused multiply-add moves a tie)
+    n = 120
+    b = tie_boxes(rng, n, dtype, True)
+    s = make_scores(rng, n, dtype)
+    c = rng.integers(0, 3, n)
+    bd, sd, cd = _cuda(b), _cuda(s), _cuda(c)
+    for t in tie_thresholds(rng, b, s, 2, lambda t: nms_tv_ref(b, s, t)):
+        _same_keep(cnnops.nms(bd, sd, t), cnnops.nms(b, s, t), f"nms t={t}")
+        _same_keep(cnnops.batched_nms(bd, sd, cd, t), cnnops.batched_nms(b, s, c, t), f"batched t={t}")
+        _same_keep(cnnops.fast_nms(bd, sd, t, cd), cnnops.fast_nms(b, s, t, c), f"fast t={t}")
+        _same_keep(cnnops.cluster_nms(bd, sd, t), cnnops.cluster_nms(b, s, t), f"cluster t={t}")
+        k, d = cnnops.soft_nms(b, s, t, 0.5, 0.01, "linear")
+        kd, dd = cnnops.soft_nms(bd, sd, t, 0.5, 0.01, "linear")
+        _same_keep(kd, k, f"soft t={t}")
+        np.testing.assert_array_equal(dd.numpy(), d)
+    for t in tie_thresholds(rng, b, s, 2, lambda t: nms_tv_ref(b, s, t, criterion="diou"), "diou"):
+        _same_keep(cnnops.diou_nms(bd, sd, t), cnnops.diou_nms(b, s, t), f"diou t={t}")
+    b2 = np.array([[0, 0, 10, 10], [0, 0, 10, 3]], dtype)  # IoU exactly 3/10
+    s2 = np.array([0.9, 0.8], dtype)
+    assert as_list(cnnops.nms(_cuda(b2), _cuda(s2), 0.3).numpy()) == ([0] if dtype == np.float32 else [0, 1])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_cuda_empty_and_deterministic(rng, dtype):
+    e4, e = np.zeros((0, 4), dtype), np.zeros(0, dtype)
+    for k in (cnnops.nms(_cuda(e4), _cuda(e), 0.5), cnnops.fast_nms(_cuda(e4), _cuda(e), 0.5),
+              cnnops.cluster_nms(_cuda(e4), _cuda(e), 0.5), cnnops.soft_nms(_cuda(e4), _cuda(e))[0],
+              cnnops.matrix_nms(_cuda(e4), _cuda(e))[0],
+              cnnops.batched_nms(_cuda(e4), _cuda(e), _cuda(np.zeros(0, np.int64)), 0.5)):
+        assert isinstance(k, cnnops.Array) and k.shape == (0,) and k.dtype == "int64"
+    idx, valid = cnnops.batched_nms_padded(_cuda(np.zeros((2, 0, 4), dtype)), _cuda(np.zeros((2, 0), dtype)), 0.5, 3)
+    assert idx.numpy().tolist() == [[-1] * 3] * 2 and valid.numpy().tolist() == [0, 0]
+    b = make_boxes(rng, 300, dtype, "clustered", span=150.0)
+    s = (np.round(make_scores(rng, 300, dtype) * 4) / 4).astype(dtype)
+    c = rng.integers(0, 3, 300)
+    runs = [(cnnops.nms(_cuda(b), _cuda(s), 0.5).numpy(), cnnops.batched_nms(_cuda(b), _cuda(s), _cuda(c), 0.5).numpy(),
+             cnnops.soft_nms(_cuda(b), _cuda(s), method="gaussian")[1].numpy(),
+             cnnops.matrix_nms(_cuda(b), _cuda(s), _cuda(c))[1].numpy()) for _ in range(3)]
+    for r in runs[1:]:
+        for a, a0 in zip(r, runs[0]):
+            np.testing.assert_array_equal(a, a0)
+
+
+CUDA_FUNCS = {
+    "nms": lambda b, s, **kw: cnnops.nms(b, s, 0.5, **kw),
+    "batched_nms": lambda b, s, **kw: cnnops.batched_nms(b, s, _cuda(np.zeros(2, np.int64)), 0.5, **kw),
+    "diou_nms": lambda b, s, **kw: cnnops.diou_nms(b, s, 0.5, **kw),
+    "soft_nms": lambda b, s, **kw: cnnops.soft_nms(b, s, **kw),
+    "matrix_nms": lambda b, s, **kw: cnnops.matrix_nms(b, s, **kw),
+    "fast_nms": lambda b, s, **kw: cnnops.fast_nms(b, s, 0.5, **kw),
+    "cluster_nms": lambda b, s, **kw: cnnops.cluster_nms(b, s, 0.5, **kw),
+}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", list(FUNCS))
+@pytest.mark.parametrize("case", [c for c in BAD if c[0] != "not an array"], ids=[c[0] for c in BAD][:-1])
+def test_cuda_bad_boxes_and_scores_same_errors(name, case):
+    # the values of CUDA arrays are checked by a kernel; the message names the same box and values
+    _, call, exc, msg = case
+    b, s = _good()
+    with pytest.raises(exc) as want:
+        call(FUNCS[name], b, s)
+    with pytest.raises(exc) as got:
+        call(lambda bb, ss, **kw: CUDA_FUNCS[name](_cuda(bb), _cuda(ss), **kw), b, s)
+    assert str(got.value) == str(want.value)
+
+
+@pytest.mark.cuda
+def test_cuda_bad_values_name_the_first_bad_box(rng):
+    b = make_boxes(rng, 1200, np.float32, "uniform")
+    s = make_scores(rng, 1200)
+    b[1000, 1] = np.nan
+    b[700, [0, 2]] = b[700, [2, 0]]  # inverted: the first bad box
+    s[1100] = np.inf
+    for f in (lambda bb, ss: cnnops.nms(bb, ss, 0.5), lambda bb, ss: cnnops.soft_nms(bb, ss),
+              lambda bb, ss: cnnops.batched_nms_padded(bb, ss, 0.5, 4)):
+        batched = f.__code__.co_names[-1] == "batched_nms_padded"
+        bb, ss = (b.reshape(3, 400, 4), s.reshape(3, 400)) if batched else (b, s)
+        with pytest.raises(ValueError) as want:
+            f(bb, ss)
+        with pytest.raises(ValueError) as got:
+            f(_cuda(bb), _cuda(ss))
+        assert "box 700 = (" in str(want.value) and str(got.value) == str(want.value)
+    b[700, [0, 2]] = b[700, [2, 0]]
+    with pytest.raises(ValueError, match="nms: expected finite box coordinates, got a NaN or Inf in box 1000"):
+        cnnops.nms(_cuda(b), _cuda(s), 0.5)
+    b[1000, 1] = 1.0
+    with pytest.raises(ValueError, match="nms: expected finite scores, got inf at index 1100"):
+        cnnops.nms(_cuda(b), _cuda(s), 0.5)
+
+
+@pytest.mark.cuda
+def test_cuda_mixed_devices_and_streams(rng):
+    b, s = _good()
+    c = np.zeros(2, np.int64)
+    with pytest.raises(TypeError, match="nms: expected scores on the boxes' device cuda:0, got cpu"):
+        cnnops.nms(_cuda(b), s, 0.5)
+    with pytest.raises(TypeError, match="soft_nms: expected scores on the boxes' device cpu, got cuda:0"):
+        cnnops.soft_nms(b, _cuda(s))
+    with pytest.raises(TypeError, match="batched_nms: expected idxs on the boxes' device cuda:0, got cpu"):
+        cnnops.batched_nms(_cuda(b), _cuda(s), c, 0.5)
+    with pytest.raises(TypeError, match="matrix_nms: expected idxs on the boxes' device cpu, got cuda:0"):
+        cnnops.matrix_nms(b, s, _cuda(c))
+
+    class S:
+        cuda_stream = 0
+    b = make_boxes(rng, 100, np.float32, "clustered")
+    s = make_scores(rng, 100)
+    want = cnnops.nms(b, s, 0.5)
+    for f in (cnnops.nms, cnnops.fast_nms, cnnops.cluster_nms, cnnops.diou_nms):
+        assert as_list(f(_cuda(b), _cuda(s), 0.5, stream=S()).numpy()) == as_list(f(b, s, 0.5)), f.__name__
+    assert as_list(cnnops.nms(_cuda(b), _cuda(s), 0.5, stream=0).numpy()) == as_list(want)
+    with pytest.raises(TypeError, match="stream"):
+        cnnops.nms(_cuda(b), _cuda(s), 0.5, stream="fast")
+    bd = _cuda(b)
+    cnnops.soft_nms(bd, _cuda(s))
+    np.testing.assert_array_equal(bd.numpy(), b)  # inputs untouched
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["uniform", "clustered"])
+def test_cuda_nms_large(rng, kind):
+    # 60,000 boxes: mask rows of 938 words in row blocks of at most 8192 rows, 80 classes
+    n = 60000
+    b = make_boxes(rng, n, np.float32, kind, span=1000.0)
+    s = make_scores(rng, n)
+    c = rng.integers(0, 80, n)
+    bd, sd, cd = _cuda(b), _cuda(s), _cuda(c)
+    _same_keep(cnnops.nms(bd, sd, 0.5), cnnops.nms(b, s, 0.5), "nms")
+    _same_keep(cnnops.batched_nms(bd, sd, cd, 0.5), cnnops.batched_nms(b, s, c, 0.5), "batched")
+    _same_keep(cnnops.nms(bd, sd, 0.7, 0.2, 500), cnnops.nms(b, s, 0.7, 0.2, 500), "nms with a cap")

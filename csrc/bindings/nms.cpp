@@ -1,6 +1,9 @@
 // Non-max suppression: python/cnnops/nms.py parses the options; `op` names the function.
 #include "ops/nms.h"
 #include "bindings/common.h"
+#ifdef CNNOPS_WITH_CUDA
+#include "ops/cuda/nms.h"
+#endif
 
 namespace cnnops {
 
@@ -86,6 +89,11 @@ void bind_nms(py::module_& m) {
       py::arg("op"), py::arg("boxes"), py::arg("scores"), py::arg("idxs"), py::arg("iou_threshold"),
       py::arg("has_score_threshold"), py::arg("score_threshold"), py::arg("top_k"), py::arg("max_output"),
       py::arg("cluster"));
+
+#ifdef CNNOPS_WITH_CUDA
+  // Tests: the byte budget of one row block of the CUDA suppression mask; returns the previous one.
+  m.def("_cuda_nms_mask_budget", [](int64_t bytes) { return cuda::set_nms_mask_budget(bytes); }, py::arg("bytes"));
+#endif
 }
 
 }  // namespace cnnops

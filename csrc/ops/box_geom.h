@@ -225,6 +225,87 @@ CNNOPS_HD T ciou(const T* a, T area_a, const T* b, T area_b, T off, T eps) {
   return metric<T, IouKind::CIoU>(load_box(a), area_a, load_box(b), area_b, off, pairwise_eps<T, IouKind::CIoU>(eps));
 }
 
+// ---- the NMS suppression tests ----
+
+// The suppression test "IoU > t" in torchvision's arithmetic: intersection, union and their
+// quotient are computed in the boxes' dtype T (w = min(x2) - max(x1), inter = w * h,
+// union = area_a + area_b - inter, iou = inter / union, each rounded to T), and the rounded iou is
+// compared with t as a double. So for float32 boxes the float32 quotient decides: two boxes whose
+// IoU is exactly 3/10 give iou = 0.3f > 0.3 and are suppressed at t = 0.3, while float64 boxes
+// give the double nearest 0.3, which is not > 0.3.
+//
+// Most pairs are decided without the division. Every real q < lo rounds to a value <= t, with
+// lo = t for double (rounding is monotone and t is a double) and, for float32, lo = the midpoint
+// between the largest float <= t and the next float up (below it, round-to-nearest goes down).
+// A pair with inter / union < lo is rejected by the sign of lo * union - inter, evaluated exactly
+// (float32: the product of a 25-bit midpoint and a 24-bit union is exact in double; double: one
+// fma). Only the pairs at or above lo, nearly all of which suppress, pay for the division that
+// decides. Pairs without overlap (w <= 0 or h <= 0: inter 0) are rejected first.
+struct IouCut {
+  double t;   // the threshold, in [0, 1]
+  double lo;  // inter / union < lo implies round_T(inter / union) <= t
+};
+
+// (computed on the host)
+template <typename T>
+inline IouCut make_iou_cut(double t) {
+  if (sizeof(T) == sizeof(double)) return IouCut{t, t};
+  float dn = static_cast<float>(t);
+  if (static_cast<double>(dn) > t) dn = std::nextafter(dn, -1.0f);
+  const float up = std::nextafter(dn, 2.0f);
+  return IouCut{t, 0.5 * (static_cast<double>(dn) + static_cast<double>(up))};
+}
+
+// Exact sign test lo * uni - inter > 0, i.e. inter / uni < lo (false for a NaN union).
+CNNOPS_HD bool below_cut(double lo, float uni, float inter) {
+  return lo * static_cast<double>(uni) - static_cast<double>(inter) > 0.0;
+}
+CNNOPS_HD bool below_cut(double lo, double uni, double inter) { return std::fma(lo, uni, -inter) > 0.0; }
+
+// IoU(a, b) > t in torchvision's arithmetic (see above) for canonical boxes a, b with areas aa, ba
+// computed as (x2 - x1) * (y2 - y1) in T. Greedy, fast and cluster NMS share it, on both devices. An overflowing
+// union (inf or NaN) gives "not above", as torchvision's inter / union does.
+template <typename T>
+CNNOPS_HD bool iou_above(T ax1, T ay1, T ax2, T ay2, T aa, T bx1, T by1, T bx2, T by2, T ba, const IouCut& c) {
+  const T w = std::min(ax2, bx2) - std::max(ax1, bx1);
+  if (!(w > T(0))) return false;
+  const T h = std::min(ay2, by2) - std::max(ay1, by1);
+  if (!(h > T(0))) return false;
+  const T inter = w * h;
+  const T uni = aa + ba - inter;
+  if (below_cut(c.lo, uni, inter)) return false;
+  return static_cast<double>(inter / uni) > c.t;
+}
+
+// DIoU(a, b) = IoU - (rho^2 / c^2)^beta > t, evaluated in T as torchvision's distance_box_iou
+// evaluates IoU - rho^2 / c^2 (with eps = 0): iou = inter / union, c^2 = cw * cw + ch * ch with
+// cw = max(x2) - min(x1), rho^2 = dx * dx + dy * dy with dx = (a.x1 + a.x2) / 2 - (b.x1 + b.x2) / 2,
+// penalty rho^2 / c^2 (0 when c^2 is 0), each rounded to T; beta != 1 raises the penalty to beta
+// in double and rounds it to T. The result iou - penalty (in T) is compared with t as a double.
+// The penalty is >= 0, so the rounded DIoU never exceeds the rounded IoU: pairs the IoU cut
+// rejects (and pairs without overlap) are rejected without computing it.
+template <typename T>
+CNNOPS_HD bool diou_above(T ax1, T ay1, T ax2, T ay2, T aa, T bx1, T by1, T bx2, T by2, T ba, const IouCut& c,
+                          double beta) {
+  const T w = std::min(ax2, bx2) - std::max(ax1, bx1);
+  if (!(w > T(0))) return false;
+  const T h = std::min(ay2, by2) - std::max(ay1, by1);
+  if (!(h > T(0))) return false;
+  const T inter = w * h;
+  const T uni = aa + ba - inter;
+  if (below_cut(c.lo, uni, inter)) return false;
+  const T iou = inter / uni;
+  const T cw = std::max(ax2, bx2) - std::min(ax1, bx1);
+  const T ch = std::max(ay2, by2) - std::min(ay1, by1);
+  const T c2 = cw * cw + ch * ch;
+  const T dx = (ax1 + ax2) / T(2) - (bx1 + bx2) / T(2);
+  const T dy = (ay1 + ay2) / T(2) - (by1 + by2) / T(2);
+  const T rho2 = dx * dx + dy * dy;
+  T pen = c2 > T(0) ? rho2 / c2 : T(0);
+  if (beta != 1.0) pen = static_cast<T>(std::pow(static_cast<double>(pen), beta));
+  return static_cast<double>(iou - pen) > c.t;
+}
+
 // ---- the gradient of the losses ----
 
 // Gradient weight of the first operand of a binary min / max as torch gives it: 1 when it is the

@@ -9,7 +9,9 @@
 
 #include "core/dispatch.h"
 #include "core/error.h"
+#include "ops/boxes.h"
 #include "ops/cpu/nms.h"
+#include "ops/cuda/nms.h"
 
 namespace cnnops {
 
@@ -17,49 +19,82 @@ namespace {
 
 // Checks boxes (lead..., 4) and scores (lead...) and returns contiguous versions.
 void check_boxes_scores(const char* op, const Tensor& boxes, const Tensor& scores, bool batched, Tensor& b, Tensor& s) {
-  require_cpu_kernel(op, boxes);
-  require_cpu_kernel(op, scores);
+  require_kernel(op, boxes);
+  require_kernel(op, scores);
   CNNOPS_CHECK_TYPE(boxes.dtype == DType::Float32 || boxes.dtype == DType::Float64, op,
                     ": expected boxes with dtype float32 or float64, got ", dtype_name(boxes.dtype));
   CNNOPS_CHECK_TYPE(scores.dtype == boxes.dtype, op, ": expected scores with the boxes' dtype ",
                     dtype_name(boxes.dtype), ", got ", dtype_name(scores.dtype));
+  CNNOPS_CHECK_TYPE(scores.device == boxes.device, op, ": expected scores on the boxes' device ",
+                    device_name(boxes.device), ", got ", device_name(scores.device));
   const int64_t nd = batched ? 3 : 2;
   CNNOPS_CHECK_VALUE(boxes.ndim() == nd && boxes.shape[nd - 1] == 4, op, ": expected boxes of shape ",
                      batched ? "(B, N, 4)" : "(N, 4)", ", got ", shape_str(boxes.shape));
   std::vector<int64_t> want(boxes.shape.begin(), boxes.shape.end() - 1);
   CNNOPS_CHECK_VALUE(scores.shape == want, op, ": expected scores of shape ", shape_str(want), " (one per box), got ",
                      shape_str(scores.shape));
+  // the CUDA kernels carry box indices as uint32
+  constexpr int64_t kCudaMax = (int64_t(1) << 31) - 1;
+  CNNOPS_CHECK_VALUE(boxes.device.type != DeviceType::CUDA || scores.numel() <= kCudaMax, op,
+                     ": expected at most 2**31 - 1 boxes in a call on a CUDA device, got ", scores.numel());
   b = contiguous(boxes);
   s = contiguous(scores);
 }
 
+// ValueError for the first box (flattened index) that breaks a value rule (nothing when row < 0).
+void raise_bad_nms_row(const char* op, const BadRow& r) {
+  if (r.row < 0) return;
+  const int64_t i = r.row;
+  if (r.rule == kNonFinite) throw ValueError(str(op, ": expected finite box coordinates, got a NaN or Inf in box ", i));
+  if (r.rule == kUnordered)
+    throw ValueError(str(op, ": expected boxes as (x1, y1, x2, y2) with x1 <= x2 and ", "y1 <= y2, got box ", i, " = (",
+                         r.v[0], ", ", r.v[1], ", ", r.v[2], ", ", r.v[3], ")"));
+  throw ValueError(str(op, ": expected finite scores, got ", r.v[4], " at index ", i));
+}
+
 template <typename T>
-void check_values(const char* op, const T* b, const T* s, int64_t n) {
+BadRow first_bad(const T* b, const T* s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const T* p = b + 4 * i;
-    CNNOPS_CHECK_VALUE(std::isfinite(p[0]) && std::isfinite(p[1]) && std::isfinite(p[2]) && std::isfinite(p[3]), op,
-                       ": expected finite box coordinates, got a NaN or Inf in box ", i);
-    CNNOPS_CHECK_VALUE(p[0] <= p[2] && p[1] <= p[3], op, ": expected boxes as (x1, y1, x2, y2) with x1 <= x2 and ",
-                       "y1 <= y2, got box ", i, " = (", static_cast<double>(p[0]), ", ", static_cast<double>(p[1]),
-                       ", ", static_cast<double>(p[2]), ", ", static_cast<double>(p[3]), ")");
-    CNNOPS_CHECK_VALUE(std::isfinite(s[i]), op, ": expected finite scores, got ", static_cast<double>(s[i]),
-                       " at index ", i);
+    int rule = kBadNone;
+    if (!(std::isfinite(p[0]) && std::isfinite(p[1]) && std::isfinite(p[2]) && std::isfinite(p[3]))) rule = kNonFinite;
+    else if (!(p[0] <= p[2] && p[1] <= p[3])) rule = kUnordered;
+    else if (!std::isfinite(s[i])) rule = kNonFiniteScore;
+    if (rule != kBadNone) {
+      BadRow r{i, rule, 0, {}};
+      for (int k = 0; k < 4; ++k) r.v[k] = static_cast<double>(p[k]);
+      r.v[4] = static_cast<double>(s[i]);
+      return r;
+    }
   }
+  return BadRow{-1, kBadNone, 0, {}};
 }
 
+// The value checks of CPU boxes and scores (on the host, before the kernel runs). CUDA arrays are
+// checked by a kernel queued before the driver's, whose result comes back with the driver's
+// output count in one copy (cuda::RowChecks).
 void check_all_values(const char* op, const Tensor& b, const Tensor& s) {
   const int64_t n = s.numel();
-  dispatch_float(b.dtype, op, [&](auto t) { check_values(op, b.ptr<decltype(t)>(), s.ptr<decltype(t)>(), n); });
+  dispatch_float(b.dtype, op, [&](auto t) {
+    using T = decltype(t);
+    raise_bad_nms_row(op, first_bad(b.ptr<T>(), s.ptr<T>(), n));
+  });
 }
 
-// Class ids as int64, contiguous (int32 widened).
-std::vector<int64_t> class_ids(const char* op, const Tensor& idxs, const std::vector<int64_t>& want) {
-  require_cpu_kernel(op, idxs);
+// Class ids: int64 or int32, one per box, on the boxes' device; contiguous.
+Tensor class_tensor(const char* op, const Tensor& idxs, const Tensor& boxes, const std::vector<int64_t>& want) {
+  require_kernel(op, idxs);
   CNNOPS_CHECK_TYPE(idxs.dtype == DType::Int64 || idxs.dtype == DType::Int32, op,
                     ": expected idxs (class ids) with dtype int64 or int32, got ", dtype_name(idxs.dtype));
+  CNNOPS_CHECK_TYPE(idxs.device == boxes.device, op, ": expected idxs on the boxes' device ", device_name(boxes.device),
+                    ", got ", device_name(idxs.device));
   CNNOPS_CHECK_VALUE(idxs.shape == want, op, ": expected idxs of shape ", shape_str(want), " (one per box), got ",
                      shape_str(idxs.shape));
-  const Tensor c = contiguous(idxs);
+  return contiguous(idxs);
+}
+
+// Class ids of a CPU call as host int64 (int32 widened).
+std::vector<int64_t> host_class_ids(const Tensor& c) {
   const int64_t n = c.numel();
   std::vector<int64_t> v(static_cast<size_t>(n));
   if (c.dtype == DType::Int64) {
@@ -69,6 +104,19 @@ std::vector<int64_t> class_ids(const char* op, const Tensor& idxs, const std::ve
   }
   return v;
 }
+
+#ifdef CNNOPS_WITH_CUDA
+// The value checks of a CUDA call, queued on the device: slot 0 for the boxes and scores, one
+// counter for the driver's output count.
+struct DeviceChecks {
+  const char* op;
+  cuda::RowChecks rows;
+  DeviceChecks(const char* o, const Tensor& b, const Tensor& s) : op(o), rows(b.device.index, 1, 1) {
+    rows.boxes_scores(0, b, s);
+  }
+  void raise() { raise_bad_nms_row(op, rows.row(0)); }
+};
+#endif
 
 void check_threshold(const char* op, const char* name, double t) {
   CNNOPS_CHECK_VALUE(t >= 0.0 && t <= 1.0, op, ": expected ", name, " in [0, 1], got ", t);
@@ -97,12 +145,22 @@ Tensor nms(const char* op, const Tensor& boxes, const Tensor& scores, const Tens
   Tensor b, s;
   check_boxes_scores(op, boxes, scores, false, b, s);
   check_options(op, o);
-  std::vector<int64_t> cls;
-  if (idxs) cls = class_ids(op, *idxs, s.shape);
-  check_all_values(op, b, s);
-  const int64_t* c = idxs ? cls.data() : nullptr;
+  Tensor c;
+  if (idxs) c = class_tensor(op, *idxs, b, s.shape);
   switch (b.device.type) {
-    case DeviceType::CPU: return cpu::nms(b, s, c, o);
+    case DeviceType::CPU: {
+      check_all_values(op, b, s);
+      const std::vector<int64_t> cls = idxs ? host_class_ids(c) : std::vector<int64_t>{};
+      return cpu::nms(b, s, idxs ? cls.data() : nullptr, o);
+    }
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: {
+      DeviceChecks ck(op, b, s);
+      Tensor keep = cuda::nms(b, s, idxs ? &c : nullptr, o, ck.rows);
+      ck.raise();
+      return keep;
+    }
+#endif
     default: no_kernel_for_device(op, b.device);
   }
 }
@@ -113,10 +171,10 @@ std::pair<Tensor, Tensor> nms_padded(const char* op, const Tensor& boxes, const 
   check_boxes_scores(op, boxes, scores, true, b, s);
   check_options(op, o);
   CNNOPS_CHECK_VALUE(o.max_output >= 0, op, ": expected max_output_size >= 0, got ", o.max_output);
-  std::vector<int64_t> cls;
-  if (idxs) cls = class_ids(op, *idxs, s.shape);
-  check_all_values(op, b, s);
-  const int64_t B = s.shape[0], N = s.shape[1], M = o.max_output;
+  Tensor c;
+  if (idxs) c = class_tensor(op, *idxs, b, s.shape);
+  if (b.device.type == DeviceType::CPU) check_all_values(op, b, s);
+  const int64_t B = s.shape[0], M = o.max_output;
   // The output has exactly max_output_size columns (the padded shape is the point of this op),
   // so a large value cannot be clamped to N. A shape whose byte count (with B = 0 counted as 1)
   // exceeds the largest int64 is refused before any allocation, as NumPy refuses to create such
@@ -127,7 +185,19 @@ std::pair<Tensor, Tensor> nms_padded(const char* op, const Tensor& boxes, const 
   Tensor out = empty({B, M}, DType::Int64, b.device);
   Tensor cnt = empty({B}, DType::Int64, b.device);
   switch (b.device.type) {
-    case DeviceType::CPU: cpu::nms_padded(b, s, idxs ? cls.data() : nullptr, o, out, cnt); break;
+    case DeviceType::CPU: {
+      const std::vector<int64_t> cls = idxs ? host_class_ids(c) : std::vector<int64_t>{};
+      cpu::nms_padded(b, s, idxs ? cls.data() : nullptr, o, out, cnt);
+      break;
+    }
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: {
+      DeviceChecks ck(op, b, s);
+      cuda::nms_padded(b, s, idxs ? &c : nullptr, o, out, cnt, ck.rows);
+      ck.raise();
+      break;
+    }
+#endif
     default: no_kernel_for_device(op, b.device);
   }
   return {out, cnt};
@@ -142,9 +212,18 @@ std::pair<Tensor, Tensor> soft_nms(const char* op, const Tensor& boxes, const Te
   check_sigma(op, sigma);
   CNNOPS_CHECK_VALUE(!std::isnan(score_threshold), op, ": expected score_threshold as a number, got NaN");
   const int m = parse_method(op, method);
-  check_all_values(op, b, s);
   switch (b.device.type) {
-    case DeviceType::CPU: return cpu::soft_nms(b, s, iou_threshold, sigma, score_threshold, m, max_output);
+    case DeviceType::CPU:
+      check_all_values(op, b, s);
+      return cpu::soft_nms(b, s, iou_threshold, sigma, score_threshold, m, max_output);
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: {
+      DeviceChecks ck(op, b, s);
+      auto r = cuda::soft_nms(b, s, iou_threshold, sigma, score_threshold, m, max_output, ck.rows);
+      ck.raise();
+      return r;
+    }
+#endif
     default: no_kernel_for_device(op, b.device);
   }
 }
@@ -158,13 +237,24 @@ std::pair<Tensor, Tensor> matrix_nms(const char* op, const Tensor& boxes, const 
   check_sigma(op, sigma);
   CNNOPS_CHECK_VALUE(!has_score_threshold || !std::isnan(score_threshold), op,
                      ": expected score_threshold as a number, got NaN");
-  std::vector<int64_t> cls;
-  if (idxs) cls = class_ids(op, *idxs, s.shape);
-  check_all_values(op, b, s);
-  const int64_t* c = idxs ? cls.data() : nullptr;
+  Tensor c;
+  if (idxs) c = class_tensor(op, *idxs, b, s.shape);
   switch (b.device.type) {
-    case DeviceType::CPU:
-      return cpu::matrix_nms(b, s, c, m, sigma, has_score_threshold, score_threshold, top_k, max_output);
+    case DeviceType::CPU: {
+      check_all_values(op, b, s);
+      const std::vector<int64_t> cls = idxs ? host_class_ids(c) : std::vector<int64_t>{};
+      return cpu::matrix_nms(b, s, idxs ? cls.data() : nullptr, m, sigma, has_score_threshold, score_threshold, top_k,
+                             max_output);
+    }
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: {
+      DeviceChecks ck(op, b, s);
+      auto r = cuda::matrix_nms(b, s, idxs ? &c : nullptr, m, sigma, has_score_threshold, score_threshold, top_k,
+                                max_output, ck.rows);
+      ck.raise();
+      return r;
+    }
+#endif
     default: no_kernel_for_device(op, b.device);
   }
 }
@@ -177,14 +267,24 @@ Tensor fast_cluster_nms(const char* op, const Tensor& boxes, const Tensor& score
   check_threshold(op, "iou_threshold", iou_threshold);
   CNNOPS_CHECK_VALUE(!has_score_threshold || !std::isnan(score_threshold), op,
                      ": expected score_threshold as a number, got NaN");
-  std::vector<int64_t> cls;
-  if (idxs) cls = class_ids(op, *idxs, s.shape);
-  check_all_values(op, b, s);
-  const int64_t* c = idxs ? cls.data() : nullptr;
+  Tensor c;
+  if (idxs) c = class_tensor(op, *idxs, b, s.shape);
   switch (b.device.type) {
-    case DeviceType::CPU:
-      return cpu::fast_cluster_nms(b, s, c, iou_threshold, has_score_threshold, score_threshold, top_k, max_output,
-                                   cluster);
+    case DeviceType::CPU: {
+      check_all_values(op, b, s);
+      const std::vector<int64_t> cls = idxs ? host_class_ids(c) : std::vector<int64_t>{};
+      return cpu::fast_cluster_nms(b, s, idxs ? cls.data() : nullptr, iou_threshold, has_score_threshold,
+                                   score_threshold, top_k, max_output, cluster);
+    }
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: {
+      DeviceChecks ck(op, b, s);
+      Tensor keep = cuda::fast_cluster_nms(b, s, idxs ? &c : nullptr, iou_threshold, has_score_threshold,
+                                           score_threshold, top_k, max_output, cluster, ck.rows);
+      ck.raise();
+      return keep;
+    }
+#endif
     default: no_kernel_for_device(op, b.device);
   }
 }

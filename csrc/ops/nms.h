@@ -1,8 +1,10 @@
 // Non-max suppression family: argument checks, dtype dispatch and the int64 outputs. The kernels
 // live in ops/cpu/nms.cpp (greedy, class-aware, DIoU, soft) and ops/cpu/nms_matrix.cpp (matrix,
-// fast, cluster). Every entry point takes boxes (N, 4) as (x1, y1, x2, y2) and scores (N,) of the
-// same floating dtype; class ids (N,) are int64 or int32. Checks: shapes, dtypes, CPU device,
-// finite coordinates and scores, x1 <= x2 and y1 <= y2, thresholds in range.
+// fast, cluster), and for CUDA arrays in ops/cuda/nms.cu, nms_matrix.cu and nms_sort.cu. Every
+// entry point takes boxes (N, 4) as (x1, y1, x2, y2) and scores (N,) of the same floating dtype;
+// class ids (N,) are int64 or int32; all on one device. Checks: shapes, dtypes, devices, finite
+// coordinates and scores, x1 <= x2 and y1 <= y2, thresholds in range (the values of CUDA arrays
+// by a kernel whose result comes back with the output count).
 #pragma once
 #include <cstdint>
 #include <string>

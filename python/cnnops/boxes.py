@@ -324,6 +324,20 @@ for _f in (iou_loss, giou_loss, diou_loss, ciou_loss):
 for _f in (iou_loss_backward, giou_loss_backward, diou_loss_backward, ciou_loss_backward):
     _f.__doc__ += _BACKWARD_DOC
 
+
+def _with_stream_argument():
+    """Every op takes ``stream=`` for CUDA arrays (see cnnops.cuda.streamable)."""
+    from .cuda import streamable
+
+    g = globals()
+    for name in ("box_convert", "box_area", "clip_boxes_to_image", "remove_small_boxes", "box_iou",
+                 "generalized_box_iou", "distance_box_iou", "complete_box_iou", "iou_loss", "giou_loss", "diou_loss",
+                 "ciou_loss", "iou_loss_backward", "giou_loss_backward", "diou_loss_backward", "ciou_loss_backward"):
+        g[name] = streamable(g[name])
+
+
+_with_stream_argument()
+
 # torchvision's names for the losses
 generalized_box_iou_loss = giou_loss
 distance_box_iou_loss = diou_loss

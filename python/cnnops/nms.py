@@ -223,3 +223,15 @@ def cluster_nms(boxes, scores, iou_threshold, idxs=None, score_threshold=None, t
 
 __all__ = ["nms", "batched_nms", "batched_nms_padded", "soft_nms", "matrix_nms", "fast_nms", "cluster_nms",
            "diou_nms"]
+
+
+def _with_stream_argument():
+    """Every entry point takes ``stream=`` for CUDA arrays (see cnnops.cuda.streamable)."""
+    from .cuda import streamable
+
+    g = globals()
+    for name in __all__:
+        g[name] = streamable(g[name])
+
+
+_with_stream_argument()

@@ -21,7 +21,7 @@
 //     suppressed (IoU 0) and are kept without a test. Up to kLinearMax candidates the kept list is
 //     scanned directly.
 //   * the test "IoU > t" is torchvision's: inter, union and inter / union rounded to the input
-//     dtype, the quotient compared with t as a double (iou_above in nms.h). A pair whose exact
+//     dtype, the quotient compared with t as a double (iou_above in box_geom.h). A pair whose exact
 //     quotient lies below the smallest value that can round above t is rejected by an exact sign
 //     test without dividing, so the division runs about once per suppressed candidate, not once
 //     per test. DIoU-NMS evaluates its criterion in the input dtype the same way (DiouAbove).
@@ -101,7 +101,7 @@ inline BoxA<T> box_at(const Soa<T>& c, int64_t i) {
   return BoxA<T>{c.x1[i], c.y1[i], c.x2[i], c.y2[i], c.a[i], -1};
 }
 
-// IoU(k, c) > t in torchvision's arithmetic (see iou_above in nms.h).
+// IoU(k, c) > t in torchvision's arithmetic (see iou_above in ops/box_geom.h).
 template <typename T>
 struct IouAbove {
   IouCut cut;
@@ -110,36 +110,14 @@ struct IouAbove {
   }
 };
 
-// DIoU(k, c) = IoU - (rho^2 / c^2)^beta > t, evaluated in the input dtype T as torchvision's
-// distance_box_iou evaluates IoU - rho^2 / c^2 (with eps = 0): iou = inter / union,
-// c^2 = cw * cw + ch * ch with cw = max(x2) - min(x1), rho^2 = dx * dx + dy * dy with
-// dx = (k.x1 + k.x2) / 2 - (c.x1 + c.x2) / 2, penalty rho^2 / c^2 (0 when c^2 is 0), each
-// rounded to T; beta != 1 raises the penalty to beta in double and rounds it to T. The result
-// iou - penalty (in T) is compared with t as a double. The penalty is >= 0, so the rounded DIoU
-// never exceeds the rounded IoU: pairs the IoU cut rejects (and pairs without overlap) are
-// rejected without computing it, and the IoU reach of the grid stays valid.
+// DIoU(k, c) - (rho^2 / c^2)^beta > t in torchvision's arithmetic (geom::diou_above). DIoU > t
+// implies IoU > t, so the IoU reach of the grid stays valid.
 template <typename T>
 struct DiouAbove {
   IouCut cut;
   double beta;
   bool operator()(const BoxA<T>& k, const BoxA<T>& c) const {
-    const T w = std::min(k.x2, c.x2) - std::max(k.x1, c.x1);
-    if (!(w > T(0))) return false;
-    const T h = std::min(k.y2, c.y2) - std::max(k.y1, c.y1);
-    if (!(h > T(0))) return false;
-    const T inter = w * h;
-    const T uni = k.a + c.a - inter;
-    if (below_cut(cut.lo, uni, inter)) return false;
-    const T iou = inter / uni;
-    const T cw = std::max(k.x2, c.x2) - std::min(k.x1, c.x1);
-    const T ch = std::max(k.y2, c.y2) - std::min(k.y1, c.y1);
-    const T c2 = cw * cw + ch * ch;
-    const T dx = (k.x1 + k.x2) / T(2) - (c.x1 + c.x2) / T(2);
-    const T dy = (k.y1 + k.y2) / T(2) - (c.y1 + c.y2) / T(2);
-    const T rho2 = dx * dx + dy * dy;
-    T pen = c2 > T(0) ? rho2 / c2 : T(0);
-    if (beta != 1.0) pen = static_cast<T>(std::pow(static_cast<double>(pen), beta));
-    return static_cast<double>(iou - pen) > cut.t;
+    return geom::diou_above(k.x1, k.y1, k.x2, k.y2, k.a, c.x1, c.y1, c.x2, c.y2, c.a, cut, beta);
   }
 };
 

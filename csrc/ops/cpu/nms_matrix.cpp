@@ -48,7 +48,7 @@ struct Cands {
       if (c) cls[i] = c[order[i]];
     }
   }
-  // X[i][j] > t in torchvision's arithmetic (iou_above in nms.h); false across classes.
+  // X[i][j] > t in torchvision's arithmetic (iou_above in ops/box_geom.h); false across classes.
   bool above(int64_t i, int64_t j, const IouCut& t) const {
     return cls[i] == cls[j] &&
            iou_above(b[i].x1, b[i].y1, b[i].x2, b[i].y2, a[i], b[j].x1, b[j].y1, b[j].x2, b[j].y2, a[j], t);

@@ -394,6 +394,10 @@ void compact(const Compaction& c, int device, Stream s) {
          static_cast<const int64_t*>(base));
 }
 
+void exclusive_scan(int64_t* v, int64_t n, Stream s) {
+  launch(current_op(), scan_tiles_kernel, dim3(1), dim3(1024), 0, s, v, n);
+}
+
 // ---- drivers ----
 
 void box_convert(const Tensor& b, Tensor& out, BoxFormat in_fmt, BoxFormat out_fmt) {

@@ -63,6 +63,8 @@ struct Compaction {
 };
 // Queues the compaction on stream s (device memory only; nothing is read back).
 void compact(const Compaction& c, int device, Stream s);
+// v[0, n) -> exclusive prefix sums in place and v[n] = the total (one block; queued on stream s).
+void exclusive_scan(int64_t* v, int64_t n, Stream s);
 
 void box_convert(const Tensor& b, Tensor& out, BoxFormat in_fmt, BoxFormat out_fmt);
 void box_area(const Tensor& b, Tensor& out, double offset);

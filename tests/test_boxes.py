@@ -12,7 +12,7 @@ import pytest
 import cnnops
 from reference import (box_area_ref, box_convert_ref, box_loss_grad_ref, box_loss_ref, box_pairwise_ref, rel_err,
                        sort_corners_ref, tv_box_loss_ref, tv_box_pairwise_ref)
-from testing import BOX_TOL, DTYPE_IDS, DTYPES, BoxTester, rand_boxes
+from testing import BOX_TOL, DTYPE_IDS, DTYPES, BoxTester, poisoned_outputs, rand_boxes
 
 TOL = BOX_TOL
 FORMATS = ["xyxy", "xywh", "cxcywh"]
@@ -648,3 +648,177 @@ def test_large_random_sweep_vs_torchvision(rng, dtype):
         assert rel_err(LOSS[kind](p, t, reduction="mean"), ref.detach().numpy()) < tol(dtype) * 10
         assert rel_err(g1, t1.grad.numpy()) < tol(dtype) * 100
         assert rel_err(g2, t2.grad.numpy()) < tol(dtype) * 100
+
+
+# ---- CUDA against the CPU kernels --------------------------------------------------------------------
+# Random configurations (empty and single boxes, zero-area boxes, inverted corners with canonicalize,
+# both offsets, several eps): the CUDA kernels run the same per-box and per-pair formulas as the CPU
+# (ops/box_geom.h, no fused multiply-adds), so they agree within rounding with whatever CPU kernels
+# run, and bit for bit with the portable ones wherever no library function (atan2) is involved; a
+# reduced loss is summed in the CPU's order, and the backward is deterministic.
+
+def _cuda(a):
+    return None if a is None else cnnops.cuda.array(a)
+
+
+def _host(a):
+    return a.numpy() if isinstance(a, cnnops.Array) else a
+
+
+def _close(got, want, dtype, what):
+    got = _host(got)
+    assert got.shape == np.shape(want) and got.dtype == np.asarray(want).dtype, f"{what}: {got.dtype} {got.shape}"
+    assert rel_err(got, want) <= tol(dtype), what
+
+
+def _cuda_box_case(rng, dtype):
+    n, m = int(rng.choice([0, 1, 5, 33, 257])), int(rng.choice([0, 1, 7, 64, 300]))
+    b1 = rand_boxes(rng, n, dtype, degenerate=min(n, 2))
+    b2 = rand_boxes(rng, m, dtype, degenerate=min(m, 1))
+    k = min(n, m)
+    p2 = (b1[:k] + rng.uniform(-3, 3, (k, 4))).astype(dtype)  # loss pairs that overlap
+    p2[:, 2:] = np.maximum(p2[:, 2:], p2[:, :2])
+    canon = bool(rng.integers(2))
+    if canon:  # some inverted corners
+        for b in (b1, b2, p2):
+            flip = rng.random(len(b)) < 0.3
+            b[flip] = b[flip][:, [2, 1, 0, 3]]
+    return b1, b2, p2, canon
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("seed", range(8))
+def test_cuda_boxes_match_cpu_kernels(seed, dtype):
+    rng = np.random.default_rng(4000 + seed)
+    b1, b2, p2, canon = _cuda_box_case(rng, dtype)
+    p1 = b1[: len(p2)]
+    off, eps = int(rng.integers(2)), float(rng.choice([0.0, 1e-7, 0.5]))
+    d1, d2, dp1, dp2 = _cuda(b1), _cuda(b2), _cuda(p1), _cuda(p2)
+    what = f"n={len(b1)} m={len(b2)} offset={off} eps={eps} canonicalize={canon}"
+    with poisoned_outputs():
+        for fi in FORMATS:
+            for fo in FORMATS:
+                src = b1 if fi == "xyxy" else cnnops.box_convert(b1, "xyxy", fi, canonicalize=True)
+                np.testing.assert_array_equal(_host(cnnops.box_convert(_cuda(src), fi, fo, canonicalize=canon)),
+                                              cnnops.box_convert(src, fi, fo, canonicalize=canon))
+        np.testing.assert_array_equal(_host(cnnops.box_area(d1, offset=off, canonicalize=canon)),
+                                      cnnops.box_area(b1, offset=off, canonicalize=canon))
+        np.testing.assert_array_equal(_host(cnnops.clip_boxes_to_image(d1, (12.5, 20), canonicalize=canon)),
+                                      cnnops.clip_boxes_to_image(b1, (12.5, 20), canonicalize=canon))
+        for ms in (0.0, 4.0, 9.5):
+            np.testing.assert_array_equal(_host(cnnops.remove_small_boxes(d1, ms, offset=off, canonicalize=canon)),
+                                          cnnops.remove_small_boxes(b1, ms, offset=off, canonicalize=canon))
+        for kind in KINDS:
+            kw = {"offset": off, "canonicalize": canon}
+            if kind in ("diou", "ciou"):
+                kw["eps"] = eps
+            _close(PAIRWISE[kind](d1, d2, **kw), PAIRWISE[kind](b1, b2, **kw), dtype, f"{kind} pairwise {what}")
+            for red in REDUCTIONS:
+                kw = {"reduction": red, "eps": eps, "offset": off, "canonicalize": canon}
+                _close(LOSS[kind](dp1, dp2, **kw), LOSS[kind](p1, p2, **kw), dtype, f"{kind} loss {red} {what}")
+                go = rng.standard_normal(len(p1)).astype(dtype) if red == "none" else 0.7
+                g = LOSS_BACKWARD[kind](go, p1, p2, **kw)
+                gd = LOSS_BACKWARD[kind](_cuda(go) if red == "none" else go, dp1, dp2, **kw)
+                _close(gd[0], g[0], dtype, f"{kind} grad1 {red} {what}")
+                _close(gd[1], g[1], dtype, f"{kind} grad2 {red} {what}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("kind", KINDS)
+def test_cuda_reduced_losses_and_gradients_are_the_cpu_bits(rng, kind, portable_simd):
+    # the per-pair values are the portable CPU kernels' (atan2 aside, which only the emulator shares
+    # with the host), and the sum runs in the CPU's chunk order: the same bits, on every run
+    n = 5000  # three chunks of kLossChunk pairs
+    b1 = rand_boxes(rng, n)
+    b2 = (b1 + rng.uniform(-4, 4, (n, 4))).astype(np.float64)
+    b2[:, 2:] = np.maximum(b2[:, 2:], b2[:, :2] + 0.1)
+    exact = kind != "ciou" or cnnops.cuda.is_emulated()
+    for dtype in DTYPES:
+        x1, x2 = b1.astype(dtype), b2.astype(dtype)
+        d1, d2 = _cuda(x1), _cuda(x2)
+        for red in REDUCTIONS:
+            want = LOSS[kind](x1, x2, reduction=red)
+            runs = [_host(LOSS[kind](d1, d2, reduction=red)) for _ in range(2)]
+            np.testing.assert_array_equal(runs[1], runs[0])
+            if exact:
+                np.testing.assert_array_equal(runs[0], want, err_msg=f"{kind} {red} {dtype.__name__}")
+            else:
+                _close(runs[0], want, dtype, f"{kind} {red}")
+            go = np.ones(n, dtype) if red == "none" else 1.5
+            grads = [LOSS_BACKWARD[kind](_cuda(go) if red == "none" else go, d1, d2, reduction=red) for _ in range(2)]
+            g = LOSS_BACKWARD[kind](go, x1, x2, reduction=red)
+            for k in range(2):
+                np.testing.assert_array_equal(_host(grads[1][k]), _host(grads[0][k]))
+                if exact:
+                    np.testing.assert_array_equal(_host(grads[0][k]), g[k])
+                else:
+                    _close(grads[0][k], g[k], dtype, f"{kind} grad {red}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, "inverted"])
+def test_cuda_bad_values_give_the_cpu_errors(rng, bad):
+    # the values of CUDA arrays are checked by a kernel: the same first bad row, the same message
+    b = rand_boxes(rng, 700)
+    nb = b.copy()
+    if bad == "inverted":
+        nb[[430, 600]] = nb[[430, 600]][:, [0, 3, 2, 1]]
+    else:
+        nb[430, 2] = bad
+        nb[600, 0] = bad
+    calls = [
+        lambda x, y: cnnops.box_iou(x, y), lambda x, y: cnnops.generalized_box_iou(y, x),
+        lambda x, y: cnnops.complete_box_iou(x, y, offset=1), lambda x, y: cnnops.giou_loss(x, y),
+        lambda x, y: cnnops.ciou_loss_backward(_cuda(np.ones(700)) if isinstance(x, cnnops.Array) else np.ones(700),
+                                               y, x),
+        lambda x, y: cnnops.box_area(x), lambda x, y: cnnops.box_convert(x, "xyxy", "cxcywh"),
+        lambda x, y: cnnops.box_convert(cnnops.box_convert(x, "xyxy", "xyxy", canonicalize=True), "xywh", "xyxy"),
+        lambda x, y: cnnops.clip_boxes_to_image(x, (5, 5)), lambda x, y: cnnops.remove_small_boxes(x, 1.0),
+    ]
+    for i, call in enumerate(calls):
+        if bad == "inverted" and i == 7:
+            continue  # canonicalized first
+        with pytest.raises(ValueError) as want:
+            call(nb, b)
+        with pytest.raises(ValueError) as got:
+            call(_cuda(nb), _cuda(b))
+        assert str(got.value) == str(want.value) and "row 430" in str(want.value)
+    # canonicalize=True accepts the inverted rows on both devices
+    if bad == "inverted":
+        _close(cnnops.box_iou(_cuda(nb), _cuda(b), canonicalize=True), cnnops.box_iou(nb, b, canonicalize=True),
+               np.float64, "canonicalized")
+    # a bad first argument is named even when the second is malformed, as on the CPU
+    for x, y in ((nb, b[:, :3]), (_cuda(nb), _cuda(b[:, :3].copy()))):
+        with pytest.raises(ValueError, match="box_iou: expected .* in boxes1"):
+            cnnops.box_iou(x, y)
+    # the Python-side check helper too
+    from cnnops.boxes import check_boxes
+
+    with pytest.raises(ValueError, match=r"^nms: expected .* in boxes.*, got row 430"):
+        check_boxes(_cuda(nb), "nms")
+
+
+@pytest.mark.cuda
+def test_cuda_boxes_mixed_devices_scalars_and_streams(rng):
+    b1, b2 = rand_boxes(rng, 5, np.float32), rand_boxes(rng, 5, np.float32)
+    with pytest.raises(TypeError, match="box_iou: expected boxes2 on the boxes1's device cuda:0, got cpu"):
+        cnnops.box_iou(_cuda(b1), b2)
+    with pytest.raises(TypeError, match="giou_loss: expected boxes2 on the boxes1's device cpu, got cuda:0"):
+        cnnops.giou_loss(b1, _cuda(b2))
+    with pytest.raises(TypeError, match="diou_loss_backward: expected grad_output on the boxes' device cuda:0, got"):
+        cnnops.diou_loss_backward(np.ones(5, np.float32), _cuda(b1), _cuda(b2))
+    # a Python number as the gradient of a reduced loss goes to the boxes' device
+    g = cnnops.ciou_loss_backward(2.0, _cuda(b1), _cuda(b2), reduction="mean")
+    want = cnnops.ciou_loss_backward(2.0, b1, b2, reduction="mean")
+    assert isinstance(g[0], cnnops.Array) and g[0].device == "cuda:0"
+    _close(g[0], want[0], np.float32, "scalar gradient")
+
+    class S:
+        cuda_stream = 0
+    for f in (cnnops.box_iou, cnnops.complete_box_iou, cnnops.giou_loss):
+        _close(f(_cuda(b1), _cuda(b2), stream=S()), f(b1, b2), np.float32, f.__name__)
+    np.testing.assert_array_equal(_host(cnnops.box_area(_cuda(b1), stream=0)), cnnops.box_area(b1))
+    d1 = _cuda(b1)
+    cnnops.giou_loss_backward(_cuda(np.ones(5, np.float32)), d1, _cuda(b2))
+    np.testing.assert_array_equal(d1.numpy(), b1)  # inputs untouched

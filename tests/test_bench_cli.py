@@ -54,9 +54,10 @@ def test_cuda_device_is_refused_with_the_reason(capsys):
     elif cnnops.cuda.is_emulated():
         assert "CPU emulator, which cannot judge speed" in line
     else:
-        assert "argument --device: cuda has the pool family only so far, not conv" in line
+        assert "argument --device: cuda has the pool, nms and boxes families only so far, not conv" in line
     if cnnops.cuda.is_emulated():
-        assert "cannot judge speed" in _error(capsys, ["pool", "--device", "cuda"])
+        for fam in ("pool", "nms", "boxes"):
+            assert "cannot judge speed" in _error(capsys, [fam, "--device", "cuda"])
 
 
 def test_gpu_file_tags():

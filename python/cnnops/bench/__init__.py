@@ -3,6 +3,8 @@
 Each family has a module here with a ``run(repeats, quick, out, layers, commit) -> int``;
 ``common`` holds the shared timing, machine description and result writing, ``plot`` the charts.
 Results go to <out>/<family>_cpu.json and .md (``--out``, default ./cnnops-bench-results).
+``--device cuda`` runs a family's GPU suite (<family>_cuda.py, for pool, nms and boxes) against
+PyTorch / torchvision CUDA on the same card and writes <family>_<gpu>.json and .md.
 
   conv    conv2d, conv1d, conv3d, conv_transpose2d vs PyTorch (oneDNN)
   pool    max/avg/global/adaptive pooling vs PyTorch
@@ -30,6 +32,8 @@ FAMILIES = ("conv", "pool", "unpool", "boxes", "nms", "roi", "train", "torch")
 # the module of a family whose name would shadow a library inside this package
 MODULES = {"torch": "torch_adapter"}
 DEVICES = ("cpu", "cuda")
+# families with a GPU suite (<family>_cuda.py: cnnops CUDA against PyTorch / torchvision CUDA)
+CUDA_FAMILIES = ("pool", "nms", "boxes")
 # peer libraries each family imports (PyTorch for all, torchvision for the box families)
 PEERS = {"boxes": ("torch", "torchvision"), "nms": ("torch", "torchvision"), "roi": ("torch", "torchvision")}
 
@@ -43,14 +47,15 @@ def run(family: str, repeats=None, quick: bool = False, out=None, layers=None, f
     to run, as 'a,b' or a list (default: all); families (conv only): 'conv2d', 'conv1d',
     'conv3d', 'conv_transpose2d' or 'all', several as 'a,b' or a list (default: all); commit: the
     source revision to record (default: the CNNOPS_BENCH_COMMIT environment variable); device:
-    "cpu", or "cuda" (the pool family, against PyTorch CUDA on the same GPU)."""
+    "cpu", or "cuda" (the pool, nms and boxes families, against PyTorch / torchvision CUDA on the
+    same GPU)."""
     if device == "cuda":
-        if family != "pool":
-            print(f"cnnops bench: --device cuda has the pool family only, not {family!r}", file=sys.stderr)
+        if family not in CUDA_FAMILIES:
+            print(f"cnnops bench: --device cuda has the {', '.join(CUDA_FAMILIES)} families only, not {family!r}",
+                  file=sys.stderr)
             return 2
-        from . import pool_cuda
-
-        return pool_cuda.run(repeats=repeats, quick=quick, out=out, layers=layers, commit=commit)
+        mod = importlib.import_module(f"{__name__}.{family}_cuda")
+        return mod.run(repeats=repeats, quick=quick, out=out, layers=layers, commit=commit)
     if family not in FAMILIES:
         print(f"cnnops bench: expected a family among {', '.join(FAMILIES)}, got {family!r}", file=sys.stderr)
         return 2
@@ -81,7 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", dest="families", default=None,
                    help="conv families: conv2d, conv1d, conv3d, conv_transpose2d or all (default), comma-separated")
     p.add_argument("--device", choices=DEVICES, default="cpu",
-                   help="where cnnops runs: cpu (default), or cuda (pool family; PyTorch CUDA on the same GPU)")
+                   help="where cnnops runs: cpu (default), or cuda (pool, nms and boxes families; PyTorch / "
+                        "torchvision CUDA on the same GPU)")
     p.add_argument("--plot", action="store_true",
                    help="also write speed-up bar charts and a roofline chart (PNG, needs matplotlib) to --out")
     p.add_argument("--commit", default=None, metavar="ID",
@@ -103,14 +109,19 @@ def check_arguments(args) -> str | None:
         if cuda.is_emulated():
             return ("argument --device: this build runs CUDA kernels on the CPU emulator, which cannot "
                     "judge speed; benchmark on a GPU build")
-        if args.family != "pool":
-            return f"argument --device: cuda has the pool family only so far, not {args.family}"
+        if args.family not in CUDA_FAMILIES:
+            return (f"argument --device: cuda has the {', '.join(CUDA_FAMILIES[:-1])} and {CUDA_FAMILIES[-1]} "
+                    f"families only so far, not {args.family}")
         try:
             import torch
         except ImportError:
             return "argument --device: cuda needs PyTorch with CUDA as the reference (pip install torch)"
         if not torch.cuda.is_available():
             return "argument --device: cuda needs PyTorch with CUDA on the same GPU; this torch has no CUDA"
+        if args.family in PEERS and "torchvision" in PEERS[args.family] and importlib.util.find_spec(
+                "torchvision") is None:
+            return (f"argument --device: cuda {args.family} needs torchvision (with CUDA) as the reference: "
+                    f"pip install torchvision")
         return None
     if args.families is not None and "conv" not in fams:
         return f"argument --family: applies to the conv benchmark only, not {args.family}"

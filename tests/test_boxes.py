@@ -819,6 +819,11 @@ def test_cuda_boxes_mixed_devices_scalars_and_streams(rng):
     for f in (cnnops.box_iou, cnnops.complete_box_iou, cnnops.giou_loss):
         _close(f(_cuda(b1), _cuda(b2), stream=S()), f(b1, b2), np.float32, f.__name__)
     np.testing.assert_array_equal(_host(cnnops.box_area(_cuda(b1), stream=0)), cnnops.box_area(b1))
+    import inspect
+
+    for f in (*PAIRWISE.values(), *LOSS.values(), *LOSS_BACKWARD.values(), cnnops.box_convert, cnnops.box_area,
+              cnnops.clip_boxes_to_image, cnnops.remove_small_boxes, cnnops.complete_box_iou_loss):
+        assert "stream" in inspect.signature(f).parameters, f.__name__
     d1 = _cuda(b1)
     cnnops.giou_loss_backward(_cuda(np.ones(5, np.float32)), d1, _cuda(b2))
     np.testing.assert_array_equal(d1.numpy(), b1)  # inputs untouched

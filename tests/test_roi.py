@@ -628,3 +628,15 @@ def test_avx2_and_portable_kernels_agree_bitwise(op, cl, rng):
         finally:
             cnnops.set_simd_level("portable" if before == "portable" else "avx2")
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(*results))
+
+
+@pytest.mark.cuda
+def test_cuda_stream_argument(rng):
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    boxes = np.array([[0, 0, 0, 4, 4]], np.float32)
+    ref = cnnops.roi_align(x, boxes, 2, 1.0, 2, True)
+    s = cnnops.cuda.current_stream()
+    y = cnnops.roi_align(cnnops.cuda.array(x), cnnops.cuda.array(boxes), 2, 1.0, 2, True, stream=s)
+    cnnops.cuda.synchronize()
+    assert np.array_equal(y.numpy(), ref)
+    assert "stream" in str(__import__("inspect").signature(cnnops.roi_pool_backward))

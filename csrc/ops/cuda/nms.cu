@@ -22,8 +22,9 @@
 //    rows of 125 KB), with 64-bit indices throughout. Each row block is followed by
 //    * the greedy scan, one block: word by word, 64 threads load the rows' diagonal words, one
 //      thread resolves the 64 rows in order (a kept row removes the later rows of its word), and
-//      all threads then OR the kept rows' words into the block's later words: one pass of three
-//      barriers per 64 rows, not one per kept box. Kept rows go to the output at once (plain
+//      all threads then OR the kept rows' words into the block's later words (held in shared
+//      memory, one (word, row) pair per thread): three barriers per 64 rows, not one per kept
+//      box, and at most 63 words per kept row (R is at most 4096). Kept rows go to the output at once (plain
 //      forms, stopping at max_output_size: the later kernels see a `done` flag and return) or to
 //      per-element flags (class-aware and padded forms, at most max_output_size per segment);
 //    * a propagation kernel over all SMs that ORs the block's kept rows into the removed bits of
@@ -50,7 +51,7 @@ using geom::IouCut;
 
 std::atomic<int64_t> g_mask_budget{int64_t(256) << 20};
 
-constexpr int64_t kMaxRowBlock = 8192;  // rows per row block: later blocks skip the rows found removed
+constexpr int64_t kMaxRowBlock = 4096;  // rows per row block: later blocks skip the rows found removed
 constexpr int kMaskColBlocks = 32;      // column blocks per row tile (x of the mask grid)
 constexpr int kScanThreads = 256;
 
@@ -203,16 +204,18 @@ __global__ void __launch_bounds__(kScanThreads)
   __shared__ uint64_t diag[64];
   __shared__ int64_t row_end[64];
   __shared__ int row_ok[64];
-  __shared__ uint64_t kept_bits;
-  __shared__ int stop;
+  __shared__ uint64_t rem[kMaxRowBlock / 64];  // the removed bits of the row block's words
+  __shared__ int kept[64];                      // the bits kept in the current word
+  __shared__ int n_kept, stop;
   const uint32_t* ord = order_of(order, order_slot);
+  const int64_t w0 = r0 / 64, w1 = (r1 + 63) / 64;
   if (threadIdx.x == 0) {
     stop = st->done ? 1 : 0;
     st->blk_count = 0;
   }
+  for (int64_t v = threadIdx.x; v < w1 - w0; v += blockDim.x) rem[v] = removed[w0 + v];
   __syncthreads();
   if (stop) return;
-  const int64_t w0 = r0 / 64, w1 = (r1 + 63) / 64;
   for (int64_t w = w0; w < w1; ++w) {
     if (threadIdx.x < 64) {
       const int64_t i = w * 64 + threadIdx.x;
@@ -224,9 +227,10 @@ __global__ void __launch_bounds__(kScanThreads)
     __syncthreads();
     if (threadIdx.x == 0) {
       ScanState s = *st;
-      uint64_t rem = removed[w], kept = 0;
+      uint64_t r = rem[w - w0];
+      int nk = 0;
       for (int b = 0; b < 64; ++b) {
-        if (!row_ok[b] || ((rem >> b) & 1u)) continue;
+        if (!row_ok[b] || ((r >> b) & 1u)) continue;
         const int64_t i = w * 64 + b;
         if (i >= s.seg_end) {
           s.seg_end = row_end[b];
@@ -234,8 +238,8 @@ __global__ void __launch_bounds__(kScanThreads)
         }
         if (s.seg_count >= max_keep) continue;  // the segment is full
         ++s.seg_count;
-        kept |= uint64_t(1) << b;
-        rem |= diag[b];
+        kept[nk++] = b;
+        r |= diag[b];
         blk_kept[s.blk_count++] = i;
         if (Direct) {
           out[s.count++] = ord[i];
@@ -247,21 +251,21 @@ __global__ void __launch_bounds__(kScanThreads)
           flag[ord[i]] = 1;
         }
       }
-      removed[w] = rem;
       *st = s;
-      kept_bits = kept;
+      n_kept = nk;
       stop = s.done ? 1 : 0;
     }
     __syncthreads();
-    const uint64_t kb = kept_bits;
-    if (kb && !stop) {
-      for (int64_t v = w + 1 + threadIdx.x; v < w1; v += blockDim.x) {
-        uint64_t r = removed[v];
-        for (uint64_t m = kb; m; m &= m - 1) {
-          const int b = __ffsll(static_cast<long long>(m)) - 1;
-          if (v <= (row_end[b] - 1) / 64) r |= mask[(w * 64 + b - r0) * stride + (v - w0)];
-        }
-        removed[v] = r;
+    // the kept rows' words of the block's later words, one (word, row) pair per thread
+    const int nk = n_kept;
+    if (nk && !stop) {
+      const int64_t pairs = (w1 - w - 1) * nk;
+      for (int64_t q = threadIdx.x; q < pairs; q += blockDim.x) {
+        const int64_t v = w + 1 + q / nk;
+        const int b = kept[q % nk];
+        if (v <= (row_end[b] - 1) / 64)
+          atomicOr(reinterpret_cast<unsigned long long*>(&rem[v - w0]),
+                   static_cast<unsigned long long>(mask[(w * 64 + b - r0) * stride + (v - w0)]));
       }
     }
     __syncthreads();

@@ -6,9 +6,11 @@ Names and argument order follow ``torchvision.ops``; the extras are keyword-only
 
 The contract (every op here, and the NMS family, which imports the checks below):
 
-* Boxes are an (N, 4) float32 or float64 array on the CPU (NumPy, PyTorch, any DLPack array);
-  results come back as the caller's array type. ``xyxy`` = (x1, y1, x2, y2) corners, ``xywh`` =
-  (x1, y1, w, h), ``cxcywh`` = (cx, cy, w, h) (YOLO's (b_x, b_y, b_w, b_h) is cxcywh).
+* Boxes are an (N, 4) float32 or float64 array on the CPU or a CUDA device (NumPy, PyTorch, CuPy,
+  any DLPack array; every array of a call on one device); results come back as the caller's array
+  type on its device. Every op takes ``stream=`` for CUDA arrays. ``xyxy`` = (x1, y1, x2, y2)
+  corners, ``xywh`` = (x1, y1, w, h), ``cxcywh`` = (cx, cy, w, h) (YOLO's (b_x, b_y, b_w, b_h) is
+  cxcywh).
 * ``offset=0`` (default): continuous coordinates, width = x2 - x1. ``offset=1``: the +1 pixel
   convention of inclusive integer corners, width = x2 - x1 + 1, used for every width and height
   (areas, intersections, enclosing boxes, CIoU aspect ratios).
@@ -65,8 +67,9 @@ def check_boxes_shape(boxes, op: str, name: str = "boxes"):
 
 
 def check_boxes(boxes, op: str, name: str = "boxes", fmt: str = "xyxy", canonicalize: bool = False):
-    """Every rule of the contract on one boxes argument: (N, 4), float32/float64 on the CPU, finite
-    coordinates, corners ordered unless ``canonicalize``. Raises ValueError/TypeError naming ``op``
+    """Every rule of the contract on one boxes argument: (N, 4), float32/float64, finite
+    coordinates, corners ordered unless ``canonicalize`` (a CUDA array's values checked on its
+    device). Raises ValueError/TypeError naming ``op``
     and ``name``; returns the array prepared for the core (no copy of the caller's data)."""
     check_format(fmt, op)
     b = check_boxes_shape(boxes, op, name)

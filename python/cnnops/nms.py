@@ -1,12 +1,14 @@
-"""Non-max suppression family on the CPU: greedy ``nms``, class-aware ``batched_nms``, the padded
-batched form ``batched_nms_padded``, ``soft_nms``, ``matrix_nms``, ``fast_nms``, ``cluster_nms``
-and ``diou_nms``.
+"""Non-max suppression family on the CPU and on CUDA arrays: greedy ``nms``, class-aware
+``batched_nms``, the padded batched form ``batched_nms_padded``, ``soft_nms``, ``matrix_nms``,
+``fast_nms``, ``cluster_nms`` and ``diou_nms``.
 
-The contract every function keeps (kernels in csrc/ops/cpu/nms*.cpp):
+The contract every function keeps (kernels in csrc/ops/cpu/nms*.cpp and csrc/ops/cuda/nms*.cu):
 
 * boxes ``(N, 4)`` as ``(x1, y1, x2, y2)`` with ``x1 <= x2`` and ``y1 <= y2`` (continuous
   coordinates, no +1 pixel convention), scores ``(N,)`` of the same dtype (float32 or float64);
-  NumPy, PyTorch or any DLPack array; the caller's arrays are never modified.
+  NumPy, PyTorch, CuPy or any DLPack array, all on one device; the caller's arrays are never
+  modified. CUDA arrays give the CPU kernels' keep lists, with one synchronisation per call (the
+  keep count comes back with the value checks) and ``stream=`` as every CUDA entry point.
 * IoU = intersection / union; a zero-area box has IoU 0 with everything (never NaN), so it is
   never suppressed and never suppresses.
 * Candidates are ranked by descending score, ties broken by the lower index (a stable order), and
@@ -27,9 +29,10 @@ The contract every function keeps (kernels in csrc/ops/cpu/nms*.cpp):
   raise ValueError/TypeError naming the function. ``batched_nms_padded``'s ``max_output_size``
   is its row length and is never clamped: an output whose byte size overflows int64 raises
   ValueError, one the machine cannot allocate MemoryError.
-* Greedy NMS (``nms``, ``batched_nms``, ``batched_nms_padded``, ``diou_nms``) is fused: no N x N
-  IoU matrix and no bitmask, O(N) extra memory (a sort, the boxes gathered in score order, the kept
-  boxes in a uniform grid); 200,000 boxes take a few MB.
+* Greedy NMS (``nms``, ``batched_nms``, ``batched_nms_padded``, ``diou_nms``) on the CPU is fused:
+  no N x N IoU matrix and no bitmask, O(N) extra memory (a sort, the boxes gathered in score order,
+  the kept boxes in a uniform grid); 200,000 boxes take a few MB. On CUDA it builds the 64-bit
+  suppression mask in row blocks of at most 256 MiB and scans it on the device (docs/boxes-nms.md).
 * Empty inputs give empty int64 outputs. Bad input raises ValueError/TypeError naming the
   function, what was expected and what came: boxes not (N, 4), scores of another length or dtype,
   NaN/Inf coordinates or scores, inverted corners, thresholds outside [0, 1], unknown method.

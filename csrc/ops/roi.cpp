@@ -334,7 +334,6 @@ Tensor roi_backward(const char* op, const Tensor& grad_output, const RoiBoxes& b
                        " (the forward's output), got ", shape_str(indices->shape));
     ix = contiguous(*indices);
   }
-  checked_numel(plan.in_shape(), op, "the number of input elements");
   check_output_bytes(checked_numel(plan.in_shape(), op, "the number of input elements"), 8, op);
   Tensor dy = contiguous(grad_output);
   Tensor dx = empty(plan.in_shape(), dy.dtype, dy.device);

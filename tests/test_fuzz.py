@@ -1807,6 +1807,13 @@ for _nd in (2, 3):
     SPECS.update(fractional_specs(_nd))
 SPECS.update(global_specs(), **bed_of_nails_specs(), **box_specs(), **nms_specs(), **runtime_specs())
 
+# Functions whose bad-argument checks live in their family's own test file instead of a spec here
+# (tests/test_roi.py: wrong shapes, dtypes, devices, NaN coordinates, out-of-range batch indices,
+# empty lists, bad scales and output sizes for every region op and the anchor/box-coding helpers).
+FUZZED_ELSEWHERE = {"roi_align", "roi_align_backward", "roi_pool", "roi_pool_backward", "ps_roi_align",
+                    "ps_roi_align_backward", "ps_roi_pool", "ps_roi_pool_backward", "roi_levels", "anchors",
+                    "box_encode", "box_decode"}
+
 # functions of cnnops.__all__ that take no argument (checked for their return type instead)
 NO_ARGUMENTS = {"get_num_threads": int, "simd_level": str, "info": dict, "empty_cache": type(None)}
 
@@ -1826,7 +1833,7 @@ def spec_nd(kwargs):
 
 
 def test_every_public_function_is_fuzzed():
-    names = {n.split("[")[0] for n in SPECS} | set(NO_ARGUMENTS) | {"cuda", "__version__", "Array"}
+    names = {n.split("[")[0] for n in SPECS} | set(NO_ARGUMENTS) | FUZZED_ELSEWHERE | {"cuda", "__version__", "Array"}
     public = set(cnnops.__all__)
     assert public - names == set(), f"public functions without a spec: {sorted(public - names)}"
 

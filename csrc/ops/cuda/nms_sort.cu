@@ -76,13 +76,14 @@ __device__ __forceinline__ unsigned same_digit_lanes(bool valid, unsigned d) {
 template <typename Src>
 __global__ void radix_hist_kernel(Src key, const uint32_t* __restrict__ vals, int64_t len, int64_t tps, int shift,
                                   const int64_t* range, int64_t* __restrict__ hist) {
-  if (!pass_active(range, shift)) return;
   __shared__ int cnt[256];
   const int64_t g = blockIdx.x / tps, lt = blockIdx.x % tps;
   const int64_t p0 = g * len + lt * kSortTile, p1 = (lt + 1) * kSortTile < len ? p0 + kSortTile : (g + 1) * len;
   for (int d = threadIdx.x; d < 256; d += blockDim.x) cnt[d] = 0;
   __syncthreads();
-  for (int64_t p = p0 + threadIdx.x; p < p1; p += blockDim.x) atomicAdd(&cnt[(key.at(p, vals[p]) >> shift) & 255u], 1);
+  if (pass_active(range, shift))  // an idle pass counts nothing, so the scan after it adds zeros
+    for (int64_t p = p0 + threadIdx.x; p < p1; p += blockDim.x)
+      atomicAdd(&cnt[(key.at(p, vals[p]) >> shift) & 255u], 1);
   __syncthreads();
   for (int d = threadIdx.x; d < 256; d += blockDim.x) hist[(g * 256 + d) * tps + lt] = cnt[d];
 }

@@ -935,3 +935,20 @@ def test_cuda_nms_one_million_boxes_in_bounded_memory(rng):
     grew = cnnops.cuda.memory_reserved() - before
     _same_keep(keep, cnnops.nms(b, s, 0.5), "1M boxes")
     assert grew < 600 * 2**20, f"{grew} bytes reserved for 1M boxes"
+
+
+@pytest.mark.cuda
+def test_cuda_fast_and_matrix_nms_over_row_chunks(rng):
+    # 2600 columns: the rows are split into 3 chunks whose results are folded per column
+    n = 2600
+    b = make_boxes(rng, n, np.float64, "clustered", span=300.0)
+    s = make_scores(rng, n, np.float64)
+    c = rng.integers(0, 3, n)
+    bd, sd, cd = _cuda(b), _cuda(s), _cuda(c)
+    _same_keep(cnnops.fast_nms(bd, sd, 0.5), cnnops.fast_nms(b, s, 0.5), "fast")
+    _same_keep(cnnops.fast_nms(bd, sd, 0.5, cd, 0.3), cnnops.fast_nms(b, s, 0.5, c, 0.3), "fast by class")
+    for method, idxs, idxs_d in (("gaussian", None, None), ("linear", c, cd)):
+        k, d = cnnops.matrix_nms(b, s, idxs, method, score_threshold=0.05)
+        kd, dd = cnnops.matrix_nms(bd, sd, idxs_d, method, score_threshold=0.05)
+        _same_keep(kd, k, f"matrix {method}")
+        _same_scores(dd, d, np.float64, f"matrix {method}")

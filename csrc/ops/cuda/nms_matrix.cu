@@ -5,11 +5,12 @@
 // Work split:
 //  * Matrix NMS and Fast NMS reduce the upper-triangular IoU matrix of the top_k candidates
 //    (score order from nms_sort.cu) column by column, without storing it: one thread per column
-//    j, blocks of 256 consecutive columns; the rows i < j are staged 256 at a time in shared
+//    j, blocks of 256 consecutive columns, and in y up to 16 chunks of rows, so a few thousand
+//    columns still fill the GPU; the rows i < j of the chunk are staged 256 at a time in shared
 //    memory (boxes read through the order, areas and class ids with them), and every thread
-//    walks them in order. Matrix NMS makes two such passes, compensate_j = max_i X[i][j] and
-//    decay_j = min_i f(X[i][j]) / f(compensate_i); each column is written once by its thread,
-//    and max / min are exact, so the results do not depend on the schedule. Its decayed scores
+//    walks them in order. A second kernel folds each column's chunk results. Matrix NMS makes two
+//    such passes, compensate_j = max_i X[i][j] and decay_j = min_i f(X[i][j]) / f(compensate_i);
+//    AND, max and min are exact, so the results do not depend on the split or the schedule. Its decayed scores
 //    are then ranked by nms_sort.cu's stable (key, index) sort (ties by rank, as the CPU's stable
 //    sort). Fast NMS keeps column j when no row passes the suppression test and compacts the
 //    kept positions in order.
@@ -63,16 +64,19 @@ __device__ __forceinline__ geom::Box<T> box_of(const T* boxes, uint32_t e) {
   return geom::load_box(boxes + 4 * static_cast<int64_t>(e));
 }
 
-// Kind 0: Fast NMS keep flags (out8[j] = 1 when no row i < j suppresses j); 1: Matrix NMS
-// compensation (outd[j] = max_i X[i][j]); 2: Matrix NMS decay (outd[j] = min(1, min_i f(X[i][j]) /
-// f(comp[i]))). K = *limit columns.
+// Over the rows of chunk blockIdx.y ([y * row_chunk, (y + 1) * row_chunk), rows i < j only), for
+// column j: Kind 0, Fast NMS: out8[y * cap + j] = 1 when no row suppresses j; 1, Matrix NMS
+// compensation: outd[y * cap + j] = max_i X[i][j]; 2, Matrix NMS decay: outd[y * cap + j] =
+// min(1, min_i f(X[i][j]) / f(comp[i])). K = *limit columns (at most cap).
 template <typename T, int Kind>
 __global__ void column_kernel(const T* __restrict__ boxes, const uint32_t* __restrict__ order,
                               const int64_t* __restrict__ c64, const int32_t* __restrict__ c32, const int64_t* limit,
-                              IouCut cut, const double* __restrict__ comp, int method, double sigma,
-                              uint8_t* __restrict__ out8, double* __restrict__ outd) {
+                              int64_t cap, int64_t row_chunk, IouCut cut, const double* __restrict__ comp, int method,
+                              double sigma, uint8_t* __restrict__ out8, double* __restrict__ outd) {
   __shared__ RowTile<T> rows;
-  const int64_t K = *limit;
+  const int64_t K = *limit, rows_begin = blockIdx.y * row_chunk;
+  if (out8) out8 += blockIdx.y * cap;
+  if (outd) outd += blockIdx.y * cap;
   for (int64_t c0 = blockIdx.x * int64_t(kColumns); c0 < K; c0 += int64_t(gridDim.x) * kColumns) {
     const int64_t j = c0 + threadIdx.x;
     const bool valid = j < K;
@@ -87,8 +91,8 @@ __global__ void column_kernel(const T* __restrict__ boxes, const uint32_t* __res
     }
     bool keep = true;
     double acc = Kind == 2 ? 1.0 : 0.0;
-    const int64_t rows_end = std::min(K, c0 + kColumns);
-    for (int64_t r0 = 0; r0 < rows_end; r0 += kColumns) {
+    const int64_t rows_end = std::min({K, c0 + kColumns, rows_begin + row_chunk});
+    for (int64_t r0 = rows_begin; r0 < rows_end; r0 += kColumns) {
       __syncthreads();
       const int64_t r = r0 + threadIdx.x;
       if (r < rows_end) {
@@ -100,7 +104,7 @@ __global__ void column_kernel(const T* __restrict__ boxes, const uint32_t* __res
       }
       __syncthreads();
       if (!valid || (Kind == 0 && !keep)) continue;
-      const int64_t hi = std::min(r0 + kColumns, j);
+      const int64_t hi = std::min({r0 + kColumns, j, rows_end});
       for (int64_t i = r0; i < hi; ++i) {
         const int k = static_cast<int>(i - r0);
         if (rows.cls[k] != my_cls) continue;  // X is 0 across classes
@@ -136,6 +140,31 @@ __global__ void column_kernel(const T* __restrict__ boxes, const uint32_t* __res
     }
   }
 }
+
+// out[j] = the chunks' partial results folded: AND (Kind 0), max (1) or min (2); all exact, so the
+// split changes nothing.
+template <int Kind>
+__global__ void fold_chunks_kernel(const int64_t* limit, int64_t cap, int64_t chunks, const uint8_t* __restrict__ in8,
+                                   const double* __restrict__ ind, uint8_t* __restrict__ out8,
+                                   double* __restrict__ outd) {
+  const int64_t K = *limit;
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < K; j += int64_t(gridDim.x) * blockDim.x) {
+    if (Kind == 0) {
+      uint8_t keep = 1;
+      for (int64_t y = 0; y < chunks; ++y) keep &= in8[y * cap + j];
+      out8[j] = keep;
+    } else {
+      double acc = ind[j];
+      for (int64_t y = 1; y < chunks; ++y)
+        acc = Kind == 1 ? std::max(acc, ind[y * cap + j]) : std::min(acc, ind[y * cap + j]);
+      outd[j] = acc;
+    }
+  }
+}
+
+// The row chunks of a column kernel over K columns: enough blocks to fill a GPU when K is a few
+// thousand, at most 16 partial results per column.
+int64_t row_chunk_of(int64_t K) { return std::max<int64_t>(1024, (K + 15) / 16); }
 
 // Matrix NMS: decayed score v_j = score_j * decay_j of the first K positions; key for the sort
 // (descending v; all ones when v fails the threshold, so those sort last) and the position.
@@ -290,7 +319,9 @@ std::pair<Tensor, Tensor> matrix_nms(const Tensor& b, const Tensor& s, const Ten
     sort_scores<T>(s.ptr<T>(), 1, n, false, 0.0, order.as<uint32_t>(), cand.as<int64_t>(), nullptr, dev, st);
     int64_t* limit = cand.as<int64_t>() + 1;
     launch(op, top_k_kernel, dim3(1), dim3(32), 0, st, static_cast<const int64_t*>(cand.as<int64_t>()), top_k, limit);
+    const int64_t rc = row_chunk_of(K), chunks = (K + rc - 1) / rc;
     DeviceBuffer work(K * (3 * sizeof(double) + 2 * sizeof(uint64_t) + 2 * sizeof(uint32_t)), dev, st);
+    DeviceBuffer part(chunks * K * sizeof(double), dev, st);
     double* comp = work.as<double>();
     double* dec = comp + K;
     double* v = dec + K;
@@ -298,14 +329,20 @@ std::pair<Tensor, Tensor> matrix_nms(const Tensor& b, const Tensor& s, const Ten
     uint64_t* keys2 = keys + K;
     uint32_t* vals = reinterpret_cast<uint32_t*>(keys2 + K);
     uint32_t* vals2 = vals + K;
-    const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((K + kColumns - 1) / kColumns, max_grid_blocks()));
+    const dim3 grid(static_cast<unsigned>(std::min<int64_t>((K + kColumns - 1) / kColumns, max_grid_blocks())),
+                    static_cast<unsigned>(chunks));
     const uint32_t* ord = order.as<uint32_t>();
     const IouCut none{0.0, 0.0};
-    launch(op, column_kernel<T, 1>, dim3(blocks), dim3(kColumns), 0, st, b.ptr<T>(), ord, c64, c32,
-           static_cast<const int64_t*>(limit), none, static_cast<const double*>(nullptr), method, sigma,
+    const int64_t* lim = limit;
+    launch(op, column_kernel<T, 1>, grid, dim3(kColumns), 0, st, b.ptr<T>(), ord, c64, c32, lim, K, rc, none,
+           static_cast<const double*>(nullptr), method, sigma, static_cast<uint8_t*>(nullptr), part.as<double>());
+    launch(op, fold_chunks_kernel<1>, dim3(grid_for(K)), dim3(kThreads), 0, st, lim, K, chunks,
+           static_cast<const uint8_t*>(nullptr), static_cast<const double*>(part.as<double>()),
            static_cast<uint8_t*>(nullptr), comp);
-    launch(op, column_kernel<T, 2>, dim3(blocks), dim3(kColumns), 0, st, b.ptr<T>(), ord, c64, c32,
-           static_cast<const int64_t*>(limit), none, static_cast<const double*>(comp), method, sigma,
+    launch(op, column_kernel<T, 2>, grid, dim3(kColumns), 0, st, b.ptr<T>(), ord, c64, c32, lim, K, rc, none,
+           static_cast<const double*>(comp), method, sigma, static_cast<uint8_t*>(nullptr), part.as<double>());
+    launch(op, fold_chunks_kernel<2>, dim3(grid_for(K)), dim3(kThreads), 0, st, lim, K, chunks,
+           static_cast<const uint8_t*>(nullptr), static_cast<const double*>(part.as<double>()),
            static_cast<uint8_t*>(nullptr), dec);
     launch(op, decayed_kernel<T>, dim3(grid_for(K)), dim3(kThreads), 0, st, s.ptr<T>(), ord,
            static_cast<const double*>(dec), K, has_score_threshold, score_threshold, v, keys, vals);
@@ -343,12 +380,17 @@ Tensor fast_cluster_nms(const Tensor& b, const Tensor& s, const Tensor* cls, dou
     launch(op, top_k_kernel, dim3(1), dim3(32), 0, st, static_cast<const int64_t*>(cand.as<int64_t>()), top_k, limit);
     rt::memset_async(flags.as<void>(), 0, n, st, op);
     const int64_t cols = top_k >= 0 ? std::min(n, top_k) : n;  // an upper bound of *limit
-    const unsigned blocks =
-        static_cast<unsigned>(std::min<int64_t>((cols + kColumns - 1) / kColumns, max_grid_blocks()));
-    launch(op, column_kernel<T, 0>, dim3(blocks), dim3(kColumns), 0, st, b.ptr<T>(),
-           static_cast<const uint32_t*>(order.as<uint32_t>()), c64, c32, static_cast<const int64_t*>(limit),
-           geom::make_iou_cut<T>(iou_threshold), static_cast<const double*>(nullptr), 0, 1.0, flags.as<uint8_t>(),
+    const int64_t rc = row_chunk_of(cols), chunks = (cols + rc - 1) / rc;
+    DeviceBuffer part(chunks * cols, dev, st);
+    const dim3 grid(static_cast<unsigned>(std::min<int64_t>((cols + kColumns - 1) / kColumns, max_grid_blocks())),
+                    static_cast<unsigned>(chunks));
+    launch(op, column_kernel<T, 0>, grid, dim3(kColumns), 0, st, b.ptr<T>(),
+           static_cast<const uint32_t*>(order.as<uint32_t>()), c64, c32, static_cast<const int64_t*>(limit), cols, rc,
+           geom::make_iou_cut<T>(iou_threshold), static_cast<const double*>(nullptr), 0, 1.0, part.as<uint8_t>(),
            static_cast<double*>(nullptr));
+    launch(op, fold_chunks_kernel<0>, dim3(grid_for(cols)), dim3(kThreads), 0, st, static_cast<const int64_t*>(limit),
+           cols, chunks, static_cast<const uint8_t*>(part.as<uint8_t>()), static_cast<const double*>(nullptr),
+           flags.as<uint8_t>(), static_cast<double*>(nullptr));
     Compaction c;
     c.flags = flags.as<uint8_t>();
     c.order = order.as<uint32_t>();

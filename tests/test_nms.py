@@ -952,3 +952,18 @@ def test_cuda_fast_and_matrix_nms_over_row_chunks(rng):
         kd, dd = cnnops.matrix_nms(bd, sd, idxs_d, method, score_threshold=0.05)
         _same_keep(kd, k, f"matrix {method}")
         _same_scores(dd, d, np.float64, f"matrix {method}")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("method", ["linear", "gaussian"])
+def test_cuda_soft_nms_drops_boxes_from_its_live_list(rng, method):
+    # thousands of boxes whose scores decay below score_threshold: the live list is compacted
+    # (stably) several times, and the selections stay the CPU's
+    n = 4000
+    b = make_boxes(rng, n, np.float32, "clustered", span=300.0)
+    s = make_scores(rng, n)
+    k, d = cnnops.soft_nms(b, s, 0.3, 0.5, 0.2, method)
+    kd, dd = cnnops.soft_nms(_cuda(b), _cuda(s), 0.3, 0.5, 0.2, method)
+    assert len(k) < n // 4, len(k)  # most boxes were dropped, not selected
+    _same_keep(kd, k, f"soft {method}")
+    _same_scores(dd, d, np.float32, f"soft {method}")

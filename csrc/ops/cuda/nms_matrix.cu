@@ -15,10 +15,12 @@
 //    sort). Fast NMS keeps column j when no row passes the suppression test and compacts the
 //    kept positions in order.
 //  * Soft-NMS is sequential by definition (each selection decays the scores the next one reads):
-//    one block of 1024 threads holds the current scores (double, in global memory) and, per
-//    selection, decays every live box against the selected one and finds the next maximum in the
-//    same pass (ties by lower index: the CPU's first maximum), then one block reduction: two
-//    barriers per selected box, O(N) work spread over the block.
+//    one block of 1024 threads holds the current scores (double, in global memory) and a list of
+//    the live boxes in index order; per selection it decays every live box against the selected one
+//    and finds the next maximum in the same pass (ties by lower index: the CPU's first maximum),
+//    then one block reduction: two barriers per selected box, O(live boxes) work spread over the
+//    block. When the list holds twice as many entries as live boxes, a stable in-place compaction
+//    drops the dead ones, so boxes that decay below score_threshold stop costing anything.
 // The IoU is box_geom.h's, in the boxes' dtype, and the file is compiled without fused
 // multiply-adds, so every IoU and every comparison with a threshold equals the CPU's; exp is the
 // device's (within an ulp of the host's on a GPU; the same function in the emulator).
@@ -211,37 +213,74 @@ struct Best {
 };
 __device__ __forceinline__ Best better(Best a, Best b) { return (a.s > b.s || (a.s == b.s && a.i < b.i)) ? a : b; }
 
-// The block's best (every thread returns it); red: 32 Best values of shared memory.
-__device__ __forceinline__ Best block_best(Best b, Best* red) {
+// The block's best and the sum of `cnt` over the block (every thread gets both); red, red_cnt: 32
+// values of shared memory each.
+__device__ __forceinline__ Best block_best(Best b, int cnt, Best* red, int* red_cnt, int* total) {
   for (int d = 16; d > 0; d >>= 1) {
     const Best o{__shfl_xor_sync(0xffffffffu, b.s, d), __shfl_xor_sync(0xffffffffu, b.i, d)};
     b = better(b, o);
+    cnt += __shfl_xor_sync(0xffffffffu, cnt, d);
   }
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  if (lane == 0) red[warp] = b;
+  if (lane == 0) red[warp] = b, red_cnt[warp] = cnt;
   __syncthreads();
   Best r = red[0];
-  for (int w = 1; w < warps; ++w) r = better(r, red[w]);
+  int t = red_cnt[0];
+  for (int w = 1; w < warps; ++w) r = better(r, red[w]), t += red_cnt[w];
   __syncthreads();  // red is free again
+  *total = t;
   return r;
+}
+
+// Drops the dead boxes from the live list live[0, listed) in place, keeping the index order;
+// returns how many remain. A chunk of blockDim entries at a time: every thread reads its entry,
+// ballots rank the survivors, which move down (never past an entry not read yet).
+__device__ int64_t compact_live(uint32_t* live, int64_t listed, const double* s, double dead, int* warp_sums) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  int64_t out = 0;
+  for (int64_t base = 0; base < listed; base += blockDim.x) {
+    const int64_t q = base + threadIdx.x;
+    uint32_t j = 0;
+    bool keep = false;
+    if (q < listed) {
+      j = live[q];
+      keep = s[j] != dead;
+    }
+    const unsigned ball = __ballot_sync(0xffffffffu, keep);
+    if (lane == 0) warp_sums[warp] = __popc(ball);
+    __syncthreads();
+    int before = 0, all = 0;
+    for (int w = 0; w < warps; ++w) {
+      before += w < warp ? warp_sums[w] : 0;
+      all += warp_sums[w];
+    }
+    if (keep) live[out + before + __popc(ball & ((1u << lane) - 1u))] = j;
+    out += all;
+    __syncthreads();
+  }
+  return out;
 }
 
 template <typename T>
 __global__ void __launch_bounds__(kSoftThreads)
     soft_nms_kernel(const T* __restrict__ boxes, const T* __restrict__ scores, int64_t n, double iou_threshold,
                     double sigma, double score_threshold, int method, int64_t cap, double* __restrict__ s,
-                    int64_t* __restrict__ keep, T* __restrict__ kept, int64_t* count) {
+                    uint32_t* __restrict__ live, int64_t* __restrict__ keep, T* __restrict__ kept, int64_t* count) {
   __shared__ Best red[32];
+  __shared__ int red_cnt[32];
   const double dead = -INFINITY;  // finite scores only: a live score is never -inf
   Best mine{dead, INT64_MAX};
+  int here = 0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     const double v = static_cast<double>(scores[i]);
-    const bool live = v > score_threshold;
-    s[i] = live ? v : dead;
-    if (live) mine = better(mine, Best{v, i});
+    const bool alive = v > score_threshold;
+    s[i] = alive ? v : dead;
+    live[i] = static_cast<uint32_t>(i);
+    if (alive) mine = better(mine, Best{v, i}), ++here;
   }
-  Best sel = block_best(mine, red);
-  int64_t k = 0;
+  int total;
+  Best sel = block_best(mine, here, red, red_cnt, &total);
+  int64_t listed = n, alive = total, k = 0;
   while (sel.s != dead && k < cap) {
     const int64_t m = sel.i;
     if (threadIdx.x == 0) {
@@ -252,7 +291,9 @@ __global__ void __launch_bounds__(kSoftThreads)
     const T* bm = boxes + 4 * m;
     const T am = geom::box_area(bm, T(0));
     mine = Best{dead, INT64_MAX};
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    int dropped = 0;
+    for (int64_t q = threadIdx.x; q < listed; q += blockDim.x) {
+      const int64_t j = live[q];
       if (j == m) {
         s[j] = dead;
         continue;
@@ -268,11 +309,13 @@ __global__ void __launch_bounds__(kSoftThreads)
           sj *= exp(-(iou * iou) / sigma);
         }
       }
-      if (!(sj > score_threshold)) sj = dead;
+      if (!(sj > score_threshold)) sj = dead, ++dropped;
       s[j] = sj;
       if (sj != dead) mine = better(mine, Best{sj, j});
     }
-    sel = block_best(mine, red);
+    sel = block_best(mine, dropped, red, red_cnt, &total);
+    alive -= 1 + total;
+    if (listed > 2 * alive + 2048) listed = compact_live(live, listed, s, dead, red_cnt);  // the pass walks live boxes
   }
   if (threadIdx.x == 0) *count = k;
 }
@@ -291,9 +334,10 @@ std::pair<Tensor, Tensor> soft_nms(const Tensor& b, const Tensor& s, double iou_
   with_float_dtype(b.dtype, [&](auto t) {
     using T = decltype(t);
     if (n == 0 || cap == 0) return;
-    DeviceBuffer cur(n * sizeof(double), dev, st);
+    DeviceBuffer cur(n * (sizeof(double) + sizeof(uint32_t)), dev, st);
     launch(op, soft_nms_kernel<T>, dim3(1), dim3(kSoftThreads), 0, st, b.ptr<T>(), s.ptr<T>(), n, iou_threshold, sigma,
-           score_threshold, method, cap, cur.as<double>(), keep.ptr<int64_t>(), kept.ptr<T>(), checks.counters());
+           score_threshold, method, cap, cur.as<double>(), reinterpret_cast<uint32_t*>(cur.as<double>() + n),
+           keep.ptr<int64_t>(), kept.ptr<T>(), checks.counters());
   });
   keep.shape[0] = kept.shape[0] = checks.counter(0);
   return {keep, kept};

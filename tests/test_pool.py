@@ -9,8 +9,8 @@ import pytest
 import cnnops
 import reference as ref
 from reference import rel_err
-from testing import (_FORMATS, POOL_TOL, PoolTester, data_format, from_cl, ntuple, pool_pads, poisoned_outputs, randn,
-                     to_cl)
+from testing import (_FORMATS, POOL_TOL, PoolTester, data_format, from_cl, half_array, half_to_float, ntuple, pool_pads,
+                     poisoned_outputs, randn, to_cl)
 
 F64 = np.float64
 DTYPES = [np.float32, np.float64]
@@ -608,21 +608,6 @@ def test_cuda_max_pool_backward_with_indices_outside_their_window(rng):
         cnnops.max_pool2d_backward(cnnops.cuda.array(go), cnnops.cuda.array(x), cnnops.cuda.array(idx), 2, 2)
 
 
-def _half_array(a, dtype):
-    """(device array of dtype "float16"/"bfloat16", the rounded values as float32 NumPy)."""
-    if dtype == "float16":
-        h = a.astype(np.float16)
-        return cnnops.cuda.array(h), h.astype(np.float32)
-    torch = pytest.importorskip("torch")
-    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16)
-    return cnnops.cuda.array(t), t.float().numpy()
-
-
-def _half_to_float(a):
-    if a.dtype == "float16":
-        return a.numpy().astype(np.float32)
-    torch = pytest.importorskip("torch")
-    return torch.from_dlpack(a.to("cpu")).float().numpy()
 
 
 @pytest.mark.cuda
@@ -633,24 +618,24 @@ def test_cuda_pool_half_precision(seed, dtype):
     # values is one of them) with the float32 CPU indices; sums within the storage precision
     rng = np.random.default_rng(2000 + seed)
     nd, kind, shape, args, kw = random_pool_case(rng)
-    xd, x = _half_array(_pool_case_data(rng, kind, shape, np.float64), dtype)
+    xd, x = half_array(_pool_case_data(rng, kind, shape, np.float64), dtype)
     eps = 2e-3 if dtype == "float16" else 1.6e-2
     out, outd = _pool_call(nd, kind, x, args, kw), _pool_call(nd, kind, xd, args, kw)
     if "max" in kind:
         assert outd[0].dtype == dtype
-        np.testing.assert_array_equal(_half_to_float(outd[0]), out[0])
+        np.testing.assert_array_equal(half_to_float(outd[0]), out[0])
         np.testing.assert_array_equal(outd[1].numpy(), out[1])
         y = out[0]
     else:
         assert outd.dtype == dtype
-        assert rel_err(_half_to_float(outd), out) <= eps
+        assert rel_err(half_to_float(outd), out) <= eps
         y = out
-    god, go = _half_array(rng.standard_normal(y.shape), dtype)
+    god, go = half_array(rng.standard_normal(y.shape), dtype)
     ind = (out[1], outd[1]) if "max" in kind else (None, None)
     g = _pool_call(nd, kind, x, args, kw, go, ind[0])
     gd = _pool_call(nd, kind, xd, args, kw, god, ind[1])
     assert gd.dtype == dtype
-    assert rel_err(_half_to_float(gd), g) <= eps
+    assert rel_err(half_to_float(gd), g) <= eps
 
 
 @pytest.mark.cuda

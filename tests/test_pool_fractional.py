@@ -20,7 +20,8 @@ from reference import (
     numerical_grad,
     rel_err,
 )
-from testing import DTYPE_IDS, DTYPES, from_cl, poisoned_outputs, randn, to_cl, to_device, to_host, zeros
+from testing import (DTYPE_IDS, DTYPES, HALF, HALF_EPS, from_cl, half_array, half_to_float, poisoned_outputs, randn,
+                     to_cl, to_device, to_host, zeros)
 
 FMP = {2: cnnops.fractional_max_pool2d, 3: cnnops.fractional_max_pool3d}
 FMP_BWD = {2: cnnops.fractional_max_pool2d_backward, 3: cnnops.fractional_max_pool3d_backward}
@@ -290,29 +291,6 @@ def test_noncontiguous_and_torch_io(rng):
 
 # ----------------------------------------------------------------------------- CUDA against the CPU kernels
 
-HALF = ["float16", "bfloat16"]
-# relative error of float32 sums stored in 16 bits (2^-11 and 2^-8 per element, with margin)
-HALF_EPS = {"float16": 2e-3, "bfloat16": 1.6e-2}
-
-
-def _half(a, dtype):
-    """`a` rounded to `dtype` ("float16" or "bfloat16") as a cnnops CUDA array, and the rounded
-    values as float32 NumPy (what the float32 CPU kernels are fed for the reference)."""
-    if dtype == "float16":
-        h = np.asarray(a, np.float32).astype(np.float16)
-        return cnnops.cuda.array(h), h.astype(np.float32)
-    torch = pytest.importorskip("torch")  # NumPy has no bfloat16: the values cross as a torch CPU tensor
-    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16)
-    return cnnops.cuda.array(t), t.float().numpy()
-
-
-def _float(a, dtype):
-    """A float16/bfloat16 cnnops CUDA array as float32 NumPy."""
-    assert str(a.dtype) == dtype and a.device.startswith("cuda"), (a.dtype, a.device)
-    if dtype == "float16":
-        return a.numpy().astype(np.float32)
-    torch = pytest.importorskip("torch")
-    return torch.from_dlpack(a.to("cpu")).float().numpy()
 
 
 def _made_up_indices(rng, idx, sp, how):
@@ -358,9 +336,9 @@ def test_cuda_half_precision(fmt, dtype, rng):
     input's dtype, from TF sequences), gradients within the 16-bit storage precision (the gather
     and the per-plane kernel)."""
     lay = to_cl if fmt == "NHWC" else np.ascontiguousarray
-    xd, x = _half(lay(randn(rng, (2, 3, 14, 15), np.float32)), dtype)
+    xd, x = half_array(lay(randn(rng, (2, 3, 14, 15), np.float32)), dtype)
     u = rng.random((2, 3, 2)).astype(np.float32)
-    ud, uh = _half(u, dtype)
+    ud, uh = half_array(u, dtype)
     calls = [dict(kernel_size=2, output_size=(10, 11), _random_samples=(u, u)),
              dict(kernel_size=3, output_size=(7, 9), _random_samples=(ud, uh)),
              dict(pooling_sequences=([0, 2, 3, 5, 7, 9, 11, 14], [0, 1, 3, 4, 6, 8, 10, 12, 15]), overlapping=True)]
@@ -370,16 +348,16 @@ def test_cuda_half_precision(fmt, dtype, rng):
         rd = cnnops.fractional_max_pool2d(xd, return_indices=True, data_format=fmt, **kw, **more)
         more = {"_random_samples": sh} if sh is not None else {}
         r = cnnops.fractional_max_pool2d(x, return_indices=True, data_format=fmt, **kw, **more)
-        np.testing.assert_array_equal(_float(rd[0], dtype), r[0], err_msg=str(kw))
+        np.testing.assert_array_equal(half_to_float(rd[0], dtype), r[0], err_msg=str(kw))
         np.testing.assert_array_equal(rd[1].numpy(), r[1], err_msg=str(kw))
-        gyd, gy = _half(randn(rng, r[0].shape, np.float32), dtype)
+        gyd, gy = half_array(randn(rng, r[0].shape, np.float32), dtype)
         for idx in (r[1], rng.integers(0, 14 * 15, size=r[1].shape).astype(np.int64)):
             gd = cnnops.fractional_max_pool2d_backward(gyd, xd, cnnops.cuda.array(idx), data_format=fmt)
             g = cnnops.fractional_max_pool2d_backward(gy, x, idx, data_format=fmt)
-            assert rel_err(_float(gd, dtype), g) <= HALF_EPS[dtype], str(kw)
+            assert rel_err(half_to_float(gd, dtype), g) <= HALF_EPS[dtype], str(kw)
     # samples drawn when not given: float32 ones for a 16-bit input
     y = cnnops.fractional_max_pool2d(xd, 2, output_size=(10, 11), data_format=fmt)
-    assert str(y.dtype) == dtype and np.isfinite(_float(y, dtype)).all()
+    assert str(y.dtype) == dtype and np.isfinite(half_to_float(y, dtype)).all()
 
 
 @pytest.mark.cuda

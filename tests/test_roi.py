@@ -14,7 +14,7 @@ import pytest
 
 import cnnops
 from reference import numerical_grad, rel_err, roi_align_ref, roi_pool_backward_ref, roi_pool_ref, roi_rows
-from testing import DTYPE_IDS, DTYPES, check_close, poisoned_outputs, to_device, to_host
+from testing import DTYPE_IDS, DTYPES, check_close, half_array, half_to_float, poisoned_outputs, to_device, to_host
 
 OPS = ["roi_pool", "roi_align", "ps_roi_pool", "ps_roi_align"]
 TOL = {np.float32: 1e-6, np.float64: 1e-12}
@@ -444,21 +444,6 @@ def test_cuda_matches_cpu_bitwise(op, rng):
     assert np.array_equal(to_host(dx_gpu, "cuda"), dx_cpu)
 
 
-def _half_array(a, dtype):
-    """(CUDA array of dtype "float16"/"bfloat16", its values rounded, as float32 NumPy)."""
-    if dtype == "float16":
-        h = a.astype(np.float16)
-        return cnnops.cuda.array(h), h.astype(np.float32)
-    torch = pytest.importorskip("torch")
-    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16)
-    return cnnops.cuda.array(t), t.float().numpy()
-
-
-def _half_to_float(a):
-    if a.dtype == "float16":
-        return a.numpy().astype(np.float32)
-    torch = pytest.importorskip("torch")
-    return torch.from_dlpack(a.to("cpu")).float().numpy()
 
 
 @pytest.mark.cuda
@@ -469,21 +454,21 @@ def test_cuda_half_precision(op, dtype, rng):
     sums accumulate in float32, so results are the float32 CPU results on the rounded values,
     rounded once more to the storage type."""
     x, boxes, out, scale, sr = _setup(("h", 2, 2, 8, 9, 8, (2, 3), 0.5, 2), op, np.float32, rng)
-    xd, xr = _half_array(x, dtype)
+    xd, xr = half_array(x, dtype)
     eps = 2e-3 if dtype == "float16" else 1.6e-2
     r = _call(op, xr, boxes, out, scale, sr, True, False)
     rd = _call(op, xd, cnnops.cuda.array(boxes), out, scale, sr, True, False)
     y, yd = (r[0], rd[0]) if op == "roi_pool" else (r, rd)
     assert yd.dtype == dtype
-    assert rel_err(_half_to_float(yd), y) <= eps
+    assert rel_err(half_to_float(yd), y) <= eps
     if op == "roi_pool":
         assert np.array_equal(rd[1].numpy(), r[1])
-    gd, g = _half_array(rng.standard_normal(y.shape), dtype)
+    gd, g = half_array(rng.standard_normal(y.shape), dtype)
     dx = _call_backward(op, g, xr, boxes, out, scale, sr, True, False, idx=r[1] if op == "roi_pool" else None)
     dxd = _call_backward(op, gd, xd, cnnops.cuda.array(boxes), out, scale, sr, True, False,
                          idx=rd[1] if op == "roi_pool" else None)
     assert dxd.dtype == dtype
-    assert rel_err(_half_to_float(dxd), dx) <= eps
+    assert rel_err(half_to_float(dxd), dx) <= eps
 
 
 @pytest.mark.cuda

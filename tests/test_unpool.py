@@ -22,6 +22,10 @@ from reference import (
 )
 from testing import (
     DTYPE_IDS,
+    HALF,
+    HALF_EPS,
+    half_array,
+    half_to_float,
     DTYPES,
     UnpoolTester,
     from_cl,
@@ -382,29 +386,6 @@ def test_torch_in_torch_out(rng):
 
 # ----------------------------------------------------------------------------- CUDA against the CPU kernels
 
-HALF = ["float16", "bfloat16"]
-# relative error of float32 sums stored in 16 bits (2^-11 and 2^-8 per element, with margin)
-HALF_EPS = {"float16": 2e-3, "bfloat16": 1.6e-2}
-
-
-def _half(a, dtype):
-    """`a` rounded to `dtype` ("float16" or "bfloat16") as a cnnops CUDA array, and the rounded
-    values as float32 NumPy (what the float32 CPU kernels are fed for the reference)."""
-    if dtype == "float16":
-        h = np.asarray(a, np.float32).astype(np.float16)
-        return cnnops.cuda.array(h), h.astype(np.float32)
-    torch = pytest.importorskip("torch")  # NumPy has no bfloat16: the values cross as a torch CPU tensor
-    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16)
-    return cnnops.cuda.array(t), t.float().numpy()
-
-
-def _float(a, dtype):
-    """A float16/bfloat16 cnnops CUDA array as float32 NumPy."""
-    assert str(a.dtype) == dtype and a.device.startswith("cuda"), (a.dtype, a.device)
-    if dtype == "float16":
-        return a.numpy().astype(np.float32)
-    torch = pytest.importorskip("torch")
-    return torch.from_dlpack(a.to("cpu")).float().numpy()
 
 
 def _same_bits(got, want, what):
@@ -465,29 +446,30 @@ def test_cuda_unpool_half_precision(fmt, dtype, rng):
     """float16/bfloat16 on CUDA against the float32 CPU kernels fed the same rounded values: every
     copy exact, the upsampling backward's float32 sums within the 16-bit storage precision."""
     lay = to_cl if fmt == "NHWC" else np.ascontiguousarray
-    xd, x = _half(lay(randn(rng, (2, 3, 5, 7), np.float32)), dtype)
+    xd, x = half_array(lay(randn(rng, (2, 3, 5, 7), np.float32)), dtype)
     for kw in (dict(scale_factor=1.5), dict(scale_factor=2), dict(size=(12, 9), mode="nearest-exact")):
         yd = cnnops.upsample_nearest2d(xd, data_format=fmt, **kw)
         y = cnnops.upsample_nearest2d(x, data_format=fmt, **kw)
-        np.testing.assert_array_equal(_float(yd, dtype), y, err_msg=f"upsample {kw}")
-        gyd, gy = _half(randn(rng, y.shape, np.float32), dtype)
+        np.testing.assert_array_equal(half_to_float(yd, dtype), y, err_msg=f"upsample {kw}")
+        gyd, gy = half_array(randn(rng, y.shape, np.float32), dtype)
         gd = cnnops.upsample_nearest2d_backward(gyd, x.shape, data_format=fmt, **kw)
         g = cnnops.upsample_nearest2d_backward(gy, x.shape, data_format=fmt, **kw)
-        assert rel_err(_float(gd, dtype), g) <= HALF_EPS[dtype], f"upsample backward {kw}"
+        assert rel_err(half_to_float(gd, dtype), g) <= HALF_EPS[dtype], f"upsample backward {kw}"
     idx = lay(pool_indices(rng, 2, 3, (11, 15), (5, 7), unique=False))  # kernel 3, stride 2
     idxd = cnnops.cuda.array(idx)
     yd = cnnops.max_unpool2d(xd, idxd, 3, 2, data_format=fmt)
     y = cnnops.max_unpool2d(x, idx, 3, 2, data_format=fmt)
-    np.testing.assert_array_equal(_float(yd, dtype), y, err_msg="max_unpool")
-    gyd, gy = _half(randn(rng, y.shape, np.float32), dtype)
+    np.testing.assert_array_equal(half_to_float(yd, dtype), y, err_msg="max_unpool")
+    gyd, gy = half_array(randn(rng, y.shape, np.float32), dtype)
     gd = cnnops.max_unpool2d_backward(gyd, idxd, 3, 2, data_format=fmt)
-    np.testing.assert_array_equal(_float(gd, dtype), cnnops.max_unpool2d_backward(gy, idx, 3, 2, data_format=fmt))
+    np.testing.assert_array_equal(half_to_float(gd, dtype),
+                                  cnnops.max_unpool2d_backward(gy, idx, 3, 2, data_format=fmt))
     yd = cnnops.bed_of_nails_unpool2d(xd, (2, 3), data_format=fmt)
     y = cnnops.bed_of_nails_unpool2d(x, (2, 3), data_format=fmt)
-    np.testing.assert_array_equal(_float(yd, dtype), y, err_msg="bed of nails")
-    gyd, gy = _half(randn(rng, y.shape, np.float32), dtype)
+    np.testing.assert_array_equal(half_to_float(yd, dtype), y, err_msg="bed of nails")
+    gyd, gy = half_array(randn(rng, y.shape, np.float32), dtype)
     gd = cnnops.bed_of_nails_unpool2d_backward(gyd, (2, 3), data_format=fmt)
-    np.testing.assert_array_equal(_float(gd, dtype), cnnops.bed_of_nails_unpool2d_backward(gy, (2, 3),
+    np.testing.assert_array_equal(half_to_float(gd, dtype), cnnops.bed_of_nails_unpool2d_backward(gy, (2, 3),
                                                                                            data_format=fmt))
 
 

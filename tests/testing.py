@@ -142,6 +142,32 @@ def to_host(a, device, what="output"):
     return cupy.asnumpy(a)
 
 
+# Half precision on CUDA arrays (float16 / bfloat16, accumulated in float32 by the kernels).
+HALF = ["float16", "bfloat16"]
+# relative error of float32 sums stored in 16 bits (2^-11 and 2^-8 per element, with margin)
+HALF_EPS = {"float16": 2e-3, "bfloat16": 1.6e-2}
+
+
+def half_array(a, dtype):
+    """`a` rounded to `dtype` ("float16" or "bfloat16") as a cnnops CUDA array, and the rounded
+    values as float32 NumPy (what the float32 CPU kernels are fed for the reference)."""
+    if dtype == "float16":
+        h = np.asarray(a, np.float32).astype(np.float16)
+        return cnnops.cuda.array(h), h.astype(np.float32)
+    torch = pytest.importorskip("torch")  # NumPy has no bfloat16: the values cross as a torch CPU tensor
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16)
+    return cnnops.cuda.array(t), t.float().numpy()
+
+
+def half_to_float(a, dtype=None):
+    """A float16/bfloat16 cnnops CUDA array as float32 NumPy (checking its dtype when given)."""
+    assert a.device.startswith("cuda") and (dtype is None or str(a.dtype) == dtype), (a.dtype, a.device)
+    if str(a.dtype) == "float16":
+        return a.numpy().astype(np.float32)
+    torch = pytest.importorskip("torch")
+    return torch.from_dlpack(a.to("cpu")).float().numpy()
+
+
 # ----------------------------------------------------------------------------- comparisons
 
 

@@ -16,17 +16,8 @@ import cnnops
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-# Test modules of op families that have no CUDA kernels yet: their `cuda` copies are skipped (the
-# op raises NotImplementedError naming the device, checked in test_cuda.py).
-NO_CUDA_KERNELS = {"test_conv.py", "test_conv_nd.py", "test_conv_transpose.py"}
-
-
 def pytest_collection_modifyitems(config, items):
     if cnnops.cuda.is_available():
-        later = pytest.mark.skip(reason="this op family has no CUDA kernels yet")
-        for item in items:
-            if "cuda" in item.keywords and os.path.basename(str(item.fspath)) in NO_CUDA_KERNELS:
-                item.add_marker(later)
         return
     why = "cnnops was built without CUDA" if not cnnops.cuda.is_compiled() else "no usable GPU or driver"
     skip = pytest.mark.skip(reason=f"needs a CUDA GPU: cnnops.cuda.is_available() is False ({why})")

@@ -546,7 +546,8 @@ def test_torch_dtype_without_numpy_counterpart():
     torch = pytest.importorskip("torch")
     x = torch.zeros(1, 1, 4, 4, dtype=torch.bfloat16)
     w = torch.zeros(1, 1, 3, 3, dtype=torch.bfloat16)
-    with pytest.raises(TypeError, match=r"conv2d: expected input with dtype float32 or float64, got bfloat16"):
+    msg = r"conv2d: expected input with dtype float32 or float64 \(float16 and bfloat16 on CUDA arrays\), got bfloat16"
+    with pytest.raises(TypeError, match=msg):
         cnnops.conv2d(x, w)
 
 
@@ -642,10 +643,10 @@ BAD_CALLS = [
     ("dtype_mismatch_bias", lambda: cnnops.conv2d(_z(X), _z(W), _z(6, np.float32)), TypeError,
      r"bias with the input's dtype float64, got float32"),
     ("int_input", lambda: cnnops.conv2d(_z(X, np.int32), _z(W, np.int32)), TypeError,
-     r"float32 or float64, got int32"),
+     r"float32 or float64 \(float16 and bfloat16 on CUDA arrays\), got int32"),
     ("int_weight", lambda: cnnops.conv2d(_z(X), _z(W, np.int64)), TypeError, r"input.s dtype float64, got int64"),
     ("float16_input", lambda: cnnops.conv2d(_z(X, np.float16), _z(W, np.float16)), TypeError,
-     r"float32 or float64, got float16"),
+     r"float32 or float64 \(float16 and bfloat16 on CUDA arrays\), got float16"),
     ("list_bias", lambda: cnnops.conv2d(_z(X), _z(W), [0.0] * 6), TypeError, r"DLPack.*got list"),
     ("list_input", lambda: cnnops.conv2d(_z(X).tolist(), _z(W)), TypeError, r"DLPack.*got list"),
     ("list_weight", lambda: cnnops.conv2d(_z(X), _z(W).tolist()), TypeError, r"DLPack.*got list"),
@@ -780,3 +781,251 @@ def test_smallc_both_orientations(rng, K, stride, mode):
         ref = conv2d_ref(x, w, b, stride, (2, 1, 0, 3), mode=mode)
         assert y.shape == ref.shape
         assert rel_err(y, ref) < TOL[dtype]
+
+
+# ----------------------------------------------------------------------------- CUDA only
+# The tests above run on CUDA through the `device` fixture; these cover what only the CUDA kernels
+# have: tensor cores (tf32, float16, bfloat16), half precision on CUDA cores, channels-last arrays
+# read in place, the precision argument, split-K determinism, and random shapes into the corners
+# against the float64 references. Tolerances (relative error ||out - ref|| / ||ref||): tf32 1e-3
+# (each operand rounded to 10 mantissa bits, 2^-11 relative, so one product is within 2^-10; long
+# reductions average to ~3e-4, short ones do not), float16/bfloat16 1e-2 (fp32 accumulation),
+# every CUDA-core kernel as on the CPU.
+
+from reference import conv_transpose_backward_ref, conv_transpose_ref, convnd_backward_ref, convnd_ref  # noqa: E402
+from testing import HALF, half_array, half_to_float  # noqa: E402
+
+TF32_TOL = 1e-3
+HALF_TOL = 1e-2
+CUDA_ALGOS = ["gemm", "direct", "smallc", "depthwise", "tensorcore"]
+
+
+def _random_conv(rng, transposed=False):
+    """A random valid convolution reaching the corners: sizes 1, kernels larger than the input
+    (with the padding that makes them fit), padding-only output rows, strides up to 9, dilation,
+    groups, every padding mode; a random output_padding for a transposed one."""
+    nd = int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 1, 2, 3]))
+    cg, kg = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    if rng.random() < 0.2:
+        cg = 1  # depthwise (multiplier kg)
+        groups = int(rng.integers(2, 5))
+    n = int(rng.integers(1, 3))
+    ins, ks, st, dl, pads = [], [], [], [], []
+    for _ in range(nd):
+        size = int(rng.choice([1, 2, 3, 5, 7, 9]))
+        k = int(rng.integers(1, 5))
+        s = int(rng.choice([1, 1, 2, 3, 9]))
+        d = int(rng.choice([1, 1, 2]))
+        ext = d * (k - 1) + 1
+        need = max(0, ext - size)  # padding the kernel needs to fit
+        lo = int(rng.integers(0, ext))
+        hi = max(need - lo, int(rng.integers(0, ext)))
+        ins.append(size)
+        ks.append(k)
+        st.append(s)
+        dl.append(d)
+        pads += [lo, hi]
+    mode = "zeros"
+    if not transposed and rng.random() < 0.4:
+        mode = str(rng.choice(["reflect", "replicate", "circular"]))
+        lim = {"reflect": lambda s: s - 1, "replicate": lambda s: 10**6, "circular": lambda s: s}[mode]
+        if any(pads[2 * i] > lim(ins[i]) or pads[2 * i + 1] > lim(ins[i]) for i in range(nd)):
+            mode = "zeros"
+    return dict(nd=nd, n=n, c=cg * groups, k=kg * groups, groups=groups, ins=ins, ks=ks, stride=st, dilation=dl,
+                pads=pads, mode=mode)
+
+
+def _cuda(a):
+    return None if a is None else cnnops.cuda.array(a)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("seed", range(40))
+def test_cuda_random_convolutions_match_reference(seed):
+    rng = np.random.default_rng(1000 + seed)
+    p = _random_conv(rng)
+    nd = p["nd"]
+    x = rng.standard_normal((p["n"], p["c"], *p["ins"]))
+    w = rng.standard_normal((p["k"], p["c"] // p["groups"], *p["ks"]))
+    b = rng.standard_normal(p["k"]) if rng.random() < 0.5 else None
+    kw = dict(stride=p["stride"], padding=tuple(p["pads"]),
+              dilation=p["dilation"], groups=p["groups"], padding_mode=p["mode"])
+    ref_kw = dict(stride=p["stride"], pads=p["pads"], dilation=p["dilation"], groups=p["groups"], mode=p["mode"])
+    y_ref = convnd_ref(x, w, b, **ref_kw)
+    gy = rng.standard_normal(y_ref.shape)
+    g_ref = convnd_backward_ref(gy, x, w, **ref_kw)
+    fwd, bwd = getattr(cnnops, f"conv{nd}d"), getattr(cnnops, f"conv{nd}d_backward")
+    for algo in CUDA_ALGOS:
+        if algo == "depthwise" and p["c"] != p["groups"]:
+            continue
+        dt, tol, extra = (np.float32, TF32_TOL, dict(precision="tf32")) if algo == "tensorcore" else (
+            np.float64, 1e-12, {})
+        args = [_cuda(None if a is None else a.astype(dt)) for a in (x, w, b)]
+        y = fwd(*args, algo=algo, **kw, **extra).numpy()
+        check_close(y, y_ref, dt, f"conv{nd}d[{algo}] {p}", tol)
+        grads = bwd(_cuda(gy.astype(dt)), args[0], args[1], algo=algo, **kw, **extra)
+        for name, got, ref in zip(("grad_input", "grad_weight", "grad_bias"), grads, g_ref):
+            check_close(got.numpy(), ref, dt, f"{name} of conv{nd}d[{algo}] {p}", tol)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("seed", range(25))
+def test_cuda_random_transposed_convolutions_match_reference(seed):
+    rng = np.random.default_rng(2000 + seed)
+    p = _random_conv(rng, transposed=True)
+    nd = p["nd"]
+    # the transposed op's input is the convolution's output
+    outs = [(p["ins"][i] + p["pads"][2 * i] + p["pads"][2 * i + 1] - p["dilation"][i] * (p["ks"][i] - 1) - 1)
+            // p["stride"][i] + 1 for i in range(nd)]
+    x = rng.standard_normal((p["n"], p["k"], *outs))
+    w = rng.standard_normal((p["k"], p["c"] // p["groups"], *p["ks"]))
+    b = rng.standard_normal(p["c"]) if rng.random() < 0.5 else None
+    kw = dict(stride=p["stride"], padding=tuple(p["pads"]),
+              dilation=p["dilation"], groups=p["groups"], output_size=p["ins"])
+    ref_kw = dict(stride=p["stride"], pads=p["pads"], dilation=p["dilation"], groups=p["groups"])
+    y_ref = conv_transpose_ref(x, w, b, outs=tuple(p["ins"]), **ref_kw)
+    gy = rng.standard_normal(y_ref.shape)
+    g_ref = conv_transpose_backward_ref(gy, x, w, **ref_kw)
+    fwd = getattr(cnnops, f"conv_transpose{nd}d")
+    bwd = getattr(cnnops, f"conv_transpose{nd}d_backward")
+    for algo in CUDA_ALGOS:
+        if algo == "depthwise" and p["c"] != p["groups"]:
+            continue
+        dt, tol, extra = (np.float32, TF32_TOL, dict(precision="tf32")) if algo == "tensorcore" else (
+            np.float64, 1e-12, {})
+        args = [_cuda(None if a is None else a.astype(dt)) for a in (x, w, b)]
+        y = fwd(*args, algo=algo, **kw, **extra)
+        check_close(y.numpy(), y_ref, dt, f"conv_transpose{nd}d[{algo}] {p}", tol)
+        bkw = {k: v for k, v in kw.items() if k != "output_size"}
+        bkw["output_padding"] = [p["ins"][i] - ((outs[i] - 1) * p["stride"][i] - p["pads"][2 * i]
+                                                - p["pads"][2 * i + 1] + p["dilation"][i] * (p["ks"][i] - 1) + 1)
+                                 for i in range(nd)]
+        grads = bwd(_cuda(gy.astype(dt)), args[0], args[1], algo=algo, **bkw, **extra)
+        for name, got, ref in zip(("grad_input", "grad_weight", "grad_bias"), grads, g_ref):
+            check_close(got.numpy(), ref, dt, f"{name} of conv_transpose{nd}d[{algo}] {p}", tol)
+
+
+# Shapes that fill more than one tile in every GEMM direction, split-K in the weight gradient and
+# several stride phases in the input gradient.
+TC_CASES = [
+    Case("tc_3x3", (2, 24, 13, 12), 70, 3, 3, padding=1, bias=True),
+    Case("tc_s2_groups", (2, 16, 15, 17), 24, 3, 3, stride=2, padding=1, groups=2, bias=True),
+    Case("tc_5x5_d2", (1, 9, 16, 14), 33, 5, 5, dilation=2, padding=4),
+    Case("tc_1x1_many_k", (3, 40, 9, 9), 130, 1, 1, bias=True),
+    Case("tc_reflect", (2, 6, 11, 12), 20, 3, 3, padding=2, mode="reflect"),
+]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("case", TC_CASES, ids=lambda c: c.id)
+def test_cuda_tf32_tensor_cores(case):
+    x, w, b, gy, y_ref, refs = case.dtype(np.float64).data()
+    args = [_cuda(None if a is None else a.astype(np.float32)) for a in (x, w, b)]
+    y = case.run_forward(*args, algo="tensorcore", precision="tf32")
+    check_close(y.numpy(), y_ref, np.float32, "tf32 forward", TF32_TOL)
+    grads = case.run_backward(_cuda(gy.astype(np.float32)), args[0], args[1], algo="tensorcore", precision="tf32")
+    for name, got, ref in zip(("grad_input", "grad_weight", "grad_bias"), grads, refs):
+        check_close(got.numpy(), ref, np.float32, f"tf32 {name}", TF32_TOL)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("algo", ["tensorcore", "gemm", "direct", "smallc"])
+@pytest.mark.parametrize("case", TC_CASES[:3] + [Case("dw_half", (2, 8, 9, 10), 16, 3, 3, padding=1, groups=8)],
+                         ids=lambda c: c.id)
+def test_cuda_half_precision(case, algo, dtype, rng):
+    """float16/bfloat16 in and out, float32 accumulation: within HALF_TOL of the float64 result of
+    the rounded inputs."""
+    x, w, b, gy, _, _ = case.dtype(np.float64).data()
+    (xd, xr), (wd, wr), (gd, gr) = half_array(x, dtype), half_array(w, dtype), half_array(gy, dtype)
+    bd, br = half_array(b, dtype) if b is not None else (None, None)
+    y_ref = case.run_forward(*(a if a is None else a.astype(np.float64) for a in (xr, wr, br)), algo="direct")
+    refs = case.run_backward(gr.astype(np.float64), xr.astype(np.float64), wr.astype(np.float64), algo="direct")
+    y = case.run_forward(xd, wd, bd, algo=algo)
+    check_close(half_to_float(y, dtype).astype(np.float64), y_ref, np.float64, f"{dtype} forward", HALF_TOL)
+    grads = case.run_backward(gd, xd, wd, algo=algo)
+    for name, got, ref in zip(("grad_input", "grad_weight", "grad_bias"), grads, refs):
+        check_close(half_to_float(got, dtype).astype(np.float64), ref, np.float64, f"{dtype} {name}", HALF_TOL)
+    assert cnnops.conv2d_algo(xd, wd, **case.kwargs()) == ("depthwise" if case.id == "dw_half" else "tensorcore")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("algo", ["gemm", "direct", "smallc", "tensorcore"])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_cuda_channels_last_in_place(nd, algo, rng):
+    """A channels-last array (C innermost in memory) is read through its strides and gives
+    channels-last outputs and input gradients with the same values as contiguous arrays."""
+    sp = (7, 6, 5)[:nd]
+    x = rng.standard_normal((2, *sp, 12)).astype(np.float32)  # channels last in memory
+    w = rng.standard_normal((10, 12, *(3,) * nd)).astype(np.float32)
+    perm = (0, nd + 1, *range(1, nd + 1))
+    xl = cnnops.cuda.array(x).permute(perm)
+    assert xl.shape == (2, 12, *sp) and xl.strides[1] == 1
+    extra = dict(precision="tf32") if algo == "tensorcore" else {}
+    tol = TF32_TOL if algo == "tensorcore" else 1e-5
+    fwd, bwd = getattr(cnnops, f"conv{nd}d"), getattr(cnnops, f"conv{nd}d_backward")
+    y = fwd(xl, cnnops.cuda.array(w), stride=2, padding=1, algo=algo, **extra)
+    assert y.strides[1] == 1 and y.strides[0] == np.prod(y.shape[1:])
+    xc = np.ascontiguousarray(np.transpose(x, perm))
+    y_ref = fwd(xc.astype(np.float64), w.astype(np.float64), stride=2, padding=1)
+    check_close(y.numpy(), y_ref, np.float32, f"channels-last conv{nd}d[{algo}]", tol)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    gyl = cnnops.cuda.array(np.ascontiguousarray(np.moveaxis(gy, 1, -1))).permute(perm)
+    gx, gw, gb = bwd(gyl, xl, cnnops.cuda.array(w), stride=2, padding=1, algo=algo, **extra)
+    assert gx.strides[1] == 1
+    refs = bwd(gy.astype(np.float64), xc.astype(np.float64), w.astype(np.float64), stride=2, padding=1)
+    for name, got, ref in zip(("grad_input", "grad_weight", "grad_bias"), (gx, gw, gb), refs):
+        check_close(got.numpy(), ref, np.float32, f"channels-last {name}[{algo}]", tol)
+
+
+@pytest.mark.cuda
+def test_cuda_backward_is_deterministic_with_split_k(rng):
+    """The weight gradient splits its long reduction (here 2 x 40 x 40 positions) into partials added
+    in a fixed order: the same bits on every run, in every precision."""
+    x = rng.standard_normal((2, 8, 40, 40)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((2, 16, 40, 40)).astype(np.float32)
+    for algo, extra in (("gemm", {}), ("tensorcore", dict(precision="tf32")), ("direct", {})):
+        runs = [[g.numpy() for g in cnnops.conv2d_backward(_cuda(gy), _cuda(x), _cuda(w), padding=1, algo=algo,
+                                                           **extra)] for _ in range(2)]
+        for a, b in zip(*runs):
+            assert np.array_equal(a, b), algo
+        ref = cnnops.conv2d_backward(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64), padding=1)
+        check_close(runs[0][1], ref[1], np.float32, f"grad_weight[{algo}]", TF32_TOL if extra else 1e-5)
+
+
+@pytest.mark.cuda
+def test_cuda_precision_and_algo_arguments(rng):
+    x = _cuda(rng.standard_normal((1, 8, 6, 6)).astype(np.float32))
+    w = _cuda(rng.standard_normal((5, 8, 3, 3)).astype(np.float32))
+    assert cnnops.conv2d_algo(x, w) == "gemm"  # fp32 by default: CUDA cores
+    assert cnnops.conv2d_algo(x, w, precision="tf32") == "tensorcore"
+    assert cnnops.conv2d_algo(x, w, precision="auto") == "gemm"  # too small to gain from tensor cores
+    with pytest.raises(ValueError, match="conv2d: algo='tensorcore' computes float32 in tf32"):
+        cnnops.conv2d(x, w, algo="tensorcore")
+    with pytest.raises(NotImplementedError, match="conv2d: algo='winograd' has no CUDA kernel"):
+        cnnops.conv2d(x, w, algo="winograd")
+    with pytest.raises(ValueError, match="conv2d: expected precision one of 'fp32', 'tf32', 'auto', got 'fp16'"):
+        cnnops.conv2d(x, w, precision="fp16")
+    x64, w64 = _cuda(rng.standard_normal((1, 8, 6, 6))), _cuda(rng.standard_normal((5, 8, 3, 3)))
+    with pytest.raises(ValueError, match="algo='tensorcore' takes float32 .* got float64"):
+        cnnops.conv2d(x64, w64, algo="tensorcore", precision="tf32")
+    with pytest.raises(ValueError, match="algo='tensorcore' runs on CUDA arrays only"):
+        cnnops.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), algo="tensorcore")
+    assert cnnops.conv2d_algo(_cuda(np.ones((1, 3, 9, 9), np.float32)), _cuda(np.ones((8, 3, 3, 3), np.float32))) \
+        == "smallc"
+    # precision does not change CPU results (CPU kernels compute in the input's dtype)
+    xh, wh = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3))
+    assert np.array_equal(cnnops.conv2d(xh, wh, precision="tf32"), cnnops.conv2d(xh, wh))
+
+
+@pytest.mark.cuda
+def test_cuda_stream_and_empty_batch(rng):
+    x = rng.standard_normal((0, 3, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    y = cnnops.conv2d(_cuda(x), _cuda(w), stream=0)
+    assert y.shape == (0, 4, 3, 3)
+    gx, gw, gb = cnnops.conv2d_backward(_cuda(np.zeros((0, 4, 3, 3), np.float32)), _cuda(x), _cuda(w), stream=0)
+    assert gx.shape == x.shape and np.array_equal(gw.numpy(), np.zeros_like(w))
+    assert np.array_equal(gb.numpy(), np.zeros(4, np.float32))

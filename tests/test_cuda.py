@@ -127,11 +127,9 @@ def test_caching_allocator_reuses_blocks(rng):
 
 
 @pytest.mark.cuda
-def test_ops_without_cuda_kernels_and_mixed_devices_fail_cleanly(rng):
+def test_mixed_devices_fail_cleanly(rng):
     x = cnnops.cuda.array(rng.standard_normal((1, 2, 5, 5)).astype(np.float32))
     w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
-    with pytest.raises(NotImplementedError, match="cuda:0"):
-        cnnops.conv2d(x, cnnops.cuda.array(w))
     with pytest.raises(TypeError, match="device"):
         cnnops.conv2d(x, w)  # weight on the CPU
     with pytest.raises(TypeError, match="device"):

@@ -344,6 +344,30 @@ void register_array(py::module_& m) {
       .def_property_readonly("device", [](const Array& a) { return device_name(a.t.device); })
       .def_property_readonly("ndim", [](const Array& a) { return a.t.ndim(); })
       .def_property_readonly("size", [](const Array& a) { return a.t.numel(); })
+      .def_property_readonly(
+          "strides", [](const Array& a) { return py::tuple(py::cast(a.t.strides)); },
+          "Strides in elements (not bytes), one per dimension.")
+      .def(
+          "permute",
+          [](const Array& a, const std::vector<int64_t>& dims) {
+            const int64_t nd = a.t.ndim();
+            std::vector<bool> seen(static_cast<size_t>(nd), false);
+            bool ok = static_cast<int64_t>(dims.size()) == nd;
+            for (size_t i = 0; ok && i < dims.size(); ++i) {
+              ok = dims[i] >= 0 && dims[i] < nd && !seen[dims[i]];
+              if (ok) seen[dims[i]] = true;
+            }
+            CNNOPS_CHECK_VALUE(ok, "Array.permute: expected a permutation of 0..", nd - 1, ", got ", shape_str(dims));
+            Tensor v = a.t;
+            for (size_t i = 0; i < dims.size(); ++i) {
+              v.shape[i] = a.t.shape[dims[i]];
+              v.strides[i] = a.t.strides[dims[i]];
+            }
+            return Array{std::move(v), a.stream};
+          },
+          py::arg("dims"),
+          "A view with the dimensions reordered (no copy), as torch.permute: "
+          "cnnops.cuda.array(x_nhwc).permute((0, 3, 1, 2)) is a channels-last (N, C, H, W) array.")
       .def("numpy", &as_numpy, "A NumPy array with the values (a copy to the host for a CUDA array).")
       .def(
           "__array__",

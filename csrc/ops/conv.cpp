@@ -6,6 +6,7 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "ops/cpu/conv.h"
+#include "ops/cuda/conv.h"
 
 namespace cnnops {
 
@@ -24,8 +25,16 @@ ConvAlgo parse_conv_algo(const std::string& s, const char* op) {
   if (s == "depthwise") return ConvAlgo::Depthwise;
   if (s == "smallc") return ConvAlgo::SmallC;
   if (s == "winograd") return ConvAlgo::Winograd;
-  throw ValueError(
-      str(op, ": expected algo 'auto', 'direct', 'gemm', 'depthwise', 'smallc' or 'winograd', got '", s, "'"));
+  if (s == "tensorcore") return ConvAlgo::TensorCore;
+  throw ValueError(str(op, ": expected algo 'auto', 'direct', 'gemm', 'depthwise', 'smallc', 'winograd' or ",
+                       "'tensorcore', got '", s, "'"));
+}
+
+Precision parse_precision(const std::string& s, const char* op) {
+  if (s == "fp32") return Precision::FP32;
+  if (s == "tf32") return Precision::TF32;
+  if (s == "auto") return Precision::Auto;
+  throw ValueError(str(op, ": expected precision 'fp32', 'tf32' or 'auto', got '", s, "'"));
 }
 
 std::string conv_algo_name(ConvAlgo a) {
@@ -36,13 +45,15 @@ std::string conv_algo_name(ConvAlgo a) {
     case ConvAlgo::Depthwise: return "depthwise";
     case ConvAlgo::SmallC: return "smallc";
     case ConvAlgo::Winograd: return "winograd";
+    case ConvAlgo::TensorCore: return "tensorcore";
   }
   return "?";
 }
 
 static void check_float(const char* op, const char* name, const Tensor& t) {
-  CNNOPS_CHECK_TYPE(t.dtype == DType::Float32 || t.dtype == DType::Float64, op, ": expected ", name,
-                    " with dtype float32 or float64, got ", dtype_name(t.dtype));
+  CNNOPS_CHECK_TYPE(pool_dtype_ok(t), op, ": expected ", name, " with dtype ", pool_dtypes(t), ", got ",
+                    dtype_name(t.dtype));
+  require_kernel(op, t);
 }
 
 void check_same_kind(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
@@ -140,6 +151,8 @@ ConvPlan make_conv_plan(const char* op, const std::vector<int64_t>& xs, const Te
   ConvPlan pl;
   pl.nd = nd;
   pl.mode = p.mode;
+  pl.dtype = x.dtype;
+  pl.precision = p.precision;
   pl.N = N;
   pl.C = C;
   pl.K = K;
@@ -182,7 +195,13 @@ ConvPlan make_conv_plan(const char* op, const std::vector<int64_t>& xs, const Te
 
 ConvAlgo choose_conv_algo(const char* op, const ConvPlan& pl, ConvAlgo requested, const Device& d) {
   switch (d.type) {
-    case DeviceType::CPU: return cpu::conv_choose_algo(pl, requested, op);
+    case DeviceType::CPU:
+      CNNOPS_CHECK_VALUE(requested != ConvAlgo::TensorCore, op,
+                         ": algo='tensorcore' runs on CUDA arrays only (the input is on the CPU)");
+      return cpu::conv_choose_algo(pl, requested, op);
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: return cuda::conv_choose_algo(pl, requested, op);
+#endif
     default: no_kernel_for_device(op, d);
   }
 }
@@ -195,14 +214,23 @@ ConvAlgo conv_algo(const char* op, const Tensor& input, const Tensor& weight, co
 Tensor conv(const char* op, const Tensor& input, const Tensor& weight, const Tensor* bias, const ConvParams& p) {
   const ConvPlan pl = make_conv_plan(op, input.shape, input, weight, bias, p);
   const ConvAlgo algo = choose_conv_algo(op, pl, p.algo, input.device);
-  Tensor x = contiguous(input), w = contiguous(weight), b;
+  Tensor w = contiguous(weight), b;
   if (bias) b = contiguous(*bias);
-  Tensor y = empty(pl.out_shape, x.dtype, x.device);
-  switch (x.device.type) {
-    case DeviceType::CPU: cpu::conv_forward(pl, x, w, bias ? &b : nullptr, y, algo); break;
-    default: no_kernel_for_device(op, x.device);
+  switch (input.device.type) {
+    case DeviceType::CPU: {
+      Tensor x = contiguous(input), y = empty(pl.out_shape, x.dtype, x.device);
+      cpu::conv_forward(pl, x, w, bias ? &b : nullptr, y, algo);
+      return y;
+    }
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: {  // any strides: channels-last in, channels-last out
+      Tensor y = cuda::conv_empty_like(pl.out_shape, input);
+      cuda::conv_forward(pl, input, w, bias ? &b : nullptr, y, algo);
+      return y;
+    }
+#endif
+    default: no_kernel_for_device(op, input.device);
   }
-  return y;
 }
 
 void check_conv_grad_output(const char* op, const Tensor& dy, const Tensor& ref, const std::vector<int64_t>& expect,
@@ -234,13 +262,24 @@ ConvGrads conv_backward(const char* op, const Tensor& grad_output, const Tensor&
   const ConvPlan pl = make_conv_plan(op, input.shape, input, weight, nullptr, p);
   const ConvAlgo algo = choose_conv_algo(op, pl, p.algo, input.device);
   check_conv_grad_output(op, grad_output, input, pl.out_shape, "the forward output's");
-  Tensor dy = contiguous(grad_output), x = contiguous(input), w = contiguous(weight);
-  ConvGrads out = alloc_conv_grads(x, w, pl.K, need_input, need_weight, need_bias);
-  switch (x.device.type) {
-    case DeviceType::CPU: cpu::conv_backward(pl, dy, x, w, out, algo); break;
-    default: no_kernel_for_device(op, x.device);
+  Tensor w = contiguous(weight);
+  switch (input.device.type) {
+    case DeviceType::CPU: {
+      Tensor dy = contiguous(grad_output), x = contiguous(input);
+      ConvGrads out = alloc_conv_grads(x, w, pl.K, need_input, need_weight, need_bias);
+      cpu::conv_backward(pl, dy, x, w, out, algo);
+      return out;
+    }
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: {
+      ConvGrads out = alloc_conv_grads(input, w, pl.K, need_input, need_weight, need_bias);
+      if (need_input) out.grad_input = cuda::conv_empty_like(input.shape, input);
+      cuda::conv_backward(pl, grad_output, input, w, out, algo);
+      return out;
+    }
+#endif
+    default: no_kernel_for_device(op, input.device);
   }
-  return out;
 }
 
 }  // namespace cnnops

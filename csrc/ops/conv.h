@@ -20,10 +20,15 @@
 namespace cnnops {
 
 enum class PadMode { Zeros = 0, Reflect = 1, Replicate = 2, Circular = 3 };
-enum class ConvAlgo { Auto = 0, Direct = 1, Gemm = 2, Depthwise = 3, SmallC = 4, Winograd = 5 };
+enum class ConvAlgo { Auto = 0, Direct = 1, Gemm = 2, Depthwise = 3, SmallC = 4, Winograd = 5, TensorCore = 6 };
+// Arithmetic of float32 convolutions on CUDA: fp32 everywhere (the default, PyTorch with
+// allow_tf32=False), tf32 tensor cores, or tensor cores where the problem is large enough to gain.
+// CPU kernels always compute in the input's dtype.
+enum class Precision { FP32 = 0, TF32 = 1, Auto = 2 };
 
 PadMode parse_pad_mode(const std::string& s, const char* op);
 ConvAlgo parse_conv_algo(const std::string& s, const char* op);
+Precision parse_precision(const std::string& s, const char* op);
 std::string conv_algo_name(ConvAlgo a);
 
 // Everything a kernel needs, derived once from the tensors and parameters.
@@ -55,6 +60,7 @@ struct ConvParams {
   int64_t groups = 1;
   PadMode mode = PadMode::Zeros;
   ConvAlgo algo = ConvAlgo::Auto;
+  Precision precision = Precision::FP32;
 };
 
 // A convolution of any dimensionality, checked and lowered to the 2-D problem the kernels solve.
@@ -68,6 +74,8 @@ struct ConvPlan {
   // (n, c, od*sd - pf + t*dd), padded per mode.
   int64_t D = 1, T = 1, Do = 1, sd = 1, dd = 1, pf = 0, pk = 0;
   PadMode mode = PadMode::Zeros;
+  DType dtype = DType::Float32;
+  Precision precision = Precision::FP32;
 };
 
 // Checks input shape `xs` (dtype/device from `x`), weight and bias against the parameters, with

@@ -8,6 +8,7 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "ops/cpu/conv_transpose.h"
+#include "ops/cuda/conv.h"
 
 namespace cnnops {
 
@@ -85,16 +86,25 @@ Tensor conv_transpose(const char* op, const Tensor& input, const Tensor& weight,
   std::vector<int64_t> eff;
   const ConvPlan pl = make_transpose_plan(op, input, weight, bias, p, out_spatial, eff);
   const ConvAlgo algo = choose_conv_algo(op, pl, p.algo, input.device);
-  Tensor x = contiguous(input), w = contiguous(weight), b;
+  Tensor w = contiguous(weight), b;
   if (bias) b = contiguous(*bias);
   std::vector<int64_t> out_shape{pl.N, pl.C};
   out_shape.insert(out_shape.end(), out_spatial.begin(), out_spatial.end());
-  Tensor y = empty(out_shape, x.dtype, x.device);
-  switch (x.device.type) {
-    case DeviceType::CPU: cpu::conv_transpose_forward(pl, x, w, bias ? &b : nullptr, y, eff, algo); break;
-    default: no_kernel_for_device(op, x.device);
+  switch (input.device.type) {
+    case DeviceType::CPU: {
+      Tensor x = contiguous(input), y = empty(out_shape, x.dtype, x.device);
+      cpu::conv_transpose_forward(pl, x, w, bias ? &b : nullptr, y, eff, algo);
+      return y;
+    }
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: {
+      Tensor y = cuda::conv_empty_like(out_shape, input);
+      cuda::conv_transpose_forward(pl, input, w, bias ? &b : nullptr, y, algo);
+      return y;
+    }
+#endif
+    default: no_kernel_for_device(op, input.device);
   }
-  return y;
 }
 
 ConvGrads conv_transpose_backward(const char* op, const Tensor& grad_output, const Tensor& input, const Tensor& weight,
@@ -108,13 +118,24 @@ ConvGrads conv_transpose_backward(const char* op, const Tensor& grad_output, con
   std::vector<int64_t> expect{pl.N, pl.C};
   expect.insert(expect.end(), out_spatial.begin(), out_spatial.end());
   check_conv_grad_output(op, grad_output, input, expect, "the transposed output's");
-  Tensor dy = contiguous(grad_output), x = contiguous(input), w = contiguous(weight);
-  ConvGrads out = alloc_conv_grads(x, w, pl.C, need_input, need_weight, need_bias);
-  switch (x.device.type) {
-    case DeviceType::CPU: cpu::conv_transpose_backward(pl, dy, x, w, out, eff, algo); break;
-    default: no_kernel_for_device(op, x.device);
+  Tensor w = contiguous(weight);
+  switch (input.device.type) {
+    case DeviceType::CPU: {
+      Tensor dy = contiguous(grad_output), x = contiguous(input);
+      ConvGrads out = alloc_conv_grads(x, w, pl.C, need_input, need_weight, need_bias);
+      cpu::conv_transpose_backward(pl, dy, x, w, out, eff, algo);
+      return out;
+    }
+#ifdef CNNOPS_WITH_CUDA
+    case DeviceType::CUDA: {
+      ConvGrads out = alloc_conv_grads(input, w, pl.C, need_input, need_weight, need_bias);
+      if (need_input) out.grad_input = cuda::conv_empty_like(input.shape, input);
+      cuda::conv_transpose_backward(pl, grad_output, input, w, out, algo);
+      return out;
+    }
+#endif
+    default: no_kernel_for_device(op, input.device);
   }
-  return out;
 }
 
 }  // namespace cnnops

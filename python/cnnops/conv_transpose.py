@@ -12,7 +12,7 @@ from . import _C
 from ._args import (check_int64, choice, integer, is_int, needs3, ntuple, padding_string, resolve_padding,
                     same_pads, shape_of, sizes, spatial_sizes)
 from ._arrays import prepare, wrap
-from .conv import ALGOS
+from .conv import ALGOS, PRECISIONS
 
 
 def _fmt(sizes):
@@ -91,13 +91,15 @@ def _check_reachable(op, nd, in_sp, k_sp, stride, dilation, pads, reach, out):
                          f"reachable sizes are {ranges}")
 
 
-def _parse(op, nd, x, w, stride, padding, output_padding, groups, dilation, output_size, algo, backward=False):
+def _parse(op, nd, x, w, stride, padding, output_padding, groups, dilation, output_size, algo, backward=False,
+           precision="fp32"):
     stride = ntuple(stride, nd, "stride", op)
     dilation = ntuple(dilation, nd, "dilation", op)
     if min(stride) < 1 or min(dilation) < 1:  # the output size divides by the stride
         raise ValueError(f"{op}: expected stride and dilation >= 1, got stride={stride}, dilation={dilation}")
     groups = integer(groups, "groups", op)
     choice(algo, ALGOS, "algo", op)
+    choice(precision, PRECISIONS, "precision", op)
     pads, out = _out_spatial(op, nd, spatial_sizes(x, nd), spatial_sizes(w, nd), stride, dilation, padding,
                              output_padding, output_size, backward)
     return list(stride), pads, list(dilation), groups, out
@@ -118,7 +120,7 @@ def _output_shape_batch(op, nd, x, w, groups, output_shape):
 
 
 def _conv_transpose(nd, op, input, weight, bias, stride, padding, output_padding, groups, dilation, output_size,
-                    output_shape, algo):
+                    output_shape, algo, precision):
     x, w, b = prepare(input, op, "input"), prepare(weight, op, "weight"), prepare(bias, op, "bias", optional=True)
     if output_size is not None and output_shape is not None:
         raise ValueError(f"{op}: give output_size or output_shape, not both")
@@ -126,19 +128,20 @@ def _conv_transpose(nd, op, input, weight, bias, stride, padding, output_padding
     size = None if given is None else list(sizes(given, nd, "the output size", op))
     _output_shape_batch(op, nd, x, w, groups, output_shape)
     stride, pads, dilation, groups, out = _parse(op, nd, x, w, stride, padding, output_padding, groups, dilation,
-                                                size, algo)
-    return wrap(_C.conv_transpose(op, x, w, b, nd, stride, pads, dilation, groups, out, algo), input)
+                                                size, algo, precision=precision)
+    return wrap(_C.conv_transpose(op, x, w, b, nd, stride, pads, dilation, groups, out, algo, precision), input)
 
 
 def _conv_transpose_backward(nd, op, grad_output, input, weight, stride, padding, output_padding, groups, dilation,
-                             needs, algo):
+                             needs, algo, precision):
     needs = needs3(needs, op)
     dy, x, w = prepare(grad_output, op, "grad_output"), prepare(input, op, "input"), prepare(weight, op, "weight")
     # The output size is grad_output's; output_padding only has to be a valid one. For a grad_output
     # of the wrong rank the default output size goes to the core, which then refuses grad_output.
     stride, pads, dilation, groups, _ = _parse(op, nd, x, w, stride, padding, output_padding, groups, dilation,
-                                              spatial_sizes(dy, nd), algo, backward=True)
-    gi, gw, gb = _C.conv_transpose_backward(op, dy, x, w, nd, stride, pads, dilation, groups, algo, needs)
+                                              spatial_sizes(dy, nd), algo, backward=True, precision=precision)
+    gi, gw, gb = _C.conv_transpose_backward(op, dy, x, w, nd, stride, pads, dilation, groups, algo, needs,
+                                            precision)
     return wrap(gi, input), wrap(gw, input), wrap(gb, input)
 
 
@@ -150,28 +153,29 @@ _DOC = """
     output_padding: extra size at the end of each dimension, < max(stride, dilation).
     output_size (PyTorch) / output_shape (TensorFlow): the output's spatial sizes (or its whole
     shape); output_padding is then chosen for you, with an error listing the reachable sizes.
+    algo and precision as in conv2d (on CUDA arrays also float16/bfloat16, channels-last kept).
     Returns the caller's array type."""
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                     output_size=None, output_shape=None, algo="auto"):
+                     output_size=None, output_shape=None, algo="auto", precision="fp32"):
     """Transposed 1-D convolution: input (N, C_in, L) -> (N, C_out, L_out)."""
     return _conv_transpose(1, "conv_transpose1d", input, weight, bias, stride, padding, output_padding, groups,
-                           dilation, output_size, output_shape, algo)
+                           dilation, output_size, output_shape, algo, precision)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                     output_size=None, output_shape=None, algo="auto"):
+                     output_size=None, output_shape=None, algo="auto", precision="fp32"):
     """Transposed 2-D convolution: input (N, C_in, H, W) -> (N, C_out, H_out, W_out)."""
     return _conv_transpose(2, "conv_transpose2d", input, weight, bias, stride, padding, output_padding, groups,
-                           dilation, output_size, output_shape, algo)
+                           dilation, output_size, output_shape, algo, precision)
 
 
 def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                     output_size=None, output_shape=None, algo="auto"):
+                     output_size=None, output_shape=None, algo="auto", precision="fp32"):
     """Transposed 3-D convolution: input (N, C_in, D, H, W) -> (N, C_out, D_out, H_out, W_out)."""
     return _conv_transpose(3, "conv_transpose3d", input, weight, bias, stride, padding, output_padding, groups,
-                           dilation, output_size, output_shape, algo)
+                           dilation, output_size, output_shape, algo, precision)
 
 
 for _f in (conv_transpose1d, conv_transpose2d, conv_transpose3d):
@@ -179,24 +183,39 @@ for _f in (conv_transpose1d, conv_transpose2d, conv_transpose3d):
 
 
 def conv_transpose1d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
-                              dilation=1, needs=(True, True, True), algo="auto"):
+                              dilation=1, needs=(True, True, True), algo="auto", precision="fp32"):
     """Gradients of :func:`conv_transpose1d`: (grad_input, grad_weight, grad_bias (C_out,)).
     grad_input is the convolution of grad_output; the output size is read from grad_output."""
     return _conv_transpose_backward(1, "conv_transpose1d_backward", grad_output, input, weight, stride, padding,
-                                    output_padding, groups, dilation, needs, algo)
+                                    output_padding, groups, dilation, needs, algo, precision)
 
 
 def conv_transpose2d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
-                              dilation=1, needs=(True, True, True), algo="auto"):
+                              dilation=1, needs=(True, True, True), algo="auto", precision="fp32"):
     """Gradients of :func:`conv_transpose2d`: (grad_input, grad_weight, grad_bias (C_out,)).
     grad_input is the convolution of grad_output; the output size is read from grad_output."""
     return _conv_transpose_backward(2, "conv_transpose2d_backward", grad_output, input, weight, stride, padding,
-                                    output_padding, groups, dilation, needs, algo)
+                                    output_padding, groups, dilation, needs, algo, precision)
 
 
 def conv_transpose3d_backward(grad_output, input, weight, stride=1, padding=0, output_padding=0, groups=1,
-                              dilation=1, needs=(True, True, True), algo="auto"):
+                              dilation=1, needs=(True, True, True), algo="auto", precision="fp32"):
     """Gradients of :func:`conv_transpose3d`: (grad_input, grad_weight, grad_bias (C_out,)).
     grad_input is the convolution of grad_output; the output size is read from grad_output."""
     return _conv_transpose_backward(3, "conv_transpose3d_backward", grad_output, input, weight, stride, padding,
-                                    output_padding, groups, dilation, needs, algo)
+                                    output_padding, groups, dilation, needs, algo, precision)
+
+
+CONV_TRANSPOSE_FUNCTIONS = [f"conv_transpose{nd}d{b}" for nd in (1, 2, 3) for b in ("", "_backward")]
+
+
+def _with_stream_argument():
+    """Every entry point takes ``stream=`` for CUDA arrays (see cnnops.cuda.streamable)."""
+    from .cuda import streamable
+
+    g = globals()
+    for name in CONV_TRANSPOSE_FUNCTIONS:
+        g[name] = streamable(g[name])
+
+
+_with_stream_argument()

@@ -61,12 +61,12 @@ def test_cuda_device_is_refused_with_the_reason(capsys):
 
 
 def test_gpu_file_tags():
-    from cnnops.bench import pool_cuda
+    from cnnops.bench import gpu
 
-    assert pool_cuda.gpu_stem("NVIDIA H100 80GB HBM3") == "h100"
-    assert pool_cuda.gpu_stem("NVIDIA H200") == "h200"
-    assert pool_cuda.gpu_stem("NVIDIA A100-SXM4-40GB") == "a100"
-    assert pool_cuda.gpu_stem("Tesla V100-PCIE-16GB") == "v100"
+    assert gpu.gpu_stem("NVIDIA H100 80GB HBM3") == "h100"
+    assert gpu.gpu_stem("NVIDIA H200") == "h200"
+    assert gpu.gpu_stem("NVIDIA A100-SXM4-40GB") == "a100"
+    assert gpu.gpu_stem("Tesla V100-PCIE-16GB") == "v100"
 
 
 def test_missing_peer_library_is_named(capsys, monkeypatch):

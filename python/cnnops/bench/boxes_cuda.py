@@ -14,7 +14,6 @@ written once); the achieved rate is quoted against the device-to-device copy ban
 the same run. The issue's target: box_iou at least as fast as torchvision."""
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +22,7 @@ import cnnops
 
 from . import common
 from .boxes import KINDS, LOSSES, REL_ERR_TOL, _boxes
-from .pool_cuda import copy_bandwidth, gpu_name, gpu_stem, time_cuda
+from .gpu import copy_bandwidth, gpu_stem, start, time_cuda
 
 
 @dataclass(frozen=True)
@@ -159,24 +158,10 @@ def report_markdown(data) -> str:
 def run(repeats=None, quick=False, out=None, layers=None, commit=None) -> int:
     """Run the GPU box suite; write <out>/boxes_<gpu>.json and .md. Returns 0 when every case ran and
     matched torchvision, 1 otherwise, 2 on bad arguments or a missing peer."""
-    try:
-        import torch
-        import torchvision as tv
-    except ImportError:
-        print("cnnops bench boxes --device cuda: needs torch and torchvision with CUDA as the reference",
-              file=sys.stderr)
-        return 2
-    if not torch.cuda.is_available():
-        print("cnnops bench boxes --device cuda: needs PyTorch with CUDA on the same GPU", file=sys.stderr)
-        return 2
-    try:
-        names = common.parse_names(layers, [c.name for c in CASES if c.small or not quick or layers],
-                                   "cnnops bench boxes --device cuda")
-    except ValueError as e:
-        print(e, file=sys.stderr)
-        return 2
-    gpu = gpu_name(torch)
-    machine = common.machine_info({"torch": f"{torch.__version__} (CUDA {torch.version.cuda})"}, commit)
+    st = start("boxes", [c.name for c in CASES if c.small or not quick or layers], layers, commit, ("torchvision",))
+    if isinstance(st, int):
+        return st
+    torch, tv, names, gpu, machine = st.torch, st.peers["torchvision"], st.names, st.gpu, st.machine
     print(f"boxes CUDA benchmark on {gpu}: {len(names)} cases, cnnops {cnnops.__version__}, "
           f"torchvision {tv.__version__}", flush=True)
     bw = copy_bandwidth(torch)

@@ -17,7 +17,6 @@ everything from the input tensors to the int64 keep tensor. A torchvision call s
 SLOW_PEER_SECONDS is timed once, by its checked call."""
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ import cnnops
 from . import common
 from .nms import Case as _CpuCase
 from .nms import make_inputs
-from .pool_cuda import copy_bandwidth, gpu_name, gpu_stem, time_cuda
+from .gpu import copy_bandwidth, gpu_stem, start, time_cuda
 
 SLOW_PEER_SECONDS = 2.0
 SIZES = ((1000, "1k"), (5000, "5k"), (20000, "20k"), (100000, "100k"), (200000, "200k"))
@@ -176,24 +175,10 @@ def report_markdown(data) -> str:
 def run(repeats=None, quick=False, out=None, layers=None, commit=None) -> int:
     """Run the GPU NMS suite; write <out>/nms_<gpu>.json and .md. Returns 0 when every case ran and
     kept torchvision's boxes, 1 otherwise, 2 on bad arguments or a missing peer."""
-    try:
-        import torch
-        import torchvision as tv
-    except ImportError:
-        print("cnnops bench nms --device cuda: needs torch and torchvision with CUDA as the reference",
-              file=sys.stderr)
-        return 2
-    if not torch.cuda.is_available():
-        print("cnnops bench nms --device cuda: needs PyTorch with CUDA on the same GPU", file=sys.stderr)
-        return 2
-    try:
-        names = common.parse_names(layers, [c.name for c in CASES if c.small or not quick or layers],
-                                   "cnnops bench nms --device cuda")
-    except ValueError as e:
-        print(e, file=sys.stderr)
-        return 2
-    gpu = gpu_name(torch)
-    machine = common.machine_info({"torch": f"{torch.__version__} (CUDA {torch.version.cuda})"}, commit)
+    st = start("nms", [c.name for c in CASES if c.small or not quick or layers], layers, commit, ("torchvision",))
+    if isinstance(st, int):
+        return st
+    torch, tv, names, gpu, machine = st.torch, st.peers["torchvision"], st.names, st.gpu, st.machine
     print(f"NMS CUDA benchmark on {gpu}: {len(names)} cases, cnnops {cnnops.__version__}, "
           f"torchvision {tv.__version__}", flush=True)
     bw = copy_bandwidth(torch)

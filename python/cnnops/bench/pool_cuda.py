@@ -11,55 +11,10 @@ after a warm-up, the two sides interleaved, median of repeats; GB/s counts the b
 move and is compared with the device-to-device copy bandwidth measured in the same run."""
 from __future__ import annotations
 
-import re
-import statistics
-import subprocess
-import sys
-
 import cnnops
 
 from . import common
-
-
-def gpu_name(torch) -> str:
-    """nvidia-smi's name of the current GPU (torch's when nvidia-smi is missing)."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i",
-                              str(torch.cuda.current_device())], capture_output=True, text=True, timeout=30)
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip().splitlines()[0]
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return torch.cuda.get_device_name()
-
-
-def gpu_stem(name: str) -> str:
-    """A file-name tag for a GPU: "NVIDIA H100 80GB HBM3" -> "h100"."""
-    m = re.search(r"\b([A-Z]{1,2}\d{2,4}[A-Za-z]?)\b", name)
-    return (m.group(1) if m else re.sub(r"[^a-z0-9]+", "_", name.lower())).lower()
-
-
-def time_cuda(torch, fns: dict, repeats: int, number: int) -> dict:
-    """{name: [ms per call]} with CUDA events, the callables interleaved round by round."""
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            for _ in range(number):
-                fn()
-            b.record()
-            b.synchronize()
-            times[k].append(a.elapsed_time(b) / number)
-    return times
-
-
-def copy_bandwidth(torch, nbytes: int = 1 << 30) -> float:
-    """Device-to-device copy in GB/s (bytes read + written), median of 10."""
-    x = torch.empty(nbytes // 4, device="cuda")
-    y = torch.empty_like(x)
-    t = time_cuda(torch, {"copy": lambda: y.copy_(x)}, 10, 5)["copy"]
-    return 2 * nbytes / (statistics.median(t) / 1e3) / 1e9
+from .gpu import copy_bandwidth, gpu_stem, start, time_cuda
 
 
 def make_cases(torch, batches=(8, 32)) -> list:
@@ -277,20 +232,13 @@ def report_markdown(data) -> str:
 def run(repeats=None, quick=False, out=None, layers=None, commit=None) -> int:
     """Run the GPU pooling suite; write <out>/pool_<gpu>.json and .md. Returns 0 when every case
     ran and matched PyTorch, 1 otherwise, 2 on bad arguments."""
-    import torch
-
-    if not torch.cuda.is_available():
-        print("cnnops bench pool --device cuda: needs PyTorch with CUDA on the same GPU", file=sys.stderr)
-        return 2
-    cases = make_cases(torch, (8,) if quick else (8, 32))
-    try:
-        names = common.parse_names(layers, [c[0] for c in cases], "cnnops bench pool --device cuda")
-    except ValueError as e:
-        print(e, file=sys.stderr)
-        return 2
+    batches = (8,) if quick else (8, 32)
+    st = start("pool", lambda torch: [c[0] for c in make_cases(torch, batches)], layers, commit)
+    if isinstance(st, int):
+        return st
+    torch, names, gpu, machine = st.torch, st.names, st.gpu, st.machine
+    cases = make_cases(torch, batches)
     cases = [c for nm in names for c in cases if c[0] == nm]
-    gpu = gpu_name(torch)
-    machine = common.machine_info({"torch": f"{torch.__version__} (CUDA {torch.version.cuda})"}, commit)
     print(f"pooling CUDA benchmark on {gpu}: {len(cases)} cases, cnnops {cnnops.__version__}, "
           f"torch {torch.__version__}", flush=True)
     bw = copy_bandwidth(torch)

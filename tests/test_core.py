@@ -9,7 +9,8 @@ import pytest
 
 import cnnops
 
-INFO_KEYS = {"version", "build", "simd", "cpu_avx2_fma", "openmp", "threads", "cuda_compiled", "cuda_available"}
+INFO_KEYS = {"version", "build", "simd", "cpu_avx2_fma", "cpu_avx512", "openmp", "threads", "cuda_compiled",
+             "cuda_available"}
 
 
 def test_version():
@@ -21,8 +22,9 @@ def test_info_keys_and_types():
     d = cnnops.info()
     assert INFO_KEYS <= set(d), f"missing keys: {INFO_KEYS - set(d)}"
     assert isinstance(d["build"], str) and d["build"]
-    assert d["simd"] in ("avx2+fma", "portable") and d["simd"] == cnnops.simd_level()
-    assert isinstance(d["cpu_avx2_fma"], bool)
+    assert d["simd"] in ("avx512", "avx2+fma", "portable") and d["simd"] == cnnops.simd_level()
+    assert isinstance(d["cpu_avx2_fma"], bool) and isinstance(d["cpu_avx512"], bool)
+    assert d["cpu_avx2_fma"] or not d["cpu_avx512"]
     assert isinstance(d["openmp"], int) and d["openmp"] > 0
     assert d["threads"] == cnnops.get_num_threads()
     assert isinstance(d["cuda_compiled"], bool) and isinstance(d["cuda_available"], bool)
@@ -69,7 +71,7 @@ def test_simd_level_switch(portable_simd):
     # clamped to what the CPU supports
     assert got == ("avx2+fma" if cnnops.info()["cpu_avx2_fma"] else "portable")
     assert cnnops.simd_level() == got
-    with pytest.raises(ValueError, match=r"'portable' or 'avx2', got 'sse'"):
+    with pytest.raises(ValueError, match=r"'portable', 'avx2' or 'avx512', got 'sse'"):
         cnnops.set_simd_level("sse")
     assert cnnops.simd_level() == got
 

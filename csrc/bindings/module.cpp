@@ -10,6 +10,7 @@
 #include "core/peak.h"
 #include "core/simt/fiber.h"
 #include "core/simt/selftest.h"
+#include "ops/cpu/gemm.h"
 
 #ifndef CNNOPS_VERSION
 #define CNNOPS_VERSION "0.0.0"
@@ -49,12 +50,14 @@ PYBIND11_MODULE(_C, m) {
   m.def("build_info", [] { return std::string(CNNOPS_BUILD_INFO); });
   m.def("simd_level", [] { return simd_level_name(simd_level()); });
   m.def("set_simd_level", [](const std::string& s) {
-    if (s == "portable") set_simd_level(SimdLevel::Portable);
-    else if (s == "avx2+fma" || s == "avx2") set_simd_level(SimdLevel::AVX2_FMA);
-    else throw ValueError(str("set_simd_level: expected 'portable' or 'avx2', got '", s, "'"));
+    SimdLevel level;
+    if (!parse_simd_level(s, &level))
+      throw ValueError(str("set_simd_level: expected 'portable', 'avx2' or 'avx512', got '", s, "'"));
+    set_simd_level(level);
     return simd_level_name(simd_level());
   });
   m.def("cpu_has_avx2_fma", &cpu_has_avx2_fma);
+  m.def("cpu_has_avx512", &cpu_has_avx512, "AVX-512 F/BW/VL/DQ usable (CPU and OS) and compiled in");
   m.def("get_num_threads", &num_threads);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("empty_cache", &empty_cache, "return cached host blocks to the system");
@@ -77,12 +80,40 @@ PYBIND11_MODULE(_C, m) {
 
   m.def(
       "measure_fma_peak_gflops",
-      [](int threads, double seconds) {
+      [](int threads, double seconds, const std::string& isa) {
+        SimdLevel level = simd_level();
+        if (!isa.empty() && !parse_simd_level(isa, &level))
+          throw ValueError(
+              str("measure_fma_peak_gflops: expected isa 'portable', 'avx2' or 'avx512', got '", isa, "'"));
         py::gil_scoped_release nogil;
-        return measure_fma_peak_gflops(threads > 0 ? threads : num_threads(), seconds);
+        return measure_fma_peak_gflops(threads > 0 ? threads : num_threads(), seconds, level);
       },
-      py::arg("threads") = 0, py::arg("seconds") = 0.5,
-      "fp32 FMA rate in GFLOP/s over register-resident chains (best of repeats)");
+      py::arg("threads") = 0, py::arg("seconds") = 0.5, py::arg("isa") = "",
+      "fp32 FMA rate in GFLOP/s over register-resident chains (best of repeats) with the FMA "
+      "instructions of `isa` (default: the current SIMD level; clamped to what the CPU supports)");
+  // ---- the packed GEMM of the current SIMD level, alone (tests/test_simd_levels.py) ----
+  m.def(
+      "_gemm",
+      [](py::object a_obj, py::object b_obj, py::object c_obj, bool accumulate) {
+        const Tensor a = from_python(a_obj, "_gemm", "a"), b = from_python(b_obj, "_gemm", "b");
+        const Tensor c = from_python(c_obj, "_gemm", "c");
+        if (a.ndim() != 2 || b.ndim() != 2 || c.ndim() != 2 || !a.is_contiguous() || !b.is_contiguous() ||
+            !c.is_contiguous() || c.readonly)
+          throw ValueError("_gemm: expected contiguous 2-D arrays a (M, K), b (K, N) and a writable c (M, >= N)");
+        if (a.dtype != b.dtype || a.dtype != c.dtype || (a.dtype != DType::Float32 && a.dtype != DType::Float64))
+          throw ValueError("_gemm: expected a, b and c of one dtype, float32 or float64");
+        const int64_t M = a.size(0), K = a.size(1), N = b.size(1), ldc = c.size(1);
+        if (b.size(0) != K || c.size(0) != M || ldc < N)
+          throw ValueError(
+              str("_gemm: shapes do not fit: a ", M, "x", K, ", b ", b.size(0), "x", N, ", c ", c.size(0), "x", ldc));
+        py::gil_scoped_release nogil;
+        if (a.dtype == DType::Float32)
+          cpu::gemm<float>(M, N, K, a.ptr<float>(), K, 1, b.ptr<float>(), N, 1, c.ptr<float>(), ldc, accumulate);
+        else cpu::gemm<double>(M, N, K, a.ptr<double>(), K, 1, b.ptr<double>(), N, 1, c.ptr<double>(), ldc, accumulate);
+      },
+      py::arg("a"), py::arg("b"), py::arg("c"), py::arg("accumulate") = false,
+      "tests: c[:, :N] (+)= a @ b through the packed GEMM of the current SIMD level, in place; the "
+      "columns of c past N are left as they are");
   m.def(
       "measure_copy_bandwidth_gbs",
       [](int threads, double seconds) {

@@ -23,8 +23,20 @@ static double fma_loop_portable(long iters, float seed) {
   return static_cast<double>(iters) * 12 * 8 * 2;
 }
 
-double measure_fma_peak_gflops(int threads, double seconds) {
-  const bool avx2 = use_avx2();
+// One thread's share of a timed round at `level`: iters iterations of that level's loop.
+static double fma_loop(SimdLevel level, long iters, float seed) {
+#ifdef CNNOPS_HAVE_AVX512_TU
+  if (level == SimdLevel::AVX512) return fma_loop_avx512(iters / 2, seed);  // twice the FLOPs per iteration
+#endif
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (level >= SimdLevel::AVX2_FMA) return fma_loop_avx2(iters, seed);
+#endif
+  (void)level;
+  return fma_loop_portable(iters, seed);
+}
+
+double measure_fma_peak_gflops(int threads, double seconds, SimdLevel level) {
+  level = std::min(level, cpu_simd_level());
   double best = 0;
   const long iters = 2000000;
   auto t_end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
@@ -32,18 +44,15 @@ double measure_fma_peak_gflops(int threads, double seconds) {
     double flops = 0;
     auto t0 = std::chrono::steady_clock::now();
 #pragma omp parallel num_threads(threads) reduction(+ : flops)
-    {
-#ifdef CNNOPS_HAVE_AVX2_TU
-      flops += avx2 ? fma_loop_avx2(iters, 1.0f + omp_get_thread_num()) : fma_loop_portable(iters, 1.0f);
-#else
-      (void)avx2;
-      flops += fma_loop_portable(iters, 1.0f);
-#endif
-    }
+    flops += fma_loop(level, iters, 1.0f + omp_get_thread_num());
     double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, flops / dt / 1e9);
   } while (std::chrono::steady_clock::now() < t_end);
   return best;
+}
+
+double measure_fma_peak_gflops(int threads, double seconds) {
+  return measure_fma_peak_gflops(threads, seconds, simd_level());
 }
 
 double measure_copy_bandwidth_gbs(int threads, double seconds) {

@@ -57,14 +57,18 @@ def empty_cache() -> None:
 
 
 def simd_level() -> str:
-    """The SIMD kernels chosen at run time: 'avx2+fma' or 'portable'."""
+    """The SIMD kernels chosen at run time: 'avx512' (AVX-512 F/BW/VL/DQ), 'avx2+fma' or 'portable'.
+
+    The highest level the CPU (and OS) supports, unless the environment variable
+    ``CNNOPS_SIMD=portable|avx2|avx512`` asked for a lower one when cnnops was imported."""
     return _C.simd_level()
 
 
 def set_simd_level(level: str) -> str:
-    """Force 'portable' kernels or ask for 'avx2' (clamped to what the CPU supports)."""
+    """Use the 'portable', 'avx2' or 'avx512' kernels from now on (clamped to what the CPU supports);
+    returns the level set, as :func:`simd_level` names it (which this function also accepts)."""
     if not isinstance(level, str):
-        raise TypeError(f"set_simd_level: expected level 'portable' or 'avx2' as a string, got {level!r}")
+        raise TypeError(f"set_simd_level: expected level 'portable', 'avx2' or 'avx512' as a string, got {level!r}")
     return _C.set_simd_level(level)
 
 
@@ -75,6 +79,7 @@ def info() -> dict:
         "build": _C.build_info(),
         "simd": simd_level(),
         "cpu_avx2_fma": bool(_C.cpu_has_avx2_fma()),
+        "cpu_avx512": bool(_C.cpu_has_avx512()),
         "openmp": _C.openmp_version(),
         "threads": get_num_threads(),
         "cuda_compiled": cuda.is_compiled(),

@@ -48,6 +48,13 @@ def main(argv=None) -> int:
 
         for k, v in cnnops.info().items():
             print(f"{k:>15}: {v}")
+        # the FMA rate of each instruction set this CPU runs (on AMD Zen 4 a zmm FMA issues as two
+        # 256-bit halves, so AVX-512 and AVX2 peak alike; Intel server cores double it)
+        threads = cnnops.get_num_threads()
+        for isa, ok in (("avx2", cnnops.info()["cpu_avx2_fma"]), ("avx512", cnnops.info()["cpu_avx512"])):
+            if ok:
+                peak = cnnops._C.measure_fma_peak_gflops(threads, 0.3, isa)
+                print(f"{'fma_peak_' + isa:>15}: {peak:.1f} GFLOP/s fp32 ({threads} threads)")
         return 0
     if args.cmd == "bench":
         from . import bench

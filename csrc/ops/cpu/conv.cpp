@@ -5,8 +5,9 @@
 // a multiple of NR) and walks the reduction in KC = 256-row chunks. For each chunk it writes the
 // im2col rows of its pixels into NR-wide panels (kc x nc, ~256 KB float: it stays in L2), then
 // multiplies every MR-row panel of the pre-packed weights (packed once per call, shared read-only
-// by all threads) with every B panel through the micro-kernel; the 6 x kc weight panel stays in
-// L1 across the B panels. Tasks are (image, group, pixel block [, output-channel slice]) handed
+// by all threads) with every B panel through the micro-kernel; the MR x kc weight panel stays in
+// L1 across the B panels. MR and NR are the current SIMD level's register tile (gemm.h: 6 x 16
+// with AVX2, 14 x 32 with AVX-512). Tasks are (image, group, pixel block [, output-channel slice]) handed
 // out dynamically; the channel slice only splits when there are too few tasks for the threads.
 // Strided layers build the panels from padded, stride-phase-split copies of the rows the block
 // reads (one pass per channel and chunk) instead of gathering every tap with a stride.
@@ -352,9 +353,21 @@ static inline void put_run(T* dst, int64_t ps, int64_t j, const T* src, int64_t 
   }
 }
 
+// put_run for the panel width of the current tile (a compile-time width keeps the copies inline).
+template <typename T>
+static inline void put_run(int nr, T* dst, int64_t ps, int64_t j, const T* src, int64_t n) {
+  switch (nr) {
+    case 8: return put_run<T, 8>(dst, ps, j, src, n);
+    case 16: return put_run<T, 16>(dst, ps, j, src, n);
+    case 32: return put_run<T, 32>(dst, ps, j, src, n);
+    default: return put_run<T, 64>(dst, ps, j, src, n);
+  }
+}
+
 template <typename T>
 void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g, const T* const* xplanes) {
-  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+  const GemmKernels<T> gk = gemm_kernels<T>();
+  const int MR = gk.mr, NR = gk.nr;
   constexpr int64_t KC = 256, NC_MAX = 256;
   const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q;
   const int64_t Mp = round_up(g.Kg, MR);
@@ -365,7 +378,7 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
   const int64_t nkc = ceil_div(CRS, KC);
   parallel_for(g.G * nkc, [&](int64_t t) {
     const int64_t gi = t / nkc, k0 = (t % nkc) * KC;
-    pack_a(w + gi * g.Kg * CRS + k0, CRS, 1, g.Kg, std::min(KC, CRS - k0), wpack.p + gi * Mp * CRS + k0 * Mp);
+    pack_a(MR, w + gi * g.Kg * CRS + k0, CRS, 1, g.Kg, std::min(KC, CRS - k0), wpack.p + gi * Mp * CRS + k0 * Mp);
   });
 
   int64_t nb = ceil_div(PQ, NC_MAX);
@@ -376,7 +389,6 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
   int64_t ksplit = 1;
   while (g.N * g.G * nb * ksplit < 3 * threads && Mp / MR >= 2 * ksplit * 2) ksplit *= 2;
   const int64_t kr = round_up(ceil_div(g.Kg, ksplit), MR);
-  const UKernel<T> uk = ukernel<T>();
   // B panels. Strided layers copy them from padded, stride-phase-split rows (fill_padded_rows),
   // where every tap's values at consecutive output columns are consecutive, so a panel row is a
   // few plain copies (ResNet-50's 3x3/2 layer: 117 GFLOP/s, against 100 with im2col_row's
@@ -430,12 +442,12 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
           int64_t j = 0, oh = oh_a, ow = p0 - oh_a * g.Q;
           while (j < np) {
             const int64_t len = std::min(g.Q - ow, np - j);
-            put_run<T, NR>(dst, ps, j, src + (oh - oh_a) * g.sh * Ws + ow, len);
+            put_run(NR, dst, ps, j, src + (oh - oh_a) * g.sh * Ws + ow, len);
             j += len, ow = 0, ++oh;
           }
         } else {
           im2col_row(plane(c), g, 0, r, s, p0, np, row);
-          put_run<T, NR>(dst, ps, 0, row, np);
+          put_run(NR, dst, ps, 0, row, np);
         }
         // columns past np are computed and dropped; zeros keep stale (denormal, NaN) values out
         if (tail < NR) std::fill(dst + (npanels - 1) * ps + tail, dst + (npanels - 1) * ps + NR, T(0));
@@ -445,10 +457,8 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
         const int mr = static_cast<int>(std::min<int64_t>(MR, m1 - i));
         const T* ap = wp + (i / MR) * kc * MR;
         for (int64_t jp = 0; jp < npanels; ++jp) {
-          T* c = yg + i * ycs + jp * NR;
           const int nr = static_cast<int>(jp + 1 < npanels ? NR : tail);
-          if (mr == MR && nr == NR) uk(kc, ap, bpack + jp * ps, c, ycs, k0 > 0);
-          else ukernel_partial(uk, kc, ap, bpack + jp * ps, c, ycs, k0 > 0, mr, nr);
+          gk.tile(kc, ap, bpack + jp * ps, yg + i * ycs + jp * NR, ycs, k0 > 0, mr, nr);
         }
       }
     }
@@ -478,11 +488,12 @@ void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom
   const int64_t Wph = padded_phase_width(g, g.Q);
   // A(m, k) = W[k][c0*RS + m] of every (group, channel block), packed once for all images and
   // pixel blocks (packing it per task would cost ~10% of the conv_transpose forward).
-  const int64_t apanel = round_up(cb * RS, Tile<T>::MR) * g.Kg;
+  const GemmKernels<T> gk = gemm_kernels<T>();
+  const int64_t apanel = round_up(cb * RS, gk.mr) * g.Kg;
   AlignedBuf<T> wpack(static_cast<size_t>(g.G * ncb * apanel));
   parallel_for(g.G * ncb, [&](int64_t t) {
     const int64_t q = t % ncb, gi = t / ncb, c0 = q * cb, rows = (std::min(g.Cg, c0 + cb) - c0) * RS;
-    pack_a_full(w + gi * g.Kg * CRS + c0 * RS, 1, CRS, rows, g.Kg, wpack.p + t * apanel);
+    pack_a_full(gk.mr, w + gi * g.Kg * CRS + c0 * RS, 1, CRS, rows, g.Kg, wpack.p + t * apanel);
   });
   parallel_for(g.N * g.G * ncb, [&](int64_t t) {
     const int64_t q = t % ncb, gi = (t / ncb) % g.G, n = t / ncb / g.G;
@@ -495,7 +506,7 @@ void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom
     const T* dyg = dy + (n * g.K + gi * g.Kg) * PQ;  // B(k, p) = dY[k][p]
     for (int64_t p0 = 0; p0 < PQ; p0 += NC) {
       const int64_t np = std::min(NC, PQ - p0);
-      gemm_packed_a<T>(rows, np, g.Kg, ap, dyg + p0, PQ, 1, dcol, np, false);
+      gemm_packed_a<T>(gk, rows, np, g.Kg, ap, dyg + p0, PQ, 1, dcol, np, false);
       if (phase_rows) {
         for (int64_t m = 0; m < rows; m += g.S)
           col2im_taps_add(dxg, g, c0 + m / RS, (m % RS) / g.S, p0, np, dcol + m * np, Wph, prow);
@@ -516,8 +527,10 @@ void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom
 // tiles) lives in a private buffer and is transposed into dW once at the end.
 template <typename T>
 void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeom& g) {
-  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
-  constexpr int64_t NC = 256, CB = 96;  // pixels per block, taps per task (a multiple of MR)
+  const GemmKernels<T> gk = gemm_kernels<T>();
+  const int MR = gk.mr, NR = gk.nr;
+  // pixels per block, taps per task (the multiple of MR nearest 96)
+  const int64_t NC = 256, CB = std::max<int64_t>(1, (96 + MR / 2) / MR) * MR;
   const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q;
   const int64_t ncb = ceil_div(CRS, CB);
   const int64_t Kp = round_up(g.Kg, NR);
@@ -526,7 +539,6 @@ void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeo
   const int64_t nic = weight_grad_chunks(g.N, g.G * ncb, static_cast<int64_t>(wsize * sizeof(T)));
   const int64_t per = ceil_div(g.N, nic);
   std::vector<T> partial(nic > 1 ? wsize * nic : 0);
-  const UKernel<T> uk = ukernel<T>();
   parallel_for(g.G * ncb * nic, [&](int64_t t) {
     const int64_t ic = t % nic, q = (t / nic) % ncb, gi = t / nic / ncb;
     const int64_t r0 = q * CB, r1 = std::min(CRS, r0 + CB), rows = r1 - r0, rows_p = round_up(rows, MR);
@@ -540,7 +552,7 @@ void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeo
       const T* dyg = dy + (n * g.K + gi * g.Kg) * PQ;
       for (int64_t p0 = 0; p0 < PQ; p0 += NC) {
         const int64_t np = std::min(NC, PQ - p0);
-        pack_b(dyg + p0, 1, PQ, np, g.Kg, bpack);  // B(p, k) = dY[k][p0 + p]
+        pack_b(NR, dyg + p0, 1, PQ, np, g.Kg, bpack);  // B(p, k) = dY[k][p0 + p]
         for (int64_t i = 0; i < rows; i += MR) {
           for (int ii = 0; ii < MR; ++ii) {
             const int64_t crs = r0 + i + ii;
@@ -551,7 +563,7 @@ void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeo
               for (int64_t pp = 0; pp < np; ++pp) apack[pp * MR + ii] = T(0);
             }
           }
-          for (int64_t j = 0; j < Kp; j += NR) uk(np, apack, bpack + j * np, acc + i * Kp + j, Kp, true);
+          for (int64_t j = 0; j < Kp; j += NR) gk.full(np, apack, bpack + j * np, acc + i * Kp + j, Kp, true);
         }
       }
     }

@@ -318,8 +318,8 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
   }
   f.wpack.resize(static_cast<size_t>(g.G * (f.by_channel ? f.Kp : f.Mp) * CRS));
   for (int64_t gi = 0; gi < g.G; ++gi) {
-    if (f.by_channel) pack_b(w + gi * g.Kg * CRS, 1, CRS, CRS, g.Kg, f.wpack.data() + gi * f.Kp * CRS);
-    else pack_a(w + gi * g.Kg * CRS, CRS, 1, g.Kg, CRS, f.wpack.data() + gi * f.Mp * CRS);
+    if (f.by_channel) pack_b(NR, w + gi * g.Kg * CRS, 1, CRS, CRS, g.Kg, f.wpack.data() + gi * f.Kp * CRS);
+    else pack_a(MR, w + gi * g.Kg * CRS, CRS, 1, g.Kg, CRS, f.wpack.data() + gi * f.Mp * CRS);
   }
   // Pixel orientation: the bias, zero-padded to MR-row panels, seeds the accumulators of the
   // first tap chunk (no separate pass over the output).
@@ -406,7 +406,7 @@ void conv2d_backward_weight_smallc(const T* dy, const T* x, T* dw, const Conv2dG
       const int64_t oh1 = std::min(g.P, oh0 + rb), rows = slab_rows(g, oh1 - oh0), npx = (oh1 - oh0) * g.Q;
       for (int64_t c = 0; c < g.Cg; ++c)
         fill_padded_rows(xg + c * g.H * g.W, g, oh0 * g.sh, rows, slab + c * rows * Ws, Wph);
-      pack_b(dyg + oh0 * g.Q, 1, PQ, npx, g.Kg, bpack);  // B(p, k) = dY[k][oh0*Q + p]
+      pack_b(NR, dyg + oh0 * g.Q, 1, PQ, npx, g.Kg, bpack);  // B(p, k) = dY[k][oh0*Q + p]
       const T* P[MR];
       for (int64_t t0 = 0; t0 < CRS; t0 += MR) {
         for (int j = 0; j < MR; ++j) {

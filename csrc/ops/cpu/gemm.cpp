@@ -13,9 +13,8 @@ namespace cnnops {
 namespace cpu {
 
 // Portable kernel: same panel layout, plain loops the compiler can vectorise for the baseline ISA.
-template <typename T>
+template <typename T, int MR, int NR>
 static void ukernel_portable(int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate) {
-  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
   T acc[MR][NR] = {};
   for (int64_t k = 0; k < kc; ++k) {
     for (int i = 0; i < MR; ++i) {
@@ -108,35 +107,45 @@ UKernelOffs<double> ukernel_offs<double>() {
   return ukernel_offs_portable<double>;
 }
 
-template <>
-UKernel<float> ukernel<float>() {
-#ifdef CNNOPS_HAVE_AVX2_TU
-  if (use_avx2()) return ukernel_f32_avx2;
-#endif
-  return ukernel_portable<float>;
-}
-
-template <>
-UKernel<double> ukernel<double>() {
-#ifdef CNNOPS_HAVE_AVX2_TU
-  if (use_avx2()) return ukernel_f64_avx2;
-#endif
-  return ukernel_portable<double>;
-}
-
-template <typename T>
-void ukernel_partial(UKernel<T> k, int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate, int m,
-                     int n) {
-  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+// A partial tile of a kernel without edge variants: the full tile into scratch, then the valid
+// part added or stored.
+template <typename T, int MR, int NR, UKernel<T> K>
+static void edge_via_scratch(int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate, int m, int n) {
   alignas(64) T tmp[MR * NR];
-  k(kc, A, B, tmp, NR, false);
+  K(kc, A, B, tmp, NR, false);
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < n; ++j) C[i * ldc + j] = accumulate ? C[i * ldc + j] + tmp[i * NR + j] : tmp[i * NR + j];
 }
 
+template <typename T, int MR, int NR, UKernel<T> K>
+static GemmKernels<T> kernels_with_scratch_edges() {
+  return GemmKernels<T>{MR, NR, K, edge_via_scratch<T, MR, NR, K>};
+}
+
+template <>
+GemmKernels<float> gemm_kernels<float>() {
+#ifdef CNNOPS_HAVE_AVX512_TU
+  if (use_avx512()) return gemm_kernels_f32_avx512();
+#endif
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (use_avx2()) return kernels_with_scratch_edges<float, 6, 16, ukernel_f32_avx2>();
+#endif
+  return kernels_with_scratch_edges<float, 6, 16, ukernel_portable<float, 6, 16>>();
+}
+
+template <>
+GemmKernels<double> gemm_kernels<double>() {
+#ifdef CNNOPS_HAVE_AVX512_TU
+  if (use_avx512()) return gemm_kernels_f64_avx512();
+#endif
+#ifdef CNNOPS_HAVE_AVX2_TU
+  if (use_avx2()) return kernels_with_scratch_edges<double, 6, 8, ukernel_f64_avx2>();
+#endif
+  return kernels_with_scratch_edges<double, 6, 8, ukernel_portable<double, 6, 8>>();
+}
+
 template <typename T>
-void pack_a(const T* A, int64_t rs, int64_t cs, int64_t m, int64_t kc, T* out) {
-  constexpr int MR = Tile<T>::MR;
+void pack_a(int MR, const T* A, int64_t rs, int64_t cs, int64_t m, int64_t kc, T* out) {
   for (int64_t i0 = 0; i0 < m; i0 += MR) {
     const int64_t mr = std::min<int64_t>(MR, m - i0);
     for (int64_t k = 0; k < kc; ++k) {
@@ -148,8 +157,7 @@ void pack_a(const T* A, int64_t rs, int64_t cs, int64_t m, int64_t kc, T* out) {
 }
 
 template <typename T>
-void pack_b(const T* B, int64_t rs, int64_t cs, int64_t kc, int64_t n, T* out) {
-  constexpr int NR = Tile<T>::NR;
+void pack_b(int NR, const T* B, int64_t rs, int64_t cs, int64_t kc, int64_t n, T* out) {
   for (int64_t j0 = 0; j0 < n; j0 += NR) {
     const int64_t nr = std::min<int64_t>(NR, n - j0);
     for (int64_t k = 0; k < kc; ++k) {
@@ -197,27 +205,26 @@ void* thread_scratch(int slot, size_t bytes) {
 }
 
 // Serial driver: block K by KC (A and B panels stay in L1/L2) and N by NC.
-// Layout of a whole packed A (M x K): chunk k0 (KC columns) at apack + k0 * Mp, in it panel i / MR
-// at (i / MR) * kc * MR -- pack_a applied chunk by chunk.
+// Layout of a whole packed A (M x K): chunk k0 (KC columns) at apack + k0 * Mp, in it panel i / mr
+// at (i / mr) * kc * mr -- pack_a applied chunk by chunk.
 template <typename T>
-void pack_a_full(const T* A, int64_t rs, int64_t cs, int64_t M, int64_t K, T* out) {
-  constexpr int MR = Tile<T>::MR;
-  const int64_t Mp = (M + MR - 1) / MR * MR;
-  for (int64_t k0 = 0; k0 < K; k0 += kGemmKC) pack_a(A + k0 * cs, rs, cs, M, std::min(kGemmKC, K - k0), out + k0 * Mp);
+void pack_a_full(int mr, const T* A, int64_t rs, int64_t cs, int64_t M, int64_t K, T* out) {
+  const int64_t Mp = (M + mr - 1) / mr * mr;
+  for (int64_t k0 = 0; k0 < K; k0 += kGemmKC)
+    pack_a(mr, A + k0 * cs, rs, cs, M, std::min(kGemmKC, K - k0), out + k0 * Mp);
 }
 
 template <typename T>
-void gemm_packed_a(int64_t M, int64_t N, int64_t K, const T* apack, const T* B, int64_t rsb, int64_t csb, T* C,
-                   int64_t ldc, bool accumulate) {
-  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
-  constexpr int64_t NC = 384;
+void gemm_packed_a(const GemmKernels<T>& gk, int64_t M, int64_t N, int64_t K, const T* apack, const T* B, int64_t rsb,
+                   int64_t csb, T* C, int64_t ldc, bool accumulate) {
+  const int MR = gk.mr, NR = gk.nr;
+  const int64_t NC = 384 / NR * NR;
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (!accumulate)
       for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, T(0));
     return;
   }
-  const UKernel<T> uk = ukernel<T>();
   const int64_t Mp = (M + MR - 1) / MR * MR;
   T* bpack = static_cast<T*>(thread_scratch(3, sizeof(T) * kGemmKC * (NC + NR)));
   for (int64_t k0 = 0; k0 < K; k0 += kGemmKC) {
@@ -226,16 +233,13 @@ void gemm_packed_a(int64_t M, int64_t N, int64_t K, const T* apack, const T* B, 
     const T* achunk = apack + k0 * Mp;
     for (int64_t j0 = 0; j0 < N; j0 += NC) {
       const int64_t nc = std::min(NC, N - j0);
-      pack_b(B + k0 * rsb + j0 * csb, rsb, csb, kc, nc, bpack);
+      pack_b(NR, B + k0 * rsb + j0 * csb, rsb, csb, kc, nc, bpack);
       for (int64_t i = 0; i < M; i += MR) {
         const int mr = static_cast<int>(std::min<int64_t>(MR, M - i));
         const T* ap = achunk + (i / MR) * kc * MR;
         for (int64_t j = 0; j < nc; j += NR) {
           const int nr = static_cast<int>(std::min<int64_t>(NR, nc - j));
-          T* c = C + i * ldc + j0 + j;
-          const T* bp = bpack + (j / NR) * kc * NR;
-          if (mr == MR && nr == NR) uk(kc, ap, bp, c, ldc, acc);
-          else ukernel_partial(uk, kc, ap, bp, c, ldc, acc, mr, nr);
+          gk.tile(kc, ap, bpack + (j / NR) * kc * NR, C + i * ldc + j0 + j, ldc, acc, mr, nr);
         }
       }
     }
@@ -246,21 +250,21 @@ template <typename T>
 void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb, int64_t csb,
           T* C, int64_t ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
-  constexpr int MR = Tile<T>::MR;
-  const int64_t Mp = (M + MR - 1) / MR * MR;
+  const GemmKernels<T> gk = gemm_kernels<T>();
+  const int64_t Mp = (M + gk.mr - 1) / gk.mr * gk.mr;
   T* apack = static_cast<T*>(thread_scratch(2, sizeof(T) * Mp * std::max<int64_t>(K, 1)));
-  pack_a_full(A, rsa, csa, M, K, apack);
-  gemm_packed_a(M, N, K, apack, B, rsb, csb, C, ldc, accumulate);
+  pack_a_full(gk.mr, A, rsa, csa, M, K, apack);
+  gemm_packed_a(gk, M, N, K, apack, B, rsb, csb, C, ldc, accumulate);
 }
 
-#define CNNOPS_INSTANTIATE(T)                                                                                  \
-  template void ukernel_partial<T>(UKernel<T>, int64_t, const T*, const T*, T*, int64_t, bool, int, int);      \
-  template void pack_a<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                                   \
-  template void pack_b<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                                   \
-  template void gemm<T>(int64_t, int64_t, int64_t, const T*, int64_t, int64_t, const T*, int64_t, int64_t, T*, \
-                        int64_t, bool);                                                                        \
-  template void pack_a_full<T>(const T*, int64_t, int64_t, int64_t, int64_t, T*);                              \
-  template void gemm_packed_a<T>(int64_t, int64_t, int64_t, const T*, const T*, int64_t, int64_t, T*, int64_t, bool);
+#define CNNOPS_INSTANTIATE(T)                                                                                   \
+  template void pack_a<T>(int, const T*, int64_t, int64_t, int64_t, int64_t, T*);                               \
+  template void pack_b<T>(int, const T*, int64_t, int64_t, int64_t, int64_t, T*);                               \
+  template void gemm<T>(int64_t, int64_t, int64_t, const T*, int64_t, int64_t, const T*, int64_t, int64_t, T*,  \
+                        int64_t, bool);                                                                         \
+  template void pack_a_full<T>(int, const T*, int64_t, int64_t, int64_t, int64_t, T*);                          \
+  template void gemm_packed_a<T>(const GemmKernels<T>&, int64_t, int64_t, int64_t, const T*, const T*, int64_t, \
+                                 int64_t, T*, int64_t, bool);
 CNNOPS_INSTANTIATE(float)
 CNNOPS_INSTANTIATE(double)
 #undef CNNOPS_INSTANTIATE

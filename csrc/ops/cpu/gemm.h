@@ -1,16 +1,23 @@
 // Packed GEMM building blocks shared by the convolution kernels.
 //
-// C (M x N) = A (M x K) * B (K x N) is computed BLIS-style: B is packed into panels of NR columns
-// (row kk of a panel = NR consecutive values), A into panels of MR rows (row kk = MR values), and
-// a register-blocked micro-kernel multiplies one A panel by one B panel, holding the MR x NR block
+// C (M x N) = A (M x K) * B (K x N) is computed BLIS-style: B is packed into panels of nr columns
+// (row kk of a panel = nr consecutive values), A into panels of mr rows (row kk = mr values), and
+// a register-blocked micro-kernel multiplies one A panel by one B panel, holding the mr x nr block
 // of C in registers for the whole kc-long reduction.
 //
-//   float : MR = 6, NR = 16 -> 12 ymm accumulators (6 rows x 2 vectors of 8), 2 loads of B and
-//           6 broadcasts of A per 12 FMAs: the classic AVX2 6x16 shape, 12 of 16 registers.
-//   double: MR = 6, NR = 8  -> same shape with 4-wide vectors.
+// The register tile (mr x nr) is a property of the SIMD level, chosen at run time with the
+// kernels (gemm_kernels<T>()); a driver takes it once per call and packs and multiplies with it:
+//   AVX-512 (gemm_avx512.cpp): float 14 x 32, double 14 x 16 -> 28 zmm accumulators (14 rows x 2
+//           vectors), 2 loads of B and 14 broadcasts of A per 28 FMAs, 30 of 32 registers;
+//           edges (m < 14 rows, n < nr columns) by kernels of fewer rows / one vector and masked
+//           loads and stores of C.
+//   AVX2 (gemm_avx2.cpp): float 6 x 16, double 6 x 8 -> 12 ymm accumulators (6 rows x 2 vectors),
+//           2 loads of B and 6 broadcasts of A per 12 FMAs: the classic AVX2 shape, 12 of 16
+//           registers; edges through a full tile in scratch.
+//   portable (gemm.cpp): the AVX2 shapes as plain loops.
 //
-// The AVX2/FMA micro-kernels live in gemm_avx2.cpp (compiled with -mavx2 -mfma); gemm.cpp holds a
-// portable version with the same panel layout, chosen at run time by cnnops::simd_level().
+// The offset and broadcast kernels below (the slab convolution and the Winograd products) keep
+// the fixed tile Tile<T> on every level.
 //
 // A perf profile of resnet50_3x3 through the packed path (AMD EPYC, 2 cores, fp32 FMA peak 191
 // GFLOP/s by cnnops._C.measure_fma_peak_gflops) puts 68% of the time in ukernel_f32_avx2, i.e.
@@ -23,6 +30,7 @@
 namespace cnnops {
 namespace cpu {
 
+// The offset and broadcast kernels' register tile (all levels).
 template <typename T> struct Tile;
 template <> struct Tile<float> {
   static constexpr int MR = 6, NR = 16;
@@ -31,11 +39,30 @@ template <> struct Tile<double> {
   static constexpr int MR = 6, NR = 8;
 };
 
+// The largest packed-GEMM tile of any level (bounds for stack scratch).
+constexpr int kMaxMR = 14, kMaxNR = 32;
+
 // C[i*ldc + j] (i < MR, j < NR) = (accumulate ? C : 0) + sum_kk A[kk*MR + i] * B[kk*NR + j]
 template <typename T>
 using UKernel = void (*)(int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate);
 
-template <typename T> UKernel<T> ukernel();  // the best kernel for this CPU
+// The first m <= mr rows and n <= nr columns of the same product (the rest not stored).
+template <typename T>
+using UKernelEdge = void (*)(int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate, int m, int n);
+
+// The packed GEMM of one SIMD level: its register tile and kernels.
+template <typename T>
+struct GemmKernels {
+  int mr, nr;           // A panels of mr rows, B panels of nr columns
+  UKernel<T> full;      // a whole mr x nr tile
+  UKernelEdge<T> edge;  // a partial tile
+  // Runs the tile at (m, n) valid rows / columns through whichever of the two fits.
+  void tile(int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate, int m, int n) const {
+    if (m == mr && n == nr) full(kc, A, B, C, ldc, accumulate);
+    else edge(kc, A, B, C, ldc, accumulate, m, n);
+  }
+};
+template <typename T> GemmKernels<T> gemm_kernels();  // for the current SIMD level
 
 // "Offset" variant for the small-channel convolution: row kk of the B panel is read in place at
 // base + offs[kk] (NR consecutive values) instead of from a packed panel. A non-null `bias` (MR
@@ -84,20 +111,14 @@ using UKernelFlat = void (*)(int64_t ns, int64_t kc, const float* A, const float
 // take the row-strip path).
 UKernelFlat ukernel_flat_f32(int mrf);
 
-// Same product for a partial tile (m <= MR rows, n <= NR columns valid): computes the full tile
-// into a scratch block, then adds/stores only the valid part.
+// Pack rows [i0, i0+m) x cols [k0, k0+kc) of A (element (i,k) at A[i*rs + k*cs]) into mr-row
+// panels: out[p*kc*mr + kk*mr + i]; rows past m are zero.
 template <typename T>
-void ukernel_partial(UKernel<T> k, int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool accumulate, int m,
-                     int n);
-
-// Pack rows [i0, i0+m) x cols [k0, k0+kc) of A (element (i,k) at A[i*rs + k*cs]) into MR-row
-// panels: out[p*kc*MR + kk*MR + i]; rows past m are zero.
+void pack_a(int mr, const T* A, int64_t rs, int64_t cs, int64_t m, int64_t kc, T* out);
+// Pack B (element (k,j) at B[k*rs + j*cs]) rows [0,kc) x cols [0,n) into nr-column panels:
+// out[p*kc*nr + kk*nr + j]; columns past n are zero.
 template <typename T>
-void pack_a(const T* A, int64_t rs, int64_t cs, int64_t m, int64_t kc, T* out);
-// Pack B (element (k,j) at B[k*rs + j*cs]) rows [0,kc) x cols [0,n) into NR-column panels:
-// out[p*kc*NR + kk*NR + j]; columns past n are zero.
-template <typename T>
-void pack_b(const T* B, int64_t rs, int64_t cs, int64_t kc, int64_t n, T* out);
+void pack_b(int nr, const T* B, int64_t rs, int64_t cs, int64_t kc, int64_t n, T* out);
 
 // Serial strided GEMM: C (M x N, row stride ldc) (+)= A * B with A, B described by strides.
 // Packs internally (scratch from the thread-local pool). Used by the backward passes.
@@ -108,18 +129,22 @@ void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t rsa, int64_t csa,
 // Reduction chunk of the packed GEMMs: A panels hold KC columns at a time.
 constexpr int64_t kGemmKC = 256;
 // Pack all of A (M x K) chunk by chunk (KC columns each; chunk k0 at out + k0 * Mp with Mp = M
-// rounded up to MR), so one packing serves many GEMMs with the same A.
+// rounded up to mr), so one packing serves many GEMMs with the same A.
 template <typename T>
-void pack_a_full(const T* A, int64_t rs, int64_t cs, int64_t M, int64_t K, T* out);
-// The serial GEMM with A already packed by pack_a_full.
+void pack_a_full(int mr, const T* A, int64_t rs, int64_t cs, int64_t M, int64_t K, T* out);
+// The serial GEMM with A already packed by pack_a_full (with gk.mr).
 template <typename T>
-void gemm_packed_a(int64_t M, int64_t N, int64_t K, const T* apack, const T* B, int64_t rsb, int64_t csb, T* C,
-                   int64_t ldc, bool accumulate);
+void gemm_packed_a(const GemmKernels<T>& gk, int64_t M, int64_t N, int64_t K, const T* apack, const T* B, int64_t rsb,
+                   int64_t csb, T* C, int64_t ldc, bool accumulate);
 
 // Per-thread scratch that grows and is reused across calls (no allocation in hot loops). The
 // block stays valid until the next call with the same slot on the same thread. A CNNOPS_SANITIZE
 // build allocates a fresh block of exactly `bytes` on every call instead.
 void* thread_scratch(int slot, size_t bytes);
+
+// The AVX-512 packed GEMM (defined only when the AVX-512 translation unit is compiled).
+GemmKernels<float> gemm_kernels_f32_avx512();
+GemmKernels<double> gemm_kernels_f64_avx512();
 
 // The AVX2 variants (defined only when the AVX2 translation unit is compiled).
 void ukernel_f32_avx2(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, bool accumulate);

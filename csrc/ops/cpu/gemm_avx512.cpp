@@ -1,0 +1,149 @@
+// AVX-512 packed GEMM micro-kernels (this file alone is compiled with -mavx512f -mavx512bw
+// -mavx512vl -mavx512dq; callers reach it only after run-time detection, see gemm.h).
+//
+// Register tile: 14 rows x 2 zmm vectors (float 14 x 32, double 14 x 16). Per kk step: 2 loads of
+// B, 14 broadcasts of A, 28 FMAs into 28 accumulators (30 of the 32 zmm registers in use).
+// Why this shape (AMD Zen 4, where a zmm FMA issues as two 256-bit halves, so the FMA peak is
+// AVX2's: 118 GFLOP/s per core, 235 for two): alone on one core (kc = 256, the A panel in L1) every
+// candidate runs at 116-118 GFLOP/s while its B panels sit in L2 (14 x 32, 12 x 32, 8 x 48,
+// 6 x 64, 16 x 16, and the AVX2 6 x 16 as well); with B streaming from L3 the AVX2 kernel drops to
+// 95 and the zmm tiles hold 108-116 (half the instructions per FMA, fewer B bytes per FMA for
+// the tall tiles). In the convolutions (forward through the packed path, same process,
+// interleaved) the candidates came within 4% of each other and 14 x 32 was the fastest or within
+// 1% of it on ResNet-50's 1x1 and 3x3/2 layers, conv1d 128 -> 128 k3 and VGG's 512-channel 3x3;
+// 14-row panels also waste less of 512 / 256 output channels than 12-row ones once the edges
+// run their own row count. VGG's 8x512x14x14 3x3 layer through this path reaches 191 GFLOP/s (81%
+// of the measured peak, 4-5% above the AVX2 kernel), the kernels 83% of its time (perf);
+// benchmarks/results/conv_cpu_avx512.md has the layers.
+//
+// Edges: a tile with m < 14 valid rows runs a kernel of m rows (the A panel keeps its stride of
+// 14); a tile with at most 16 (float) / 8 (double) valid columns runs a one-vector kernel, so a
+// 196-pixel image (6 full panels and 4 columns) computes 13 vectors, not 14; the last vector's
+// columns are masked on the load and store of C. Edge and full tiles compute each element by
+// the same sequence of FMAs, so results do not depend on where a tile boundary falls.
+#include <immintrin.h>
+
+#include <array>
+#include <utility>
+
+#include "ops/cpu/gemm.h"
+
+namespace cnnops {
+namespace cpu {
+namespace {
+
+constexpr int kMR = 14, kNV = 2;  // rows, vectors per row
+static_assert(kMR <= kMaxMR && kNV * 16 <= kMaxNR, "gemm.h bounds the tile");
+
+struct F32 {
+  using T = float;
+  using V = __m512;
+  using Mask = __mmask16;
+  static constexpr int W = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const T* p) { return _mm512_loadu_ps(p); }
+  static V load(const T* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store(T* p, V v, Mask m) { _mm512_mask_storeu_ps(p, m, v); }
+  static void store(T* p, V v) { _mm512_storeu_ps(p, v); }
+  static V bcast(const T* p) { return _mm512_set1_ps(*p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+};
+
+struct F64 {
+  using T = double;
+  using V = __m512d;
+  using Mask = __mmask8;
+  static constexpr int W = 8;
+  static V zero() { return _mm512_setzero_pd(); }
+  static V load(const T* p) { return _mm512_loadu_pd(p); }
+  static V load(const T* p, Mask m) { return _mm512_maskz_loadu_pd(m, p); }
+  static void store(T* p, V v, Mask m) { _mm512_mask_storeu_pd(p, m, v); }
+  static void store(T* p, V v) { _mm512_storeu_pd(p, v); }
+  static V bcast(const T* p) { return _mm512_set1_pd(*p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+};
+
+// M rows x NV vectors of C from an A panel of kMR rows and a B panel of kNV vectors. The
+// accumulator array is indexed only by constants after full unrolling, so it lives in registers
+// (checked in the disassembly: no stack traffic in the loop). `last` masks the columns of the
+// last vector (all ones for a full tile).
+template <class S, int M, int NV, bool Masked>
+static void tile_kernel(int64_t kc, const typename S::T* A, const typename S::T* B, typename S::T* C, int64_t ldc,
+                        bool accumulate, typename S::Mask last) {
+  using V = typename S::V;
+  constexpr int NR = kNV * S::W;
+  V acc[M][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    V b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = S::load(B + v * S::W);
+#pragma GCC unroll 32
+    for (int i = 0; i < M; ++i) {
+      const V a = S::bcast(A + i);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = S::fma(a, b[v], acc[i][v]);
+    }
+    A += kMR;
+    B += NR;
+  }
+#pragma GCC unroll 32
+  for (int i = 0; i < M; ++i) {
+    typename S::T* c = C + i * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const bool masked = Masked && v == NV - 1;
+      V r = acc[i][v];
+      if (accumulate) r = S::add(r, masked ? S::load(c + v * S::W, last) : S::load(c + v * S::W));
+      if (masked) S::store(c + v * S::W, r, last);
+      else S::store(c + v * S::W, r);
+    }
+  }
+}
+
+template <class S>
+static void full_tile(int64_t kc, const typename S::T* A, const typename S::T* B, typename S::T* C, int64_t ldc,
+                      bool accumulate) {
+  tile_kernel<S, kMR, kNV, false>(kc, A, B, C, ldc, accumulate, 0);
+}
+
+template <class S>
+using EdgeFn = void (*)(int64_t, const typename S::T*, const typename S::T*, typename S::T*, int64_t, bool,
+                        typename S::Mask);
+
+// Edge kernels by [rows - 1][vectors - 1].
+template <class S, int M, int... V>
+static constexpr std::array<EdgeFn<S>, kNV> edge_row(std::integer_sequence<int, V...>) {
+  return {tile_kernel<S, M, V + 1, true>...};
+}
+template <class S, int... M>
+static constexpr std::array<std::array<EdgeFn<S>, kNV>, kMR> edge_table(std::integer_sequence<int, M...>) {
+  return {edge_row<S, M + 1>(std::make_integer_sequence<int, kNV>())...};
+}
+
+template <class S>
+static void edge_tile(int64_t kc, const typename S::T* A, const typename S::T* B, typename S::T* C, int64_t ldc,
+                      bool accumulate, int m, int n) {
+  static constexpr auto table = edge_table<S>(std::make_integer_sequence<int, kMR>());
+  const int nv = (n + S::W - 1) / S::W, cols = n - (nv - 1) * S::W;
+  const auto last = static_cast<typename S::Mask>((1u << cols) - 1u);
+  table[m - 1][nv - 1](kc, A, B, C, ldc, accumulate, last);
+}
+
+}  // namespace
+
+GemmKernels<float> gemm_kernels_f32_avx512() {
+  return GemmKernels<float>{kMR, kNV * F32::W, full_tile<F32>, edge_tile<F32>};
+}
+
+GemmKernels<double> gemm_kernels_f64_avx512() {
+  return GemmKernels<double>{kMR, kNV * F64::W, full_tile<F64>, edge_tile<F64>};
+}
+
+}  // namespace cpu
+}  // namespace cnnops

@@ -1,0 +1,199 @@
+"""The SIMD levels (portable, AVX2, AVX-512): detection, forcing, and the packed GEMM kernels of
+every level against float64 references, tile edge by tile edge.
+
+The packed GEMM's register tile depends on the level (gemm.h: 6 x 16 float / 6 x 8 double for
+portable and AVX2, 14 x 32 / 14 x 16 for AVX-512), so the shapes below put every possible number
+of valid rows (1 .. 14) and columns (1 .. 32) into an edge tile on each level, with one and
+several reduction chunks (the accumulating path), through the forward, the strided input
+gradient (packed A) and the weight gradient."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cnnops
+
+LEVELS = ["portable", "avx2", "avx512"]
+SUPPORTED = {"portable": True, "avx2": cnnops.info()["cpu_avx2_fma"], "avx512": cnnops.info()["cpu_avx512"]}
+NAMES = {"portable": "portable", "avx2": "avx2+fma", "avx512": "avx512"}
+
+
+@pytest.fixture(params=LEVELS)
+def level(request):
+    """Run the test at one SIMD level (skipped where the CPU lacks it), then restore the previous one."""
+    if not SUPPORTED[request.param]:
+        pytest.skip(f"this CPU (or build) has no {request.param}")
+    before = cnnops.simd_level()
+    assert cnnops.set_simd_level(request.param) == NAMES[request.param]
+    yield request.param
+    cnnops.set_simd_level(before)
+    assert cnnops.simd_level() == before
+
+
+def rel(a, ref):
+    return float(np.linalg.norm(np.asarray(a, np.float64) - ref) / max(np.linalg.norm(ref), 1e-300))
+
+
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def test_levels_are_ordered_and_clamped():
+    before = cnnops.simd_level()
+    try:
+        best = max((lv for lv in LEVELS if SUPPORTED[lv]), key=LEVELS.index)
+        for lv in LEVELS:
+            got = cnnops.set_simd_level(lv)
+            want = lv if SUPPORTED[lv] else best
+            assert got == NAMES[want] == cnnops.simd_level()
+        assert cnnops.set_simd_level("avx2+fma") == NAMES["avx2" if SUPPORTED["avx2"] else "portable"]
+        with pytest.raises(ValueError, match=r"'portable', 'avx2' or 'avx512', got 'avx1024'"):
+            cnnops.set_simd_level("avx1024")
+    finally:
+        cnnops.set_simd_level(before)
+    assert cnnops.simd_level() == before
+
+
+@pytest.mark.parametrize("env", ["portable", "avx2", "avx512", "bogus"])
+def test_environment_forces_a_level(env):
+    best = max((lv for lv in LEVELS if SUPPORTED[lv]), key=LEVELS.index)
+    # supported levels are a prefix of LEVELS: an unsupported one is above the best, clamped to it
+    want = env if env != "bogus" and SUPPORTED[env] else best
+    code = "import cnnops; print(cnnops.simd_level())"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "CNNOPS_SIMD": env})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == NAMES[want]
+
+
+def test_fma_peaks_per_isa():
+    for lv in LEVELS:
+        g = cnnops._C.measure_fma_peak_gflops(1, 0.05, lv)
+        assert g > 0.1
+    with pytest.raises(ValueError, match="isa"):
+        cnnops._C.measure_fma_peak_gflops(1, 0.05, "sse")
+
+
+# ----------------------------------------------------------------------------- packed GEMM edges
+
+SENTINEL = 12345.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("K", [1, 7, 256, 300, 513])
+def test_packed_gemm_every_tile_edge(rng, level, dtype, K):
+    """The serial packed GEMM alone: every row count 1 .. 29 (each edge of a 6- and a 14-row tile)
+    and every column count 1 .. 70 (each edge of a 16- and a 32-wide panel, one or two vectors),
+    one or several reduction chunks (K > 256), storing and accumulating; C is wider than N and
+    the columns past N hold a sentinel that must survive (masked stores)."""
+    ms = range(1, 30) if K in (7, 300) else [1, 6, 13, 14, 15, 28]
+    for M in ms:
+        for N in range(1, 71) if K in (7, 300) else [1, 15, 16, 17, 31, 32, 33, 64, 65]:
+            a = rng.standard_normal((M, K)).astype(dtype)
+            b = rng.standard_normal((K, N)).astype(dtype)
+            ref = a.astype(np.float64) @ b.astype(np.float64)
+            for accumulate in (False, True):
+                c = np.full((M, N + 5), SENTINEL, dtype)
+                c0 = rng.standard_normal((M, N)).astype(dtype)
+                c[:, :N] = c0
+                cnnops._C._gemm(a, b, c, accumulate)
+                want = ref + c0 if accumulate else ref
+                # error against the sum of magnitudes (short products of random values may cancel)
+                scale = np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64)) + np.abs(c0) * accumulate
+                err = np.linalg.norm(c[:, :N] - want) / np.linalg.norm(scale)
+                assert err < TOL[dtype], (level, M, N, K, accumulate)
+                assert (c[:, N:] == SENTINEL).all(), (level, M, N, K, accumulate)
+
+
+def test_packed_gemm_rejects_bad_arguments():
+    a = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="shapes do not fit"):
+        cnnops._C._gemm(a, np.ones((5, 2), np.float32), np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match="one dtype"):
+        cnnops._C._gemm(a, np.ones((4, 2), np.float64), np.zeros((3, 2), np.float32))
+
+
+# (output channels K, input channels C, pixels W): K = 1 .. 29 gives every edge row count of a
+# 14-row tile (K < 14, and 15 .. 27 after a full panel) and of a 6-row one; W runs through every
+# column count of a 32-wide (and 16-wide) panel's last tile, below and above one 16-wide vector.
+EDGE_CASES = [(k, c, w) for k, c, w in zip(range(1, 30), [3, 5, 2, 7, 1, 4, 6] * 5, [1, 2, 3, 5, 8, 13, 15, 16, 17, 20,
+                                                                                  24, 29, 31, 32, 33, 40, 47, 48, 50,
+                                                                                  63, 64, 65, 70, 77, 90, 95, 96, 97,
+                                                                                  100])]
+
+
+def gemm_fixture(rng, K, C, H, W, dtype):
+    x = rng.standard_normal((2, C, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C, 1, 1)).astype(dtype)
+    return x, w
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_gemm_forward_every_edge(rng, level, dtype):
+    for K, C, W in EDGE_CASES:
+        x, w = gemm_fixture(rng, K, C, 1, W, dtype)
+        b = rng.standard_normal(K).astype(dtype)
+        y = cnnops.conv2d(x, w, b, algo="gemm")
+        ref = np.einsum("kc,nchw->nkhw", w[:, :, 0, 0].astype(np.float64), x.astype(np.float64))
+        ref += b.astype(np.float64)[None, :, None, None]
+        assert rel(y, ref) < TOL[dtype], (level, K, C, W)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("C", [300, 530])
+def test_gemm_forward_several_reduction_chunks(rng, level, dtype, C):
+    # C > 256: the reduction runs in chunks of 256 and later chunks accumulate into C
+    for K, W in [(13, 45), (14, 32), (29, 17), (30, 64), (5, 7)]:
+        x, w = gemm_fixture(rng, K, C, 3, W, dtype)
+        y = cnnops.conv2d(x, w, algo="gemm")
+        ref = np.einsum("kc,nchw->nkhw", w[:, :, 0, 0].astype(np.float64), x.astype(np.float64))
+        assert rel(y, ref) < TOL[dtype], (level, K, C, W)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_gemm_backward_every_edge(rng, level, dtype):
+    # stride 2: the input gradient goes through the packed-A GEMM and col2im (at stride 1 it is a
+    # forward convolution); the weight gradient through the packed GEMM with padded tiles
+    for (K, C, W), Kg in zip(EDGE_CASES[::2], range(1, 40, 3)):
+        C = C + Kg  # C is the GEMM's row count for the input gradient
+        x = rng.standard_normal((2, C, 3, 2 * W)).astype(dtype)
+        w = rng.standard_normal((K, C, 1, 1)).astype(dtype)
+        gy = rng.standard_normal((2, K, 2, W)).astype(dtype)
+        dx, dw, db = cnnops.conv2d_backward(gy, x, w, stride=2, algo="gemm")
+        xs = x[:, :, ::2, ::2].astype(np.float64)
+        w64, g64 = w[:, :, 0, 0].astype(np.float64), gy.astype(np.float64)
+        dx_ref = np.zeros(x.shape)
+        dx_ref[:, :, ::2, ::2] = np.einsum("kc,nkhw->nchw", w64, g64)
+        dw_ref = np.einsum("nkhw,nchw->kc", g64, xs)[:, :, None, None]
+        assert rel(dx, dx_ref) < TOL[dtype], (level, K, C, W)
+        assert rel(dw, dw_ref) < TOL[dtype], (level, K, C, W)
+        assert rel(db, g64.sum(axis=(0, 2, 3))) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_gemm_3x3_layers_agree_across_levels(rng, dtype):
+    """A strided 3x3 layer (phase-split packing) and a padded one (im2col rows), forward and both
+    gradients: every level within the float tolerance of the float64 result of every other."""
+    before = cnnops.simd_level()
+    cases = [((2, 19, 17, 15), 29, dict(stride=2, padding=1)), ((1, 40, 9, 23), 17, dict(padding=1))]
+    try:
+        for xs, K, kw in cases:
+            x = rng.standard_normal(xs).astype(dtype)
+            w = rng.standard_normal((K, xs[1], 3, 3)).astype(dtype)
+            outs = {}
+            for lv in LEVELS:
+                if not SUPPORTED[lv]:
+                    continue
+                cnnops.set_simd_level(lv)
+                y = cnnops.conv2d(x, w, algo="gemm", **kw)
+                gy = np.ones_like(y)
+                outs[lv] = (y, *cnnops.conv2d_backward(gy, x, w, algo="gemm", **kw)[:2])
+            ref = outs["portable"]
+            for lv, got in outs.items():
+                for a, r in zip(got, ref):
+                    assert rel(a, np.asarray(r, np.float64)) < 10 * TOL[dtype], lv
+    finally:
+        cnnops.set_simd_level(before)

@@ -24,6 +24,7 @@
 #include "core/simt/simt.h"
 #define __restrict__
 #define __launch_bounds__(...)
+#define __maxnreg__(...)
 #else
 #include <cuda_runtime.h>
 #define CNNOPS_DYNAMIC_SHARED(T, name)                \

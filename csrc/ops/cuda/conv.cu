@@ -27,6 +27,9 @@
 // order by a second kernel; bias gradient: one block per channel with a fixed-shape tree. No float
 // atomics anywhere: every gradient is the same bits on every run. Workspaces come from the
 // caching allocator on the caller's stream; nothing synchronises the host.
+// Registers and shared memory of every kernel (ptxas, sm_90; no spills):
+// benchmarks/results/conv_ptxas_sm90.md. The depthwise kernel states its register budget
+// (__maxnreg__): with a bare thread-count bound ptxas aims at full occupancy and spills.
 #include <algorithm>
 #include <limits>
 #include <type_traits>
@@ -354,7 +357,7 @@ __global__ void __launch_bounds__(256) direct_wgrad_kernel(const T* dy, View dv,
 // Depthwise forward (one input channel per group): block (plane n*K + k, chunk of positions),
 // the channel's taps in shared memory.
 template <typename T>
-__global__ void __launch_bounds__(256)
+__global__ void __maxnreg__(64)
     depthwise_forward_kernel(const T* x, View xv, const T* w, const T* bias, T* y, View yv, Geo g) {
   using A = typename Acc<T>::type;
   CNNOPS_DYNAMIC_SHARED(A, taps);

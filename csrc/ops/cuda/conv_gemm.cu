@@ -22,6 +22,8 @@
 // Performance: not measured on a GPU yet (no device was available to this code's tests; the
 // kernels run in CI through the SIMT emulator). `benchmarks/gpu/run.sh` measures them against
 // cuDNN on the first GPU it runs on.
+// Registers and shared memory of every instantiation (ptxas, sm_90; no spills):
+// benchmarks/results/conv_ptxas_sm90.md (benchmarks/gpu/ptxas_report.py).
 #include "ops/cuda/conv_gemm.cuh"
 
 namespace cnnops {
@@ -37,7 +39,7 @@ __device__ __forceinline__ int tile_index(int t, int r) {
 }
 
 template <typename T, int BM, int BN, int TM, int TN>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN)) gather_gemm_kernel(GatherArgs p) {
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), 1) gather_gemm_kernel(GatherArgs p) {
   using A = typename Acc<T>::type;
   constexpr int NT = (BM / TM) * (BN / TN), BK = 8;
   constexpr int APT = BM * BK / NT, BPT = BN * BK / NT;
@@ -156,7 +158,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) gather_gemm_kernel(Gath
 
 // Weight gradient: rows = output channels of the group, columns = (c, tap), K = positions.
 template <typename T, int BM, int BN, int TM, int TN>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN)) wgrad_gemm_kernel(WgradArgs p) {
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), 1) wgrad_gemm_kernel(WgradArgs p) {
   using A = typename Acc<T>::type;
   constexpr int NT = (BM / TM) * (BN / TN), BK = 16;
   constexpr int APT = BM * BK / NT, BPT = BN * BK / NT;

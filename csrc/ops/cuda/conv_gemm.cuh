@@ -91,12 +91,10 @@ struct WgradArgs {
 // (zeros: -1, no value). Pads are at most n (reflect: < n), so one reflection or wrap suffices.
 __device__ __forceinline__ int pad_coord(int i, int n, int mode) {
   if (i >= 0 && i < n) return i;
-  switch (mode) {
-    case 1: return i < 0 ? -i : 2 * (n - 1) - i;    // reflect
-    case 2: return i < 0 ? 0 : n - 1;               // replicate
-    case 3: return i < 0 ? i + n : i - n;           // circular
-    default: return -1;                             // zeros
-  }
+  if (mode == 0) return -1;                          // zeros
+  if (mode == 1) return i < 0 ? -i : 2 * (n - 1) - i;  // reflect
+  if (mode == 2) return i < 0 ? 0 : n - 1;           // replicate
+  return i < 0 ? i + n : i - n;                      // circular
 }
 
 // Gather-GEMM and weight-gradient launches, by storage type, on stream s. `big` picks the

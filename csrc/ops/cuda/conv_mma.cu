@@ -23,6 +23,8 @@
 // Performance: not measured on a GPU yet (the kernels run in CI through the SIMT emulator, whose
 // mma/ldmatrix/cp.async follow the PTX ISA's fragment layouts); `benchmarks/gpu/run.sh` measures
 // them against cuDNN on the first GPU it runs on.
+// Registers and shared memory of every instantiation (ptxas, sm_90; no spills):
+// benchmarks/results/conv_ptxas_sm90.md (benchmarks/gpu/ptxas_report.py).
 #include "ops/cuda/conv_gemm.cuh"  // first: brings the CUDA (or emulator) spellings
 
 #include <type_traits>

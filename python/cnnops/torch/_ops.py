@@ -10,8 +10,8 @@ Arguments arrive fully resolved (per-side pads, explicit strides, output sizes):
 (``"same"``, tuples, ``None``) are turned into them by ``cnnops.torch.functional`` before the call,
 so the schema stays small and the fake implementations are exact. Tensors go to the cnnops entry
 points as they are (zero-copy through DLPack): CPU tensors run the CPU kernels, CUDA tensors the
-CUDA kernels on torch's current stream where the family has them, and otherwise the op raises
-cnnops' NotImplementedError naming the op and the device."""
+CUDA kernels on torch's current stream. Convolutions of CUDA tensors keep channels-last memory and
+use tensor cores for float32 exactly when torch.backends.cudnn.allow_tf32 says PyTorch would."""
 from __future__ import annotations
 
 import contextlib
@@ -96,18 +96,44 @@ def _conv_out(x_shape, w_shape, stride, padding, dilation):
 _CONV = {1: "conv1d", 2: "conv2d", 3: "conv3d"}
 
 
+def _conv_channels_last(x: Tensor) -> bool:
+    """A CUDA tensor in dense channels-last memory that is not also contiguous: the CUDA kernels
+    read it in place and write channels-last results (the CPU kernels take NCHW copies)."""
+    return (x.is_cuda and x.dim() in (4, 5) and not x.is_contiguous()
+            and x.is_contiguous(memory_format=_memory_format(x.dim() - 2)))
+
+
+def _conv_arg(t: Tensor, layout_of: Tensor) -> Tensor:
+    """A data tensor as the kernels take it: as it is when `layout_of` is channels-last on CUDA
+    (and it is too), else contiguous."""
+    return t if _conv_channels_last(layout_of) and _conv_channels_last(t) else t.contiguous()
+
+
+def _conv_new(x: Tensor, shape) -> Tensor:
+    """A fake output shaped `shape` in the layout the kernels give for input x."""
+    if _conv_channels_last(x) and shape[1] > 1:
+        return x.new_empty(shape, memory_format=_memory_format(len(shape) - 2))
+    return x.new_empty(shape)
+
+
+def _precision(x: Tensor) -> str:
+    """float32 CUDA convolutions on tensor cores exactly when PyTorch's own would be
+    (torch.backends.cudnn.allow_tf32); "fp32" elsewhere."""
+    return "tf32" if x.is_cuda and x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else "fp32"
+
+
 @torch.library.custom_op(f"{_NS}::conv", mutates_args=())
 @_on_torch_stream
 def conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int], padding: List[int],
          dilation: List[int], groups: int, padding_mode: str, algo: str) -> Tensor:
     f = getattr(cnnops, _CONV[x.dim() - 2])
-    return f(x.contiguous(), weight.contiguous(), None if bias is None else bias.contiguous(), stride, padding,
-             dilation, groups, padding_mode, algo)
+    return f(_conv_arg(x, x), weight.contiguous(), None if bias is None else bias.contiguous(), stride, padding,
+             dilation, groups, padding_mode, algo, precision=_precision(x))
 
 
 @conv.register_fake
 def _(x, weight, bias, stride, padding, dilation, groups, padding_mode, algo):
-    return x.new_empty((x.shape[0], weight.shape[0], *_conv_out(x.shape, weight.shape, stride, padding, dilation)))
+    return _conv_new(x, (x.shape[0], weight.shape[0], *_conv_out(x.shape, weight.shape, stride, padding, dilation)))
 
 
 @torch.library.custom_op(f"{_NS}::conv_backward", mutates_args=())
@@ -116,15 +142,15 @@ def conv_backward(grad_output: Tensor, x: Tensor, weight: Tensor, stride: List[i
                   dilation: List[int], groups: int, padding_mode: str, algo: str,
                   needs: List[bool]) -> Tuple[Tensor, Tensor, Tensor]:
     f = getattr(cnnops, _CONV[x.dim() - 2] + "_backward")
-    gi, gw, gb = f(grad_output.contiguous(), x.contiguous(), weight.contiguous(), stride, padding, dilation, groups,
-                   padding_mode, needs=tuple(needs), algo=algo)
+    gi, gw, gb = f(_conv_arg(grad_output, x), _conv_arg(x, x), weight.contiguous(), stride, padding, dilation,
+                   groups, padding_mode, needs=tuple(needs), algo=algo, precision=_precision(x))
     return (gi if gi is not None else _empty(x), gw if gw is not None else _empty(weight),
             gb if gb is not None else _empty(weight))
 
 
 @conv_backward.register_fake
 def _(grad_output, x, weight, stride, padding, dilation, groups, padding_mode, algo, needs):
-    return (x.new_empty(x.shape) if needs[0] else _empty(x),
+    return (_conv_new(x, x.shape) if needs[0] else _empty(x),
             weight.new_empty(weight.shape) if needs[1] else _empty(weight),
             weight.new_empty((weight.shape[0],)) if needs[2] else _empty(weight))
 
@@ -161,13 +187,13 @@ def _convt_out(x_shape, w_shape, stride, padding, output_padding, groups, dilati
 def conv_transpose(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int], padding: List[int],
                    output_padding: List[int], groups: int, dilation: List[int], algo: str) -> Tensor:
     f = getattr(cnnops, _CONVT[x.dim() - 2])
-    return f(x.contiguous(), weight.contiguous(), None if bias is None else bias.contiguous(), stride, padding,
-             output_padding, groups, dilation, algo=algo)
+    return f(_conv_arg(x, x), weight.contiguous(), None if bias is None else bias.contiguous(), stride, padding,
+             output_padding, groups, dilation, algo=algo, precision=_precision(x))
 
 
 @conv_transpose.register_fake
 def _(x, weight, bias, stride, padding, output_padding, groups, dilation, algo):
-    return x.new_empty(_convt_out(x.shape, weight.shape, stride, padding, output_padding, groups, dilation))
+    return _conv_new(x, _convt_out(x.shape, weight.shape, stride, padding, output_padding, groups, dilation))
 
 
 @torch.library.custom_op(f"{_NS}::conv_transpose_backward", mutates_args=())
@@ -176,8 +202,8 @@ def conv_transpose_backward(grad_output: Tensor, x: Tensor, weight: Tensor, stri
                             output_padding: List[int], groups: int, dilation: List[int], algo: str,
                             needs: List[bool]) -> Tuple[Tensor, Tensor, Tensor]:
     f = getattr(cnnops, _CONVT[x.dim() - 2] + "_backward")
-    gi, gw, gb = f(grad_output.contiguous(), x.contiguous(), weight.contiguous(), stride, padding, output_padding,
-                   groups, dilation, needs=tuple(needs), algo=algo)
+    gi, gw, gb = f(_conv_arg(grad_output, x), _conv_arg(x, x), weight.contiguous(), stride, padding,
+                   output_padding, groups, dilation, needs=tuple(needs), algo=algo, precision=_precision(x))
     return (gi if gi is not None else _empty(x), gw if gw is not None else _empty(weight),
             gb if gb is not None else _empty(weight))
 
@@ -185,7 +211,7 @@ def conv_transpose_backward(grad_output: Tensor, x: Tensor, weight: Tensor, stri
 @conv_transpose_backward.register_fake
 def _(grad_output, x, weight, stride, padding, output_padding, groups, dilation, algo, needs):
     k = weight.shape[1] * groups
-    return (x.new_empty(x.shape) if needs[0] else _empty(x),
+    return (_conv_new(x, x.shape) if needs[0] else _empty(x),
             weight.new_empty(weight.shape) if needs[1] else _empty(weight),
             weight.new_empty((k,)) if needs[2] else _empty(weight))
 

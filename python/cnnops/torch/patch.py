@@ -33,10 +33,12 @@ def _why_not(m) -> str | None:
     """The reason a module of a supported class cannot run on cnnops kernels, or None."""
     if isinstance(m, _CONV):
         for p in m.parameters(recurse=False):
-            if p.dtype not in (torch.float32, torch.float64):
-                return f"parameters of dtype {p.dtype} (the convolution kernels take float32 and float64)"
-            if p.device.type != "cpu":
-                return f"parameters on {p.device} (the convolution family has CPU kernels only)"
+            if p.device.type not in ("cpu", "cuda"):
+                return f"parameters on {p.device} (cnnops has CPU and CUDA kernels)"
+            half = (torch.float16, torch.bfloat16) if p.device.type == "cuda" else ()
+            if p.dtype not in (torch.float32, torch.float64, *half):
+                return (f"parameters of dtype {p.dtype} on {p.device.type} (the convolution kernels take float32 and "
+                        f"float64, and float16/bfloat16 on CUDA)")
         if isinstance(m, torch.nn.modules.conv._ConvTransposeNd) and m.padding_mode != "zeros":
             return f"padding_mode {m.padding_mode!r}"
     if isinstance(m, torch.nn.Upsample) and m.mode not in ("nearest", "nearest-exact"):
@@ -48,7 +50,7 @@ def patch(model: torch.nn.Module) -> PatchReport:
     """Swap every module of ``model`` (itself included) whose class is one of PyTorch's
     convolution, pooling, unpooling or nearest-upsampling classes for the cnnops version, in place.
     Subclasses of those (user code that may override ``forward``) and modules cnnops cannot run
-    (e.g. half-precision or CUDA convolutions) are left, with the reason. Returns a PatchReport."""
+    (e.g. half-precision convolutions on the CPU) are left, with the reason. Returns a PatchReport."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"cnnops.torch.patch: expected a torch.nn.Module, got {type(model).__name__}")
     report = PatchReport()

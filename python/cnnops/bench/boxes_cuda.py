@@ -22,7 +22,7 @@ import cnnops
 
 from . import common
 from .boxes import KINDS, LOSSES, REL_ERR_TOL, _boxes
-from .gpu import copy_bandwidth, gpu_stem, start, time_cuda
+from .gpu import copy_bandwidth, gpu_stem, start, time_sides
 
 
 @dataclass(frozen=True)
@@ -108,16 +108,8 @@ def bench_case(torch, tv, case: Case, repeats, quick) -> dict:
         fns, check = _calls(torch, tv, case)
         row["rel_error"] = check()
         row["correct"] = row["rel_error"] <= REL_ERR_TOL
-        for _ in range(3):
-            fns["cnnops"](), fns["torchvision"]()
-        torch.cuda.synchronize()
-        once = time_cuda(torch, {"c": fns["cnnops"]}, 1, 1)["c"][0]
-        number = max(1, min(200, int(2.0 / max(once, 1e-3))))
-        reps = repeats or (5 if quick else 21)
-        times = time_cuda(torch, fns, reps, number)
-        row["repeats"], row["number"] = reps, number
-        for side, samples in times.items():
-            st = common.summarize_times([x / 1e3 for x in samples])
+        stats, row["repeats"], row["number"] = time_sides(torch, fns, repeats, quick)
+        for side, st in stats.items():
             st["gbs"] = case.nbytes() / (st["median_ms"] / 1e3) / 1e9
             row[side] = st
         row["speedup"] = row["torchvision"]["median_ms"] / row["cnnops"]["median_ms"]

@@ -46,6 +46,22 @@ def time_cuda(torch, fns: dict, repeats: int, number: int) -> dict:
     return times
 
 
+def time_sides(torch, fns: dict, repeats=None, quick=False, default_repeats=21, warmup=3, most=200) -> tuple:
+    """Time callables against each other on the GPU: `warmup` untimed rounds, then back-to-back calls
+    per sample for about 2 ms of work (at most `most`; from one call of the first callable), then
+    `repeats` interleaved samples (default: 5 with `quick`, else `default_repeats`). Returns
+    ({name: common.summarize_times of its samples}, repeats, calls per sample)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    torch.cuda.synchronize()
+    once = time_cuda(torch, {"first": next(iter(fns.values()))}, 1, 1)["first"][0]
+    number = max(1, min(most, int(2.0 / max(once, 1e-3))))
+    reps = repeats or (5 if quick else default_repeats)
+    times = time_cuda(torch, fns, reps, number)
+    return {k: common.summarize_times([t / 1e3 for t in v]) for k, v in times.items()}, reps, number
+
+
 def copy_bandwidth(torch, nbytes: int = 1 << 30) -> float:
     """Device-to-device copy in GB/s (bytes read + written), median of 10."""
     x = torch.empty(nbytes // 4, device="cuda")
@@ -89,4 +105,4 @@ def start(family: str, known, layers=None, commit=None, peers=()) -> Start | int
     return Start(torch, mods, names, gpu_name(torch), machine)
 
 
-__all__ = ["Start", "start", "gpu_name", "gpu_stem", "time_cuda", "copy_bandwidth"]
+__all__ = ["Start", "start", "gpu_name", "gpu_stem", "time_cuda", "time_sides", "copy_bandwidth"]

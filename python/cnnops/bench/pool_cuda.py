@@ -14,7 +14,7 @@ from __future__ import annotations
 import cnnops
 
 from . import common
-from .gpu import copy_bandwidth, gpu_stem, start, time_cuda
+from .gpu import copy_bandwidth, gpu_stem, start, time_sides
 
 
 def make_cases(torch, batches=(8, 32)) -> list:
@@ -184,16 +184,9 @@ def bench_case(torch, case, repeats, quick) -> dict:
         fc, ft = make()
         with torch.no_grad():
             row["rel_error"] = _check(fc(), ft())
-            for _ in range(3):  # warm-up: caching allocators, lazy module loading
-                fc(), ft()
-            torch.cuda.synchronize()
-            once = time_cuda(torch, {"c": fc}, 1, 1)["c"][0]
-            number = max(1, min(200, int(2.0 / max(once, 1e-3))))  # about 2 ms of work per sample
-            reps = repeats or (5 if quick else 21)
-            times = time_cuda(torch, {"cnnops": fc, "torch": ft}, reps, number)
-        row["repeats"], row["number"] = reps, number
-        for side, samples in times.items():
-            st = common.summarize_times([t / 1e3 for t in samples])
+            # the warm-up fills the caching allocators and loads the modules lazily
+            stats, row["repeats"], row["number"] = time_sides(torch, {"cnnops": fc, "torch": ft}, repeats, quick)
+        for side, st in stats.items():
             st["gbs"] = nbytes / (st["median_ms"] / 1e3) / 1e9
             row[side] = st
         row["speedup"] = row["torch"]["median_ms"] / row["cnnops"]["median_ms"]

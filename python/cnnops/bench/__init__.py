@@ -3,8 +3,9 @@
 Each family has a module here with a ``run(repeats, quick, out, layers, commit) -> int``;
 ``common`` holds the shared timing, machine description and result writing, ``plot`` the charts.
 Results go to <out>/<family>_cpu.json and .md (``--out``, default ./cnnops-bench-results).
-``--device cuda`` runs a family's GPU suite (<family>_cuda.py, for pool, nms and boxes) against
-PyTorch / torchvision CUDA on the same card and writes <family>_<gpu>.json and .md.
+``--device cuda`` runs a family's GPU suite (<family>_cuda.py, for conv, pool, nms and boxes; the
+shared start of a run and the CUDA-event timing in ``gpu``) against cuDNN through PyTorch, PyTorch
+CUDA or torchvision CUDA on the same card and writes <family>_<gpu>.json and .md.
 
   conv    conv2d, conv1d, conv3d, conv_transpose2d vs PyTorch (oneDNN)
   pool    max/avg/global/adaptive pooling vs PyTorch
@@ -33,7 +34,7 @@ FAMILIES = ("conv", "pool", "unpool", "boxes", "nms", "roi", "train", "torch")
 MODULES = {"torch": "torch_adapter"}
 DEVICES = ("cpu", "cuda")
 # families with a GPU suite (<family>_cuda.py: cnnops CUDA against PyTorch / torchvision CUDA)
-CUDA_FAMILIES = ("pool", "nms", "boxes")
+CUDA_FAMILIES = ("conv", "pool", "nms", "boxes")
 # peer libraries each family imports (PyTorch for all, torchvision for the box families)
 PEERS = {"boxes": ("torch", "torchvision"), "nms": ("torch", "torchvision"), "roi": ("torch", "torchvision")}
 
@@ -47,8 +48,8 @@ def run(family: str, repeats=None, quick: bool = False, out=None, layers=None, f
     to run, as 'a,b' or a list (default: all); families (conv only): 'conv2d', 'conv1d',
     'conv3d', 'conv_transpose2d' or 'all', several as 'a,b' or a list (default: all); commit: the
     source revision to record (default: the CNNOPS_BENCH_COMMIT environment variable); device:
-    "cpu", or "cuda" (the pool, nms and boxes families, against PyTorch / torchvision CUDA on the
-    same GPU)."""
+    "cpu", or "cuda" (the conv, pool, nms and boxes families, against cuDNN / PyTorch / torchvision
+    CUDA on the same GPU; conv2d layers only for conv)."""
     if device == "cuda":
         if family not in CUDA_FAMILIES:
             print(f"cnnops bench: --device cuda has the {', '.join(CUDA_FAMILIES)} families only, not {family!r}",
@@ -86,8 +87,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--family", dest="families", default=None,
                    help="conv families: conv2d, conv1d, conv3d, conv_transpose2d or all (default), comma-separated")
     p.add_argument("--device", choices=DEVICES, default="cpu",
-                   help="where cnnops runs: cpu (default), or cuda (pool, nms and boxes families; PyTorch / "
-                        "torchvision CUDA on the same GPU)")
+                   help="where cnnops runs: cpu (default), or cuda (conv, pool, nms and boxes families; cuDNN, "
+                        "PyTorch or torchvision CUDA on the same GPU)")
     p.add_argument("--plot", action="store_true",
                    help="also write speed-up bar charts and a roofline chart (PNG, needs matplotlib) to --out")
     p.add_argument("--commit", default=None, metavar="ID",
@@ -112,6 +113,8 @@ def check_arguments(args) -> str | None:
         if args.family not in CUDA_FAMILIES:
             return (f"argument --device: cuda has the {', '.join(CUDA_FAMILIES[:-1])} and {CUDA_FAMILIES[-1]} "
                     f"families only so far, not {args.family}")
+        if args.families is not None:
+            return "argument --family: --device cuda runs the conv2d layers only; leave --family out"
         try:
             import torch
         except ImportError:

@@ -34,10 +34,9 @@ def demangle(name: str) -> str:
         name = subprocess.run(["c++filt", name], capture_output=True, text=True).stdout.strip()
     except FileNotFoundError:
         return name
-    name = re.sub(r"\(.*", "", name).replace("void ", "")
     for ns in ("cnnops::cuda::", "igemm::", "(anonymous namespace)::"):
         name = name.replace(ns, "")
-    return name
+    return re.sub(r"\(.*", "", name).replace("void ", "")  # the argument list
 
 
 def rows(log: str):

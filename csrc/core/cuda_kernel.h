@@ -24,6 +24,7 @@
 #include "core/simt/simt.h"
 #define __restrict__
 #define __launch_bounds__(...)
+#undef __maxnreg__  // the toolkit headers spell it for the device compiler only
 #define __maxnreg__(...)
 #else
 #include <cuda_runtime.h>

@@ -26,7 +26,8 @@
 // Weight gradient: split-K over the output positions into float/double partials, added in split
 // order by a second kernel; bias gradient: one block per channel with a fixed-shape tree. No float
 // atomics anywhere: every gradient is the same bits on every run. Workspaces come from the
-// caching allocator on the caller's stream; nothing synchronises the host.
+// caching allocator on the caller's stream and the GEMMs' reduction tables are built there by
+// kernels (no host-to-device copy); nothing synchronises the host.
 // Registers and shared memory of every kernel (ptxas, sm_90; no spills):
 // benchmarks/results/conv_ptxas_sm90.md. The depthwise kernel states its register budget
 // (__maxnreg__): with a bare thread-count bound ptxas aims at full occupancy and spills.
@@ -109,73 +110,97 @@ Geo geo_of(const ConvPlan& pl, const char* op) {
 
 bool channels_last(const Tensor& t) { return t.ndim() >= 3 && t.shape[1] > 1 && t.strides[1] == 1; }
 
+// ---------------------------------------------------------------- reduction tables
+// Built on the device by the kernels below from a few scalars (no host-to-device copy, so no
+// pageable transfer can wait for the stream).
+
 // Forward table: entry (c, tap) -> channel, tap offsets, weight offset c * taps + tap. Channel
 // innermost for channels-last inputs (consecutive entries read consecutive addresses).
-std::vector<KTab> forward_table(const Geo& g, bool c_inner) {
-  std::vector<KTab> tab(static_cast<size_t>(g.Cg * g.taps));
-  const int RS = g.ker[1] * g.ker[2];
-  for (int64_t i = 0; i < g.Cg * g.taps; ++i) {
-    const int64_t c = c_inner ? i % g.Cg : i / g.taps, tap = c_inner ? i / g.Cg : i % g.taps;
-    const int t = static_cast<int>(tap / RS), r = static_cast<int>(tap / g.ker[2] % g.ker[1]),
-              s = static_cast<int>(tap % g.ker[2]);
-    tab[i] = KTab{static_cast<int>(c), t * g.dil[0], r * g.dil[1], s * g.dil[2], static_cast<int>(c * g.taps + tap)};
-  }
-  return tab;
-}
-
-// Input-gradient phases over an input of sizes `in` with pads `pad` (0 for a padded workspace):
-// phase phi per dimension (phi < min(stride, size)), its taps and their offsets into grad_output.
-struct DgradPlan {
-  std::vector<Phase> phases;
-  std::vector<KTab> tab;
-  int64_t max_rows = 0;
+struct ForwardSpec {
+  int64_t n, taps;
+  int Cg, ker[3], dil[3];
+  bool c_inner;
 };
 
-DgradPlan dgrad_plan(const Geo& g, const int in[3], const int pad[3], bool k_inner) {
-  std::vector<std::vector<std::pair<int, int>>> lists[3];  // (tap, offset) per dimension and phase
-  int nph[3];
-  for (int i = 0; i < 3; ++i) {
-    nph[i] = std::min(g.st[i], in[i]);
-    lists[i].resize(nph[i]);
-    for (int ph = 0; ph < nph[i]; ++ph)
-      for (int r = 0; r < g.ker[i]; ++r) {
-        const int64_t num = static_cast<int64_t>(ph) + pad[i] - static_cast<int64_t>(r) * g.dil[i];
-        if (((num % g.st[i]) + g.st[i]) % g.st[i] == 0) lists[i][ph].emplace_back(r, static_cast<int>(num / g.st[i]));
-      }
+__global__ void forward_table_kernel(KTab* tab, ForwardSpec s) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < s.n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t c = s.c_inner ? i % s.Cg : i / s.taps, tap = s.c_inner ? i / s.Cg : i % s.taps;
+    const int t = static_cast<int>(tap / (s.ker[1] * s.ker[2])), r = static_cast<int>(tap / s.ker[2] % s.ker[1]),
+              x = static_cast<int>(tap % s.ker[2]);
+    tab[i] = KTab{static_cast<int>(c), t * s.dil[0], r * s.dil[1], x * s.dil[2], static_cast<int>(c * s.taps + tap)};
   }
-  DgradPlan d;
-  for (int pz = 0; pz < nph[0]; ++pz)
-    for (int py = 0; py < nph[1]; ++py)
-      for (int px = 0; px < nph[2]; ++px) {
-        Phase P{};
-        const int phi[3] = {pz, py, px};
-        P.M = g.N;
-        for (int i = 0; i < 3; ++i) {
-          P.rdim[i] = (in[i] - phi[i] + g.st[i] - 1) / g.st[i];
-          P.M *= P.rdim[i];
-          P.ra_mul[i] = 1;
-          P.ra_add[i] = 0;
-          P.ro_mul[i] = g.st[i];
-          P.ro_add[i] = phi[i];
-        }
-        d.max_rows = std::max(d.max_rows, P.M);
-        const auto &lz = lists[0][pz], &ly = lists[1][py], &lx = lists[2][px];
-        const int64_t nt = static_cast<int64_t>(lz.size() * ly.size() * lx.size());
-        P.tab = static_cast<int>(d.tab.size());
-        P.ntab = static_cast<int>(nt * g.Kg);
-        for (int64_t i = 0; i < nt * g.Kg; ++i) {
-          const int64_t k = k_inner ? i % g.Kg : i / nt, t = k_inner ? i / g.Kg : i % nt;
-          const auto& a = lz[t / (ly.size() * lx.size())];
-          const auto& b = ly[t / lx.size() % ly.size()];
-          const auto& c = lx[t % lx.size()];
-          const int64_t tap = (static_cast<int64_t>(a.first) * g.ker[1] + b.first) * g.ker[2] + c.first;
-          d.tab.push_back(
-              KTab{static_cast<int>(k), a.second, b.second, c.second, static_cast<int>(k * g.Cg * g.taps + tap)});
-        }
-        d.phases.push_back(P);
+}
+
+__global__ void store_phase_kernel(Phase* dst, Phase p) { *dst = p; }
+
+// Input-gradient phases over an input of sizes `in` with pads `pad` (0 for a padded workspace):
+// phase phi per dimension (phi < min(stride, size)); a tap r serves phase phi when
+// phi + pad - r * dilation is a multiple of the stride, and reads grad_output at offset
+// (phi + pad - r * dilation) / stride. Phases are numbered (z, y, x) row-major, each owning
+// Kg * nz * ny * nx consecutive table entries (k outer, or innermost for channels-last).
+struct DgradSpec {
+  int64_t N, Kg, Cg, taps;
+  int ker[3], dil[3], st[3], pad[3], in[3], nph[3], total[3];  // total[i]: taps of all phases of dim i
+  bool k_inner;
+};
+
+// Taps of dimension i serving phase phi: their number, or (j >= 0) the j-th one and its offset.
+__device__ int phase_taps(const DgradSpec& s, int i, int phi, int j = -1, int* tap = nullptr, int* delta = nullptr) {
+  int n = 0;
+  for (int r = 0; r < s.ker[i]; ++r) {
+    const int num = phi + s.pad[i] - r * s.dil[i];
+    if (((num % s.st[i]) + s.st[i]) % s.st[i] != 0) continue;
+    if (n == j) {
+      *tap = r;
+      *delta = num / s.st[i];  // exact
+    }
+    ++n;
+  }
+  return n;
+}
+
+__global__ void __launch_bounds__(256) dgrad_tables_kernel(KTab* tab, Phase* phases, DgradSpec s, int64_t nphases) {
+  __shared__ int cnt[3];
+  __shared__ int64_t base;
+  for (int64_t ph = blockIdx.x; ph < nphases; ph += gridDim.x) {
+    const int phi[3] = {static_cast<int>(ph / (s.nph[1] * s.nph[2])), static_cast<int>(ph / s.nph[2] % s.nph[1]),
+                        static_cast<int>(ph % s.nph[2])};
+    if (threadIdx.x == 0) {
+      int64_t before[3];  // taps of the earlier phases of each dimension
+      for (int i = 0; i < 3; ++i) {
+        cnt[i] = phase_taps(s, i, phi[i]);
+        before[i] = 0;
+        for (int a = 0; a < phi[i]; ++a) before[i] += phase_taps(s, i, a);
       }
-  if (d.tab.empty()) d.tab.push_back(KTab{0, 0, 0, 0, 0});  // keep the upload non-empty
-  return d;
+      base = s.Kg *
+             (before[0] * s.total[1] * s.total[2] + cnt[0] * (before[1] * s.total[2] + int64_t(cnt[1]) * before[2]));
+      Phase P{};
+      P.M = s.N;
+      for (int i = 0; i < 3; ++i) {
+        P.rdim[i] = (s.in[i] - phi[i] + s.st[i] - 1) / s.st[i];
+        P.M *= P.rdim[i];
+        P.ra_mul[i] = 1;
+        P.ra_add[i] = 0;
+        P.ro_mul[i] = s.st[i];
+        P.ro_add[i] = phi[i];
+      }
+      P.tab = static_cast<int>(base);
+      P.ntab = static_cast<int>(s.Kg * cnt[0] * cnt[1] * cnt[2]);
+      phases[ph] = P;
+    }
+    __syncthreads();
+    const int64_t nt = int64_t(cnt[0]) * cnt[1] * cnt[2];
+    for (int64_t i = threadIdx.x; i < nt * s.Kg; i += blockDim.x) {
+      const int64_t k = s.k_inner ? i % s.Kg : i / nt, t = s.k_inner ? i / s.Kg : i % nt;
+      int tz, ty, tx, dz, dy, dx;
+      phase_taps(s, 0, phi[0], static_cast<int>(t / (cnt[1] * cnt[2])), &tz, &dz);
+      phase_taps(s, 1, phi[1], static_cast<int>(t / cnt[2] % cnt[1]), &ty, &dy);
+      phase_taps(s, 2, phi[2], static_cast<int>(t % cnt[2]), &tx, &dx);
+      const int64_t tap = (int64_t(tz) * s.ker[1] + ty) * s.ker[2] + tx;
+      tab[base + i] = KTab{static_cast<int>(k), dz, dy, dx, static_cast<int>(k * s.Cg * s.taps + tap)};
+    }
+    __syncthreads();  // cnt and base are rewritten for the next phase
+  }
 }
 
 void set_strides(int64_t dst[5], const View& v) {
@@ -454,14 +479,18 @@ struct Ctx {
   const char* op;
 };
 
+// The forward table (Cg * taps entries) on the device.
+DeviceBuffer forward_table(const Geo& g, bool c_inner, const Ctx& c) {
+  const int64_t n = g.Cg * g.taps;
+  DeviceBuffer tb(static_cast<size_t>(n) * sizeof(KTab), c.device, c.s);
+  ForwardSpec fs{n,      g.taps, static_cast<int>(g.Cg), {g.ker[0], g.ker[1], g.ker[2]}, {g.dil[0], g.dil[1], g.dil[2]},
+                 c_inner};
+  launch(c.op, forward_table_kernel, dim3(blocks_for(n)), dim3(256), 0, c.s, tb.as<KTab>(), fs);
+  return tb;
+}
+
 template <typename T>
-void gather(const GatherArgs& a, const std::vector<Phase>& phases, const std::vector<KTab>& tab, bool tensor_core,
-            const Ctx& c) {
-  DeviceBuffer tb = upload(tab, c.device, c.s, c.op), pb = upload(phases, c.device, c.s, c.op);
-  GatherArgs b = a;
-  b.tab = tb.as<KTab>();
-  b.phases = pb.as<Phase>();
-  const int nph = static_cast<int>(phases.size());
+void run_gather(const GatherArgs& b, int nph, bool tensor_core, const Ctx& c) {
   if constexpr (std::is_same<T, double>::value) {
     (void)tensor_core;  // no float64 tensor-core path: conv_choose_algo refuses it
     igemm::gather_gemm_simt<T>(b, nph, c.s, c.op);
@@ -533,7 +562,11 @@ void forward_pass(const Geo& g, const Tensor& a, const Tensor& w, const Tensor* 
   P.tab = 0;
   P.ntab = static_cast<int>(g.Cg * g.taps);
   ga.max_rows = P.M;
-  gather<T>(ga, {P}, forward_table(g, channels_last(a)), algo == ConvAlgo::TensorCore, c);
+  DeviceBuffer tb = forward_table(g, channels_last(a), c), pb(sizeof(Phase), c.device, c.s);
+  launch(c.op, store_phase_kernel, dim3(1), dim3(1), 0, c.s, pb.as<Phase>(), P);
+  ga.tab = tb.as<KTab>();
+  ga.phases = pb.as<Phase>();
+  run_gather<T>(ga, 1, algo == ConvAlgo::TensorCore, c);
 }
 
 // dx = the input gradient of the convolution for grad_output a (+ bias per input channel).
@@ -568,7 +601,26 @@ void dgrad_pass(const Geo& g, const Tensor& a, const Tensor& w, const Tensor* b,
     launch(c.op, direct_dgrad_kernel<T>, dim3(blocks_for(total)), dim3(256), 0, c.s, a.ptr<T>(), av, w.ptr<T>(),
            fold ? nullptr : bias, target, tv, tg, total);
   } else {
-    const DgradPlan d = dgrad_plan(tg, tg.in, tg.pad, channels_last(a));
+    DgradSpec ds{};
+    ds.N = g.N, ds.Kg = g.Kg, ds.Cg = g.Cg, ds.taps = g.taps, ds.k_inner = channels_last(a);
+    int64_t nphases = 1, entries = g.Kg, max_rows = g.N;
+    for (int i = 0; i < 3; ++i) {
+      ds.ker[i] = g.ker[i], ds.dil[i] = g.dil[i], ds.st[i] = g.st[i], ds.pad[i] = tg.pad[i], ds.in[i] = tg.in[i];
+      ds.nph[i] = std::min(g.st[i], tg.in[i]);
+      ds.total[i] = 0;  // taps whose phase is one of the nph[i] (the others reach no input position)
+      for (int r = 0; r < g.ker[i]; ++r) {
+        const int64_t m = ((int64_t(tg.pad[i]) - int64_t(r) * g.dil[i]) % g.st[i] + g.st[i]) % g.st[i];
+        const int64_t phase = (g.st[i] - m) % g.st[i];  // phi with phi + pad - r * dil divisible by st
+        if (phase < ds.nph[i]) ++ds.total[i];
+      }
+      nphases *= ds.nph[i];
+      entries *= ds.total[i];
+      max_rows *= (tg.in[i] + g.st[i] - 1) / g.st[i];
+    }
+    DeviceBuffer tb(static_cast<size_t>(std::max<int64_t>(entries, 1)) * sizeof(KTab), c.device, c.s);
+    DeviceBuffer pb(static_cast<size_t>(nphases) * sizeof(Phase), c.device, c.s);
+    launch(c.op, dgrad_tables_kernel, dim3(static_cast<unsigned>(std::min<int64_t>(nphases, 4096))), dim3(256), 0, c.s,
+           tb.as<KTab>(), pb.as<Phase>(), ds, nphases);
     GatherArgs ga{};
     ga.a = a.data;
     set_strides(ga.as, av);
@@ -584,8 +636,10 @@ void dgrad_pass(const Geo& g, const Tensor& a, const Tensor& w, const Tensor* b,
     ga.ncols = static_cast<int>(g.Cg);
     ga.G = static_cast<int>(g.G);
     ga.mode = 0;
-    ga.max_rows = d.max_rows;
-    gather<T>(ga, d.phases, d.tab, algo == ConvAlgo::TensorCore, c);
+    ga.max_rows = max_rows;
+    ga.tab = tb.as<KTab>();
+    ga.phases = pb.as<Phase>();
+    run_gather<T>(ga, static_cast<int>(nphases), algo == ConvAlgo::TensorCore, c);
   }
   if (fold) {
     const int64_t total = dx.numel();
@@ -632,7 +686,7 @@ void wgrad_pass(const Geo& g, const Tensor& dy, const Tensor& x, Tensor& dw, Con
   wa.qchunk = std::max<int64_t>(16, ((wa.Q + splits - 1) / splits + 15) / 16 * 16);
   splits = std::max<int64_t>(1, (wa.Q + wa.qchunk - 1) / wa.qchunk);
   wa.splits = static_cast<int>(splits);
-  DeviceBuffer tb = upload(forward_table(g, channels_last(x)), c.device, c.s, c.op);
+  DeviceBuffer tb = forward_table(g, channels_last(x), c);
   wa.tab = tb.as<KTab>();
   DeviceBuffer part;
   const int64_t n = dw.numel();

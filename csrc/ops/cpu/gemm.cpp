@@ -62,6 +62,9 @@ static void ukernel_bcast_portable(int64_t kc, const T* const* P, const int64_t*
 
 template <>
 UKernelBcast<float> ukernel_bcast<float>() {
+#ifdef CNNOPS_HAVE_AVX512_TU
+  if (use_avx512()) return ukernel_bcast_f32_avx512;
+#endif
 #ifdef CNNOPS_HAVE_AVX2_TU
   if (use_avx2()) return ukernel_bcast_f32_avx2;
 #endif
@@ -70,6 +73,9 @@ UKernelBcast<float> ukernel_bcast<float>() {
 
 template <>
 UKernelBcast<double> ukernel_bcast<double>() {
+#ifdef CNNOPS_HAVE_AVX512_TU
+  if (use_avx512()) return ukernel_bcast_f64_avx512;
+#endif
 #ifdef CNNOPS_HAVE_AVX2_TU
   if (use_avx2()) return ukernel_bcast_f64_avx2;
 #endif
@@ -93,6 +99,9 @@ UKernelFlat ukernel_flat_f32(int mrf) {
 
 template <>
 UKernelOffs<float> ukernel_offs<float>() {
+#ifdef CNNOPS_HAVE_AVX512_TU
+  if (use_avx512()) return ukernel_offs_f32_avx512;
+#endif
 #ifdef CNNOPS_HAVE_AVX2_TU
   if (use_avx2()) return ukernel_offs_f32_avx2;
 #endif
@@ -101,6 +110,9 @@ UKernelOffs<float> ukernel_offs<float>() {
 
 template <>
 UKernelOffs<double> ukernel_offs<double>() {
+#ifdef CNNOPS_HAVE_AVX512_TU
+  if (use_avx512()) return ukernel_offs_f64_avx512;
+#endif
 #ifdef CNNOPS_HAVE_AVX2_TU
   if (use_avx2()) return ukernel_offs_f64_avx2;
 #endif

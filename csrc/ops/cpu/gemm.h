@@ -17,7 +17,8 @@
 //   portable (gemm.cpp): the AVX2 shapes as plain loops.
 //
 // The offset and broadcast kernels below (the slab convolution and the Winograd products) keep
-// the fixed tile Tile<T> on every level.
+// the fixed tile Tile<T> on every level (with AVX-512: one zmm per row, gemm_avx512.cpp); the
+// Winograd products take a 16-row offset kernel with AVX-512 (conv_winograd.cpp).
 //
 // A perf profile of resnet50_3x3 through the packed path (AMD EPYC, 2 cores, fp32 FMA peak 191
 // GFLOP/s by cnnops._C.measure_fma_peak_gflops) puts 68% of the time in ukernel_f32_avx2, i.e.
@@ -145,6 +146,15 @@ void* thread_scratch(int slot, size_t bytes);
 // The AVX-512 packed GEMM (defined only when the AVX-512 translation unit is compiled).
 GemmKernels<float> gemm_kernels_f32_avx512();
 GemmKernels<double> gemm_kernels_f64_avx512();
+void ukernel_offs_f32_avx512(int64_t kc, const float* A, const float* base, const int64_t* offs, float* C, int64_t ldc,
+                             bool accumulate, const float* bias);
+void ukernel_offs_f64_avx512(int64_t kc, const double* A, const double* base, const int64_t* offs, double* C,
+                             int64_t ldc, bool accumulate, const double* bias);
+// The offset kernel with 16 rows x one zmm vector (the Winograd products' AVX-512 kernel; A
+// panels of 16 rows).
+template <typename T> UKernelOffs<T> ukernel_offs16_avx512();
+void ukernel_bcast_f32_avx512(int64_t kc, const float* const* P, const int64_t* offs, const float* B, float* C);
+void ukernel_bcast_f64_avx512(int64_t kc, const double* const* P, const int64_t* offs, const double* B, double* C);
 
 // The AVX2 variants (defined only when the AVX2 translation unit is compiled).
 void ukernel_f32_avx2(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, bool accumulate);

@@ -135,7 +135,71 @@ static void edge_tile(int64_t kc, const typename S::T* A, const typename S::T* B
   table[m - 1][nv - 1](kc, A, B, C, ldc, accumulate, last);
 }
 
+// Offset kernel (gemm.h; the slab convolution and the Winograd products): Tile<T> = 6 rows x one
+// zmm vector (16 floats / 8 doubles); row kk of B read in place at base + offs[kk].
+template <class S, int M>
+static void offs_tile(int64_t kc, const typename S::T* A, const typename S::T* base, const int64_t* offs,
+                      typename S::T* C, int64_t ldc, bool accumulate, const typename S::T* bias) {
+  using V = typename S::V;
+  static_assert(Tile<typename S::T>::NR == S::W, "one vector per row");
+  V acc[M];
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i) acc[i] = bias ? S::bcast(bias + i) : S::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    const V b = S::load(base + offs[k]);
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) acc[i] = S::fma(S::bcast(A + i), b, acc[i]);
+    A += M;
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i) S::store(C + i * ldc, accumulate ? S::add(acc[i], S::load(C + i * ldc)) : acc[i]);
+}
+
+// Broadcast kernel (gemm.h): 6 pixels (values broadcast from P[j] + offs[kk]) x one zmm vector of
+// output channels (the packed panel B); C is a plain 6 x NR block.
+template <class S>
+static void bcast_tile(int64_t kc, const typename S::T* const* P, const int64_t* offs, const typename S::T* B,
+                       typename S::T* C) {
+  using V = typename S::V;
+  constexpr int M = Tile<typename S::T>::MR;
+  V acc[M];
+#pragma GCC unroll 8
+  for (int j = 0; j < M; ++j) acc[j] = S::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    const int64_t o = offs[k];
+    const V b = S::load(B);
+#pragma GCC unroll 8
+    for (int j = 0; j < M; ++j) acc[j] = S::fma(S::bcast(P[j] + o), b, acc[j]);
+    B += S::W;
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < M; ++j) S::store(C + j * S::W, acc[j]);
+}
+
 }  // namespace
+
+void ukernel_offs_f32_avx512(int64_t kc, const float* A, const float* base, const int64_t* offs, float* C, int64_t ldc,
+                             bool accumulate, const float* bias) {
+  offs_tile<F32, Tile<float>::MR>(kc, A, base, offs, C, ldc, accumulate, bias);
+}
+void ukernel_offs_f64_avx512(int64_t kc, const double* A, const double* base, const int64_t* offs, double* C,
+                             int64_t ldc, bool accumulate, const double* bias) {
+  offs_tile<F64, Tile<double>::MR>(kc, A, base, offs, C, ldc, accumulate, bias);
+}
+template <>
+UKernelOffs<float> ukernel_offs16_avx512<float>() {
+  return offs_tile<F32, 16>;
+}
+template <>
+UKernelOffs<double> ukernel_offs16_avx512<double>() {
+  return offs_tile<F64, 16>;
+}
+void ukernel_bcast_f32_avx512(int64_t kc, const float* const* P, const int64_t* offs, const float* B, float* C) {
+  bcast_tile<F32>(kc, P, offs, B, C);
+}
+void ukernel_bcast_f64_avx512(int64_t kc, const double* const* P, const int64_t* offs, const double* B, double* C) {
+  bcast_tile<F64>(kc, P, offs, B, C);
+}
 
 GemmKernels<float> gemm_kernels_f32_avx512() {
   return GemmKernels<float>{kMR, kNV * F32::W, full_tile<F32>, edge_tile<F32>};

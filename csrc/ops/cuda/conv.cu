@@ -769,21 +769,25 @@ Tensor conv_empty_like(const std::vector<int64_t>& shape, const Tensor& like) {
   return t;
 }
 
-void conv_forward(const ConvPlan& pl, const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvAlgo algo) {
+// Every entry point: on x's device, with the 3-D geometry and the call's stream, f(T{}, g, c)
+// for x's storage type T.
+template <typename F>
+void run_on_device(const ConvPlan& pl, const Tensor& x, F&& f) {
   const char* op = current_op();
   DeviceGuard guard(x.device.index, op);
   const Geo g = geo_of(pl, op);
   const Ctx c = ctx_of(x);
-  dispatch_floating(x.dtype, op, [&](auto tag) { forward_pass<decltype(tag)>(g, x, w, b, y, algo, c); });
+  dispatch_floating(x.dtype, op, [&](auto tag) { f(tag, g, c); });
+}
+
+void conv_forward(const ConvPlan& pl, const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, ConvAlgo algo) {
+  run_on_device(pl, x,
+                [&](auto tag, const Geo& g, const Ctx& c) { forward_pass<decltype(tag)>(g, x, w, b, y, algo, c); });
 }
 
 void conv_backward(const ConvPlan& pl, const Tensor& dy, const Tensor& x, const Tensor& w, ConvGrads& out,
                    ConvAlgo algo) {
-  const char* op = current_op();
-  DeviceGuard guard(x.device.index, op);
-  const Geo g = geo_of(pl, op);
-  const Ctx c = ctx_of(x);
-  dispatch_floating(x.dtype, op, [&](auto tag) {
+  run_on_device(pl, x, [&](auto tag, const Geo& g, const Ctx& c) {
     using T = decltype(tag);
     if (out.has_input) dgrad_pass<T>(g, dy, w, nullptr, out.grad_input, algo, c);
     if (out.has_weight) wgrad_pass<T>(g, dy, x, out.grad_weight, algo, c);
@@ -793,20 +797,14 @@ void conv_backward(const ConvPlan& pl, const Tensor& dy, const Tensor& x, const 
 
 void conv_transpose_forward(const ConvPlan& pl, const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
                             ConvAlgo algo) {
-  const char* op = current_op();
-  DeviceGuard guard(x.device.index, op);
-  const Geo g = geo_of(pl, op);
-  const Ctx c = ctx_of(x);
-  dispatch_floating(x.dtype, op, [&](auto tag) { dgrad_pass<decltype(tag)>(g, x, w, b, y, algo, c); });
+  run_on_device(pl, x,
+                [&](auto tag, const Geo& g, const Ctx& c) { dgrad_pass<decltype(tag)>(g, x, w, b, y, algo, c); });
 }
 
 void conv_transpose_backward(const ConvPlan& pl, const Tensor& dy, const Tensor& x, const Tensor& w, ConvGrads& out,
                              ConvAlgo algo) {
-  const char* op = current_op();
-  DeviceGuard guard(x.device.index, op);
-  const Geo g = geo_of(pl, op);
-  const Ctx c = ctx_of(x);
-  dispatch_floating(x.dtype, op, [&](auto tag) {
+  // the transposed op's input is the convolution's grad_output, its grad_output the convolution's input
+  run_on_device(pl, x, [&](auto tag, const Geo& g, const Ctx& c) {
     using T = decltype(tag);
     if (out.has_input) forward_pass<T>(g, dy, w, nullptr, out.grad_input, algo, c);
     if (out.has_weight) wgrad_pass<T>(g, x, dy, out.grad_weight, algo, c);

@@ -38,6 +38,24 @@ __device__ __forceinline__ int tile_index(int t, int r) {
   return (r / 4) * (BM / (TM / 4)) + t * 4 + (r % 4);
 }
 
+// acc += the thread's TM x TN share of one BK slice of shared tiles As [k][row], Bs [k][col].
+template <int BK, int BM, int BN, int TM, int TN, typename A>
+__device__ __forceinline__ void tile_fma(const A (*As)[BM + 4], const A (*Bs)[BN + 4], int ty, int tx,
+                                         A (&acc)[TM][TN]) {
+#pragma unroll
+  for (int k = 0; k < BK; ++k) {
+    A av[TM], bv[TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i) av[i] = As[k][tile_index<BM, TM>(ty, i)];
+#pragma unroll
+    for (int j = 0; j < TN; ++j) bv[j] = Bs[k][tile_index<BN, TN>(tx, j)];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+      for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
+  }
+}
+
 template <typename T, int BM, int BN, int TM, int TN>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN), 1) gather_gemm_kernel(GatherArgs p) {
   using A = typename Acc<T>::type;
@@ -108,11 +126,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), 1) gather_gemm_kernel(G
   };
 
   const int tx = tid % (BN / TN), ty = tid / (BN / TN);
-  A acc[TM][TN];
-#pragma unroll
-  for (int i = 0; i < TM; ++i)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) acc[i][j] = 0;
+  A acc[TM][TN] = {};
 
   const int steps = (ntab + BK - 1) / BK;
   if (steps > 0) {
@@ -123,18 +137,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), 1) gather_gemm_kernel(G
   for (int s = 0; s < steps; ++s) {
     const int buf = s & 1;
     if (s + 1 < steps) load((s + 1) * BK);
-#pragma unroll
-    for (int k = 0; k < BK; ++k) {
-      A av[TM], bv[TN];
-#pragma unroll
-      for (int i = 0; i < TM; ++i) av[i] = As[buf][k][tile_index<BM, TM>(ty, i)];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) bv[j] = Bs[buf][k][tile_index<BN, TN>(tx, j)];
-#pragma unroll
-      for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
-    }
+    tile_fma<BK, BM, BN, TM, TN>(As[buf], Bs[buf], ty, tx, acc);
     if (s + 1 < steps) store(buf ^ 1);
     __syncthreads();
   }
@@ -224,41 +227,10 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), 1) wgrad_gemm_kernel(Wg
   };
 
   const int tx = tid % (BN / TN), ty = tid / (BN / TN);
-  A acc[TM][TN];
-#pragma unroll
-  for (int i = 0; i < TM; ++i)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) acc[i][j] = 0;
+  A acc[TM][TN] = {};
 
-  // Position decodes run one step ahead of the loads that use them (two slots).
-  if (steps > 0) decode(0, 0);
-  __syncthreads();
-  if (steps > 0) {
-    load(0);
-    store(0);
-  }
-  if (steps > 1) decode(1, 1);
-  __syncthreads();
-  for (int s = 0; s < steps; ++s) {
-    const int buf = s & 1;
-    // slot buf held step s's positions, read by the loads before the last barrier
-    if (s + 2 < steps) decode(s + 2, buf);
-    if (s + 1 < steps) load(buf ^ 1);
-#pragma unroll
-    for (int k = 0; k < BK; ++k) {
-      A av[TM], bv[TN];
-#pragma unroll
-      for (int i = 0; i < TM; ++i) av[i] = As[buf][k][tile_index<BM, TM>(ty, i)];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) bv[j] = Bs[buf][k][tile_index<BN, TN>(tx, j)];
-#pragma unroll
-      for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
-    }
-    if (s + 1 < steps) store(buf ^ 1);
-    __syncthreads();
-  }
+  wgrad_k_loop(steps, decode, load, store,
+               [&](int buf) { tile_fma<BK, BM, BN, TM, TN>(As[buf], Bs[buf], ty, tx, acc); });
 
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
@@ -280,26 +252,14 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), 1) wgrad_gemm_kernel(Wg
 
 template <typename T, int BM, int BN, int TM, int TN>
 void launch_gather(const GatherArgs& a, int nphase, Stream s, const char* op) {
-  const int64_t zs = static_cast<int64_t>(nphase) * a.G;
-  const unsigned gx = static_cast<unsigned>((a.max_rows + BM - 1) / BM), gy = (a.ncols + BN - 1) / BN;
-  for (int64_t z0 = 0; z0 < zs; z0 += 65535) {
-    GatherArgs b = a;
-    b.z_base = static_cast<int>(z0);
-    const unsigned gz = static_cast<unsigned>(zs - z0 < 65535 ? zs - z0 : 65535);
-    launch(op, gather_gemm_kernel<T, BM, BN, TM, TN>, dim3(gx, gy, gz), dim3((BM / TM) * (BN / TN)), 0, s, b);
-  }
+  launch_z_slices(op, gather_gemm_kernel<T, BM, BN, TM, TN>, static_cast<unsigned>((a.max_rows + BM - 1) / BM),
+                  (a.ncols + BN - 1) / BN, static_cast<int64_t>(nphase) * a.G, (BM / TM) * (BN / TN), s, a);
 }
 
 template <typename T, int BM, int BN, int TM, int TN>
 void launch_wgrad(const WgradArgs& a, Stream s, const char* op) {
-  const int64_t zs = static_cast<int64_t>(a.splits) * a.G;
-  const unsigned gx = static_cast<unsigned>((a.Kg + BM - 1) / BM), gy = (a.ncols + BN - 1) / BN;
-  for (int64_t z0 = 0; z0 < zs; z0 += 65535) {
-    WgradArgs b = a;
-    b.z_base = static_cast<int>(z0);
-    const unsigned gz = static_cast<unsigned>(zs - z0 < 65535 ? zs - z0 : 65535);
-    launch(op, wgrad_gemm_kernel<T, BM, BN, TM, TN>, dim3(gx, gy, gz), dim3((BM / TM) * (BN / TN)), 0, s, b);
-  }
+  launch_z_slices(op, wgrad_gemm_kernel<T, BM, BN, TM, TN>, static_cast<unsigned>((a.Kg + BM - 1) / BM),
+                  (a.ncols + BN - 1) / BN, static_cast<int64_t>(a.splits) * a.G, (BM / TM) * (BN / TN), s, a);
 }
 
 // A problem is "big" when the 128x128 tiles still give a few blocks per SM of a large GPU.

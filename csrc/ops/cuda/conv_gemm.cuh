@@ -111,6 +111,45 @@ void gather_gemm_mma(const GatherArgs& a, int nphase, Stream s, const char* op);
 template <typename T>
 void wgrad_gemm_mma(const WgradArgs& a, Stream s, const char* op);
 
+// The K loop of the weight-gradient kernels: two shared buffers of tiles and two slots of
+// decoded positions; the positions of step s + 2 are decoded, and the tiles of step s + 1
+// loaded into registers, while step s is multiplied. decode(step, slot) fills a slot, load(slot)
+// reads the next tiles' values with that slot's positions, store(buf) writes them to a shared
+// buffer, compute(buf) multiplies a buffer. One barrier per step.
+template <typename Decode, typename Load, typename Store, typename Compute>
+__device__ __forceinline__ void wgrad_k_loop(int steps, Decode&& decode, Load&& load, Store&& store,
+                                             Compute&& compute) {
+  if (steps > 0) decode(0, 0);
+  __syncthreads();
+  if (steps > 0) {
+    load(0);
+    store(0);
+  }
+  if (steps > 1) decode(1, 1);
+  __syncthreads();
+  for (int s = 0; s < steps; ++s) {
+    const int buf = s & 1;
+    if (s + 2 < steps) decode(s + 2, buf);  // slot buf held step s's positions, read before the last barrier
+    if (s + 1 < steps) load(buf ^ 1);
+    compute(buf);
+    if (s + 1 < steps) store(buf ^ 1);
+    __syncthreads();
+  }
+}
+
+// Launches kernel(args) over the grid (gx, gy, zs) in slices of at most 65535 along z (the CUDA
+// limit), each slice with args.z_base set to its first z.
+template <typename Args>
+void launch_z_slices(const char* op, void (*kernel)(Args), unsigned gx, unsigned gy, int64_t zs, unsigned threads,
+                     Stream s, const Args& args) {
+  for (int64_t z0 = 0; z0 < zs; z0 += 65535) {
+    Args b = args;
+    b.z_base = static_cast<int>(z0);
+    const unsigned gz = static_cast<unsigned>(zs - z0 < 65535 ? zs - z0 : 65535);
+    launch(op, kernel, dim3(gx, gy, gz), dim3(threads), 0, s, b);
+  }
+}
+
 // Row decode of a gather GEMM: the A offset (batch and group), the A coordinates before the tap
 // offsets and the output offset (without the channel) of row m of phase P; false past its end.
 struct RowInfo {

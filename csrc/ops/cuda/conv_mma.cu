@@ -171,13 +171,7 @@ __global__ void __launch_bounds__(kThreadsMma) gather_mma_kernel(GatherArgs p) {
     return &Bs[st][(idx / BK) * LD + idx % BK];
   };
 
-  float acc[4][4][4];
-#pragma unroll
-  for (int mi = 0; mi < 4; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < 4; ++ni)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) acc[mi][ni][q] = 0.f;
+  float acc[4][4][4] = {};
   const int wm = warp / 2 * 64, wn = warp % 2 * 32;
 
   if constexpr (sizeof(T) == 4) {
@@ -336,31 +330,10 @@ __global__ void __launch_bounds__(kThreadsMma) wgrad_mma_kernel(WgradArgs p) {
     }
   };
 
-  float acc[4][4][4];
-#pragma unroll
-  for (int mi = 0; mi < 4; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < 4; ++ni)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) acc[mi][ni][q] = 0.f;
+  float acc[4][4][4] = {};
   const int wm = warp / 2 * 64, wn = warp % 2 * 32;
 
-  if (steps > 0) decode(0, 0);
-  __syncthreads();
-  if (steps > 0) {
-    load(0);
-    store(0);
-  }
-  if (steps > 1) decode(1, 1);
-  __syncthreads();
-  for (int s = 0; s < steps; ++s) {
-    const int buf = s & 1;
-    if (s + 2 < steps) decode(s + 2, buf);  // slot buf held step s's positions, read before the last barrier
-    if (s + 1 < steps) load(buf ^ 1);
-    warp_mma<T>(As[buf], Bs[buf], wm, wn, lane, acc);
-    if (s + 1 < steps) store(buf ^ 1);
-    __syncthreads();
-  }
+  wgrad_k_loop(steps, decode, load, store, [&](int buf) { warp_mma<T>(As[buf], Bs[buf], wm, wn, lane, acc); });
 
   const int gq = lane / 4, tq = lane % 4;
 #pragma unroll
@@ -387,26 +360,14 @@ __global__ void __launch_bounds__(kThreadsMma) wgrad_mma_kernel(WgradArgs p) {
 
 template <typename T>
 void gather_gemm_mma(const GatherArgs& a, int nphase, Stream s, const char* op) {
-  const int64_t zs = static_cast<int64_t>(nphase) * a.G;
-  const unsigned gx = static_cast<unsigned>((a.max_rows + BM - 1) / BM), gy = (a.ncols + BN - 1) / BN;
-  for (int64_t z0 = 0; z0 < zs; z0 += 65535) {
-    GatherArgs b = a;
-    b.z_base = static_cast<int>(z0);
-    const unsigned gz = static_cast<unsigned>(zs - z0 < 65535 ? zs - z0 : 65535);
-    launch(op, gather_mma_kernel<T>, dim3(gx, gy, gz), dim3(kThreadsMma), 0, s, b);
-  }
+  launch_z_slices(op, gather_mma_kernel<T>, static_cast<unsigned>((a.max_rows + BM - 1) / BM), (a.ncols + BN - 1) / BN,
+                  static_cast<int64_t>(nphase) * a.G, kThreadsMma, s, a);
 }
 
 template <typename T>
 void wgrad_gemm_mma(const WgradArgs& a, Stream s, const char* op) {
-  const int64_t zs = static_cast<int64_t>(a.splits) * a.G;
-  const unsigned gx = static_cast<unsigned>((a.Kg + BM - 1) / BM), gy = (a.ncols + BN - 1) / BN;
-  for (int64_t z0 = 0; z0 < zs; z0 += 65535) {
-    WgradArgs b = a;
-    b.z_base = static_cast<int>(z0);
-    const unsigned gz = static_cast<unsigned>(zs - z0 < 65535 ? zs - z0 : 65535);
-    launch(op, wgrad_mma_kernel<T>, dim3(gx, gy, gz), dim3(kThreadsMma), 0, s, b);
-  }
+  launch_z_slices(op, wgrad_mma_kernel<T>, static_cast<unsigned>((a.Kg + BM - 1) / BM), (a.ncols + BN - 1) / BN,
+                  static_cast<int64_t>(a.splits) * a.G, kThreadsMma, s, a);
 }
 
 #define CNNOPS_CONV_GEMM_MMA(T)                                                  \

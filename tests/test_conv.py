@@ -840,6 +840,23 @@ def _cuda(a):
     return None if a is None else cnnops.cuda.array(a)
 
 
+def _check_cuda_algos(p, name, xwb, gy, y_ref, g_ref, kw, bkw):
+    """Forward and backward of `name` on CUDA with every algorithm that applies (float64 on CUDA
+    cores, float32 in tf32 on tensor cores) against the float64 references."""
+    fwd, bwd = getattr(cnnops, name), getattr(cnnops, name + "_backward")
+    for algo in CUDA_ALGOS:
+        if algo == "depthwise" and p["c"] != p["groups"]:
+            continue
+        dt, tol, extra = (np.float32, TF32_TOL, dict(precision="tf32")) if algo == "tensorcore" else (
+            np.float64, 1e-12, {})
+        args = [_cuda(None if a is None else a.astype(dt)) for a in xwb]
+        y = fwd(*args, algo=algo, **kw, **extra)
+        check_close(y.numpy(), y_ref, dt, f"{name}[{algo}] {p}", tol)
+        grads = bwd(_cuda(gy.astype(dt)), args[0], args[1], algo=algo, **bkw, **extra)
+        for what, got, ref in zip(("grad_input", "grad_weight", "grad_bias"), grads, g_ref):
+            check_close(got.numpy(), ref, dt, f"{what} of {name}[{algo}] {p}", tol)
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("seed", range(40))
 def test_cuda_random_convolutions_match_reference(seed):
@@ -855,18 +872,7 @@ def test_cuda_random_convolutions_match_reference(seed):
     y_ref = convnd_ref(x, w, b, **ref_kw)
     gy = rng.standard_normal(y_ref.shape)
     g_ref = convnd_backward_ref(gy, x, w, **ref_kw)
-    fwd, bwd = getattr(cnnops, f"conv{nd}d"), getattr(cnnops, f"conv{nd}d_backward")
-    for algo in CUDA_ALGOS:
-        if algo == "depthwise" and p["c"] != p["groups"]:
-            continue
-        dt, tol, extra = (np.float32, TF32_TOL, dict(precision="tf32")) if algo == "tensorcore" else (
-            np.float64, 1e-12, {})
-        args = [_cuda(None if a is None else a.astype(dt)) for a in (x, w, b)]
-        y = fwd(*args, algo=algo, **kw, **extra).numpy()
-        check_close(y, y_ref, dt, f"conv{nd}d[{algo}] {p}", tol)
-        grads = bwd(_cuda(gy.astype(dt)), args[0], args[1], algo=algo, **kw, **extra)
-        for name, got, ref in zip(("grad_input", "grad_weight", "grad_bias"), grads, g_ref):
-            check_close(got.numpy(), ref, dt, f"{name} of conv{nd}d[{algo}] {p}", tol)
+    _check_cuda_algos(p, f"conv{nd}d", (x, w, b), gy, y_ref, g_ref, kw, kw)
 
 
 @pytest.mark.cuda
@@ -887,23 +893,10 @@ def test_cuda_random_transposed_convolutions_match_reference(seed):
     y_ref = conv_transpose_ref(x, w, b, outs=tuple(p["ins"]), **ref_kw)
     gy = rng.standard_normal(y_ref.shape)
     g_ref = conv_transpose_backward_ref(gy, x, w, **ref_kw)
-    fwd = getattr(cnnops, f"conv_transpose{nd}d")
-    bwd = getattr(cnnops, f"conv_transpose{nd}d_backward")
-    for algo in CUDA_ALGOS:
-        if algo == "depthwise" and p["c"] != p["groups"]:
-            continue
-        dt, tol, extra = (np.float32, TF32_TOL, dict(precision="tf32")) if algo == "tensorcore" else (
-            np.float64, 1e-12, {})
-        args = [_cuda(None if a is None else a.astype(dt)) for a in (x, w, b)]
-        y = fwd(*args, algo=algo, **kw, **extra)
-        check_close(y.numpy(), y_ref, dt, f"conv_transpose{nd}d[{algo}] {p}", tol)
-        bkw = {k: v for k, v in kw.items() if k != "output_size"}
-        bkw["output_padding"] = [p["ins"][i] - ((outs[i] - 1) * p["stride"][i] - p["pads"][2 * i]
-                                                - p["pads"][2 * i + 1] + p["dilation"][i] * (p["ks"][i] - 1) + 1)
-                                 for i in range(nd)]
-        grads = bwd(_cuda(gy.astype(dt)), args[0], args[1], algo=algo, **bkw, **extra)
-        for name, got, ref in zip(("grad_input", "grad_weight", "grad_bias"), grads, g_ref):
-            check_close(got.numpy(), ref, dt, f"{name} of conv_transpose{nd}d[{algo}] {p}", tol)
+    bkw = {k: v for k, v in kw.items() if k != "output_size"}
+    bkw["output_padding"] = [p["ins"][i] - ((outs[i] - 1) * p["stride"][i] - p["pads"][2 * i] - p["pads"][2 * i + 1]
+                                            + p["dilation"][i] * (p["ks"][i] - 1) + 1) for i in range(nd)]
+    _check_cuda_algos(p, f"conv_transpose{nd}d", (x, w, b), gy, y_ref, g_ref, kw, bkw)
 
 
 # Shapes that fill more than one tile in every GEMM direction, split-K in the weight gradient and

@@ -143,7 +143,7 @@ def machine_info(peer: dict | None = None, commit: str | None = None) -> dict:
         "command": command_line(),
         "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
         "load_average_start": load_average(),
-        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+        "env": {k: os.environ[k] for k in ("CNNOPS_SIMD", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
                                            "KMP_BLOCKTIME", "MKL_NUM_THREADS") if k in os.environ},
     }
     if peer:
@@ -275,7 +275,8 @@ def machine_markdown(m: dict, ceilings: dict) -> str:
         *([f"- **Commit**: {m['commit']}"] if m.get("commit") else []),
         f"- **CPU**: {m.get('cpu')}, {m['cores']['usable']} usable of {m['cores']['logical']} logical CPUs"
         + (f", flags {' '.join(m['cpu_flags'])}" if m.get("cpu_flags") else ""),
-        f"- **cnnops**: {info.get('version')}, SIMD {info.get('simd')}, {info.get('threads')} threads, "
+        f"- **cnnops**: {info.get('version')}, SIMD {info.get('simd')} (the kernels' ISA), "
+        f"{info.get('threads')} threads, "
         f"build: {info.get('build')}",
     ]
     for key, label in (("torch", "PyTorch"), ("torch_parallel", "PyTorch threads")):

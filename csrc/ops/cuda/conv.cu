@@ -279,6 +279,25 @@ __global__ void fold_kernel(const T* src, T* dx, View dv, Geo g, int64_t total) 
   }
 }
 
+// f(tap, v) for every tap (t, r, s) of output position (oz, oy, ox), tap = (t * R + r) * S + s,
+// v the input value of plane xc it reads (padded per mode; a zero-padding position gives 0 and is
+// still multiplied, as an im2col GEMM would).
+template <typename T, typename F>
+__device__ __forceinline__ void for_each_tap(const T* xc, const View& xv, const Geo& g, int oz, int oy, int ox, F&& f) {
+  using A = typename Acc<T>::type;
+  for (int t = 0; t < g.ker[0]; ++t) {
+    const int iz = pad_coord(oz * g.st[0] - g.pad[0] + t * g.dil[0], xv.dim[0], g.mode);
+    for (int r = 0; r < g.ker[1]; ++r) {
+      const int iy = pad_coord(oy * g.st[1] - g.pad[1] + r * g.dil[1], xv.dim[1], g.mode);
+      const int row = (t * g.ker[1] + r) * g.ker[2];
+      for (int s = 0; s < g.ker[2]; ++s) {
+        const int ix = pad_coord(ox * g.st[2] - g.pad[2] + s * g.dil[2], xv.dim[2], g.mode);
+        f(row + s, (iz | iy | ix) < 0 ? A(0) : to_acc(xc[iz * xv.s[2] + iy * xv.s[3] + ix * xv.s[4]]));
+      }
+    }
+  }
+}
+
 // Direct forward: one thread per output value; zero padding is multiplied like any input value
 // (a non-finite weight reaches every output it touches, as in an im2col GEMM).
 template <typename T>
@@ -293,18 +312,9 @@ __global__ void direct_forward_kernel(const T* x, View xv, const T* w, const T* 
     A acc = 0;  // the bias is added last, as the GEMM epilogues and the CPU kernels do
     const T* wk = w + k * g.Cg * g.taps;
     for (int64_t c = 0; c < g.Cg; ++c) {
-      const T* xc = x + n * xv.s[0] + (grp * g.Cg + c) * xv.s[1];
-      for (int t = 0; t < g.ker[0]; ++t) {
-        const int iz = pad_coord(oz * g.st[0] - g.pad[0] + t * g.dil[0], xv.dim[0], g.mode);
-        for (int r = 0; r < g.ker[1]; ++r) {
-          const int iy = pad_coord(oy * g.st[1] - g.pad[1] + r * g.dil[1], xv.dim[1], g.mode);
-          for (int s = 0; s < g.ker[2]; ++s) {
-            const int ix = pad_coord(ox * g.st[2] - g.pad[2] + s * g.dil[2], xv.dim[2], g.mode);
-            const A v = (iz | iy | ix) < 0 ? A(0) : to_acc(xc[iz * xv.s[2] + iy * xv.s[3] + ix * xv.s[4]]);
-            acc += v * to_acc(wk[(c * g.ker[0] + t) * g.ker[1] * g.ker[2] + r * g.ker[2] + s]);
-          }
-        }
-      }
+      const T* wc = wk + c * g.taps;
+      for_each_tap(x + n * xv.s[0] + (grp * g.Cg + c) * xv.s[1], xv, g, oz, oy, ox,
+                   [&](int tap, A v) { acc += v * to_acc(wc[tap]); });
     }
     if (bias) acc += to_acc(bias[k]);
     y[n * yv.s[0] + k * yv.s[1] + oz * yv.s[2] + oy * yv.s[3] + ox * yv.s[4]] = from_acc<T>(acc);
@@ -397,18 +407,7 @@ __global__ void __maxnreg__(64)
   for (int q = static_cast<int>(blockIdx.y * 256 + threadIdx.x); q < P; q += static_cast<int>(gridDim.y) * 256) {
     const int ox = q % yv.dim[2], oy = q / yv.dim[2] % yv.dim[1], oz = q / (yv.dim[2] * yv.dim[1]);
     A acc = 0;
-    for (int t = 0; t < g.ker[0]; ++t) {
-      const int iz = pad_coord(oz * g.st[0] - g.pad[0] + t * g.dil[0], xv.dim[0], g.mode);
-      for (int r = 0; r < g.ker[1]; ++r) {
-        const int iy = pad_coord(oy * g.st[1] - g.pad[1] + r * g.dil[1], xv.dim[1], g.mode);
-        const A* tr = taps + (t * g.ker[1] + r) * g.ker[2];
-        for (int s = 0; s < g.ker[2]; ++s) {
-          const int ix = pad_coord(ox * g.st[2] - g.pad[2] + s * g.dil[2], xv.dim[2], g.mode);
-          const A v = (iz | iy | ix) < 0 ? A(0) : to_acc(xc[iz * xv.s[2] + iy * xv.s[3] + ix * xv.s[4]]);
-          acc += v * tr[s];
-        }
-      }
-    }
+    for_each_tap(xc, xv, g, oz, oy, ox, [&](int tap, A v) { acc += v * taps[tap]; });
     y[n * yv.s[0] + k * yv.s[1] + oz * yv.s[2] + oy * yv.s[3] + ox * yv.s[4]] = from_acc<T>(acc + b);
   }
 }
@@ -439,20 +438,11 @@ __global__ void __launch_bounds__(256)
 #pragma unroll
   for (int j = 0; j < kSmallK; ++j) acc[j] = 0;
   for (int64_t c = 0; c < g.Cg; ++c) {
-    const T* xc = x + n * xv.s[0] + (grp * g.Cg + c) * xv.s[1];
-    for (int t = 0; t < g.ker[0]; ++t) {
-      const int iz = pad_coord(oz * g.st[0] - g.pad[0] + t * g.dil[0], xv.dim[0], g.mode);
-      for (int r = 0; r < g.ker[1]; ++r) {
-        const int iy = pad_coord(oy * g.st[1] - g.pad[1] + r * g.dil[1], xv.dim[1], g.mode);
-        for (int s = 0; s < g.ker[2]; ++s) {
-          const int ix = pad_coord(ox * g.st[2] - g.pad[2] + s * g.dil[2], xv.dim[2], g.mode);
-          const A v = (iz | iy | ix) < 0 ? A(0) : to_acc(xc[iz * xv.s[2] + iy * xv.s[3] + ix * xv.s[4]]);
-          const A* wt = ws + c * g.taps + (t * g.ker[1] + r) * g.ker[2] + s;
+    const A* wc = ws + c * g.taps;
+    for_each_tap(x + n * xv.s[0] + (grp * g.Cg + c) * xv.s[1], xv, g, oz, oy, ox, [&](int tap, A v) {
 #pragma unroll
-          for (int j = 0; j < kSmallK; ++j) acc[j] += v * wt[j * per];  // rows past nk are never stored
-        }
-      }
-    }
+      for (int j = 0; j < kSmallK; ++j) acc[j] += v * wc[j * per + tap];  // rows past nk are never stored
+    });
   }
   T* yq = y + n * yv.s[0] + oz * yv.s[2] + oy * yv.s[3] + ox * yv.s[4];
   for (int j = 0; j < nk; ++j) yq[(k0 + j) * yv.s[1]] = from_acc<T>(bias ? acc[j] + to_acc(bias[k0 + j]) : acc[j]);

@@ -143,10 +143,27 @@ def test_jax_arrays_in_and_out():
 
 
 @pytest.mark.cuda
-def test_cupy_cuda_arrays_fail_cleanly():
-    """CuPy arrays live on the GPU; until the CUDA kernels land, conv2d says so instead of crashing."""
+def test_cupy_arrays_in_and_out(rng):
+    """CuPy arrays cross through DLPack without copies: convolution (forward, backward, a
+    channels-last view read in place) and pooling take them and return CuPy arrays on the same
+    device with the CPU kernels' values."""
     cp = pytest.importorskip("cupy")
-    x = cp.zeros((1, 2, 5, 5), cp.float32)
-    w = cp.zeros((3, 2, 3, 3), cp.float32)
-    with pytest.raises(NotImplementedError, match="cuda:0"):
-        cnnops.conv2d(x, w)
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    xc, wc = cp.asarray(x), cp.asarray(w)
+    y = cnnops.conv2d(xc, wc, padding=1)
+    assert isinstance(y, cp.ndarray) and y.device == xc.device
+    ref = cnnops.conv2d(x, w, padding=1)
+    np.testing.assert_allclose(cp.asnumpy(y), ref, rtol=1e-5, atol=1e-5)
+    x_cl = cp.ascontiguousarray(xc.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # channels last in memory
+    y_cl = cnnops.conv2d(x_cl, wc, padding=1)
+    assert isinstance(y_cl, cp.ndarray) and y_cl.strides[1] == y_cl.itemsize
+    np.testing.assert_allclose(cp.asnumpy(y_cl), ref, rtol=1e-5, atol=1e-5)
+    gx, gw, gb = cnnops.conv2d_backward(cp.ones_like(y), xc, wc, padding=1)
+    refs = cnnops.conv2d_backward(np.ones_like(ref), x, w, padding=1)
+    for got, want in zip((gx, gw, gb), refs):
+        assert isinstance(got, cp.ndarray)
+        np.testing.assert_allclose(cp.asnumpy(got), want, rtol=1e-4, atol=1e-4)
+    p = cnnops.max_pool2d(xc, 2)
+    assert isinstance(p, cp.ndarray)
+    np.testing.assert_array_equal(cp.asnumpy(p), cnnops.max_pool2d(x, 2))

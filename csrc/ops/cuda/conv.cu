@@ -122,7 +122,9 @@ struct ForwardSpec {
   bool c_inner;
 };
 
-__global__ void forward_table_kernel(KTab* tab, ForwardSpec s) {
+// Also stores the forward's one phase (when `phase` is not null) from the first thread.
+__global__ void forward_table_kernel(KTab* tab, ForwardSpec s, Phase* phase, Phase p) {
+  if (phase && blockIdx.x == 0 && threadIdx.x == 0) *phase = p;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < s.n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t c = s.c_inner ? i % s.Cg : i / s.taps, tap = s.c_inner ? i / s.Cg : i % s.taps;
     const int t = static_cast<int>(tap / (s.ker[1] * s.ker[2])), r = static_cast<int>(tap / s.ker[2] % s.ker[1]),
@@ -130,8 +132,6 @@ __global__ void forward_table_kernel(KTab* tab, ForwardSpec s) {
     tab[i] = KTab{static_cast<int>(c), t * s.dil[0], r * s.dil[1], x * s.dil[2], static_cast<int>(c * s.taps + tap)};
   }
 }
-
-__global__ void store_phase_kernel(Phase* dst, Phase p) { *dst = p; }
 
 // Input-gradient phases over an input of sizes `in` with pads `pad` (0 for a padded workspace):
 // phase phi per dimension (phi < min(stride, size)); a tap r serves phase phi when
@@ -469,13 +469,13 @@ struct Ctx {
   const char* op;
 };
 
-// The forward table (Cg * taps entries) on the device.
-DeviceBuffer forward_table(const Geo& g, bool c_inner, const Ctx& c) {
+// The forward table (Cg * taps entries) on the device, and the forward's phase where `phase` is given.
+DeviceBuffer forward_table(const Geo& g, bool c_inner, const Ctx& c, Phase* phase = nullptr, const Phase& p = {}) {
   const int64_t n = g.Cg * g.taps;
   DeviceBuffer tb(static_cast<size_t>(n) * sizeof(KTab), c.device, c.s);
   ForwardSpec fs{n,      g.taps, static_cast<int>(g.Cg), {g.ker[0], g.ker[1], g.ker[2]}, {g.dil[0], g.dil[1], g.dil[2]},
                  c_inner};
-  launch(c.op, forward_table_kernel, dim3(blocks_for(n)), dim3(256), 0, c.s, tb.as<KTab>(), fs);
+  launch(c.op, forward_table_kernel, dim3(blocks_for(n)), dim3(256), 0, c.s, tb.as<KTab>(), fs, phase, p);
   return tb;
 }
 
@@ -552,8 +552,8 @@ void forward_pass(const Geo& g, const Tensor& a, const Tensor& w, const Tensor* 
   P.tab = 0;
   P.ntab = static_cast<int>(g.Cg * g.taps);
   ga.max_rows = P.M;
-  DeviceBuffer tb = forward_table(g, channels_last(a), c), pb(sizeof(Phase), c.device, c.s);
-  launch(c.op, store_phase_kernel, dim3(1), dim3(1), 0, c.s, pb.as<Phase>(), P);
+  DeviceBuffer pb(sizeof(Phase), c.device, c.s);
+  DeviceBuffer tb = forward_table(g, channels_last(a), c, pb.as<Phase>(), P);
   ga.tab = tb.as<KTab>();
   ga.phases = pb.as<Phase>();
   run_gather<T>(ga, 1, algo == ConvAlgo::TensorCore, c);

@@ -209,11 +209,24 @@ void set_strides(int64_t dst[5], const View& v) {
 
 // ---------------------------------------------------------------- small kernels
 
+// The sum of every thread's v in a block of 256 threads, by a fixed-shape tree (the same order
+// on every run); every thread gets it.
+template <typename A>
+__device__ __forceinline__ A block_sum(A v) {
+  __shared__ A part[256];
+  part[threadIdx.x] = v;
+  __syncthreads();
+  for (int w = 128; w > 0; w >>= 1) {
+    if (static_cast<int>(threadIdx.x) < w) part[threadIdx.x] += part[threadIdx.x + w];
+    __syncthreads();
+  }
+  return part[0];
+}
+
 // grad_bias[ch] = sum over batch and positions of dy: one block per channel, fixed tree.
 template <typename T>
 __global__ void __launch_bounds__(256) bias_grad_kernel(const T* dy, View v, int64_t N, T* db) {
   using A = typename Acc<T>::type;
-  __shared__ A part[256];
   const int64_t ch = blockIdx.x;
   const int64_t P = N * v.dim[0] * v.dim[1] * v.dim[2];
   A acc = 0;
@@ -222,13 +235,8 @@ __global__ void __launch_bounds__(256) bias_grad_kernel(const T* dy, View v, int
     const int64_t n = q / (v.dim[2] * int64_t(v.dim[1]) * v.dim[0]);
     acc += to_acc(dy[n * v.s[0] + ch * v.s[1] + z * v.s[2] + y * v.s[3] + x * v.s[4]]);
   }
-  part[threadIdx.x] = acc;
-  __syncthreads();
-  for (int w = 128; w > 0; w >>= 1) {
-    if (static_cast<int>(threadIdx.x) < w) part[threadIdx.x] += part[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) db[ch] = from_acc<T>(part[0]);
+  const A sum = block_sum(acc);
+  if (threadIdx.x == 0) db[ch] = from_acc<T>(sum);
 }
 
 // dw[i] = sum over splits of the partials, in split order.
@@ -362,7 +370,6 @@ __global__ void direct_dgrad_kernel(const T* dy, View dv, const T* w, const T* b
 template <typename T>
 __global__ void __launch_bounds__(256) direct_wgrad_kernel(const T* dy, View dv, const T* x, View xv, T* dw, Geo g) {
   using A = typename Acc<T>::type;
-  __shared__ A part[256];
   const int64_t widx = blockIdx.x;
   const int64_t tap = widx % g.taps, kc = widx / g.taps, c = kc % g.Cg, k = kc / g.Cg;
   const int t = static_cast<int>(tap / (g.ker[1] * g.ker[2])), r = static_cast<int>(tap / g.ker[2] % g.ker[1]),
@@ -380,13 +387,8 @@ __global__ void __launch_bounds__(256) direct_wgrad_kernel(const T* dy, View dv,
     const A v = (iz | iy | ix) < 0 ? A(0) : to_acc(x[n * xv.s[0] + xc + iz * xv.s[2] + iy * xv.s[3] + ix * xv.s[4]]);
     acc += to_acc(dy[n * dv.s[0] + k * dv.s[1] + oz * dv.s[2] + oy * dv.s[3] + ox * dv.s[4]]) * v;
   }
-  part[threadIdx.x] = acc;
-  __syncthreads();
-  for (int w = 128; w > 0; w >>= 1) {
-    if (static_cast<int>(threadIdx.x) < w) part[threadIdx.x] += part[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) dw[widx] = from_acc<T>(part[0]);
+  const A sum = block_sum(acc);
+  if (threadIdx.x == 0) dw[widx] = from_acc<T>(sum);
 }
 
 // Depthwise forward (one input channel per group): block (plane n*K + k, chunk of positions),

@@ -2,13 +2,14 @@
 // messages, and every argument arrives parsed by python/cnnops/conv.py and conv_transpose.py.
 #include "ops/conv.h"
 #include "bindings/common.h"
+#include "bindings/params.h"
 #include "ops/conv_transpose.h"
 
 namespace cnnops {
 
-static ConvParams conv_params(int nd, const std::vector<int64_t>& stride, const std::vector<int64_t>& pad,
-                              const std::vector<int64_t>& dilation, int64_t groups, const std::string& padding_mode,
-                              const std::string& algo, const std::string& precision, const char* op) {
+ConvParams conv_params(int nd, const std::vector<int64_t>& stride, const std::vector<int64_t>& pad,
+                       const std::vector<int64_t>& dilation, int64_t groups, const std::string& padding_mode,
+                       const std::string& algo, const std::string& precision, const char* op) {
   CNNOPS_CHECK_VALUE(nd >= 1 && nd <= 3, op, ": expected 1, 2 or 3 spatial dimensions, got ", nd);
   CNNOPS_CHECK_VALUE(static_cast<int>(stride.size()) == nd && static_cast<int>(dilation.size()) == nd &&
                          static_cast<int>(pad.size()) == 2 * nd,

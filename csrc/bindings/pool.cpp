@@ -1,15 +1,16 @@
 // Pooling (max / avg / lp, plain or adaptive; 1-D, 2-D, 3-D) and fractional max pooling.
 #include "ops/pool.h"
 #include "bindings/common.h"
+#include "bindings/params.h"
 #include "ops/pool_fractional.h"
 
 namespace cnnops {
 
-static PoolParams pool_params(const char* op, const std::string& kind, int nd, bool channels_last,
-                              const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
-                              const std::vector<int64_t>& pad, const std::vector<int64_t>& dilation, bool ceil_mode,
-                              bool count_include_pad, int64_t divisor_override, double norm_type,
-                              const std::vector<int64_t>& output_size) {
+PoolParams pool_params(const char* op, const std::string& kind, int nd, bool channels_last,
+                       const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
+                       const std::vector<int64_t>& pad, const std::vector<int64_t>& dilation, bool ceil_mode,
+                       bool count_include_pad, int64_t divisor_override, double norm_type,
+                       const std::vector<int64_t>& output_size) {
   CNNOPS_CHECK_VALUE(nd >= 1 && nd <= 3, op, ": expected 1, 2 or 3 spatial dimensions, got ", nd);
   PoolParams p;
   p.nd = nd;

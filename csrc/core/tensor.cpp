@@ -165,6 +165,25 @@ size_t cached_bytes() {
   return hc.bytes;
 }
 
+static thread_local std::vector<OutputDestination>* t_destinations = nullptr;
+
+OutputScope::OutputScope(std::vector<OutputDestination>* destinations) : previous_(t_destinations) {
+  t_destinations = destinations;
+}
+
+OutputScope::~OutputScope() { t_destinations = previous_; }
+
+static OutputDestination* claim_destination(const std::vector<int64_t>& shape, DType dtype) {
+  if (!t_destinations) return nullptr;
+  for (OutputDestination& d : *t_destinations) {
+    if (!d.claimed && d.dtype == dtype && d.shape == shape && reinterpret_cast<uintptr_t>(d.data) % 64 == 0) {
+      d.claimed = true;
+      return &d;
+    }
+  }
+  return nullptr;
+}
+
 Tensor empty(const std::vector<int64_t>& shape, DType dtype, Device device) {
   Tensor t;
   t.dtype = dtype;
@@ -179,6 +198,12 @@ Tensor empty(const std::vector<int64_t>& shape, DType dtype, Device device) {
     bytes *= static_cast<size_t>(s);
   }
   if (device.type == DeviceType::CPU) {
+    if (OutputDestination* d = claim_destination(shape, dtype)) {
+      t.data = d->data;
+      t.owner = std::shared_ptr<void>(t.data, [](void*) {});
+      if (bytes && g_poison.load(std::memory_order_relaxed)) std::memset(t.data, 0xFF, bytes);
+      return t;
+    }
     size_t alloc = bytes;
     t.data = host_alloc(alloc);
     if (g_poison.load(std::memory_order_relaxed)) std::memset(t.data, 0xFF, alloc);

@@ -58,4 +58,28 @@ size_t cached_bytes();
 // `t` itself when already contiguous, else a contiguous copy.
 Tensor contiguous(const Tensor& t);
 
+// Memory the caller owns for the outputs of the op this thread runs next: XLA's result buffers
+// when the op runs as an XLA custom call (bindings/xla_ffi.cpp). While an OutputScope lives,
+// empty() on this thread hands each request for a host tensor the first unclaimed destination of
+// exactly that shape and dtype, if 64-byte aligned as empty()'s own blocks are, instead of
+// allocating. Ops allocate their outputs before their workspaces, so the outputs are written in
+// place; the caller still compares what the op returned with each destination and copies a
+// result that landed elsewhere.
+struct OutputDestination {
+  void* data = nullptr;
+  DType dtype = DType::Float32;
+  std::vector<int64_t> shape;
+  bool claimed = false;
+};
+class OutputScope {
+ public:
+  explicit OutputScope(std::vector<OutputDestination>* destinations);
+  ~OutputScope();
+  OutputScope(const OutputScope&) = delete;
+  OutputScope& operator=(const OutputScope&) = delete;
+
+ private:
+  std::vector<OutputDestination>* previous_;
+};
+
 }  // namespace cnnops

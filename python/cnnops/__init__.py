@@ -92,7 +92,12 @@ def info() -> dict:
 
     # the framework adapters, when their framework is installed (imported lazily)
     d["torch_adapter"] = "custom operators" if importlib.util.find_spec("torch") else "not available (no torch)"
-    d["jax_bridge"] = "pure_callback" if importlib.util.find_spec("jax") else "not available (no jax)"
+    if not importlib.util.find_spec("jax"):
+        d["jax_bridge"] = "not available (no jax)"
+    elif hasattr(_C, "xla_ffi_targets"):
+        d["jax_bridge"] = "xla_ffi (XLA FFI API %d.%d)" % _C.xla_ffi_api_version
+    else:
+        d["jax_bridge"] = "pure_callback (built without jaxlib: no XLA FFI handlers)"
     if d["cuda_available"]:
         d["cuda_devices"] = [cuda.device_name(i) for i in range(cuda.device_count())]
     return d

@@ -105,6 +105,23 @@ def test_tiny_conv_case_writes_to_out(capsys, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]
 
 
+def test_tiny_jax_case_times_both_bridges_and_lax(capsys, tmp_path):
+    pytest.importorskip("jax")
+    import cnnops.jax as cj
+
+    out = tmp_path / "res"
+    before = cj.BRIDGE
+    rc = main(["bench", "jax", "--quick", "--layers", "mnist_c2_b64_fwd", "--repeats", "1", "--out", str(out)])
+    assert rc == 0 and cj.BRIDGE == before  # the run leaves the adapter's bridge as it found it
+    data = json.loads((out / "jax_cpu.json").read_text())
+    want = ["pure_callback", "lax"] if cj.FFI_UNAVAILABLE else ["xla_ffi", "pure_callback", "lax"]
+    assert data["sides"] == want and set(data["overhead_us"]) == set(want)
+    row = data["cases"][0]
+    assert row["name"] == "mnist_c2_b64_fwd" and row["max_rel_err"] < 1e-4
+    assert all(row[s]["median_ms"] > 0 for s in want)
+    assert "| mnist_c2_b64_fwd |" in (out / "jax_cpu.md").read_text()
+
+
 def test_default_out_is_a_folder_in_the_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert common.default_out_dir() == tmp_path / common.DEFAULT_OUT

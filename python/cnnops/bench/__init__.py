@@ -14,6 +14,8 @@ CUDA or torchvision CUDA on the same card and writes <family>_<gpu>.json and .md
   nms     nms and batched_nms vs torchvision
   roi     roi_align, roi_pool, ps_roi_align, ps_roi_pool (forward and backward) vs torchvision
   train   one LeNet-5 training step through cnnops.nn vs PyTorch eager
+  torch   PyTorch models patched with cnnops.torch vs unpatched
+  jax     cnnops.jax through XLA FFI and pure_callback vs jax.lax
   all     every family above, one after the other
 
 The conv family covers conv2d, conv1d, conv3d and conv_transpose2d (layers of the last three in
@@ -29,14 +31,15 @@ from pathlib import Path
 
 from .._args import usage_error
 
-FAMILIES = ("conv", "pool", "unpool", "boxes", "nms", "roi", "train", "torch")
+FAMILIES = ("conv", "pool", "unpool", "boxes", "nms", "roi", "train", "torch", "jax")
 # the module of a family whose name would shadow a library inside this package
-MODULES = {"torch": "torch_adapter"}
+MODULES = {"torch": "torch_adapter", "jax": "jax_bridge"}
 DEVICES = ("cpu", "cuda")
 # families with a GPU suite (<family>_cuda.py: cnnops CUDA against PyTorch / torchvision CUDA)
 CUDA_FAMILIES = ("conv", "pool", "nms", "boxes")
 # peer libraries each family imports (PyTorch for all, torchvision for the box families)
-PEERS = {"boxes": ("torch", "torchvision"), "nms": ("torch", "torchvision"), "roi": ("torch", "torchvision")}
+PEERS = {"boxes": ("torch", "torchvision"), "nms": ("torch", "torchvision"), "roi": ("torch", "torchvision"),
+         "jax": ("jax",)}
 
 
 def run(family: str, repeats=None, quick: bool = False, out=None, layers=None, families=None, commit=None,

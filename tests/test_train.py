@@ -246,12 +246,12 @@ def test_demo_reaches_97_percent(capsys):
 
 
 # ---------------------------------------------------------------------------------------------
-# the training benchmark's check: one SGD step of LeNet-5 equals PyTorch's
+# the training benchmark's check: one SGD step of LeNet-5 / ResNet-18 equals PyTorch's (float64)
 
 
-@pytest.mark.parametrize("case", ["lenet5_step_b64", "lenet5_forward_b64"])
+@pytest.mark.parametrize("case", ["lenet5_step_b64", "lenet5_forward_b64", "resnet18_step_b16"])
 def test_one_step_matches_torch(case):
     torch = pytest.importorskip("torch")
     from cnnops.bench import train as bt
 
-    assert bt.check_case(torch, bt.BY_NAME[case]) < 2e-5
+    assert bt.check_case(torch, bt.BY_NAME[case]) < 1e-10

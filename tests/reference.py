@@ -1413,3 +1413,42 @@ def affine_warp_ref(x, matrix, translate, fill):
                     v = x[n, :, yy, xx] if 0 <= yy < h and 0 <= xx < w else np.full(ch, fill)
                     out[n, :, r, c] += wgt * v
     return out
+
+
+# ---- batch normalisation -----------------------------------------------------------------------------
+
+def batch_norm_ref(x, w=None, b=None, mean=None, var=None, eps=1e-5):
+    """(y, mean, var) in float64: per channel of (N, C, *), batch statistics (biased var) unless given."""
+    x = np.asarray(x, np.float64)
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if mean is None:
+        mean = x.mean(axis=axes)
+        var = ((x - mean.reshape(shape)) ** 2).mean(axis=axes)
+    mean, var = np.asarray(mean, np.float64), np.asarray(var, np.float64)
+    xhat = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    w = np.ones(x.shape[1]) if w is None else np.asarray(w, np.float64)
+    b = np.zeros(x.shape[1]) if b is None else np.asarray(b, np.float64)
+    return xhat * w.reshape(shape) + b.reshape(shape), mean, var
+
+
+def batch_norm_backward_ref(dy, x, w, mean, var, eps=1e-5, batch_stats=True):
+    """(dx, dw, db) in float64, written out from the definition: through the batch statistics when
+    batch_stats (d mean / dx = 1/M, d var / dx = 2 (x - mean) / M), else with them constant."""
+    dy, x = np.asarray(dy, np.float64), np.asarray(x, np.float64)
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    M = x.size // x.shape[1]
+    w = np.ones(x.shape[1]) if w is None else np.asarray(w, np.float64)
+    mean, var = np.asarray(mean, np.float64).reshape(shape), np.asarray(var, np.float64).reshape(shape)
+    inv = 1 / np.sqrt(var + eps)
+    xc = x - mean
+    db = dy.sum(axis=axes)
+    dw = (dy * xc * inv).sum(axis=axes)
+    dxhat = dy * w.reshape(shape)
+    dx = dxhat * inv
+    if batch_stats:
+        dvar = (dxhat * xc).sum(axis=axes, keepdims=True) * -0.5 * inv ** 3
+        dmean = -(dxhat * inv).sum(axis=axes, keepdims=True) + dvar * -2 * xc.mean(axis=axes, keepdims=True)
+        dx = dx + dvar * 2 * xc / M + dmean / M
+    return dx, dw, db

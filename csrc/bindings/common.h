@@ -52,6 +52,7 @@ void bind_unpool(py::module_& m);
 void bind_boxes(py::module_& m);
 void bind_nms(py::module_& m);
 void bind_roi(py::module_& m);
+void bind_norm(py::module_& m);
 // XLA FFI handlers (xla_ffi.cpp), in builds that found jaxlib's headers (CNNOPS_WITH_XLA_FFI).
 void bind_xla_ffi(py::module_& m);
 

@@ -151,6 +151,7 @@ PYBIND11_MODULE(_C, m) {
   bind_boxes(m);
   bind_nms(m);
   bind_roi(m);
+  bind_norm(m);
 #ifdef CNNOPS_WITH_XLA_FFI
   bind_xla_ffi(m);
 #endif

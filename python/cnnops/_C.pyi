@@ -102,3 +102,13 @@ def roi(op: str, input: Any, boxes: Any, per_image: bool, kind: int, out_h: int,
 def roi_backward(op: str, grad_output: Any, boxes: Any, per_image: bool, indices: Any, in_shape: Sequence[int],
                  kind: int, out_h: int, out_w: int, spatial_scale: float, sampling_ratio: int, aligned: bool,
                  channels_last: bool) -> Array: ...
+# ---- batch normalisation (cnnops.norm) ----
+def batch_norm(op: str, input: Any, weight: Any, bias: Any, mean: Any, var: Any,
+               eps: float) -> tuple[Array, Array, Array]: ...
+def batch_norm_backward(op: str, grad_output: Any, input: Any, weight: Any, mean: Any, var: Any, eps: float,
+                        batch_stats: bool,
+                        needs: Sequence[bool]) -> tuple[Array | None, Array | None, Array | None]: ...
+# ---- XLA FFI handlers (builds that found jaxlib's headers; see cnnops.jax) ----
+xla_ffi_targets: dict[str, Any]
+xla_ffi_api_version: tuple[int, int]
+def xla_ffi_copied_results() -> int: ...

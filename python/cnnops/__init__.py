@@ -33,6 +33,7 @@ from .boxes import (box_area, box_convert, box_iou, ciou_loss, ciou_loss_backwar
 from .nms import (batched_nms, batched_nms_padded, cluster_nms, diou_nms, fast_nms, matrix_nms, nms,
                   soft_nms)
 from .roi import HELPER_FUNCTIONS as _ROI_HELPERS
+from .norm import batch_norm, batch_norm_backward
 from .roi import ROI_FUNCTIONS as _ROI_FUNCTIONS
 from .roi import (anchors, box_decode, box_encode, ps_roi_align, ps_roi_align_backward, ps_roi_pool,
                   ps_roi_pool_backward, roi_align, roi_align_backward, roi_levels, roi_pool, roi_pool_backward)
@@ -105,6 +106,8 @@ def info() -> dict:
 
 __all__ = [
     "Array",
+    "batch_norm",
+    "batch_norm_backward",
     "conv1d",
     "conv1d_backward",
     "conv2d",

@@ -1,8 +1,10 @@
-"""Normalisation layers: BatchNorm1d/2d and LocalResponseNorm (as in AlexNet)."""
+"""Normalisation layers: BatchNorm1d/2d (on the batch_norm kernels) and LocalResponseNorm (as in
+AlexNet, NumPy)."""
 from __future__ import annotations
 
 import numpy as np
 
+from ..norm import batch_norm, batch_norm_backward
 from .module import Module, Parameter, check_dtype, check_ndim, saved
 
 
@@ -31,28 +33,21 @@ class _BatchNorm(Module):
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
 
-    def _shape(self, x):
-        # broadcast shape of per-channel vectors, and the axes reduced over
-        if x.ndim == 2:
-            return (1, -1), (0,)
-        return (1, -1) + (1,) * (x.ndim - 2), (0,) + tuple(range(2, x.ndim))
-
     def forward(self, x):
         name = type(self).__name__
         check_dtype(x, name)
         check_ndim(x, self._ndims, self._layout, name)
         if x.shape[1] != self.num_features:
             raise ValueError(f"{name}: expected {self.num_features} channels, got input shape {x.shape}")
-        bshape, axes = self._shape(x)
         use_batch = self.training or not self.track_running_stats
+        w = self.weight.data if self.affine else None
+        b = self.bias.data if self.affine else None
         if use_batch:
             m = x.size // x.shape[1]
             if m < 2 and self.training:
                 raise ValueError(f"{name}: expected more than 1 value per channel when training, got input shape "
                                  f"{x.shape}")
-            mean = x.mean(axis=axes)
-            xc = x - mean.reshape(bshape)
-            var = np.mean(np.square(xc), axis=axes)
+            y, mean, var = batch_norm(x, w, b, eps=self.eps)
             if self.training and self.track_running_stats:
                 self.num_batches_tracked += 1
                 mom = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
@@ -62,32 +57,22 @@ class _BatchNorm(Module):
                 rv *= 1 - mom
                 rv += mom * var * (m / max(m - 1, 1))
         else:
-            mean, var = self.running_mean, self.running_var
-            xc = x - mean.reshape(bshape)
-        inv = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype, copy=False)
-        xhat = xc
-        xhat *= inv.reshape(bshape)
-        self._cache = (xhat, inv, use_batch, bshape, axes)
-        if self.affine:
-            return xhat * self.weight.data.reshape(bshape) + self.bias.data.reshape(bshape)
-        return xhat.copy()
+            y, mean, var = batch_norm(x, w, b, self.running_mean, self.running_var, eps=self.eps)
+        # the input is kept by reference, as every cnnops.nn layer keeps what its backward reads
+        self._cache = (x, mean, var, use_batch)
+        return y
 
     def backward(self, grad_out):
-        xhat, inv, use_batch, bshape, axes = saved(self._cache, type(self).__name__)
-        if self.affine:
-            if self.weight.requires_grad:
-                self.weight.accumulate((grad_out * xhat).sum(axis=axes))
-            if self.bias.requires_grad:
-                self.bias.accumulate(grad_out.sum(axis=axes))
-        if not self.needs_input_grad:
-            return None
-        g = grad_out * self.weight.data.reshape(bshape) if self.affine else grad_out
-        if not use_batch:
-            return g * inv.reshape(bshape)
-        # dx = inv * (g - mean(g) - xhat * mean(g * xhat))
-        mg = g.mean(axis=axes).reshape(bshape)
-        mgx = (g * xhat).mean(axis=axes).reshape(bshape)
-        return (g - mg - xhat * mgx) * inv.reshape(bshape)
+        x, mean, var, use_batch = saved(self._cache, type(self).__name__)
+        needs = (bool(self.needs_input_grad), bool(self.affine and self.weight.requires_grad),
+                 bool(self.affine and self.bias.requires_grad))
+        w = self.weight.data if self.affine else None
+        gi, gw, gb = batch_norm_backward(grad_out, x, w, mean, var, eps=self.eps, batch_stats=use_batch, needs=needs)
+        if gw is not None:
+            self.weight.accumulate(gw)
+        if gb is not None:
+            self.bias.accumulate(gb)
+        return gi
 
 
 class BatchNorm1d(_BatchNorm):

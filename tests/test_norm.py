@@ -101,7 +101,7 @@ def test_needs_and_inputs_unchanged(rng):
         np.testing.assert_array_equal(a, k)
 
 
-def test_matches_torch(rng):
+def test_against_torch(rng):
     torch = pytest.importorskip("torch")
     x, w, b = _case(rng, (4, 6, 9, 7), np.float64, offset=2.0)
     tx = torch.tensor(x, requires_grad=True)

@@ -13,13 +13,20 @@
 //   1. pads the input rows its tiles read, channel by channel and image by image, into a slab
 //      (fill_padded_rows: every padding mode, plus a zero margin) and transforms whole tile rows
 //      into V[xi] (C/g x NB, row c contiguous over tiles): whole vectors only, a row's surplus
-//      lanes overwritten by the next row; the block's 16 matrices within ~192 KB of L2;
-//   2. per strip of NR tiles and up to KB = 96 output channels, runs the offset micro-kernel
-//      (rows of V read in place at stride NB + 8, no packing) for the 16 products
-//      M[xi] = U[xi] V[xi], each strip's V panel in L1 across the weight panels, reducing over
-//      C/g in chunks of kGemmKC;
+//      lanes overwritten by the next row; the block's 16 matrices within ~192 KB of L2, except
+//      where the transformed filters exceed 2 MB: then blocks are 4 strips (and only as many as
+//      the threads need), since each block reads all of U from L3 or memory;
+//   2. per slice of up to KB = 96 output channels, runs the offset micro-kernel (rows of V read in
+//      place at stride NB + 8, no packing) for the 16 products M[xi] = U[xi] V[xi], every strip
+//      of the block under one weight panel while that panel is in L1, reducing over C/g in
+//      chunks of kGemmKC;
 //   3. transforms each output channel's row of M back to 2x2 tiles (+ bias) and stores each run
 //      of tiles within a tile row as two output rows of interleaved pixel pairs.
+// The filter transform runs on 16 filters at a time (the lanes of its vectors). Beyond 8 MB of
+// transformed filters (ResNet's 512 -> 512 channels: 16 MB) and with at most 512 tiles, nothing
+// is transformed up front: the input transform covers all tiles, and one task per MR-row panel
+// of output channels transforms its own filters into L2 and multiplies them with every tile
+// (winograd_by_panels; ResNet-18's 4x4 layer at batch 16, one thread: 13.1 -> 9.1 ms).
 // Nothing of the size of the input or output is allocated: the transformed tiles live and die
 // in L2, which is what lets the 64-channel layers (too little arithmetic per byte to stream
 // V and M through memory) keep the arithmetic saving. One exception: the 3-D lowering reads each
@@ -72,6 +79,7 @@ template <typename T> void wino_output_row(const T* const*, int64_t, T, T* const
 template <typename T> void wino6_input_row(const T*, int64_t, int64_t, T* const*);
 template <typename T> void wino6_output_row(const T* const*, int64_t, T, T* const*);
 template <typename T> void wino_store_pairs(const T*, const T*, int64_t, T*);
+template <int A, typename T> void wino_filter_lanes(const T* const*, int, T*, int64_t);
 }  // namespace avx2
 #endif
 
@@ -82,6 +90,7 @@ struct WinoRows {
   void (*input_row)(const T*, int64_t, int64_t, T* const*);
   void (*output_row)(const T* const*, int64_t, T, T* const*);
   void (*store_pairs)(const T*, const T*, int64_t, T*);
+  void (*filter_lanes)(const T* const*, int, T*, int64_t);
 };
 
 template <typename T>
@@ -89,10 +98,12 @@ static WinoRows<T> wino_rows(int A) {
 #ifdef CNNOPS_HAVE_AVX2_TU
   if (use_avx2())
     return {A == 4 ? avx2::wino_input_row<T> : avx2::wino6_input_row<T>,
-            A == 4 ? avx2::wino_output_row<T> : avx2::wino6_output_row<T>, avx2::wino_store_pairs<T>};
+            A == 4 ? avx2::wino_output_row<T> : avx2::wino6_output_row<T>, avx2::wino_store_pairs<T>,
+            A == 4 ? avx2::wino_filter_lanes<4, T> : avx2::wino_filter_lanes<6, T>};
 #endif
   return {A == 4 ? portable::wino_input_row<T> : portable::wino6_input_row<T>,
-          A == 4 ? portable::wino_output_row<T> : portable::wino6_output_row<T>, portable::wino_store_pairs<T>};
+          A == 4 ? portable::wino_output_row<T> : portable::wino6_output_row<T>, portable::wino_store_pairs<T>,
+          A == 4 ? portable::wino_filter_lanes<4, T> : portable::wino_filter_lanes<6, T>};
 }
 
 // The products' kernel (the offset micro-kernel, B read in place from V) and its row count: with
@@ -115,42 +126,6 @@ static WinoGemm<T> wino_gemm() {
   return {Tile<T>::MR, ukernel_offs<T>()};
 }
 
-// G f G^T for one filter f (A - 1 square, row-major) into out[xi * stride], in double: the only
-// rounding is the final one. A = 4: F(2x2, 3x3); A = 6: F(2x2, 5x5) (matrices in
-// conv_winograd_tiles.h).
-template <int A, typename T>
-static void transform_filter(const T* f, T* out, int64_t stride) {
-  constexpr int R = A - 1;
-  auto g_col = [](const double* v, double* o) {  // G v for one column (or row) v of R values
-    if constexpr (A == 4) {
-      o[0] = v[0];
-      o[1] = 0.5 * (v[0] + v[1] + v[2]);
-      o[2] = 0.5 * (v[0] - v[1] + v[2]);
-      o[3] = v[2];
-    } else {
-      const double e = v[0] + v[2] + v[4], d = v[1] + v[3];
-      o[0] = v[0] / 4;
-      o[1] = -(e + d) / 6;
-      o[2] = -(e - d) / 6;
-      o[3] = (v[0] / 4 + v[1] / 2 + v[2] + 2 * v[3] + 4 * v[4]) / 6;
-      o[4] = (v[0] / 4 - v[1] / 2 + v[2] - 2 * v[3] + 4 * v[4]) / 6;
-      o[5] = v[4];
-    }
-  };
-  double t[A][R];  // G f: column s of f -> column s of t
-  for (int s = 0; s < R; ++s) {
-    double col[R], o[A];
-    for (int r = 0; r < R; ++r) col[r] = f[r * R + s];
-    g_col(col, o);
-    for (int a = 0; a < A; ++a) t[a][s] = o[a];
-  }
-  for (int a = 0; a < A; ++a) {  // (G f) G^T: row a of t
-    double o[A];
-    g_col(t[a], o);
-    for (int b = 0; b < A; ++b) out[(A * a + b) * stride] = static_cast<T>(o[b]);
-  }
-}
-
 // Distance between two products' transformed filters in U: one K/g x C/g packed matrix (Mp * Cg)
 // and 16 values more, so the XI output streams of the filter transform do not all map to the same
 // L1 sets (Mp * Cg is often a multiple of 4 KB: with XI streams 1 MB apart, VGG's 512-channel
@@ -160,23 +135,43 @@ static int64_t product_stride(int64_t Mp, int64_t Cg) { return Mp * Cg + 16; }
 // U[gi][xi] = (G g G^T)[xi] for every filter g = w[k][c] of group gi, written straight into the
 // layout pack_a_full gives a K/g x C/g matrix (chunks of kGemmKC input channels, MR-row panels of
 // output channels, rows past K/g zero): u + (gi*XI + xi)*product_stride(Mp, Cg).
+// The transformed filters of one MR-row panel (output channels k0 .. k0 + MR - 1 of group gi) in
+// the packed layout of product xi at out + xi * xs: chunk c0 (kGemmKC input channels, kc of them)
+// at c0 * mp, the panel at kpos * kc inside it, element (k0 + i, c) at (c - c0) * MR + i after
+// that; rows past K/g zero. The whole matrix has mp = Mp, kpos = k0; a panel on its own mp = MR,
+// kpos = 0.
+template <int A, typename T>
+static void transform_filter_panel(const T* w, const Conv2dGeom& g, int64_t gi, int64_t k0, int MR, int64_t mp,
+                                   int64_t kpos, int64_t xs, T* out) {
+  const auto filter_lanes = wino_rows<T>(A).filter_lanes;
+  constexpr int64_t XI = A * A, RS = (A - 1) * (A - 1);
+  const int64_t Cg = g.Cg, Kg = g.Kg;
+  const int m = static_cast<int>(std::min<int64_t>(MR, Kg - k0));
+  const T* f[portable::kLanes];
+  for (int64_t c = 0; c < Cg; ++c) {
+    const int64_t c0 = c / kGemmKC * kGemmKC, kc = std::min(kGemmKC, Cg - c0);
+    T* o = out + c0 * mp + kpos * kc + (c - c0) * MR;
+    for (int i0 = 0; i0 < m; i0 += portable::kLanes) {
+      const int mm = std::min(portable::kLanes, m - i0);
+      for (int i = 0; i < mm; ++i) f[i] = w + ((gi * Kg + k0 + i0 + i) * Cg + c) * RS;
+      filter_lanes(f, mm, o + i0, xs);
+    }
+    for (int64_t i = m; i < MR; ++i)
+      for (int64_t xi = 0; xi < XI; ++xi) o[i + xi * xs] = T(0);
+  }
+}
+
+// U[gi][xi] = (G g G^T)[xi] for every filter g = w[k][c] of group gi, written straight into the
+// layout pack_a_full gives a K/g x C/g matrix (chunks of kGemmKC input channels, MR-row panels of
+// output channels, rows past K/g zero): u + (gi*XI + xi)*product_stride(Mp, Cg).
 template <int A, typename T>
 static void transform_filters(const T* w, const Conv2dGeom& g, int64_t Mp, int MR, T* u) {
-  constexpr int64_t XI = A * A, RS = (A - 1) * (A - 1);
-  const int64_t Cg = g.Cg, Kg = g.Kg, xs = product_stride(Mp, Cg);  // xs: one product's packed matrix
-  const int64_t np = Mp / MR;  // one task per MR-row panel: tasks never share a cache line
+  constexpr int64_t XI = A * A;
+  const int64_t xs = product_stride(Mp, g.Cg);  // xs: one product's packed matrix
+  const int64_t np = Mp / MR;                   // one task per MR-row panel: tasks never share a cache line
   parallel_for(g.G * np, [&](int64_t q) {
     const int64_t gi = q / np, k0 = q % np * MR;
-    T* ug = u + gi * XI * xs;
-    for (int64_t c = 0; c < Cg; ++c) {
-      const int64_t c0 = c / kGemmKC * kGemmKC, kc = std::min(kGemmKC, Cg - c0);
-      T* out = ug + c0 * Mp + k0 * kc + (c - c0) * MR;
-      for (int64_t i = 0; i < MR; ++i) {
-        if (k0 + i < Kg) transform_filter<A>(w + ((gi * Kg + k0 + i) * Cg + c) * RS, out + i, xs);
-        else
-          for (int64_t xi = 0; xi < XI; ++xi) out[i + xi * xs] = T(0);
-      }
-    }
+    transform_filter_panel<A>(w, g, gi, k0, MR, Mp, k0, xs, u + gi * XI * xs);
   });
 }
 
@@ -196,7 +191,8 @@ struct WinoProblem {
   int64_t Cg, Kg, Mp;        // channels per group, output channels per group (rounded up to MR: Mp)
   int64_t TH, TW, NT, Ws;    // tile rows, tile columns, tiles per image, padded row length
   int64_t nsi;               // NR-tile strips per image
-  const T* u = nullptr;      // transformed filters, (G, XI, Mp x Cg packed)
+  const T* u = nullptr;      // transformed filters, (G, XI, Mp x Cg packed), products us apart
+  int64_t us = 0;
   // The transformed input planes when each is computed once (3-D lowering), [xi][strip][plane][NR].
   const T* pre = nullptr;
   int64_t nplanes = 0;
@@ -296,9 +292,14 @@ static void block_split(WinoProblem<A, T>& w) {
   const Conv2dGeom& g = w.g;
   const int64_t NR = W::NR, tiles = g.N * w.NT, threads = num_threads();
   const int64_t vbudget = 192 * 1024 / (W::XI * w.Cg * static_cast<int64_t>(sizeof(T)));
-  int64_t NB = w.pre ? 4 * NR : std::min<int64_t>(4 * NR, std::max<int64_t>(NR, vbudget / NR * NR));
+  // Transformed filters beyond L2 (deep layers: 16 MB for 512 -> 512 channels) are read once per
+  // block from L3 or memory, so there the block is 4 strips whatever V's size, and only as many
+  // blocks as threads are asked for (ResNet's 4x4 layer: 4 blocks of 16 tiles streamed U four
+  // times, 0.73x PyTorch's time on one core).
+  const bool large_u = W::XI * w.Mp * w.Cg * static_cast<int64_t>(sizeof(T)) > (int64_t(2) << 20);
+  int64_t NB = w.pre || large_u ? 4 * NR : std::min<int64_t>(4 * NR, std::max<int64_t>(NR, vbudget / NR * NR));
   auto count_blocks = [&] { return w.pre ? g.N * ((w.NT + NB - 1) / NB) : (tiles + NB - 1) / NB; };
-  while (NB > NR && g.G * count_blocks() < 4 * threads) NB -= NR;
+  while (NB > NR && g.G * count_blocks() < (large_u ? 1 : 4) * threads) NB -= NR;
   w.NB = NB;
   w.nblk = count_blocks();
   w.bpi = (w.NT + NB - 1) / NB;  // blocks per image with `pre`
@@ -322,12 +323,12 @@ struct WinoRun {
 //    margin (the surplus lanes feed only unused outputs).
 template <int A, typename T>
 static void transform_block(const WinoProblem<A, T>& w, int64_t gi, const WinoRun* runs, int64_t nruns, int64_t nstr,
-                            T* v) {
+                            T* v, int64_t c_lo, int64_t c_hi) {
   using W = WinoProblem<A, T>;
   const Conv2dGeom& g = w.g;
   T* slab = static_cast<T*>(thread_scratch(1, sizeof(T) * w.srows_max * w.Ws));
   T* dst[W::XI];
-  for (int64_t c = 0; c < w.Cg; ++c) {
+  for (int64_t c = c_lo; c < c_hi; ++c) {
     for (int64_t r = 0; r < nruns;) {
       const int64_t n = runs[r].n, th_a = runs[r].th;
       int64_t e = r;
@@ -354,35 +355,40 @@ static void transform_block(const WinoProblem<A, T>& w, int64_t gi, const WinoRu
 //    Q) store only their top / left outputs.
 template <int A, typename T>
 static void multiply_and_store(const WinoProblem<A, T>& w, int64_t gi, const WinoRun* runs, int64_t nruns, int64_t nb,
-                               const T* vb, int64_t xs, const int64_t* of) {
+                               const T* vb, int64_t xs, const int64_t* of, const T* ug, int64_t us, int64_t mp,
+                               int64_t kbase, int64_t k_lo, int64_t k_hi) {
   using W = WinoProblem<A, T>;
   constexpr int NR = W::NR, XI = W::XI;
   const int MR = w.MR;
   const Conv2dGeom& g = w.g;
-  const int64_t Cg = w.Cg, Kg = w.Kg, Mp = w.Mp, KB = w.KB;
+  // KB rows of M per product: whole MR-row tiles
+  const int64_t Cg = w.Cg, Kg = w.Kg, KB = std::min(w.KB, (k_hi - k_lo + MR - 1) / MR * MR), nstr = (nb + NR - 1) / NR;
   const UKernelOffs<T> uk = w.gemm.uk;
-  T* mbuf = static_cast<T*>(thread_scratch(2, sizeof(T) * (XI * KB + 4 * MR) * NR));
-  const int64_t us = product_stride(Mp, Cg);
-  const T* ug = w.u + gi * XI * us;
+  const int64_t ms = XI * KB * NR;  // one strip's products for KB output channels
+  T* mbuf = static_cast<T*>(thread_scratch(2, sizeof(T) * (nstr * ms + 4 * MR * NR)));
   const T* mrow[XI];
   T* outv[4];
-  for (int q = 0; q < 4; ++q) outv[q] = mbuf + (XI * KB + q * MR) * NR;
-  for (int64_t kb0 = 0; kb0 < Kg; kb0 += KB) {
-    const int64_t kb1 = std::min(Kg, kb0 + KB);
-    for (int64_t j0 = 0, r0 = 0; j0 < nb; j0 += NR) {
-      for (int xi = 0; xi < XI; ++xi)
-        for (int64_t c0 = 0; c0 < Cg; c0 += kGemmKC) {
-          const int64_t kc = std::min(kGemmKC, Cg - c0);
-          const T* bp = vb + xi * xs + (w.pre ? j0 / NR * w.nplanes * NR : j0);
-          for (int64_t k0 = kb0; k0 < kb1; k0 += MR)
-            uk(kc, ug + xi * us + c0 * Mp + (k0 / MR) * kc * MR, bp, of + c0, mbuf + (xi * KB + k0 - kb0) * NR, NR,
-               c0 > 0, nullptr);
+  for (int q = 0; q < 4; ++q) outv[q] = mbuf + nstr * ms + q * MR * NR;
+  for (int64_t kb0 = k_lo; kb0 < k_hi; kb0 += KB) {
+    const int64_t kb1 = std::min(k_hi, kb0 + KB);
+    // every strip under one weight panel while it is in L1: the panel is read once per block
+    for (int xi = 0; xi < XI; ++xi)
+      for (int64_t c0 = 0; c0 < Cg; c0 += kGemmKC) {
+        const int64_t kc = std::min(kGemmKC, Cg - c0);
+        for (int64_t k0 = kb0; k0 < kb1; k0 += MR) {
+          const T* ap = ug + xi * us + c0 * mp + ((k0 - kbase) / MR) * kc * MR;
+          for (int64_t st = 0; st < nstr; ++st) {
+            const T* bp = vb + xi * xs + (w.pre ? st * w.nplanes * NR : st * NR);
+            uk(kc, ap, bp, of + c0, mbuf + st * ms + (xi * KB + k0 - kb0) * NR, NR, c0 > 0, nullptr);
+          }
         }
-      const int64_t nt = std::min<int64_t>(NR, nb - j0);
+      }
+    for (int64_t st = 0, r0 = 0; st < nstr; ++st) {
+      const int64_t j0 = st * NR, nt = std::min<int64_t>(NR, nb - j0);
       int64_t r1 = r0;
       while (r1 < nruns && runs[r1].pos < j0 + nt) ++r1;
       for (int64_t k = kb0; k < kb1; ++k) {
-        for (int xi = 0; xi < XI; ++xi) mrow[xi] = mbuf + (xi * KB + k - kb0) * NR;
+        for (int xi = 0; xi < XI; ++xi) mrow[xi] = mbuf + st * ms + (xi * KB + k - kb0) * NR;
         w.isa.output_row(mrow, nt, w.b ? w.b[gi * Kg + k] : T(0), outv);
         for (int64_t r = r0; r < r1; ++r) {
           const WinoRun& run = runs[r];
@@ -402,6 +408,54 @@ static void multiply_and_store(const WinoProblem<A, T>& w, int64_t gi, const Win
   }
 }
 
+// Tiles [p0, p1) of a group's sequence as runs (at most p1 - p0 + strips of them); returns how many.
+template <int A, typename T>
+static int64_t make_runs(const WinoProblem<A, T>& w, int64_t p0, int64_t p1, WinoRun* runs) {
+  const int64_t NT = w.NT, TW = w.TW, NR = WinoProblem<A, T>::NR;
+  int64_t nruns = 0;
+  for (int64_t p = p0; p < p1;) {
+    const int64_t n = p / NT, th = p % NT / TW, tw = p % TW, pos = p - p0;
+    const int64_t len = std::min({p1 - p, TW - tw, NR - pos % NR});
+    runs[nruns++] = WinoRun{pos, len, n, th, tw};
+    p += len;
+  }
+  return nruns;
+}
+
+// Deep layers with few tiles (transformed filters too large for L3 to hold them between blocks):
+// the input transform of all tiles once (in parallel over channels), then one task per MR-row
+// panel of output channels that transforms its own filters into L2 and multiplies them with
+// every tile. U then never goes through memory, and each filter is transformed once.
+template <int A, typename T>
+static void winograd_by_panels(WinoProblem<A, T>& w, const T* wt) {
+  using W = WinoProblem<A, T>;
+  const Conv2dGeom& g = w.g;
+  const int64_t tiles = g.N * w.NT, nstr = (tiles + W::NR - 1) / W::NR;
+  w.NB = nstr * W::NR;
+  w.NBs = w.NB + 8;
+  w.srows_max = 2 * w.TH + A - 2;
+  w.offs.resize(static_cast<size_t>(w.Cg));
+  for (int64_t c = 0; c < w.Cg; ++c) w.offs[c] = c * w.NBs;
+  w.KB = w.MR;
+  std::vector<WinoRun> runs(static_cast<size_t>(tiles + nstr));
+  const int64_t nruns = make_runs(w, 0, tiles, runs.data());
+  Tensor v_buf = empty({W::XI * w.Cg * w.NBs}, sizeof(T) == 4 ? DType::Float32 : DType::Float64, Device{});
+  T* v = v_buf.ptr<T>();
+  const int64_t cpt = 8, nct = (w.Cg + cpt - 1) / cpt, np = w.Mp / w.MR, us = w.Cg * w.MR + 16;
+  for (int64_t gi = 0; gi < g.G; ++gi) {
+    parallel_for(nct, [&](int64_t q) {
+      transform_block(w, gi, runs.data(), nruns, nstr, v, q * cpt, std::min(w.Cg, (q + 1) * cpt));
+    });
+    parallel_for(np, [&](int64_t q) {
+      const int64_t k0 = q * w.MR;
+      T* up = static_cast<T*>(thread_scratch(0, sizeof(T) * W::XI * us));
+      transform_filter_panel<A>(wt, g, gi, k0, w.MR, w.MR, 0, us, up);
+      multiply_and_store(w, gi, runs.data(), nruns, tiles, v, w.Cg * w.NBs, w.offs.data(), up, us, w.MR, k0, k0,
+                         std::min(w.Kg, k0 + w.MR));
+    });
+  }
+}
+
 // One task: block `blk` of group gi. Its tiles as runs, the input transform (unless the planes
 // were transformed once), the products and the output.
 template <int A, typename T>
@@ -412,31 +466,34 @@ static void winograd_block(const WinoProblem<A, T>& w, int64_t gi, int64_t blk) 
   const int64_t p1 = w.pre ? std::min(p0 + NB, (blk / w.bpi + 1) * NT) : std::min(tiles, p0 + NB), nb = p1 - p0;
   const int64_t nstr = (nb + W::NR - 1) / W::NR;
   WinoRun* runs = static_cast<WinoRun*>(thread_scratch(3, sizeof(WinoRun) * (nb + nstr)));
-  int64_t nruns = 0;
-  for (int64_t p = p0; p < p1;) {
-    const int64_t n = p / NT, th = p % NT / TW, tw = p % TW, pos = p - p0;
-    const int64_t len = std::min({p1 - p, TW - tw, W::NR - pos % W::NR});
-    runs[nruns++] = WinoRun{pos, len, n, th, tw};
-    p += len;
-  }
+  const int64_t nruns = make_runs(w, p0, p1, runs);
   if (!w.pre) {
     T* v = static_cast<T*>(thread_scratch(0, sizeof(T) * W::XI * w.Cg * w.NBs));
-    transform_block(w, gi, runs, nruns, nstr, v);
-    return multiply_and_store(w, gi, runs, nruns, nb, v, w.Cg * w.NBs, w.offs.data());
+    transform_block(w, gi, runs, nruns, nstr, v, 0, w.Cg);
+    return multiply_and_store(w, gi, runs, nruns, nb, v, w.Cg * w.NBs, w.offs.data(), w.u + gi * W::XI * w.us, w.us,
+                              w.Mp, 0, 0, w.Kg);
   }
   // V rows of the transformed planes: channel c of this block's image reads its plane's slot
   const int64_t q = p0 / NT;
   int64_t* ofs = static_cast<int64_t*>(thread_scratch(0, sizeof(int64_t) * w.Cg));
   for (int64_t c = 0; c < w.Cg; ++c) ofs[c] = w.plane_id[q * w.g.C + gi * w.Cg + c] * W::NR;
   const T* vb = w.pre + (p0 - q * NT) / W::NR * w.nplanes * W::NR;
-  multiply_and_store(w, gi, runs, nruns, nb, vb, w.nsi * w.nplanes * W::NR, ofs);
+  multiply_and_store(w, gi, runs, nruns, nb, vb, w.nsi * w.nplanes * W::NR, ofs, w.u + gi * W::XI * w.us, w.us, w.Mp, 0,
+                     0, w.Kg);
 }
 
 template <int A, typename T>
 static void winograd_forward(const T* x, const T* wt, const T* b, T* y, const Conv2dGeom& g, const T* const* xplanes) {
   WinoProblem<A, T> w(x, b, y, g, xplanes);
   const DType dt = sizeof(T) == 4 ? DType::Float32 : DType::Float64;
-  Tensor u_buf = empty({g.G * w.XI * product_stride(w.Mp, w.Cg)}, dt, Device{});  // the padding is never read
+  // Transformed filters of more than 8 MB (a large share of L3) and at most 512 tiles a group (V
+  // within 16 MB): by panels.
+  const int64_t tiles = g.N * w.NT;
+  if (!xplanes && w.XI * w.Mp * w.Cg * static_cast<int64_t>(sizeof(T)) > (int64_t(8) << 20) && tiles <= 512 &&
+      w.XI * w.Cg * (tiles + 2 * w.NR) * static_cast<int64_t>(sizeof(T)) <= (int64_t(16) << 20))
+    return winograd_by_panels(w, wt);
+  w.us = product_stride(w.Mp, w.Cg);
+  Tensor u_buf = empty({g.G * w.XI * w.us}, dt, Device{});  // the padding is never read
   transform_filters<A>(wt, g, w.Mp, w.MR, u_buf.ptr<T>());
   w.u = u_buf.ptr<T>();
   const Tensor pre_buf = transform_planes_once(w);

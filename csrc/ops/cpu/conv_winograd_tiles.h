@@ -1,7 +1,7 @@
-// Tile transforms of the Winograd F(2x2, 3x3) and F(2x2, 5x5) convolutions, written once and
-// compiled twice: by conv_winograd.cpp for the portable baseline and by conv_winograd_avx2.cpp
-// with -mavx2 -mfma. The includer defines CNNOPS_ISA (the namespace that keeps the two copies
-// apart).
+// Tile transforms of the Winograd F(2x2, 3x3) and F(2x2, 5x5) convolutions and their filter
+// transform (16 filters at a time), written once and compiled twice: by conv_winograd.cpp for
+// the portable baseline and by conv_winograd_avx2.cpp with -mavx2 -mfma. The includer defines
+// CNNOPS_ISA (the namespace that keeps the two copies apart).
 //
 // With d a 4x4 input tile, g a 3x3 filter and Y the 2x2 output tile (cross-correlation, as every
 // convolution here): Y = A^T [ (G g G^T) * (B^T d B) ] A, elementwise product in the middle, with
@@ -27,6 +27,9 @@
 namespace cnnops {
 namespace cpu {
 namespace CNNOPS_ISA {
+
+// Filters transformed together by wino_filter_lanes.
+constexpr int kLanes = 16;
 
 // Input transform of n horizontally adjacent 4x4 tiles of one channel: tile j's columns 2j ..
 // 2j+3 of four linear padded rows (rows + i * Ws); element xi = 4a + b of tile j goes to
@@ -210,6 +213,59 @@ void wino_store_pairs(const T* a, const T* b, int64_t n, T* dst) {
   }
 }
 
+// G v for one column (or row) v of A - 1 values, on kLanes filters at once (v[r][lane] ->
+// o[a][lane]), in double. A = 4: F(2x2, 3x3); A = 6: F(2x2, 5x5) (matrices in
+// conv_winograd_tiles.h).
+template <int A>
+static inline void wino_g_lanes(const double* const* v, double* const* o) {
+#pragma omp simd
+  for (int i = 0; i < kLanes; ++i) {
+    if constexpr (A == 4) {
+      o[0][i] = v[0][i];
+      o[1][i] = 0.5 * (v[0][i] + v[1][i] + v[2][i]);
+      o[2][i] = 0.5 * (v[0][i] - v[1][i] + v[2][i]);
+      o[3][i] = v[2][i];
+    } else {
+      const double e = v[0][i] + v[2][i] + v[4][i], d = v[1][i] + v[3][i];
+      o[0][i] = v[0][i] / 4;
+      o[1][i] = -(e + d) / 6;
+      o[2][i] = -(e - d) / 6;
+      o[3][i] = (v[0][i] / 4 + v[1][i] / 2 + v[2][i] + 2 * v[3][i] + 4 * v[4][i]) / 6;
+      o[4][i] = (v[0][i] / 4 - v[1][i] / 2 + v[2][i] - 2 * v[3][i] + 4 * v[4][i]) / 6;
+      o[5][i] = v[4][i];
+    }
+  }
+}
+
+// G f G^T for m <= kLanes filters f[i] (A - 1 square, row-major) into out[xi * stride + i], in
+// double: the only rounding is the final one. The filters are the lanes of every step, so the
+// compiler vectorises the transform across them.
+template <int A, typename T>
+void wino_filter_lanes(const T* const* f, int m, T* out, int64_t stride) {
+  constexpr int R = A - 1;
+  double v[R][R][kLanes], t[A][R][kLanes], u[A][A][kLanes];
+  for (int rs = 0; rs < R * R; ++rs)
+    for (int i = 0; i < kLanes; ++i) v[rs / R][rs % R][i] = i < m ? static_cast<double>(f[i][rs]) : 0.0;
+  const double* in[A];
+  double* o[A];
+  for (int s = 0; s < R; ++s) {  // G f: column s of f -> column s of t
+    for (int r = 0; r < R; ++r) in[r] = v[r][s];
+    for (int a = 0; a < A; ++a) o[a] = t[a][s];
+    wino_g_lanes<A>(in, o);
+  }
+  for (int a = 0; a < A; ++a) {  // (G f) G^T: row a of t
+    for (int s = 0; s < R; ++s) in[s] = t[a][s];
+    for (int b = 0; b < A; ++b) o[b] = u[a][b];
+    wino_g_lanes<A>(in, o);
+    for (int b = 0; b < A; ++b)
+      for (int i = 0; i < m; ++i) out[(A * a + b) * stride + i] = static_cast<T>(u[a][b][i]);
+  }
+}
+
+template void wino_filter_lanes<4, float>(const float* const*, int, float*, int64_t);
+template void wino_filter_lanes<4, double>(const double* const*, int, double*, int64_t);
+template void wino_filter_lanes<6, float>(const float* const*, int, float*, int64_t);
+template void wino_filter_lanes<6, double>(const double* const*, int, double*, int64_t);
 template void wino_store_pairs<float>(const float*, const float*, int64_t, float*);
 template void wino_store_pairs<double>(const double*, const double*, int64_t, double*);
 template void wino6_input_row<float>(const float*, int64_t, int64_t, float* const*);

@@ -22,6 +22,8 @@ import torch
 from torch import Tensor
 
 import cnnops
+from cnnops import _C
+from cnnops._arrays import prepare, wrap
 from cnnops.unpool import _upsample_plan
 
 _NS = "cnnops"
@@ -42,6 +44,8 @@ def _on_torch_stream(fn):
     @functools.wraps(fn)
     def run(*args, **kwargs):
         t = next(a for a in args if isinstance(a, Tensor))
+        if not t.is_cuda:
+            return fn(*args, **kwargs)
         with _stream(t):
             return fn(*args, **kwargs)
 
@@ -122,10 +126,23 @@ def _precision(x: Tensor) -> str:
     return "tf32" if x.is_cuda and x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else "fp32"
 
 
+def _host(t: Tensor, op: str, name: str):
+    """A contiguous CPU tensor as the core reads it (a NumPy view: no copy)."""
+    return prepare(t.contiguous(), op, name)
+
+
+# On CPU tensors the operators call the core directly: their arguments arrive fully resolved, and
+# the core checks them, so the entry points' parsing of spellings (cnnops.conv) would only repeat
+# the work functional.py did.
 @torch.library.custom_op(f"{_NS}::conv", mutates_args=())
 @_on_torch_stream
 def conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int], padding: List[int],
          dilation: List[int], groups: int, padding_mode: str, algo: str) -> Tensor:
+    if not x.is_cuda:
+        op = _CONV[x.dim() - 2]
+        b = None if bias is None else _host(bias, op, "bias")
+        return wrap(_C.conv(op, _host(x, op, "input"), _host(weight, op, "weight"), b, x.dim() - 2, stride, padding,
+                            dilation, groups, padding_mode, algo, "fp32"), x)
     f = getattr(cnnops, _CONV[x.dim() - 2])
     return f(_conv_arg(x, x), weight.contiguous(), None if bias is None else bias.contiguous(), stride, padding,
              dilation, groups, padding_mode, algo, precision=_precision(x))
@@ -141,9 +158,15 @@ def _(x, weight, bias, stride, padding, dilation, groups, padding_mode, algo):
 def conv_backward(grad_output: Tensor, x: Tensor, weight: Tensor, stride: List[int], padding: List[int],
                   dilation: List[int], groups: int, padding_mode: str, algo: str,
                   needs: List[bool]) -> Tuple[Tensor, Tensor, Tensor]:
-    f = getattr(cnnops, _CONV[x.dim() - 2] + "_backward")
-    gi, gw, gb = f(_conv_arg(grad_output, x), _conv_arg(x, x), weight.contiguous(), stride, padding, dilation,
-                   groups, padding_mode, needs=tuple(needs), algo=algo, precision=_precision(x))
+    if not x.is_cuda:
+        op = _CONV[x.dim() - 2] + "_backward"
+        gi, gw, gb = (wrap(g, x) for g in _C.conv_backward(
+            op, _host(grad_output, op, "grad_output"), _host(x, op, "input"), _host(weight, op, "weight"),
+            x.dim() - 2, stride, padding, dilation, groups, padding_mode, algo, needs, "fp32"))
+    else:
+        f = getattr(cnnops, _CONV[x.dim() - 2] + "_backward")
+        gi, gw, gb = f(_conv_arg(grad_output, x), _conv_arg(x, x), weight.contiguous(), stride, padding, dilation,
+                       groups, padding_mode, needs=tuple(needs), algo=algo, precision=_precision(x))
     return (gi if gi is not None else _empty(x), gw if gw is not None else _empty(weight),
             gb if gb is not None else _empty(weight))
 

@@ -315,3 +315,69 @@ def test_core_errors_at_run_time_name_the_op(rng, bridge):
 def test_info_reports_the_bridge():
     want = "xla_ffi" if hasattr(cnnops._C, "xla_ffi_targets") else "pure_callback"
     assert cnnops.info()["jax_bridge"].startswith(want)
+
+
+# ---- vmap: pooling, upsampling and element-wise losses take the mapped axes into their batch ------
+
+VMAP_CASES = [  # function, extra positional arguments, keyword arguments, input shape per element
+    ("max_pool2d", (3, 2, 1), {}, (2, 3, 9, 8)),
+    ("avg_pool2d", (2,), {"data_format": "NHWC"}, (2, 6, 7, 3)),
+    ("adaptive_max_pool1d", (4,), {}, (3, 2, 11)),
+    ("lp_pool3d", (2.0, 2), {}, (1, 2, 4, 5, 4)),
+    ("upsample_nearest2d", (), {"scale_factor": 2}, (2, 3, 4, 5)),
+]
+
+
+def _loop(fn, xs):
+    return np.stack([np.asarray(fn(x)) for x in xs])
+
+
+@pytest.mark.parametrize("case", range(len(VMAP_CASES)))
+def test_vmap_over_pooling_equals_a_loop(case, rng, bridge):
+    name, args, kw, shape = VMAP_CASES[case]
+    f = getattr(cj, name)
+    xs = jnp.asarray(rng.random((3, *shape)) + 0.1)
+
+    def fn(x):
+        return f(x, *args, **kw)
+
+    np.testing.assert_array_equal(jax.jit(jax.vmap(fn))(xs), _loop(fn, xs))
+    # per-example gradients (vmap of grad) and the gradient of a vmapped sum (grad of vmap)
+    per = jax.vmap(jax.grad(lambda x: jnp.sum(jnp.sin(fn(x)))))(xs)
+    np.testing.assert_array_equal(per, _loop(jax.grad(lambda x: jnp.sum(jnp.sin(fn(x)))), xs))
+    whole = jax.grad(lambda xs: jnp.sum(jnp.sin(jax.vmap(fn)(xs))))(xs)
+    np.testing.assert_array_equal(whole, per)
+    # nested: two mapped axes
+    xss = jnp.stack([xs, xs * 2])
+    np.testing.assert_array_equal(jax.vmap(jax.vmap(fn))(xss), np.stack([_loop(fn, xs), _loop(fn, xs * 2)]))
+    # an axis other than the first
+    np.testing.assert_array_equal(jax.vmap(fn, in_axes=1, out_axes=1)(jnp.moveaxis(xs, 0, 1)),
+                                  np.moveaxis(_loop(fn, xs), 0, 1))
+
+
+def test_vmapped_pooling_is_one_call(rng, bridge):
+    xs = jnp.asarray(rng.random((5, 2, 3, 8, 8)))
+    text = jax.jit(jax.vmap(lambda x: cj.max_pool2d(x, 2))).lower(xs).as_text()
+    if bridge == "xla_ffi":
+        assert text.count("@cnnops_pool(") == 1 and "tensor<5x2x3x8x8xf64>" in text.split("@cnnops_pool(")[1]
+    assert "while" not in text  # no per-element loop
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_vmap_over_box_losses_equals_a_loop(reduction, rng, bridge):
+    b = rng.random((4, 6, 4)) * 10
+    b[..., 2:] += b[..., :2] + 1
+    c = b[:, ::-1].copy() + rng.random((4, 6, 4))
+    b1, b2 = jnp.asarray(b), jnp.asarray(c)
+
+    def fn(p, q):
+        return cj.ciou_loss(p, q, reduction)
+
+    want = np.stack([np.asarray(fn(p, q)) for p, q in zip(b1, b2)])
+    np.testing.assert_allclose(jax.jit(jax.vmap(fn))(b1, b2), want, rtol=1e-15)
+    g = jax.vmap(jax.grad(lambda p, q: jnp.sum(fn(p, q))))(b1, b2)
+    want_g = np.stack([np.asarray(jax.grad(lambda p: jnp.sum(fn(p, q)))(p)) for p, q in zip(b1, b2)])
+    np.testing.assert_allclose(g, want_g, rtol=1e-14, atol=1e-15)
+    # boxes2 shared by every element: broadcast, not mapped
+    np.testing.assert_allclose(jax.vmap(fn, in_axes=(0, None))(b1, b2[0]),
+                               np.stack([np.asarray(fn(p, b2[0])) for p in b1]), rtol=1e-15)

@@ -8,6 +8,10 @@
 // same name, so that cnnops.jax describes a call once and runs it through either bridge. Lists are
 // int64/float64 arrays (an absent attribute is an empty list), flags are int64 0/1.
 //
+// Under jax.vmap, calls whose batch axes can join the op's own batch come with a "fold_ranks"
+// attribute (the rank each array and result has for the op): leading axes beyond it are merged
+// into the first, so one call covers the whole vmapped batch.
+//
 // Arguments are read in place (XLA's CPU buffers are dense and row-major). Results go straight
 // into XLA's result buffers: the op's output allocations take them through an OutputScope (see
 // core/tensor.h); a result that still landed elsewhere is copied over once. Errors come back as
@@ -57,6 +61,7 @@ class Call {
   Call(ffi::RemainingArgs args, ffi::RemainingRets rets, ffi::Dictionary attrs)
       : args_(args), rets_(rets), attrs_(attrs) {
     op_ = attrs_.contains("op") ? str_attr("op") : std::string("cnnops.jax");
+    fold_ = ints_attr("fold_ranks");
   }
 
   const char* op() const { return op_.c_str(); }
@@ -67,7 +72,7 @@ class Call {
   Tensor arg(size_t i, const char* name) const {
     auto b = args_.get<ffi::AnyBuffer>(i);
     if (!b.has_value()) throw ValueError(str(op_, ": XLA call has no array argument ", i, " (", name, ")"));
-    return view(b.value().untyped_data(), b.value().element_type(), b.value().dimensions(), name, true);
+    return view(b.value().untyped_data(), b.value().element_type(), b.value().dimensions(), name, true, fold_rank(i));
   }
 
   // Result i as a destination for the op's output allocation.
@@ -75,7 +80,8 @@ class Call {
     auto r = rets_.get<ffi::AnyBuffer>(i);
     if (!r.has_value()) throw ValueError(str(op_, ": XLA call has no result ", i));
     ffi::AnyBuffer b = *r.value();
-    const Tensor t = view(b.untyped_data(), b.element_type(), b.dimensions(), "a result", false);
+    const Tensor t =
+        view(b.untyped_data(), b.element_type(), b.dimensions(), "a result", false, fold_rank(args_.size() + i));
     OutputDestination d;
     d.data = t.data;
     d.dtype = t.dtype;
@@ -106,11 +112,24 @@ class Call {
     return v.value();
   }
 
-  Tensor view(void* data, ffi::DataType et, ffi::Span<const int64_t> dims, const char* name, bool readonly) const {
+  // The rank array `i` is folded to (0: as it comes), from "fold_ranks".
+  int64_t fold_rank(size_t i) const { return i < fold_.size() ? fold_[i] : 0; }
+
+  // A buffer as a tensor; with fold_rank > 0, leading dimensions beyond that rank (batch axes
+  // jax.vmap put in front) are merged into the first one.
+  Tensor view(void* data, ffi::DataType et, ffi::Span<const int64_t> dims, const char* name, bool readonly,
+              int64_t fold_rank) const {
     Tensor t;
     t.data = data;
     t.dtype = dtype_from_xla(et, op_, name);
     t.shape.assign(dims.begin(), dims.end());
+    const auto extra = static_cast<int64_t>(t.shape.size()) - fold_rank;
+    if (fold_rank > 0 && extra > 0) {
+      int64_t lead = 1;
+      for (int64_t d = 0; d <= extra; ++d) lead *= t.shape[d];
+      t.shape.erase(t.shape.begin(), t.shape.begin() + extra);
+      t.shape[0] = lead;
+    }
     t.strides = contiguous_strides(t.shape);
     t.readonly = readonly;
     return t;
@@ -120,6 +139,7 @@ class Call {
   ffi::RemainingRets rets_;
   ffi::Dictionary attrs_;
   std::string op_;
+  VecI fold_;
 };
 
 // Results delivered by a copy rather than written in place (tests and diagnostics).

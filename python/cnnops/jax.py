@@ -15,15 +15,16 @@ its arrays and its other arguments, and run through one of two bridges:
 ``BRIDGE`` (also ``python -m cnnops info``'s ``jax_bridge``) says which one this build uses;
 ``set_bridge`` chooses for the calls traced afterwards. Argument parsing and output shapes are
 cnnops' own (python/cnnops/conv.py, pool.py, ...), run at trace time, so errors in the arguments
-and most shape errors are raised while tracing, naming the op. Under ``vmap`` the call runs once
-per mapped element. Layouts are cnnops' (channels first; ``data_format=`` for pooling and
-upsampling), dtypes float32 and float64 (the latter needs ``jax.config.update("jax_enable_x64",
-True)``).
+and most shape errors are raised while tracing, naming the op. Layouts are cnnops' (channels
+first; ``data_format=`` for pooling and upsampling), dtypes float32 and float64 (the latter needs
+``jax.config.update("jax_enable_x64", True)``).
 
 Functions: ``conv1d/2d/3d``, ``conv_transpose1d/2d/3d``, ``max_pool*``, ``avg_pool*``, ``lp_pool*``,
 ``adaptive_avg_pool*``, ``adaptive_max_pool*``, ``upsample_nearest1d/2d/3d`` and the IoU losses
 ``iou_loss``, ``giou_loss``, ``diou_loss``, ``ciou_loss``, with the arguments of the cnnops
-functions of the same names (values only: no ``return_indices``)."""
+functions of the same names (values only: no ``return_indices``). Under ``vmap``, pooling,
+upsampling and element-wise losses run once over the whole mapped batch (its axes join the op's
+batch axis); convolutions and reduced losses run once per mapped element."""
 from __future__ import annotations
 
 import functools
@@ -96,26 +97,39 @@ def _ffi_attr(v):
     return np.asarray([float(e) if floats else int(e) for e in v], np.float64 if floats else np.int64)
 
 
-def _core(target, arrays, results, attrs):
+def _core(target, arrays, results, attrs, fold=None):
     """_C.<target>(**arrays, **attrs) as a JAX value shaped like `results` (one ShapeDtypeStruct or a
     tuple). `arrays`: (argument name, JAX array or None) in the core function's order, None only for
-    trailing optional arrays; the core's None results (gradients nobody asked for) are skipped."""
+    trailing optional arrays; the core's None results (gradients nobody asked for) are skipped.
+
+    `fold`: for ops whose batch axis can take jax.vmap's, the rank of each given array and then of
+    each result for the op; vmapped calls then run once over the whole batch, the vmapped axes
+    merged into the first (``vmap_method="broadcast_all"``). Without it, once per element."""
     given = [a for _, a in arrays if a is not None]
+    vmap_method = "broadcast_all" if fold else "sequential"
     if BRIDGE == "xla_ffi" and jax.default_backend() == "cpu":
         ffi_attrs = {k: _ffi_attr(v) for k, v in attrs.items() if not (isinstance(v, tuple) and len(v) == 0)}
-        return jax.ffi.ffi_call(f"cnnops_{target}", results, vmap_method="sequential")(*given, **ffi_attrs)
+        if fold:
+            ffi_attrs["fold_ranks"] = np.asarray(fold, np.int64)
+        return jax.ffi.ffi_call(f"cnnops_{target}", results, vmap_method=vmap_method)(*given, **ffi_attrs)
     names = [n for n, a in arrays if a is not None]
     absent = {n: None for n, a in arrays if a is None}
     fn = getattr(_C, target)
     single = not isinstance(results, tuple)
 
     def host(*values):
-        out = fn(**dict(zip(names, (np.asarray(v) for v in values))), **absent, **attrs)
+        values = [np.asarray(v) for v in values]
+        lead = values[0].shape[:values[0].ndim - fold[0]] if fold else ()
+        if lead:
+            values = [v.reshape((-1,) + v.shape[len(lead) + 1:]) for v in values]
+        out = fn(**dict(zip(names, values)), **absent, **attrs)
         outs = [o for o in (out if isinstance(out, tuple) else (out,)) if o is not None]
-        conv = [np.asarray(o, dtype=s.dtype) for o, s in zip(outs, [results] if single else results)]
-        return conv[0] if single else tuple(conv)
+        outs = [np.asarray(o, dtype=s.dtype) for o, s in zip(outs, [results] if single else results)]
+        if lead:
+            outs = [o.reshape(lead + (-1,) + o.shape[1:]) for o in outs]
+        return outs[0] if single else tuple(outs)
 
-    return jax.pure_callback(host, results, *given, vmap_method="sequential")
+    return jax.pure_callback(host, results, *given, vmap_method=vmap_method)
 
 
 def _sds(shape, dtype):
@@ -277,15 +291,17 @@ def _pool(x, a, out_shape):
 
 
 def _pool_fwd(x, a, out_shape):
+    r = len(out_shape)
     y = _core("pool", [("input", x)], _sds(out_shape, x.dtype), {**dict(a), "return_indices": False,
-                                                                  "tf_indices": False})
+                                                                  "tf_indices": False}, fold=(r, r))
     return y, x
 
 
 def _pool_bwd(a, out_shape, x, g):
     # max kinds: the core recomputes the argmax from the input (the forward's, by the same rule)
+    r = x.ndim
     return (_core("pool_backward", [("grad_output", g), ("input", x), ("indices", None)], _sds(x.shape, x.dtype),
-                  dict(a)),)
+                  dict(a), fold=(r, r, r)),)
 
 
 _pool.defvjp(_pool_fwd, _pool_bwd)
@@ -361,7 +377,8 @@ def _upsample(x, a, out_shape):
 
 
 def _upsample_fwd(x, a, out_shape):
-    return _core("upsample_nearest", [("input", x)], _sds(out_shape, x.dtype), dict(a)), x
+    r = x.ndim
+    return _core("upsample_nearest", [("input", x)], _sds(out_shape, x.dtype), dict(a), fold=(r, r)), x
 
 
 def _upsample_bwd(a, out_shape, x, g):
@@ -369,7 +386,8 @@ def _upsample_bwd(a, out_shape, x, g):
     nd, cl = d["nd"], d["channels_last"]
     d.pop("out_size")
     d["in_size"] = tuple(shape_of(x)[1:1 + nd] if cl else shape_of(x)[2:])
-    return (_core("upsample_nearest_backward", [("grad_output", g)], _sds(x.shape, x.dtype), d),)
+    return (_core("upsample_nearest_backward", [("grad_output", g)], _sds(x.shape, x.dtype), d,
+                  fold=(x.ndim, x.ndim)),)
 
 
 _upsample.defvjp(_upsample_fwd, _upsample_bwd)
@@ -413,14 +431,18 @@ def _box_loss(b1, b2, a):
 
 def _box_loss_fwd(b1, b2, a):
     d = dict(a)
-    shape = (b1.shape[0],) if d["reduction"] == "none" else ()
-    return _core("box_loss", [("boxes1", b1), ("boxes2", b2)], _sds(shape, b1.dtype), d), (b1, b2)
+    none = d["reduction"] == "none"  # only element-wise losses can take vmap's axis into their batch
+    shape = (b1.shape[0],) if none else ()
+    return _core("box_loss", [("boxes1", b1), ("boxes2", b2)], _sds(shape, b1.dtype), d,
+                 fold=(2, 2, 1) if none else None), (b1, b2)
 
 
 def _box_loss_bwd(a, res, g):
     b1, b2 = res
+    d = dict(a)
     return _core("box_loss_backward", [("grad_output", g), ("boxes1", b1), ("boxes2", b2)],
-                 (_sds(b1.shape, b1.dtype), _sds(b2.shape, b2.dtype)), dict(a))
+                 (_sds(b1.shape, b1.dtype), _sds(b2.shape, b2.dtype)), d,
+                 fold=(1, 2, 2, 2, 2) if d["reduction"] == "none" else None)
 
 
 _box_loss.defvjp(_box_loss_fwd, _box_loss_bwd)

@@ -9,6 +9,9 @@
 // L1 across the B panels. MR and NR are the current SIMD level's register tile (gemm.h: 6 x 16
 // with AVX2, 14 x 32 with AVX-512). Tasks are (image, group, pixel block [, output-channel slice]) handed
 // out dynamically; the channel slice only splits when there are too few tasks for the threads.
+// Images with fewer pixels than a block (ResNet's 7x7 and 4x4 layers) are concatenated instead:
+// a block is a run of the (image, pixel) sequence, its panels gathered through a per-tap table of
+// input offsets, its results written to a buffer and scattered to the images.
 // Strided layers build the panels from padded, stride-phase-split copies of the rows the block
 // reads (one pass per channel and chunk) instead of gathering every tap with a stride.
 // Packing costs O(CRS * nc) per task against O(Kg * CRS * nc) FMAs, so it is amortised unless Kg
@@ -18,9 +21,11 @@
 // grad_output with the flipped, transposed weights (conv_driver.cpp, grad_input_as_forward);
 // otherwise dcol = W^T * dY per pixel block through the strided GEMM, then col2im adds dcol into
 // grad_input. Tasks own (image, channel block), so every element of grad_input is written by one
-// thread in a fixed order: the result is deterministic. grad_weight: dW^T = sum_n col_n * dY_n^T,
-// tasks own (group, block of 96 taps, image chunk), build the micro-kernel's A panels straight
-// from im2col rows, and write private partial sums that are added in a fixed order at the end.
+// thread in a fixed order: the result is deterministic (small images: a task owns a group of
+// images and one GEMM covers them). grad_weight: dW^T = sum_n col_n * dY_n^T over the pixels of
+// all images in blocks that cross images, tasks own (group, block of 96 taps, chunk of pixel
+// blocks), build the micro-kernel's A panels straight from im2col rows, read dY^T panels packed
+// once per call, and write private partial sums that are added in a fixed order at the end.
 //
 // The micro-kernel alone on L1-resident panels runs at ~95% of peak; in a layer, im2col packing
 // and copies take most of the rest of the time, hence the phase-split copies of strided layers
@@ -36,6 +41,7 @@
 #include <vector>
 
 #include "core/parallel.h"
+#include "core/tensor.h"
 #include "ops/cpu/gemm.h"
 
 namespace cnnops {
@@ -253,6 +259,30 @@ void im2col_row(const T* xg, const Conv2dGeom& g, int64_t c, int64_t r, int64_t 
   }
 }
 
+// For small output planes (fewer pixels than a GEMM block, read by blocks of concatenated
+// images): the offset inside an input plane that tap (r, s) reads at each output pixel, -1 for a
+// zero pad, tab[(r * S + s) * PQ + p]. A block then gathers a tap's values through the table,
+// one load per value, where im2col_row would walk each short output row with its edge cases
+// (ResNet's 4x4 layer: a third of the forward's time).
+static std::vector<int64_t> tap_table(const Conv2dGeom& g) {
+  const int64_t PQ = g.P * g.Q;
+  std::vector<int64_t> tab(static_cast<size_t>(g.R * g.S * PQ));
+  for (int64_t r = 0; r < g.R; ++r)
+    for (int64_t s = 0; s < g.S; ++s)
+      for (int64_t p = 0; p < PQ; ++p) {
+        const int64_t ih = pad_index(p / g.Q * g.sh - g.pt + r * g.dh, g.H, g.mode);
+        const int64_t iw = pad_index(p % g.Q * g.sw - g.pl + s * g.dw, g.W, g.mode);
+        tab[(r * g.S + s) * PQ + p] = ih < 0 || iw < 0 ? -1 : ih * g.W + iw;
+      }
+  return tab;
+}
+
+// out[i * os] = the value table entry t[i] points at in `plane` (zero for -1), i < n.
+template <typename T>
+static inline void gather_tap(const T* plane, const int64_t* t, int64_t n, T* out, int64_t os = 1) {
+  for (int64_t i = 0; i < n; ++i) out[i * os] = t[i] < 0 ? T(0) : plane[t[i]];
+}
+
 // Adjoint of im2col_row: adds the row's values into the input-gradient plane of channel c.
 template <typename T>
 static void col2im_row_add(T* dxg, const Conv2dGeom& g, int64_t c, int64_t r, int64_t s, int64_t p0, int64_t np,
@@ -381,13 +411,22 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
     pack_a(MR, w + gi * g.Kg * CRS + k0, CRS, 1, g.Kg, std::min(KC, CRS - k0), wpack.p + gi * Mp * CRS + k0 * Mp);
   });
 
-  int64_t nb = ceil_div(PQ, NC_MAX);
-  const int64_t nc = round_up(ceil_div(PQ, nb), NR);
-  nb = ceil_div(PQ, nc);
-  // Split output channels only when (image, group, pixel block) tasks cannot feed the threads.
+  // Images smaller than a block are concatenated: a block is then nc consecutive pixels of the
+  // (image, pixel) sequence, so the GEMM's columns are full and every weight panel serves nc
+  // pixels (ResNet's 4x4 and 7x7 layers: one image per block would leave half of an AVX-512
+  // tile's columns empty and stream the whole weight matrix once per image). There, blocks of
+  // at least 4 panels are made small enough to give every thread one, rather than splitting the
+  // output channels: each channel slice would pack the same panels again.
   const int64_t threads = num_threads();
+  const bool cross = PQ < NC_MAX && g.N > 1;
+  const int64_t total = cross ? g.N * PQ : PQ, nimg = cross ? 1 : g.N;
+  int64_t nb = ceil_div(total, NC_MAX);
+  if (cross) nb = std::max(nb, std::min(threads, total / (4 * NR)));
+  const int64_t nc = round_up(ceil_div(total, nb), NR);
+  nb = ceil_div(total, nc);
+  // Split output channels only when (image, group, pixel block) tasks cannot feed the threads.
   int64_t ksplit = 1;
-  while (g.N * g.G * nb * ksplit < 3 * threads && Mp / MR >= 2 * ksplit * 2) ksplit *= 2;
+  while (nimg * g.G * nb * ksplit < (cross ? threads : 3 * threads) && Mp / MR >= 2 * ksplit * 2) ksplit *= 2;
   const int64_t kr = round_up(ceil_div(g.Kg, ksplit), MR);
   // B panels. Strided layers copy them from padded, stride-phase-split rows (fill_padded_rows),
   // where every tap's values at consecutive output columns are consecutive, so a panel row is a
@@ -395,22 +434,40 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
   // strided gathers). At stride 1 im2col_row copies runs of the input rows already; a slab there
   // would only add a pass (conv1d 16x128x1024 k3: 6% slower).
   // A task fills whole padded rows, so rows much longer than its pixel block (strided 1-D
-  // convolutions over long series) keep im2col_row too.
+  // convolutions over long series) keep im2col_row too, as do blocks of concatenated images.
   const int64_t max_rows = slab_rows(g, ceil_div(nc, g.Q) + 1);
   const int64_t Wph = padded_phase_width(g, g.Q), Ws = g.sw * Wph;
-  const bool use_slab = (g.sh > 1 || g.sw > 1) && max_rows * Ws <= 2 * RS * nc;
+  const bool use_slab = !cross && (g.sh > 1 || g.sw > 1) && max_rows * Ws <= 2 * RS * nc;
   const int64_t max_ch = std::min(g.Cg, ceil_div(KC, RS) + 1);
   const int64_t ycs = out_cstride(g);
 
-  parallel_for(g.N * g.G * nb * ksplit, [&](int64_t t) {
+  const std::vector<int64_t> tab = cross ? tap_table(g) : std::vector<int64_t>();
+  // A block's part of one image: pixels [p, p + len) of image n at block column j.
+  struct Seg {
+    int64_t n, p, len, j;
+  };
+  parallel_for(nimg * g.G * nb * ksplit, [&](int64_t t) {
     const int64_t kq = t % ksplit, pb = (t / ksplit) % nb, gi = (t / ksplit / nb) % g.G, n = t / ksplit / nb / g.G;
-    const int64_t p0 = pb * nc, np = std::min(nc, PQ - p0);
+    const int64_t p0 = pb * nc, np = std::min(nc, total - p0);
     const int64_t m0 = kq * kr, m1 = std::min(g.Kg, m0 + kr);
     if (m0 >= m1) return;
     const int64_t npanels = ceil_div(np, NR), tail = np - (npanels - 1) * NR;
+    Seg* segs = static_cast<Seg*>(thread_scratch(4, sizeof(Seg) * (cross ? ceil_div(nc, PQ) + 1 : 1)));
+    int64_t nseg = 0;
+    if (cross)
+      for (int64_t q = p0; q < p0 + np;) {
+        const int64_t len = std::min(p0 + np - q, PQ - q % PQ);
+        segs[nseg++] = Seg{q / PQ, q % PQ, len, q - p0};
+        q += len;
+      }
+    else segs[nseg++] = Seg{n, p0, np, 0};
     const int64_t oh_a = p0 / g.Q, oh_b = (p0 + np - 1) / g.Q, rows = slab_rows(g, oh_b - oh_a + 1);
-    const auto plane = [&](int64_t c) { return in_plane(x, xplanes, g, n, gi * g.Cg + c); };
-    T* yg = y + out_plane(g, n, gi * g.Kg) + p0;
+    const auto plane = [&](int64_t img, int64_t c) { return in_plane(x, xplanes, g, img, gi * g.Cg + c); };
+    // Results go straight to y for one image; concatenated images use a buffer scattered at the end.
+    const int64_t ldcb = npanels * NR;
+    T* cbuf = cross ? static_cast<T*>(thread_scratch(3, sizeof(T) * (m1 - m0) * ldcb)) : nullptr;
+    T* yg = cross ? cbuf - m0 * ldcb : y + out_plane(g, n, gi * g.Kg) + p0;
+    const int64_t ldy = cross ? ldcb : ycs;
     T* slab = use_slab ? static_cast<T*>(thread_scratch(0, sizeof(T) * max_ch * max_rows * Ws)) : nullptr;
     T* row = use_slab ? nullptr : static_cast<T*>(thread_scratch(2, sizeof(T) * nc));
     T* bpack = static_cast<T*>(thread_scratch(1, sizeof(T) * KC * npanels * NR));
@@ -428,11 +485,11 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
       const int64_t c_lo = k0 / RS, c_hi = (k0 + kc - 1) / RS;  // channels this chunk's taps read
       if (use_slab)
         for (int64_t c = c_lo; c <= c_hi; ++c)
-          fill_padded_rows(plane(c), g, oh_a * g.sh, rows, slab + (c - c_lo) * rows * Ws, Wph);
+          fill_padded_rows(plane(n, c), g, oh_a * g.sh, rows, slab + (c - c_lo) * rows * Ws, Wph);
       for (int64_t kk = 0; kk < kc; ++kk) {
         const int64_t crs = k0 + kk, c = crs / RS, r = (crs % RS) / g.S, s = crs % g.S;
-        if (!use_slab && r == 0 && s == 0 && c + pf_ch < g.Cg) {
-          const char* a = reinterpret_cast<const char*>(plane(c + pf_ch) + pf_lo);
+        if (!use_slab && !cross && r == 0 && s == 0 && c + pf_ch < g.Cg) {
+          const char* a = reinterpret_cast<const char*>(plane(n, c + pf_ch) + pf_lo);
           for (int64_t o = 0; o < pf_bytes; o += 64) __builtin_prefetch(a + o);
         }
         T* dst = bpack + kk * NR;
@@ -446,7 +503,12 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
             j += len, ow = 0, ++oh;
           }
         } else {
-          im2col_row(plane(c), g, 0, r, s, p0, np, row);
+          for (int64_t i = 0; i < nseg; ++i) {
+            if (cross)
+              gather_tap(plane(segs[i].n, c), tab.data() + (r * g.S + s) * PQ + segs[i].p, segs[i].len,
+                         row + segs[i].j);
+            else im2col_row(plane(segs[i].n, c), g, 0, r, s, segs[i].p, segs[i].len, row + segs[i].j);
+          }
           put_run(NR, dst, ps, 0, row, np);
         }
         // columns past np are computed and dropped; zeros keep stale (denormal, NaN) values out
@@ -458,15 +520,21 @@ void conv2d_forward_gemm(const T* x, const T* w, const T* b, T* y, const Conv2dG
         const T* ap = wp + (i / MR) * kc * MR;
         for (int64_t jp = 0; jp < npanels; ++jp) {
           const int nr = static_cast<int>(jp + 1 < npanels ? NR : tail);
-          gk.tile(kc, ap, bpack + jp * ps, yg + i * ycs + jp * NR, ycs, k0 > 0, mr, nr);
+          gk.tile(kc, ap, bpack + jp * ps, yg + i * ldy + jp * NR, ldy, k0 > 0, mr, nr);
         }
       }
     }
-    if (b) {
-      for (int64_t i = m0; i < m1; ++i) {
-        const T bv = b[gi * g.Kg + i];
-        T* yr = yg + i * ycs;
-        for (int64_t j = 0; j < np; ++j) yr[j] += bv;
+    for (int64_t i = m0; i < m1; ++i) {
+      const T bv = b ? b[gi * g.Kg + i] : T(0);
+      if (!cross) {
+        if (b)
+          for (int64_t j = 0; j < np; ++j) yg[i * ycs + j] += bv;
+        continue;
+      }
+      for (int64_t e = 0; e < nseg; ++e) {
+        const T* src = cbuf + (i - m0) * ldcb + segs[e].j;
+        T* dst = y + out_plane(g, segs[e].n, gi * g.Kg + i) + segs[e].p;
+        for (int64_t j = 0; j < segs[e].len; ++j) dst[j] = src[j] + bv;
       }
     }
   });
@@ -479,9 +547,13 @@ void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom
   constexpr int64_t NC = 256;
   const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q, HW = g.H * g.W;
   const int64_t threads = num_threads();
+  // Images with fewer pixels than a block go in groups of ipb: their dY columns are gathered side
+  // by side, so one GEMM covers the group (full tiles, one pass over the weights instead of one
+  // per image: ResNet's 7x7 -> 4x4 stride-2 layer).
+  const int64_t ipb = PQ < NC ? std::max<int64_t>(1, NC / PQ) : 1, nib = ceil_div(g.N, ipb);
   // Channel blocks: as many as needed to give every thread a few tasks, at least ~16 rows each.
   int64_t cb = g.Cg;
-  while (cb > 1 && g.N * g.G * ceil_div(g.Cg, cb) < 4 * threads && (cb / 2) * RS >= 16) cb = ceil_div(cb, 2);
+  while (cb > 1 && nib * g.G * ceil_div(g.Cg, cb) < 4 * threads && (cb / 2) * RS >= 16) cb = ceil_div(cb, 2);
   const int64_t ncb = ceil_div(g.Cg, cb);
   // col2im_taps_add: stride 2, zero padding, at least two taps per phase, rows of 32 or more
   const bool phase_rows = g.sw == 2 && g.mode == PadMode::Zeros && g.S >= 4 && g.Q >= 32;
@@ -495,14 +567,34 @@ void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom
     const int64_t q = t % ncb, gi = t / ncb, c0 = q * cb, rows = (std::min(g.Cg, c0 + cb) - c0) * RS;
     pack_a_full(gk.mr, w + gi * g.Kg * CRS + c0 * RS, 1, CRS, rows, g.Kg, wpack.p + t * apanel);
   });
-  parallel_for(g.N * g.G * ncb, [&](int64_t t) {
-    const int64_t q = t % ncb, gi = (t / ncb) % g.G, n = t / ncb / g.G;
+  parallel_for(nib * g.G * ncb, [&](int64_t t) {
+    const int64_t q = t % ncb, gi = (t / ncb) % g.G, ib = t / ncb / g.G;
+    const int64_t n0 = ib * ipb, n1 = std::min(g.N, n0 + ipb);
     const int64_t c0 = q * cb, c1 = std::min(g.Cg, c0 + cb), rows = (c1 - c0) * RS;
-    T* dxg = dx + (n * g.C + gi * g.Cg) * HW;
-    for (int64_t c = c0; c < c1; ++c) std::fill(dxg + c * HW, dxg + (c + 1) * HW, bias ? bias[gi * g.Cg + c] : T(0));
+    for (int64_t n = n0; n < n1; ++n) {
+      T* dxg = dx + (n * g.C + gi * g.Cg) * HW;
+      for (int64_t c = c0; c < c1; ++c) std::fill(dxg + c * HW, dxg + (c + 1) * HW, bias ? bias[gi * g.Cg + c] : T(0));
+    }
     T* dcol = static_cast<T*>(thread_scratch(0, sizeof(T) * rows * NC));
     T* prow = phase_rows ? static_cast<T*>(thread_scratch(1, sizeof(T) * 2 * Wph)) : nullptr;
     const T* ap = wpack.p + (gi * ncb + q) * apanel;
+    if (ipb > 1) {
+      // B(k, j) = dY[n0 + j / PQ][k][j % PQ], gathered for the group
+      const int64_t np = (n1 - n0) * PQ;
+      T* dyb = static_cast<T*>(thread_scratch(2, sizeof(T) * g.Kg * np));
+      for (int64_t k = 0; k < g.Kg; ++k)
+        for (int64_t n = n0; n < n1; ++n)
+          std::memcpy(dyb + k * np + (n - n0) * PQ, dy + (n * g.K + gi * g.Kg + k) * PQ, sizeof(T) * PQ);
+      gemm_packed_a<T>(gk, rows, np, g.Kg, ap, dyb, np, 1, dcol, np, false);
+      for (int64_t n = n0; n < n1; ++n) {
+        T* dxg = dx + (n * g.C + gi * g.Cg) * HW;
+        for (int64_t m = 0; m < rows; ++m)
+          col2im_row_add(dxg, g, c0 + m / RS, (m % RS) / g.S, m % g.S, 0, PQ, dcol + m * np + (n - n0) * PQ);
+      }
+      return;
+    }
+    const int64_t n = n0;
+    T* dxg = dx + (n * g.C + gi * g.Cg) * HW;
     const T* dyg = dy + (n * g.K + gi * g.Kg) * PQ;  // B(k, p) = dY[k][p]
     for (int64_t p0 = 0; p0 < PQ; p0 += NC) {
       const int64_t np = std::min(NC, PQ - p0);
@@ -521,10 +613,14 @@ void conv2d_backward_input_gemm(const T* dy, const T* w, T* dx, const Conv2dGeom
 }
 
 // grad_weight, transposed: dW^T (CRS x Kg) += col (CRS x P) * dY^T (P x Kg), summed over images.
-// The im2col rows of one MR-row panel are written straight into the micro-kernel's A layout
-// (6 taps interleaved per pixel), and dY^T is packed into NR-column panels once per pixel block,
-// so both operands are read sequentially; the task's result block (rows x Kg, padded to whole
-// tiles) lives in a private buffer and is transposed into dW once at the end.
+// The reduction runs over the pixels of all images as one sequence (image, pixel), in blocks of
+// NC pixels that cross images, so small images (ResNet's 7x7 and 4x4 layers) still give the
+// micro-kernel NC-long reductions. The im2col rows of one MR-row panel are written straight into
+// the micro-kernel's A layout (MR taps interleaved per pixel), and dY^T is packed into NR-column
+// panels once per pixel block -- for the whole problem up front when that fits kPackedDyBytes,
+// since every tap block reads the same panels -- so both operands are read sequentially; the
+// task's result block (rows x Kg, padded to whole tiles) lives in a private buffer and is
+// transposed into dW once at the end.
 template <typename T>
 void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeom& g) {
   const GemmKernels<T> gk = gemm_kernels<T>();
@@ -534,37 +630,71 @@ void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeo
   const int64_t RS = g.R * g.S, CRS = g.Cg * RS, PQ = g.P * g.Q;
   const int64_t ncb = ceil_div(CRS, CB);
   const int64_t Kp = round_up(g.Kg, NR);
-  // Reduction split over image chunks only when the (group, tap block) tasks are too few.
+  const int64_t total = g.N * PQ, npb = ceil_div(total, NC);
+  // Reduction split over chunks of pixel blocks only when the (group, tap block) tasks are too few.
   const size_t wsize = static_cast<size_t>(g.K * CRS);
-  const int64_t nic = weight_grad_chunks(g.N, g.G * ncb, static_cast<int64_t>(wsize * sizeof(T)));
-  const int64_t per = ceil_div(g.N, nic);
+  const int64_t nic = weight_grad_chunks(npb, g.G * ncb, static_cast<int64_t>(wsize * sizeof(T)));
+  const int64_t per = ceil_div(npb, nic);
   std::vector<T> partial(nic > 1 ? wsize * nic : 0);
+  const bool small = PQ < NC;
+  const std::vector<int64_t> tab = small ? tap_table(g) : std::vector<int64_t>();
+  // dY^T panels of pixel block `blk` of group gi: panel j (NR channels) holds np rows of NR values.
+  const auto pack_dy = [&](int64_t gi, int64_t blk, T* out) {
+    const int64_t q0 = blk * NC, np = std::min(NC, total - q0);
+    for (int64_t j = 0; j < Kp; j += NR)
+      for (int64_t jj = 0; jj < NR; ++jj) {
+        T* o = out + j * np + jj;
+        if (j + jj >= g.Kg) {
+          for (int64_t pp = 0; pp < np; ++pp) o[pp * NR] = T(0);
+          continue;
+        }
+        for (int64_t q = q0; q < q0 + np;) {
+          const int64_t n = q / PQ, p = q % PQ, len = std::min(q0 + np - q, PQ - p);
+          const T* src = dy + (n * g.K + gi * g.Kg + j + jj) * PQ + p;
+          T* oq = o + (q - q0) * NR;
+          for (int64_t pp = 0; pp < len; ++pp) oq[pp * NR] = src[pp];
+          q += len;
+        }
+      }
+  };
+  constexpr int64_t kPackedDyBytes = int64_t(32) << 20;
+  const bool prepack = ncb > 1 && g.G * npb * NC * Kp * int64_t(sizeof(T)) <= kPackedDyBytes;
+  Tensor dyp_buf =
+      prepack ? empty({g.G * npb * NC * Kp}, sizeof(T) == 4 ? DType::Float32 : DType::Float64, Device{}) : Tensor{};
+  if (prepack) parallel_for(g.G * npb, [&](int64_t t) { pack_dy(t / npb, t % npb, dyp_buf.ptr<T>() + t * NC * Kp); });
   parallel_for(g.G * ncb * nic, [&](int64_t t) {
     const int64_t ic = t % nic, q = (t / nic) % ncb, gi = t / nic / ncb;
     const int64_t r0 = q * CB, r1 = std::min(CRS, r0 + CB), rows = r1 - r0, rows_p = round_up(rows, MR);
     T* acc = static_cast<T*>(thread_scratch(0, sizeof(T) * rows_p * Kp));
     T* apack = static_cast<T*>(thread_scratch(1, sizeof(T) * NC * MR));
-    T* bpack = static_cast<T*>(thread_scratch(2, sizeof(T) * NC * Kp));
+    T* bscratch = prepack ? nullptr : static_cast<T*>(thread_scratch(2, sizeof(T) * NC * Kp));
     T* row = static_cast<T*>(thread_scratch(3, sizeof(T) * NC));
     std::fill(acc, acc + rows_p * Kp, T(0));
-    for (int64_t n = ic * per; n < std::min(g.N, (ic + 1) * per); ++n) {
-      const T* xg = x + (n * g.C + gi * g.Cg) * g.H * g.W;
-      const T* dyg = dy + (n * g.K + gi * g.Kg) * PQ;
-      for (int64_t p0 = 0; p0 < PQ; p0 += NC) {
-        const int64_t np = std::min(NC, PQ - p0);
-        pack_b(NR, dyg + p0, 1, PQ, np, g.Kg, bpack);  // B(p, k) = dY[k][p0 + p]
-        for (int64_t i = 0; i < rows; i += MR) {
-          for (int ii = 0; ii < MR; ++ii) {
-            const int64_t crs = r0 + i + ii;
-            if (crs < r1) {
-              im2col_row(xg, g, crs / RS, (crs % RS) / g.S, crs % g.S, p0, np, row);
-              for (int64_t pp = 0; pp < np; ++pp) apack[pp * MR + ii] = row[pp];
-            } else {
-              for (int64_t pp = 0; pp < np; ++pp) apack[pp * MR + ii] = T(0);
-            }
+    for (int64_t blk = ic * per; blk < std::min(npb, (ic + 1) * per); ++blk) {
+      const int64_t q0 = blk * NC, np = std::min(NC, total - q0);
+      const T* bpack = bscratch;
+      if (prepack) bpack = dyp_buf.ptr<T>() + (gi * npb + blk) * NC * Kp;
+      else pack_dy(gi, blk, bscratch);
+      for (int64_t i = 0; i < rows; i += MR) {
+        for (int ii = 0; ii < MR; ++ii) {
+          const int64_t crs = r0 + i + ii;
+          if (crs >= r1) {
+            for (int64_t pp = 0; pp < np; ++pp) apack[pp * MR + ii] = T(0);
+            continue;
           }
-          for (int64_t j = 0; j < Kp; j += NR) gk.full(np, apack, bpack + j * np, acc + i * Kp + j, Kp, true);
+          // small images: gathered straight into the A panel; else im2col runs, then interleaved
+          const int64_t c = crs / RS, rs = crs % RS;
+          for (int64_t qq = q0; qq < q0 + np;) {
+            const int64_t n = qq / PQ, p = qq % PQ, len = std::min(q0 + np - qq, PQ - p);
+            const T* xg = x + (n * g.C + gi * g.Cg) * g.H * g.W;
+            if (small) gather_tap(xg + c * g.H * g.W, tab.data() + rs * PQ + p, len, apack + (qq - q0) * MR + ii, MR);
+            else im2col_row(xg, g, c, rs / g.S, rs % g.S, p, len, row + (qq - q0));
+            qq += len;
+          }
+          if (!small)
+            for (int64_t pp = 0; pp < np; ++pp) apack[pp * MR + ii] = row[pp];
         }
+        for (int64_t j = 0; j < Kp; j += NR) gk.full(np, apack, bpack + j * np, acc + i * Kp + j, Kp, true);
       }
     }
     T* out = (nic > 1 ? partial.data() + ic * wsize : dw) + gi * g.Kg * CRS;

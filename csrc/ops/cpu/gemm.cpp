@@ -188,8 +188,8 @@ void pack_b(int NR, const T* B, int64_t rs, int64_t cs, int64_t kc, int64_t n, T
 
 void* thread_scratch(int slot, size_t bytes) {
   struct Pool {
-    void* p[4] = {nullptr, nullptr, nullptr, nullptr};
-    size_t n[4] = {0, 0, 0, 0};
+    void* p[kScratchSlots] = {};
+    size_t n[kScratchSlots] = {};
     ~Pool() {
       for (void* q : p) std::free(q);
     }

@@ -138,9 +138,11 @@ template <typename T>
 void gemm_packed_a(const GemmKernels<T>& gk, int64_t M, int64_t N, int64_t K, const T* apack, const T* B, int64_t rsb,
                    int64_t csb, T* C, int64_t ldc, bool accumulate);
 
-// Per-thread scratch that grows and is reused across calls (no allocation in hot loops). The
-// block stays valid until the next call with the same slot on the same thread. A CNNOPS_SANITIZE
+// Per-thread scratch that grows and is reused across calls (no allocation in hot loops), in
+// slots 0 .. kScratchSlots - 1. The block stays valid until the next call with the same slot on
+// the same thread. A CNNOPS_SANITIZE
 // build allocates a fresh block of exactly `bytes` on every call instead.
+constexpr int kScratchSlots = 6;
 void* thread_scratch(int slot, size_t bytes);
 
 // The AVX-512 packed GEMM (defined only when the AVX-512 translation unit is compiled).

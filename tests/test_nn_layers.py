@@ -388,7 +388,7 @@ def test_concat_fd(rng):
     assert y.shape == (2, 7, 4, 3)
 
 
-# ----------------------------------------------------------------------------- pooling (NumPy paths)
+# ----------------------------------------------------------------------------- pooling: windows tiling the input
 @pytest.mark.parametrize("cls,tname,kw,shape", [
     (nn.MaxPool2d, "MaxPool2d", dict(kernel_size=2), (2, 3, 6, 4)),
     (nn.MaxPool2d, "MaxPool2d", dict(kernel_size=(3, 2)), (1, 2, 9, 6)),

@@ -1,10 +1,7 @@
 """Pooling, unpooling and upsampling layers over the cnnops pooling kernels.
 
 Forward keeps its input (and the argmax indices where the op has them); backward calls the
-matching ``*_backward`` kernel. Non-overlapping max/avg pooling (kernel == stride, no padding,
-dilation 1, sizes divisible) is done in NumPy instead: an element-wise max/sum over the kh*kw
-strided views of the input (one per window offset), and in backward a first-maximum mask per
-offset. That case is bandwidth-bound and needs no index array (LeNet-5, VGG, FCN 2x2 pools).
+matching ``*_backward`` kernel.
 """
 from __future__ import annotations
 
@@ -27,32 +24,6 @@ def _kernel(name):
 
 def _pair(v):
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
-
-def _blocked(x, k, s, padding, dilation, ceil_mode):
-    """True when pooling is a plain reshape: windows tile the input exactly."""
-    kh, kw = _pair(k)
-    sh, sw = _pair(s)
-    return ((kh, kw) == (sh, sw) and _pair(padding) == (0, 0) and _pair(dilation) == (1, 1)
-            and x.ndim == 4 and x.shape[2] % kh == 0 and x.shape[3] % kw == 0)
-
-
-def _taps(kh, kw):
-    """Window offsets in row-major order (the order that decides ties: first maximum wins)."""
-    return [(i, j) for i in range(kh) for j in range(kw)]
-
-
-def _tap(x, i, j, kh, kw):
-    """The strided view of x holding offset (i, j) of every non-overlapping window."""
-    return x[:, :, i::kh, j::kw]
-
-
-def _blocked_max(x, kh, kw):
-    taps = _taps(kh, kw)
-    y = _tap(x, *taps[0], kh, kw).copy()
-    for t in taps[1:]:
-        np.maximum(y, _tap(x, *t, kh, kw), out=y)
-    return y
 
 
 class _Pool2d(Module):
@@ -80,33 +51,15 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         self._check(x)
-        if not self.return_indices and _blocked(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                                                self.ceil_mode):
-            kh, kw = _pair(self.kernel_size)
-            self._cache = ("blocked", x, None)
-            return _blocked_max(x, kh, kw)
+        # the indices make the backward a gather (cheaper than recomputing each window's argmax)
         y, idx = _kernel("max_pool2d")(x, self.kernel_size, self.stride, self.padding, self.dilation,
                                        self.ceil_mode, return_indices=True)
-        self._cache = ("kernel", x, idx)
+        self._cache = (x, idx)
         return (y, idx) if self.return_indices else y
 
     def backward(self, grad_out):
-        kind, x, extra = saved(self._cache, "MaxPool2d")
-        if kind == "blocked":
-            # each window's gradient goes to its first maximum (as the kernels and PyTorch do)
-            # (the maxima are recomputed: the returned output may since have been changed in place)
-            kh, kw = _pair(self.kernel_size)
-            y = _blocked_max(x, kh, kw)
-            gi = np.empty(x.shape, dtype=grad_out.dtype)
-            taken = np.zeros(y.shape, dtype=bool)
-            hit = np.empty(y.shape, dtype=bool)
-            for t in _taps(kh, kw):
-                np.equal(_tap(x, *t, kh, kw), y, out=hit)
-                np.greater(hit, taken, out=hit)  # hit and not taken
-                np.multiply(grad_out, hit, out=_tap(gi, *t, kh, kw))
-                taken |= hit
-            return gi
-        return _kernel("max_pool2d_backward")(grad_out, x, extra, self.kernel_size, self.stride, self.padding,
+        x, idx = saved(self._cache, "MaxPool2d")
+        return _kernel("max_pool2d_backward")(grad_out, x, idx, self.kernel_size, self.stride, self.padding,
                                               self.dilation, self.ceil_mode)
 
 
@@ -120,7 +73,7 @@ class AvgPool2d(_Pool2d):
         self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
         self.padding, self.ceil_mode = padding, bool(ceil_mode)
         self.count_include_pad, self.divisor_override = bool(count_include_pad), divisor_override
-        self._cache = None
+        self._x = None
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -131,28 +84,11 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x):
         self._check(x)
-        if self.divisor_override is None and _blocked(x, self.kernel_size, self.stride, self.padding, 1,
-                                                      self.ceil_mode):
-            kh, kw = _pair(self.kernel_size)
-            taps = _taps(kh, kw)
-            y = _tap(x, *taps[0], kh, kw).copy()
-            for t in taps[1:]:
-                y += _tap(x, *t, kh, kw)
-            y *= x.dtype.type(1.0 / (kh * kw))
-            self._cache = ("blocked", x)
-            return y
-        self._cache = ("kernel", x)
+        self._x = x
         return _kernel("avg_pool2d")(x, self.kernel_size, **self._opts())
 
     def backward(self, grad_out):
-        kind, x = saved(self._cache, "AvgPool2d")
-        if kind == "blocked":
-            kh, kw = _pair(self.kernel_size)
-            g = grad_out * grad_out.dtype.type(1.0 / (kh * kw))
-            gi = np.empty(x.shape, dtype=g.dtype)
-            for t in _taps(kh, kw):
-                _tap(gi, *t, kh, kw)[...] = g
-            return gi
+        x = saved(self._x, "AvgPool2d")
         return _kernel("avg_pool2d_backward")(grad_out, x, self.kernel_size, **self._opts())
 
 

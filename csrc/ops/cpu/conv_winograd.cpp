@@ -13,20 +13,19 @@
 //   1. pads the input rows its tiles read, channel by channel and image by image, into a slab
 //      (fill_padded_rows: every padding mode, plus a zero margin) and transforms whole tile rows
 //      into V[xi] (C/g x NB, row c contiguous over tiles): whole vectors only, a row's surplus
-//      lanes overwritten by the next row; the block's 16 matrices within ~192 KB of L2, except
-//      where the transformed filters exceed 2 MB: then blocks are 4 strips (and only as many as
-//      the threads need), since each block reads all of U from L3 or memory;
-//   2. per slice of up to KB = 96 output channels, runs the offset micro-kernel (rows of V read in
-//      place at stride NB + 8, no packing) for the 16 products M[xi] = U[xi] V[xi], every strip
-//      of the block under one weight panel while that panel is in L1, reducing over C/g in
-//      chunks of kGemmKC;
+//      lanes overwritten by the next row; the block's 16 matrices within ~192 KB of L2;
+//   2. per strip of NR tiles and up to KB = 96 output channels, runs the offset micro-kernel
+//      (rows of V read in place at stride NB + 8, no packing) for the 16 products
+//      M[xi] = U[xi] V[xi], each strip's V panel in L1 across the weight panels, reducing over
+//      C/g in chunks of kGemmKC;
 //   3. transforms each output channel's row of M back to 2x2 tiles (+ bias) and stores each run
 //      of tiles within a tile row as two output rows of interleaved pixel pairs.
 // The filter transform runs on 16 filters at a time (the lanes of its vectors). Beyond 8 MB of
 // transformed filters (ResNet's 512 -> 512 channels: 16 MB) and with at most 512 tiles, nothing
 // is transformed up front: the input transform covers all tiles, and one task per MR-row panel
-// of output channels transforms its own filters into L2 and multiplies them with every tile
-// (winograd_by_panels; ResNet-18's 4x4 layer at batch 16, one thread: 13.1 -> 9.1 ms).
+// of output channels transforms its own filters into L2 and multiplies them with every strip of
+// tiles while each weight panel is in L1 (winograd_by_panels; ResNet-18's 4x4 layer at batch 16,
+// one thread: 13.1 -> 9.1 ms).
 // Nothing of the size of the input or output is allocated: the transformed tiles live and die
 // in L2, which is what lets the 64-channel layers (too little arithmetic per byte to stream
 // V and M through memory) keep the arithmetic saving. One exception: the 3-D lowering reads each
@@ -292,14 +291,9 @@ static void block_split(WinoProblem<A, T>& w) {
   const Conv2dGeom& g = w.g;
   const int64_t NR = W::NR, tiles = g.N * w.NT, threads = num_threads();
   const int64_t vbudget = 192 * 1024 / (W::XI * w.Cg * static_cast<int64_t>(sizeof(T)));
-  // Transformed filters beyond L2 (deep layers: 16 MB for 512 -> 512 channels) are read once per
-  // block from L3 or memory, so there the block is 4 strips whatever V's size, and only as many
-  // blocks as threads are asked for (ResNet's 4x4 layer: 4 blocks of 16 tiles streamed U four
-  // times, 0.73x PyTorch's time on one core).
-  const bool large_u = W::XI * w.Mp * w.Cg * static_cast<int64_t>(sizeof(T)) > (int64_t(2) << 20);
-  int64_t NB = w.pre || large_u ? 4 * NR : std::min<int64_t>(4 * NR, std::max<int64_t>(NR, vbudget / NR * NR));
+  int64_t NB = w.pre ? 4 * NR : std::min<int64_t>(4 * NR, std::max<int64_t>(NR, vbudget / NR * NR));
   auto count_blocks = [&] { return w.pre ? g.N * ((w.NT + NB - 1) / NB) : (tiles + NB - 1) / NB; };
-  while (NB > NR && g.G * count_blocks() < (large_u ? 1 : 4) * threads) NB -= NR;
+  while (NB > NR && g.G * count_blocks() < 4 * threads) NB -= NR;
   w.NB = NB;
   w.nblk = count_blocks();
   w.bpi = (w.NT + NB - 1) / NB;  // blocks per image with `pre`
@@ -356,7 +350,7 @@ static void transform_block(const WinoProblem<A, T>& w, int64_t gi, const WinoRu
 template <int A, typename T>
 static void multiply_and_store(const WinoProblem<A, T>& w, int64_t gi, const WinoRun* runs, int64_t nruns, int64_t nb,
                                const T* vb, int64_t xs, const int64_t* of, const T* ug, int64_t us, int64_t mp,
-                               int64_t kbase, int64_t k_lo, int64_t k_hi) {
+                               int64_t kbase, int64_t k_lo, int64_t k_hi, bool strips_inner) {
   using W = WinoProblem<A, T>;
   constexpr int NR = W::NR, XI = W::XI;
   const int MR = w.MR;
@@ -365,30 +359,36 @@ static void multiply_and_store(const WinoProblem<A, T>& w, int64_t gi, const Win
   const int64_t Cg = w.Cg, Kg = w.Kg, KB = std::min(w.KB, (k_hi - k_lo + MR - 1) / MR * MR), nstr = (nb + NR - 1) / NR;
   const UKernelOffs<T> uk = w.gemm.uk;
   const int64_t ms = XI * KB * NR;  // one strip's products for KB output channels
-  T* mbuf = static_cast<T*>(thread_scratch(2, sizeof(T) * (nstr * ms + 4 * MR * NR)));
+  const int64_t nm = strips_inner ? nstr : 1;
+  T* mbuf = static_cast<T*>(thread_scratch(2, sizeof(T) * (nm * ms + 4 * MR * NR)));
   const T* mrow[XI];
   T* outv[4];
-  for (int q = 0; q < 4; ++q) outv[q] = mbuf + nstr * ms + q * MR * NR;
+  for (int q = 0; q < 4; ++q) outv[q] = mbuf + nm * ms + q * MR * NR;
   for (int64_t kb0 = k_lo; kb0 < k_hi; kb0 += KB) {
     const int64_t kb1 = std::min(k_hi, kb0 + KB);
-    // every strip under one weight panel while it is in L1: the panel is read once per block
-    for (int xi = 0; xi < XI; ++xi)
-      for (int64_t c0 = 0; c0 < Cg; c0 += kGemmKC) {
-        const int64_t kc = std::min(kGemmKC, Cg - c0);
-        for (int64_t k0 = kb0; k0 < kb1; k0 += MR) {
-          const T* ap = ug + xi * us + c0 * mp + ((k0 - kbase) / MR) * kc * MR;
-          for (int64_t st = 0; st < nstr; ++st) {
-            const T* bp = vb + xi * xs + (w.pre ? st * w.nplanes * NR : st * NR);
-            uk(kc, ap, bp, of + c0, mbuf + st * ms + (xi * KB + k0 - kb0) * NR, NR, c0 > 0, nullptr);
+    // strips [s0, s1) under each weight panel in turn
+    const auto products = [&](int64_t s0, int64_t s1) {
+      for (int xi = 0; xi < XI; ++xi)
+        for (int64_t c0 = 0; c0 < Cg; c0 += kGemmKC) {
+          const int64_t kc = std::min(kGemmKC, Cg - c0);
+          for (int64_t k0 = kb0; k0 < kb1; k0 += MR) {
+            const T* ap = ug + xi * us + c0 * mp + ((k0 - kbase) / MR) * kc * MR;
+            for (int64_t st = s0; st < s1; ++st) {
+              const T* bp = vb + xi * xs + (w.pre ? st * w.nplanes * NR : st * NR);
+              uk(kc, ap, bp, of + c0, mbuf + (st - s0) * ms + (xi * KB + k0 - kb0) * NR, NR, c0 > 0, nullptr);
+            }
           }
         }
-      }
+    };
+    if (strips_inner) products(0, nstr);
     for (int64_t st = 0, r0 = 0; st < nstr; ++st) {
+      if (!strips_inner) products(st, st + 1);
+      const T* mst = mbuf + (strips_inner ? st * ms : 0);
       const int64_t j0 = st * NR, nt = std::min<int64_t>(NR, nb - j0);
       int64_t r1 = r0;
       while (r1 < nruns && runs[r1].pos < j0 + nt) ++r1;
       for (int64_t k = kb0; k < kb1; ++k) {
-        for (int xi = 0; xi < XI; ++xi) mrow[xi] = mbuf + st * ms + (xi * KB + k - kb0) * NR;
+        for (int xi = 0; xi < XI; ++xi) mrow[xi] = mst + (xi * KB + k - kb0) * NR;
         w.isa.output_row(mrow, nt, w.b ? w.b[gi * Kg + k] : T(0), outv);
         for (int64_t r = r0; r < r1; ++r) {
           const WinoRun& run = runs[r];
@@ -451,7 +451,7 @@ static void winograd_by_panels(WinoProblem<A, T>& w, const T* wt) {
       T* up = static_cast<T*>(thread_scratch(0, sizeof(T) * W::XI * us));
       transform_filter_panel<A>(wt, g, gi, k0, w.MR, w.MR, 0, us, up);
       multiply_and_store(w, gi, runs.data(), nruns, tiles, v, w.Cg * w.NBs, w.offs.data(), up, us, w.MR, k0, k0,
-                         std::min(w.Kg, k0 + w.MR));
+                         std::min(w.Kg, k0 + w.MR), true);
     });
   }
 }
@@ -471,7 +471,7 @@ static void winograd_block(const WinoProblem<A, T>& w, int64_t gi, int64_t blk) 
     T* v = static_cast<T*>(thread_scratch(0, sizeof(T) * W::XI * w.Cg * w.NBs));
     transform_block(w, gi, runs, nruns, nstr, v, 0, w.Cg);
     return multiply_and_store(w, gi, runs, nruns, nb, v, w.Cg * w.NBs, w.offs.data(), w.u + gi * W::XI * w.us, w.us,
-                              w.Mp, 0, 0, w.Kg);
+                              w.Mp, 0, 0, w.Kg, false);
   }
   // V rows of the transformed planes: channel c of this block's image reads its plane's slot
   const int64_t q = p0 / NT;
@@ -479,7 +479,7 @@ static void winograd_block(const WinoProblem<A, T>& w, int64_t gi, int64_t blk) 
   for (int64_t c = 0; c < w.Cg; ++c) ofs[c] = w.plane_id[q * w.g.C + gi * w.Cg + c] * W::NR;
   const T* vb = w.pre + (p0 - q * NT) / W::NR * w.nplanes * W::NR;
   multiply_and_store(w, gi, runs, nruns, nb, vb, w.nsi * w.nplanes * W::NR, ofs, w.u + gi * W::XI * w.us, w.us, w.Mp, 0,
-                     0, w.Kg);
+                     0, w.Kg, false);
 }
 
 template <int A, typename T>

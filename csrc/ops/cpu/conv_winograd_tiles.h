@@ -213,13 +213,12 @@ void wino_store_pairs(const T* a, const T* b, int64_t n, T* dst) {
   }
 }
 
-// G v for one column (or row) v of A - 1 values, on kLanes filters at once (v[r][lane] ->
-// o[a][lane]), in double. A = 4: F(2x2, 3x3); A = 6: F(2x2, 5x5) (matrices in
-// conv_winograd_tiles.h).
+// G v for one column (or row) v of A - 1 values, on m <= kLanes filters at once (v[r][lane] ->
+// o[a][lane]), in double. A = 4: F(2x2, 3x3); A = 6: F(2x2, 5x5) (the matrices G above).
 template <int A>
-static inline void wino_g_lanes(const double* const* v, double* const* o) {
+static inline void wino_g_lanes(const double* const* v, double* const* o, int m) {
 #pragma omp simd
-  for (int i = 0; i < kLanes; ++i) {
+  for (int i = 0; i < m; ++i) {
     if constexpr (A == 4) {
       o[0][i] = v[0][i];
       o[1][i] = 0.5 * (v[0][i] + v[1][i] + v[2][i]);
@@ -245,18 +244,18 @@ void wino_filter_lanes(const T* const* f, int m, T* out, int64_t stride) {
   constexpr int R = A - 1;
   double v[R][R][kLanes], t[A][R][kLanes], u[A][A][kLanes];
   for (int rs = 0; rs < R * R; ++rs)
-    for (int i = 0; i < kLanes; ++i) v[rs / R][rs % R][i] = i < m ? static_cast<double>(f[i][rs]) : 0.0;
+    for (int i = 0; i < m; ++i) v[rs / R][rs % R][i] = static_cast<double>(f[i][rs]);
   const double* in[A];
   double* o[A];
   for (int s = 0; s < R; ++s) {  // G f: column s of f -> column s of t
     for (int r = 0; r < R; ++r) in[r] = v[r][s];
     for (int a = 0; a < A; ++a) o[a] = t[a][s];
-    wino_g_lanes<A>(in, o);
+    wino_g_lanes<A>(in, o, m);
   }
   for (int a = 0; a < A; ++a) {  // (G f) G^T: row a of t
     for (int s = 0; s < R; ++s) in[s] = t[a][s];
     for (int b = 0; b < A; ++b) o[b] = u[a][b];
-    wino_g_lanes<A>(in, o);
+    wino_g_lanes<A>(in, o, m);
     for (int b = 0; b < A; ++b)
       for (int i = 0; i < m; ++i) out[(A * a + b) * stride + i] = static_cast<T>(u[a][b][i]);
   }

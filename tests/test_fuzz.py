@@ -1643,6 +1643,24 @@ def global_specs():
     return {f"global_{k}_pool2d{b}": (bwd(k) if b else fwd(k)) for k in ("avg", "max") for b in ("", "_backward")}
 
 
+def norm_specs():
+    def fwd(rng):  # batch statistics: an input without elements has none, and is refused
+        return dict(input=_f(rng, 2, 3, 5, 4), weight=_f(rng, 3), bias=_f(rng, 3), eps=1e-5), \
+            dict(input="float_array", weight="other_float_opt", bias="other_float_opt", eps="eps")
+
+    def given(rng):  # given statistics (echoed back, so an empty input still returns them)
+        return dict(input=_f(rng, 2, 3, 5, 4), mean=_f(rng, 3), var=np.abs(_f(rng, 3))), \
+            dict(mean="other_float_opt", var="other_float_opt")
+
+    def bwd(rng):
+        return dict(grad_output=_f(rng, 2, 3, 5, 4), input=_f(rng, 2, 3, 5, 4), weight=_f(rng, 3), mean=_f(rng, 3),
+                    var=np.abs(_f(rng, 3)), eps=1e-5, batch_stats=True, needs=(True, True, True)), \
+            dict(grad_output="other_float", input="float_array", weight="other_float_opt", mean="other_float",
+                 var="other_float", eps="eps", batch_stats="bool", needs="needs")
+
+    return {"batch_norm": fwd, "batch_norm[given]": given, "batch_norm_backward": bwd}
+
+
 def fractional_specs(nd):
     sp = (6,) * nd
 
@@ -1805,7 +1823,8 @@ for _nd in (1, 2, 3):
     SPECS.update(conv_specs(_nd), **conv_transpose_specs(_nd), **pool_specs(_nd), **unpool_specs(_nd))
 for _nd in (2, 3):
     SPECS.update(fractional_specs(_nd))
-SPECS.update(global_specs(), **bed_of_nails_specs(), **box_specs(), **nms_specs(), **runtime_specs())
+SPECS.update(global_specs(), **bed_of_nails_specs(), **box_specs(), **nms_specs(), **runtime_specs(),
+             **norm_specs())
 
 # Functions whose bad-argument checks live in their family's own test file instead of a spec here
 # (tests/test_roi.py: wrong shapes, dtypes, devices, NaN coordinates, out-of-range batch indices,

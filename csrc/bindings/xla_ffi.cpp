@@ -50,7 +50,7 @@ DType dtype_from_xla(ffi::DataType t, const std::string& op, const char* name) {
     case ffi::DataType::PRED: return DType::Bool;
     default:
       throw TypeError(str(op, ": expected ", name,
-                          " as float32, float64, float16, bfloat16 or an integer type, got XLA ", "element type ",
+                          " as float32, float64, float16, bfloat16 or an integer type, got XLA element type ",
                           static_cast<int>(t)));
   }
 }

@@ -59,8 +59,17 @@ def _register_ffi_targets():
     try:
         for name, capsule in targets.items():
             jax.ffi.register_ffi_target(f"cnnops_{name}", capsule, platform="cpu")
-    except Exception as e:  # an XLA too old for the handlers' API version
-        return f"registering the XLA FFI handlers failed: {e}"
+        # one tiny call: a jaxlib installed after the build may speak another FFI API version
+        x = np.ones((1, 1, 1), np.float32)
+        probe = jax.ffi.ffi_call("cnnops_pool", jax.ShapeDtypeStruct(x.shape, x.dtype))(
+            x, op="cnnops.jax", kind="max", nd=np.int64(1), channels_last=np.int64(0), kernel=np.ones(1, np.int64),
+            stride=np.ones(1, np.int64), pad=np.zeros(2, np.int64), dilation=np.ones(1, np.int64),
+            ceil_mode=np.int64(0), count_include_pad=np.int64(1), divisor_override=np.int64(0),
+            norm_type=np.float64(2.0), return_indices=np.int64(0), tf_indices=np.int64(0))
+        if not np.array_equal(np.asarray(probe), x):
+            return "the XLA FFI handlers' probe call returned a wrong value"
+    except Exception as e:  # an XLA that cannot run the handlers (API version, platform)
+        return f"the XLA FFI handlers cannot run here: {type(e).__name__}: {e}"
     return None
 
 

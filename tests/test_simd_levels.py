@@ -17,6 +17,8 @@ import pytest
 
 import cnnops
 
+import reference
+
 LEVELS = ["portable", "avx2", "avx512"]
 SUPPORTED = {"portable": True, "avx2": cnnops.info()["cpu_avx2_fma"], "avx512": cnnops.info()["cpu_avx512"]}
 NAMES = {"portable": "portable", "avx2": "avx2+fma", "avx512": "avx512"}
@@ -197,3 +199,26 @@ def test_gemm_3x3_layers_agree_across_levels(rng, dtype):
                     assert rel(a, np.asarray(r, np.float64)) < 10 * TOL[dtype], lv
     finally:
         cnnops.set_simd_level(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("k", [3, 5])
+def test_winograd_every_level(rng, level, dtype, k):
+    """The Winograd tile transforms of each level (vectors of 8 or 16 tiles, the output pair
+    interleave): tile rows of 1 to 40 tiles (partial vectors, several vectors, odd sizes with a
+    half tile), forward and input gradient (a stride-1 input gradient runs the forward), against
+    the float64 reference."""
+    p = k // 2
+    for (N, C, K, H, W) in [(1, 16, 64, 1, 1), (2, 16, 64, 5, 31), (1, 32, 64, 9, 64), (3, 16, 80, 7, 79)]:
+        x = rng.standard_normal((N, C, H, W)).astype(dtype)
+        w = rng.standard_normal((K, C, k, k)).astype(dtype)
+        b = rng.standard_normal(K).astype(dtype)
+        y = cnnops.conv2d(x, w, b, padding=p, algo="winograd")
+        ref = reference.conv2d_ref(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                   pads4=(p, p, p, p))
+        assert rel(y, ref) < 10 * TOL[dtype], (level, k, N, C, K, H, W)
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        dx = cnnops.conv2d_backward(gy, x, w, padding=p, needs=(True, False, False), algo="winograd")[0]
+        dx_ref = reference.conv2d_backward_ref(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                                               pads4=(p, p, p, p))[0]
+        assert rel(dx, dx_ref) < 10 * TOL[dtype], (level, k, N, C, K, H, W)

@@ -10,6 +10,11 @@
 //    load per 9 FMAs), the input gradient at stride 1 runs this forward with the flipped kernel
 //    (conv_driver.cpp, grad_input_2d), and the bias gradient sums in eight lanes.
 // MobileNet 3x3 forward: 49% of the memory floor (benchmarks/results/conv_cpu.md).
+// The AVX2 kernels also serve the AVX-512 level: an AVX-512 copy of the row kernels (zmm blocks
+// of up to 64 outputs, weight-gradient passes of up to 25 taps, masked tails) measured on Zen 4
+// (whole-process A/B, medians of 9, 8x256 channels 3x3 at 28x28 and 56x56, 8x64x112x112)
+// forward 0.95-1.06x the AVX2 kernels, weight gradient 6-9% slower: the kernels are bound by
+// loads, and every unaligned zmm load splits a cache line.
 #define CNNOPS_ISA portable
 #include "ops/cpu/conv_depthwise_rows.h"
 

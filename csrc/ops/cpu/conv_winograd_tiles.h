@@ -1,7 +1,8 @@
 // Tile transforms of the Winograd F(2x2, 3x3) and F(2x2, 5x5) convolutions and their filter
-// transform (16 filters at a time), written once and compiled twice: by conv_winograd.cpp for
-// the portable baseline and by conv_winograd_avx2.cpp with -mavx2 -mfma. The includer defines
-// CNNOPS_ISA (the namespace that keeps the two copies apart).
+// transform (16 filters at a time), written once and compiled three times: by conv_winograd.cpp
+// for the portable baseline, by conv_winograd_avx2.cpp with -mavx2 -mfma and by
+// conv_winograd_avx512.cpp with the AVX-512 flags. The includer defines CNNOPS_ISA (the namespace
+// that keeps the copies apart).
 //
 // With d a 4x4 input tile, g a 3x3 filter and Y the 2x2 output tile (cross-correlation, as every
 // convolution here): Y = A^T [ (G g G^T) * (B^T d B) ] A, elementwise product in the middle, with
@@ -12,7 +13,7 @@
 // Both data transforms are additions only; the 1/2 sits in the filter transform (exact in
 // binary), which is why F(2x2, 3x3) keeps the rounding error of a direct sum (see the bound in
 // conv_winograd.cpp). Each loop runs over a row of tiles, so the compiler vectorises it across
-// tiles (8 floats per AVX2 register).
+// tiles (CNNOPS_WINO_VEC bytes per step: a ymm register, a zmm one in the AVX-512 build).
 // clang-format off: the statements are laid out by hand as the register tiles and transform
 // matrices they compute, several to a line.
 #include <algorithm>
@@ -20,6 +21,15 @@
 
 #if defined(__AVX2__)
 #include <immintrin.h>
+#endif
+
+// Bytes per vector step of the transform loops (their `omp simd simdlen`): the widest register
+// of the ISA this copy is compiled for.
+#undef CNNOPS_WINO_VEC
+#if defined(__AVX512F__)
+#define CNNOPS_WINO_VEC 64
+#else
+#define CNNOPS_WINO_VEC 32
 #endif
 
 #include "ops/cpu/conv.h"
@@ -41,7 +51,7 @@ void wino_input_row(const T* rows, int64_t Ws, int64_t n, T* const* dst) {
   T *d0 = dst[0], *d1 = dst[1], *d2 = dst[2], *d3 = dst[3], *d4 = dst[4], *d5 = dst[5], *d6 = dst[6],
     *d7 = dst[7], *d8 = dst[8], *d9 = dst[9], *d10 = dst[10], *d11 = dst[11], *d12 = dst[12], *d13 = dst[13],
     *d14 = dst[14], *d15 = dst[15];
-#pragma omp simd simdlen(32 / sizeof(T))
+#pragma omp simd simdlen(CNNOPS_WINO_VEC / sizeof(T))
   for (int64_t j = 0; j < n; ++j) {
     // t_i = d_i B (row i of the tile: columns 2j .. 2j+3)
     const T t00 = r0[2 * j] - r0[2 * j + 2], t01 = r0[2 * j + 1] + r0[2 * j + 2], t02 = r0[2 * j + 2] - r0[2 * j + 1],
@@ -68,7 +78,7 @@ void wino_output_row(const T* const* m, int64_t n, T bias, T* const* out) {
   const T *m8 = m[8], *m9 = m[9], *m10 = m[10], *m11 = m[11], *m12 = m[12], *m13 = m[13], *m14 = m[14],
           *m15 = m[15];
   T *y00 = out[0], *y01 = out[1], *y10 = out[2], *y11 = out[3];
-#pragma omp simd simdlen(32 / sizeof(T))
+#pragma omp simd simdlen(CNNOPS_WINO_VEC / sizeof(T))
   for (int64_t j = 0; j < n; ++j) {
     // A^T m: row 0 = m_0 + m_1 + m_2, row 1 = m_1 - m_2 - m_3 (rows of 4 columns)
     const T s0 = m0[j] + m4[j] + m8[j], s1 = m1[j] + m5[j] + m9[j], s2 = m2[j] + m6[j] + m10[j],
@@ -124,7 +134,7 @@ static void wino6_input_col(const T* eo, int64_t S, int64_t n, T* const* dst, in
   const T *e3 = o2 + S, *o3 = e3 + S, *e4 = o3 + S, *o4 = e4 + S, *e5 = o4 + S, *o5 = e5 + S;
   T *q0 = dst[B] + j0, *q1 = dst[6 + B] + j0, *q2 = dst[12 + B] + j0, *q3 = dst[18 + B] + j0,
     *q4 = dst[24 + B] + j0, *q5 = dst[30 + B] + j0;
-#pragma omp simd simdlen(32 / sizeof(T))
+#pragma omp simd simdlen(CNNOPS_WINO_VEC / sizeof(T))
   for (int64_t j = 0; j < n; ++j) {
     const T t0 = wino6_bt<B>(e0, o0, j), t1 = wino6_bt<B>(e1, o1, j), t2 = wino6_bt<B>(e2, o2, j);
     const T t3 = wino6_bt<B>(e3, o3, j), t4 = wino6_bt<B>(e4, o4, j), t5 = wino6_bt<B>(e5, o5, j);
@@ -147,7 +157,7 @@ void wino6_input_row(const T* rows, int64_t Ws, int64_t n, T* const* dst) {
     for (int i = 0; i < 6; ++i) {
       const T* r = rows + i * Ws + 2 * j0;
       T *e = eo + 2 * i * S, *o = e + S;
-#pragma omp simd simdlen(32 / sizeof(T))
+#pragma omp simd simdlen(CNNOPS_WINO_VEC / sizeof(T))
       for (int64_t k = 0; k < m + 3; ++k) {
         e[k] = r[2 * k];
         o[k] = r[2 * k + 1];
@@ -170,14 +180,14 @@ void wino6_output_row(const T* const* m, int64_t n, T bias, T* const* out) {
   for (int b = 0; b < 6; ++b) {
     const T *m0 = m[b], *m1 = m[6 + b], *m2 = m[12 + b], *m3 = m[18 + b], *m4 = m[24 + b], *m5 = m[30 + b];
     T *sp = sb[b], *rp = rb[b];
-#pragma omp simd simdlen(32 / sizeof(T))
+#pragma omp simd simdlen(CNNOPS_WINO_VEC / sizeof(T))
     for (int64_t j = 0; j < n; ++j) {
       sp[j] = m0[j] + m1[j] + m2[j] + m3[j] + m4[j];
       rp[j] = m1[j] - m2[j] + 2 * (m3[j] - m4[j]) + m5[j];
     }
   }
   T *y00 = out[0], *y01 = out[1], *y10 = out[2], *y11 = out[3];
-#pragma omp simd simdlen(32 / sizeof(T))
+#pragma omp simd simdlen(CNNOPS_WINO_VEC / sizeof(T))
   for (int64_t j = 0; j < n; ++j) {
     y00[j] = bias + sb[0][j] + sb[1][j] + sb[2][j] + sb[3][j] + sb[4][j];
     y01[j] = bias + sb[1][j] - sb[2][j] + 2 * (sb[3][j] - sb[4][j]) + sb[5][j];
@@ -190,7 +200,24 @@ void wino6_output_row(const T* const* m, int64_t n, T bias, T* const* out) {
 template <typename T>
 void wino_store_pairs(const T* a, const T* b, int64_t n, T* dst) {
   int64_t j = 0;
-#if defined(__AVX2__)
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (; j + 16 <= n; j += 16) {
+      const __m512 va = _mm512_loadu_ps(a + j), vb = _mm512_loadu_ps(b + j);
+      _mm512_storeu_ps(dst + 2 * j, _mm512_permutex2var_ps(va, lo, vb));
+      _mm512_storeu_ps(dst + 2 * j + 16, _mm512_permutex2var_ps(va, hi, vb));
+    }
+  } else {
+    const __m512i lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    for (; j + 8 <= n; j += 8) {
+      const __m512d va = _mm512_loadu_pd(a + j), vb = _mm512_loadu_pd(b + j);
+      _mm512_storeu_pd(dst + 2 * j, _mm512_permutex2var_pd(va, lo, vb));
+      _mm512_storeu_pd(dst + 2 * j + 8, _mm512_permutex2var_pd(va, hi, vb));
+    }
+  }
+#elif defined(__AVX2__)
   if constexpr (sizeof(T) == 4) {
     for (; j + 8 <= n; j += 8) {
       const __m256 va = _mm256_loadu_ps(a + j), vb = _mm256_loadu_ps(b + j);

@@ -286,6 +286,52 @@ def test_ffi_results_are_written_in_place(rng, restore_bridge):
     assert np.isfinite(float(val)) and gx.shape == x.shape and gw.shape == w.shape
 
 
+@pytest.fixture
+def offer_mode():
+    """Sets how the XLA FFI handlers offer XLA's result buffers to the ops; restored after the test."""
+    if cj.FFI_UNAVAILABLE:
+        pytest.skip(cj.FFI_UNAVAILABLE)
+    before = cnnops._C._xla_ffi_set_offer_mode(0)
+    yield cnnops._C._xla_ffi_set_offer_mode
+    cnnops._C._xla_ffi_set_offer_mode(before)
+
+
+@pytest.mark.parametrize("mode", [1, 2], ids=["not-offered", "reversed"])
+def test_ffi_copy_fallback_delivers_every_result(mode, rng, restore_bridge, offer_mode):
+    """Results that do not land in XLA's buffers are copied there: with no buffer offered every
+    result is copied; offered in reverse order, the two equal-shaped box gradients land in each
+    other's buffers and are set aside before the copies. Values bitwise those of in-place calls."""
+    cj.set_bridge("xla_ffi")
+    x = jnp.asarray(rng.standard_normal((3, 2, 9, 8)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((4, 2, 3, 3)), jnp.float32)
+    b1 = rng.random((5, 4)) * 10
+    b1[:, 2:] += b1[:, :2] + 1
+    b2 = b1[::-1].copy() + rng.random((5, 4))
+    b1, b2 = jnp.asarray(b1), jnp.asarray(b2)
+
+    def run():
+        conv = jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(cj.max_pool2d(cj.conv2d(x, w, padding=1), 2) ** 3),
+                                          argnums=(0, 1)))
+        loss = jax.jit(jax.value_and_grad(lambda p, q: jnp.sum(jnp.sin(cj.giou_loss(p, q, "none"))), argnums=(0, 1)))
+        return [np.asarray(a) for a in jax.tree_util.tree_leaves((conv(x, w), loss(b1, b2)))]
+
+    want = run()
+    offer_mode(mode)
+    before = cnnops._C.xla_ffi_copied_results()
+    got = run()
+    copied = cnnops._C.xla_ffi_copied_results() - before
+    # not offered: conv, pool (values, indices), pool backward, conv backward (input and weight
+    # gradients), loss, loss backward (two gradients); reversed: only the two box gradients
+    assert copied == (9 if mode == 1 else 2)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ffi_offer_mode_rejects_bad_values(offer_mode):
+    with pytest.raises(ValueError, match=r"_xla_ffi_set_offer_mode: expected 0 \(in order\), 1 \(none\) or 2"):
+        offer_mode(3)
+
+
 def test_bad_arguments_raise_while_tracing(rng, bridge):
     x = jnp.asarray(rng.standard_normal((2, 4, 5, 5)))
     with pytest.raises(ValueError, match=r"cnnops\.jax\.conv2d: expected weight\.shape\[1\]"):

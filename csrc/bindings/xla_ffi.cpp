@@ -145,6 +145,12 @@ class Call {
 // Results delivered by a copy rather than written in place (tests and diagnostics).
 std::atomic<int64_t> g_copied_results{0};
 
+// How run() offers XLA's result buffers to the op (tests of the copy fallback, which the kernels
+// never need: they allocate their outputs first, in result order): 0 = in result order, 1 = not
+// at all (every result is copied), 2 = in reverse order (results of equal shape land in each
+// other's buffers and are set aside before the copies).
+std::atomic<int> g_offer_mode{0};
+
 bool overlaps(const Tensor& t, const OutputDestination& d) {
   const size_t tb = static_cast<size_t>(t.numel()) * dtype_size(t.dtype);
   size_t db = dtype_size(d.dtype);
@@ -201,9 +207,12 @@ ffi::Error run(ffi::RemainingArgs args, ffi::RemainingRets rets, ffi::Dictionary
     set_current_op(call.op());
     std::vector<OutputDestination> dests;
     for (size_t i = 0; i < call.num_rets(); ++i) dests.push_back(call.destination(i));
+    const int mode = g_offer_mode.load(std::memory_order_relaxed);
+    std::vector<OutputDestination> offered;  // modes 1 and 2
+    if (mode == 2) offered.assign(dests.rbegin(), dests.rend());
     std::vector<Tensor> results;
     {
-      const OutputScope scope(&dests);
+      const OutputScope scope(mode == 0 ? &dests : &offered);
       results = body(call);
     }
     deliver(std::move(results), dests, call.op());
@@ -379,6 +388,16 @@ void bind_xla_ffi(py::module_& m) {
   m.def(
       "xla_ffi_copied_results", [] { return g_copied_results.load(std::memory_order_relaxed); },
       "How many results of XLA FFI calls were copied into XLA's buffers instead of written in place.");
+  m.def(
+      "_xla_ffi_set_offer_mode",
+      [](int mode) {
+        if (mode < 0 || mode > 2)
+          throw ValueError(str("_xla_ffi_set_offer_mode: expected 0 (in order), 1 (none) or 2 (reversed), got ", mode));
+        return g_offer_mode.exchange(mode);
+      },
+      py::arg("mode"),
+      "Tests only: how XLA's result buffers are offered to the ops (0 in result order, 1 not at all, 2 "
+      "reversed), to exercise the copy fallback. Returns the previous mode.");
   m.attr("xla_ffi_api_version") = py::make_tuple(XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR);
 }
 

@@ -222,3 +222,51 @@ def test_winograd_every_level(rng, level, dtype, k):
         dx_ref = reference.conv2d_backward_ref(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
                                                pads4=(p, p, p, p))[0]
         assert rel(dx, dx_ref) < 10 * TOL[dtype], (level, k, N, C, K, H, W)
+
+
+# (N, C, K, H, W, kernel, stride, padding, dilation, groups, mode): channels per group that fill
+# AVX-512 vectors (the channels-last weight gradient's condition), the rest into the corners
+NHWC_WGRAD_CASES = [
+    (2, 32, 13, 9, 9, 3, 1, 1, 1, 1, "zeros"),
+    (1, 64, 14, 4, 4, 3, 1, 1, 1, 1, "zeros"),        # one 14-row panel exactly
+    (3, 30, 29, 7, 11, 3, 2, 1, 1, 1, "reflect"),     # 30 channels padded to 32, 3 panels
+    (1, 256, 1, 1, 1, 3, 1, 1, 1, 1, "zeros"),       # 1x1 image: all but the centre tap read padding
+    (2, 64, 15, 3, 5, 5, 1, 3, 1, 1, "zeros"),       # kernel larger than the input
+    (1, 32, 16, 10, 9, 3, 5, 0, 2, 1, "circular"),   # huge stride and dilation
+    (4, 128, 40, 12, 12, 3, 1, 1, 1, 2, "replicate"),  # groups, 576 pixels: three reduction chunks
+    (17, 64, 20, 4, 4, 1, 1, 0, 1, 1, "zeros"),      # 1x1 kernel, 272 pixels across images
+    (2, 250, 17, 6, 5, 3, 2, 1, 1, 1, "zeros"),      # 250 channels padded to 256
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", NHWC_WGRAD_CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-s{c[6]}-{c[10]}")
+def test_gemm_weight_gradient_every_level(rng, level, dtype, case):
+    """The gemm weight gradient at every level: at AVX-512 these shapes go through the
+    channels-last copy of the input (conv_nhwc.cpp), elsewhere through im2col; both against the
+    float64 reference, with a padding row of NaN-free values only (the contract for non-finite
+    values is the same and tested in test_conv.py)."""
+    N, C, K, H, W, k, s, p, d, G, mode = case
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C // G, k, k)).astype(dtype)
+    kw = dict(stride=s, padding=p, dilation=d, groups=G, padding_mode=mode)
+    y = cnnops.conv2d(x, w, algo="gemm", **kw)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    dw = cnnops.conv2d_backward(gy, x, w, needs=(False, True, False), algo="gemm", **kw)[1]
+    ref = reference.conv2d_backward_ref(gy.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
+                                        stride=s, pads4=(p, p, p, p), dilation=d, groups=G, mode=mode)[1]
+    assert rel(dw, ref) < TOL[dtype], (level, case)
+
+
+def test_channels_last_weight_gradient_is_deterministic(rng, threads):
+    """Every element of dW is summed by one task in a fixed order: the same bits for 1 and 2 threads,
+    and for repeated calls."""
+    x = rng.standard_normal((16, 128, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((96, 128, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((16, 96, 7, 7)).astype(np.float32)
+    outs = []
+    for n in (1, 2, 2):
+        threads(n)
+        outs.append(cnnops.conv2d_backward(gy, x, w, padding=1, needs=(False, True, False), algo="gemm")[1])
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])

@@ -123,6 +123,10 @@ template <typename T>
 void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeom& g);
 template <typename T>
 void conv2d_backward_weight_depthwise(const T* dy, const T* x, T* dw, const Conv2dGeom& g);
+// The weight gradient through a channels-last copy of the input (conv_nhwc.cpp); false (nothing
+// written) where the AVX-512 kernels are not in use or there are no pixels.
+template <typename T>
+bool conv2d_backward_weight_nhwc(const T* dy, const T* x, T* dw, const Conv2dGeom& g);
 
 template <typename T>
 void conv2d_backward_bias(const T* dy, T* db, const Conv2dGeom& g);

@@ -155,6 +155,13 @@ void ukernel_offs_f64_avx512(int64_t kc, const double* A, const double* base, co
 // The offset kernel with 16 rows x one zmm vector (the Winograd products' AVX-512 kernel; A
 // panels of 16 rows).
 template <typename T> UKernelOffs<T> ukernel_offs16_avx512();
+// The packed tile with B read in place (AVX-512: 14 rows x 2 zmm vectors): C (14 x NR, row stride
+// ldc) (+)= A (a 14-row packed panel, pack_a layout) x B, row kk of B the NR values at
+// base + offs[kk]. Full tiles only (callers pad A's rows and B's columns).
+template <typename T>
+using UKernelOffsB = void (*)(int64_t kc, const T* A, const T* base, const int64_t* offs, T* C, int64_t ldc,
+                              bool accumulate);
+template <typename T> UKernelOffsB<T> ukernel_offsb_avx512();
 void ukernel_bcast_f32_avx512(int64_t kc, const float* const* P, const int64_t* offs, const float* B, float* C);
 void ukernel_bcast_f64_avx512(int64_t kc, const double* const* P, const int64_t* offs, const double* B, double* C);
 

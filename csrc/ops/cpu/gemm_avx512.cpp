@@ -65,21 +65,34 @@ struct F64 {
   static V add(V a, V b) { return _mm512_add_pd(a, b); }
 };
 
-// M rows x NV vectors of C from an A panel of kMR rows and a B panel of kNV vectors. The
+// Where row k of B lies: in a packed panel (PackedRows) or in place (OffsetRows, base + offs[k]).
+template <class S>
+struct PackedRows {
+  const typename S::T* B;
+  const typename S::T* operator()(int64_t k) const { return B + k * (kNV * S::W); }
+};
+template <class S>
+struct OffsetRows {
+  const typename S::T* base;
+  const int64_t* offs;
+  const typename S::T* operator()(int64_t k) const { return base + offs[k]; }
+};
+
+// M rows x NV vectors of C from an A panel of kMR rows and B rows found by `rows`. The
 // accumulator array is indexed only by constants after full unrolling, so it lives in registers
 // (checked in the disassembly: no stack traffic in the loop). `last` masks the columns of the
 // last vector (all ones for a full tile).
-template <class S, int M, int NV, bool Masked>
-static void tile_kernel(int64_t kc, const typename S::T* A, const typename S::T* B, typename S::T* C, int64_t ldc,
-                        bool accumulate, typename S::Mask last) {
+template <class S, int M, int NV, bool Masked, class Rows>
+static void tile_body(int64_t kc, const typename S::T* A, Rows rows, typename S::T* C, int64_t ldc, bool accumulate,
+                      typename S::Mask last) {
   using V = typename S::V;
-  constexpr int NR = kNV * S::W;
   V acc[M][NV];
 #pragma GCC unroll 32
   for (int i = 0; i < M; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
   for (int64_t k = 0; k < kc; ++k) {
+    const typename S::T* B = rows(k);
     V b[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) b[v] = S::load(B + v * S::W);
@@ -90,7 +103,6 @@ static void tile_kernel(int64_t kc, const typename S::T* A, const typename S::T*
       for (int v = 0; v < NV; ++v) acc[i][v] = S::fma(a, b[v], acc[i][v]);
     }
     A += kMR;
-    B += NR;
   }
 #pragma GCC unroll 32
   for (int i = 0; i < M; ++i) {
@@ -104,6 +116,12 @@ static void tile_kernel(int64_t kc, const typename S::T* A, const typename S::T*
       else S::store(c + v * S::W, r);
     }
   }
+}
+
+template <class S, int M, int NV, bool Masked>
+static void tile_kernel(int64_t kc, const typename S::T* A, const typename S::T* B, typename S::T* C, int64_t ldc,
+                        bool accumulate, typename S::Mask last) {
+  tile_body<S, M, NV, Masked>(kc, A, PackedRows<S>{B}, C, ldc, accumulate, last);
 }
 
 template <class S>
@@ -176,7 +194,24 @@ static void bcast_tile(int64_t kc, const typename S::T* const* P, const int64_t*
   for (int j = 0; j < M; ++j) S::store(C + j * S::W, acc[j]);
 }
 
+// Offset-B kernel of the packed tile (gemm.h): the 14 x 2-vector tile with row kk of B read in
+// place at base + offs[kk], the A panel packed as for full_tile. C is a full tile.
+template <class S>
+static void offsb_tile(int64_t kc, const typename S::T* A, const typename S::T* base, const int64_t* offs,
+                       typename S::T* C, int64_t ldc, bool accumulate) {
+  tile_body<S, kMR, kNV, false>(kc, A, OffsetRows<S>{base, offs}, C, ldc, accumulate, 0);
+}
+
 }  // namespace
+
+template <>
+UKernelOffsB<float> ukernel_offsb_avx512<float>() {
+  return offsb_tile<F32>;
+}
+template <>
+UKernelOffsB<double> ukernel_offsb_avx512<double>() {
+  return offsb_tile<F64>;
+}
 
 void ukernel_offs_f32_avx512(int64_t kc, const float* A, const float* base, const int64_t* offs, float* C, int64_t ldc,
                              bool accumulate, const float* bias) {

@@ -270,3 +270,41 @@ def test_channels_last_weight_gradient_is_deterministic(rng, threads):
         outs.append(cnnops.conv2d_backward(gy, x, w, padding=1, needs=(False, True, False), algo="gemm")[1])
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
+
+
+# conv2d forwards through the channels-last copy at AVX-512 (images under 256 output pixels, at
+# least 512 pixels in all, a kernel larger than 1x1, channels filling the vectors), into the corners
+NHWC_FORWARD_CASES = [
+    (8, 32, 13, 9, 9, 3, 1, 1, 1, 1, "zeros"),         # 13 filters: one panel, mostly zero
+    (11, 64, 40, 14, 14, 3, 2, 1, 1, 1, "zeros"),      # a stride-2 layer, 7x7 outputs
+    (60, 30, 33, 3, 3, 3, 1, 1, 1, 1, "reflect"),      # 3x3 images, 30 channels padded to 32
+    (600, 32, 5, 1, 1, 3, 1, 1, 1, 1, "zeros"),        # 1x1 images: all but the centre tap padding
+    (30, 64, 40, 3, 5, 5, 1, 3, 1, 1, "zeros"),        # kernel larger than the input
+    (100, 32, 16, 15, 14, 3, 5, 0, 2, 1, "circular"),  # huge stride and dilation
+    (9, 128, 40, 10, 10, 3, 1, 1, 1, 2, "replicate"),  # groups
+    (30, 250, 40, 9, 8, 3, 2, 1, 1, 1, "zeros"),       # 250 channels padded to 256
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", NHWC_FORWARD_CASES, ids=lambda c: "x".join(map(str, c[:6])) + f"-s{c[6]}-{c[10]}")
+def test_gemm_forward_small_images_every_level(rng, level, dtype, case):
+    """The gemm forward at every level on small images with many in a batch: at AVX-512 through
+    the channels-last copy (conv_nhwc.cpp), elsewhere through im2col; with bias, against the
+    float64 reference; the 3-D lowering (kernel depth 2) through the same path."""
+    N, C, K, H, W, k, s, p, d, G, mode = case
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C // G, k, k)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    kw = dict(stride=s, padding=p, dilation=d, groups=G, padding_mode=mode)
+    y = cnnops.conv2d(x, w, b, algo="gemm", **kw)
+    ref = reference.conv2d_ref(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                               stride=s, pads4=(p, p, p, p), dilation=d, groups=G, mode=mode)
+    assert rel(y, ref) < TOL[dtype], (level, case)
+    if G == 1 and mode == "zeros" and d == 1:
+        x3 = rng.standard_normal((N // 2 + 1, C, 3, H, W)).astype(dtype)
+        w3 = rng.standard_normal((K, C, 2, k, k)).astype(dtype)
+        y3 = cnnops.conv3d(x3, w3, b, stride=(1, s, s), padding=(1, p, p), algo="gemm")
+        ref3 = reference.conv3d_ref(x3.astype(np.float64), w3.astype(np.float64), b.astype(np.float64),
+                                    stride=(1, s, s), pads=(1, 1, p, p, p, p))
+        assert rel(y3, ref3) < TOL[dtype], (level, case)

@@ -123,8 +123,11 @@ template <typename T>
 void conv2d_backward_weight_gemm(const T* dy, const T* x, T* dw, const Conv2dGeom& g);
 template <typename T>
 void conv2d_backward_weight_depthwise(const T* dy, const T* x, T* dw, const Conv2dGeom& g);
-// The weight gradient through a channels-last copy of the input (conv_nhwc.cpp); false (nothing
-// written) where the AVX-512 kernels are not in use or there are no pixels.
+// The forward and the weight gradient through a channels-last copy of the input (conv_nhwc.cpp);
+// false (nothing written) where they do not apply (channels_last_applies there).
+template <typename T>
+bool conv2d_forward_nhwc(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
+                         const T* const* xplanes = nullptr);
 template <typename T>
 bool conv2d_backward_weight_nhwc(const T* dy, const T* x, T* dw, const Conv2dGeom& g);
 

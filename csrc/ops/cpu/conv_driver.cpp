@@ -47,9 +47,10 @@ namespace cpu {
 //       channels apart), wide layers (ResNet-50 3x3/2 with 128 channels: 18.1 ms vs 20.2 ms slab).
 // The rule's last two lines also pick the weight-gradient kernel of a Winograd layer (there is
 // no Winograd weight gradient): the packed GEMM in their place would make the 3-D layers'
-// backward 12-16% slower. At the AVX-512 level the gemm weight gradient runs through a
-// channels-last copy of the input where conv_nhwc.cpp's conditions hold (ResNet-18's 3x3 layers
-// at batch 16: 1.07-1.41x the im2col path; VGG's 512-channel 3x3 at batch 1: 1.40x).
+// backward 12-16% slower. At the AVX-512 level the gemm weight gradient, and the gemm forward of
+// small images, run through a channels-last copy of the input where conv_nhwc.cpp's conditions
+// hold (weight gradients of ResNet-18's 3x3 layers at batch 16: 1.07-1.41x the im2col path,
+// VGG's 512-channel 3x3 at batch 1: 1.40x; forwards of its 3x3/2 layers 1.03-1.14x).
 static ConvAlgo slab_or_gemm(const Conv2dGeom& g) {
   return g.sw <= 2 && g.Kg <= 64 && g.R * g.S > 1 ? ConvAlgo::SmallC : ConvAlgo::Gemm;
 }
@@ -97,7 +98,9 @@ static void forward_2d(const T* x, const T* w, const T* b, T* y, const Conv2dGeo
     case ConvAlgo::Depthwise: conv2d_forward_depthwise<T>(x, w, b, y, g); break;
     case ConvAlgo::SmallC: conv2d_forward_smallc<T>(x, w, b, y, g); break;
     case ConvAlgo::Winograd: conv2d_forward_winograd<T>(x, w, b, y, g); break;
-    default: conv2d_forward_gemm<T>(x, w, b, y, g); break;
+    default:
+      if (!conv2d_forward_nhwc<T>(x, w, b, y, g)) conv2d_forward_gemm<T>(x, w, b, y, g);
+      break;
   }
 }
 
@@ -285,8 +288,9 @@ void lowered_forward(const ConvPlan& pl, const T* x, const T* w, const T* b, T* 
     }
     Conv2dGeom gy = g;
     gy.yd = pl.Do;
-    if (algo == ConvAlgo::Gemm) conv2d_forward_gemm<T>(x, w, b, y, gy, planes.data());
-    else if (algo == ConvAlgo::Winograd) conv2d_forward_winograd<T>(x, w, b, y, gy, planes.data());
+    if (algo == ConvAlgo::Gemm) {
+      if (!conv2d_forward_nhwc<T>(x, w, b, y, gy, planes.data())) conv2d_forward_gemm<T>(x, w, b, y, gy, planes.data());
+    } else if (algo == ConvAlgo::Winograd) conv2d_forward_winograd<T>(x, w, b, y, gy, planes.data());
     else conv2d_forward_smallc<T>(x, w, b, y, gy, planes.data());
     return;
   }

@@ -162,6 +162,12 @@ template <typename T>
 using UKernelOffsB = void (*)(int64_t kc, const T* A, const T* base, const int64_t* offs, T* C, int64_t ldc,
                               bool accumulate);
 template <typename T> UKernelOffsB<T> ukernel_offsb_avx512();
+// The same tile with A's rows broadcast from anywhere: row i's value at step kk is
+// P[i][offs[kk]]; B is a packed panel (pack_b layout, 2 vectors per step). Full tiles only.
+template <typename T>
+using UKernelPtrA = void (*)(int64_t kc, const T* const* P, const int64_t* offs, const T* B, T* C, int64_t ldc,
+                             bool accumulate);
+template <typename T> UKernelPtrA<T> ukernel_ptra_avx512();
 void ukernel_bcast_f32_avx512(int64_t kc, const float* const* P, const int64_t* offs, const float* B, float* C);
 void ukernel_bcast_f64_avx512(int64_t kc, const double* const* P, const int64_t* offs, const double* B, double* C);
 

@@ -65,7 +65,21 @@ struct F64 {
   static V add(V a, V b) { return _mm512_add_pd(a, b); }
 };
 
-// Where row k of B lies: in a packed panel (PackedRows) or in place (OffsetRows, base + offs[k]).
+// Where the operands of reduction step k lie. A: a packed panel (PackedA: kMR values per step) or
+// one pointer per row plus a per-step offset (PointerA: P[i] + offs[k], values broadcast from
+// wherever they are). B: a packed panel (PackedRows: NR values per step) or a row read in place
+// (OffsetRows: base + offs[k]).
+template <class S>
+struct PackedA {
+  const typename S::T* A;
+  const typename S::T* operator()(int i, int64_t k) const { return A + k * kMR + i; }
+};
+template <class S>
+struct PointerA {
+  const typename S::T* const* P;
+  const int64_t* offs;
+  const typename S::T* operator()(int i, int64_t k) const { return P[i] + offs[k]; }
+};
 template <class S>
 struct PackedRows {
   const typename S::T* B;
@@ -78,12 +92,12 @@ struct OffsetRows {
   const typename S::T* operator()(int64_t k) const { return base + offs[k]; }
 };
 
-// M rows x NV vectors of C from an A panel of kMR rows and B rows found by `rows`. The
-// accumulator array is indexed only by constants after full unrolling, so it lives in registers
-// (checked in the disassembly: no stack traffic in the loop). `last` masks the columns of the
-// last vector (all ones for a full tile).
-template <class S, int M, int NV, bool Masked, class Rows>
-static void tile_body(int64_t kc, const typename S::T* A, Rows rows, typename S::T* C, int64_t ldc, bool accumulate,
+// M rows x NV vectors of C from A rows and B rows found by `a` and `rows`. The accumulator array
+// is indexed only by constants after full unrolling, so it lives in registers (checked in the
+// disassembly: no stack traffic in the loop). `last` masks the columns of the last vector (all
+// ones for a full tile).
+template <class S, int M, int NV, bool Masked, class ARows, class Rows>
+static void tile_body(int64_t kc, ARows a, Rows rows, typename S::T* C, int64_t ldc, bool accumulate,
                       typename S::Mask last) {
   using V = typename S::V;
   V acc[M][NV];
@@ -98,11 +112,10 @@ static void tile_body(int64_t kc, const typename S::T* A, Rows rows, typename S:
     for (int v = 0; v < NV; ++v) b[v] = S::load(B + v * S::W);
 #pragma GCC unroll 32
     for (int i = 0; i < M; ++i) {
-      const V a = S::bcast(A + i);
+      const V av = S::bcast(a(i, k));
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = S::fma(a, b[v], acc[i][v]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = S::fma(av, b[v], acc[i][v]);
     }
-    A += kMR;
   }
 #pragma GCC unroll 32
   for (int i = 0; i < M; ++i) {
@@ -121,7 +134,7 @@ static void tile_body(int64_t kc, const typename S::T* A, Rows rows, typename S:
 template <class S, int M, int NV, bool Masked>
 static void tile_kernel(int64_t kc, const typename S::T* A, const typename S::T* B, typename S::T* C, int64_t ldc,
                         bool accumulate, typename S::Mask last) {
-  tile_body<S, M, NV, Masked>(kc, A, PackedRows<S>{B}, C, ldc, accumulate, last);
+  tile_body<S, M, NV, Masked>(kc, PackedA<S>{A}, PackedRows<S>{B}, C, ldc, accumulate, last);
 }
 
 template <class S>
@@ -199,7 +212,15 @@ static void bcast_tile(int64_t kc, const typename S::T* const* P, const int64_t*
 template <class S>
 static void offsb_tile(int64_t kc, const typename S::T* A, const typename S::T* base, const int64_t* offs,
                        typename S::T* C, int64_t ldc, bool accumulate) {
-  tile_body<S, kMR, kNV, false>(kc, A, OffsetRows<S>{base, offs}, C, ldc, accumulate, 0);
+  tile_body<S, kMR, kNV, false>(kc, PackedA<S>{A}, OffsetRows<S>{base, offs}, C, ldc, accumulate, 0);
+}
+
+// Pointer-A kernel (gemm.h): the 14 x 2-vector tile with row i of A broadcast from P[i] + offs[kk]
+// and B a packed panel. C is a full tile.
+template <class S>
+static void ptra_tile(int64_t kc, const typename S::T* const* P, const int64_t* offs, const typename S::T* B,
+                      typename S::T* C, int64_t ldc, bool accumulate) {
+  tile_body<S, kMR, kNV, false>(kc, PointerA<S>{P, offs}, PackedRows<S>{B}, C, ldc, accumulate, 0);
 }
 
 }  // namespace
@@ -211,6 +232,14 @@ UKernelOffsB<float> ukernel_offsb_avx512<float>() {
 template <>
 UKernelOffsB<double> ukernel_offsb_avx512<double>() {
   return offsb_tile<F64>;
+}
+template <>
+UKernelPtrA<float> ukernel_ptra_avx512<float>() {
+  return ptra_tile<F32>;
+}
+template <>
+UKernelPtrA<double> ukernel_ptra_avx512<double>() {
+  return ptra_tile<F64>;
 }
 
 void ukernel_offs_f32_avx512(int64_t kc, const float* A, const float* base, const int64_t* offs, float* C, int64_t ldc,

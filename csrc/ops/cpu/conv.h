@@ -84,6 +84,11 @@ void conv2d_forward_smallc(const T* x, const T* w, const T* b, T* y, const Conv2
 template <typename T>
 void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g,
                              const T* const* xplanes = nullptr);
+// The same with filter (k, c) of group gi read as the 180-degree rotation of w's filter (c, k):
+// w holds the weights of the convolution whose input gradient this forward computes (K/g and
+// C/g of `g` swapped), which are then never transposed into a copy.
+template <typename T>
+void conv2d_forward_winograd_flipped(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g);
 template <typename T>
 void conv2d_forward_depthwise(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g);
 

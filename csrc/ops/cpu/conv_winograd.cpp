@@ -72,14 +72,14 @@ namespace cnnops {
 namespace cpu {
 
 // The declarations of one ISA's copy of the tile transforms (conv_winograd_tiles.h).
-#define CNNOPS_WINO_ROWS_DECL(isa)                                                        \
-  namespace isa {                                                                         \
-  template <typename T> void wino_input_row(const T*, int64_t, int64_t, T* const*);       \
-  template <typename T> void wino_output_row(const T* const*, int64_t, T, T* const*);     \
-  template <typename T> void wino6_input_row(const T*, int64_t, int64_t, T* const*);      \
-  template <typename T> void wino6_output_row(const T* const*, int64_t, T, T* const*);    \
-  template <typename T> void wino_store_pairs(const T*, const T*, int64_t, T*);           \
-  template <int A, typename T> void wino_filter_lanes(const T* const*, int, T*, int64_t); \
+#define CNNOPS_WINO_ROWS_DECL(isa)                                                              \
+  namespace isa {                                                                               \
+  template <typename T> void wino_input_row(const T*, int64_t, int64_t, T* const*);             \
+  template <typename T> void wino_output_row(const T* const*, int64_t, T, T* const*);           \
+  template <typename T> void wino6_input_row(const T*, int64_t, int64_t, T* const*);            \
+  template <typename T> void wino6_output_row(const T* const*, int64_t, T, T* const*);          \
+  template <typename T> void wino_store_pairs(const T*, const T*, int64_t, T*);                 \
+  template <int A, typename T> void wino_filter_lanes(const T* const*, int, T*, int64_t, bool); \
   }
 #ifdef CNNOPS_HAVE_AVX2_TU
 CNNOPS_WINO_ROWS_DECL(avx2)
@@ -100,7 +100,7 @@ struct WinoRows {
   void (*input_row)(const T*, int64_t, int64_t, T* const*);
   void (*output_row)(const T* const*, int64_t, T, T* const*);
   void (*store_pairs)(const T*, const T*, int64_t, T*);
-  void (*filter_lanes)(const T* const*, int, T*, int64_t);
+  void (*filter_lanes)(const T* const*, int, T*, int64_t, bool);
 };
 
 #define CNNOPS_WINO_ROWS(isa)                                                                  \
@@ -156,9 +156,24 @@ static int64_t product_stride(int64_t Mp, int64_t Cg) { return Mp * Cg + 16; }
 // at c0 * mp, the panel at kpos * kc inside it, element (k0 + i, c) at (c - c0) * MR + i after
 // that; rows past K/g zero. The whole matrix has mp = Mp, kpos = k0; a panel on its own mp = MR,
 // kpos = 0.
+// Where the filters are: filter (k, c) of group gi at w + gi * Kg * Cg * RS + k * ks + c * cs, its
+// taps in order, or rotated by 180 degrees with `flip`. The weights as given (ks = Cg * RS,
+// cs = RS) or, for an input gradient computed as a forward convolution, the original weights
+// read transposed and flipped in place (ks = RS, cs = Kg * RS: the forward's filter (k, c) is
+// the original filter (c, k) rotated).
+template <typename T>
+struct FilterView {
+  const T* w;
+  int64_t ks, cs;
+  bool flip;
+  const T* at(const Conv2dGeom& g, int64_t gi, int64_t k, int64_t c) const {
+    return w + gi * g.Kg * g.Cg * g.R * g.S + k * ks + c * cs;
+  }
+};
+
 template <int A, typename T>
-static void transform_filter_panel(const T* w, const Conv2dGeom& g, int64_t gi, int64_t k0, int MR, int64_t mp,
-                                   int64_t kpos, int64_t xs, T* out) {
+static void transform_filter_panel(const FilterView<T>& w, const Conv2dGeom& g, int64_t gi, int64_t k0, int MR,
+                                   int64_t mp, int64_t kpos, int64_t xs, T* out) {
   const auto filter_lanes = wino_rows<T>(A).filter_lanes;
   constexpr int64_t XI = A * A, RS = (A - 1) * (A - 1);
   const int64_t Cg = g.Cg, Kg = g.Kg;
@@ -169,8 +184,8 @@ static void transform_filter_panel(const T* w, const Conv2dGeom& g, int64_t gi, 
     T* o = out + c0 * mp + kpos * kc + (c - c0) * MR;
     for (int i0 = 0; i0 < m; i0 += portable::kLanes) {
       const int mm = std::min(portable::kLanes, m - i0);
-      for (int i = 0; i < mm; ++i) f[i] = w + ((gi * Kg + k0 + i0 + i) * Cg + c) * RS;
-      filter_lanes(f, mm, o + i0, xs);
+      for (int i = 0; i < mm; ++i) f[i] = w.at(g, gi, k0 + i0 + i, c);
+      filter_lanes(f, mm, o + i0, xs, w.flip);
     }
     for (int64_t i = m; i < MR; ++i)
       for (int64_t xi = 0; xi < XI; ++xi) o[i + xi * xs] = T(0);
@@ -181,7 +196,7 @@ static void transform_filter_panel(const T* w, const Conv2dGeom& g, int64_t gi, 
 // layout pack_a_full gives a K/g x C/g matrix (chunks of kGemmKC input channels, MR-row panels of
 // output channels, rows past K/g zero): u + (gi*XI + xi)*product_stride(Mp, Cg).
 template <int A, typename T>
-static void transform_filters(const T* w, const Conv2dGeom& g, int64_t Mp, int MR, T* u) {
+static void transform_filters(const FilterView<T>& w, const Conv2dGeom& g, int64_t Mp, int MR, T* u) {
   constexpr int64_t XI = A * A;
   const int64_t xs = product_stride(Mp, g.Cg);  // xs: one product's packed matrix
   const int64_t np = Mp / MR;                   // one task per MR-row panel: tasks never share a cache line
@@ -444,7 +459,7 @@ static int64_t make_runs(const WinoProblem<A, T>& w, int64_t p0, int64_t p1, Win
 // panel of output channels that transforms its own filters into L2 and multiplies them with
 // every tile. U then never goes through memory, and each filter is transformed once.
 template <int A, typename T>
-static void winograd_by_panels(WinoProblem<A, T>& w, const T* wt) {
+static void winograd_by_panels(WinoProblem<A, T>& w, const FilterView<T>& wt) {
   using W = WinoProblem<A, T>;
   const Conv2dGeom& g = w.g;
   const int64_t tiles = g.N * w.NT, nstr = (tiles + W::NR - 1) / W::NR;
@@ -500,7 +515,8 @@ static void winograd_block(const WinoProblem<A, T>& w, int64_t gi, int64_t blk) 
 }
 
 template <int A, typename T>
-static void winograd_forward(const T* x, const T* wt, const T* b, T* y, const Conv2dGeom& g, const T* const* xplanes) {
+static void winograd_forward(const T* x, const FilterView<T>& wt, const T* b, T* y, const Conv2dGeom& g,
+                             const T* const* xplanes) {
   WinoProblem<A, T> w(x, b, y, g, xplanes);
   const DType dt = sizeof(T) == 4 ? DType::Float32 : DType::Float64;
   // Transformed filters of more than 8 MB (a large share of L3) and at most 512 tiles a group (V
@@ -519,15 +535,32 @@ static void winograd_forward(const T* x, const T* wt, const T* b, T* y, const Co
 }
 
 template <typename T>
-void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g, const T* const* xplanes) {
+static void forward_view(const T* x, const FilterView<T>& w, const T* b, T* y, const Conv2dGeom& g,
+                         const T* const* xplanes) {
   if (g.R == 5) winograd_forward<6>(x, w, b, y, g, xplanes);
   else winograd_forward<4>(x, w, b, y, g, xplanes);
+}
+
+template <typename T>
+void conv2d_forward_winograd(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g, const T* const* xplanes) {
+  const int64_t RS = g.R * g.S;
+  forward_view(x, FilterView<T>{w, g.Cg * RS, RS, false}, b, y, g, xplanes);
+}
+
+template <typename T>
+void conv2d_forward_winograd_flipped(const T* x, const T* w, const T* b, T* y, const Conv2dGeom& g) {
+  const int64_t RS = g.R * g.S;
+  forward_view<T>(x, FilterView<T>{w, RS, g.Kg * RS, true}, b, y, g, nullptr);
 }
 
 template void conv2d_forward_winograd<float>(const float*, const float*, const float*, float*, const Conv2dGeom&,
                                              const float* const*);
 template void conv2d_forward_winograd<double>(const double*, const double*, const double*, double*, const Conv2dGeom&,
                                               const double* const*);
+template void conv2d_forward_winograd_flipped<float>(const float*, const float*, const float*, float*,
+                                                     const Conv2dGeom&);
+template void conv2d_forward_winograd_flipped<double>(const double*, const double*, const double*, double*,
+                                                      const Conv2dGeom&);
 
 }  // namespace cpu
 }  // namespace cnnops

@@ -72,14 +72,14 @@ namespace cnnops {
 namespace cpu {
 
 // The declarations of one ISA's copy of the tile transforms (conv_winograd_tiles.h).
-#define CNNOPS_WINO_ROWS_DECL(isa)                                                              \
-  namespace isa {                                                                               \
-  template <typename T> void wino_input_row(const T*, int64_t, int64_t, T* const*);             \
-  template <typename T> void wino_output_row(const T* const*, int64_t, T, T* const*);           \
-  template <typename T> void wino6_input_row(const T*, int64_t, int64_t, T* const*);            \
-  template <typename T> void wino6_output_row(const T* const*, int64_t, T, T* const*);          \
-  template <typename T> void wino_store_pairs(const T*, const T*, int64_t, T*);                 \
-  template <int A, typename T> void wino_filter_lanes(const T* const*, int, T*, int64_t, bool); \
+#define CNNOPS_WINO_ROWS_DECL(isa)                                                                       \
+  namespace isa {                                                                                        \
+  template <typename T> void wino_input_row(const T*, int64_t, int64_t, T* const*);                      \
+  template <typename T> void wino_output_row(const T* const*, int64_t, T, T* const*);                    \
+  template <typename T> void wino6_input_row(const T*, int64_t, int64_t, T* const*);                     \
+  template <typename T> void wino6_output_row(const T* const*, int64_t, T, T* const*);                   \
+  template <typename T> void wino_store_pairs(const T*, const T*, int64_t, T*);                          \
+  template <int A, typename T> void wino_filter_lanes(const T* const*, int, T*, int64_t, int64_t, bool); \
   }
 #ifdef CNNOPS_HAVE_AVX2_TU
 CNNOPS_WINO_ROWS_DECL(avx2)
@@ -100,7 +100,7 @@ struct WinoRows {
   void (*input_row)(const T*, int64_t, int64_t, T* const*);
   void (*output_row)(const T* const*, int64_t, T, T* const*);
   void (*store_pairs)(const T*, const T*, int64_t, T*);
-  void (*filter_lanes)(const T* const*, int, T*, int64_t, bool);
+  void (*filter_lanes)(const T* const*, int, T*, int64_t, int64_t, bool);
 };
 
 #define CNNOPS_WINO_ROWS(isa)                                                                  \
@@ -178,14 +178,35 @@ static void transform_filter_panel(const FilterView<T>& w, const Conv2dGeom& g, 
   constexpr int64_t XI = A * A, RS = (A - 1) * (A - 1);
   const int64_t Cg = g.Cg, Kg = g.Kg;
   const int m = static_cast<int>(std::min<int64_t>(MR, Kg - k0));
-  const T* f[portable::kLanes];
+  constexpr int L = portable::kLanes;
+  static_assert(kGemmKC % L == 0, "a group of L channels never crosses a reduction chunk");
+  const T* f[L];
+  if (MR < L) {
+    // Panels narrower than the lanes (the 6-row AVX2 / portable tile): the lanes are 16 input
+    // channels of one filter row instead, so no transform runs on 6 of 16 lanes (which made the
+    // filter transform a sixth of the AVX2 forward of a 256-channel 7x7 layer). Chunks of
+    // kGemmKC channels hold whole groups of 16.
+    for (int64_t c = 0; c < Cg; c += L) {
+      const int64_t c0 = c / kGemmKC * kGemmKC, kc = std::min(kGemmKC, Cg - c0);
+      const int mm = static_cast<int>(std::min<int64_t>(L, Cg - c));
+      T* o = out + c0 * mp + kpos * kc + (c - c0) * MR;
+      for (int i = 0; i < m; ++i) {
+        for (int l = 0; l < mm; ++l) f[l] = w.at(g, gi, k0 + i, c + l);
+        filter_lanes(f, mm, o + i, xs, MR, w.flip);
+      }
+      for (int64_t i = m; i < MR; ++i)
+        for (int l = 0; l < mm; ++l)
+          for (int64_t xi = 0; xi < XI; ++xi) o[i + l * MR + xi * xs] = T(0);
+    }
+    return;
+  }
   for (int64_t c = 0; c < Cg; ++c) {
     const int64_t c0 = c / kGemmKC * kGemmKC, kc = std::min(kGemmKC, Cg - c0);
     T* o = out + c0 * mp + kpos * kc + (c - c0) * MR;
-    for (int i0 = 0; i0 < m; i0 += portable::kLanes) {
-      const int mm = std::min(portable::kLanes, m - i0);
+    for (int i0 = 0; i0 < m; i0 += L) {
+      const int mm = std::min(L, m - i0);
       for (int i = 0; i < mm; ++i) f[i] = w.at(g, gi, k0 + i0 + i, c);
-      filter_lanes(f, mm, o + i0, xs, w.flip);
+      filter_lanes(f, mm, o + i0, xs, 1, w.flip);
     }
     for (int64_t i = m; i < MR; ++i)
       for (int64_t xi = 0; xi < XI; ++xi) o[i + xi * xs] = T(0);

@@ -264,11 +264,11 @@ static inline void wino_g_lanes(const double* const* v, double* const* o, int m)
 }
 
 // G f G^T for m <= kLanes filters f[i] (A - 1 square, row-major; with `flip`, rotated by 180
-// degrees: element rs read at R*R - 1 - rs) into out[xi * stride + i], in double: the only
+// degrees: element rs read at R*R - 1 - rs) into out[xi * stride + i * ls], in double: the only
 // rounding is the final one. The filters are the lanes of every step, so the compiler vectorises
 // the transform across them.
 template <int A, typename T>
-void wino_filter_lanes(const T* const* f, int m, T* out, int64_t stride, bool flip) {
+void wino_filter_lanes(const T* const* f, int m, T* out, int64_t stride, int64_t ls, bool flip) {
   constexpr int R = A - 1;
   double v[R][R][kLanes], t[A][R][kLanes], u[A][A][kLanes];
   for (int rs = 0; rs < R * R; ++rs) {
@@ -287,14 +287,14 @@ void wino_filter_lanes(const T* const* f, int m, T* out, int64_t stride, bool fl
     for (int b = 0; b < A; ++b) o[b] = u[a][b];
     wino_g_lanes<A>(in, o, m);
     for (int b = 0; b < A; ++b)
-      for (int i = 0; i < m; ++i) out[(A * a + b) * stride + i] = static_cast<T>(u[a][b][i]);
+      for (int i = 0; i < m; ++i) out[(A * a + b) * stride + i * ls] = static_cast<T>(u[a][b][i]);
   }
 }
 
-template void wino_filter_lanes<4, float>(const float* const*, int, float*, int64_t, bool);
-template void wino_filter_lanes<4, double>(const double* const*, int, double*, int64_t, bool);
-template void wino_filter_lanes<6, float>(const float* const*, int, float*, int64_t, bool);
-template void wino_filter_lanes<6, double>(const double* const*, int, double*, int64_t, bool);
+template void wino_filter_lanes<4, float>(const float* const*, int, float*, int64_t, int64_t, bool);
+template void wino_filter_lanes<4, double>(const double* const*, int, double*, int64_t, int64_t, bool);
+template void wino_filter_lanes<6, float>(const float* const*, int, float*, int64_t, int64_t, bool);
+template void wino_filter_lanes<6, double>(const double* const*, int, double*, int64_t, int64_t, bool);
 template void wino_store_pairs<float>(const float*, const float*, int64_t, float*);
 template void wino_store_pairs<double>(const double*, const double*, int64_t, double*);
 template void wino6_input_row<float>(const float*, int64_t, int64_t, float* const*);

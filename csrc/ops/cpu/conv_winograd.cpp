@@ -21,11 +21,10 @@
 //   3. transforms each output channel's row of M back to 2x2 tiles (+ bias) and stores each run
 //      of tiles within a tile row as two output rows of interleaved pixel pairs.
 // The filter transform runs on 16 filters at a time (the lanes of its vectors). Beyond 8 MB of
-// transformed filters (ResNet's 512 -> 512 channels: 16 MB) and with at most 512 tiles, nothing
-// is transformed up front: the input transform covers all tiles, and one task per MR-row panel
-// of output channels transforms its own filters into L2 and multiplies them with every strip of
-// tiles while each weight panel is in L1 (winograd_by_panels; ResNet-18's 4x4 layer at batch 16,
-// one thread: 13.1 -> 9.1 ms).
+// transformed filters (ResNet's 512 -> 512 channels: 16 MB) and with at most 512 tiles whose
+// transforms take at most 8 MB, nothing is transformed up front: the input transform covers all tiles, and one task per
+// MR-row panel of output channels transforms its own filters into L2 and multiplies them with every strip of tiles
+// while each weight panel is in L1 (winograd_by_panels; ResNet-18's 4x4 layer at batch 16, one thread: 13.1 -> 9.1 ms).
 // Nothing of the size of the input or output is allocated: the transformed tiles live and die
 // in L2, which is what lets the 64-channel layers (too little arithmetic per byte to stream
 // V and M through memory) keep the arithmetic saving. One exception: the 3-D lowering reads each
@@ -220,7 +219,7 @@ template <int A, typename T>
 static void transform_filters(const FilterView<T>& w, const Conv2dGeom& g, int64_t Mp, int MR, T* u) {
   constexpr int64_t XI = A * A;
   const int64_t xs = product_stride(Mp, g.Cg);  // xs: one product's packed matrix
-  const int64_t np = Mp / MR;                   // one task per MR-row panel: tasks never share a cache line
+  const int64_t np = Mp / MR;  // one task per MR-row panel: tasks never share a cache line
   parallel_for(g.G * np, [&](int64_t q) {
     const int64_t gi = q / np, k0 = q % np * MR;
     transform_filter_panel<A>(w, g, gi, k0, MR, Mp, k0, xs, u + gi * XI * xs);
@@ -238,19 +237,19 @@ struct WinoProblem {
   const Conv2dGeom& g;
   const T* const* xplanes;
   WinoRows<T> isa;
-  WinoGemm<T> gemm;          // the products' kernel and its row count MR
+  WinoGemm<T> gemm;  // the products' kernel and its row count MR
   int MR;
-  int64_t Cg, Kg, Mp;        // channels per group, output channels per group (rounded up to MR: Mp)
-  int64_t TH, TW, NT, Ws;    // tile rows, tile columns, tiles per image, padded row length
-  int64_t nsi;               // NR-tile strips per image
-  const T* u = nullptr;      // transformed filters, (G, XI, Mp x Cg packed), products us apart
+  int64_t Cg, Kg, Mp;  // channels per group, output channels per group (rounded up to MR: Mp)
+  int64_t TH, TW, NT, Ws;  // tile rows, tile columns, tiles per image, padded row length
+  int64_t nsi;  // NR-tile strips per image
+  const T* u = nullptr;  // transformed filters, (G, XI, Mp x Cg packed), products us apart
   int64_t us = 0;
   // The transformed input planes when each is computed once (3-D lowering), [xi][strip][plane][NR].
   const T* pre = nullptr;
   int64_t nplanes = 0;
   std::vector<int64_t> plane_id;  // lowered (image, channel) -> transformed plane
   int64_t NB = 0, nblk = 0, bpi = 0, NBs = 0, srows_max = 0, KB = 0;  // the block split (block_split)
-  std::vector<int64_t> offs;      // row of channel c in a V block
+  std::vector<int64_t> offs;  // row of channel c in a V block
 
   WinoProblem(const T* x_, const T* b_, T* y_, const Conv2dGeom& g_, const T* const* xp)
       : x(x_),
@@ -294,7 +293,7 @@ static Tensor transform_planes_once(WinoProblem<A, T>& w) {
   std::vector<std::pair<const T*, int64_t>> byptr(static_cast<size_t>(n_all));
   for (int64_t i = 0; i < n_all; ++i) byptr[i] = {w.xplanes[i], i};
   std::sort(byptr.begin(), byptr.end());  // by pointer, then by first use
-  std::vector<int64_t> first;             // first use of each distinct plane
+  std::vector<int64_t> first;  // first use of each distinct plane
   for (size_t i = 0; i < byptr.size(); ++i)
     if (i == 0 || byptr[i].first != byptr[i - 1].first) first.push_back(byptr[i].second);
   if (first.size() == static_cast<size_t>(n_all) ||
@@ -350,7 +349,7 @@ static void block_split(WinoProblem<A, T>& w) {
   w.NB = NB;
   w.nblk = count_blocks();
   w.bpi = (w.NT + NB - 1) / NB;  // blocks per image with `pre`
-  w.NBs = NB + 8;                // row stride of V: room for whole-vector writes past the last strip
+  w.NBs = NB + 8;  // row stride of V: room for whole-vector writes past the last strip
   // Padded rows one image's part of a block needs at most.
   w.srows_max = 2 * std::min(w.TH, (NB + w.TW - 1) / w.TW + 1) + A - 2;
   w.offs.resize(static_cast<size_t>(w.Cg));
@@ -540,11 +539,14 @@ static void winograd_forward(const T* x, const FilterView<T>& wt, const T* b, T*
                              const T* const* xplanes) {
   WinoProblem<A, T> w(x, b, y, g, xplanes);
   const DType dt = sizeof(T) == 4 ? DType::Float32 : DType::Float64;
-  // Transformed filters of more than 8 MB (a large share of L3) and at most 512 tiles a group (V
-  // within 16 MB): by panels.
+  // Transformed filters of more than 8 MB (a large share of L3) and at most 512 tiles a group with
+  // their transforms V within 8 MB: by panels. Every panel reads all of V, so V has to stay in
+  // L3: with 12.8 MB of it (VGG's 8x512x14x14 layer) the forward took 52-101 ms across processes
+  // on this shared 2-core VM, 25-42 ms with the filters transformed up front; at 5.2-7.5 MB (the
+  // 512-channel layers at 4x4 x 32, 7x7 x 8, 14x14 x 4) by panels stays 16-23% faster.
   const int64_t tiles = g.N * w.NT;
   if (!xplanes && w.XI * w.Mp * w.Cg * static_cast<int64_t>(sizeof(T)) > (int64_t(8) << 20) && tiles <= 512 &&
-      w.XI * w.Cg * (tiles + 2 * w.NR) * static_cast<int64_t>(sizeof(T)) <= (int64_t(16) << 20))
+      w.XI * w.Cg * (tiles + 2 * w.NR) * static_cast<int64_t>(sizeof(T)) <= (int64_t(8) << 20))
     return winograd_by_panels(w, wt);
   w.us = product_stride(w.Mp, w.Cg);
   Tensor u_buf = empty({g.G * w.XI * w.us}, dt, Device{});  // the padding is never read

@@ -120,11 +120,12 @@ bool conv2d_backward_weight_nhwc(const T* dy, const T* x, T* dw, const Conv2dGeo
       const int64_t k0 = (t / nkp) * KC, i0 = (t % nkp) * MR, kc = std::min(KC, NPQ - k0);
       T* o = ap + k0 * Kp + i0 * kc;
       const int64_t m = std::min(MR, g.Kg - i0);
+      int64_t n = k0 / PQ, pq = k0 % PQ;  // pixel k0 + jj's image and position, stepped along
       for (int64_t jj = 0; jj < kc; ++jj) {
-        const int64_t j = k0 + jj, n = j / PQ, pq = j % PQ;
         const T* d = dy + (n * g.K + gi * g.Kg + i0) * PQ + pq;
         for (int64_t i = 0; i < m; ++i) o[jj * MR + i] = d[i * PQ];
         for (int64_t i = m; i < MR; ++i) o[jj * MR + i] = T(0);
+        if (++pq == PQ) pq = 0, ++n;
       }
     });
     parallel_for(RS * ncp * nkb, [&](int64_t t) {

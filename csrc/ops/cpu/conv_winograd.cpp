@@ -174,7 +174,7 @@ template <int A, typename T>
 static void transform_filter_panel(const FilterView<T>& w, const Conv2dGeom& g, int64_t gi, int64_t k0, int MR,
                                    int64_t mp, int64_t kpos, int64_t xs, T* out) {
   const auto filter_lanes = wino_rows<T>(A).filter_lanes;
-  constexpr int64_t XI = A * A, RS = (A - 1) * (A - 1);
+  constexpr int64_t XI = A * A;
   const int64_t Cg = g.Cg, Kg = g.Kg;
   const int m = static_cast<int>(std::min<int64_t>(MR, Kg - k0));
   constexpr int L = portable::kLanes;
